@@ -1,0 +1,251 @@
+"""Row files (JSONL, CSV, Parquet, chosen by extension) in and out, with precise errors.
+
+Readers return a :class:`pyarrow.Table` whose required columns have the declared types; any
+other column is carried along as it is (context attributes). A bad value raises
+:class:`InputError` naming the file, the line (JSONL, CSV) or row (Parquet) and the field.
+Writers replace the target atomically; Parquet output uses zstd and delta-encodes the
+integer timestamp columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from ._atomic import atomic_path
+from ._errors import InputError
+
+__all__ = ["Column", "file_format", "read_rows", "write_rows"]
+
+Kind = Literal["int64", "float64", "string"]
+_ARROW: dict[str, pa.DataType] = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string()}
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A declared column: its name, kind, whether it must be present, and value checks."""
+
+    name: str
+    kind: Kind
+    required: bool = True
+    nonnegative: bool = False
+
+
+def file_format(path: str | os.PathLike[str]) -> str:
+    """``"jsonl"``, ``"csv"`` or ``"parquet"`` from the file name, else :class:`InputError`."""
+    name = str(path).lower()
+    for suffix, fmt in ((".jsonl", "jsonl"), (".ndjson", "jsonl"), (".json", "jsonl"),
+                        (".csv", "csv"), (".parquet", "parquet"), (".pq", "parquet")):
+        if name.endswith(suffix):
+            return fmt
+    raise InputError(f"{path}: unknown file type (use .jsonl, .csv or .parquet)")
+
+
+def _convert(value: Any, col: Column, where: str) -> Any:
+    """One cell to the column's Python type, or :class:`InputError` naming ``where``."""
+    if value is None or (isinstance(value, str) and value == "" and col.kind != "string"):
+        if col.required:
+            raise InputError(f"{where}: field '{col.name}' is missing")
+        return None
+    try:
+        if col.kind == "int64":
+            if isinstance(value, bool):
+                raise ValueError("boolean")
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise ValueError("not an integer")
+                out: Any = int(value)
+            else:
+                out = int(str(value).strip())
+        elif col.kind == "float64":
+            if isinstance(value, bool):
+                raise ValueError("boolean")
+            out = float(value)
+            if not math.isfinite(out):
+                raise ValueError("not finite")
+        else:
+            out = str(value)
+    except (TypeError, ValueError) as exc:
+        raise InputError(
+            f"{where}: field '{col.name}' must be {col.kind}, got {value!r} ({exc})"
+        ) from None
+    if col.nonnegative and out is not None and out < 0:
+        raise InputError(f"{where}: field '{col.name}' must be >= 0, got {value!r}")
+    return out
+
+
+def _rows_to_table(
+    rows: list[dict[str, Any]], where: list[str], columns: list[Column], path: str
+) -> pa.Table:
+    declared = {c.name: c for c in columns}
+    data: dict[str, list[Any]] = {c.name: [] for c in columns}
+    extras: dict[str, list[Any]] = {}
+    for i, row in enumerate(rows):
+        for col in columns:
+            data[col.name].append(_convert(row.get(col.name), col, where[i]))
+        for key, value in row.items():
+            if key not in declared:
+                extras.setdefault(key, [None] * i).append(value)
+        for key, values in extras.items():
+            if len(values) < i + 1:
+                values.append(None)
+    arrays: dict[str, pa.Array] = {}
+    for col in columns:
+        if col.required or any(v is not None for v in data[col.name]):
+            arrays[col.name] = pa.array(data[col.name], type=_ARROW[col.kind])
+    for key, values in extras.items():
+        try:
+            arrays[key] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            arrays[key] = pa.array([None if v is None else json.dumps(v) for v in values])
+    if not rows:
+        return pa.table({c.name: pa.array([], type=_ARROW[c.kind]) for c in columns if c.required})
+    return pa.table(arrays)
+
+
+def _read_jsonl(path: str, columns: list[Column]) -> pa.Table:
+    rows: list[dict[str, Any]] = []
+    where: list[str] = []
+    with open(path, encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise InputError(f"{path}:{lineno}: expected a JSON object per line")
+            rows.append(obj)
+            where.append(f"{path}:{lineno}")
+    return _rows_to_table(rows, where, columns, path)
+
+
+def _read_csv(path: str, columns: list[Column]) -> pa.Table:
+    rows: list[dict[str, Any]] = []
+    where: list[str] = []
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None:
+            raise InputError(f"{path}:1: empty file, expected a header line")
+        for row in reader:
+            if None in row:
+                raise InputError(f"{path}:{reader.line_num}: more fields than the header has")
+            rows.append({k: v for k, v in row.items() if k is not None})
+            where.append(f"{path}:{reader.line_num}")
+    return _rows_to_table(rows, where, columns, path)
+
+
+def _fast_csv(path: str, columns: list[Column]) -> pa.Table | None:
+    """pyarrow's CSV reader for large, clean files; ``None`` when the slow path must judge."""
+    types = {c.name: _ARROW[c.kind] for c in columns}
+    try:
+        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=types))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
+    return table
+
+
+def _check_arrow(table: pa.Table, columns: list[Column], path: str, row_base: int) -> pa.Table:
+    """Cast declared columns and check them; errors name the row (``row_base`` = first row)."""
+    import pyarrow.compute as pc
+
+    for col in columns:
+        if col.name not in table.column_names:
+            if col.required:
+                raise InputError(f"{path}: required field '{col.name}' is missing")
+            continue
+        arr = table.column(col.name)
+        try:
+            cast = arr.cast(_ARROW[col.kind])
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise InputError(f"{path}: field '{col.name}' must be {col.kind} ({exc})") from None
+        if col.required and cast.null_count:
+            row = pc.index(pc.is_null(cast), True).as_py()
+            raise InputError(f"{path}: row {row + row_base}: field '{col.name}' is missing")
+        if col.kind == "float64" and len(cast):
+            bad = pc.invert(pc.is_finite(cast.fill_null(0.0)))
+            if pc.any(bad).as_py():
+                row = pc.index(bad, True).as_py()
+                raise InputError(
+                    f"{path}: row {row + row_base}: field '{col.name}' must be finite"
+                )
+        if col.nonnegative and len(cast):
+            neg = pc.less(cast.fill_null(0), 0)
+            if pc.any(neg).as_py():
+                row = pc.index(neg, True).as_py()
+                raise InputError(f"{path}: row {row + row_base}: field '{col.name}' must be >= 0")
+        table = table.set_column(table.column_names.index(col.name), col.name, cast)
+    return table
+
+
+def read_rows(path: str | os.PathLike[str], columns: list[Column]) -> pa.Table:
+    """Read a JSONL, CSV or Parquet file into a table with the declared column types."""
+    name = str(path)
+    fmt = file_format(name)
+    if not Path(name).is_file():
+        raise InputError(f"{name}: no such file")
+    try:
+        if fmt == "parquet":
+            try:
+                table = pq.read_table(name)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise InputError(f"{name}: not a readable Parquet file ({exc})") from None
+            return _check_arrow(table, columns, name, row_base=0)
+        if fmt == "csv":
+            fast = _fast_csv(name, columns)
+            if fast is not None:
+                try:
+                    return _check_arrow(fast, columns, name, row_base=2)
+                except InputError:
+                    pass  # the slow reader names the line
+            return _read_csv(name, columns)
+        return _read_jsonl(name, columns)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def write_rows(
+    table: pa.Table,
+    path: str | os.PathLike[str],
+    delta_columns: tuple[str, ...] = (),
+) -> None:
+    """Write ``table`` to ``path`` (format from the extension), atomically.
+
+    Parquet: zstd compression, dictionary encoding for strings, and ``DELTA_BINARY_PACKED``
+    for the integer columns named in ``delta_columns`` (timestamps).
+    """
+    fmt = file_format(path)
+    with atomic_path(path) as tmp:
+        if fmt == "parquet":
+            deltas = [c for c in delta_columns if c in table.column_names
+                      and pa.types.is_integer(table.schema.field(c).type)]
+            pq.write_table(
+                table,
+                tmp,
+                compression="zstd",
+                compression_level=9,
+                use_dictionary=[c for c in table.column_names if c not in deltas],
+                column_encoding=dict.fromkeys(deltas, "DELTA_BINARY_PACKED") or None,
+            )
+        elif fmt == "csv":
+            pacsv.write_csv(table, tmp)
+        else:
+            with open(tmp, "w", encoding="utf-8") as handle:
+                for row in table.to_pylist():
+                    handle.write(json.dumps(row, separators=(",", ":")) + "\n")
+
+
+def columns_present(table: pa.Table, names: Mapping[str, Any]) -> list[str]:
+    """The names in ``names`` that ``table`` has, in ``names``' order."""
+    return [n for n in names if n in table.column_names]

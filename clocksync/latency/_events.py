@@ -1,0 +1,145 @@
+"""Read events files (JSONL, CSV, Parquet): ``request_id, stage, node, ts_ns`` + context.
+
+By default the first malformed record is fatal (:class:`~clocksync._errors.InputError`
+naming ``file:line`` and the field). With ``skip_bad=True`` every malformed record is
+skipped, and each one is returned as a :class:`BadRecord` so callers count and show them:
+nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .._errors import InputError
+from .._tabular import Column, _convert, _rows_to_table, file_format, read_rows
+from ._schema import EVENT_COLUMNS, BadRecord, Events
+
+__all__ = ["concat_events", "read_events_file"]
+
+
+def _reason(exc: InputError, where: str) -> str:
+    text = str(exc)
+    return text[len(where) + 2:] if text.startswith(f"{where}: ") else text
+
+
+def _text_records(path: str, fmt: str) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    """``(where, record)`` per record, or ``(where, reason)`` for one that does not parse."""
+    with open(path, encoding="utf-8", newline="" if fmt == "csv" else None) as handle:
+        if fmt == "csv":
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None:
+                raise InputError(f"{path}:1: empty file, expected a header line")
+            for row in reader:
+                where = f"{path}:{reader.line_num}"
+                if None in row:
+                    yield where, "more fields than the header has"
+                else:
+                    yield where, {k: v for k, v in row.items() if k is not None}
+            return
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield where, f"not valid JSON ({exc.msg})"
+                continue
+            yield where, obj if isinstance(obj, dict) else "expected a JSON object per line"
+
+
+def _tolerant_text(path: str, fmt: str, columns: list[Column]) -> Events:
+    rows: list[dict[str, Any]] = []
+    wheres: list[str] = []
+    bad: list[BadRecord] = []
+    for where, rec in _text_records(path, fmt):
+        if isinstance(rec, str):
+            bad.append(BadRecord(where, rec))
+            continue
+        try:
+            for col in columns:
+                _convert(rec.get(col.name), col, where)
+        except InputError as exc:
+            bad.append(BadRecord(where, _reason(exc, where)))
+            continue
+        rows.append(rec)
+        wheres.append(where)
+    table = _rows_to_table(rows, wheres, columns, path)
+    return Events(table, tuple(bad), len(rows) + len(bad))
+
+
+def _tolerant_parquet(path: str, columns: list[Column]) -> Events:
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
+    ok = pa.array([True] * table.num_rows) if table.num_rows else pa.array([], pa.bool_())
+    reasons: list[tuple[pa.Array, str]] = []
+    for col in columns:
+        if col.name not in table.column_names:
+            raise InputError(f"{path}: required field '{col.name}' is missing")
+        arr = table.column(col.name)
+        if col.kind == "int64" and pa.types.is_floating(arr.type):
+            frac = pc.not_equal(pc.floor(arr), arr)
+            reasons.append((frac.combine_chunks(), f"field '{col.name}' must be int64"))
+            arr = pc.floor(arr)
+        try:
+            cast = arr.cast(pa.int64() if col.kind == "int64" else
+                            pa.float64() if col.kind == "float64" else pa.string(), safe=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise InputError(f"{path}: field '{col.name}' must be {col.kind} ({exc})") from None
+        reasons.append((pc.is_null(cast).combine_chunks(), f"field '{col.name}' is missing"))
+        if col.nonnegative:
+            neg = pc.fill_null(pc.less(cast, 0), False).combine_chunks()
+            reasons.append((neg, f"field '{col.name}' must be >= 0"))
+        table = table.set_column(table.column_names.index(col.name), col.name, cast)
+    bad: list[BadRecord] = []
+    for mask, reason in reasons:
+        mask = pc.fill_null(mask, False)
+        ok = pc.and_(ok, pc.invert(mask))
+        for row in pc.indices_nonzero(mask).to_pylist():
+            bad.append(BadRecord(f"{path}: row {row}", reason))
+    bad.sort(key=lambda b: int(b.where.rsplit(" ", 1)[1]))
+    return Events(table.filter(ok), tuple(bad), table.num_rows)
+
+
+def read_events_file(
+    path: str | os.PathLike[str],
+    skip_bad: bool = False,
+    columns: list[Column] | None = None,
+) -> Events:
+    """Read one events file; see the module docstring for how malformed records are handled."""
+    name = str(path)
+    cols = EVENT_COLUMNS if columns is None else columns
+    try:
+        table = read_rows(name, cols)
+        return Events(table, (), table.num_rows)
+    except InputError:
+        if not skip_bad:
+            raise
+    fmt = file_format(name)
+    if fmt == "parquet":
+        return _tolerant_parquet(name, cols)
+    return _tolerant_text(name, fmt, cols)
+
+
+def concat_events(parts: Iterable[Events]) -> Events:
+    """One :class:`Events` from several (context columns unified, missing ones null)."""
+    items = list(parts)
+    tables = [p.table for p in items if p.table.num_rows]
+    if not tables:
+        table = items[0].table if items else pa.table(
+            {c.name: pa.array([], type=pa.int64() if c.kind == "int64" else pa.string())
+             for c in EVENT_COLUMNS})
+    else:
+        table = pa.concat_tables(tables, promote_options="permissive")
+    bad = tuple(b for p in items for b in p.bad)
+    return Events(table, bad, sum(p.records for p in items))

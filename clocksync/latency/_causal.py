@@ -1,0 +1,281 @@
+"""Causal tightening of cross-node hops: the convex-hull / LP method of trace
+synchronisation (Duda 1987; Trace Compass's fully incremental sync), intersected with the
+correction tables.
+
+Pure math: arrays in, arrays out; no I/O, no corrector.
+
+Model. For a node pair ``(A, B)`` (``A < B`` by name) let ``δ(t) = offset_B(t) - offset_A(t)``
+(ns; offset = reference - local, so ``δ > 0`` means B's clock is further behind than A's).
+A message sent by A at local ``a`` and received by B at local ``b`` has true latency
+``ℓ = (b - a) + offset_B(T_recv) - offset_A(T_send)`` and, by causality,
+``ℓ >= min_wire_delay_ns``. Hence, writing ``raw = b - a``:
+
+- A->B message: ``δ(T_send) >= d_min - raw - slack``,
+- B->A message: ``δ(T_send) <= raw - d_min + slack``,
+
+where ``slack = s·max(ℓ_high, 0) + 2·s·β_send`` covers the receiver's clock moving over the
+flight (``|d offset/dt| <= s = max_skew_ppm``, ``ℓ_high`` = the tables' upper bound) and the
+send time being known only as the corrected midpoint ± ``β_send``.
+
+Within a window of ``window_s`` seconds, ``δ(t) = δ0 + ρ·(t - t_c) + r(t)`` with
+``|r| <= R = wander·(window_s/2)²`` ns (``|δ''| <= 2·wander_ppb_per_s`` ns/s²) and
+``|ρ| <= 2·s``. The feasible set of ``(δ0, ρ)`` is a convex polygon; :func:`scipy.optimize.linprog`
+gives the least and greatest ``δ`` at the window's start and end and the drift range. The
+least ``δ`` over the polygon is concave in ``t``, so the chord between the two ends is a valid
+lower bound inside the window (and symmetrically for the greatest). Each message's latency
+interval then follows from its ``δ`` interval and is intersected with the tables' interval.
+
+Failure is loud: an infeasible window (constraints contradict each other: a clock stepped,
+the wander assumption is broken, or ``min_wire_delay_ns`` is too large) or an empty
+intersection with the tables (a table is wrong) is flagged per message and per window; the
+flagged messages keep their table-only interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import linprog
+from scipy.spatial import ConvexHull, QhullError
+
+__all__ = ["CausalAssumptions", "CausalResult", "PairWindow", "tighten"]
+
+I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
+F64 = npt.NDArray[np.float64]
+BoolA = npt.NDArray[np.bool_]
+
+_LP_TOL_NS = 1.0  # widening that covers the LP solver's feasibility tolerance
+_HULL_MIN_POINTS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class CausalAssumptions:
+    """Assumptions of the causal bound (each one documented and configurable).
+
+    Attributes:
+        min_wire_delay_ns: least true one-way delay of any message (ns, >= 0). 0 is always
+            safe; a larger value tightens the bound but must be physically true.
+        max_skew_ppm: bound on any clock's frequency error (ppm), default 500 (commodity
+            crystals).
+        wander_ppb_per_s: bound on each clock's frequency change rate (ppb/s), default 10.
+        window_s: length of the windows over which δ is modelled as a line (s).
+    """
+
+    min_wire_delay_ns: float = 0.0
+    max_skew_ppm: float = 500.0
+    wander_ppb_per_s: float = 10.0
+    window_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("min_wire_delay_ns", "max_skew_ppm", "wander_ppb_per_s"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"CausalAssumptions.{name}: must be finite and >= 0")
+        if not (np.isfinite(self.window_s) and self.window_s > 0):
+            raise ValueError("CausalAssumptions.window_s: must be finite and > 0")
+
+    @property
+    def residual_ns(self) -> float:
+        """``R``: how far δ can bend away from a line inside one window (ns)."""
+        return self.wander_ppb_per_s * (self.window_s / 2) ** 2
+
+
+@dataclass(frozen=True, slots=True)
+class PairWindow:
+    """What the messages of one node pair in one window say about their clocks.
+
+    ``offset_*`` bound ``δ = offset_B - offset_A`` (ns) at the window centre from the causal
+    constraints alone (``±inf`` when one direction has no messages); ``table_offset_*`` is
+    the tables' interval for δ at the message nearest the centre; ``drift_*_ppm`` bound
+    ``dδ/dt``. ``status`` is ``"ok"``, ``"one-way"`` (traffic one way only: half-bounded), or
+    ``"inconsistent"`` (empty: see :attr:`reason`).
+    """
+
+    node_a: str
+    node_b: str
+    start_ns: int
+    end_ns: int
+    n_ab: int
+    n_ba: int
+    offset_low_ns: float
+    offset_high_ns: float
+    table_offset_low_ns: float
+    table_offset_high_ns: float
+    drift_low_ppm: float
+    drift_high_ppm: float
+    status: str
+    n_inconsistent: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CausalResult:
+    """Per-message intervals (input order) and per-window summaries.
+
+    Attributes:
+        low_ns, high_ns: tightened latency interval (table-only where flagged).
+        inconsistent: messages whose causal interval contradicts the tables, or whose window
+            is infeasible.
+        windows: one :class:`PairWindow` per node pair and window with messages.
+    """
+
+    low_ns: F64
+    high_ns: F64
+    inconsistent: BoolA
+    windows: tuple[PairWindow, ...]
+
+
+def _reduce(x: F64, y: F64) -> npt.NDArray[np.intp]:
+    """Indices of the points whose constraints can bind (the convex hull's vertices)."""
+    if len(x) < _HULL_MIN_POINTS:
+        return np.arange(len(x))
+    pts = np.column_stack([x, y / max(float(np.ptp(y)), 1.0)])
+    try:
+        return np.asarray(ConvexHull(pts).vertices)
+    except (QhullError, ValueError):
+        return np.arange(len(x))
+
+
+def _solve(
+    lo_x: F64, lo_c: F64, up_x: F64, up_u: F64, xs: tuple[float, float], rho_max: float
+) -> tuple[F64, F64, tuple[float, float]] | None:
+    """Least and greatest linear-part δ at ``xs`` and the ρ range; ``None`` if infeasible."""
+    a_ub = np.concatenate([np.column_stack([-np.ones(len(lo_x)), -lo_x]),
+                           np.column_stack([np.ones(len(up_x)), up_x])])
+    b_ub = np.concatenate([-lo_c, up_u])
+    bounds = [(None, None), (-rho_max, rho_max)]
+
+    def extreme(c: list[float]) -> float | None:
+        res = linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")
+        if res.status == 2:
+            return None
+        if res.status == 3:
+            return -np.inf
+        if res.status != 0:
+            raise RuntimeError(f"linprog failed: {res.message}")
+        return float(res.fun)
+
+    mins, maxs = [], []
+    for x in xs:
+        lo = extreme([1.0, x])
+        if lo is None:
+            return None
+        hi = extreme([-1.0, -x])
+        if hi is None:
+            return None
+        mins.append(lo - _LP_TOL_NS)
+        maxs.append(-hi + _LP_TOL_NS)
+    rho_lo = extreme([0.0, 1.0])
+    rho_hi = extreme([0.0, -1.0])
+    rho = (-rho_max if rho_lo is None else rho_lo, rho_max if rho_hi is None else -rho_hi)
+    return np.asarray(mins), np.asarray(maxs), rho
+
+
+def _chord(v0: float, v1: float, lam: F64) -> F64:
+    if not np.isfinite(v0) or not np.isfinite(v1):
+        inf = v0 if not np.isfinite(v0) else v1
+        return np.full(len(lam), inf)
+    return np.asarray((1 - lam) * v0 + lam * v1, dtype=np.float64)
+
+
+def tighten(
+    src_node: I32,
+    dst_node: I32,
+    node_names: tuple[str, ...],
+    t_ref_ns: I64,
+    src_bound_ns: F64,
+    raw_ns: I64,
+    table_low_ns: F64,
+    table_high_ns: F64,
+    assumptions: CausalAssumptions | None = None,
+) -> CausalResult:
+    """Tighten every cross-node message's latency interval (see the module docstring).
+
+    All arrays have one entry per message; ``t_ref_ns`` is the corrected send time (ns),
+    ``src_bound_ns`` its correction bound, ``raw_ns`` the receive minus send local stamps.
+    Same-node entries are passed through with their table interval.
+    """
+    ca = assumptions or CausalAssumptions()
+    n = len(raw_ns)
+    low = np.asarray(table_low_ns, dtype=np.float64).copy()
+    high = np.asarray(table_high_ns, dtype=np.float64).copy()
+    flagged = np.zeros(n, dtype=bool)
+    s = ca.max_skew_ppm * 1e-6
+    rho_max = 2 * s * 1e9  # ns of δ per second
+    win_ns = round(ca.window_s * 1e9)
+    r_ns = ca.residual_ns
+    raw = raw_ns.astype(np.float64)
+    slack = s * np.maximum(table_high_ns, 0.0) + 2 * s * np.nan_to_num(src_bound_ns)
+    a_code = np.minimum(src_node, dst_node).astype(np.int64)
+    b_code = np.maximum(src_node, dst_node).astype(np.int64)
+    forward = src_node == a_code
+    cross = np.flatnonzero(src_node != dst_node)
+    win = np.floor_divide(t_ref_ns, win_ns)
+    key = np.stack([a_code[cross], b_code[cross], win[cross]])
+    windows: list[PairWindow] = []
+    if len(cross):
+        order = cross[np.lexsort(key[::-1])]
+        k = np.stack([a_code[order], b_code[order], win[order]])
+        cuts = np.flatnonzero(np.any(np.diff(k, axis=1) != 0, axis=0)) + 1
+        groups = np.split(order, cuts)
+    else:
+        groups = []
+    for g in groups:
+        a, b, w = int(a_code[g[0]]), int(b_code[g[0]]), int(win[g[0]])
+        start, end = w * win_ns, (w + 1) * win_ns
+        centre = start + win_ns / 2
+        x: F64 = np.asarray((t_ref_ns[g] - centre) / 1e9, dtype=np.float64)
+        fwd = forward[g]
+        lo_idx, up_idx = np.flatnonzero(fwd), np.flatnonzero(~fwd)
+        lo_c = ca.min_wire_delay_ns - raw[g][lo_idx] - slack[g][lo_idx] - r_ns
+        up_u = raw[g][up_idx] - ca.min_wire_delay_ns + slack[g][up_idx] + r_ns
+        keep_lo = _reduce(x[lo_idx], lo_c)
+        keep_up = _reduce(x[up_idx], up_u)
+        half = ca.window_s / 2
+        sol = _solve(x[lo_idx][keep_lo], lo_c[keep_lo], x[up_idx][keep_up], up_u[keep_up],
+                     (-half, half), rho_max)
+        near = g[int(np.argmin(np.abs(x)))]
+        if forward[near]:
+            t_lo, t_hi = table_low_ns[near] - raw[near], table_high_ns[near] - raw[near]
+        else:
+            t_lo, t_hi = raw[near] - table_high_ns[near], raw[near] - table_low_ns[near]
+        window = partial(PairWindow, node_names[a], node_names[b], start, end, len(lo_idx),
+                         len(up_idx), table_offset_low_ns=float(t_lo),
+                         table_offset_high_ns=float(t_hi))
+        if sol is None:
+            flagged[g] = True
+            windows.append(window(
+                offset_low_ns=np.nan, offset_high_ns=np.nan,
+                drift_low_ppm=np.nan, drift_high_ppm=np.nan, status="inconsistent",
+                n_inconsistent=len(g),
+                reason="causal constraints contradict each other (a clock stepped, or "
+                       "wander/min_wire_delay assumptions are broken)"))
+            continue
+        mins, maxs, rho = sol
+        lam = (t_ref_ns[g] - start) / win_ns
+        d_lo = _chord(float(mins[0]), float(mins[1]), lam) - r_ns
+        d_hi = _chord(float(maxs[0]), float(maxs[1]), lam) + r_ns
+        c_lo = np.where(fwd, raw[g] + d_lo, raw[g] - d_hi) - slack[g]
+        c_hi = np.where(fwd, raw[g] + d_hi, raw[g] - d_lo) + slack[g]
+        new_lo = np.maximum(np.maximum(table_low_ns[g], c_lo), ca.min_wire_delay_ns)
+        new_hi = np.minimum(table_high_ns[g], c_hi)
+        bad = new_lo > new_hi
+        low[g] = np.where(bad, table_low_ns[g], new_lo)
+        high[g] = np.where(bad, table_high_ns[g], new_hi)
+        flagged[g] = bad
+        n_bad = int(bad.sum())
+        status = "inconsistent" if n_bad else ("ok" if len(lo_idx) and len(up_idx) else "one-way")
+        windows.append(window(
+            offset_low_ns=float(_chord(float(mins[0]), float(mins[1]), np.array([0.5]))[0]) - r_ns,
+            offset_high_ns=float(_chord(float(maxs[0]), float(maxs[1]), np.array([0.5]))[0])
+            + r_ns,
+            drift_low_ppm=rho[0] / 1e3, drift_high_ppm=rho[1] / 1e3, status=status,
+            n_inconsistent=n_bad,
+            reason="" if not n_bad else
+            "causal interval and table interval do not overlap (a table is wrong or a clock "
+            "stepped)"))
+    return CausalResult(low, high, flagged, tuple(windows))

@@ -29,3 +29,6 @@ def main() -> None:
 
 
 # Command registrations: one import and one add_command per command module.
+from ._ntp import ntp  # noqa: E402
+
+main.add_command(ntp)

@@ -23,10 +23,15 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._errors import InputError, OutOfRangeError
+from .._errors import InputError
 from ._schema import hop_name, hops_of
 
+#: Corrector flag bit: the table extrapolates (the clock is free-running); see
+#: ``clocksync.HOLDOVER``.
+HOLDOVER = 1
+
 __all__ = [
+    "HOLDOVER",
     "CorrectorLike",
     "HopArrays",
     "Pivot",
@@ -48,7 +53,11 @@ class CorrectorLike(Protocol):
     @property
     def nodes(self) -> tuple[str, ...]: ...
 
-    def correct(self, node: str, ts_ns: Any) -> tuple[Any, Any]: ...
+    def correct(self, node: str, ts_ns: Any, *, on_invalid: Any = "raise") -> Any: ...
+
+    def flags(self, node: str, ts_ns: Any) -> Any: ...
+
+    def table(self, node: str) -> Any: ...
 
     def latency(
         self, src_node: str, src_ts_ns: Any, dst_node: str, dst_ts_ns: Any
@@ -60,6 +69,7 @@ class Pivot:
     """Stage events laid out per request.
 
     Attributes:
+        events: the events with a known stage (``row`` indexes into it).
         request_ids: the distinct request ids (R).
         stages: the stage chain (S).
         node_names: distinct node names; ``node`` holds indices into it.
@@ -72,6 +82,7 @@ class Pivot:
         incomplete: requests lacking at least one stage of the chain.
     """
 
+    events: pa.Table
     request_ids: pa.Array
     stages: tuple[str, ...]
     node_names: tuple[str, ...]
@@ -126,6 +137,7 @@ def pivot_events(table: pa.Table, stages: Sequence[str]) -> Pivot:
     node = np.where(row >= 0, nid[safe] if len(nid) else 0, -1).astype(np.int32)
     examples = tuple(request_ids.take(pa.array(dup_slots[:5] // n_stages)).to_pylist())
     return Pivot(
+        events=table,
         request_ids=request_ids,
         stages=chain,
         node_names=tuple(node_names.to_pylist()),
@@ -147,69 +159,53 @@ class StageStamps:
         ref_ns: midpoint of the guaranteed reference-time interval (0 where unusable).
         bound_ns: its half-width (NaN where unusable).
         usable: slot present and covered by its node's table.
-        out_of_range: requests dropped because a timestamp precedes its node's table.
-        out_of_range_nodes: ``node -> first covered local ts`` for nodes that had such events.
+        holdover: the node's clock was free-running (table in holdover) at that event.
+        out_of_range: requests dropped because a timestamp has no guaranteed correction.
+        out_of_range_nodes: ``node -> number of uncorrectable events``.
     """
 
     ref_ns: I64
     bound_ns: F64
     usable: BoolA
+    holdover: BoolA
     out_of_range: int
     out_of_range_nodes: dict[str, int]
-
-
-def _first_covered(corrector: CorrectorLike, node: str, ts_sorted: I64) -> int:
-    """Index of the first timestamp of ``ts_sorted`` the node's table covers (binary search;
-    a table covers everything from its first sample on)."""
-    lo, hi = 0, len(ts_sorted)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        try:
-            corrector.correct(node, np.asarray([ts_sorted[mid]], dtype=np.int64))
-            hi = mid
-        except OutOfRangeError:
-            lo = mid + 1
-    return lo
 
 
 def correct_stamps(pivot: Pivot, corrector: CorrectorLike, skip_bad: bool = False) -> StageStamps:
     """Correct every present slot with its node's table (one call per node).
 
-    A timestamp before its node's table starts makes the whole request unusable: fatal
-    (:class:`InputError` naming the node and the count) unless ``skip_bad``, when it is counted.
+    A timestamp the node's table cannot correct (before its first sample, in a void stretch,
+    past the holdover horizon) makes the whole request unusable: fatal (:class:`InputError`
+    naming the node and the count) unless ``skip_bad``, when it is counted.
     """
     ref = np.zeros(pivot.ts_ns.shape, dtype=np.int64)
     bound = np.full(pivot.ts_ns.shape, np.nan)
+    holdover = np.zeros(pivot.ts_ns.shape, dtype=bool)
     usable = pivot.row >= 0
     oor_nodes: dict[str, int] = {}
     for code, name in enumerate(pivot.node_names):
         mask = pivot.node == code
         ts = pivot.ts_ns[mask]
-        try:
-            r, b = corrector.correct(name, ts)
-        except OutOfRangeError:
-            uniq = np.unique(ts)
-            k = _first_covered(corrector, name, uniq)
-            covered: BoolA = (np.asarray(ts >= uniq[k]) if k < len(uniq)
-                              else np.zeros(len(ts), dtype=bool))
-            n_bad = int((~covered).sum())
+        r, b = corrector.correct(name, ts, on_invalid="inf")
+        b = np.asarray(b, dtype=np.float64)
+        bad = ~np.isfinite(b)
+        if bad.any():
             if not skip_bad:
                 raise InputError(
-                    f"node {name}: {n_bad} event(s) precede its correction table"
-                    f" (earliest at {int(ts.min())} ns local); use skip_bad/--skip-bad to"
-                    " skip those requests") from None
-            oor_nodes[name] = int(uniq[k]) if k < len(uniq) else -1
-            r = np.zeros(len(ts), dtype=np.int64)
-            b = np.full(len(ts), np.nan)
-            if covered.any():
-                r_ok, b_ok = corrector.correct(name, ts[covered])
-                r[covered], b[covered] = r_ok, b_ok
-            usable[mask] = usable[mask] & covered
+                    f"node {name}: {int(bad.sum())} event(s) have no guaranteed correction"
+                    f" (first at {int(ts[bad][0])} ns local; before the table's first sample,"
+                    " in a void stretch or past holdover); use skip_bad/--skip-bad to skip"
+                    " those requests")
+            oor_nodes[name] = int(bad.sum())
+            usable[mask] = usable[mask] & ~bad
         ref[mask] = np.asarray(r, dtype=np.int64)
-        bound[mask] = np.asarray(b, dtype=np.float64)
+        bound[mask] = np.where(bad, np.nan, b)
+        holdover[mask] = (np.asarray(corrector.flags(name, ts)) & HOLDOVER) != 0
     bad_req: BoolA = np.asarray(((pivot.row >= 0) & ~usable).any(axis=1))
     usable &= ~bad_req[:, None]
-    return StageStamps(ref, bound, usable, int(bad_req.sum()), oor_nodes)
+    return StageStamps(ref, bound, usable & (pivot.row >= 0), holdover,
+                       int(bad_req.sum()), oor_nodes)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,57 @@
+"""clocksync: measure clock skew between nodes and correct timestamps with guaranteed bounds.
+
+Public surface (everything else is private and may change)::
+
+    Sample, fit_table, CorrectionTable, Corrector, read_samples, write_samples,
+    Assumptions, ASSUMPTION_SPECS, SimClock, SystemClock, and the exceptions.
+"""
+
+from ._clock import Clock, SimClock, SystemClock
+from ._corrector import AMBIGUOUS, HOLDOVER, OUT_OF_RANGE, VOID, Corrector
+from ._errors import (
+    ClockSyncError,
+    InconsistentError,
+    InputError,
+    InvalidTimestampError,
+    OutOfRangeError,
+    SchemaError,
+    StoreError,
+    UnknownNodeError,
+)
+from ._fit import ASSUMPTION_SPECS, Assumptions, SampleArrays, fit_table
+from ._sample import Sample
+from ._samplefile import read_samples, write_samples
+from ._store import DirectoryStore, MemoryStore, TableStore, open_store
+from ._table import SCHEMA, CorrectionTable
+
+__all__ = [
+    "AMBIGUOUS",
+    "ASSUMPTION_SPECS",
+    "HOLDOVER",
+    "OUT_OF_RANGE",
+    "SCHEMA",
+    "VOID",
+    "Assumptions",
+    "Clock",
+    "ClockSyncError",
+    "CorrectionTable",
+    "Corrector",
+    "DirectoryStore",
+    "InconsistentError",
+    "InputError",
+    "InvalidTimestampError",
+    "MemoryStore",
+    "OutOfRangeError",
+    "Sample",
+    "SampleArrays",
+    "SchemaError",
+    "SimClock",
+    "StoreError",
+    "SystemClock",
+    "TableStore",
+    "UnknownNodeError",
+    "fit_table",
+    "open_store",
+    "read_samples",
+    "write_samples",
+]

@@ -1,0 +1,70 @@
+"""The default store: one JSON file per node in a directory, replaced atomically."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from .._atomic import atomic_write_bytes
+from .._errors import StoreError
+from .._table import CorrectionTable
+
+__all__ = ["DirectoryStore", "table_filename"]
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+_SUFFIX = ".table.json"
+
+
+def table_filename(node: str) -> str:
+    """File name for a node's table; unsafe characters are %-escaped, never dropped."""
+    name = _SAFE.sub(lambda m: "%{:02X}".format(ord(m.group())), node)
+    if name.startswith("."):
+        name = "%2E" + name[1:]
+    return name + _SUFFIX
+
+
+class DirectoryStore:
+    """``DIR/<node>.table.json``; writes go to a temporary name, are fsynced and renamed."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.url = str(self.path)
+
+    def write(self, table: CorrectionTable) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(self.path / table_filename(table.node),
+                               table.to_json().encode("utf-8"))
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot write table of {table.node!r}: "
+                             f"{exc.strerror or exc}") from None
+
+    def _files(self) -> list[Path]:
+        if not self.path.is_dir():
+            raise StoreError(f"{self.path}: no such table directory")
+        return sorted(p for p in self.path.iterdir()
+                      if p.name.endswith(_SUFFIX) and not p.name.startswith("."))
+
+    def read_all(self) -> dict[str, CorrectionTable]:
+        tables: dict[str, CorrectionTable] = {}
+        for file in self._files():
+            try:
+                text = file.read_bytes()
+            except OSError as exc:
+                raise StoreError(f"{file}: cannot read: {exc.strerror or exc}") from None
+            table = CorrectionTable.from_json(text, source=str(file))
+            if table.node in tables:
+                raise StoreError(f"{file}: second table for node {table.node!r}")
+            tables[table.node] = table
+        return tables
+
+    def version(self) -> tuple[tuple[str, int, int], ...]:
+        out = []
+        for file in self._files():
+            try:
+                st = file.stat()
+            except FileNotFoundError:
+                continue
+            out.append((file.name, st.st_mtime_ns, st.st_size))
+        return tuple(out)

@@ -1,0 +1,73 @@
+"""``clocksync ntp ...``: probe an NTP server (thin layer over :mod:`clocksync.ntp`)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..ntp import (
+    NtpMeasurement,
+    format_bounded,
+    format_ns,
+    iter_probe,
+    measurement_record,
+    summarize,
+)
+
+__all__ = ["ntp"]
+
+
+@click.group()
+def ntp() -> None:
+    """NTP measurements (measure only; the system clock is never touched)."""
+
+
+def _line(i: int, m: NtpMeasurement) -> str:
+    s = m.sample
+    return (f"#{i} offset {format_bounded(s.offset_ns, s.bound)}  delay {format_ns(s.delay_ns)}"
+            f"  stratum {s.stratum}  ref {m.reference_id}  stamps {m.tx_kind}/{m.rx_kind}"
+            f"  [offset_ns={s.offset_ns:.1f} delay_ns={s.delay_ns:.1f} bound_ns={s.bound:.1f}]")
+
+
+@ntp.command()
+@click.argument("server")
+@click.option("--count", "-c", default=4, show_default=True, type=click.IntRange(min=1),
+              help="Number of exchanges.")
+@click.option("--interval", "interval_s", default=1.0, show_default=True,
+              type=click.FloatRange(min=0.0), help="Seconds between exchanges.")
+@click.option("--timeout", "timeout_s", default=1.0, show_default=True,
+              type=click.FloatRange(min=0.001), help="Seconds to wait for each reply.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def probe(server: str, count: int, interval_s: float, timeout_s: float, as_json: bool) -> None:
+    """Measure this host's clock offset against SERVER[:PORT] (default port 123).
+
+    Prints one line per exchange (offset, delay, bound — ns — stratum, reference id), then a
+    summary: the minimum-delay exchange, the median offset and the intersection of all
+    bounds. Offset = server time - local time; positive means the local clock is behind.
+    Exits non-zero on an unresolvable host, a Kiss-o'-Death, or when no exchange succeeds.
+    """
+    measurements: list[NtpMeasurement] = []
+    failures = 0
+    for i, result in enumerate(
+        iter_probe(server, count=count, interval_s=interval_s, timeout_s=timeout_s), start=1
+    ):
+        if isinstance(result, NtpMeasurement):
+            measurements.append(result)
+            if as_json:
+                click.echo(json.dumps({"exchange": i, **measurement_record(result)}))
+            else:
+                click.echo(_line(i, result))
+        else:
+            failures += 1
+            if as_json:
+                click.echo(json.dumps({"exchange": i, "error": str(result)}))
+            click.echo(f"#{i} failed: {result}", err=True)
+    if not measurements:
+        raise click.ClickException(f"{server}: no successful exchange out of {count}")
+    summary = summarize(measurements, failures)
+    if as_json:
+        click.echo(json.dumps(summary.record()))
+    else:
+        for line in summary.lines():
+            click.echo(line)

@@ -1,0 +1,251 @@
+"""Alerts: sliding-window P99 rises above a robust baseline, and clock health.
+
+Latency alert, per ``(hop, src_node, dst_node)`` and window (in time order): the baseline is
+the median ``m`` and MAD of the P99 point values of the previous ``baseline_windows``
+windows that had at least ``min_requests`` requests; the threshold is
+``max(m + k_mad·1.4826·MAD, m·(1 + min_rise_fraction))``. The alert fires when the window's
+P99 *lower bound* is above the threshold, so clock error alone can never fire it.
+
+Clock-health alerts: a node's correction bound above ``max_clock_bound_ns`` in a window; a
+node's table reported ``free_running``/``disrupted``, or events in holdover longer than
+``free_running_after_s`` past its last sample; node pairs whose causal constraints contradict
+the tables (:mod:`._causal`). Every alert carries its window, hop, nodes and the worst requests
+with their context attributes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ._causal import PairWindow
+
+__all__ = [
+    "Alert",
+    "AlertConfig",
+    "WorstRequest",
+    "clock_alerts",
+    "inconsistency_alerts",
+    "latency_alerts",
+    "worst_requests",
+]
+
+_MAD_TO_SIGMA = 1.4826
+_BASE_COLUMNS = frozenset({
+    "request_id", "hop", "src_node", "dst_node", "src_ref_ns", "latency_ns", "low_ns",
+    "high_ns", "raw_latency_ns", "table_low_ns", "table_high_ns", "order_unknown",
+    "inconsistent", "weight",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class AlertConfig:
+    """Alert thresholds (each documented, each configurable).
+
+    Attributes:
+        k_mad: MADs (scaled to σ) above the baseline median that count as a rise.
+        baseline_windows: how many previous windows form the baseline.
+        min_baseline_windows: fewer usable previous windows -> no latency alert yet.
+        min_rise_fraction: the P99 must also exceed the median by this fraction.
+        min_requests: windows with fewer requests are neither judged nor in baselines.
+        worst: how many worst requests each alert carries.
+        max_clock_bound_ns: a node's correction bound above this raises a clock alert (ns).
+        free_running_after_s: holdover longer than this past the last sample alerts (s).
+    """
+
+    k_mad: float = 5.0
+    baseline_windows: int = 12
+    min_baseline_windows: int = 5
+    min_rise_fraction: float = 0.2
+    min_requests: int = 20
+    worst: int = 5
+    max_clock_bound_ns: float = 1_000_000.0
+    free_running_after_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorstRequest:
+    """One request an alert points at: its hop interval and context attributes."""
+
+    request_id: str
+    latency_ns: float
+    low_ns: float
+    high_ns: float
+    attributes: tuple[tuple[str, Any], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"request_id": self.request_id, "latency_ns": self.latency_ns,
+                "low_ns": self.low_ns, "high_ns": self.high_ns,
+                "attributes": dict(self.attributes)}
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert.
+
+    Attributes:
+        kind: ``latency_p99``, ``clock_bound``, ``clock_status``, ``free_running`` or
+            ``inconsistent``.
+        window_start_ns, window_end_ns: the window (reference time, ns).
+        hop: hop name (``""`` for clock alerts about a single node).
+        src_node, dst_node: the nodes (``dst_node`` empty for single-node alerts).
+        value_ns: the measured value (P99 lower bound, clock bound, ...; ns, NaN if none).
+        threshold_ns: what it exceeded (ns, NaN if none).
+        message: one readable line.
+        worst: worst requests, with their context attributes.
+    """
+
+    kind: str
+    window_start_ns: int
+    window_end_ns: int
+    hop: str
+    src_node: str
+    dst_node: str
+    value_ns: float
+    threshold_ns: float
+    message: str
+    worst: tuple[WorstRequest, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in (
+            "kind", "window_start_ns", "window_end_ns", "hop", "src_node", "dst_node",
+            "value_ns", "threshold_ns", "message")}
+        out["worst"] = [w.to_dict() for w in self.worst]
+        return out
+
+
+def worst_requests(hops: pa.Table, mask: npt.NDArray[np.bool_], n: int,
+                   by: str = "high_ns") -> tuple[WorstRequest, ...]:
+    """The ``n`` rows of ``hops`` under ``mask`` with the largest ``by``, with attributes."""
+    idx = np.flatnonzero(mask)
+    if not len(idx):
+        return ()
+    values = hops.column(by).to_numpy()[idx]
+    top = idx[np.argsort(-values, kind="stable")[:n]]
+    rows = hops.take(pa.array(top)).to_pylist()
+    ctx = [c for c in hops.column_names if c not in _BASE_COLUMNS]
+    return tuple(
+        WorstRequest(str(r["request_id"]), float(r["latency_ns"]), float(r["low_ns"]),
+                     float(r["high_ns"]), tuple((c, r[c]) for c in ctx))
+        for r in rows)
+
+
+def _group_mask(hops: pa.Table, hop: str, src: str, dst: str, start: int, end: int
+                ) -> npt.NDArray[np.bool_]:
+    m = pc.equal(hops.column("hop"), hop)
+    if src != "*":
+        m = pc.and_(m, pc.equal(hops.column("src_node"), src))
+        m = pc.and_(m, pc.equal(hops.column("dst_node"), dst))
+    t = hops.column("src_ref_ns")
+    m = pc.and_(m, pc.and_(pc.greater_equal(t, start), pc.less(t, end)))
+    return np.asarray(m.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def latency_alerts(windows: pa.Table, hops: pa.Table, cfg: AlertConfig) -> list[Alert]:
+    """P99 rise alerts from a windowed percentile table (see the module docstring)."""
+    alerts: list[Alert] = []
+    if not windows.num_rows:
+        return alerts
+    cols = {c: windows.column(c).to_pylist() for c in (
+        "window_start_ns", "window_end_ns", "hop", "src_node", "dst_node", "count",
+        "p99_ns", "p99_low_ns")}
+    series: dict[tuple[str, str, str], list[int]] = {}
+    for i in range(windows.num_rows):
+        series.setdefault((cols["hop"][i], cols["src_node"][i], cols["dst_node"][i]),
+                          []).append(i)
+    for (hop, src, dst), rows in series.items():
+        rows.sort(key=lambda i: cols["window_start_ns"][i])
+        usable = [i for i in rows if cols["count"][i] >= cfg.min_requests]
+        for pos, i in enumerate(usable):
+            prev = usable[max(0, pos - cfg.baseline_windows):pos]
+            base = np.array([cols["p99_ns"][j] for j in prev])
+            if len(base) < cfg.min_baseline_windows:
+                continue
+            med = float(np.median(base))
+            mad = float(np.median(np.abs(base - med)))
+            threshold = max(med + cfg.k_mad * _MAD_TO_SIGMA * mad,
+                            med * (1 + cfg.min_rise_fraction))
+            value = float(cols["p99_low_ns"][i])
+            if value <= threshold:
+                continue
+            start, end = int(cols["window_start_ns"][i]), int(cols["window_end_ns"][i])
+            mask = _group_mask(hops, hop, src, dst, start, end)
+            alerts.append(Alert(
+                "latency_p99", start, end, hop, src, dst, value, threshold,
+                f"{hop} {src}->{dst}: P99 >= {value:.0f} ns (guaranteed), baseline median "
+                f"{med:.0f} ns, threshold {threshold:.0f} ns",
+                worst_requests(hops, mask, cfg.worst)))
+    return alerts
+
+
+def clock_alerts(
+    node_names: tuple[str, ...],
+    node: npt.NDArray[np.int32],
+    t_ref_ns: npt.NDArray[np.int64],
+    bound_ns: npt.NDArray[np.float64],
+    holdover_age_s: npt.NDArray[np.float64],
+    statuses: dict[str, str],
+    window_s: float,
+    cfg: AlertConfig,
+) -> list[Alert]:
+    """Clock-health alerts from per-event correction bounds (one entry per usable event).
+
+    ``holdover_age_s`` is how long past its table's last sample each event was taken
+    (0 when not in holdover).
+    """
+    alerts: list[Alert] = []
+    for name, status in sorted(statuses.items()):
+        if status in ("free_running", "disrupted"):
+            alerts.append(Alert("clock_status", 0, 0, "", name, "", np.nan, np.nan,
+                                f"node {name}: table status is {status}"))
+    if not len(node):
+        return alerts
+    win_ns = round(window_s * 1e9)
+    win = np.floor_divide(t_ref_ns, win_ns)
+    for code, name in enumerate(node_names):
+        m = node == code
+        if not m.any():
+            continue
+        for w in np.unique(win[m]):
+            mw = m & (win == w)
+            worst_bound = float(np.max(bound_ns[mw]))
+            start, end = int(w) * win_ns, (int(w) + 1) * win_ns
+            if worst_bound > cfg.max_clock_bound_ns:
+                alerts.append(Alert(
+                    "clock_bound", start, end, "", name, "", worst_bound,
+                    cfg.max_clock_bound_ns,
+                    f"node {name}: correction bound up to {worst_bound:.0f} ns"
+                    f" > {cfg.max_clock_bound_ns:.0f} ns"))
+            age = float(np.max(holdover_age_s[mw]))
+            if age > cfg.free_running_after_s:
+                alerts.append(Alert(
+                    "free_running", start, end, "", name, "", np.nan, np.nan,
+                    f"node {name}: free-running, {age:.0f} s past its table's last sample"
+                    f" (> {cfg.free_running_after_s:.0f} s)"))
+    return alerts
+
+
+def inconsistency_alerts(windows: tuple[PairWindow, ...], hops: pa.Table, hop: str,
+                         cfg: AlertConfig) -> list[Alert]:
+    """One loud alert per node pair and window whose constraints contradict."""
+    alerts: list[Alert] = []
+    for w in windows:
+        if w.status != "inconsistent":
+            continue
+        mask = _group_mask(hops, hop, "*", "*", w.start_ns, w.end_ns)
+        pair = pa.array([w.node_a, w.node_b])
+        nodes = pc.and_(pc.is_in(hops.column("src_node"), value_set=pair),
+                        pc.is_in(hops.column("dst_node"), value_set=pair))
+        mask &= np.asarray(nodes.to_numpy(zero_copy_only=False), dtype=bool)
+        if "inconsistent" in hops.column_names:
+            mask &= np.asarray(hops.column("inconsistent").to_numpy(zero_copy_only=False), bool)
+        alerts.append(Alert(
+            "inconsistent", w.start_ns, w.end_ns, hop, w.node_a, w.node_b, np.nan, np.nan,
+            f"INCONSISTENT {w.node_a}<->{w.node_b}: {w.n_inconsistent} message(s): {w.reason}",
+            worst_requests(hops, mask, cfg.worst)))
+    return alerts

@@ -1,0 +1,305 @@
+"""The latency pipeline: events + corrector -> per-request hops with bounds -> percentiles
+and alerts. Wires the stages; holds no math of its own beyond adding intervals.
+
+Per request, the consecutive hops of the chain get their interval from the tables (same
+node: the clock's rate error only; across nodes: both correction bounds) and, for
+cross-node hops, the causal tightening of :mod:`._causal` (all cross-node consecutive hops
+of the data together, so messages both ways constrain each node pair). A longer hop (the
+end-to-end one) is the sum of its consecutive hops, so its interval is the sum of theirs,
+intersected with its own table-only interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ._alerts import (
+    Alert,
+    AlertConfig,
+    clock_alerts,
+    inconsistency_alerts,
+    latency_alerts,
+)
+from ._causal import CausalAssumptions, PairWindow, tighten
+from ._hops import (
+    CorrectorLike,
+    HopArrays,
+    Pivot,
+    StageStamps,
+    correct_stamps,
+    pivot_events,
+    table_hops,
+)
+from ._percentiles import percentile_table
+from ._schema import DEFAULT_STAGES, BadRecord, Events
+
+__all__ = [
+    "HopCount",
+    "HopResult",
+    "LatencyReport",
+    "analyze",
+    "compute_latencies",
+    "hop_table",
+]
+
+F64 = npt.NDArray[np.float64]
+BoolA = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class HopCount:
+    """Counts for one hop over the whole input.
+
+    ``negative_raw``: requests whose raw (uncorrected) latency is negative; never clamped.
+    ``order_unknown``: requests whose interval straddles zero (which event came first is
+    not known). ``inconsistent``: causal constraints contradicted the tables (kept
+    table-only). Widths are medians of ``high - low`` (ns).
+    """
+
+    hop: str
+    requests: int
+    negative_raw: int
+    order_unknown: int
+    inconsistent: int
+    median_width_ns: float
+    median_table_width_ns: float
+
+
+@dataclass(frozen=True, slots=True)
+class HopResult:
+    """Per-request hops plus what the pipeline counted on the way."""
+
+    table: pa.Table
+    hops: tuple[HopCount, ...]
+    pair_windows: tuple[PairWindow, ...]
+    requests: int
+    incomplete: int
+    duplicates: int
+    duplicate_examples: tuple[str, ...]
+    unknown_stage: int
+    uncorrectable: int
+    uncorrectable_nodes: dict[str, int]
+    pivot: Pivot = field(repr=False)
+    stamps: StageStamps = field(repr=False)
+
+
+def _context(pivot: Pivot) -> dict[str, pa.Array]:
+    """Per request, each context column's first non-null value in stage order."""
+    base = {"request_id", "stage", "node", "ts_ns"}
+    out: dict[str, pa.Array] = {}
+    for name in pivot.events.column_names:
+        if name in base:
+            continue
+        col = pivot.events.column(name)
+        vals = []
+        for k in range(len(pivot.stages)):
+            rows = pivot.row[:, k]
+            vals.append(col.take(pa.array(rows, mask=rows < 0)).combine_chunks())
+        out[name] = pc.coalesce(*vals) if len(vals) > 1 else vals[0]
+    return out
+
+
+def _intervals(
+    hops: list[HopArrays], n_consecutive: int, n_req: int, names: tuple[str, ...],
+    causal: CausalAssumptions | None,
+) -> tuple[list[tuple[F64, F64, BoolA]], tuple[PairWindow, ...]]:
+    """``(low, high, inconsistent)`` per hop, and the causal windows."""
+    out = [(h.table_low_ns.copy(), h.table_high_ns.copy(), np.zeros(len(h.req), dtype=bool))
+           for h in hops]
+    windows: tuple[PairWindow, ...] = ()
+    cons = hops[:n_consecutive]
+    if causal is not None and any(h.cross_node.any() for h in cons):
+        cat = [np.concatenate([getattr(h, f) for h in cons]) for f in (
+            "src_node", "dst_node", "src_ref_ns", "src_bound_ns", "raw_ns", "table_low_ns",
+            "table_high_ns")]
+        res = tighten(cat[0], cat[1], names, cat[2], cat[3], cat[4], cat[5], cat[6], causal)
+        windows = res.windows
+        at = 0
+        for k, h in enumerate(cons):
+            sl = slice(at, at + len(h.req))
+            out[k] = (res.low_ns[sl], res.high_ns[sl], res.inconsistent[sl])
+            at += len(h.req)
+    # longer hops: sum of the consecutive intervals, intersected with the table's
+    full_low = np.full((n_consecutive, n_req), np.nan)
+    full_high = np.full((n_consecutive, n_req), np.nan)
+    for k, h in enumerate(cons):
+        full_low[k, h.req], full_high[k, h.req] = out[k][0], out[k][1]
+    for k in range(n_consecutive, len(hops)):
+        h = hops[k]
+        span = slice(h.src_stage, h.dst_stage)
+        comp_low = full_low[span][:, h.req].sum(axis=0)
+        comp_high = full_high[span][:, h.req].sum(axis=0)
+        low = np.where(np.isnan(comp_low), h.table_low_ns, np.maximum(h.table_low_ns, comp_low))
+        high = np.where(np.isnan(comp_high), h.table_high_ns,
+                        np.minimum(h.table_high_ns, comp_high))
+        bad = low > high
+        out[k] = (np.where(bad, h.table_low_ns, low), np.where(bad, h.table_high_ns, high), bad)
+    return out, windows
+
+
+def hop_table(
+    events: Events | pa.Table,
+    corrector: CorrectorLike,
+    stages: tuple[str, ...] = DEFAULT_STAGES,
+    causal: CausalAssumptions | None = CausalAssumptions(),  # noqa: B008 - frozen
+    skip_bad: bool = False,
+) -> HopResult:
+    """Per-request hops with bounds, and the counts a report needs.
+
+    Output columns: ``request_id, hop, src_node, dst_node, latency_ns, low_ns, high_ns``
+    (``latency_ns`` is the interval midpoint), then ``raw_latency_ns`` (local clocks as they
+    are, may be negative), ``table_low_ns, table_high_ns`` (tables only, before causal
+    tightening), ``src_ref_ns`` (corrected source time), ``order_unknown``,
+    ``inconsistent``, and every context column. ``causal=None`` turns tightening off.
+    """
+    table = events.table if isinstance(events, Events) else events
+    pivot = pivot_events(table, stages)
+    stamps = correct_stamps(pivot, corrector, skip_bad=skip_bad)
+    hops = table_hops(pivot, stamps, corrector)
+    n_cons = len(stages) - 1
+    intervals, windows = _intervals(hops, n_cons, len(pivot.request_ids), pivot.node_names,
+                                    causal)
+    names = pa.array(pivot.node_names, pa.string())
+    ctx = _context(pivot)
+    parts = []
+    counts = []
+    for h, (low, high, bad) in zip(hops, intervals, strict=True):
+        req = pa.array(h.req)
+        cols: dict[str, Any] = {
+            "request_id": pivot.request_ids.take(req),
+            "hop": pa.array([h.name] * len(h.req), pa.string()),
+            "src_node": names.take(pa.array(h.src_node)),
+            "dst_node": names.take(pa.array(h.dst_node)),
+            "latency_ns": pa.array((low + high) / 2),
+            "low_ns": pa.array(low),
+            "high_ns": pa.array(high),
+            "raw_latency_ns": pa.array(h.raw_ns, pa.int64()),
+            "table_low_ns": pa.array(h.table_low_ns),
+            "table_high_ns": pa.array(h.table_high_ns),
+            "src_ref_ns": pa.array(h.src_ref_ns, pa.int64()),
+            "order_unknown": pa.array((low < 0) & (high > 0)),
+            "inconsistent": pa.array(bad),
+        }
+        for name, arr in ctx.items():
+            cols[name] = arr.take(req)
+        parts.append(pa.table(cols))
+        width = high - low
+        counts.append(HopCount(
+            h.name, len(h.req), int((h.raw_ns < 0).sum()), int(((low < 0) & (high > 0)).sum()),
+            int(bad.sum()), float(np.median(width)) if len(width) else np.nan,
+            float(np.median(h.table_high_ns - h.table_low_ns)) if len(width) else np.nan))
+    out = pa.concat_tables(parts) if parts else pa.table({})
+    return HopResult(
+        table=out, hops=tuple(counts), pair_windows=windows,
+        requests=len(pivot.request_ids), incomplete=pivot.incomplete,
+        duplicates=pivot.duplicates, duplicate_examples=pivot.duplicate_examples,
+        unknown_stage=pivot.unknown_stage, uncorrectable=stamps.out_of_range,
+        uncorrectable_nodes=stamps.out_of_range_nodes, pivot=pivot, stamps=stamps)
+
+
+def compute_latencies(
+    events: Events | pa.Table,
+    corrector: CorrectorLike,
+    stages: tuple[str, ...] = DEFAULT_STAGES,
+    causal: CausalAssumptions | None = CausalAssumptions(),  # noqa: B008 - frozen
+    skip_bad: bool = False,
+) -> pa.Table:
+    """The per-request hop table (see :func:`hop_table` for its columns)."""
+    return hop_table(events, corrector, stages, causal, skip_bad).table
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyReport:
+    """Everything ``clocksync latency`` shows.
+
+    Attributes:
+        result: per-request hops and counts.
+        summary: percentiles over the whole input (:func:`percentile_table`).
+        windows: percentiles per window.
+        alerts: latency and clock-health alerts, in time order.
+        bad: malformed input records that were skipped.
+        records: input records looked at.
+        window_s: the window length (s).
+    """
+
+    result: HopResult
+    summary: pa.Table
+    windows: pa.Table
+    alerts: tuple[Alert, ...]
+    bad: tuple[BadRecord, ...]
+    records: int
+    window_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready content (same as the readable report)."""
+        r = self.result
+        return {
+            "records": self.records,
+            "bad_records": [str(b) for b in self.bad],
+            "requests": r.requests,
+            "incomplete_requests": r.incomplete,
+            "duplicate_events": r.duplicates,
+            "duplicate_examples": list(r.duplicate_examples),
+            "unknown_stage_events": r.unknown_stage,
+            "uncorrectable_requests": r.uncorrectable,
+            "uncorrectable_events_by_node": r.uncorrectable_nodes,
+            "hops": [{k: getattr(h, k) for k in h.__slots__} for h in r.hops],
+            "summary": self.summary.to_pylist(),
+            "window_s": self.window_s,
+            "windows": self.windows.to_pylist(),
+            "causal": [{k: getattr(w, k) for k in w.__slots__} for w in r.pair_windows],
+            "alerts": [a.to_dict() for a in self.alerts],
+        }
+
+
+def _holdover_age_s(result: HopResult, corrector: CorrectorLike) -> F64:
+    """Per (request, stage) slot: seconds past the node's last sample, when in holdover."""
+    p, st = result.pivot, result.stamps
+    age = np.zeros(p.ts_ns.shape)
+    for code, name in enumerate(p.node_names):
+        last = getattr(corrector.table(name), "last_sample_local_ns", None)
+        if last is None:
+            continue
+        m = (p.node == code) & st.holdover
+        age[m] = np.maximum(p.ts_ns[m] - last, 0) / 1e9
+    return age
+
+
+def analyze(
+    events: Events | pa.Table,
+    corrector: CorrectorLike,
+    *,
+    stages: tuple[str, ...] = DEFAULT_STAGES,
+    window_s: float = 10.0,
+    step_s: float | None = None,
+    causal: CausalAssumptions | None = CausalAssumptions(),  # noqa: B008 - frozen
+    alert_config: AlertConfig = AlertConfig(),  # noqa: B008 - frozen
+    skip_bad: bool = False,
+) -> LatencyReport:
+    """Hops, percentiles (whole input and windows), alerts: the full report."""
+    result = hop_table(events, corrector, stages, causal, skip_bad)
+    hops = result.table
+    summary = percentile_table(hops)
+    windows = percentile_table(hops, window_s=window_s, step_s=step_s)
+    alerts = latency_alerts(windows, hops, alert_config)
+    p, st = result.pivot, result.stamps
+    used = st.usable
+    statuses = {n: str(getattr(corrector.table(n), "status", "")) for n in p.node_names}
+    alerts += clock_alerts(p.node_names, p.node[used], st.ref_ns[used], st.bound_ns[used],
+                           _holdover_age_s(result, corrector)[used], statuses, window_s,
+                           alert_config)
+    cross_hops = [h.hop for h in result.hops]
+    first_cross = next((name for name in cross_hops if hops.num_rows and pc.any(pc.and_(
+        pc.equal(hops.column("hop"), name),
+        pc.not_equal(hops.column("src_node"), hops.column("dst_node")))).as_py()), "")
+    alerts += inconsistency_alerts(result.pair_windows, hops, first_cross, alert_config)
+    alerts.sort(key=lambda a: (a.window_start_ns, a.kind, a.hop, a.src_node))
+    bad = events.bad if isinstance(events, Events) else ()
+    records = events.records if isinstance(events, Events) else events.num_rows
+    return LatencyReport(result, summary, windows, tuple(alerts), bad, records, window_s)

@@ -4,8 +4,9 @@ correction tables.
 
 Pure math: arrays in, arrays out; no I/O, no corrector.
 
-Model. For a node pair ``(A, B)`` (``A < B`` by name) let ``δ(t) = offset_B(t) - offset_A(t)``
-(ns; offset = reference - local, so ``δ > 0`` means B's clock is further behind than A's).
+Model. For a node pair ``(A, B)`` (A = the lower node index) let
+``δ(t) = offset_B(t) - offset_A(t)`` (ns; offset = reference - local, so ``δ > 0`` means
+B's clock is further behind than A's).
 A message sent by A at local ``a`` and received by B at local ``b`` has true latency
 ``ℓ = (b - a) + offset_B(T_recv) - offset_A(T_send)`` and, by causality,
 ``ℓ >= min_wire_delay_ns``. Hence, writing ``raw = b - a``:

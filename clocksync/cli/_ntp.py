@@ -6,10 +6,9 @@ import json
 
 import click
 
+from .._units import format_ns
 from ..ntp import (
     NtpMeasurement,
-    format_bounded,
-    format_ns,
     iter_probe,
     measurement_record,
     summarize,
@@ -25,8 +24,9 @@ def ntp() -> None:
 
 def _line(i: int, m: NtpMeasurement) -> str:
     s = m.sample
-    return (f"#{i} offset {format_bounded(s.offset_ns, s.bound)}  delay {format_ns(s.delay_ns)}"
+    return (f"#{i} offset {format_ns(s.offset_ns, s.bound)}  delay {format_ns(s.delay_ns)}"
             f"  stratum {s.stratum}  ref {m.reference_id}  stamps {m.tx_kind}/{m.rx_kind}"
+            f"{'  interleaved' if m.interleaved else ''}"
             f"  [offset_ns={s.offset_ns:.1f} delay_ns={s.delay_ns:.1f} bound_ns={s.bound:.1f}]")
 
 

@@ -18,8 +18,6 @@ from ._packet import NtpPacket, decode, encode, ns_to_ntp, ntp_to_ns, validate_r
 from ._poll import PollPolicy
 from ._probe import (
     ProbeSummary,
-    format_bounded,
-    format_ns,
     iter_probe,
     measurement_record,
     parse_target,
@@ -46,8 +44,6 @@ __all__ = [
     "decode",
     "encode",
     "exchange_bound_ns",
-    "format_bounded",
-    "format_ns",
     "iter_probe",
     "measurement_record",
     "ns_to_ntp",

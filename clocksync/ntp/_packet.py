@@ -12,8 +12,10 @@ maps seconds below 2^31 to era 1 (2036-02-07 .. 2104), so conversions work until
 from __future__ import annotations
 
 import ipaddress
+import math
 import struct
 from dataclasses import dataclass
+from fractions import Fraction
 
 import ntplib
 
@@ -81,7 +83,9 @@ def ns_to_short(ns: float) -> int:
     """ns to an NTP short, rounded up (a bound must not shrink), saturating at 0xFFFFFFFF."""
     if ns <= 0:
         return 0
-    raw = -(-int(ns) * 65536 // _NS)
+    if not math.isfinite(ns):
+        return _MASK32
+    raw = math.ceil(Fraction(ns) * 65536 / _NS)
     return min(raw, _MASK32)
 
 
@@ -131,11 +135,13 @@ class NtpPacket:
 
     @property
     def reference_text(self) -> str:
-        """The reference id for humans: ASCII code at stratum 0/1, else an IPv4 address."""
-        if self.stratum <= 1:
-            raw = self.reference_id.to_bytes(4, "big").rstrip(b"\0")
-            return "".join(chr(b) if 32 <= b < 127 else "?" for b in raw)
-        return str(ipaddress.IPv4Address(self.reference_id))
+        """The reference id for humans: an ASCII code (``LOCL``, ``GPS``) when it is one at
+        stratum 0/1, else a dotted IPv4 address (chrony's local reference shows 127.127.1.1)."""
+        raw = self.reference_id.to_bytes(4, "big")
+        text = raw.rstrip(b"\0")
+        if self.stratum <= 1 and text and all(32 <= b < 127 for b in text):
+            return text.decode("ascii")
+        return str(ipaddress.IPv4Address(raw))
 
     @property
     def kiss_code(self) -> str:

@@ -1,4 +1,4 @@
-"""``ntp probe``: parse a target, run exchanges, summarise them, render human units.
+"""``ntp probe``: parse a target, run exchanges, summarise them (human units via ``_units``).
 
 The CLI only calls into here; everything here returns records or strings.
 """
@@ -12,13 +12,12 @@ from dataclasses import dataclass
 
 from .._clock import Clock
 from .._errors import InputError
+from .._units import format_ns
 from ._client import NtpClient, NtpMeasurement
 from ._errors import KissOfDeathError, NtpAddressError, NtpRejectError, NtpTimeoutError
 
 __all__ = [
     "ProbeSummary",
-    "format_bounded",
-    "format_ns",
     "iter_probe",
     "measurement_record",
     "parse_target",
@@ -56,20 +55,6 @@ def parse_target(target: str, default_port: int = DEFAULT_PORT) -> tuple[str, in
     if not 0 < port < 65536:
         raise NtpAddressError(f"server {target!r}: port {port} is not in 1..65535")
     return host, port
-
-
-def format_ns(value_ns: float, unit_of_ns: float | None = None) -> str:
-    """``412.3 µs``: one decimal in the unit (ns, µs, ms, s) that fits ``unit_of_ns``."""
-    scale = abs(value_ns if unit_of_ns is None else unit_of_ns)
-    for unit, factor in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
-        if scale >= factor:
-            return f"{value_ns / factor:.1f} {unit}"
-    return f"{value_ns:.1f} ns"
-
-
-def format_bounded(value_ns: float, bound_ns: float) -> str:
-    """``412.3 µs ± 18.0 µs``: value and bound, each in its own fitting unit."""
-    return f"{format_ns(value_ns)} ± {format_ns(bound_ns)}"
 
 
 def measurement_record(m: NtpMeasurement) -> dict[str, object]:
@@ -125,14 +110,14 @@ class ProbeSummary:
         b = self.best.sample
         out = [
             f"exchanges: {self.count} ok, {self.failures} failed",
-            f"min-delay offset: {format_bounded(b.offset_ns, b.bound)} "
+            f"min-delay offset: {format_ns(b.offset_ns, b.bound)} "
             f"(delay {format_ns(b.delay_ns)}, stratum {b.stratum}, "
             f"ref {self.best.reference_id})",
             f"median offset: {format_ns(self.median_offset_ns)}",
         ]
         if self.low_ns is not None and self.high_ns is not None:
             mid = (self.low_ns + self.high_ns) / 2
-            out.append(f"all bounds agree: offset in {format_bounded(mid, (self.high_ns - mid))}")
+            out.append(f"all bounds agree: offset in {format_ns(mid, self.high_ns - mid)}")
         else:
             out.append("WARNING: the exchanges' bounds do not all overlap")
         return out

@@ -32,3 +32,6 @@ def main() -> None:
 from ._ntp import ntp  # noqa: E402
 
 main.add_command(ntp)
+from ._latency import latency  # noqa: E402
+
+main.add_command(latency)

@@ -1,0 +1,62 @@
+"""PP -> Bifrost latency with stated error bounds.
+
+Read events or traces, correct every timestamp with its node's table, tighten cross-node
+hops with causality, and report percentiles with guaranteed intervals and alerts::
+
+    from clocksync import Corrector
+    from clocksync.latency import read_inputs, compute_latencies, analyze
+
+    events = read_inputs(["events.parquet"])
+    hops = compute_latencies(events, Corrector.from_store("tables/"))  # pyarrow.Table
+    report = analyze(events, corrector, window_s=10.0)
+"""
+
+from ._alerts import Alert, AlertConfig, WorstRequest
+from ._causal import CausalAssumptions, CausalResult, PairWindow, tighten
+from ._events import concat_events, read_events_file
+from ._inputs import input_format, read_inputs
+from ._percentiles import QUANTILES, grouped_quantiles, percentile_table
+from ._pipeline import HopCount, HopResult, LatencyReport, analyze, compute_latencies, hop_table
+from ._plot import plot_report
+from ._schema import DEFAULT_STAGES, EVENT_COLUMNS, BadRecord, Events, hop_name, hops_of
+from ._simulate import RequestModel, simulate_requests
+from ._storage import read_latencies, write_events, write_latencies
+from ._traces import StageRule, TraceMapping, read_trace_file
+
+__all__ = [
+    "DEFAULT_STAGES",
+    "EVENT_COLUMNS",
+    "QUANTILES",
+    "Alert",
+    "AlertConfig",
+    "BadRecord",
+    "CausalAssumptions",
+    "CausalResult",
+    "Events",
+    "HopCount",
+    "HopResult",
+    "LatencyReport",
+    "PairWindow",
+    "RequestModel",
+    "StageRule",
+    "TraceMapping",
+    "WorstRequest",
+    "analyze",
+    "compute_latencies",
+    "concat_events",
+    "grouped_quantiles",
+    "hop_name",
+    "hop_table",
+    "hops_of",
+    "input_format",
+    "percentile_table",
+    "plot_report",
+    "read_events_file",
+    "read_inputs",
+    "read_latencies",
+    "read_trace_file",
+    "simulate_requests",
+    "tighten",
+    "write_events",
+    "write_latencies",
+]

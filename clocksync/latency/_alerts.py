@@ -4,7 +4,9 @@ Latency alert, per ``(hop, src_node, dst_node)`` and window (in time order): the
 the median ``m`` and MAD of the P99 point values of the previous ``baseline_windows``
 windows that had at least ``min_requests`` requests; the threshold is
 ``max(m + k_mad·1.4826·MAD, m·(1 + min_rise_fraction))``. The alert fires when the window's
-P99 *lower bound* is above the threshold, so clock error alone can never fire it.
+P99 *lower bound* is above the threshold, so clock error alone can never fire it. A run of
+consecutive firing windows is one alert (spanning the run, value = the peak; its worst
+requests are those of the run's first window).
 
 Clock-health alerts: a node's correction bound above ``max_clock_bound_ns`` in a window; a
 node's table reported ``free_running``/``disrupted``, or events in holdover longer than
@@ -15,7 +17,7 @@ with their context attributes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -23,6 +25,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .._units import format_ns
 from ._causal import PairWindow
 
 __all__ = [
@@ -146,6 +149,13 @@ def _group_mask(hops: pa.Table, hop: str, src: str, dst: str, start: int, end: i
     return np.asarray(m.to_numpy(zero_copy_only=False), dtype=bool)
 
 
+def _p99_message(hop: str, src: str, dst: str, value: float, median: float,
+                 threshold: float) -> str:
+    pair = "all pairs" if src == "*" else f"{src}->{dst}"
+    return (f"{hop} ({pair}): P99 >= {format_ns(value)} (guaranteed lower bound), baseline "
+            f"median {format_ns(median)}, threshold {format_ns(threshold)}")
+
+
 def latency_alerts(windows: pa.Table, hops: pa.Table, cfg: AlertConfig) -> list[Alert]:
     """P99 rise alerts from a windowed percentile table (see the module docstring)."""
     alerts: list[Alert] = []
@@ -174,11 +184,20 @@ def latency_alerts(windows: pa.Table, hops: pa.Table, cfg: AlertConfig) -> list[
             if value <= threshold:
                 continue
             start, end = int(cols["window_start_ns"][i]), int(cols["window_end_ns"][i])
+            last = alerts[-1] if alerts else None
+            if (last is not None and last.kind == "latency_p99" and last.hop == hop
+                    and last.src_node == src and last.dst_node == dst
+                    and start <= last.window_end_ns):
+                # the rise goes on: one alert spanning the run of windows
+                peak = max(value, last.value_ns)
+                alerts[-1] = replace(last, window_end_ns=end, value_ns=peak,
+                                     message=_p99_message(hop, src, dst, peak, med,
+                                                          last.threshold_ns))
+                continue
             mask = _group_mask(hops, hop, src, dst, start, end)
             alerts.append(Alert(
                 "latency_p99", start, end, hop, src, dst, value, threshold,
-                f"{hop} {src}->{dst}: P99 >= {value:.0f} ns (guaranteed), baseline median "
-                f"{med:.0f} ns, threshold {threshold:.0f} ns",
+                _p99_message(hop, src, dst, value, med, threshold),
                 worst_requests(hops, mask, cfg.worst)))
     return alerts
 
@@ -219,8 +238,8 @@ def clock_alerts(
                 alerts.append(Alert(
                     "clock_bound", start, end, "", name, "", worst_bound,
                     cfg.max_clock_bound_ns,
-                    f"node {name}: correction bound up to {worst_bound:.0f} ns"
-                    f" > {cfg.max_clock_bound_ns:.0f} ns"))
+                    f"node {name}: correction bound up to ±{format_ns(worst_bound)}"
+                    f" > ±{format_ns(cfg.max_clock_bound_ns)}"))
             age = float(np.max(holdover_age_s[mw]))
             if age > cfg.free_running_after_s:
                 alerts.append(Alert(

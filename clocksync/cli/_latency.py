@@ -1,0 +1,198 @@
+"""``clocksync latency``: PP->Bifrost hop latencies with guaranteed bounds, percentiles and
+alerts (a thin layer over :func:`clocksync.latency.analyze`)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from .._errors import InputError
+from .._units import format_ns, parse_duration_s
+from ..latency import (
+    DEFAULT_STAGES,
+    AlertConfig,
+    CausalAssumptions,
+    LatencyReport,
+    TraceMapping,
+    analyze,
+    read_inputs,
+    write_latencies,
+)
+
+__all__ = ["latency"]
+
+_PROGRESS_BYTES = 64 * 1024 * 1024
+
+
+def _duration(_ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration_s(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param=param) from None
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: non-finite floats become ``null``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _when(ts_ns: int) -> str:
+    return datetime.fromtimestamp(ts_ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+
+
+def _interval(lo: float, hi: float) -> str:
+    return format_ns((lo + hi) / 2, (hi - lo) / 2)
+
+
+def render(report: LatencyReport) -> str:
+    """The readable report: hops table with P50/P90/P99/max ± bounds, counts, alerts."""
+    r = report.result
+    lines = [
+        f"clocksync latency: {r.requests} requests, {report.records} input records"
+        f" ({len(report.bad)} malformed, skipped), window {report.window_s:g} s",
+    ]
+    for b in report.bad[:10]:
+        lines.append(f"  skipped {b}")
+    if len(report.bad) > 10:
+        lines.append(f"  ... and {len(report.bad) - 10} more malformed records")
+    notes = []
+    if r.incomplete:
+        notes.append(f"{r.incomplete} requests lack some stage")
+    if r.duplicates:
+        notes.append(f"{r.duplicates} duplicate stage events ignored (first kept; e.g. "
+                     f"{', '.join(r.duplicate_examples[:3])})")
+    if r.unknown_stage:
+        notes.append(f"{r.unknown_stage} events with stages outside the chain ignored")
+    if r.uncorrectable:
+        notes.append(f"{r.uncorrectable} requests skipped: no guaranteed correction "
+                     f"({', '.join(f'{n}: {c} events' for n, c in r.uncorrectable_nodes.items())})")
+    lines += [f"  note: {n}" for n in notes]
+    lines.append("")
+    head = f"{'hop':<30} {'nodes':<22} {'n':>7}  {'P50':<22} {'P90':<22} {'P99':<22} {'max'}"
+    lines.append(head)
+    lines.append("-" * len(head))
+    s = report.summary.to_pylist()
+    for row in s:
+        nodes = "all pairs" if row["src_node"] == "*" else f"{row['src_node']}->{row['dst_node']}"
+        cells = [_interval(row[f"{q}_low_ns"], row[f"{q}_high_ns"]) for q in
+                 ("p50", "p90", "p99", "max")]
+        lines.append(f"{row['hop']:<30} {nodes:<22} {row['count']:>7}  {cells[0]:<22} "
+                     f"{cells[1]:<22} {cells[2]:<22} {cells[3]}")
+    lines.append("")
+    lines.append("per hop: raw < 0 = negative raw latency (local clocks as they are; never "
+                 "clamped), order unknown = interval straddles 0")
+    for h in r.hops:
+        extra = f", {h.inconsistent} INCONSISTENT" if h.inconsistent else ""
+        tight = ""
+        if h.median_width_ns < h.median_table_width_ns:
+            tight = (f", median bound ±{format_ns(h.median_width_ns / 2)} "
+                     f"(tables only ±{format_ns(h.median_table_width_ns / 2)})")
+        lines.append(f"  {h.hop:<30} raw < 0: {h.negative_raw}/{h.requests}, "
+                     f"order unknown: {h.order_unknown}{extra}{tight}")
+    if r.pair_windows:
+        counts: dict[str, int] = {}
+        for pw in r.pair_windows:
+            counts[pw.status] = counts.get(pw.status, 0) + 1
+        lines.append("causal windows: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    lines.append("")
+    if not report.alerts:
+        lines.append("alerts: none")
+    else:
+        lines.append(f"alerts: {len(report.alerts)}")
+        for a in report.alerts:
+            when = (f"{_when(a.window_start_ns)} +{(a.window_end_ns - a.window_start_ns) / 1e9:g}s"
+                    if a.window_end_ns else "whole input")
+            lines.append(f"  [{a.kind}] {when}: {a.message}")
+            for w in a.worst:
+                attrs = ", ".join(f"{k}={v}" for k, v in w.attributes)
+                lines.append(f"      {w.request_id}: {_interval(w.low_ns, w.high_ns)}"
+                             + (f"  ({attrs})" if attrs else ""))
+    return "\n".join(lines)
+
+
+@click.command("latency")
+@click.argument("events", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--tables", "tables_dir", type=click.Path(file_okay=False),
+              help="Directory store of correction tables.")
+@click.option("--store", "store_url", help="Table store URL (DIR, file://DIR, redis://...).")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Write the per-request hop table (.parquet, .csv or .jsonl).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report on stdout.")
+@click.option("--window", "window_s", default="10s", show_default=True, callback=_duration,
+              help="Sliding window for percentiles and alerts.")
+@click.option("--step", "step_s", default=None, callback=_duration,
+              help="Window step (default: the window; must divide it).")
+@click.option("--skip-bad", is_flag=True,
+              help="Skip (and count) malformed records and uncorrectable requests.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Write a PNG plot.")
+@click.option("--format", "fmt", default="auto", show_default=True,
+              type=click.Choice(["auto", "events", "otlp", "jaeger", "zipkin"]),
+              help="Input format (auto: by file name and content).")
+@click.option("--trace-map", type=click.Path(dir_okay=False),
+              help="JSON file mapping trace spans/events to stages and nodes.")
+@click.option("--stages", default=",".join(DEFAULT_STAGES), show_default=True,
+              help="Comma-separated stage chain.")
+@click.option("--min-wire-delay", "min_wire_s", default="0ns", show_default=True,
+              callback=_duration, help="Least true one-way message delay (causal bound).")
+@click.option("--causal-window", "causal_window_s", default="1s", show_default=True,
+              callback=_duration, help="Window over which clock drift is modelled linear.")
+@click.option("--no-causal", is_flag=True, help="Tables only, no causal tightening.")
+@click.option("--k-mad", type=click.FloatRange(0, None), default=AlertConfig().k_mad,
+              show_default=True, help="P99 alert: MADs above the baseline median.")
+@click.option("--max-clock-bound", "max_clock_bound_s", default="1ms", show_default=True,
+              callback=_duration, help="Clock alert when a node's bound exceeds this.")
+def latency(events: tuple[str, ...], tables_dir: str | None, store_url: str | None,
+            out: str | None, as_json: bool, window_s: float, step_s: float | None,
+            skip_bad: bool, plot: str | None, fmt: str, trace_map: str | None, stages: str,
+            min_wire_s: float, causal_window_s: float, no_causal: bool, k_mad: float,
+            max_clock_bound_s: float) -> None:
+    """Hop latencies of EVENTS (events files or OTLP/Jaeger/Zipkin traces) with bounds."""
+    from .. import Corrector
+
+    if (tables_dir is None) == (store_url is None):
+        raise click.UsageError("give exactly one of --tables DIR or --store URL")
+    url = tables_dir if tables_dir is not None else str(store_url)
+    if tables_dir is not None and not os.path.isdir(tables_dir):
+        raise InputError(f"{tables_dir}: no such table directory")
+    corrector = Corrector.from_store(url)
+    mapping = TraceMapping.from_json(trace_map) if trace_map else None
+    big = sum(os.path.getsize(p) for p in events if os.path.isfile(p)) > _PROGRESS_BYTES
+    if big and not as_json and sys.stderr.isatty():
+        with click.progressbar(events, label="reading", file=sys.stderr) as bar:
+            parts = [read_inputs([p], fmt, mapping, skip_bad) for p in bar]  # type: ignore[arg-type]
+        from ..latency import concat_events
+
+        data = concat_events(parts)
+    else:
+        data = read_inputs(events, fmt, mapping, skip_bad)  # type: ignore[arg-type]
+    chain = tuple(s.strip() for s in stages.split(",") if s.strip())
+    causal = None if no_causal else CausalAssumptions(
+        min_wire_delay_ns=min_wire_s * 1e9, window_s=causal_window_s)
+    report = analyze(data, corrector, stages=chain, window_s=window_s, step_s=step_s,
+                     causal=causal, skip_bad=skip_bad,
+                     alert_config=AlertConfig(k_mad=k_mad,
+                                              max_clock_bound_ns=max_clock_bound_s * 1e9))
+    if out:
+        write_latencies(report.result.table, out)
+    if plot:
+        from ..latency import plot_report
+
+        plot_report(report.result.table, report.windows, plot)
+    if as_json:
+        click.echo(json.dumps(_clean(report.to_dict()), indent=1, default=str))
+    else:
+        click.echo(render(report))

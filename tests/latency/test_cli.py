@@ -1,0 +1,103 @@
+"""``clocksync latency`` through click's CliRunner: readable table with bounds, --json with
+the same content, --out, --plot, --skip-bad, errors naming file:line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from clocksync import DirectoryStore, SimClock, fit_table
+from clocksync._simulate import LinkModel, simulate_samples
+from clocksync.cli import main
+from clocksync.latency import RequestModel, simulate_requests, write_events
+
+from .conftest import T0, World
+
+ROUTES = [("n1", "n2"), ("n2", "n1")]
+
+
+@pytest.fixture(scope="module")
+def setup(world: World, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("cli")
+    store = DirectoryStore(base / "tables")
+    for table in world.tables.values():
+        store.write(table)
+    events, _ = simulate_requests(world.clocks, ROUTES, 3000, T0 + 20 * 10**9, 200.0,
+                                  np.random.default_rng(3),
+                                  RequestModel(slow_after_s=120.0, slow_extra_ns=4_000_000.0))
+    write_events(events, base / "events.parquet")
+    return base / "tables", base / "events.parquet"
+
+
+def test_readable_report(setup: tuple[Path, Path]) -> None:
+    tables, events = setup
+    res = CliRunner().invoke(main, ["latency", str(events), "--tables", str(tables),
+                                    "--min-wire-delay", "10us"])
+    assert res.exit_code == 0, res.output
+    out = res.output
+    assert "pp_exit->bifrost_arrive" in out and "pp_enqueue->bifrost_done" in out
+    assert "µs ± " in out
+    assert "raw < 0: " in out and "tables only" in out
+    assert "[latency_p99]" in out and "cpu_pct=" in out
+
+
+def test_json_same_content_out_and_plot(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    tables, events = setup
+    out_file = tmp_path / "hops.parquet"
+    png = tmp_path / "plot.png"
+    res = CliRunner().invoke(main, ["latency", str(events), "--tables", str(tables), "--json",
+                                    "--window", "10s", "--out", str(out_file),
+                                    "--plot", str(png)])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert doc["requests"] == 3000 and doc["window_s"] == 10.0
+    hops = {h["hop"]: h for h in doc["hops"]}
+    assert hops["pp_exit->bifrost_arrive"]["negative_raw"] > 0
+    assert any(a["kind"] == "latency_p99" for a in doc["alerts"])
+    row = next(s for s in doc["summary"] if s["hop"] == "pp_enqueue->bifrost_done"
+               and s["src_node"] == "*")
+    assert row["p99_low_ns"] <= row["p99_ns"] <= row["p99_high_ns"]
+    assert pq.read_table(out_file).num_rows == 4 * 3000
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_trace_fixture_through_cli(tmp_path: Path) -> None:
+    fix = Path(__file__).parent / "fixtures"
+    store = DirectoryStore(tmp_path / "tables")
+    rng = np.random.default_rng(8)
+    for name, offset in (("pp-1", 0.0), ("bifrost-1", 150_000.0)):
+        clock = SimClock(t0_ns=T0, offset0_ns=offset, skew_ppm=10.0)
+        store.write(fit_table(simulate_samples(clock, name, T0 - 60 * 10**9, 120.0, 1.0,
+                                               LinkModel(), rng)))
+    args = ["latency", str(fix / "otlp.json"), "--tables", str(tmp_path / "tables"),
+            "--trace-map", str(fix / "trace_map.json")]
+    res = CliRunner().invoke(main, [*args, "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert doc["requests"] == 3 and doc["uncorrectable_requests"] == 0
+    cross = {h["hop"]: h for h in doc["hops"]}["pp_exit->bifrost_arrive"]
+    assert cross["requests"] == 3 and cross["negative_raw"] == 2  # req-1, req-2
+    text = CliRunner().invoke(main, args).output
+    assert "pp-1->bifrost-1" in text and "raw < 0: 2/3" in text
+
+
+def test_errors(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    tables, _ = setup
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"request_id": "a", "stage": "pp_exit", "node": "n1", "ts_ns": "x"}\n')
+    res = CliRunner().invoke(main, ["latency", str(bad), "--tables", str(tables)])
+    assert res.exit_code == 1 and f"{bad}:1: field 'ts_ns'" in res.output
+    res = CliRunner().invoke(main, ["latency", str(bad), "--tables", str(tables),
+                                    "--skip-bad"])
+    assert res.exit_code == 0, res.output
+    assert "1 malformed" in res.output and f"skipped {bad}:1" in res.output
+    res = CliRunner().invoke(main, ["latency", str(bad)])
+    assert res.exit_code == 2 and "--tables" in res.output
+    res = CliRunner().invoke(main, ["latency", str(bad), "--tables", str(tables),
+                                    "--window", "soon"])
+    assert res.exit_code == 2 and "not a duration" in res.output

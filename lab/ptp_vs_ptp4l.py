@@ -1,116 +1,110 @@
 """Our measure-only PTP slave beside a ptp4l slave, both against a ptp4l master.
 
-Topology (all namespaces share one system clock, so the true offset is exactly 0 and every
-measured offset is a measured error)::
+Topologies (``lab.netlab``; all namespaces share one system clock, so the true offset is
+exactly 0 and every measured offset is a measured error)::
 
-    csptp_m<tag> [ptp4l master, free_running 1] 10.200.4.1
-         | veth (direct)
-    csptp_s<tag> [our slave + ptp4l -s, free_running 1] 10.200.4.2
+    direct:   [csptpNNNNa: ptp4l master] veth ───────────── veth [csptpNNNNb: ours + ptp4l -s]
+    bridged:  [...a: ptp4l master] veth ── [...r: user-space delay bridge] ── veth [...b: ...]
 
-Run as root: ``python -m lab.ptp_vs_ptp4l [--seconds S]``. Prints, for ours and ptp4l's:
-offset rms, max |error|, mean path delay, and (ours) the share of samples whose bound holds
-the truth. Nothing here sets the clock: every ptp4l runs with ``free_running 1``.
+Run as root: ``python -m lab.ptp_vs_ptp4l [--seconds S] [--no-bridge]``. Prints, for ours
+and ptp4l's: offset rms, max |error|, mean offset, median path delay, and (ours only, ptp4l
+states no bound) the median bound and the share of samples whose bound holds the truth.
+Every ptp4l runs with ``free_running 1``: nothing here ever adjusts a clock.
+
+``python -m lab.ptp_vs_ptp4l ours IFACE --seconds S [--offset-ns X --skew-ppm Y]`` is the
+child run inside the slave namespace: our slave on a (simulated) clock, one JSON line per
+exchange with the true offset of that clock (``truth_ns``).
 """
 
 from __future__ import annotations
 
-import contextlib
+import argparse
+import json
+import math
 import os
 import shutil
-import signal
+import statistics
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from ptp._ptp4l import MASTER_OPTIONS, SLAVE_OPTIONS, config_text
+from lab.netlab import BridgeParams, Topology
+from lab.netlab import missing_requirements as _netlab_missing
+from ptp._ptp4l import MASTER_OPTIONS, SLAVE_OPTIONS, config_text, parse_offset_line
 
-__all__ = ["PtpLab", "missing_requirements"]
+__all__ = ["PtpLab", "Stats", "compare", "missing_requirements", "run_ours", "stats"]
 
-MASTER_IP = "10.200.4.1"
-SLAVE_IP = "10.200.4.2"
+DIRECT_SUBNET = "10.200.4"
+BRIDGED_SUBNET = "10.200.14"
 
 
 def missing_requirements() -> str | None:
     """Why the lab cannot run here (``None`` when it can)."""
-    if os.geteuid() != 0:
-        return "needs root: creates network namespaces"
-    for tool in ("ip", "ptp4l"):
-        if shutil.which(tool) is None:
-            return f"needs {tool} on PATH"
-    return None
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+    return _netlab_missing("ptp4l")
 
 
 @dataclass
 class PtpLab:
-    """Two namespaces joined by a veth; processes started in them are stopped on exit.
+    """A :class:`lab.netlab.Topology` (master side ``a``, slave side ``b``) plus log files.
 
-    Use as a context manager; everything it creates is removed on exit, also on failure.
+    Use as a context manager; every process and namespace is removed on exit, also on
+    failure. ``tag`` keeps concurrent runs apart (names ``csptp<tag>a``/``b``/``r``).
     """
 
-    tag: str = field(default_factory=lambda: f"{os.getpid() % 100000}")
+    bridge: BridgeParams | None = None
+    tag: str = field(default_factory=lambda: f"{os.getpid() % 10000:04d}")
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="csptp_")))
-    _procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    _netns: list[str] = field(default_factory=list)
+    topo: Topology = field(init=False)
+
+    def __post_init__(self) -> None:
+        subnet = DIRECT_SUBNET if self.bridge is None else BRIDGED_SUBNET
+        self.topo = Topology(prefix=f"csptp{self.tag}", subnet=subnet, bridge=self.bridge)
 
     @property
     def master_ns(self) -> str:
-        return f"csptp_m{self.tag}"
+        return self.topo.ns_a
 
     @property
     def slave_ns(self) -> str:
-        return f"csptp_s{self.tag}"
+        return self.topo.ns_b
 
     @property
     def master_if(self) -> str:
-        return f"csptpm{self.tag}"
+        return self.topo.if_a
 
     @property
     def slave_if(self) -> str:
-        return f"csptps{self.tag}"
+        return self.topo.if_b
 
     def __enter__(self) -> PtpLab:
         try:
-            self._create()
+            self.topo.__enter__()
         except BaseException:
-            self.close()
+            shutil.rmtree(self.workdir, ignore_errors=True)
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _create(self) -> None:
-        for ns in (self.master_ns, self.slave_ns):
-            _ip("netns", "add", ns)
-            self._netns.append(ns)
-        _ip("link", "add", self.master_if, "type", "veth", "peer", "name", self.slave_if)
-        for ns, dev, addr in (
-            (self.master_ns, self.master_if, MASTER_IP),
-            (self.slave_ns, self.slave_if, SLAVE_IP),
-        ):
-            _ip("link", "set", dev, "netns", ns)
-            _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
-            _ip("-n", ns, "link", "set", dev, "up")
-            _ip("-n", ns, "link", "set", "lo", "up")
+    def close(self) -> None:
+        """Stop every process, delete the namespaces and the work directory."""
+        self.topo.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def start(self, ns: str, argv: Sequence[str], log_name: str) -> subprocess.Popen[bytes]:
-        """Start ``argv`` inside namespace ``ns``, output to ``workdir/log_name``."""
-        log = open(self.workdir / log_name, "wb")  # noqa: SIM115 - owned by the process
-        try:
-            proc = subprocess.Popen(
-                ["ip", "netns", "exec", ns, *argv], stdout=log, stderr=subprocess.STDOUT
-            )
-        finally:
-            log.close()
-        self._procs.append(proc)
-        return proc
+        """Start ``argv`` in namespace ``ns`` with its output in ``workdir/log_name``."""
+        with open(self.workdir / log_name, "wb") as log:
+            return self.topo.spawn(ns, argv, stdout=log, stderr=subprocess.STDOUT)
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> None:
+        """Stop one process started here (by PID)."""
+        self.topo.stop(proc)
 
     def log(self, log_name: str) -> str:
         """The output so far of the process logging to ``log_name``."""
@@ -127,16 +121,14 @@ class PtpLab:
         return False
 
     def start_ptp4l(self, role: str) -> subprocess.Popen[bytes]:
-        """A ptp4l ``master`` (in the master ns) or ``slave`` (``-s``, in the slave ns)."""
+        """A ptp4l ``master`` (side a) or ``slave`` (``-s``, side b), ``free_running 1``."""
         master = role == "master"
         ns, dev = (self.master_ns, self.master_if) if master else (self.slave_ns, self.slave_if)
-        options = MASTER_OPTIONS if master else SLAVE_OPTIONS
         cfg = self.workdir / f"{role}.cfg"
+        options = MASTER_OPTIONS if master else SLAVE_OPTIONS
         cfg.write_text(config_text(str(self.workdir / f"{role}.sock"), options))
         argv = ["ptp4l", "-i", dev, "-S", "-4", "-m", "-f", str(cfg)]
-        if not master:
-            argv.append("-s")
-        return self.start(ns, argv, f"ptp4l-{role}.log")
+        return self.start(ns, [*argv, *([] if master else ["-s"])], f"ptp4l-{role}.log")
 
     def start_master(self, timeout_s: float = 10.0) -> None:
         """Start the ptp4l master and wait until it has taken the master role."""
@@ -144,30 +136,145 @@ class PtpLab:
         if not self.wait_for("ptp4l-master.log", "assuming the grand master role", timeout_s):
             raise RuntimeError(f"ptp4l master not ready: {self.log('ptp4l-master.log')[-500:]}")
 
-    @staticmethod
-    def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-        """Stop one process we started (by its PID), escalating to SIGKILL."""
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
-            try:
-                proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=3)
-
-    def close(self) -> None:
-        """Stop every process, delete namespaces (the veth goes with them) and the workdir."""
-        for proc in reversed(self._procs):
-            self.stop(proc)
-        self._procs.clear()
-        for ns in reversed(self._netns):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
-        self._netns.clear()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+    def run_ours(
+        self, seconds: float, offset_ns: float = 0.0, skew_ppm: float = 0.0
+    ) -> list[dict[str, Any]]:
+        """Run our slave in the slave namespace for ``seconds``; its JSON records."""
+        argv = [sys.executable, "-m", "lab.ptp_vs_ptp4l", "ours", self.slave_if,
+                "--seconds", str(seconds), "--offset-ns", str(offset_ns),
+                "--skew-ppm", str(skew_ppm)]  # fmt: skip
+        done = self.topo.exec(self.slave_ns, *argv, timeout_s=seconds + 60)
+        return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 
-@contextlib.contextmanager
-def _lab() -> Iterator[PtpLab]:
-    with PtpLab() as lab:
-        yield lab
+def run_ours(iface: str, seconds: float, offset_ns: float, skew_ppm: float) -> None:
+    """Child process: our slave on a simulated clock, JSON lines with ``truth_ns``."""
+    from clocksync._clock import SimClock
+    from ptp import PtpSlave, result_record
+
+    clock = SimClock(t0_ns=time.time_ns(), offset0_ns=offset_ns, skew_ppm=skew_ppm)
+
+    def truth(t_local_ns: int) -> float:
+        t_sys = t_local_ns  # invert local = sys - offset(sys) by fixed point iteration
+        for _ in range(3):
+            t_sys = t_local_ns + round(float(clock.offset_ns(t_sys)))
+        return float(clock.offset_ns(t_sys))
+
+    with PtpSlave(iface, clock=clock) as slave:
+        for r in slave.run(seconds):
+            rec = result_record(r)
+            rec["truth_ns"] = truth(r.measurement.t_local_ns)
+            print(json.dumps(rec), flush=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Error statistics of one tool in one run (ns; error = measured - true offset)."""
+
+    who: str
+    n: int
+    rms_ns: float
+    max_abs_ns: float
+    mean_ns: float
+    path_delay_ns: float
+    bound_median_ns: float = math.nan
+    coverage: float = math.nan  # share of all samples (outliers too) with |error| <= bound
+
+    def row(self, topology: str) -> str:
+        cov = "n/a" if math.isnan(self.coverage) else f"{100 * self.coverage:.1f}%"
+        bound = "n/a" if math.isnan(self.bound_median_ns) else f"{self.bound_median_ns:.0f}"
+        return (f"| {topology:8} | {self.who:6} | {self.n:4d} | {self.rms_ns:9.0f} | "
+                f"{self.max_abs_ns:9.0f} | {self.mean_ns:8.0f} | {self.path_delay_ns:10.0f} | "
+                f"{bound:>8} | {cov:>8} |")  # fmt: skip
+
+
+HEADER = (
+    "| topology | who    |    n | rms (ns)  | max|e| ns | mean ns  | path delay "
+    "| bound md | coverage |\n"
+    "|----------|--------|------|-----------|-----------|----------|------------"
+    "|----------|----------|"
+)
+
+
+def stats(who: str, errors: Sequence[float], delays: Sequence[float],
+          bounds: Sequence[float] = (), covered: Sequence[bool] = ()) -> Stats:  # fmt: skip
+    """Summary of measured-minus-true offsets ``errors`` (ns); ``covered`` says for every
+    sample (outliers included) whether its bound held the truth."""
+    if not errors:
+        return Stats(who, 0, math.nan, math.nan, math.nan, math.nan)
+    cov = sum(covered) / len(covered) if covered else math.nan
+    return Stats(
+        who=who,
+        n=len(errors),
+        rms_ns=math.sqrt(sum(e * e for e in errors) / len(errors)),
+        max_abs_ns=max(abs(e) for e in errors),
+        mean_ns=statistics.fmean(errors),
+        path_delay_ns=float(statistics.median(delays)),
+        bound_median_ns=float(statistics.median(bounds)) if bounds else math.nan,
+        coverage=cov,
+    )
+
+
+def compare(
+    seconds: float, bridge: BridgeParams | None = None, offset_ns: float = 0.0,
+    skew_ppm: float = 0.0, with_ptp4l: bool = True,
+) -> tuple[Stats, Stats | None]:  # fmt: skip
+    """One run: master, (ptp4l slave,) our slave for ``seconds``; stats of both."""
+    with PtpLab(bridge=bridge) as lab:
+        if with_ptp4l:
+            lab.start_ptp4l("slave")
+        lab.start_master()
+        records = lab.run_ours(seconds, offset_ns, skew_ppm)
+        ptp4l_log = lab.log("ptp4l-slave.log")
+    ours = [r for r in records if r["accepted"]]
+    mine = stats(
+        "ours",
+        [r["offset_ns"] - r["truth_ns"] for r in ours],
+        [r["mean_path_delay_ns"] for r in ours],
+        [r["bound_ns"] for r in ours],
+        [abs(r["offset_ns"] - r["truth_ns"]) <= r["bound_ns"] for r in records],
+    )
+    if not with_ptp4l:
+        return mine, None
+    lines = [o for line in ptp4l_log.splitlines() if (o := parse_offset_line(line))]
+    lines = lines[1:]  # the first line comes before ptp4l's path delay has settled
+    theirs = stats("ptp4l", [o.offset_ns for o in lines], [o.path_delay_ns for o in lines])
+    return mine, theirs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab.ptp_vs_ptp4l")
+    sub = parser.add_subparsers(dest="command")
+    child = sub.add_parser("ours", help="(internal) run our slave inside the namespace")
+    child.add_argument("iface")
+    child.add_argument("--seconds", type=float, default=10.0)
+    child.add_argument("--offset-ns", type=float, default=0.0)
+    child.add_argument("--skew-ppm", type=float, default=0.0)
+    parser.add_argument("--seconds", type=float, default=20.0, help="per run (s)")
+    parser.add_argument("--no-bridge", action="store_true", help="direct veth only")
+    args = parser.parse_args(argv)
+    if args.command == "ours":
+        run_ours(args.iface, args.seconds, args.offset_ns, args.skew_ppm)
+        return 0
+    reason = missing_requirements()
+    if reason is not None:
+        print(f"cannot run: {reason}", file=sys.stderr)
+        return 2
+    runs: list[tuple[str, BridgeParams | None, float, float]] = [("direct", None, 0.0, 0.0)]
+    runs.append(("skewed", None, 2_000_000.0, 100.0))  # our node on a SimClock: +2 ms, 100 ppm
+    if not args.no_bridge:
+        runs.append(("bridge", BridgeParams(jitter_us=20.0), 0.0, 0.0))
+        runs.append(("asym", BridgeParams(delay_ab_us=200.0, jitter_us=20.0), 0.0, 0.0))
+    print(f"# ours vs ptp4l, {args.seconds:g} s per run; error = measured - true offset (ns)")
+    print(HEADER)
+    for name, bridge, off, skew in runs:
+        mine, theirs = compare(args.seconds, bridge, off, skew)
+        print(mine.row(name))
+        if theirs is not None and name != "skewed":  # ptp4l's clock is not the simulated one
+            print(theirs.row(name))
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

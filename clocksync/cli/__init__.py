@@ -35,3 +35,6 @@ main.add_command(ntp)
 from ._latency import latency  # noqa: E402
 
 main.add_command(latency)
+from ._ptp import ptp  # noqa: E402
+
+main.add_command(ptp)

@@ -11,7 +11,6 @@ spelled-out expectations in ``test_golden.py`` must be updated by hand from the 
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from pathlib import Path
@@ -76,7 +75,7 @@ def capture(seconds: float = 3.0) -> dict[str, bytes]:
         )
         pmc.wait(timeout=10)
         time.sleep(0.5)
-        lab.stop(dump, signal.SIGINT)
+        lab.stop(dump)  # tcpdump flushes and exits on SIGTERM
         payloads = [bytes(p[UDP].payload) for p in rdpcap(str(pcap)) if UDP in p]
     return pick(payloads)
 

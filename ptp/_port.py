@@ -1,0 +1,230 @@
+"""The measure-only E2E slave port as a pure state machine (no sockets, no clocks).
+
+Feed it decoded messages with their local receive times and the local send times of its
+Delay_Reqs; it chooses the master (BMCA over Announces), matches Sync/Follow_Up/Delay_Resp
+by sequenceId and port identities, applies correctionFields, filters the path delay and
+hands back one :class:`PtpResult` per completed exchange. Every time it sees is *local*
+time: the I/O layer maps kernel stamps through a :class:`~clocksync._clock.Clock` first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from ._bmca import AnnounceDataset, ForeignMasters
+from ._exchange import DelayFilter, Exchange, Measurement, measure
+from ._messages import Announce, DelayReq, DelayResp, FollowUp, PtpMessage, Sync
+from ._types import NS_PER_S, PortIdentity, format_clock_identity
+
+__all__ = ["PortConfig", "PtpResult", "SlavePort"]
+
+_V = TypeVar("_V")
+
+
+@dataclass(frozen=True, slots=True)
+class PortConfig:
+    """Options of the measure-only slave (each documented once, with its unit).
+
+    Attributes:
+        domain: domainNumber to listen to (0-255); other domains are ignored.
+        window: exchanges in the meanPathDelay filter window.
+        delay_filter: ``"median"`` (ptp4l's default) or ``"min"``.
+        outlier_factor: an exchange whose round trip exceeds this x the window median is
+            rejected (> 1).
+        max_skew_ppm: assumed bound on the local clock's frequency error (ppm), widens each
+            bound by ``max_skew x |t3 - t2|``.
+        timestamp_error_ns: added to every bound for quantization and clock mapping (ns).
+        utc_correct: subtract currentUtcOffset from master times when the master announces
+            the PTP (TAI) timescale with a valid offset, so offsets compare with UTC clocks.
+        announce_threshold: Announces needed within 4 intervals to qualify a master.
+        delay_req_interval_s: Delay_Req spacing until the master's Delay_Resp states
+            its logMinDelayReqInterval (s).
+    """
+
+    domain: int = 0
+    window: int = 8
+    delay_filter: str = "median"
+    outlier_factor: float = 3.0
+    max_skew_ppm: float = 500.0
+    timestamp_error_ns: float = 50.0
+    utc_correct: bool = True
+    announce_threshold: int = 2
+    delay_req_interval_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.domain <= 255:
+            raise ValueError(f"PortConfig.domain: 0..255, got {self.domain}")
+        if self.max_skew_ppm < 0 or self.timestamp_error_ns < 0:
+            raise ValueError("PortConfig.max_skew_ppm/timestamp_error_ns: must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class PtpResult:
+    """One completed exchange.
+
+    Attributes:
+        master: the master port (``clockid-port``, linuxptp style).
+        sequence_id: the Delay_Req's sequenceId.
+        exchange: the four timestamps (local ones already mapped through the clock).
+        measurement: offset (reference - local), bound, delays.
+        accepted: ``False`` when the delay filter rejected the exchange as an outlier.
+    """
+
+    master: str
+    sequence_id: int
+    exchange: Exchange
+    measurement: Measurement
+    accepted: bool
+
+
+@dataclass
+class _Sync:
+    t2_ns: int
+    correction_ns: float
+    origin_ns: int | None  # one-step: the Sync's own originTimestamp
+
+
+@dataclass
+class _Request:
+    sync_key: int
+    t3_ns: int | None = None
+    t4_ns: int | None = None
+    c_sm_ns: float = 0.0
+
+
+@dataclass
+class SlavePort:
+    """State of one measure-only slave port (E2E delay mechanism)."""
+
+    identity: PortIdentity
+    config: PortConfig = field(default_factory=PortConfig)
+    master: AnnounceDataset | None = None
+    _masters: ForeignMasters = field(init=False)
+    _filter: DelayFilter = field(init=False)
+    _syncs: dict[int, _Sync] = field(default_factory=dict)
+    _follow_ups: dict[int, tuple[int, float]] = field(default_factory=dict)
+    _requests: dict[int, _Request] = field(default_factory=dict)
+    _next_seq: int = 0
+    _last_req_s: float = float("-inf")
+    _last_sync_seq: int = -1
+    _req_interval_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        self._masters = ForeignMasters(threshold=self.config.announce_threshold)
+        self._filter = DelayFilter(
+            self.config.window, self.config.delay_filter, self.config.outlier_factor
+        )
+        self._req_interval_s = self.config.delay_req_interval_s
+
+    # -- inputs -----------------------------------------------------------------------
+
+    def on_message(self, msg: PtpMessage, rx_local_ns: int, now_s: float) -> PtpResult | bool:
+        """Handle a received message.
+
+        Returns a :class:`PtpResult` when it completes an exchange, ``True`` when it is a
+        Sync that calls for a Delay_Req now (build it with :meth:`delay_req`), else
+        ``False``.
+        """
+        if int(msg.domainNumber) != self.config.domain:
+            return False
+        if isinstance(msg, Announce):
+            self._masters.add(AnnounceDataset.from_announce(msg), now_s)
+            self.master = self._masters.best(now_s)
+            return False
+        self.master = self._masters.best(now_s)
+        if self.master is None or msg.source.key() != self.master.sender:
+            return False
+        if isinstance(msg, Sync):
+            return self._on_sync(msg, rx_local_ns, now_s)
+        if isinstance(msg, FollowUp):
+            seq = int(msg.sequenceId)
+            self._follow_ups[seq] = (msg.preciseOriginTimestamp.to_ns(), msg.correction_ns)
+            _trim(self._follow_ups)
+            return self._complete_for_sync(seq)
+        if isinstance(msg, DelayResp):
+            return self._on_delay_resp(msg)
+        return False
+
+    def _on_sync(self, msg: Sync, rx_local_ns: int, now_s: float) -> bool:
+        seq = int(msg.sequenceId)
+        origin = None if msg.two_step else msg.originTimestamp.to_ns()
+        self._syncs[seq] = _Sync(rx_local_ns, msg.correction_ns, origin)
+        self._last_sync_seq = seq
+        _trim(self._syncs)
+        return now_s - self._last_req_s >= 0.9 * self._req_interval_s
+
+    def delay_req(self, now_s: float) -> DelayReq:
+        """The Delay_Req to send now for the latest Sync (then call :meth:`sent`)."""
+        seq = self._next_seq
+        self._next_seq = (seq + 1) & 0xFFFF
+        self._last_req_s = now_s
+        self._requests[seq] = _Request(sync_key=self._last_sync_seq)
+        _trim(self._requests)
+        return DelayReq(
+            domainNumber=self.config.domain,
+            sourcePortIdentity=self.identity.copy(),
+            sequenceId=seq,
+            logMessageInterval=0x7F,
+        )
+
+    def sent(self, sequence_id: int, tx_local_ns: int) -> None:
+        """Record the local send time of our Delay_Req ``sequence_id``."""
+        req = self._requests.get(sequence_id)
+        if req is not None:
+            req.t3_ns = tx_local_ns
+
+    def _on_delay_resp(self, msg: DelayResp) -> PtpResult | bool:
+        if msg.requestingPortIdentity.key() != self.identity.key():
+            return False  # another slave's answer
+        req = self._requests.get(int(msg.sequenceId))
+        if req is None or req.t3_ns is None:
+            return False
+        req.t4_ns = msg.receiveTimestamp.to_ns()
+        req.c_sm_ns = msg.correction_ns
+        if int(msg.logMessageInterval) != 0x7F:
+            self._req_interval_s = 2.0 ** int(msg.logMessageInterval)
+        return self._complete(int(msg.sequenceId))
+
+    def _complete_for_sync(self, sync_seq: int) -> PtpResult | bool:
+        for seq, req in self._requests.items():
+            if req.sync_key == sync_seq and req.t4_ns is not None:
+                return self._complete(seq)
+        return False
+
+    # -- completion -------------------------------------------------------------------
+
+    def _complete(self, seq: int) -> PtpResult | bool:
+        req = self._requests[seq]
+        sync = self._syncs.get(req.sync_key)
+        if sync is None or req.t3_ns is None or req.t4_ns is None or self.master is None:
+            return False
+        if sync.origin_ns is not None:
+            t1, c_ms = sync.origin_ns, sync.correction_ns
+        elif req.sync_key in self._follow_ups:
+            precise, c_fu = self._follow_ups[req.sync_key]
+            t1, c_ms = precise, sync.correction_ns + c_fu
+        else:
+            return False  # the Follow_Up is still on its way
+        del self._requests[seq]
+        t4 = req.t4_ns
+        if self.config.utc_correct and self.master.ptp_timescale and self.master.utc_offset_valid:
+            shift = self.master.current_utc_offset_s * NS_PER_S
+            t1, t4 = t1 - shift, t4 - shift
+        ex = Exchange(t1, sync.t2_ns, req.t3_ns, t4, c_ms, req.c_sm_ns)
+        accepted = self._filter.add(ex.round_trip_ns)
+        delay = self._filter.delay_ns
+        m = measure(
+            ex,
+            ex.mean_path_delay_ns if delay is None else delay,
+            max_skew_ppm=self.config.max_skew_ppm,
+            timestamp_error_ns=self.config.timestamp_error_ns,
+        )
+        sender, port = self.master.sender
+        return PtpResult(f"{format_clock_identity(sender)}-{port}", seq, ex, m, accepted)
+
+
+def _trim(table: dict[int, _V], keep: int = 16) -> None:
+    """Keep only the newest ``keep`` entries (dicts keep insertion order)."""
+    while len(table) > keep:
+        del table[next(iter(table))]

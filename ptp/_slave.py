@@ -1,0 +1,203 @@
+"""The measure-only PTP slave on a network interface: E2E over UDPv4 multicast.
+
+Opens its own sockets on ports 319 (event) and 320 (general) with ``SO_REUSEADDR``, bound
+to the interface and joined to 224.0.1.129, so it runs beside a ptp4l on the same
+interface. Receive times are kernel ``SO_TIMESTAMPNS`` stamps, Delay_Req send times kernel
+``SO_TIMESTAMPING`` stamps from the error queue (``clocksync._timestamping``), all mapped
+through a :class:`~clocksync._clock.Clock` so a simulated clock can make the node skewed.
+It never sets or steers any clock.
+
+Each completed exchange becomes a :class:`~clocksync.Sample` via :func:`to_sample`:
+``offset_ns`` = reference (master) - local, the *negative* of ptp4l's ``master offset``;
+``delay_ns`` = round trip (2 x meanPathDelay); ``bound_ns`` = the exchange's guaranteed
+half-width (see :mod:`ptp._exchange`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clocksync._clock import Clock, SystemClock
+from clocksync._errors import InputError
+from clocksync._sample import Sample
+from clocksync._timestamping import Received, StampedSocket, StampKind
+
+from ._codec import decode, encode
+from ._errors import PtpDecodeError
+from ._messages import EVENT_PORT, GENERAL_PORT
+from ._port import PortConfig, PtpResult, SlavePort
+from ._types import PortIdentity
+
+__all__ = ["PTP_PRIMARY_MULTICAST", "PtpSlave", "SlaveStats", "default_identity", "to_sample"]
+
+#: The default PTP primary multicast address (Annex D.3).
+PTP_PRIMARY_MULTICAST = "224.0.1.129"
+
+
+def default_identity(iface: str) -> bytes:
+    """A clockIdentity from the interface's MAC, distinct from ptp4l's on the same MAC.
+
+    ptp4l builds ``mac[0:3] ff fe mac[3:6]``; we use ``c5 5c`` in the middle so both can
+    run side by side without taking each other's Delay_Resps. Random without a MAC.
+    """
+    try:
+        text = Path(f"/sys/class/net/{iface}/address").read_text().strip()
+        mac = bytes.fromhex(text.replace(":", ""))
+    except (OSError, ValueError):
+        mac = b""
+    if len(mac) != 6 or mac == b"\x00" * 6:
+        return bytes([os.urandom(1)[0] | 0x02]) + os.urandom(7)  # locally administered
+    return mac[:3] + b"\xc5\x5c" + mac[3:]
+
+
+def _multicast_socket(iface: str, ifindex: int, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # without CAP_NET_RAW the ifindex in the membership still selects the link
+        with contextlib.suppress(PermissionError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
+        sock.bind(("", port))
+        mreqn = struct.pack(
+            "=4s4si", socket.inet_aton(PTP_PRIMARY_MULTICAST), socket.inet_aton("0.0.0.0"), ifindex
+        )
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+@dataclass
+class SlaveStats:
+    """Counters of one slave run."""
+
+    received: int = 0
+    malformed: int = 0
+    delay_reqs: int = 0
+    results: int = 0
+    outliers: int = 0
+    user_stamps: int = 0  #: stamps that fell back to user space (kernel gave none)
+    last_error: str = ""
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+
+class PtpSlave:
+    """A measure-only E2E slave on ``iface`` (UDPv4 multicast, ports 319/320).
+
+    Args:
+        iface: network interface name.
+        config: port options (domain, filter, assumptions).
+        clock: maps system times to this node's local clock (default: the system clock).
+        identity: our 8-octet clockIdentity (default: :func:`default_identity`).
+
+    Raises:
+        InputError: the interface does not exist.
+        OSError: the sockets cannot be opened (e.g. no permission for the ports).
+    """
+
+    def __init__(
+        self,
+        iface: str,
+        *,
+        config: PortConfig | None = None,
+        clock: Clock | None = None,
+        identity: bytes | None = None,
+    ) -> None:
+        try:
+            ifindex = socket.if_nametoindex(iface)
+        except OSError:
+            raise InputError(f"ptp: interface {iface!r}: no such network interface") from None
+        self.iface = iface
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        ident = identity if identity is not None else default_identity(iface)
+        self.port = SlavePort(
+            PortIdentity(clockIdentity=ident, portNumber=1), config or PortConfig()
+        )
+        self.stats = SlaveStats()
+        event = _multicast_socket(iface, ifindex, EVENT_PORT)
+        try:
+            general = _multicast_socket(iface, ifindex, GENERAL_PORT)
+        except BaseException:
+            event.close()
+            raise
+        self._event = StampedSocket(event, rx_kernel=True, tx_kernel=True)
+        self._general = StampedSocket(general, rx_kernel=True, tx_kernel=False)
+
+    def close(self) -> None:
+        """Close both sockets (idempotent)."""
+        self._event.close()
+        self._general.close()
+
+    def __enter__(self) -> PtpSlave:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run(self, seconds: float) -> Iterator[PtpResult]:
+        """Listen for ``seconds``; yield each completed exchange as it completes."""
+        poller = select.poll()
+        socks = {s.socket.fileno(): s for s in (self._event, self._general)}
+        for fd in socks:
+            poller.register(fd, select.POLLIN)
+        deadline = time.monotonic() + seconds
+        while (left_s := deadline - time.monotonic()) > 0:
+            for fd, _ev in poller.poll(max(1, int(left_s * 1000))):
+                sock = socks[fd]
+                while (got := sock.recv(0.0)) is not None:
+                    result = self._handle(got)
+                    if result is not None:
+                        yield result
+
+    def _handle(self, got: Received) -> PtpResult | None:
+        self.stats.received += 1
+        try:
+            msg = decode(got.data)
+        except PtpDecodeError as exc:
+            self.stats.malformed += 1
+            self.stats.last_error = str(exc)
+            return None
+        kind = type(msg).__name__
+        self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
+        if got.stamp.kind is StampKind.USER and got.address[1] == EVENT_PORT:
+            self.stats.user_stamps += 1
+        now_s = time.monotonic()
+        out = self.port.on_message(msg, self.clock.read_ns(got.stamp.system_ns), now_s)
+        if out is True:
+            req = self.port.delay_req(now_s)
+            stamp = self._event.send(encode(req), (PTP_PRIMARY_MULTICAST, EVENT_PORT))
+            if stamp.kind is StampKind.USER:
+                self.stats.user_stamps += 1
+            self.stats.delay_reqs += 1
+            self.port.sent(int(req.sequenceId), self.clock.read_ns(stamp.system_ns))
+            return None
+        if isinstance(out, PtpResult):
+            self.stats.results += 1
+            self.stats.outliers += 0 if out.accepted else 1
+            return out
+        return None
+
+
+def to_sample(result: PtpResult, node: str, iface: str) -> Sample:
+    """The clocksync :class:`Sample` of one exchange (source ``"ptp:IFACE"``)."""
+    m = result.measurement
+    return Sample(
+        node=node,
+        t_local_ns=m.t_local_ns,
+        offset_ns=m.offset_ns,
+        delay_ns=max(0.0, m.round_trip_ns),
+        bound_ns=m.bound_ns,
+        source=f"ptp:{iface}",
+    )

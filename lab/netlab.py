@@ -180,6 +180,11 @@ class Topology:
             subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code % ip],
                            check=False, capture_output=True, timeout=left + 2)
 
+    def add_address(self, ns: str, address: str) -> None:
+        """Give namespace ``ns`` (``ns_a`` or ``ns_b``) one more address in the subnet."""
+        dev = self.if_a if ns == self.ns_a else self.if_b
+        _run("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", dev)
+
     def exec(self, ns: str, *argv: str, check: bool = True,
              timeout_s: float | None = 60) -> subprocess.CompletedProcess[str]:
         """Run a command inside namespace ``ns`` and wait for it."""

@@ -7,7 +7,10 @@ offset is exactly 0 and every measured offset is a measured error)::
          | direct veth, or via {prefix}r running the user-space delay bridge
     {prefix}b [our client + chronyd -x client, minpoll/maxpoll -2] 10.200.x.2
 
-Both clients poll every 0.25 s for ``--seconds``. chronyd's raw offsets come from its
+All clients poll every 0.25 s for ``--seconds``, each from its own source address (servers
+keep interleaved-mode state per client address): ours in interleaved mode, in basic mode,
+and interleaved with a min-delay burst of 3 exchanges per poll; chronyd in basic and in
+``xleave`` mode. chronyd's raw offsets come from its
 ``measurements.log`` (only measurements that passed all its tests); its "bound" for the
 coverage column is chrony's own distance ``peer delay/2 + peer dispersion + root delay/2 +
 root dispersion``. Ours is the sample's ``bound_ns``.
@@ -69,7 +72,7 @@ def chrony_server_conf(workdir: Path, *, allow: str, port: int = 123,
 
 
 def chrony_client_conf(workdir: Path, server: str, port: int = 123,
-                       xleave: bool = False) -> Path:
+                       xleave: bool = False, source: str | None = None) -> Path:
     """Write a chronyd client config polling ``server`` every 0.25 s, logging measurements.
 
     ``noselect``: chronyd measures but never selects the source, so its (null-driver) clock
@@ -79,6 +82,7 @@ def chrony_client_conf(workdir: Path, server: str, port: int = 123,
     """
     opts = "iburst minpoll -2 maxpoll -2 noselect" + (" xleave" if xleave else "")
     lines = [f"server {server} port {port} {opts}", "port 0",
+             *([f"bindacqaddress {source}"] if source else []),
              "cmdport 0", f"pidfile {workdir}/chronyd.pid", f"driftfile {workdir}/drift",
              f"logdir {workdir}", "log measurements"]
     conf = workdir / "client.conf"
@@ -159,17 +163,20 @@ SCENARIOS = (
 )
 
 
-def _worker(server: str, port: int, seconds: float, interleaved: bool) -> int:
-    """Inside the client namespace: one exchange every POLL_S, one JSON line per sample."""
+def _worker(server: str, port: int, seconds: float, interleaved: bool,
+            source: str | None, burst: int) -> int:
+    """Inside the client namespace: every POLL_S one exchange (or the min-delay sample of a
+    burst of ``burst`` exchanges 2 ms apart); one JSON line per sample."""
     from clocksync.ntp import NtpClient, NtpRejectError, NtpTimeoutError
 
     end = time.monotonic() + seconds
-    with NtpClient(server, port, node="lab", timeout_s=0.5,
-                   interleaved=interleaved) as client:
+    with NtpClient(server, port, node="lab", timeout_s=0.5, interleaved=interleaved,
+                   source_address=source) as client:
         next_t = time.monotonic()
         while time.monotonic() < end:
             try:
-                s = client.exchange().sample
+                s = (client.exchange().sample if burst <= 1
+                     else client.burst(burst, interval_s=0.002).best.sample)
                 print(json.dumps({"offset_ns": s.offset_ns, "delay_ns": s.delay_ns,
                                   "bound_ns": s.bound}), flush=True)
             except (NtpRejectError, NtpTimeoutError, OSError) as exc:
@@ -187,26 +194,36 @@ def run_scenario(sc: Scenario, seconds: float, prefix: str = "csntpl") -> dict[s
             conf = chrony_server_conf(dirs["srv"], allow="10.200.0.0/16")
             quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
             topo.spawn(topo.ns_a, ["chronyd", "-x", "-d", "-f", str(conf)], **quiet)
+            # one source address per client: servers keep interleaved state per address
+            source = {key: f"{sc.subnet}.{3 + i}" for i, key in enumerate(
+                ("ours xleave", "ours basic", "ours burst", "chronyd xleave",
+                 "chronyd basic"))}
+            for address in source.values():
+                topo.add_address(topo.ns_b, address)
             time.sleep(0.5)
             chronies = [
                 topo.spawn(topo.ns_b, ["chronyd", "-x", "-d", "-f", str(
-                    chrony_client_conf(dirs[name], topo.ip_a, xleave=name == "xleave"))],
+                    chrony_client_conf(dirs[name], topo.ip_a, xleave=name == "xleave",
+                                       source=source[f"chronyd {name}"]))],
                     **quiet)
                 for name in ("basic", "xleave")
             ]
             ours = {
                 mode: topo.spawn(topo.ns_b, [sys.executable, "-m", "lab.ntp_vs_chrony",
                                              "worker", topo.ip_a, "--seconds", str(seconds),
-                                             *(["--basic"] if mode == "basic" else [])],
+                                             "--source", source[f"ours {mode}"],
+                                             *(["--basic"] if mode == "basic" else []),
+                                             *(["--burst", "3"] if mode == "burst" else [])],
                                  stdout=subprocess.PIPE)
-                for mode in ("xleave", "basic")
+                for mode in ("xleave", "basic", "burst")
             }
             outs = {mode: proc.communicate(timeout=seconds + 30)[0]
                     for mode, proc in ours.items()}
             for proc in chronies:
                 topo.stop(proc)
         result: dict[str, Stats] = {}
-        for mode, label in (("xleave", "clocksync xleave"), ("basic", "clocksync basic")):
+        for mode, label in (("xleave", "clocksync xleave"), ("basic", "clocksync basic"),
+                            ("burst", "clocksync burst3")):
             rows = [json.loads(line) for line in outs[mode].decode().splitlines() if line]
             result[label] = Stats.of([Measured(r["offset_ns"], r["bound_ns"], r["delay_ns"])
                                       for r in rows if "offset_ns" in r])
@@ -244,13 +261,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker.add_argument("--port", type=int, default=123)
     worker.add_argument("--seconds", type=float, default=10.0)
     worker.add_argument("--basic", action="store_true", help="no interleaved mode")
-    parser.add_argument("--seconds", type=float, default=30.0,
-                        help="measurement time per scenario (default 30; 3 scenarios)")
+    worker.add_argument("--source", default=None, help="local address to send from")
+    worker.add_argument("--burst", type=int, default=1, help="exchanges per poll (min delay)")
+    parser.add_argument("--seconds", type=float, default=25.0,
+                        help="measurement time per scenario (default 25; 3 scenarios)")
     parser.add_argument("--scenario", action="append", default=None,
                         help="run only scenarios whose name starts with this (repeatable)")
     args = parser.parse_args(argv)
     if args.command == "worker":
-        return _worker(args.server, args.port, args.seconds, not args.basic)
+        return _worker(args.server, args.port, args.seconds, not args.basic, args.source,
+                       args.burst)
     why = missing_requirements("chronyd")
     if why:
         print(f"cannot run: {why}", file=sys.stderr)

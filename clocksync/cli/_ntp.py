@@ -38,19 +38,26 @@ def _line(i: int, m: NtpMeasurement) -> str:
               type=click.FloatRange(min=0.0), help="Seconds between exchanges.")
 @click.option("--timeout", "timeout_s", default=1.0, show_default=True,
               type=click.FloatRange(min=0.001), help="Seconds to wait for each reply.")
+@click.option("--basic", is_flag=True,
+              help="Basic mode only (default: ask for interleaved mode from the 2nd exchange).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def probe(server: str, count: int, interval_s: float, timeout_s: float, as_json: bool) -> None:
+def probe(server: str, count: int, interval_s: float, timeout_s: float, basic: bool,
+          as_json: bool) -> None:
     """Measure this host's clock offset against SERVER[:PORT] (default port 123).
 
     Prints one line per exchange (offset, delay, bound — ns — stratum, reference id), then a
     summary: the minimum-delay exchange, the median offset and the intersection of all
     bounds. Offset = server time - local time; positive means the local clock is behind.
+    In interleaved mode (servers that support it: chronyd, clocksync) each line from the
+    second on describes the previous exchange, completed with the server's exact send time.
     Exits non-zero on an unresolvable host, a Kiss-o'-Death, or when no exchange succeeds.
     """
     measurements: list[NtpMeasurement] = []
     failures = 0
     for i, result in enumerate(
-        iter_probe(server, count=count, interval_s=interval_s, timeout_s=timeout_s), start=1
+        iter_probe(server, count=count, interval_s=interval_s, timeout_s=timeout_s,
+                   interleaved=not basic),
+        start=1,
     ):
         if isinstance(result, NtpMeasurement):
             measurements.append(result)

@@ -21,6 +21,7 @@ from ._probe import (
     iter_probe,
     measurement_record,
     parse_target,
+    probe,
     summarize,
 )
 from ._server import NtpServer
@@ -49,6 +50,7 @@ __all__ = [
     "ns_to_ntp",
     "ntp_to_ns",
     "parse_target",
+    "probe",
     "select_min_delay",
     "summarize",
     "validate_reply",

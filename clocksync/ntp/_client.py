@@ -143,6 +143,9 @@ class NtpClient:
             (chronyd, :class:`~clocksync.ntp.NtpServer`) then send the kernel TX time of
             their previous reply, which removes the server's send latency from the offset.
             Servers that do not answer in basic mode, which is detected per reply.
+        source_address: local address to send from (default: chosen by the kernel). Servers
+            keep interleaved state per client *address*, so clients sharing one address
+            interrupt each other's interleaved chains.
     """
 
     def __init__(
@@ -156,6 +159,7 @@ class NtpClient:
         freq_tolerance_ppm: float = DEFAULT_FREQ_TOLERANCE_PPM,
         poll_log2: int = 0,
         interleaved: bool = True,
+        source_address: str | None = None,
     ):
         if not timeout_s > 0:
             raise InputError(f"timeout_s: must be > 0, got {timeout_s!r}")
@@ -169,7 +173,14 @@ class NtpClient:
         self.poll_log2 = poll_log2
         self.interleaved = interleaved
         self._prev: _Pending | None = None
-        self._sock = StampedSocket(socket.socket(family, socket.SOCK_DGRAM))
+        raw = socket.socket(family, socket.SOCK_DGRAM)
+        if source_address is not None:
+            try:
+                raw.bind((source_address, 0))
+            except OSError as exc:
+                raw.close()
+                raise NtpAddressError(f"source address {source_address!r}: {exc}") from None
+        self._sock = StampedSocket(raw)
 
     @property
     def source(self) -> str:

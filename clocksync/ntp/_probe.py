@@ -21,6 +21,7 @@ __all__ = [
     "iter_probe",
     "measurement_record",
     "parse_target",
+    "probe",
     "summarize",
 ]
 
@@ -71,6 +72,7 @@ def measurement_record(m: NtpMeasurement) -> dict[str, object]:
         "root_dispersion_ns": s.root_dispersion_ns,
         "tx_stamp": m.tx_kind.value,
         "rx_stamp": m.rx_kind.value,
+        "interleaved": m.interleaved,
         "source": s.source,
     }
 
@@ -86,6 +88,7 @@ class ProbeSummary:
         median_offset_ns: median of all offsets (ns), for comparison.
         low_ns, high_ns: intersection of every exchange's interval ``offset ± bound``; if
             the intervals do not all overlap, ``None`` (some bound was wrong).
+        measurements: every successful exchange, in order.
     """
 
     count: int
@@ -94,6 +97,7 @@ class ProbeSummary:
     median_offset_ns: float
     low_ns: float | None
     high_ns: float | None
+    measurements: tuple[NtpMeasurement, ...] = ()
 
     def record(self) -> dict[str, object]:
         return {
@@ -141,6 +145,7 @@ def summarize(measurements: list[NtpMeasurement], failures: int = 0) -> ProbeSum
         median_offset_ns=statistics.median(m.sample.offset_ns for m in measurements),
         low_ns=low if low <= high else None,
         high_ns=high if low <= high else None,
+        measurements=tuple(measurements),
     )
 
 
@@ -152,8 +157,12 @@ def iter_probe(
     timeout_s: float = 1.0,
     clock: Clock | None = None,
     node: str = "local",
+    interleaved: bool = True,
 ) -> Iterator[NtpMeasurement | NtpTimeoutError | NtpRejectError | OSError]:
     """Run ``count`` exchanges against ``HOST[:PORT]``; yield each measurement or failure.
+
+    With ``interleaved`` (default) the client asks for interleaved mode from the second
+    exchange on (see :class:`~clocksync.ntp.NtpClient`).
 
     Raises:
         NtpAddressError: bad or unresolvable target.
@@ -164,7 +173,8 @@ def iter_probe(
     if interval_s < 0:
         raise InputError(f"interval: must be >= 0, got {interval_s}")
     host, port = parse_target(target)
-    with NtpClient(host, port, node=node, clock=clock, timeout_s=timeout_s) as client:
+    with NtpClient(host, port, node=node, clock=clock, timeout_s=timeout_s,
+                   interleaved=interleaved) as client:
         for i in range(count):
             if i:
                 time.sleep(interval_s)
@@ -174,3 +184,33 @@ def iter_probe(
                 raise
             except (NtpTimeoutError, NtpRejectError, OSError) as exc:
                 yield exc
+
+
+def probe(
+    target: str,
+    *,
+    count: int = 4,
+    interval_s: float = 1.0,
+    timeout_s: float = 1.0,
+    clock: Clock | None = None,
+    node: str = "local",
+    interleaved: bool = True,
+) -> ProbeSummary:
+    """Probe ``HOST[:PORT]`` ``count`` times and summarise (library form of ``ntp probe``).
+
+    Raises:
+        NtpAddressError: bad or unresolvable target.
+        KissOfDeathError: the server sent a Kiss-o'-Death.
+        NtpTimeoutError, NtpRejectError, OSError: no exchange succeeded (the last error).
+    """
+    measurements: list[NtpMeasurement] = []
+    failures: list[Exception] = []
+    for result in iter_probe(target, count=count, interval_s=interval_s, timeout_s=timeout_s,
+                             clock=clock, node=node, interleaved=interleaved):
+        if isinstance(result, NtpMeasurement):
+            measurements.append(result)
+        else:
+            failures.append(result)
+    if not measurements:
+        raise failures[-1]
+    return summarize(measurements, len(failures))

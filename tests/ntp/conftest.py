@@ -51,6 +51,7 @@ class FakeServer:
         self.sock.settimeout(0.05)
         self.port = int(self.sock.getsockname()[1])
         self.requests: list[NtpPacket] = []
+        self.peers: list[tuple[str, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -64,6 +65,7 @@ class FakeServer:
             t2 = ns_to_ntp(time.time_ns())
             request = decode(data)
             self.requests.append(request)
+            self.peers.append(addr)
             for reply in self.craft(request, t2):
                 self.sock.sendto(reply, addr)
 

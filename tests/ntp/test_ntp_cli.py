@@ -78,3 +78,13 @@ def test_kiss_of_death_stops_with_non_zero_exit(
     assert result.exit_code != 0
     assert "Kiss-o'-Death 'DENY'" in result.output
     assert len(server.requests) == 1  # it stopped polling
+
+
+def test_probe_basic_flag_and_interleaved_default(ntp_server: NtpServer) -> None:
+    target = f"127.0.0.1:{ntp_server.port}"
+    for flags, expected in (([], [False, True, True]), (["--basic"], [False, False, False])):
+        result = CliRunner().invoke(main, ["ntp", "probe", target, "--count", "3",
+                                           "--interval", "0", "--json", *flags])
+        assert result.exit_code == 0, result.output
+        rows = [json.loads(line) for line in result.output.splitlines()][:-1]
+        assert [r["interleaved"] for r in rows] == expected

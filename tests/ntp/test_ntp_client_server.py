@@ -10,7 +10,16 @@ import pytest
 from clocksync._clock import SimClock
 from clocksync._errors import InputError
 from clocksync._timestamping import StampKind
-from clocksync.ntp import NtpClient, NtpPacket, NtpRejectError, NtpServer, RejectReason, encode
+from clocksync.ntp import (
+    NtpClient,
+    NtpPacket,
+    NtpRejectError,
+    NtpServer,
+    RejectReason,
+    encode,
+    parse_target,
+    probe,
+)
 
 
 def _truth_local(sim: SimClock, t_local_ns: int, offset_ns: float) -> float:
@@ -88,3 +97,21 @@ def test_server_learns_its_send_lag_and_stops_cleanly() -> None:
 def test_bad_server_configuration(kwargs: dict[str, object]) -> None:
     with pytest.raises(InputError):
         NtpServer(**kwargs)  # type: ignore[arg-type]
+
+
+def test_probe_library_function(ntp_server: NtpServer) -> None:
+    summary = probe(f"127.0.0.1:{ntp_server.port}", count=3, interval_s=0.0)
+    assert summary.count == 3 and len(summary.measurements) == 3
+    assert summary.best in summary.measurements
+    assert summary.low_ns is not None and summary.high_ns is not None
+    assert summary.low_ns <= 0 <= summary.high_ns  # the server serves the system clock
+
+
+def test_probe_parse_target() -> None:
+    assert parse_target("example.org") == ("example.org", 123)
+    assert parse_target("10.200.3.1:11123") == ("10.200.3.1", 11123)
+    assert parse_target("[::1]:123") == ("::1", 123)
+    assert parse_target("::1") == ("::1", 123)
+    for bad in ("", ":123", "[::1", "host:0", "host:70000"):
+        with pytest.raises(InputError):
+            parse_target(bad)

@@ -9,6 +9,7 @@ import pytest
 
 from clocksync.ntp import (
     KissOfDeathError,
+    NtpAddressError,
     NtpClient,
     NtpPacket,
     NtpRejectError,
@@ -135,3 +136,13 @@ def test_request_carries_a_random_nonce_not_our_time(fake_server: MakeServer) ->
     assert first.mode == 3 and first.version == 4
     assert first.transmit_ts != second.transmit_ts
     assert first.origin_ts == first.receive_ts == 0
+
+
+def test_source_address_is_used(fake_server: MakeServer) -> None:
+    server = fake_server(lambda request, t2: [encode(genuine(request, t2))])
+    with NtpClient("127.0.0.1", server.port, interleaved=False,
+                   source_address="127.0.0.2") as client:
+        client.exchange()
+    assert server.peers[0][0] == "127.0.0.2"
+    with pytest.raises(NtpAddressError, match="source address"):
+        NtpClient("127.0.0.1", server.port, source_address="192.0.2.1")

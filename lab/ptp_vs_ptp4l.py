@@ -120,34 +120,39 @@ class PtpLab:
             time.sleep(0.05)
         return False
 
-    def start_ptp4l(self, role: str) -> subprocess.Popen[bytes]:
-        """A ptp4l ``master`` (side a) or ``slave`` (``-s``, side b), ``free_running 1``."""
+    def start_ptp4l(self, role: str, transport: str = "udp") -> subprocess.Popen[bytes]:
+        """A ptp4l ``master`` (side a) or ``slave`` (``-s``, side b), ``free_running 1``,
+        over UDPv4 (``-4``) or Ethernet (``transport="l2"``, ``-2``)."""
         master = role == "master"
         ns, dev = (self.master_ns, self.master_if) if master else (self.slave_ns, self.slave_if)
         cfg = self.workdir / f"{role}.cfg"
         options = MASTER_OPTIONS if master else SLAVE_OPTIONS
         cfg.write_text(config_text(str(self.workdir / f"{role}.sock"), options))
-        argv = ["ptp4l", "-i", dev, "-S", "-4", "-m", "-f", str(cfg)]
+        net = "-2" if transport == "l2" else "-4"
+        argv = ["ptp4l", "-i", dev, "-S", net, "-m", "-f", str(cfg)]
         return self.start(ns, [*argv, *([] if master else ["-s"])], f"ptp4l-{role}.log")
 
-    def start_master(self, timeout_s: float = 10.0) -> None:
+    def start_master(self, timeout_s: float = 10.0, transport: str = "udp") -> None:
         """Start the ptp4l master and wait until it has taken the master role."""
-        self.start_ptp4l("master")
+        self.start_ptp4l("master", transport)
         if not self.wait_for("ptp4l-master.log", "assuming the grand master role", timeout_s):
             raise RuntimeError(f"ptp4l master not ready: {self.log('ptp4l-master.log')[-500:]}")
 
     def run_ours(
-        self, seconds: float, offset_ns: float = 0.0, skew_ppm: float = 0.0
-    ) -> list[dict[str, Any]]:
+        self, seconds: float, offset_ns: float = 0.0, skew_ppm: float = 0.0,
+        transport: str = "udp",
+    ) -> list[dict[str, Any]]:  # fmt: skip
         """Run our slave in the slave namespace for ``seconds``; its JSON records."""
         argv = [sys.executable, "-m", "lab.ptp_vs_ptp4l", "ours", self.slave_if,
                 "--seconds", str(seconds), "--offset-ns", str(offset_ns),
-                "--skew-ppm", str(skew_ppm)]  # fmt: skip
+                "--skew-ppm", str(skew_ppm), "--transport", transport]  # fmt: skip
         done = self.topo.exec(self.slave_ns, *argv, timeout_s=seconds + 60)
         return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 
-def run_ours(iface: str, seconds: float, offset_ns: float, skew_ppm: float) -> None:
+def run_ours(
+    iface: str, seconds: float, offset_ns: float, skew_ppm: float, transport: str = "udp"
+) -> None:
     """Child process: our slave on a simulated clock, JSON lines with ``truth_ns``."""
     from clocksync._clock import SimClock
     from ptp import PtpSlave, result_record
@@ -160,7 +165,7 @@ def run_ours(iface: str, seconds: float, offset_ns: float, skew_ppm: float) -> N
             t_sys = t_local_ns + round(float(clock.offset_ns(t_sys)))
         return float(clock.offset_ns(t_sys))
 
-    with PtpSlave(iface, clock=clock) as slave:
+    with PtpSlave(iface, clock=clock, transport=transport) as slave:
         for r in slave.run(seconds):
             rec = result_record(r)
             rec["truth_ns"] = truth(r.measurement.t_local_ns)
@@ -217,14 +222,14 @@ def stats(who: str, errors: Sequence[float], delays: Sequence[float],
 
 def compare(
     seconds: float, bridge: BridgeParams | None = None, offset_ns: float = 0.0,
-    skew_ppm: float = 0.0, with_ptp4l: bool = True,
+    skew_ppm: float = 0.0, with_ptp4l: bool = True, transport: str = "udp",
 ) -> tuple[Stats, Stats | None]:  # fmt: skip
     """One run: master, (ptp4l slave,) our slave for ``seconds``; stats of both."""
     with PtpLab(bridge=bridge) as lab:
         if with_ptp4l:
-            lab.start_ptp4l("slave")
-        lab.start_master()
-        records = lab.run_ours(seconds, offset_ns, skew_ppm)
+            lab.start_ptp4l("slave", transport)
+        lab.start_master(transport=transport)
+        records = lab.run_ours(seconds, offset_ns, skew_ppm, transport)
         ptp4l_log = lab.log("ptp4l-slave.log")
     ours = [r for r in records if r["accepted"]]
     mine = stats(
@@ -250,25 +255,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     child.add_argument("--seconds", type=float, default=10.0)
     child.add_argument("--offset-ns", type=float, default=0.0)
     child.add_argument("--skew-ppm", type=float, default=0.0)
+    child.add_argument("--transport", choices=["udp", "l2"], default="udp")
     parser.add_argument("--seconds", type=float, default=20.0, help="per run (s)")
     parser.add_argument("--no-bridge", action="store_true", help="direct veth only")
     args = parser.parse_args(argv)
     if args.command == "ours":
-        run_ours(args.iface, args.seconds, args.offset_ns, args.skew_ppm)
+        run_ours(args.iface, args.seconds, args.offset_ns, args.skew_ppm, args.transport)
         return 0
     reason = missing_requirements()
     if reason is not None:
         print(f"cannot run: {reason}", file=sys.stderr)
         return 2
-    runs: list[tuple[str, BridgeParams | None, float, float]] = [("direct", None, 0.0, 0.0)]
-    runs.append(("skewed", None, 2_000_000.0, 100.0))  # our node on a SimClock: +2 ms, 100 ppm
+    runs: list[tuple[str, BridgeParams | None, float, float, str]] = [
+        ("direct", None, 0.0, 0.0, "udp"),
+        ("skewed", None, 2_000_000.0, 100.0, "udp"),  # our node on a SimClock: +2 ms, 100 ppm
+        ("l2", None, 0.0, 0.0, "l2"),
+    ]
     if not args.no_bridge:
-        runs.append(("bridge", BridgeParams(jitter_us=20.0), 0.0, 0.0))
-        runs.append(("asym", BridgeParams(delay_ab_us=200.0, jitter_us=20.0), 0.0, 0.0))
+        runs.append(("bridge", BridgeParams(jitter_us=20.0), 0.0, 0.0, "udp"))
+        runs.append(("asym", BridgeParams(delay_ab_us=200.0, jitter_us=20.0), 0.0, 0.0, "udp"))
     print(f"# ours vs ptp4l, {args.seconds:g} s per run; error = measured - true offset (ns)")
     print(HEADER)
-    for name, bridge, off, skew in runs:
-        mine, theirs = compare(args.seconds, bridge, off, skew)
+    for name, bridge, off, skew, transport in runs:
+        mine, theirs = compare(args.seconds, bridge, off, skew, transport=transport)
         print(mine.row(name))
         if theirs is not None and name != "skewed":  # ptp4l's clock is not the simulated one
             print(theirs.row(name))

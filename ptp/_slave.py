@@ -1,11 +1,12 @@
-"""The measure-only PTP slave on a network interface: E2E over UDPv4 multicast.
+"""The measure-only PTP slave on a network interface (E2E delay mechanism).
 
-Opens its own sockets on ports 319 (event) and 320 (general) with ``SO_REUSEADDR``, bound
-to the interface and joined to 224.0.1.129, so it runs beside a ptp4l on the same
-interface. Receive times are kernel ``SO_TIMESTAMPNS`` stamps, Delay_Req send times kernel
-``SO_TIMESTAMPING`` stamps from the error queue (``clocksync._timestamping``), all mapped
-through a :class:`~clocksync._clock.Clock` so a simulated clock can make the node skewed.
-It never sets or steers any clock.
+Over UDPv4 it opens its own sockets on ports 319 (event) and 320 (general) with
+``SO_REUSEADDR``, bound to the interface and joined to 224.0.1.129; over Ethernet a packet
+socket for ethertype 0x88F7 (:mod:`ptp._transport`). Either way it runs beside a ptp4l on
+the same interface. Receive times are kernel ``SO_TIMESTAMPNS`` stamps, Delay_Req send
+times kernel ``SO_TIMESTAMPING`` stamps from the error queue (``clocksync._timestamping``),
+all mapped through a :class:`~clocksync._clock.Clock` so a simulated clock can make the
+node skewed. It never sets or steers any clock.
 
 Each completed exchange becomes a :class:`~clocksync.Sample` via :func:`to_sample`:
 ``offset_ns`` = reference (master) - local, the *negative* of ptp4l's ``master offset``;
@@ -15,31 +16,33 @@ half-width (see :mod:`ptp._exchange`).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import socket
-import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from clocksync._clock import Clock, SystemClock
 from clocksync._errors import InputError
 from clocksync._sample import Sample
-from clocksync._timestamping import Received, StampedSocket, StampKind
+from clocksync._timestamping import Received, StampKind
 
 from ._codec import decode, encode
 from ._errors import PtpDecodeError
-from ._messages import EVENT_PORT, GENERAL_PORT
+from ._messages import MessageType
 from ._port import PortConfig, PtpResult, SlavePort
+from ._transport import interface_mac, open_transport
 from ._types import PortIdentity
 
-__all__ = ["PTP_PRIMARY_MULTICAST", "PtpSlave", "SlaveStats", "default_identity", "to_sample"]
+__all__ = ["PtpSlave", "SlaveStats", "default_identity", "to_sample"]
 
-#: The default PTP primary multicast address (Annex D.3).
-PTP_PRIMARY_MULTICAST = "224.0.1.129"
+_EVENT_TYPES = (
+    MessageType.SYNC,
+    MessageType.DELAY_REQ,
+    MessageType.PDELAY_REQ,
+    MessageType.PDELAY_RESP,
+)
 
 
 def default_identity(iface: str) -> bytes:
@@ -48,35 +51,10 @@ def default_identity(iface: str) -> bytes:
     ptp4l builds ``mac[0:3] ff fe mac[3:6]``; we use ``c5 5c`` in the middle so both can
     run side by side without taking each other's Delay_Resps. Random without a MAC.
     """
-    try:
-        text = Path(f"/sys/class/net/{iface}/address").read_text().strip()
-        mac = bytes.fromhex(text.replace(":", ""))
-    except (OSError, ValueError):
-        mac = b""
-    if len(mac) != 6 or mac == b"\x00" * 6:
+    mac = interface_mac(iface)
+    if not mac or mac == b"\x00" * 6:
         return bytes([os.urandom(1)[0] | 0x02]) + os.urandom(7)  # locally administered
     return mac[:3] + b"\xc5\x5c" + mac[3:]
-
-
-def _multicast_socket(iface: str, ifindex: int, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # without CAP_NET_RAW the ifindex in the membership still selects the link
-        with contextlib.suppress(PermissionError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
-        sock.bind(("", port))
-        mreqn = struct.pack(
-            "=4s4si", socket.inet_aton(PTP_PRIMARY_MULTICAST), socket.inet_aton("0.0.0.0"), ifindex
-        )
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 @dataclass
@@ -94,16 +72,18 @@ class SlaveStats:
 
 
 class PtpSlave:
-    """A measure-only E2E slave on ``iface`` (UDPv4 multicast, ports 319/320).
+    """A measure-only E2E slave on ``iface`` (UDPv4 multicast or Ethernet).
 
     Args:
         iface: network interface name.
         config: port options (domain, filter, assumptions).
         clock: maps system times to this node's local clock (default: the system clock).
         identity: our 8-octet clockIdentity (default: :func:`default_identity`).
+        transport: ``"udp"`` (UDPv4 multicast) or ``"l2"`` (Ethernet, ethertype 0x88F7).
 
     Raises:
         InputError: the interface does not exist.
+        ValueError: unknown transport name.
         OSError: the sockets cannot be opened (e.g. no permission for the ports).
     """
 
@@ -114,6 +94,7 @@ class PtpSlave:
         config: PortConfig | None = None,
         clock: Clock | None = None,
         identity: bytes | None = None,
+        transport: str = "udp",
     ) -> None:
         try:
             ifindex = socket.if_nametoindex(iface)
@@ -126,19 +107,11 @@ class PtpSlave:
             PortIdentity(clockIdentity=ident, portNumber=1), config or PortConfig()
         )
         self.stats = SlaveStats()
-        event = _multicast_socket(iface, ifindex, EVENT_PORT)
-        try:
-            general = _multicast_socket(iface, ifindex, GENERAL_PORT)
-        except BaseException:
-            event.close()
-            raise
-        self._event = StampedSocket(event, rx_kernel=True, tx_kernel=True)
-        self._general = StampedSocket(general, rx_kernel=True, tx_kernel=False)
+        self.transport = open_transport(transport, iface, ifindex)
 
     def close(self) -> None:
-        """Close both sockets (idempotent)."""
-        self._event.close()
-        self._general.close()
+        """Close the transport's sockets (idempotent)."""
+        self.transport.close()
 
     def __enter__(self) -> PtpSlave:
         return self
@@ -149,7 +122,7 @@ class PtpSlave:
     def run(self, seconds: float) -> Iterator[PtpResult]:
         """Listen for ``seconds``; yield each completed exchange as it completes."""
         poller = select.poll()
-        socks = {s.socket.fileno(): s for s in (self._event, self._general)}
+        socks = {s.socket.fileno(): s for s in self.transport.sockets()}
         for fd in socks:
             poller.register(fd, select.POLLIN)
         deadline = time.monotonic() + seconds
@@ -162,22 +135,25 @@ class PtpSlave:
                         yield result
 
     def _handle(self, got: Received) -> PtpResult | None:
+        payload = self.transport.unwrap(got)
+        if payload is None:
+            return None
         self.stats.received += 1
         try:
-            msg = decode(got.data)
+            msg = decode(payload, allow_padding=self.transport.padded)
         except PtpDecodeError as exc:
             self.stats.malformed += 1
             self.stats.last_error = str(exc)
             return None
         kind = type(msg).__name__
         self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
-        if got.stamp.kind is StampKind.USER and got.address[1] == EVENT_PORT:
+        if got.stamp.kind is StampKind.USER and msg.message_type in _EVENT_TYPES:
             self.stats.user_stamps += 1
         now_s = time.monotonic()
         out = self.port.on_message(msg, self.clock.read_ns(got.stamp.system_ns), now_s)
         if out is True:
             req = self.port.delay_req(now_s)
-            stamp = self._event.send(encode(req), (PTP_PRIMARY_MULTICAST, EVENT_PORT))
+            stamp = self.transport.send_event(encode(req))
             if stamp.kind is StampKind.USER:
                 self.stats.user_stamps += 1
             self.stats.delay_reqs += 1

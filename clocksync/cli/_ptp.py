@@ -40,22 +40,32 @@ def ptp() -> None:
     type=click.FloatRange(min=0.0),
     help="Assumed bound on this clock's frequency error (ppm), part of each bound.",
 )
+@click.option(
+    "--transport",
+    type=click.Choice(["udp", "l2"]),
+    default="udp",
+    show_default=True,
+    help="UDPv4 multicast (ports 319/320) or Ethernet (ethertype 0x88F7).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def probe(iface: str, domain: int, seconds: float, max_skew_ppm: float, as_json: bool) -> None:
-    """Measure this host's clock against the best PTP master on IFACE (UDPv4, E2E).
+def probe(
+    iface: str, domain: int, seconds: float, max_skew_ppm: float, transport: str, as_json: bool
+) -> None:
+    """Measure this host's clock against the best PTP master on IFACE (E2E delay).
 
-    Listens on 224.0.1.129 ports 319/320 beside any running ptp4l, picks the master by the
-    BMCA, sends its own Delay_Reqs and prints one line per exchange (offset ± bound, path
-    delay), then a summary. Offset = master - local (ns); positive means the local clock is
-    behind; ptp4l's "master offset" is the negative. Kernel software timestamps are used.
-    Exits non-zero when no exchange completes. Needs root (ports 319/320).
+    Listens on 224.0.1.129 ports 319/320 (or ethertype 0x88F7 with --transport l2) beside
+    any running ptp4l, picks the master by the BMCA, sends its own Delay_Reqs and prints
+    one line per exchange (offset ± bound, path delay), then a summary. Offset = master -
+    local (ns); positive means the local clock is behind; ptp4l's "master offset" is the
+    negative. Kernel software timestamps are used. Exits non-zero when no exchange
+    completes. Needs root.
     """
     config = PortConfig(domain=domain, max_skew_ppm=max_skew_ppm)
     results = []
     try:
-        slave = PtpSlave(iface, config=config)
+        slave = PtpSlave(iface, config=config, transport=transport)
     except PermissionError as exc:
-        raise click.ClickException(f"{iface}: cannot open PTP ports 319/320: {exc}") from None
+        raise click.ClickException(f"{iface}: cannot open PTP sockets: {exc}") from None
     with slave:
         for result in slave.run(seconds):
             results.append(result)

@@ -48,6 +48,17 @@ def test_beside_ptp4l_every_sample_bounds_the_true_zero(lab: PtpLab) -> None:
     assert any(parse_offset_line(line) for line in lab.log("ptp4l-slave.log").splitlines())
 
 
+def test_layer2_transport_beside_ptp4l() -> None:
+    reason = missing_requirements()
+    if reason is not None:
+        pytest.skip(reason)
+    with PtpLab() as lab:
+        lab.start_ptp4l("slave", "l2")
+        lab.start_master(transport="l2")
+        records = lab.run_ours(3.0, transport="l2")
+    assert_all_bounded(records, minimum=6)
+
+
 def test_skewed_simulated_clock_is_measured_within_its_bounds(lab: PtpLab) -> None:
     records = lab.run_ours(3.0, offset_ns=3_000_000.0, skew_ppm=300.0)
     assert_all_bounded(records, minimum=6)

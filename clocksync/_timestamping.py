@@ -250,7 +250,11 @@ class StampedSocket:
                 left_s = deadline - time.monotonic()
                 if left_s <= 0:
                     return None
-                if not poller.poll(max(1, int(left_s * 1000))):
+                events = poller.poll(max(1, int(left_s * 1000)))
+                if not events:
+                    continue
+                if not any(mask & select.POLLIN for _fd, mask in events):
+                    self._drain_error_queue()  # a late TX stamp: clear it, do not spin
                     continue
                 user_ns = time.time_ns()  # after poll: the datagram is already queued
                 try:

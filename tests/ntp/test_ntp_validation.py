@@ -81,6 +81,7 @@ def test_server_holding_longer_than_the_exchange_is_absurd(fake_server: MakeServ
     (b"RATE", RejectReason.KOD_RATE, False),
     (b"DENY", RejectReason.KOD_DENY, True),
     (b"RSTR", RejectReason.KOD_RSTR, True),
+    (b"INIT", RejectReason.KOD_OTHER, False),
 ])
 def test_kiss_of_death(fake_server: MakeServer, code: bytes, reason: RejectReason,
                        stop: bool) -> None:

@@ -115,3 +115,19 @@ def test_probe_parse_target() -> None:
     for bad in ("", ":123", "[::1", "host:0", "host:70000"):
         with pytest.raises(InputError):
             parse_target(bad)
+
+
+def test_ipv6_loopback_with_kernel_stamps() -> None:
+    try:
+        server = NtpServer(address="::1").start()
+    except InputError as exc:
+        pytest.skip(f"needs IPv6 loopback: {exc}")
+    try:
+        with NtpClient("::1", server.port) as client:
+            burst = client.burst(count=4, interval_s=0.01)
+    finally:
+        server.stop()
+    for m in burst.measurements:
+        assert abs(m.sample.offset_ns) <= m.sample.bound
+        assert m.tx_kind is StampKind.KERNEL and m.rx_kind is StampKind.KERNEL
+    assert burst.measurements[-1].interleaved

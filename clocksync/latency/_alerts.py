@@ -226,26 +226,29 @@ def clock_alerts(
         return alerts
     win_ns = round(window_s * 1e9)
     win = np.floor_divide(t_ref_ns, win_ns)
-    for code, name in enumerate(node_names):
-        m = node == code
-        if not m.any():
-            continue
-        for w in np.unique(win[m]):
-            mw = m & (win == w)
-            worst_bound = float(np.max(bound_ns[mw]))
-            start, end = int(w) * win_ns, (int(w) + 1) * win_ns
-            if worst_bound > cfg.max_clock_bound_ns:
-                alerts.append(Alert(
-                    "clock_bound", start, end, "", name, "", worst_bound,
-                    cfg.max_clock_bound_ns,
-                    f"node {name}: correction bound up to ±{format_ns(worst_bound)}"
-                    f" > ±{format_ns(cfg.max_clock_bound_ns)}"))
-            age = float(np.max(holdover_age_s[mw]))
-            if age > cfg.free_running_after_s:
-                alerts.append(Alert(
-                    "free_running", start, end, "", name, "", np.nan, np.nan,
-                    f"node {name}: free-running, {age:.0f} s past its table's last sample"
-                    f" (> {cfg.free_running_after_s:.0f} s)"))
+    w0 = int(win.min())
+    n_win = int(win.max()) - w0 + 1
+    key = node.astype(np.int64) * n_win + (win - w0)
+    size = len(node_names) * n_win
+    worst = np.full(size, -np.inf)
+    np.maximum.at(worst, key, bound_ns)
+    age = np.zeros(size)
+    np.maximum.at(age, key, holdover_age_s)
+    for k in np.flatnonzero(np.isfinite(worst)):
+        name = node_names[k // n_win]
+        start = (w0 + int(k % n_win)) * win_ns
+        end = start + win_ns
+        if worst[k] > cfg.max_clock_bound_ns:
+            alerts.append(Alert(
+                "clock_bound", start, end, "", name, "", float(worst[k]),
+                cfg.max_clock_bound_ns,
+                f"node {name}: correction bound up to ±{format_ns(float(worst[k]))}"
+                f" > ±{format_ns(cfg.max_clock_bound_ns)}"))
+        if age[k] > cfg.free_running_after_s:
+            alerts.append(Alert(
+                "free_running", start, end, "", name, "", np.nan, np.nan,
+                f"node {name}: free-running, {age[k]:.0f} s past its table's last sample"
+                f" (> {cfg.free_running_after_s:.0f} s)"))
     return alerts
 
 

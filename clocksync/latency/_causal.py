@@ -42,15 +42,17 @@ import numpy.typing as npt
 from scipy.optimize import linprog
 from scipy.spatial import ConvexHull, QhullError
 
-__all__ = ["CausalAssumptions", "CausalResult", "PairWindow", "tighten"]
+__all__ = ["CausalAssumptions", "CausalResult", "PairWindow", "solve_linprog", "tighten"]
 
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
 F64 = npt.NDArray[np.float64]
 BoolA = npt.NDArray[np.bool_]
 
-_LP_TOL_NS = 1.0  # widening that covers the LP solver's feasibility tolerance
-_HULL_MIN_POINTS = 64
+_LP_TOL_NS = 1.0  # widening that covers the solvers' feasibility tolerance
+_FEAS_TOL_NS = 1e-3  # a vertex may violate a constraint by this much (rounding)
+_BOX_NS = 1e18  # |δ0| box that makes the polygon bounded; reaching it means unbounded
+_HULL_MIN_POINTS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,28 +132,88 @@ class CausalResult:
     windows: tuple[PairWindow, ...]
 
 
-def _reduce(x: F64, y: F64) -> npt.NDArray[np.intp]:
-    """Indices of the points whose constraints can bind (the convex hull's vertices)."""
-    if len(x) < _HULL_MIN_POINTS:
+def _reduce(x: F64, y: F64, upper: bool) -> npt.NDArray[np.intp]:
+    """Indices of the points whose constraints can bind: the upper (``upper``) or lower
+    chain of the convex hull of ``(x, y)`` (a superset when the hull is degenerate)."""
+    if len(x) <= _HULL_MIN_POINTS:
         return np.arange(len(x))
-    pts = np.column_stack([x, y / max(float(np.ptp(y)), 1.0)])
+    scale = max(float(np.ptp(y)), 1.0)
+    pts = np.column_stack([x, y / scale])
     try:
-        return np.asarray(ConvexHull(pts).vertices)
+        verts = np.asarray(ConvexHull(pts).vertices)
     except (QhullError, ValueError):
         return np.arange(len(x))
+    vx, vy = x[verts], y[verts]
+    left, right = int(np.argmin(vx)), int(np.argmax(vx))
+    span = vx[right] - vx[left]
+    if span <= 0:
+        return verts
+    chord = vy[left] + (vy[right] - vy[left]) * (vx - vx[left]) / span
+    tol = 1e-9 * scale
+    keep = vy >= chord - tol if upper else vy <= chord + tol
+    return np.asarray(verts[keep])
+
+
+def _vertices(a: F64, c: F64) -> F64:
+    """Vertices of the polygon ``{v : a @ v <= c}`` (2-D), by intersecting every pair of
+    constraint lines and keeping the feasible points; empty when infeasible."""
+    i, j = np.triu_indices(len(c), k=1)
+    det = a[i, 0] * a[j, 1] - a[j, 0] * a[i, 1]
+    ok = np.abs(det) > 1e-12
+    i, j, det = i[ok], j[ok], det[ok]
+    v0 = (c[i] * a[j, 1] - c[j] * a[i, 1]) / det
+    v1 = (a[i, 0] * c[j] - a[j, 0] * c[i]) / det
+    pts = np.column_stack([v0, v1])
+    slack = c[None, :] - pts @ a.T
+    tol = _FEAS_TOL_NS + 1e-9 * np.abs(c)[None, :]
+    return np.asarray(pts[np.all(slack >= -tol, axis=1)])
 
 
 def _solve(
     lo_x: F64, lo_c: F64, up_x: F64, up_u: F64, xs: tuple[float, float], rho_max: float
 ) -> tuple[F64, F64, tuple[float, float]] | None:
-    """Least and greatest linear-part δ at ``xs`` and the ρ range; ``None`` if infeasible."""
+    """Least and greatest linear-part δ at ``xs`` and the ρ range; ``None`` if infeasible.
+
+    A two-variable LP: ``min/max δ0 + ρ·x`` subject to ``δ0 + ρ·x_i >= c_i`` (A->B),
+    ``δ0 + ρ·x_j <= u_j`` (B->A), ``|ρ| <= rho_max``. Solved exactly by enumerating the
+    vertices of the feasible polygon (δ0 boxed at ±1e18 ns; hitting the box = unbounded);
+    :func:`solve_linprog` is the same LP through :func:`scipy.optimize.linprog`.
+    """
+    a = np.concatenate([
+        np.column_stack([-np.ones(len(lo_x)), -lo_x]),
+        np.column_stack([np.ones(len(up_x)), up_x]),
+        np.array([[0.0, 1.0], [0.0, -1.0], [1.0, 0.0], [-1.0, 0.0]]),
+    ])
+    c = np.concatenate([-lo_c, up_u, [rho_max, rho_max, _BOX_NS, _BOX_NS]])
+    verts = _vertices(a, c)
+    if not len(verts):
+        return None
+
+    def unbox(value: float) -> float:
+        return value if abs(value) < _BOX_NS / 2 else float(np.sign(value) * np.inf)
+
+    mins, maxs = [], []
+    for x in xs:
+        vals = verts[:, 0] + verts[:, 1] * x
+        mins.append(unbox(float(vals.min())) - _LP_TOL_NS)
+        maxs.append(unbox(float(vals.max())) + _LP_TOL_NS)
+    rho = (float(verts[:, 1].min()), float(verts[:, 1].max()))
+    return np.asarray(mins), np.asarray(maxs), rho
+
+
+def solve_linprog(
+    lo_x: F64, lo_c: F64, up_x: F64, up_u: F64, xs: tuple[float, float], rho_max: float
+) -> tuple[F64, F64, tuple[float, float]] | None:
+    """The LP of :func:`_solve` through :func:`scipy.optimize.linprog` (HiGHS): slower,
+    kept as the reference the fast solver is tested against."""
     a_ub = np.concatenate([np.column_stack([-np.ones(len(lo_x)), -lo_x]),
                            np.column_stack([np.ones(len(up_x)), up_x])])
     b_ub = np.concatenate([-lo_c, up_u])
     bounds = [(None, None), (-rho_max, rho_max)]
 
-    def extreme(c: list[float]) -> float | None:
-        res = linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")
+    def extreme(obj: list[float]) -> float | None:
+        res = linprog(obj, A_ub=a_ub if len(b_ub) else None, b_ub=b_ub if len(b_ub) else None,
+                      bounds=bounds, method="highs")
         if res.status == 2:
             return None
         if res.status == 3:
@@ -163,17 +225,15 @@ def _solve(
     mins, maxs = [], []
     for x in xs:
         lo = extreme([1.0, x])
-        if lo is None:
-            return None
         hi = extreme([-1.0, -x])
-        if hi is None:
+        if lo is None or hi is None:
             return None
         mins.append(lo - _LP_TOL_NS)
         maxs.append(-hi + _LP_TOL_NS)
-    rho_lo = extreme([0.0, 1.0])
-    rho_hi = extreme([0.0, -1.0])
-    rho = (-rho_max if rho_lo is None else rho_lo, rho_max if rho_hi is None else -rho_hi)
-    return np.asarray(mins), np.asarray(maxs), rho
+    rho_lo, rho_hi = extreme([0.0, 1.0]), extreme([0.0, -1.0])
+    if rho_lo is None or rho_hi is None:
+        return None
+    return np.asarray(mins), np.asarray(maxs), (rho_lo, -rho_hi)
 
 
 def _chord(v0: float, v1: float, lam: F64) -> F64:
@@ -216,15 +276,16 @@ def tighten(
     forward = src_node == a_code
     cross = np.flatnonzero(src_node != dst_node)
     win = np.floor_divide(t_ref_ns, win_ns)
-    key = np.stack([a_code[cross], b_code[cross], win[cross]])
     windows: list[PairWindow] = []
+    groups: list[npt.NDArray[np.intp]] = []
     if len(cross):
-        order = cross[np.lexsort(key[::-1])]
-        k = np.stack([a_code[order], b_code[order], win[order]])
-        cuts = np.flatnonzero(np.any(np.diff(k, axis=1) != 0, axis=0)) + 1
-        groups = np.split(order, cuts)
-    else:
-        groups = []
+        n_nodes = len(node_names)
+        w0 = int(win[cross].min())
+        key = ((a_code[cross] * n_nodes + b_code[cross]) * (int(win[cross].max()) - w0 + 1)
+               + (win[cross] - w0))
+        order = np.argsort(key, kind="stable")
+        cuts = np.flatnonzero(np.diff(key[order]) != 0) + 1
+        groups = np.split(cross[order], cuts)
     for g in groups:
         a, b, w = int(a_code[g[0]]), int(b_code[g[0]]), int(win[g[0]])
         start, end = w * win_ns, (w + 1) * win_ns
@@ -234,8 +295,8 @@ def tighten(
         lo_idx, up_idx = np.flatnonzero(fwd), np.flatnonzero(~fwd)
         lo_c = ca.min_wire_delay_ns - raw[g][lo_idx] - slack[g][lo_idx] - r_ns
         up_u = raw[g][up_idx] - ca.min_wire_delay_ns + slack[g][up_idx] + r_ns
-        keep_lo = _reduce(x[lo_idx], lo_c)
-        keep_up = _reduce(x[up_idx], up_u)
+        keep_lo = _reduce(x[lo_idx], lo_c, upper=True)
+        keep_up = _reduce(x[up_idx], up_u, upper=False)
         half = ca.window_s / 2
         sol = _solve(x[lo_idx][keep_lo], lo_c[keep_lo], x[up_idx][keep_up], up_u[keep_up],
                      (-half, half), rho_max)

@@ -76,9 +76,12 @@ def _tolerant_text(path: str, fmt: str, columns: list[Column]) -> Events:
     return Events(table, tuple(bad), len(rows) + len(bad))
 
 
-def _tolerant_parquet(path: str, columns: list[Column]) -> Events:
+def _read_parquet(path: str, columns: list[Column], skip_bad: bool) -> Events:
+    """Parquet, with string columns kept dictionary-encoded (no re-hashing downstream)."""
     try:
-        table = pq.read_table(path)
+        strings = [c.name for c in columns if c.kind == "string"]
+        present = set(pq.read_schema(path).names)
+        table = pq.read_table(path, read_dictionary=[n for n in strings if n in present])
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
     ok = pa.array([True] * table.num_rows) if table.num_rows else pa.array([], pa.bool_())
@@ -91,9 +94,12 @@ def _tolerant_parquet(path: str, columns: list[Column]) -> Events:
             frac = pc.not_equal(pc.floor(arr), arr)
             reasons.append((frac.combine_chunks(), f"field '{col.name}' must be int64"))
             arr = pc.floor(arr)
+        target = (pa.int64() if col.kind == "int64" else
+                  pa.float64() if col.kind == "float64" else pa.string())
+        if col.kind == "string" and pa.types.is_dictionary(arr.type):
+            target = pa.dictionary(arr.type.index_type, pa.string())
         try:
-            cast = arr.cast(pa.int64() if col.kind == "int64" else
-                            pa.float64() if col.kind == "float64" else pa.string(), safe=False)
+            cast = arr.cast(target, safe=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
             raise InputError(f"{path}: field '{col.name}' must be {col.kind} ({exc})") from None
         reasons.append((pc.is_null(cast).combine_chunks(), f"field '{col.name}' is missing"))
@@ -108,7 +114,9 @@ def _tolerant_parquet(path: str, columns: list[Column]) -> Events:
         for row in pc.indices_nonzero(mask).to_pylist():
             bad.append(BadRecord(f"{path}: row {row}", reason))
     bad.sort(key=lambda b: int(b.where.rsplit(" ", 1)[1]))
-    return Events(table.filter(ok), tuple(bad), table.num_rows)
+    if bad and not skip_bad:
+        raise InputError(str(bad[0]))
+    return Events(table.filter(ok) if bad else table, tuple(bad), table.num_rows)
 
 
 def read_events_file(
@@ -119,16 +127,17 @@ def read_events_file(
     """Read one events file; see the module docstring for how malformed records are handled."""
     name = str(path)
     cols = EVENT_COLUMNS if columns is None else columns
+    if file_format(name) == "parquet":
+        if not os.path.isfile(name):
+            raise InputError(f"{name}: no such file")
+        return _read_parquet(name, cols, skip_bad)
     try:
         table = read_rows(name, cols)
         return Events(table, (), table.num_rows)
     except InputError:
         if not skip_bad:
             raise
-    fmt = file_format(name)
-    if fmt == "parquet":
-        return _tolerant_parquet(name, cols)
-    return _tolerant_text(name, fmt, cols)
+    return _tolerant_text(name, file_format(name), cols)
 
 
 def concat_events(parts: Iterable[Events]) -> Events:

@@ -21,9 +21,9 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .._errors import InputError
+from ._arrow import dictionary_codes, index_in
 from ._schema import hop_name, hops_of
 
 #: Corrector flag bit: the table extrapolates (the clock is free-running); see
@@ -95,35 +95,21 @@ class Pivot:
     incomplete: int
 
 
-def _codes(arr: pa.ChunkedArray | pa.Array) -> tuple[npt.NDArray[np.int32], pa.Array]:
-    """Dictionary indices (numpy) and dictionary of a string column."""
-    enc = pc.dictionary_encode(arr)
-    if isinstance(enc, pa.ChunkedArray):
-        enc = enc.unify_dictionaries() if enc.num_chunks > 1 else enc
-        dictionary = enc.chunk(0).dictionary if enc.num_chunks else pa.array([], pa.string())
-        idx = np.concatenate([c.indices.to_numpy(zero_copy_only=False)
-                              for c in enc.chunks]) if enc.num_chunks else np.zeros(0)
-    else:
-        dictionary, idx = enc.dictionary, enc.indices.to_numpy(zero_copy_only=False)
-    return idx.astype(np.int32, copy=False), dictionary
-
-
 def pivot_events(table: pa.Table, stages: Sequence[str]) -> Pivot:
     """Lay the events of ``table`` out per request and stage (first occurrence wins)."""
     chain = tuple(stages)
     hops_of(chain)  # validates the chain
     n_stages = len(chain)
-    stage_idx = pc.index_in(table.column("stage"), value_set=pa.array(chain, pa.string()))
-    known = pc.is_valid(stage_idx)
-    unknown = table.num_rows - int(pc.sum(known).as_py() or 0)
+    sidx = index_in(table.column("stage"), chain)
+    known = sidx >= 0
+    unknown = int((~known).sum())
     if unknown:
-        table = table.filter(known)
-        stage_idx = stage_idx.filter(known)
-    rid, request_ids = _codes(table.column("request_id"))
-    nid, node_names = _codes(table.column("node"))
-    sidx = np.asarray(stage_idx.to_numpy(zero_copy_only=False), dtype=np.int64)
+        table = table.filter(pa.array(known))
+        sidx = sidx[known]
+    rid, request_ids = dictionary_codes(table.column("request_id"))
+    nid, node_names = dictionary_codes(table.column("node"))
     n_req = len(request_ids)
-    key = rid.astype(np.int64) * n_stages + sidx
+    key = rid * n_stages + sidx
     rows = np.arange(table.num_rows, dtype=np.int64)
     first = np.full(n_req * n_stages, table.num_rows, dtype=np.int64)
     np.minimum.at(first, key, rows)

@@ -13,12 +13,14 @@ a statistical error, which is not part of the bound).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from ._arrow import dictionary_codes, shared_codes
 
 __all__ = ["QUANTILES", "grouped_quantiles", "percentile_table"]
 
@@ -31,6 +33,38 @@ QUANTILES: tuple[tuple[str, float], ...] = (("p50", 0.5), ("p90", 0.9), ("p99", 
 _KEYS = ("hop", "src_node", "dst_node")
 
 
+def _group_order(group: I64, n_groups: int) -> tuple[I64, I64]:
+    """Rows ordered by group (stable) and each group's ``[start, end)`` in that order."""
+    small = group.astype(np.uint16) if n_groups <= 65_536 else group
+    order = np.argsort(small, kind="stable").astype(np.int64)  # radix sort for uint16
+    bounds = np.searchsorted(group[order], np.arange(n_groups + 1), side="left")
+    return order, bounds.astype(np.int64)
+
+
+def _quantiles_in_groups(
+    values: F64, order: I64, bounds: I64, qs: Sequence[float], weights: F64 | None
+) -> F64:
+    """One loop step per group (never per row): order statistics by ``np.partition``,
+    weighted ones by a sort of the group's values and a cumulative-weight search."""
+    n_groups = len(bounds) - 1
+    out = np.full((n_groups, len(qs)), np.nan)
+    q_arr = np.asarray(qs, dtype=np.float64)
+    ordered = values[order]
+    w_ordered = None if weights is None else weights[order]
+    for k in np.flatnonzero(np.diff(bounds) > 0):
+        v = ordered[bounds[k]:bounds[k + 1]]
+        n = len(v)
+        if w_ordered is None:
+            kth = [min(max(math.ceil(q * n) - 1, 0), n - 1) for q in qs]
+            out[k] = np.partition(v, sorted(set(kth)))[kth]
+            continue
+        srt = np.argsort(v, kind="stable")
+        cw = np.cumsum(w_ordered[bounds[k]:bounds[k + 1]][srt])
+        idx = np.searchsorted(cw, q_arr * cw[-1] * (1 - 1e-12), side="left")
+        out[k] = v[srt][np.clip(idx, 0, n - 1)]
+    return out
+
+
 def grouped_quantiles(
     group: I64, values: F64, qs: Sequence[float], n_groups: int, weights: F64 | None = None
 ) -> F64:
@@ -39,30 +73,8 @@ def grouped_quantiles(
     ``group`` holds codes in ``[0, n_groups)``. Unweighted: the ``ceil(q·n)``-th smallest.
     Weighted: the smallest value whose cumulative weight reaches ``q·total``.
     """
-    out = np.full((n_groups, len(qs)), np.nan)
-    if len(values) == 0:
-        return out
-    order = np.lexsort((values, group))
-    g, v = group[order], values[order]
-    starts = np.searchsorted(g, np.arange(n_groups), side="left")
-    ends = np.searchsorted(g, np.arange(n_groups), side="right")
-    nonempty = ends > starts
-    if weights is None:
-        counts = (ends - starts).astype(np.float64)
-        for j, q in enumerate(qs):
-            k = np.clip(np.ceil(q * counts).astype(np.int64) - 1, 0, None)
-            idx = np.minimum(starts + k, np.maximum(ends - 1, 0))
-            out[nonempty, j] = v[idx[nonempty]]
-        return out
-    cw = np.cumsum(weights[order].astype(np.float64))
-    before = np.where(starts > 0, cw[np.maximum(starts - 1, 0)], 0.0)
-    total = np.where(nonempty, cw[np.maximum(ends - 1, 0)] - before, 0.0)
-    for j, q in enumerate(qs):
-        target = before + q * total
-        idx = np.searchsorted(cw, target * (1 - 1e-12), side="left")
-        idx = np.clip(idx, starts, np.maximum(ends - 1, 0))
-        out[nonempty, j] = v[idx[nonempty]]
-    return out
+    order, bounds = _group_order(group, n_groups)
+    return _quantiles_in_groups(values, order, bounds, qs, weights)
 
 
 def _window_starts(t_ns: I64, window_ns: int, step_ns: int) -> tuple[I64, I64]:
@@ -74,15 +86,14 @@ def _window_starts(t_ns: I64, window_ns: int, step_ns: int) -> tuple[I64, I64]:
     return rows, starts
 
 
-def _multi_pair_rows(hops: pa.Table) -> I64:
-    """Rows of the hops that have more than one ``(src_node, dst_node)`` pair."""
-    if not hops.num_rows:
-        return np.zeros(0, np.int64)
-    pairs = hops.group_by(["hop", "src_node", "dst_node"]).aggregate([]).group_by(
-        "hop").aggregate([("src_node", "count")])
-    many = pairs.filter(pc.greater(pairs.column("src_node_count"), 1)).column("hop")
-    mask = pc.is_in(hops.column("hop"), value_set=many.combine_chunks())
-    return np.flatnonzero(mask.to_numpy(zero_copy_only=False)).astype(np.int64)
+def _dense(key: I64) -> tuple[I64, int]:
+    """Dense group codes ``0..G-1`` (in key order) for non-negative keys, and ``G``."""
+    if len(key) and int(key.max()) < 64 * len(key) + 1_000_000:
+        present = np.bincount(key) > 0
+        remap = np.cumsum(present) - 1
+        return remap[key].astype(np.int64), int(present.sum())
+    uniq, inverse = np.unique(key, return_inverse=True)
+    return inverse.reshape(-1).astype(np.int64), len(uniq)
 
 
 def percentile_table(
@@ -97,22 +108,30 @@ def percentile_table(
     low_ns, high_ns`` and optionally ``weight``). With ``window_s`` the rows are per window
     (``window_start_ns``/``window_end_ns``, windows every ``step_s``, default ``window_s``,
     assigned by the corrected source time); without it, one row per group over everything.
-    ``all_pairs`` adds rows with ``src_node = dst_node = "*"`` over all node pairs of a hop.
+    ``all_pairs`` adds rows with ``src_node = dst_node = "*"`` over all node pairs of a hop
+    that has more than one pair.
     """
-    keys = [hops.column(k).combine_chunks() for k in _KEYS]
+    hop_c, hop_d = dictionary_codes(hops.column("hop"))
+    src_c, dst_c, node_d = shared_codes(hops.column("src_node"), hops.column("dst_node"))
+    star = len(node_d)  # the "*" code
+    node_d = pa.concat_arrays([node_d.cast(pa.string()), pa.array(["*"], pa.string())])
     mid = hops.column("latency_ns").to_numpy().astype(np.float64)
     low = hops.column("low_ns").to_numpy().astype(np.float64)
     high = hops.column("high_ns").to_numpy().astype(np.float64)
     weight = (hops.column("weight").to_numpy().astype(np.float64)
               if "weight" in hops.column_names else None)
     rows = np.arange(hops.num_rows, dtype=np.int64)
-    multi = _multi_pair_rows(hops) if all_pairs else rows[:0]
-    if len(multi):
-        star = pa.array(["*"] * len(multi), pa.string())
-        keys = [pa.concat_arrays([keys[0], keys[0].take(pa.array(multi))]),
-                pa.concat_arrays([keys[1], star]), pa.concat_arrays([keys[2], star])]
+    n_nodes = star + 1
+    pair = src_c * n_nodes + dst_c
+    if all_pairs and hops.num_rows:
+        n_pairs = np.zeros(len(hop_d), dtype=np.int64)
+        hp = np.unique(hop_c * n_nodes * n_nodes + pair)
+        np.add.at(n_pairs, hp // (n_nodes * n_nodes), 1)
+        multi = np.flatnonzero(n_pairs[hop_c] > 1)
         rows = np.concatenate([rows, multi])
-    win_start: I64 | None = None
+        pair = np.concatenate([pair, np.full(len(multi), star * n_nodes + star)])
+    hop_r = hop_c[rows]
+    key = hop_r * (n_nodes * n_nodes) + pair
     win_ns = 0
     if window_s is not None:
         win_ns = round(window_s * 1e9)
@@ -120,35 +139,31 @@ def percentile_table(
         if win_ns <= 0 or step_ns <= 0 or win_ns % step_ns:
             raise ValueError("window must be a positive multiple of the step")
         t = hops.column("src_ref_ns").to_numpy().astype(np.int64)[rows]
-        rep, win_start = _window_starts(t, win_ns, step_ns)
-        keys = [k.take(pa.array(rep)) for k in keys]
-        rows = rows[rep]
-    codes = []
-    dicts = []
-    for k in keys:
-        enc = pc.dictionary_encode(k)
-        codes.append(enc.indices.to_numpy(zero_copy_only=False).astype(np.int64))
-        dicts.append(enc.dictionary)
-    parts = [*codes] if win_start is None else [*codes, win_start]
-    if len(rows):
-        stacked = np.stack(parts, axis=1)
-        uniq, inverse = np.unique(stacked, axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
-    else:
-        uniq, inverse = np.zeros((0, len(parts)), dtype=np.int64), np.zeros(0, np.int64)
-    n_groups = len(uniq)
+        rep, starts = _window_starts(t, win_ns, step_ns)
+        rows, key = rows[rep], key[rep]
+        w0 = int(starts.min()) if len(starts) else 0
+        widx = (starts - w0) // step_ns
+        key = key * (int(widx.max()) + 1 if len(widx) else 1) + widx
+    inverse, n_groups = _dense(key)
+    order, bounds = _group_order(inverse, n_groups)
     w = None if weight is None else weight[rows]
     qs = [q for _, q in QUANTILES]
-    q_mid = grouped_quantiles(inverse, mid[rows], qs, n_groups, w)
-    q_low = grouped_quantiles(inverse, low[rows], qs, n_groups, w)
-    q_high = grouped_quantiles(inverse, high[rows], qs, n_groups, w)
+    q_mid = _quantiles_in_groups(mid[rows], order, bounds, qs, w)
+    q_low = _quantiles_in_groups(low[rows], order, bounds, qs, w)
+    q_high = _quantiles_in_groups(high[rows], order, bounds, qs, w)
+    first = order[bounds[:-1]] if n_groups else np.zeros(0, np.int64)
     out: dict[str, pa.Array] = {}
-    if win_start is not None:
-        out["window_start_ns"] = pa.array(uniq[:, 3], pa.int64())
-        out["window_end_ns"] = pa.array(uniq[:, 3] + win_ns, pa.int64())
-    for i, name in enumerate(_KEYS):
-        out[name] = dicts[i].take(pa.array(uniq[:, i]))
-    out["count"] = pa.array(np.bincount(inverse, minlength=n_groups), pa.int64())
+    if window_s is not None:
+        start_of = (w0 + widx[first] * step_ns) if n_groups else np.zeros(0, np.int64)
+        out["window_start_ns"] = pa.array(start_of, pa.int64())
+        out["window_end_ns"] = pa.array(start_of + win_ns, pa.int64())
+    g_pair = (key[first] // (int(widx.max()) + 1) if window_s is not None and n_groups
+              else key[first])
+    g_pair = g_pair % (n_nodes * n_nodes)
+    out["hop"] = hop_d.take(pa.array(hop_c[rows][first]))
+    out["src_node"] = node_d.take(pa.array(g_pair // n_nodes))
+    out["dst_node"] = node_d.take(pa.array(g_pair % n_nodes))
+    out["count"] = pa.array(np.diff(bounds), pa.int64())
     if w is not None:
         out["weight_sum"] = pa.array(np.bincount(inverse, weights=w, minlength=n_groups))
     for j, (name, _) in enumerate(QUANTILES):
@@ -157,6 +172,6 @@ def percentile_table(
         out[f"{name}_high_ns"] = pa.array(q_high[:, j])
     table = pa.table(out)
     sort = [("hop", "ascending"), ("src_node", "ascending"), ("dst_node", "ascending")]
-    if win_start is not None:
+    if window_s is not None:
         sort = [("window_start_ns", "ascending"), *sort]
     return table.sort_by(sort)

@@ -64,6 +64,7 @@ class HopCount:
 
     hop: str
     requests: int
+    cross_node: int
     negative_raw: int
     order_unknown: int
     inconsistent: int
@@ -153,6 +154,7 @@ def hop_table(
     """Per-request hops with bounds, and the counts a report needs.
 
     Output columns: ``request_id, hop, src_node, dst_node, latency_ns, low_ns, high_ns``
+    (the four names dictionary-encoded: categoricals in pandas)
     (``latency_ns`` is the interval midpoint), then ``raw_latency_ns`` (local clocks as they
     are, may be negative), ``table_low_ns, table_high_ns`` (tables only, before causal
     tightening), ``src_ref_ns`` (corrected source time), ``order_unknown``,
@@ -166,16 +168,22 @@ def hop_table(
     intervals, windows = _intervals(hops, n_cons, len(pivot.request_ids), pivot.node_names,
                                     causal)
     names = pa.array(pivot.node_names, pa.string())
+    hop_names = pa.array([h.name for h in hops], pa.string())
+    ids = pivot.request_ids.cast(pa.string())
     ctx = _context(pivot)
     parts = []
     counts = []
-    for h, (low, high, bad) in zip(hops, intervals, strict=True):
+
+    def dict_col(codes: npt.NDArray[Any], dictionary: pa.Array) -> pa.DictionaryArray:
+        return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), dictionary)
+
+    for k, (h, (low, high, bad)) in enumerate(zip(hops, intervals, strict=True)):
         req = pa.array(h.req)
         cols: dict[str, Any] = {
-            "request_id": pivot.request_ids.take(req),
-            "hop": pa.array([h.name] * len(h.req), pa.string()),
-            "src_node": names.take(pa.array(h.src_node)),
-            "dst_node": names.take(pa.array(h.dst_node)),
+            "request_id": dict_col(h.req, ids),
+            "hop": dict_col(np.full(len(h.req), k), hop_names),
+            "src_node": dict_col(h.src_node, names),
+            "dst_node": dict_col(h.dst_node, names),
             "latency_ns": pa.array((low + high) / 2),
             "low_ns": pa.array(low),
             "high_ns": pa.array(high),
@@ -191,7 +199,8 @@ def hop_table(
         parts.append(pa.table(cols))
         width = high - low
         counts.append(HopCount(
-            h.name, len(h.req), int((h.raw_ns < 0).sum()), int(((low < 0) & (high > 0)).sum()),
+            h.name, len(h.req), int(h.cross_node.sum()), int((h.raw_ns < 0).sum()),
+            int(((low < 0) & (high > 0)).sum()),
             int(bad.sum()), float(np.median(width)) if len(width) else np.nan,
             float(np.median(h.table_high_ns - h.table_low_ns)) if len(width) else np.nan))
     out = pa.concat_tables(parts) if parts else pa.table({})
@@ -294,10 +303,7 @@ def analyze(
     alerts += clock_alerts(p.node_names, p.node[used], st.ref_ns[used], st.bound_ns[used],
                            _holdover_age_s(result, corrector)[used], statuses, window_s,
                            alert_config)
-    cross_hops = [h.hop for h in result.hops]
-    first_cross = next((name for name in cross_hops if hops.num_rows and pc.any(pc.and_(
-        pc.equal(hops.column("hop"), name),
-        pc.not_equal(hops.column("src_node"), hops.column("dst_node")))).as_py()), "")
+    first_cross = next((h.hop for h in result.hops if h.cross_node), "")
     alerts += inconsistency_alerts(result.pair_windows, hops, first_cross, alert_config)
     alerts.sort(key=lambda a: (a.window_start_ns, a.kind, a.hop, a.src_node))
     bad = events.bad if isinstance(events, Events) else ()

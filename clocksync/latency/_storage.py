@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._tabular import read_rows, write_rows
+from ._arrow import dictionary_codes
 from ._schema import EVENT_COLUMNS
 
 __all__ = ["read_latencies", "write_events", "write_latencies"]
@@ -28,7 +29,10 @@ _CEIL = ("high_ns", "table_high_ns")
 def write_events(table: pa.Table, path: str | os.PathLike[str], sort: bool = True) -> None:
     """Write events (``request_id, stage, node, ts_ns`` + context) to JSONL/CSV/Parquet."""
     if sort and table.num_rows:
-        table = table.sort_by([("node", "ascending"), ("ts_ns", "ascending")])
+        node, names = dictionary_codes(table.column("node"))
+        rank = np.argsort(np.argsort(np.asarray(names.to_pylist(), dtype=object)))
+        order = np.lexsort((table.column("ts_ns").to_numpy(), rank[node]))
+        table = table.take(pa.array(order))
     write_rows(table, path, delta_columns=("ts_ns",))
 
 
@@ -49,7 +53,9 @@ def write_latencies(table: pa.Table, path: str | os.PathLike[str], sort: bool = 
         table = _as_int(table, name, "ceil")
     table = _as_int(table, "latency_ns", "round")
     if sort and table.num_rows:
-        table = table.sort_by([("hop", "ascending"), ("src_ref_ns", "ascending")])
+        hop, _ = dictionary_codes(table.column("hop"))
+        order = np.lexsort((table.column("src_ref_ns").to_numpy(), hop))
+        table = table.take(pa.array(order))
     write_rows(table, path, delta_columns=("src_ref_ns", "raw_latency_ns", "latency_ns",
                                            *_FLOOR, *_CEIL))
 

@@ -104,3 +104,31 @@ def test_assumptions_validated() -> None:
         CausalAssumptions(window_s=0)
     with pytest.raises(ValueError, match="max_skew_ppm"):
         CausalAssumptions(max_skew_ppm=-1)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_vertex_solver_matches_linprog(seed: int) -> None:
+    from clocksync.latency._causal import _reduce, _solve, solve_linprog
+
+    rng = np.random.default_rng(seed)
+    n_lo, n_up = int(rng.integers(0, 200)), int(rng.integers(0, 200))
+    if seed == 0:
+        n_up = 0  # one-way: unbounded above
+    true_d0, true_rho = rng.normal(0, 1e5), rng.normal(0, 1e4)
+    lo_x, up_x = rng.uniform(-0.5, 0.5, n_lo), rng.uniform(-0.5, 0.5, n_up)
+    lo_c = true_d0 + true_rho * lo_x - rng.exponential(3e4, n_lo)
+    up_u = true_d0 + true_rho * up_x + rng.exponential(3e4, n_up)
+    if seed == 5:
+        up_u -= 1e6  # contradictory: infeasible
+    kl, ku = _reduce(lo_x, lo_c, upper=True), _reduce(up_x, up_u, upper=False)
+    fast = _solve(lo_x[kl], lo_c[kl], up_x[ku], up_u[ku], (-0.5, 0.5), 1e6)
+    ref = solve_linprog(lo_x, lo_c, up_x, up_u, (-0.5, 0.5), 1e6)
+    assert (fast is None) == (ref is None)
+    if fast is None or ref is None:
+        assert seed == 5
+        return
+    for got, want in zip(fast[:2], ref[:2], strict=True):
+        for g, w in zip(got, want, strict=True):
+            assert (np.isinf(g) and np.isinf(w) and np.sign(g) == np.sign(w)) or (
+                abs(g - w) <= 1e-6 * max(1.0, abs(w)) + 0.5)
+    assert fast[2] == pytest.approx(ref[2], rel=1e-6, abs=1e-3)

@@ -1,0 +1,66 @@
+"""Small Arrow helpers shared by the pipeline stages: dictionary codes of string columns."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["dictionary_codes", "index_in", "shared_codes"]
+
+
+def _as_dictionary(arr: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
+    if isinstance(arr, pa.ChunkedArray):
+        if arr.num_chunks == 0:
+            return pa.DictionaryArray.from_arrays(pa.array([], pa.int32()),
+                                                  pa.array([], pa.string()))
+        if not pa.types.is_dictionary(arr.type):
+            arr = pc.dictionary_encode(arr.combine_chunks())
+        elif arr.num_chunks > 1:
+            arr = arr.unify_dictionaries()
+            dictionary = arr.chunk(0).dictionary
+            idx = pa.concat_arrays([c.indices for c in arr.chunks])
+            return pa.DictionaryArray.from_arrays(idx, dictionary)
+        else:
+            arr = arr.chunk(0)
+    if not pa.types.is_dictionary(arr.type):
+        arr = pc.dictionary_encode(arr)
+    return arr
+
+
+def dictionary_codes(arr: pa.ChunkedArray | pa.Array) -> tuple[npt.NDArray[np.int64], pa.Array]:
+    """``(codes, dictionary)`` of a string (or dictionary-typed) column, codes as int64.
+
+    Dictionary-typed input (e.g. Parquet read with ``read_dictionary``) is used as it is,
+    with no hashing of the values again.
+    """
+    enc = _as_dictionary(arr)
+    dictionary = enc.dictionary
+    if not pa.types.is_string(dictionary.type) and not pa.types.is_large_string(dictionary.type):
+        dictionary = dictionary.cast(pa.string())
+    idx = enc.indices.to_numpy(zero_copy_only=False)
+    return idx.astype(np.int64, copy=False), dictionary
+
+
+def index_in(arr: pa.ChunkedArray | pa.Array, values: tuple[str, ...]) -> npt.NDArray[np.int64]:
+    """Position of each element of ``arr`` in ``values``, -1 when absent (or null)."""
+    codes, dictionary = dictionary_codes(arr)
+    where = pc.index_in(dictionary, value_set=pa.array(values, pa.string()))
+    lookup = np.asarray(where.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    return lookup[codes] if len(lookup) else np.full(len(codes), -1, np.int64)
+
+
+def shared_codes(
+    a: pa.ChunkedArray | pa.Array, b: pa.ChunkedArray | pa.Array
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], pa.Array]:
+    """Codes of two string columns into one shared dictionary (maps the small dictionaries,
+    never re-hashes the rows)."""
+    ca, da = dictionary_codes(a)
+    cb, db = dictionary_codes(b)
+    values = list(dict.fromkeys(da.to_pylist() + db.to_pylist()))
+    pos = {v: i for i, v in enumerate(values)}
+    map_a = np.array([pos[v] for v in da.to_pylist()], dtype=np.int64)
+    map_b = np.array([pos[v] for v in db.to_pylist()], dtype=np.int64)
+    return (map_a[ca] if len(ca) else ca, map_b[cb] if len(cb) else cb,
+            pa.array(values, pa.string()))

@@ -7,8 +7,10 @@ exactly 0 and every measured offset is a measured error)::
     bridged:  [...a: ptp4l master] veth ── [...r: user-space delay bridge] ── veth [...b: ...]
 
 Run as root: ``python -m lab.ptp_vs_ptp4l [--seconds S] [--no-bridge]``. Prints, for ours
-and ptp4l's: offset rms, max |error|, mean offset, median path delay, and (ours only, ptp4l
-states no bound) the median bound and the share of samples whose bound holds the truth.
+and ptp4l's: offset rms, max |error|, mean error, median path delay, median bound and the
+share of samples whose bound holds the truth. ptp4l's per-Sync measurements are read from
+its management socket (``TIME_STATUS_NP``; its bound, meanPathDelay, is the one
+:class:`ptp._pmc.Ptp4lClient` gives, which assumes no delay outlier on that Sync).
 Every ptp4l runs with ``free_running 1``: nothing here ever adjusts a clock.
 
 ``python -m lab.ptp_vs_ptp4l ours IFACE --seconds S [--offset-ns X --skew-ppm Y]`` is the
@@ -27,17 +29,21 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clocksync._errors import ClockSyncError
+from clocksync._sample import Sample
 from lab.netlab import BridgeParams, Topology
 from lab.netlab import missing_requirements as _netlab_missing
-from ptp._ptp4l import MASTER_OPTIONS, SLAVE_OPTIONS, config_text, parse_offset_line
+from ptp._pmc import Ptp4lClient
+from ptp._ptp4l import MASTER_OPTIONS, SLAVE_OPTIONS, config_text
 
-__all__ = ["PtpLab", "Stats", "compare", "missing_requirements", "run_ours", "stats"]
+__all__ = ["Ptp4lPoller", "PtpLab", "Stats", "compare", "missing_requirements", "run_ours", "stats"]
 
 DIRECT_SUBNET = "10.200.4"
 BRIDGED_SUBNET = "10.200.14"
@@ -229,8 +235,11 @@ def compare(
         if with_ptp4l:
             lab.start_ptp4l("slave", transport)
         lab.start_master(transport=transport)
-        records = lab.run_ours(seconds, offset_ns, skew_ppm, transport)
-        ptp4l_log = lab.log("ptp4l-slave.log")
+        poller = Ptp4lPoller(str(lab.workdir / "slave.sock")) if with_ptp4l else None
+        try:
+            records = lab.run_ours(seconds, offset_ns, skew_ppm, transport)
+        finally:
+            theirs_samples = poller.stop() if poller is not None else []
     ours = [r for r in records if r["accepted"]]
     mine = stats(
         "ours",
@@ -241,10 +250,50 @@ def compare(
     )
     if not with_ptp4l:
         return mine, None
-    lines = [o for line in ptp4l_log.splitlines() if (o := parse_offset_line(line))]
-    lines = lines[1:]  # the first line comes before ptp4l's path delay has settled
-    theirs = stats("ptp4l", [o.offset_ns for o in lines], [o.path_delay_ns for o in lines])
+    theirs_samples = theirs_samples[1:]  # before ptp4l's path delay has settled
+    theirs = stats(
+        "ptp4l",
+        [s.offset_ns for s in theirs_samples],
+        [s.delay_ns / 2 for s in theirs_samples],
+        [s.bound for s in theirs_samples],
+        [abs(s.offset_ns) <= s.bound for s in theirs_samples],
+    )
     return mine, theirs
+
+
+class Ptp4lPoller:
+    """Collects ptp4l's per-Sync measurements (``TIME_STATUS_NP`` over its UDS) in a thread.
+
+    ptp4l with ``free_running 1`` logs one line per second; its management socket has every
+    Sync's offset, so both tools are compared on all their measurements.
+    """
+
+    def __init__(self, uds_path: str, period_s: float = 0.05) -> None:
+        self._uds_path = uds_path
+        self._period_s = period_s
+        self._stop = threading.Event()
+        self._samples: dict[int, Sample] = {}
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        client: Ptp4lClient | None = None
+        while not self._stop.wait(self._period_s):
+            try:
+                client = client or Ptp4lClient(self._uds_path, timeout_s=0.5)
+                sample = client.sample("ptp4l")
+            except (ClockSyncError, OSError):
+                continue  # ptp4l not up yet
+            if sample is not None:
+                self._samples.setdefault(sample.t_local_ns, sample)
+        if client is not None:
+            client.close()
+
+    def stop(self) -> list[Sample]:
+        """Stop polling; the distinct measurements in time order."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        return [self._samples[k] for k in sorted(self._samples)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,12 +5,14 @@ messages out, no sockets. :class:`SlavePort` is the slave's pure state machine (
 matching, delay filter, bounds); :class:`PtpSlave` runs it on an interface with kernel
 timestamps, and :func:`to_sample` turns each exchange into a :class:`clocksync.Sample`.
 
+:class:`Ptp4lClient` reads a running ptp4l's measurements over its management socket.
+
 Sign: offset = master (reference) - local, the negative of ptp4l's ``master offset``.
 """
 
 from ._bmca import AnnounceDataset, ForeignMasters, compare_datasets
-from ._codec import decode, encode
-from ._errors import PtpDecodeError
+from ._codec import decode, encode, with_sequence_id
+from ._errors import Ptp4lManagementError, PtpDecodeError
 from ._exchange import DelayFilter, Exchange, Measurement, measure
 from ._messages import (
     ETHERTYPE_PTP,
@@ -31,6 +33,7 @@ from ._messages import (
     Sync,
     Tlv,
 )
+from ._pmc import CurrentDataSet, Ptp4lClient, TimeStatus
 from ._port import PortConfig, PtpResult, SlavePort
 from ._probe import ProbeSummary, result_line, result_record, summarize
 from ._slave import PtpSlave, default_identity, to_sample
@@ -43,6 +46,7 @@ __all__ = [
     "Announce",
     "AnnounceDataset",
     "ClockQuality",
+    "CurrentDataSet",
     "DelayFilter",
     "DelayReq",
     "DelayResp",
@@ -59,6 +63,8 @@ __all__ = [
     "PortConfig",
     "PortIdentity",
     "ProbeSummary",
+    "Ptp4lClient",
+    "Ptp4lManagementError",
     "PtpDecodeError",
     "PtpMessage",
     "PtpResult",
@@ -66,6 +72,7 @@ __all__ = [
     "Signaling",
     "SlavePort",
     "Sync",
+    "TimeStatus",
     "Timestamp",
     "Tlv",
     "compare_datasets",
@@ -77,4 +84,5 @@ __all__ = [
     "result_record",
     "summarize",
     "to_sample",
+    "with_sequence_id",
 ]

@@ -13,7 +13,7 @@ from ._errors import PtpDecodeError
 from ._messages import HEADER_LEN, MESSAGE_CLASSES, MESSAGE_LENGTHS, MessageType, PtpMessage
 from ._types import NS_PER_S, Timestamp
 
-__all__ = ["decode", "encode"]
+__all__ = ["decode", "encode", "with_sequence_id"]
 
 _TLV_MANAGEMENT = 0x0001
 
@@ -101,3 +101,12 @@ def encode(msg: PtpMessage) -> bytes:
     alone = msg.copy()
     alone.remove_payload()
     return bytes(alone)
+
+
+def with_sequence_id(wire: bytes, sequence_id: int) -> bytes:
+    """``wire`` (an encoded message) with its sequenceId (octets 30-31, Table 18) replaced.
+
+    Building a message with scapy takes a few hundred µs; patching a template does not, and
+    the slave sends its Delay_Req as soon as possible after the Sync.
+    """
+    return wire[:30] + (sequence_id & 0xFFFF).to_bytes(2, "big") + wire[32:]

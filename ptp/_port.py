@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from ._bmca import AnnounceDataset, ForeignMasters
+from ._codec import encode, with_sequence_id
 from ._exchange import DelayFilter, Exchange, Measurement, measure
 from ._messages import Announce, DelayReq, DelayResp, FollowUp, PtpMessage, Sync
 from ._types import NS_PER_S, PortIdentity, format_clock_identity
@@ -108,6 +109,7 @@ class SlavePort:
     _next_seq: int = 0
     _last_req_s: float = float("-inf")
     _last_sync_seq: int = -1
+    _req_template: bytes | None = None
     _req_interval_s: float = 1.0
 
     def __post_init__(self) -> None:
@@ -123,7 +125,7 @@ class SlavePort:
         """Handle a received message.
 
         Returns a :class:`PtpResult` when it completes an exchange, ``True`` when it is a
-        Sync that calls for a Delay_Req now (build it with :meth:`delay_req`), else
+        Sync that calls for a Delay_Req now (get it from :meth:`delay_req`), else
         ``False``.
         """
         if int(msg.domainNumber) != self.config.domain:
@@ -154,19 +156,25 @@ class SlavePort:
         _trim(self._syncs)
         return now_s - self._last_req_s >= 0.9 * self._req_interval_s
 
-    def delay_req(self, now_s: float) -> DelayReq:
-        """The Delay_Req to send now for the latest Sync (then call :meth:`sent`)."""
+    def delay_req(self, now_s: float) -> tuple[int, bytes]:
+        """The Delay_Req to send now for the latest Sync: ``(sequenceId, wire bytes)``.
+
+        Then call :meth:`sent` with its local send time.
+        """
         seq = self._next_seq
         self._next_seq = (seq + 1) & 0xFFFF
         self._last_req_s = now_s
         self._requests[seq] = _Request(sync_key=self._last_sync_seq)
         _trim(self._requests)
-        return DelayReq(
-            domainNumber=self.config.domain,
-            sourcePortIdentity=self.identity.copy(),
-            sequenceId=seq,
-            logMessageInterval=0x7F,
-        )
+        if self._req_template is None:
+            self._req_template = encode(
+                DelayReq(
+                    domainNumber=self.config.domain,
+                    sourcePortIdentity=self.identity.copy(),
+                    logMessageInterval=0x7F,
+                )
+            )
+        return seq, with_sequence_id(self._req_template, seq)
 
     def sent(self, sequence_id: int, tx_local_ns: int) -> None:
         """Record the local send time of our Delay_Req ``sequence_id``."""

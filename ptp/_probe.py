@@ -26,6 +26,7 @@ def result_record(r: PtpResult) -> dict[str, Any]:
         "bound_ns": round(m.bound_ns, 1),
         "mean_path_delay_ns": round(m.mean_path_delay_ns, 1),
         "raw_offset_ns": round(r.exchange.offset_ns, 1),
+        "turnaround_ns": r.exchange.turnaround_ns,
         "accepted": r.accepted,
     }
 

@@ -28,7 +28,7 @@ from clocksync._errors import InputError
 from clocksync._sample import Sample
 from clocksync._timestamping import Received, StampKind
 
-from ._codec import decode, encode
+from ._codec import decode
 from ._errors import PtpDecodeError
 from ._messages import MessageType
 from ._port import PortConfig, PtpResult, SlavePort
@@ -152,12 +152,12 @@ class PtpSlave:
         now_s = time.monotonic()
         out = self.port.on_message(msg, self.clock.read_ns(got.stamp.system_ns), now_s)
         if out is True:
-            req = self.port.delay_req(now_s)
-            stamp = self.transport.send_event(encode(req))
+            seq, wire = self.port.delay_req(now_s)
+            stamp = self.transport.send_event(wire)
             if stamp.kind is StampKind.USER:
                 self.stats.user_stamps += 1
             self.stats.delay_reqs += 1
-            self.port.sent(int(req.sequenceId), self.clock.read_ns(stamp.system_ns))
+            self.port.sent(seq, self.clock.read_ns(stamp.system_ns))
             return None
         if isinstance(out, PtpResult):
             self.stats.results += 1

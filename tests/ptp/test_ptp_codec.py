@@ -162,3 +162,11 @@ def test_public_api_is_exactly_all() -> None:
     public = {n for n in dir(ptp) if not n.startswith("_")}
     assert set(ptp.__all__) <= public
     assert all(getattr(ptp, n) is not None for n in ptp.__all__)
+
+
+def test_with_sequence_id_patches_only_octets_30_31() -> None:
+    wire = ptp.encode(ptp.DelayReq(sequenceId=1, domainNumber=4))
+    patched = ptp.with_sequence_id(wire, 0x1234)
+    assert patched[30:32] == b"\x12\x34"
+    assert patched[:30] == wire[:30] and patched[32:] == wire[32:]
+    assert ptp.decode(patched).sequenceId == 0x1234

@@ -117,10 +117,12 @@ def one_exchange(
         want_req = want_req or out is True
     if not want_req:
         return False
-    req = port.delay_req(now_s)
+    seq, raw = port.delay_req(now_s)
+    req = ptp.decode(raw)
+    assert isinstance(req, ptp.DelayReq) and req.sequenceId == seq
     t3 = t2 + 300_000
-    port.sent(int(req.sequenceId), t3)
-    return port.on_message(wire(master.resp(wire(req), t3, corr_sm)), t3 + 10_000, now_s)
+    port.sent(seq, t3)
+    return port.on_message(wire(master.resp(req, t3, corr_sm)), t3 + 10_000, now_s)
 
 
 @pytest.mark.parametrize("two_step", [True, False])
@@ -186,8 +188,11 @@ def test_delay_resp_for_another_slave_is_ignored() -> None:
     msgs, t2 = master.sync(T0)
     for m in msgs:
         port.on_message(wire(m), t2, 1.0)
-    req = port.delay_req(1.0)
-    port.sent(int(req.sequenceId), t2 + 1000)
+    seq, raw = port.delay_req(1.0)
+    req = ptp.decode(raw)
+    assert isinstance(req, ptp.DelayReq)
+    assert req.source.key() == ME.key() and req.domainNumber == 0
+    port.sent(seq, t2 + 1000)
     other = req.copy()
     other.sourcePortIdentity = ptp.PortIdentity(clockIdentity=b"\x99" * 8, portNumber=1)
     assert port.on_message(wire(master.resp(other, t2 + 1000)), t2 + 5000, 1.0) is False

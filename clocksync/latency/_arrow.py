@@ -18,7 +18,9 @@ def _as_dictionary(arr: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
         if not pa.types.is_dictionary(arr.type):
             arr = pc.dictionary_encode(arr.combine_chunks())
         elif arr.num_chunks > 1:
-            arr = arr.unify_dictionaries()
+            first = arr.chunk(0).dictionary
+            if not all(c.dictionary.equals(first) for c in arr.chunks[1:]):
+                arr = arr.unify_dictionaries()  # hashes the dictionaries: only when needed
             dictionary = arr.chunk(0).dictionary
             idx = pa.concat_arrays([c.indices for c in arr.chunks])
             return pa.DictionaryArray.from_arrays(idx, dictionary)

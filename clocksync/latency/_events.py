@@ -24,6 +24,8 @@ from ._schema import EVENT_COLUMNS, BadRecord, Events
 
 __all__ = ["concat_events", "read_events_file"]
 
+_DICTIONARY_READ = ("stage", "node")
+
 
 def _reason(exc: InputError, where: str) -> str:
     text = str(exc)
@@ -77,11 +79,13 @@ def _tolerant_text(path: str, fmt: str, columns: list[Column]) -> Events:
 
 
 def _read_parquet(path: str, columns: list[Column], skip_bad: bool) -> Events:
-    """Parquet, with string columns kept dictionary-encoded (no re-hashing downstream)."""
+    """Parquet, with the few-valued columns (stage, node) kept dictionary-encoded so nothing
+    downstream hashes them again (request ids are not: per-row-group dictionaries of
+    unique ids cost more to unify than one encode)."""
     try:
-        strings = [c.name for c in columns if c.kind == "string"]
         present = set(pq.read_schema(path).names)
-        table = pq.read_table(path, read_dictionary=[n for n in strings if n in present])
+        table = pq.read_table(path, read_dictionary=[n for n in _DICTIONARY_READ
+                                                     if n in present])
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
     ok = pa.array([True] * table.num_rows) if table.num_rows else pa.array([], pa.bool_())

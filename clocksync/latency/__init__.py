@@ -18,6 +18,7 @@ from ._inputs import input_format, read_inputs
 from ._percentiles import QUANTILES, grouped_quantiles, percentile_table
 from ._pipeline import HopCount, HopResult, LatencyReport, analyze, compute_latencies, hop_table
 from ._plot import plot_report
+from ._sampling import AdaptiveSampler, SampleBatch, SamplingConfig, request_uniform
 from ._schema import DEFAULT_STAGES, EVENT_COLUMNS, BadRecord, Events, hop_name, hops_of
 from ._simulate import RequestModel, simulate_requests
 from ._storage import read_latencies, write_events, write_latencies
@@ -27,6 +28,7 @@ __all__ = [
     "DEFAULT_STAGES",
     "EVENT_COLUMNS",
     "QUANTILES",
+    "AdaptiveSampler",
     "Alert",
     "AlertConfig",
     "BadRecord",
@@ -38,6 +40,8 @@ __all__ = [
     "LatencyReport",
     "PairWindow",
     "RequestModel",
+    "SampleBatch",
+    "SamplingConfig",
     "StageRule",
     "TraceMapping",
     "WorstRequest",
@@ -55,6 +59,7 @@ __all__ = [
     "read_inputs",
     "read_latencies",
     "read_trace_file",
+    "request_uniform",
     "simulate_requests",
     "tighten",
     "write_events",

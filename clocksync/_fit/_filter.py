@@ -21,6 +21,8 @@ from . import _polygon as pg
 __all__ = ["Dynamics", "filter_states", "propagate", "smooth"]
 
 F64 = npt.NDArray[np.float64]
+#: polygons are kept to this many vertices by outer approximation (never shrinking them)
+_MAX_VERTICES = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +45,8 @@ class Dynamics:
 def propagate(poly: pg.Poly, delta_s: float, dyn: Dynamics) -> pg.Poly:
     """The state set ``delta_s`` seconds later (or earlier when negative)."""
     d = abs(delta_s)
-    out = pg.expand(pg.shear(poly, delta_s), dyn.widening_ns(d), dyn.wander_ns_per_s2 * d)
-    return pg.clip_slope(out, -dyn.max_slope_ns_per_s, dyn.max_slope_ns_per_s)
+    return pg.advance(poly, delta_s, dyn.widening_ns(d), dyn.wander_ns_per_s2 * d,
+                      dyn.max_slope_ns_per_s, _MAX_VERTICES)
 
 
 def filter_states(
@@ -86,6 +88,6 @@ def smooth(fwd: list[pg.Poly], bwd: list[pg.Poly]) -> tuple[list[pg.Poly], int]:
         both = pg.intersect(f, b)
         if len(both) == 0:
             disjoint += 1
-            both = np.concatenate([f, b])
+            both = pg.hull(np.concatenate([f, b]))
         out.append(both)
     return out, disjoint

@@ -32,7 +32,7 @@ from ._envelope import Cells, compose, extrapolation_cells, interpolation_cells
 from ._filter import Dynamics, filter_states, smooth
 from ._robust import fit_line
 from ._samples import SampleArrays, as_arrays
-from ._segment import SegmentSpan, level_shifts, segment_samples
+from ._segment import SegmentSpan, bidirectional_segments, level_shifts
 
 __all__ = ["fit_table"]
 
@@ -126,7 +126,7 @@ def fit_table(
     lo = arr.offset_ns - arr.bound_ns
     hi = arr.offset_ns + arr.bound_ns
     dyn = Dynamics(asm.max_skew_ns_per_s, asm.wander_ns_per_s2)
-    spans, outliers = segment_samples(t_s, lo, hi, dyn, int(asm.step_confirm))
+    spans, outliers = bidirectional_segments(t_s, lo, hi, dyn, int(asm.step_confirm))
     spans = _split_level_shifts(spans, arr, t_s, dyn, asm)
 
     skew_frac = asm.max_skew_ppm * 1e-6
@@ -187,6 +187,8 @@ def fit_table(
                                          dyn.wander_ns_per_s2, g))
         seg_cells.append(Cells.concat(parts))
     cells = compose(seg_cells, dyn.max_slope_ns_per_s)
+    last_t = np.sort(arr.t_local_ns[spans[-1].indices])
+    poll_s = float(np.median(np.diff(last_t))) / 1e9 if len(last_t) > 1 else 0.0
     status = "disrupted" if unconfirmed_tail else "synchronised"
     return CorrectionTable(
         node=node,
@@ -198,4 +200,5 @@ def fit_table(
         outlier_count=len(outliers),
         segments=tuple(infos),
         cells=cells,
+        extra={"poll_interval_s": poll_s},
     )

@@ -28,7 +28,8 @@ class LineFit:
     """``offset(t) ≈ offset_ns + slope_ns_per_s·(t - anchor_s)`` with 1σ errors.
 
     ``anchor_s`` is in the caller's time base (seconds); ``first_index`` is the oldest sample
-    used (older ones aged out by the runs test).
+    used (older ones aged out by the runs test); ``residual_rms_ns`` is weighted like the fit
+    (by 1/distance²), so it describes the low-delay samples the line rests on.
     """
 
     anchor_s: float
@@ -89,7 +90,8 @@ def _fit_once(t_s: F64, off_ns: F64, dist_ns: F64) -> tuple[LineFit, F64]:
         res = off_ns - a - slope * x
         sig_a = float(np.min(dist_ns))
         sig_s = math.inf if len(t_s) < 2 else sig_a / max(float(np.ptp(t_s)), 1e-9)
-    rms = float(np.sqrt(np.mean(res * res)))
+    # weighted like the fit: low-delay samples dominate, queueing spikes do not
+    rms = float(np.sqrt(np.sum(res * res * w * w) / np.sum(w * w)))
     fit = LineFit(anchor, a, slope, sig_a, sig_s, rms, len(t_s), 0)
     return fit, res
 

@@ -2,8 +2,8 @@
 
 Two detectors, both pure math:
 
-* **Hard (guaranteed) detector** — a forward set-membership filter (:mod:`._filter`)
-  predicts the interval of the next sample from everything before it. A sample whose own
+* **Hard (guaranteed) detector** — a set-membership filter (:mod:`._filter`), run forward
+  and backward in time, predicts the interval of the next sample from everything before it. A sample whose own
   interval misses the prediction cannot be true together with the segment: either its bound
   is false (a wild sample) or the clock stepped. ``step_confirm`` disagreeing samples in a
   row (agreeing with each other) confirm a step; fewer, followed by agreeing samples, are
@@ -27,7 +27,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from . import _polygon as pg
 from ._filter import Dynamics, propagate
 
-__all__ = ["SegmentSpan", "level_shifts", "segment_samples"]
+__all__ = ["SegmentSpan", "bidirectional_segments", "level_shifts", "segment_samples"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -143,3 +143,37 @@ def level_shifts(
             if not out or j - out[-1] >= k:
                 out.append(j)
     return out
+
+
+def bidirectional_segments(
+    t_s: F64, lo_ns: F64, hi_ns: F64, dyn: Dynamics, step_confirm: int
+) -> tuple[list[SegmentSpan], I64]:
+    """Hard segmentation run forward and backward in time; a step found from either side
+    splits, a sample either pass drops is an outlier.
+
+    The forward pass finds a step where post-step samples contradict the past; the backward
+    pass where pre-step samples contradict the future. Steps that only one side reveals are
+    common when the bounds differ on the two sides.
+    """
+    n = len(t_s)
+    fwd, fwd_out = segment_samples(t_s, lo_ns, hi_ns, dyn, step_confirm)
+    rev = np.arange(n - 1, -1, -1)
+    bwd, bwd_out = segment_samples(t_s[rev], lo_ns[rev], hi_ns[rev], dyn, step_confirm)
+    cuts = {int(span.indices.min()) for span in fwd if span.indices.min() > 0}
+    cuts |= {int(rev[span.indices].min()) for span in bwd if rev[span.indices].min() > 0}
+    outliers = np.union1d(fwd_out, rev[bwd_out]) if len(bwd_out) else fwd_out
+    unconfirmed_from = (int(fwd[-1].indices.min()) if fwd and fwd[-1].started_by ==
+                        "unconfirmed" else None)
+    keep = np.ones(n, dtype=bool)
+    keep[outliers] = False
+    edges = [0, *sorted(cuts), n]
+    spans: list[SegmentSpan] = []
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        idx = np.arange(a, b)[keep[a:b]]
+        if len(idx) == 0:
+            continue
+        started = "start" if not spans else "step"
+        if unconfirmed_from is not None and a == unconfirmed_from:
+            started = "unconfirmed"
+        spans.append(SegmentSpan(idx.astype(np.int64), started))
+    return spans, np.asarray(outliers, dtype=np.int64)

@@ -32,9 +32,18 @@ def main() -> None:
 from ._ntp import ntp  # noqa: E402
 
 main.add_command(ntp)
-from ._latency import latency  # noqa: E402
-
-main.add_command(latency)
 from ._ptp import ptp  # noqa: E402
 
 main.add_command(ptp)
+from ._correct import correct  # noqa: E402
+from ._demo import demo  # noqa: E402
+from ._fit import fit  # noqa: E402
+from ._skew import skew  # noqa: E402
+
+main.add_command(fit)
+main.add_command(correct)
+main.add_command(skew)
+main.add_command(demo)
+from ._latency import latency  # noqa: E402
+
+main.add_command(latency)

@@ -1,0 +1,58 @@
+"""``clocksync correct INPUT --tables DIR --out OUTPUT``."""
+
+from __future__ import annotations
+
+import click
+import numpy as np
+import pyarrow as pa
+
+from .._corrector import OUT_OF_RANGE, Corrector
+from .._errors import InputError
+from .._tabular import Column, read_rows, write_rows
+
+__all__ = ["correct"]
+
+_COLUMNS = [Column("node", "string"), Column("ts_ns", "int64", nonnegative=True)]
+
+
+@click.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
+@click.option("--tables", "store", required=True,
+              help="table store: a directory, file://DIR or redis://host:port/db")
+@click.option("--out", "output", required=True, type=click.Path(dir_okay=False),
+              help="output file (.jsonl, .csv or .parquet); written atomically")
+@click.option("--on-invalid", type=click.Choice(["raise", "inf"]), default="raise",
+              show_default=True,
+              help="timestamps the tables cannot correct: fail, or keep them with an "
+                   "infinite bound")
+def correct(input_path: str, store: str, output: str, on_invalid: str) -> None:
+    """Add ``ref_ns`` and ``bound_ns`` (and ``flags``) to every row with ``node, ts_ns``.
+
+    The true reference time of a row lies in ``[ref_ns - bound_ns, ref_ns + bound_ns]``.
+    """
+    table = read_rows(input_path, _COLUMNS)
+    corrector = Corrector.from_store(store)
+    nodes = table.column("node").to_numpy(zero_copy_only=False)
+    ts = table.column("ts_ns").to_numpy()
+    ref = np.empty(len(ts), dtype=np.int64)
+    bound = np.empty(len(ts), dtype=np.float64)
+    flags = np.empty(len(ts), dtype=np.uint8)
+    for node in sorted(set(nodes.tolist())):
+        rows = np.flatnonzero(nodes == node)
+        if node not in corrector.nodes:
+            raise InputError(f"{input_path}: data row {rows[0] + 1}: field 'node': no table "
+                             f"for node {node!r} in {store} (known: "
+                             f"{', '.join(corrector.nodes) or 'none'})")
+        flags[rows] = corrector.flags(node, ts[rows])
+        bad = np.flatnonzero(flags[rows] & OUT_OF_RANGE)
+        if len(bad) and on_invalid == "raise":
+            row = rows[bad[0]]
+            raise InputError(f"{input_path}: data row {row + 1}: field 'ts_ns': {ts[row]} is "
+                             f"outside node {node!r}'s table ({len(bad)} such row(s); "
+                             "--on-invalid inf keeps them with an infinite bound)")
+        ref[rows], bound[rows] = corrector.correct(node, ts[rows], on_invalid="inf")
+    out = table.append_column("ref_ns", pa.array(ref, pa.int64()))
+    out = out.append_column("bound_ns", pa.array(bound, pa.float64()))
+    out = out.append_column("flags", pa.array(flags, pa.uint8()))
+    write_rows(out, output, delta_columns=("ts_ns", "ref_ns"))
+    click.echo(f"corrected {len(ts)} row(s) of {len(set(nodes.tolist()))} node(s) -> {output}")

@@ -151,7 +151,8 @@ class DelayFilter:
     ``kind`` is ``"median"`` (like ptp4l's moving median) or ``"min"``. An exchange whose
     round trip exceeds ``outlier_factor`` x the window's median round trip is an outlier:
     :meth:`add` returns ``False`` and it does not enter the delay estimate (it still counts
-    for the median round trip, so a lasting change of the path is followed).
+    for the median round trip, so a lasting change of the path is followed). Exchanges
+    added with ``estimate=False`` only count for the outlier median.
     """
 
     def __init__(self, window: int = 8, kind: str = "median", outlier_factor: float = 3.0):
@@ -166,16 +167,21 @@ class DelayFilter:
         self._round_trips: deque[float] = deque(maxlen=window)
         self._delays: deque[float] = deque(maxlen=window)
 
-    def add(self, round_trip_ns: float) -> bool:
+    def add(self, round_trip_ns: float, *, estimate: bool = True) -> bool:
         """Add one exchange's round trip (ns); ``False`` when it is rejected as an outlier."""
         ok = True
         if len(self._round_trips) >= 3:
             median = statistics.median(self._round_trips)
             ok = round_trip_ns <= self.outlier_factor * max(median, 1.0)
         self._round_trips.append(round_trip_ns)
-        if ok:
+        if ok and estimate:
             self._delays.append(round_trip_ns / 2.0)
         return ok
+
+    def restart_estimate(self, round_trip_ns: float) -> None:
+        """Base the estimate on this (already added) round trip alone from now on."""
+        self._delays.clear()
+        self._delays.append(round_trip_ns / 2.0)
 
     @property
     def delay_ns(self) -> float | None:

@@ -5,10 +5,21 @@ Delay_Reqs; it chooses the master (BMCA over Announces), matches Sync/Follow_Up/
 by sequenceId and port identities, applies correctionFields, filters the path delay and
 hands back one :class:`PtpResult` per completed exchange. Every time it sees is *local*
 time: the I/O layer maps kernel stamps through a :class:`~clocksync._clock.Clock` first.
+
+Two kinds of Delay_Req (``PortConfig.cold_every``):
+
+* *tight* ones leave right after the Sync they pair with, so the local clock can drift only
+  for that short turnaround: they give the samples and their narrow guaranteed bounds;
+* every ``cold_every``-th is *cold*: sent a random 20-60 % of a Sync interval later, like
+  ptp4l's randomized requests. Measured on a veth, a packet sent right after one was
+  received crosses ~1.3 µs faster than one sent from an idle system (warm caches, awake
+  CPUs) — while the master's Sync is always "cold". Filtering the path delay over cold
+  exchanges only keeps that artefact out of the offsets; the bounds hold either way.
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -18,7 +29,7 @@ from ._exchange import DelayFilter, Exchange, Measurement, measure
 from ._messages import Announce, DelayReq, DelayResp, FollowUp, PtpMessage, Sync
 from ._types import NS_PER_S, PortIdentity, format_clock_identity
 
-__all__ = ["PortConfig", "PtpResult", "SlavePort"]
+__all__ = ["DelayReqDue", "PortConfig", "PtpResult", "SlavePort"]
 
 _V = TypeVar("_V")
 
@@ -41,6 +52,11 @@ class PortConfig:
         announce_threshold: Announces needed within 4 intervals to qualify a master.
         delay_req_interval_s: Delay_Req spacing until the master's Delay_Resp states
             its logMinDelayReqInterval (s).
+        cold_every: every n-th Delay_Req is sent late ("cold") and only those feed the
+            path-delay filter; 0 sends all right after the Sync and filters over all.
+        emit_cold: also return cold exchanges as results (their bounds are wide: the
+            turnaround is tens of ms).
+        seed: seed of the cold requests' random send delays.
     """
 
     domain: int = 0
@@ -52,12 +68,30 @@ class PortConfig:
     utc_correct: bool = True
     announce_threshold: int = 2
     delay_req_interval_s: float = 1.0
+    cold_every: int = 4
+    emit_cold: bool = False
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.domain <= 255:
             raise ValueError(f"PortConfig.domain: 0..255, got {self.domain}")
         if self.max_skew_ppm < 0 or self.timestamp_error_ns < 0:
             raise ValueError("PortConfig.max_skew_ppm/timestamp_error_ns: must be >= 0")
+        if self.cold_every < 0 or self.cold_every == 1:
+            raise ValueError(f"PortConfig.cold_every: 0 or >= 2, got {self.cold_every}")
+
+
+@dataclass(frozen=True, slots=True)
+class DelayReqDue:
+    """A Delay_Req should be sent at ``at_s`` (the caller's monotonic seconds).
+
+    Attributes:
+        at_s: when to send (``<=`` now: at once).
+        cold: a late, path-delay-only request (see the module docs).
+    """
+
+    at_s: float
+    cold: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +104,7 @@ class PtpResult:
         exchange: the four timestamps (local ones already mapped through the clock).
         measurement: offset (reference - local), bound, delays.
         accepted: ``False`` when the delay filter rejected the exchange as an outlier.
+        cold: a late request (wide bound); only returned with ``PortConfig.emit_cold``.
     """
 
     master: str
@@ -77,6 +112,7 @@ class PtpResult:
     exchange: Exchange
     measurement: Measurement
     accepted: bool
+    cold: bool = False
 
 
 @dataclass
@@ -89,6 +125,7 @@ class _Sync:
 @dataclass
 class _Request:
     sync_key: int
+    cold: bool
     t3_ns: int | None = None
     t4_ns: int | None = None
     c_sm_ns: float = 0.0
@@ -103,11 +140,15 @@ class SlavePort:
     master: AnnounceDataset | None = None
     _masters: ForeignMasters = field(init=False)
     _filter: DelayFilter = field(init=False)
+    _rng: random.Random = field(init=False)
     _syncs: dict[int, _Sync] = field(default_factory=dict)
     _follow_ups: dict[int, tuple[int, float]] = field(default_factory=dict)
     _requests: dict[int, _Request] = field(default_factory=dict)
     _next_seq: int = 0
+    _count: int = 0  # Delay_Reqs sent
+    _cold_accepted: int = 0
     _last_req_s: float = float("-inf")
+    _pending_until_s: float = float("-inf")  # a cold request is scheduled until then
     _last_sync_seq: int = -1
     _req_template: bytes | None = None
     _req_interval_s: float = 1.0
@@ -117,26 +158,29 @@ class SlavePort:
         self._filter = DelayFilter(
             self.config.window, self.config.delay_filter, self.config.outlier_factor
         )
+        self._rng = random.Random(self.config.seed)
         self._req_interval_s = self.config.delay_req_interval_s
 
     # -- inputs -----------------------------------------------------------------------
 
-    def on_message(self, msg: PtpMessage, rx_local_ns: int, now_s: float) -> PtpResult | bool:
+    def on_message(
+        self, msg: PtpMessage, rx_local_ns: int, now_s: float
+    ) -> PtpResult | DelayReqDue | None:
         """Handle a received message.
 
-        Returns a :class:`PtpResult` when it completes an exchange, ``True`` when it is a
-        Sync that calls for a Delay_Req now (get it from :meth:`delay_req`), else
-        ``False``.
+        Returns a :class:`PtpResult` when it completes an exchange, a :class:`DelayReqDue`
+        when it is a Sync that calls for a Delay_Req (get it from :meth:`delay_req` at
+        that time), else ``None``.
         """
         if int(msg.domainNumber) != self.config.domain:
-            return False
+            return None
         if isinstance(msg, Announce):
             self._masters.add(AnnounceDataset.from_announce(msg), now_s)
             self.master = self._masters.best(now_s)
-            return False
+            return None
         self.master = self._masters.best(now_s)
         if self.master is None or msg.source.key() != self.master.sender:
-            return False
+            return None
         if isinstance(msg, Sync):
             return self._on_sync(msg, rx_local_ns, now_s)
         if isinstance(msg, FollowUp):
@@ -146,25 +190,38 @@ class SlavePort:
             return self._complete_for_sync(seq)
         if isinstance(msg, DelayResp):
             return self._on_delay_resp(msg)
-        return False
+        return None
 
-    def _on_sync(self, msg: Sync, rx_local_ns: int, now_s: float) -> bool:
+    def _on_sync(self, msg: Sync, rx_local_ns: int, now_s: float) -> DelayReqDue | None:
         seq = int(msg.sequenceId)
         origin = None if msg.two_step else msg.originTimestamp.to_ns()
         self._syncs[seq] = _Sync(rx_local_ns, msg.correction_ns, origin)
         self._last_sync_seq = seq
         _trim(self._syncs)
-        return now_s - self._last_req_s >= 0.9 * self._req_interval_s
+        if now_s < self._pending_until_s:
+            return None  # a cold request is still to go
+        earliest_s = self._last_req_s + 0.9 * self._req_interval_s
+        every = self.config.cold_every
+        if every and self._count % every == every - 1:
+            sync_interval_s = min(2.0 ** int(msg.logMessageInterval), 1.0)
+            at_s = max(now_s + self._rng.uniform(0.2, 0.6) * sync_interval_s, earliest_s)
+            self._pending_until_s = at_s
+            return DelayReqDue(at_s, cold=True)
+        if now_s < earliest_s:
+            return None
+        return DelayReqDue(now_s, cold=False)
 
-    def delay_req(self, now_s: float) -> tuple[int, bytes]:
+    def delay_req(self, now_s: float, cold: bool = False) -> tuple[int, bytes]:
         """The Delay_Req to send now for the latest Sync: ``(sequenceId, wire bytes)``.
 
         Then call :meth:`sent` with its local send time.
         """
         seq = self._next_seq
         self._next_seq = (seq + 1) & 0xFFFF
+        self._count += 1
         self._last_req_s = now_s
-        self._requests[seq] = _Request(sync_key=self._last_sync_seq)
+        self._pending_until_s = float("-inf")
+        self._requests[seq] = _Request(sync_key=self._last_sync_seq, cold=cold)
         _trim(self._requests)
         if self._req_template is None:
             self._req_template = encode(
@@ -182,45 +239,53 @@ class SlavePort:
         if req is not None:
             req.t3_ns = tx_local_ns
 
-    def _on_delay_resp(self, msg: DelayResp) -> PtpResult | bool:
+    def _on_delay_resp(self, msg: DelayResp) -> PtpResult | None:
         if msg.requestingPortIdentity.key() != self.identity.key():
-            return False  # another slave's answer
+            return None  # another slave's answer
         req = self._requests.get(int(msg.sequenceId))
         if req is None or req.t3_ns is None:
-            return False
+            return None
         req.t4_ns = msg.receiveTimestamp.to_ns()
         req.c_sm_ns = msg.correction_ns
         if int(msg.logMessageInterval) != 0x7F:
             self._req_interval_s = 2.0 ** int(msg.logMessageInterval)
         return self._complete(int(msg.sequenceId))
 
-    def _complete_for_sync(self, sync_seq: int) -> PtpResult | bool:
+    def _complete_for_sync(self, sync_seq: int) -> PtpResult | None:
         for seq, req in self._requests.items():
             if req.sync_key == sync_seq and req.t4_ns is not None:
                 return self._complete(seq)
-        return False
+        return None
 
     # -- completion -------------------------------------------------------------------
 
-    def _complete(self, seq: int) -> PtpResult | bool:
+    def _complete(self, seq: int) -> PtpResult | None:
         req = self._requests[seq]
         sync = self._syncs.get(req.sync_key)
         if sync is None or req.t3_ns is None or req.t4_ns is None or self.master is None:
-            return False
+            return None
         if sync.origin_ns is not None:
             t1, c_ms = sync.origin_ns, sync.correction_ns
         elif req.sync_key in self._follow_ups:
             precise, c_fu = self._follow_ups[req.sync_key]
             t1, c_ms = precise, sync.correction_ns + c_fu
         else:
-            return False  # the Follow_Up is still on its way
+            return None  # the Follow_Up is still on its way
         del self._requests[seq]
         t4 = req.t4_ns
         if self.config.utc_correct and self.master.ptp_timescale and self.master.utc_offset_valid:
             shift = self.master.current_utc_offset_s * NS_PER_S
             t1, t4 = t1 - shift, t4 - shift
         ex = Exchange(t1, sync.t2_ns, req.t3_ns, t4, c_ms, req.c_sm_ns)
-        accepted = self._filter.add(ex.round_trip_ns)
+        # with cold requests, only they estimate the delay (tight ones until the first)
+        estimate = req.cold or not self.config.cold_every or self._cold_accepted == 0
+        accepted = self._filter.add(ex.round_trip_ns, estimate=estimate)
+        if req.cold and accepted:
+            if self._cold_accepted == 0:
+                self._filter.restart_estimate(ex.round_trip_ns)
+            self._cold_accepted += 1
+        if req.cold and not self.config.emit_cold:
+            return None
         delay = self._filter.delay_ns
         m = measure(
             ex,
@@ -229,7 +294,7 @@ class SlavePort:
             timestamp_error_ns=self.config.timestamp_error_ns,
         )
         sender, port = self.master.sender
-        return PtpResult(f"{format_clock_identity(sender)}-{port}", seq, ex, m, accepted)
+        return PtpResult(f"{format_clock_identity(sender)}-{port}", seq, ex, m, accepted, req.cold)
 
 
 def _trim(table: dict[int, _V], keep: int = 16) -> None:

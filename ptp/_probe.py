@@ -28,6 +28,7 @@ def result_record(r: PtpResult) -> dict[str, Any]:
         "raw_offset_ns": round(r.exchange.offset_ns, 1),
         "turnaround_ns": r.exchange.turnaround_ns,
         "accepted": r.accepted,
+        "cold": r.cold,
     }
 
 

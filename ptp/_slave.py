@@ -31,7 +31,7 @@ from clocksync._timestamping import Received, StampKind
 from ._codec import decode
 from ._errors import PtpDecodeError
 from ._messages import MessageType
-from ._port import PortConfig, PtpResult, SlavePort
+from ._port import DelayReqDue, PortConfig, PtpResult, SlavePort
 from ._transport import interface_mac, open_transport
 from ._types import PortIdentity
 
@@ -108,6 +108,7 @@ class PtpSlave:
         )
         self.stats = SlaveStats()
         self.transport = open_transport(transport, iface, ifindex)
+        self._due: DelayReqDue | None = None
 
     def close(self) -> None:
         """Close the transport's sockets (idempotent)."""
@@ -126,13 +127,27 @@ class PtpSlave:
         for fd in socks:
             poller.register(fd, select.POLLIN)
         deadline = time.monotonic() + seconds
+        self._due = None
         while (left_s := deadline - time.monotonic()) > 0:
-            for fd, _ev in poller.poll(max(1, int(left_s * 1000))):
+            if self._due is not None:
+                left_s = min(left_s, max(0.0, self._due.at_s - time.monotonic()))
+            for fd, _ev in poller.poll(max(0, int(left_s * 1000 + 0.999))):
                 sock = socks[fd]
                 while (got := sock.recv(0.0)) is not None:
                     result = self._handle(got)
                     if result is not None:
                         yield result
+            if self._due is not None and time.monotonic() >= self._due.at_s:
+                self._send_delay_req(self._due.cold)
+
+    def _send_delay_req(self, cold: bool) -> None:
+        self._due = None
+        seq, wire = self.port.delay_req(time.monotonic(), cold)
+        stamp = self.transport.send_event(wire)
+        if stamp.kind is StampKind.USER:
+            self.stats.user_stamps += 1
+        self.stats.delay_reqs += 1
+        self.port.sent(seq, self.clock.read_ns(stamp.system_ns))
 
     def _handle(self, got: Received) -> PtpResult | None:
         payload = self.transport.unwrap(got)
@@ -151,13 +166,10 @@ class PtpSlave:
             self.stats.user_stamps += 1
         now_s = time.monotonic()
         out = self.port.on_message(msg, self.clock.read_ns(got.stamp.system_ns), now_s)
-        if out is True:
-            seq, wire = self.port.delay_req(now_s)
-            stamp = self.transport.send_event(wire)
-            if stamp.kind is StampKind.USER:
-                self.stats.user_stamps += 1
-            self.stats.delay_reqs += 1
-            self.port.sent(seq, self.clock.read_ns(stamp.system_ns))
+        if isinstance(out, DelayReqDue):
+            self._due = out
+            if out.at_s <= now_s:
+                self._send_delay_req(out.cold)
             return None
         if isinstance(out, PtpResult):
             self.stats.results += 1

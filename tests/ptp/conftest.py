@@ -37,7 +37,8 @@ def captures() -> dict[str, bytes]:
 
 @pytest.fixture
 def ptp_lab() -> Iterator[Any]:
-    """A fresh two-namespace lab (root only; skipped with the reason otherwise)."""
+    """A fresh two-namespace lab, nothing started (root only; skipped with the reason
+    otherwise)."""
     from lab.ptp_vs_ptp4l import PtpLab, missing_requirements
 
     reason = missing_requirements()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,13 +21,10 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 
 @pytest.fixture
-def lab() -> Iterator[PtpLab]:
-    reason = missing_requirements()
-    if reason is not None:
-        pytest.skip(reason)
-    with PtpLab() as lab:
-        lab.start_master()
-        yield lab
+def lab(ptp_lab: PtpLab) -> PtpLab:
+    """The conftest lab with its ptp4l master running."""
+    ptp_lab.start_master()
+    return ptp_lab
 
 
 def assert_all_bounded(records: list[dict[str, float]], minimum: int) -> None:
@@ -41,7 +37,7 @@ def assert_all_bounded(records: list[dict[str, float]], minimum: int) -> None:
 def test_beside_ptp4l_every_sample_bounds_the_true_zero(lab: PtpLab) -> None:
     lab.start_ptp4l("slave")
     records = lab.run_ours(4.0)
-    assert_all_bounded(records, minimum=8)
+    assert_all_bounded(records, minimum=5)
     assert all(r["truth_ns"] == 0 for r in records)
     assert len({r["master"] for r in records}) == 1
     # side by side: ptp4l measured through the same master meanwhile
@@ -56,12 +52,12 @@ def test_layer2_transport_beside_ptp4l() -> None:
         lab.start_ptp4l("slave", "l2")
         lab.start_master(transport="l2")
         records = lab.run_ours(3.0, transport="l2")
-    assert_all_bounded(records, minimum=6)
+    assert_all_bounded(records, minimum=4)
 
 
 def test_skewed_simulated_clock_is_measured_within_its_bounds(lab: PtpLab) -> None:
     records = lab.run_ours(3.0, offset_ns=3_000_000.0, skew_ppm=300.0)
-    assert_all_bounded(records, minimum=6)
+    assert_all_bounded(records, minimum=4)
     # the clock ran 300 ppm fast: its true offset fell between the first and last sample
     assert records[-1]["truth_ns"] < records[0]["truth_ns"] < 3_000_000.0
 
@@ -69,14 +65,14 @@ def test_skewed_simulated_clock_is_measured_within_its_bounds(lab: PtpLab) -> No
 def test_cli_probe_json_in_the_namespace(lab: PtpLab) -> None:
     clocksync = str(Path(sys.executable).with_name("clocksync"))
     done = lab.topo.exec(
-        lab.slave_ns, clocksync, "ptp", "probe", lab.slave_if, "--seconds", "2.5", "--json",
+        lab.slave_ns, clocksync, "ptp", "probe", lab.slave_if, "--seconds", "3", "--json",
         check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = [json.loads(x) for x in done.stdout.splitlines()]
     summary = lines[-1]["summary"]
     exchanges = lines[:-1]
-    assert summary["count"] == len(exchanges) >= 4
+    assert summary["count"] == len(exchanges) >= 3
     for r in exchanges:
         assert abs(r["offset_ns"]) <= r["bound_ns"]  # truth is 0 between namespaces
     best = min(r["bound_ns"] for r in exchanges if r["accepted"])
@@ -92,7 +88,7 @@ def test_asymmetric_bridge_shifts_offsets_but_bounds_hold() -> None:
         lab.start_master()
         time.sleep(0.2)
         records = lab.run_ours(3.0)
-    assert_all_bounded(records, minimum=5)
+    assert_all_bounded(records, minimum=4)
     # master->slave is 300 µs slower: the estimate leans by about -150 µs
     offsets = sorted(r["offset_ns"] for r in records)
     assert -350_000 < offsets[len(offsets) // 2] < -25_000, offsets

@@ -8,7 +8,7 @@ import pytest
 
 import ptp
 from ptp._bmca import AnnounceDataset, ForeignMasters, compare_datasets
-from ptp._port import PortConfig, PtpResult, SlavePort
+from ptp._port import DelayReqDue, PortConfig, PtpResult, SlavePort
 
 ME = ptp.PortIdentity(clockIdentity=bytes.fromhex("02aabbc55c000001"), portNumber=1)
 GM_A = bytes.fromhex("0a0000fffe000001")
@@ -61,6 +61,7 @@ class SimMaster:
             "sourcePortIdentity": self.src,
             "sequenceId": self.seq,
             "domainNumber": self.domain,
+            "logMessageInterval": -2,
         }
         if self.two_step:
             sync = ptp.Sync(flagField="twoStep", correctionField=correction, **common)
@@ -106,28 +107,37 @@ def one_exchange(
     corr_ms: int = 0,
     corr_sm: int = 0,
     follow_up_first: bool = False,
-) -> PtpResult | bool:
+    d_sm_cold: int | None = None,
+) -> PtpResult | None:
+    """One Sync (+Follow_Up); the Delay_Req when the port asks for one (cold ones after
+    their wait, crossing in ``d_sm_cold`` instead of the master's ``d_sm``)."""
     port.on_message(wire(master.announce()), 0, now_s)
     msgs, t2 = master.sync(t1, corr_ms)
     if follow_up_first:
         msgs = msgs[::-1]
-    want_req = False
+    due = None
     for m in msgs:
         out = port.on_message(wire(m), t2, now_s)
-        want_req = want_req or out is True
-    if not want_req:
-        return False
-    seq, raw = port.delay_req(now_s)
+        due = out if isinstance(out, DelayReqDue) else due
+    if due is None:
+        return None
+    assert due.at_s >= now_s
+    seq, raw = port.delay_req(due.at_s, due.cold)
     req = ptp.decode(raw)
     assert isinstance(req, ptp.DelayReq) and req.sequenceId == seq
-    t3 = t2 + 300_000
+    t3 = t2 + round((due.at_s - now_s) * 1e9) + 300_000
     port.sent(seq, t3)
-    return port.on_message(wire(master.resp(req, t3, corr_sm)), t3 + 10_000, now_s)
+    saved = master.d_sm
+    if due.cold and d_sm_cold is not None:
+        master.d_sm = d_sm_cold
+    resp = master.resp(req, t3, corr_sm)
+    master.d_sm = saved
+    return port.on_message(wire(resp), t3 + 10_000, now_s)
 
 
 @pytest.mark.parametrize("two_step", [True, False])
 def test_exchange_recovers_the_known_offset(two_step: bool) -> None:
-    port = SlavePort(ME, PortConfig(max_skew_ppm=0, timestamp_error_ns=0))
+    port = SlavePort(ME, PortConfig(max_skew_ppm=0, timestamp_error_ns=0, cold_every=0))
     qualify(port)
     master = SimMaster(theta_ns=40_000, two_step=two_step)
     res = one_exchange(port, master, T0, now_s=1.0)
@@ -140,7 +150,7 @@ def test_exchange_recovers_the_known_offset(two_step: bool) -> None:
 
 
 def test_correction_fields_are_applied() -> None:
-    port = SlavePort(ME, PortConfig(max_skew_ppm=0, timestamp_error_ns=0))
+    port = SlavePort(ME, PortConfig(max_skew_ppm=0, timestamp_error_ns=0, cold_every=0))
     qualify(port)
     master = SimMaster(theta_ns=-7_000)
     res = one_exchange(port, master, T0, 1.0, corr_ms=80_000 << 16, corr_sm=30_000 << 16)
@@ -150,7 +160,7 @@ def test_correction_fields_are_applied() -> None:
 
 
 def test_follow_up_before_sync_still_pairs() -> None:
-    port = SlavePort(ME, PortConfig(max_skew_ppm=0, timestamp_error_ns=0))
+    port = SlavePort(ME, PortConfig(max_skew_ppm=0, timestamp_error_ns=0, cold_every=0))
     qualify(port)
     res = one_exchange(port, SimMaster(theta_ns=123), T0, 1.0, follow_up_first=True)
     assert isinstance(res, PtpResult)
@@ -158,7 +168,7 @@ def test_follow_up_before_sync_still_pairs() -> None:
 
 
 def test_asymmetric_path_keeps_truth_inside_bound_over_many_exchanges() -> None:
-    port = SlavePort(ME, PortConfig(window=4))
+    port = SlavePort(ME, PortConfig(window=4, cold_every=0))
     qualify(port)
     master = SimMaster(theta_ns=5_000, d_ms=9_000, d_sm=1_000)
     results = [one_exchange(port, master, T0 + i * 250_000_000, 1.0 + i * 0.25) for i in range(10)]
@@ -170,19 +180,19 @@ def test_asymmetric_path_keeps_truth_inside_bound_over_many_exchanges() -> None:
 
 
 def test_no_master_no_delay_req_and_other_domains_are_ignored() -> None:
-    port = SlavePort(ME, PortConfig(domain=3))
+    port = SlavePort(ME, PortConfig(domain=3, cold_every=0))
     master = SimMaster()
-    assert one_exchange(port, master, T0, 0.0) is False  # no Announce yet
+    assert one_exchange(port, master, T0, 0.0) is None  # no Announce yet
     qualify(port)  # domain 0 Announces: not ours
     assert port.master is None
     qualify(port, domain=3)
     assert port.master is not None
-    assert one_exchange(port, master, T0, 1.0) is False  # master sends in domain 0
+    assert one_exchange(port, master, T0, 1.0) is None  # master sends in domain 0
     assert isinstance(one_exchange(port, SimMaster(domain=3), T0, 1.0), PtpResult)
 
 
 def test_delay_resp_for_another_slave_is_ignored() -> None:
-    port = SlavePort(ME, PortConfig())
+    port = SlavePort(ME, PortConfig(cold_every=0))
     qualify(port)
     master = SimMaster()
     msgs, t2 = master.sync(T0)
@@ -195,20 +205,20 @@ def test_delay_resp_for_another_slave_is_ignored() -> None:
     port.sent(seq, t2 + 1000)
     other = req.copy()
     other.sourcePortIdentity = ptp.PortIdentity(clockIdentity=b"\x99" * 8, portNumber=1)
-    assert port.on_message(wire(master.resp(other, t2 + 1000)), t2 + 5000, 1.0) is False
+    assert port.on_message(wire(master.resp(other, t2 + 1000)), t2 + 5000, 1.0) is None
     assert isinstance(port.on_message(wire(master.resp(req, t2 + 1000)), t2 + 5000, 1.0), PtpResult)
 
 
 def test_sync_from_a_worse_master_is_ignored() -> None:
-    port = SlavePort(ME, PortConfig())
+    port = SlavePort(ME, PortConfig(cold_every=0))
     qualify(port, gm=GM_A)
     qualify(port, gm=GM_B, grandmasterPriority1=200)
     assert port.master is not None and port.master.gm_identity == GM_A
-    assert one_exchange(port, SimMaster(gm=GM_B), T0, 1.0) is False
+    assert one_exchange(port, SimMaster(gm=GM_B), T0, 1.0) is None
 
 
 def test_utc_offset_is_removed_for_ptp_timescale_masters() -> None:
-    port = SlavePort(ME, PortConfig(max_skew_ppm=0, timestamp_error_ns=0))
+    port = SlavePort(ME, PortConfig(max_skew_ppm=0, timestamp_error_ns=0, cold_every=0))
     qualify(port, flagField="ptpTimescale+currentUtcOffsetValid", currentUtcOffset=37)
     master = SimMaster(  # master runs on TAI, local on UTC
         theta_ns=37 * 10**9 + 500,
@@ -221,13 +231,48 @@ def test_utc_offset_is_removed_for_ptp_timescale_masters() -> None:
 
 
 def test_delay_req_rate_follows_the_masters_interval() -> None:
-    port = SlavePort(ME, PortConfig(delay_req_interval_s=1.0))
+    port = SlavePort(ME, PortConfig(delay_req_interval_s=1.0, cold_every=0))
     qualify(port)
     master = SimMaster()
     assert isinstance(one_exchange(port, master, T0, 1.0), PtpResult)
     # the Delay_Resp said 2^-2 s: a Sync 0.25 s later calls for the next Delay_Req
     assert isinstance(one_exchange(port, master, T0 + 250_000_000, 1.25), PtpResult)
-    assert one_exchange(port, master, T0 + 300_000_000, 1.30) is False
+    assert one_exchange(port, master, T0 + 300_000_000, 1.30) is None
+
+
+def test_cold_requests_are_late_and_alone_set_the_path_delay() -> None:
+    """Warm (right after a Sync) requests cross faster than cold ones: with cold_every the
+    path delay comes from cold ones only and the offset is unbiased; the bounds hold in
+    both modes."""
+    offsets = {}
+    for every in (0, 2):
+        cfg = PortConfig(cold_every=every, emit_cold=True, seed=1, max_skew_ppm=0)
+        port = SlavePort(ME, cfg)
+        qualify(port)
+        master = SimMaster(theta_ns=0, d_ms=3_000, d_sm=1_000)  # warm path back: 1 µs
+        results = []
+        for i in range(24):
+            now = 1.0 + 0.25 * i
+            r = one_exchange(port, master, T0 + i * 250_000_000, now, d_sm_cold=3_000)
+            if r is not None:
+                results.append(r)
+        for r in results:
+            assert abs(r.measurement.offset_ns) <= r.measurement.bound_ns
+        cold = [r for r in results if r.cold]
+        if every:
+            assert cold and len(cold) < len(results)
+            # sent 20-60 % of the Sync interval (2^-2 s) after the Sync
+            assert all(50e6 <= r.exchange.turnaround_ns - 300_000 <= 150e6 for r in cold)
+        else:
+            assert not cold
+        offsets[every] = [r.measurement.offset_ns for r in results[-4:] if not r.cold]
+    assert all(o == pytest.approx(-1_000) for o in offsets[0])  # warm delay: biased
+    assert all(o == pytest.approx(0, abs=1) for o in offsets[2])  # cold delay: unbiased
+
+
+def test_port_config_rejects_cold_every_one() -> None:
+    with pytest.raises(ValueError, match="cold_every"):
+        PortConfig(cold_every=1)
 
 
 # -- BMCA ---------------------------------------------------------------------------------

@@ -9,6 +9,9 @@ hops with causality, and report percentiles with guaranteed intervals and alerts
     events = read_inputs(["events.parquet"])
     hops = compute_latencies(events, Corrector.from_store("tables/"))  # pyarrow.Table
     report = analyze(events, corrector, window_s=10.0)
+
+Dask (optional extra ``clocksync[dask]``): ``clocksync.latency._dask.dask_latencies`` and
+``dask_sketch``.
 """
 
 from ._alerts import Alert, AlertConfig, WorstRequest
@@ -21,6 +24,7 @@ from ._plot import plot_report
 from ._sampling import AdaptiveSampler, SampleBatch, SamplingConfig, request_uniform
 from ._schema import DEFAULT_STAGES, EVENT_COLUMNS, BadRecord, Events, hop_name, hops_of
 from ._simulate import RequestModel, simulate_requests
+from ._sketch import QuantileSketch
 from ._storage import read_latencies, write_events, write_latencies
 from ._traces import StageRule, TraceMapping, read_trace_file
 
@@ -39,6 +43,7 @@ __all__ = [
     "HopResult",
     "LatencyReport",
     "PairWindow",
+    "QuantileSketch",
     "RequestModel",
     "SampleBatch",
     "SamplingConfig",

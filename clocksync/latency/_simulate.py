@@ -25,7 +25,9 @@ __all__ = ["RequestModel", "simulate_requests"]
 class RequestModel:
     """Durations of the simulated stages (ns). ``wire = min_wire + exponential(mean)``;
     process and append are uniform. ``slow_*``: from ``slow_after_s`` on, a fraction of
-    requests gets ``slow_extra_ns`` more append time (an injected P99 step)."""
+    requests gets ``slow_extra_ns`` more append time (an injected P99 step).
+    ``ack_wire_mean_ns``: when set, Bifrost acknowledges back to the PP node: a fifth stage
+    ``pp_ack`` at ``bifrost_done + min_wire + exponential(mean)`` on the PP node."""
 
     process_ns: tuple[float, float] = (50_000.0, 400_000.0)
     min_wire_ns: float = 20_000.0
@@ -34,6 +36,7 @@ class RequestModel:
     slow_after_s: float | None = None
     slow_fraction: float = 0.05
     slow_extra_ns: float = 3_000_000.0
+    ack_wire_mean_ns: float | None = None
 
 
 def simulate_requests(
@@ -61,14 +64,19 @@ def simulate_requests(
     ref = [t, t + np.rint(proc).astype(np.int64)]
     ref.append(ref[1] + np.rint(wire).astype(np.int64))
     ref.append(ref[2] + np.rint(append).astype(np.int64))
+    stages = DEFAULT_STAGES
+    if m.ack_wire_mean_ns is not None:
+        ack = m.min_wire_ns + rng.exponential(m.ack_wire_mean_ns, n)
+        ref.append(ref[3] + np.rint(ack).astype(np.int64))
+        stages = (*DEFAULT_STAGES, "pp_ack")
     ids = np.array([f"req-{i}" for i in range(n)], dtype=object)
     pp = np.array([routes[r][0] for r in route], dtype=object)
     bf = np.array([routes[r][1] for r in route], dtype=object)
-    node_of = [pp, pp, bf, bf]
+    node_of = [pp, pp, bf, bf, pp]
     cols: dict[str, list[npt.NDArray[np.generic]]] = {k: [] for k in (
         "request_id", "stage", "node", "ts_ns", "cpu_pct")}
     cpu = rng.uniform(10, 90, n).round(1)
-    for k, stage in enumerate(DEFAULT_STAGES):
+    for k, stage in enumerate(stages):
         local = np.empty(n, dtype=np.int64)
         for name, clock in clocks.items():
             sel = node_of[k] == name
@@ -78,7 +86,7 @@ def simulate_requests(
         cols["node"].append(node_of[k])
         cols["ts_ns"].append(local)
         cols["cpu_pct"].append(cpu)
-    order = rng.permutation(4 * n)  # events arrive in no particular order
+    order = rng.permutation(len(stages) * n)  # events arrive in no particular order
     table = pa.table({k: pa.array(np.concatenate(v)[order]) for k, v in cols.items()})
     truth = {
         "pp_enqueue->pp_exit": (ref[1] - ref[0]).astype(np.float64),
@@ -87,4 +95,7 @@ def simulate_requests(
         "pp_enqueue->bifrost_done": (ref[3] - ref[0]).astype(np.float64),
         "slow": slow.astype(np.float64),
     }
+    if len(stages) == 5:
+        truth["bifrost_done->pp_ack"] = (ref[4] - ref[3]).astype(np.float64)
+        truth["pp_enqueue->pp_ack"] = (ref[4] - ref[0]).astype(np.float64)
     return table, truth

@@ -108,3 +108,54 @@ def test_events_before_table_fatal_or_counted(world: World) -> None:
     assert result.uncorrectable > 0
     assert result.requests - result.uncorrectable == (
         result.table.num_rows // 4)
+
+
+def test_acks_give_the_other_direction(world: World) -> None:
+    """One-way PP traffic n1 -> n2, but Bifrost acks back (pp_ack on n1): the acks bound
+    the offset from the other side, so the cross-node hops tighten."""
+    from clocksync.latency._simulate import RequestModel
+
+    chain = ("pp_enqueue", "pp_exit", "bifrost_arrive", "bifrost_done", "pp_ack")
+    events, truth = simulate_requests(world.clocks, [("n1", "n2")], 4000, T0 + 20 * 10**9,
+                                      260.0, np.random.default_rng(8),
+                                      RequestModel(ack_wire_mean_ns=30_000.0))
+    result = hop_table(events, world.corrector, stages=chain, causal=CAUSAL)
+    names = {h.hop for h in result.hops}
+    assert names == {"pp_enqueue->pp_exit", "pp_exit->bifrost_arrive",
+                     "bifrost_arrive->bifrost_done", "bifrost_done->pp_ack",
+                     "pp_enqueue->pp_ack"}
+    for hop in ("pp_exit->bifrost_arrive", "bifrost_done->pp_ack", "pp_enqueue->pp_ack"):
+        idx, low, high, _raw, tlo, thi, _ = _by_hop(result.table, hop)
+        true = truth[hop][idx]
+        assert np.all((low <= true) & (true <= high)), hop
+        if hop != "pp_enqueue->pp_ack":  # that one starts and ends on n1: already tight
+            assert np.median(high - low) < 0.6 * np.median(thi - tlo), hop
+    assert {w.status for w in result.pair_windows} == {"ok"}
+
+
+def test_counts_incomplete_duplicate_unknown(world: World) -> None:
+    events, _ = simulate_requests(world.clocks, BOTH_WAYS, 50, T0 + 20 * 10**9, 10.0,
+                                  np.random.default_rng(9))
+    # drop req-0's bifrost_done, duplicate req-1's pp_exit, add an unknown stage
+    mask = ~(pc.and_(pc.equal(events.column("request_id"), "req-0"),
+                     pc.equal(events.column("stage"), "bifrost_done"))).to_numpy(
+        zero_copy_only=False)
+    dup = events.filter(pc.and_(pc.equal(events.column("request_id"), "req-1"),
+                                pc.equal(events.column("stage"), "pp_exit")))
+    extra = dup.set_column(1, "stage", pa.array(["gc_pause"]))
+    table = pa.concat_tables([events.filter(pa.array(mask)), dup, extra])
+    result = hop_table(table, world.corrector)
+    assert result.requests == 50 and result.incomplete == 1
+    assert result.duplicates == 1 and result.duplicate_examples == ("req-1",)
+    assert result.unknown_stage == 1
+    per_hop = {h.hop: h.requests for h in result.hops}
+    assert per_hop["pp_enqueue->pp_exit"] == 50
+    assert per_hop["bifrost_arrive->bifrost_done"] == 49
+    assert per_hop["pp_enqueue->bifrost_done"] == 49
+
+
+def test_empty_input(world: World) -> None:
+    events, _ = simulate_requests(world.clocks, BOTH_WAYS, 5, T0 + 20 * 10**9, 1.0,
+                                  np.random.default_rng(1))
+    result = hop_table(events.slice(0, 0), world.corrector)
+    assert result.requests == 0 and result.table.num_rows == 0

@@ -126,7 +126,8 @@ def fit_table(
     lo = arr.offset_ns - arr.bound_ns
     hi = arr.offset_ns + arr.bound_ns
     dyn = Dynamics(asm.max_skew_ns_per_s, asm.wander_ns_per_s2)
-    spans, outliers = bidirectional_segments(t_s, lo, hi, dyn, int(asm.step_confirm))
+    spans, outliers, ambiguous = bidirectional_segments(t_s, lo, hi, dyn,
+                                                        int(asm.step_confirm))
     spans = _split_level_shifts(spans, arr, t_s, dyn, asm)
 
     skew_frac = asm.max_skew_ppm * 1e-6
@@ -200,5 +201,5 @@ def fit_table(
         outlier_count=len(outliers),
         segments=tuple(infos),
         cells=cells,
-        extra={"poll_interval_s": poll_s},
+        extra={"poll_interval_s": poll_s, "ambiguous_samples": len(ambiguous)},
     )

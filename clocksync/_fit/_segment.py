@@ -51,15 +51,44 @@ def _consistent(poly: pg.Poly, t_poly: float, t: float, lo: float, hi: float,
     return len(clipped) > 0, clipped
 
 
+_WALK_BACK = 64  #: at most this many accepted samples are re-examined after a step
+
+
+def _ambiguous_tail(cur: list[int], run: list[int], t_s: F64, lo_ns: F64, hi_ns: F64,
+                    dyn: Dynamics) -> int:
+    """How many of the last accepted samples ``cur`` also fit the run after a step.
+
+    The first sample that contradicted the segment is not where the step happened: the
+    step lies somewhere after the last sample that the new run contradicts. The samples in
+    between fit both sides and could belong to either, so neither side may use them.
+    """
+    from ._filter import filter_states
+
+    idx = np.array(run, dtype=np.int64)
+    states, _ = filter_states(t_s[idx], lo_ns[idx], hi_ns[idx], dyn, reverse=True)
+    poly, t_poly = states[0], float(t_s[idx[0]])
+    count = 0
+    for i in reversed(cur[-_WALK_BACK:]):
+        ok, clipped = _consistent(poly, t_poly, float(t_s[i]), float(lo_ns[i]),
+                                  float(hi_ns[i]), dyn)
+        if not ok:
+            break
+        poly, t_poly = clipped, float(t_s[i])
+        count += 1
+    return count
+
+
 def segment_samples(
     t_s: F64, lo_ns: F64, hi_ns: F64, dyn: Dynamics, step_confirm: int
-) -> tuple[list[SegmentSpan], I64]:
-    """Hard segmentation; returns the segments and the indices of dropped outliers."""
+) -> tuple[list[SegmentSpan], I64, I64]:
+    """Hard segmentation; returns the segments, the dropped outliers and the ambiguous
+    samples (those around a step that fit both sides)."""
     n = len(t_s)
     segments: list[SegmentSpan] = []
     outliers: list[int] = []
+    ambiguous: list[int] = []
     if n == 0:
-        return segments, np.zeros(0, dtype=np.int64)
+        return segments, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     cur: list[int] = [0]
     started = "start"
     poly = dyn.initial(float(lo_ns[0]), float(hi_ns[0]))
@@ -89,14 +118,20 @@ def segment_samples(
             pending = [j]
             p_poly, p_t = dyn.initial(lo, hi), t
         if len(pending) >= step_confirm:
-            segments.append(SegmentSpan(np.array(cur, dtype=np.int64), started))
+            tail = _ambiguous_tail(cur, pending, t_s, lo_ns, hi_ns, dyn)
+            if tail:
+                ambiguous.extend(cur[-tail:])
+                cur = cur[:-tail]
+            if cur:
+                segments.append(SegmentSpan(np.array(cur, dtype=np.int64), started))
             cur, started = pending, "step"
             poly, t_poly = p_poly, p_t
             pending = []
     segments.append(SegmentSpan(np.array(cur, dtype=np.int64), started))
     if pending:
         segments.append(SegmentSpan(np.array(pending, dtype=np.int64), "unconfirmed"))
-    return segments, np.array(sorted(outliers), dtype=np.int64)
+    return (segments, np.array(sorted(outliers), dtype=np.int64),
+            np.array(sorted(ambiguous), dtype=np.int64))
 
 
 def _window_fit_at(t: F64, y: F64, w: F64, at: F64) -> tuple[F64, F64]:
@@ -113,10 +148,25 @@ def _window_fit_at(t: F64, y: F64, w: F64, at: F64) -> tuple[F64, F64]:
 
 
 def level_shifts(
-    t_s: F64, off_ns: F64, dist_ns: F64, dyn: Dynamics, step_sigma: float, step_min_ns: float
+    t_s: F64, off_ns: F64, dist_ns: F64, dyn: Dynamics, step_sigma: float, step_min_ns: float,
+    windows: tuple[int, ...] = (_WINDOW, 4 * _WINDOW),
 ) -> list[int]:
-    """Positions ``j`` where a statistical level shift starts (a new segment at sample j)."""
-    k = _WINDOW
+    """Positions ``j`` where a statistical level shift starts (a new segment at sample j),
+    looked for with short and long windows (a long one sees small shifts in noisy data)."""
+    found: set[int] = set()
+    for k in windows:
+        found.update(_level_shifts(t_s, off_ns, dist_ns, dyn, step_sigma, step_min_ns, k))
+    out: list[int] = []
+    for j in sorted(found):
+        if not out or j - out[-1] >= _WINDOW:
+            out.append(j)
+    return out
+
+
+def _level_shifts(
+    t_s: F64, off_ns: F64, dist_ns: F64, dyn: Dynamics, step_sigma: float, step_min_ns: float,
+    k: int,
+) -> list[int]:
     n = len(t_s)
     if n < 2 * k + 1:
         return []
@@ -147,25 +197,32 @@ def level_shifts(
 
 def bidirectional_segments(
     t_s: F64, lo_ns: F64, hi_ns: F64, dyn: Dynamics, step_confirm: int
-) -> tuple[list[SegmentSpan], I64]:
+) -> tuple[list[SegmentSpan], I64, I64]:
     """Hard segmentation run forward and backward in time; a step found from either side
-    splits, a sample either pass drops is an outlier.
+    splits, a sample either pass drops is an outlier, a sample that fits both sides of a
+    step is left out (ambiguous). Returns spans, outliers, ambiguous samples.
 
     The forward pass finds a step where post-step samples contradict the past; the backward
     pass where pre-step samples contradict the future. Steps that only one side reveals are
     common when the bounds differ on the two sides.
     """
     n = len(t_s)
-    fwd, fwd_out = segment_samples(t_s, lo_ns, hi_ns, dyn, step_confirm)
+    fwd, fwd_out, fwd_amb = segment_samples(t_s, lo_ns, hi_ns, dyn, step_confirm)
     rev = np.arange(n - 1, -1, -1)
-    bwd, bwd_out = segment_samples(t_s[rev], lo_ns[rev], hi_ns[rev], dyn, step_confirm)
+    bwd, bwd_out, bwd_amb = segment_samples(t_s[rev], lo_ns[rev], hi_ns[rev], dyn,
+                                            step_confirm)
     cuts = {int(span.indices.min()) for span in fwd if span.indices.min() > 0}
     cuts |= {int(rev[span.indices].min()) for span in bwd if rev[span.indices].min() > 0}
-    outliers = np.union1d(fwd_out, rev[bwd_out]) if len(bwd_out) else fwd_out
+    # an ambiguous run is cut out on both sides: a segment of its own never forms
+    ambiguous = np.union1d(fwd_amb, rev[bwd_amb]).astype(np.int64)
+    for i in ambiguous.tolist():
+        cuts.update({i, i + 1})
+    outliers = np.union1d(fwd_out, rev[bwd_out]).astype(np.int64)
     unconfirmed_from = (int(fwd[-1].indices.min()) if fwd and fwd[-1].started_by ==
                         "unconfirmed" else None)
     keep = np.ones(n, dtype=bool)
     keep[outliers] = False
+    keep[ambiguous] = False
     edges = [0, *sorted(cuts), n]
     spans: list[SegmentSpan] = []
     for a, b in zip(edges[:-1], edges[1:], strict=True):
@@ -176,4 +233,4 @@ def bidirectional_segments(
         if unconfirmed_from is not None and a == unconfirmed_from:
             started = "unconfirmed"
         spans.append(SegmentSpan(idx.astype(np.int64), started))
-    return spans, np.asarray(outliers, dtype=np.int64)
+    return spans, outliers, ambiguous

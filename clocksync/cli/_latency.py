@@ -16,11 +16,15 @@ from .._errors import InputError
 from .._units import format_ns, parse_duration_s
 from ..latency import (
     DEFAULT_STAGES,
+    AdaptiveSampler,
     AlertConfig,
     CausalAssumptions,
+    Events,
     LatencyReport,
+    SamplingConfig,
     TraceMapping,
     analyze,
+    hops_of,
     read_inputs,
     write_latencies,
 )
@@ -155,16 +159,28 @@ def render(report: LatencyReport) -> str:
               show_default=True, help="P99 alert: MADs above the baseline median.")
 @click.option("--max-clock-bound", "max_clock_bound_s", default="1ms", show_default=True,
               callback=_duration, help="Clock alert when a node's bound exceeds this.")
+@click.option("--sample-budget", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Sample requests down to about this many events per second (slow "
+                   "outliers always kept; percentiles weighted).")
 def latency(events: tuple[str, ...], tables_dir: str | None, store_url: str | None,
             out: str | None, as_json: bool, window_s: float, step_s: float | None,
             skip_bad: bool, plot: str | None, fmt: str, trace_map: str | None, stages: str,
             min_wire_s: float, causal_window_s: float, no_causal: bool, k_mad: float,
-            max_clock_bound_s: float) -> None:
+            max_clock_bound_s: float, sample_budget: float | None) -> None:
     """Hop latencies of EVENTS (events files or OTLP/Jaeger/Zipkin traces) with bounds."""
     from .. import Corrector
 
     if (tables_dir is None) == (store_url is None):
         raise click.UsageError("give exactly one of --tables DIR or --store URL")
+    chain = tuple(s.strip() for s in stages.split(",") if s.strip())
+    try:
+        hops_of(chain)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--stages") from None
+    win_ns, step_ns = round(window_s * 1e9), round((step_s or window_s) * 1e9)
+    if win_ns <= 0 or step_ns <= 0 or win_ns % step_ns:
+        raise click.BadParameter("the window must be a positive multiple of the step",
+                                 param_hint="--window/--step")
     url = tables_dir if tables_dir is not None else str(store_url)
     if tables_dir is not None and not os.path.isdir(tables_dir):
         raise InputError(f"{tables_dir}: no such table directory")
@@ -179,7 +195,14 @@ def latency(events: tuple[str, ...], tables_dir: str | None, store_url: str | No
         data = concat_events(parts)
     else:
         data = read_inputs(events, fmt, mapping, skip_bad)  # type: ignore[arg-type]
-    chain = tuple(s.strip() for s in stages.split(",") if s.strip())
+    sampling: dict[str, Any] | None = None
+    if sample_budget is not None:
+        batch = AdaptiveSampler(SamplingConfig(budget_events_per_s=sample_budget)).sample(
+            data.table)
+        sampling = {"budget_events_per_s": sample_budget, "probability": batch.probability,
+                    "requests_seen": batch.requests_seen, "requests_kept": batch.requests_kept,
+                    "outliers_kept": batch.outliers_kept}
+        data = Events(batch.events, data.bad, data.records)
     causal = None if no_causal else CausalAssumptions(
         min_wire_delay_ns=min_wire_s * 1e9, window_s=causal_window_s)
     report = analyze(data, corrector, stages=chain, window_s=window_s, step_s=step_s,
@@ -193,6 +216,14 @@ def latency(events: tuple[str, ...], tables_dir: str | None, store_url: str | No
 
         plot_report(report.result.table, report.windows, plot)
     if as_json:
-        click.echo(json.dumps(_clean(report.to_dict()), indent=1, default=str))
+        doc = report.to_dict()
+        if sampling is not None:
+            doc["sampling"] = sampling
+        click.echo(json.dumps(_clean(doc), indent=1, default=str))
     else:
+        if sampling is not None:
+            click.echo(f"sampled: kept {sampling['requests_kept']} of "
+                       f"{sampling['requests_seen']} requests (p = {sampling['probability']:.3g},"
+                       f" {sampling['outliers_kept']} slow outliers always kept); "
+                       "percentiles weighted")
         click.echo(render(report))

@@ -101,3 +101,23 @@ def test_errors(setup: tuple[Path, Path], tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["latency", str(bad), "--tables", str(tables),
                                     "--window", "soon"])
     assert res.exit_code == 2 and "not a duration" in res.output
+    res = CliRunner().invoke(main, ["latency", str(bad), "--tables", str(tables),
+                                    "--window", "10s", "--step", "3s"])
+    assert res.exit_code == 2 and "multiple of the step" in res.output
+    res = CliRunner().invoke(main, ["latency", str(bad), "--tables", str(tables),
+                                    "--stages", "only_one"])
+    assert res.exit_code == 2 and "at least two stages" in res.output
+
+
+def test_sample_budget(setup: tuple[Path, Path]) -> None:
+    tables, events = setup
+    res = CliRunner().invoke(main, ["latency", str(events), "--tables", str(tables), "--json",
+                                    "--sample-budget", "15"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    # 12000 events over 200 s = 60/s; a budget of 15/s keeps about a quarter
+    assert 0.2 < doc["sampling"]["probability"] < 0.3
+    assert doc["requests"] == doc["sampling"]["requests_kept"] < 3000
+    row = next(s for s in doc["summary"] if s["hop"] == "pp_enqueue->pp_exit"
+               and s["src_node"] == "*")
+    assert row["weight_sum"] == pytest.approx(3000, rel=0.15)

@@ -101,8 +101,8 @@ def run_demo(store_dir: str | None = None, duration_s: float = 3_600.0, poll_s: 
     corrector = Corrector.from_store(store_path)
     end_ref = T0_NS + int(duration_s * 1e9)
     # evaluate "now" at the end of the run, in each node's own clock
-    report = []
-    truth = []
+    report: list[SkewRow] = []
+    truth: list[TruthRow] = []
     for n in nodes:
         local_now = int(clocks[n.name].local_ns(end_ref))
         report.extend(r for r in skew_rows(corrector, local_now) if r.node == n.name)

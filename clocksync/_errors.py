@@ -55,7 +55,8 @@ class OutOfRangeError(ClockSyncError, ValueError):
 
 
 class InconsistentError(ClockSyncError):
-    """Constraints contradict each other: a sample's bound or a table is wrong, or a clock stepped."""
+    """Constraints contradict each other: a sample's bound or a table is wrong, or a clock
+    stepped."""
 
 
 class StoreError(ClockSyncError):

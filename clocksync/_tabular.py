@@ -13,7 +13,6 @@ import csv
 import json
 import math
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +27,9 @@ from ._errors import InputError
 __all__ = ["Column", "file_format", "read_rows", "write_rows"]
 
 Kind = Literal["int64", "float64", "string"]
-_ARROW: dict[str, pa.DataType] = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string()}
+_ARROW: dict[str, pa.DataType] = {
+    "int64": pa.int64(), "float64": pa.float64(), "string": pa.string(),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +97,7 @@ def _rows_to_table(
         for key, value in row.items():
             if key not in declared:
                 extras.setdefault(key, [None] * i).append(value)
-        for key, values in extras.items():
+        for values in extras.values():
             if len(values) < i + 1:
                 values.append(None)
     arrays: dict[str, pa.Array] = {}
@@ -245,7 +246,3 @@ def write_rows(
                 for row in table.to_pylist():
                     handle.write(json.dumps(row, separators=(",", ":")) + "\n")
 
-
-def columns_present(table: pa.Table, names: Mapping[str, Any]) -> list[str]:
-    """The names in ``names`` that ``table`` has, in ``names``' order."""
-    return [n for n in names if n in table.column_names]

@@ -56,13 +56,10 @@ def format_duration_s(seconds: float) -> str:
 def parse_duration_s(text: str) -> float:
     """``"10s"``, ``"500ms"``, ``"2m"``, ``"1h"``, or plain seconds -> seconds."""
     raw = text.strip().lower()
-    for suffix, scale in (("ms", 1e-3), ("us", 1e-6), ("µs", 1e-6), ("ns", 1e-9), ("s", 1.0),
-                          ("min", 60.0), ("m", 60.0), ("h", 3600.0), ("d", 86400.0)):
-        if raw.endswith(suffix):
-            number = raw[: -len(suffix)]
-            break
-    else:
-        number, scale = raw, 1.0
+    units = (("ms", 1e-3), ("us", 1e-6), ("µs", 1e-6), ("ns", 1e-9), ("s", 1.0),
+             ("min", 60.0), ("m", 60.0), ("h", 3600.0), ("d", 86400.0))
+    suffix, scale = next(((u, f) for u, f in units if raw.endswith(u)), ("", 1.0))
+    number = raw[: len(raw) - len(suffix)]
     try:
         value = float(number) * scale
     except ValueError:

@@ -22,9 +22,8 @@ How cells are built (``W`` = max wander in ns/s²):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt

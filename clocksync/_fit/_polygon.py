@@ -12,8 +12,6 @@ floats, which is several times faster than numpy at this size.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import numpy.typing as npt
 

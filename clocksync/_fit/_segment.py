@@ -3,8 +3,9 @@
 Two detectors, both pure math:
 
 * **Hard (guaranteed) detector** — a set-membership filter (:mod:`._filter`), run forward
-  and backward in time, predicts the interval of the next sample from everything before it. A sample whose own
-  interval misses the prediction cannot be true together with the segment: either its bound
+  and backward in time, predicts the interval of the next sample from everything before
+  it. A sample whose own interval misses the prediction cannot be true together with the
+  segment: either its bound
   is false (a wild sample) or the clock stepped. ``step_confirm`` disagreeing samples in a
   row (agreeing with each other) confirm a step; fewer, followed by agreeing samples, are
   outliers. A disagreeing run at the very end is an *unconfirmed* step: the table then
@@ -18,6 +19,7 @@ Two detectors, both pure math:
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -225,7 +227,7 @@ def bidirectional_segments(
     keep[ambiguous] = False
     edges = [0, *sorted(cuts), n]
     spans: list[SegmentSpan] = []
-    for a, b in zip(edges[:-1], edges[1:], strict=True):
+    for a, b in itertools.pairwise(edges):
         idx = np.arange(a, b)[keep[a:b]]
         if len(idx) == 0:
             continue

@@ -18,7 +18,7 @@ _SUFFIX = ".table.json"
 
 def table_filename(node: str) -> str:
     """File name for a node's table; unsafe characters are %-escaped, never dropped."""
-    name = _SAFE.sub(lambda m: "%{:02X}".format(ord(m.group())), node)
+    name = _SAFE.sub(lambda m: f"%{ord(m.group()):02X}", node)
     if name.startswith("."):
         name = "%2E" + name[1:]
     return name + _SUFFIX

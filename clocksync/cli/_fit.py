@@ -39,7 +39,8 @@ def fit(samples: tuple[str, ...], out_dir: str, reference: str, as_json: bool,
     assumptions = collect_assumptions(kwargs)
     arrays = _concat([read_samples(path) for path in samples])
     tables: list[CorrectionTable] = [
-        fit_table(arrays.for_node(node), reference=reference, **assumptions)
+        fit_table(arrays.for_node(node), reference=reference,
+                  **assumptions)  # type: ignore[arg-type]
         for node in arrays.nodes()
     ]
     store = DirectoryStore(out_dir)
@@ -60,7 +61,7 @@ def fit(samples: tuple[str, ...], out_dir: str, reference: str, as_json: bool,
     if as_json:
         click.echo(json.dumps({"out": out_dir, "tables": summary}))
         return
-    for t, row in zip(tables, summary, strict=True):
+    for t in tables:
         cur = t.current
         skew = (f"skew {cur.skew_ppm:+.3f} ppm ± {cur.sigma_skew_ppm:.3f}" if cur else "")
         rms = f"residual rms {format_ns(cur.residual_rms_ns)}" if cur else ""

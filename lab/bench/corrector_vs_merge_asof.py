@@ -16,7 +16,7 @@ import timeit
 import numpy as np
 import pandas as pd
 
-from clocksync import Corrector, CorrectionTable
+from clocksync import CorrectionTable, Corrector
 from clocksync._fit._envelope import Cells
 
 

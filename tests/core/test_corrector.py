@@ -47,7 +47,7 @@ def test_scalar_array_sorted_unsorted_agree(corrector: Corrector) -> None:
         assert r == ref_u[i] and b == pytest.approx(b_u[i], rel=1e-12)
         assert isinstance(r, int) and isinstance(b, float)
     two_d = ts[:100].reshape(10, 10)
-    r2, b2 = corrector.correct("n1", two_d)
+    r2, _ = corrector.correct("n1", two_d)
     assert r2.shape == (10, 10) and np.array_equal(r2.reshape(-1), ref_u[:100])
 
 
@@ -60,7 +60,7 @@ def test_interval_contains_correction(corrector: Corrector) -> None:
 
 
 def test_unknown_node(corrector: Corrector) -> None:
-    with pytest.raises(UnknownNodeError, match="'nope'.*known: n1"):
+    with pytest.raises(UnknownNodeError, match=r"'nope'.*known: n1"):
         corrector.correct("nope", 1)
 
 

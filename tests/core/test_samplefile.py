@@ -30,17 +30,22 @@ def test_bound_defaults_from_delays(tmp_path: Path) -> None:
     assert s.bound_ns[0] == pytest.approx(200 / 2 + 100 / 2 + 30 + 1000)
 
 
+HEADER = "node,t_local_ns,offset_ns,delay_ns"
+
+
 @pytest.mark.parametrize(
     ("name", "text", "where"),
     [
         ("bad.jsonl", '{"node":"a","t_local_ns":1,"offset_ns":0,"delay_ns":1}\n{"node":"a",'
-                      '"t_local_ns":"x","offset_ns":0,"delay_ns":1}\n', "bad.jsonl:2: field 't_local_ns'"),
-        ("bad.jsonl", '{"node":"a","t_local_ns":1,"offset_ns":0}\n', "bad.jsonl:1: field 'delay_ns' is missing"),
+                      '"t_local_ns":"x","offset_ns":0,"delay_ns":1}\n',
+         "bad.jsonl:2: field 't_local_ns'"),
+        ("bad.jsonl", '{"node":"a","t_local_ns":1,"offset_ns":0}\n',
+         "bad.jsonl:1: field 'delay_ns' is missing"),
         ("bad.jsonl", "not json\n", "bad.jsonl:1: not valid JSON"),
-        ("bad.csv", "node,t_local_ns,offset_ns,delay_ns\na,1,0,1\na,2,zz,1\n", "bad.csv:3: field 'offset_ns'"),
-        ("bad.csv", "node,t_local_ns,offset_ns,delay_ns\na,-5,0,1\n", "bad.csv:2: field 't_local_ns' must be >= 0"),
-        ("bad.csv", "node,t_local_ns,offset_ns,delay_ns\na,5,0,-1\n", "field 'delay_ns' must be >= 0"),
-        ("bad.csv", "node,t_local_ns,offset_ns,delay_ns,bound_ns\na,5,0,1,0\n", "field 'bound_ns' must be > 0"),
+        ("bad.csv", f"{HEADER}\na,1,0,1\na,2,zz,1\n", "bad.csv:3: field 'offset_ns'"),
+        ("bad.csv", f"{HEADER}\na,-5,0,1\n", "bad.csv:2: field 't_local_ns' must be >= 0"),
+        ("bad.csv", f"{HEADER}\na,5,0,-1\n", "field 'delay_ns' must be >= 0"),
+        ("bad.csv", f"{HEADER},bound_ns\na,5,0,1,0\n", "field 'bound_ns' must be > 0"),
         ("bad.txt", "x", "unknown file type"),
         ("bad.parquet", "not parquet", "not a readable Parquet file"),
     ],

@@ -152,7 +152,9 @@ class PtpLab:
         argv = [sys.executable, "-m", "lab.ptp_vs_ptp4l", "ours", self.slave_if,
                 "--seconds", str(seconds), "--offset-ns", str(offset_ns),
                 "--skew-ppm", str(skew_ppm), "--transport", transport]  # fmt: skip
-        done = self.topo.exec(self.slave_ns, *argv, timeout_s=seconds + 60)
+        done = self.topo.exec(self.slave_ns, *argv, check=False, timeout_s=seconds + 60)
+        if done.returncode != 0:
+            raise RuntimeError(f"our slave failed ({done.returncode}): {done.stderr[-2000:]}")
         return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 

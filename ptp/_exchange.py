@@ -30,7 +30,7 @@ import statistics
 from collections import deque
 from dataclasses import dataclass
 
-__all__ = ["DelayFilter", "Exchange", "Measurement", "measure"]
+__all__ = ["DelayFilter", "Exchange", "Measurement", "RateEstimator", "measure"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +67,17 @@ class Exchange:
     def round_trip_ns(self) -> float:
         """Both paths: ``2 * meanPathDelay`` (ns)."""
         return self.master_to_slave_ns + self.slave_to_master_ns
+
+    def round_trip_at_rate_ns(self, rate_ratio: float) -> float:
+        """The round trip with the local turnaround ``t3 - t2`` converted to master time.
+
+        ``rate_ratio`` is local frequency / master frequency (1 + y). A local clock off by
+        ``y`` shifts the plain round trip by ``-y x (t3 - t2)``: 10 µs for 100 ppm over a
+        100 ms turnaround. IEEE 1588 and ptp4l (``tsproc``) correct it the same way.
+        """
+        return (self.t4_ns - self.c_sm_ns - self.t1_ns - self.c_ms_ns) - (
+            self.t3_ns - self.t2_ns
+        ) / rate_ratio
 
     @property
     def mean_path_delay_ns(self) -> float:
@@ -191,3 +202,41 @@ class DelayFilter:
         if self.kind == "min":
             return min(self._delays)
         return float(statistics.median(self._delays))
+
+
+class RateEstimator:
+    """The local clock's rate relative to the master from a stream of Syncs.
+
+    ``rate_ratio = (t2_last - t2_first) / (t1_last - t1_first)`` over the last ``window``
+    Syncs, once they span ``min_span_s``; 1.0 before. Its error is about the Sync delay
+    jitter over the span (1 µs / 4 s = 0.25 ppm). Only the path-delay *estimate* uses it;
+    bounds rely on ``max_skew_ppm`` alone.
+    """
+
+    def __init__(self, window: int = 64, min_span_s: float = 1.0) -> None:
+        self.min_span_s = min_span_s
+        self._points: deque[tuple[float, int]] = deque(maxlen=window)
+
+    def add(self, t1_ns: float, t2_ns: int) -> None:
+        """One Sync: master origin time (corrections applied) and local arrival time."""
+        if self._points and t1_ns <= self._points[-1][0]:
+            self._points.clear()  # master time went backwards: a new master or a step
+        self._points.append((t1_ns, t2_ns))
+
+    def clear(self) -> None:
+        self._points.clear()
+
+    @property
+    def ready(self) -> bool:
+        """Whether the Syncs span ``min_span_s`` (before that the ratio is 1.0)."""
+        return len(self._points) >= 2 and (
+            self._points[-1][0] - self._points[0][0] >= self.min_span_s * 1e9
+        )
+
+    @property
+    def rate_ratio(self) -> float:
+        """Local / master frequency (1.0 until :attr:`ready`)."""
+        if not self.ready:
+            return 1.0
+        (a1, a2), (b1, b2) = self._points[0], self._points[-1]
+        return (b2 - a2) / (b1 - a1)

@@ -25,7 +25,7 @@ from typing import TypeVar
 
 from ._bmca import AnnounceDataset, ForeignMasters
 from ._codec import encode, with_sequence_id
-from ._exchange import DelayFilter, Exchange, Measurement, measure
+from ._exchange import DelayFilter, Exchange, Measurement, RateEstimator, measure
 from ._messages import Announce, DelayReq, DelayResp, FollowUp, PtpMessage, Sync
 from ._types import NS_PER_S, PortIdentity, format_clock_identity
 
@@ -141,6 +141,8 @@ class SlavePort:
     _masters: ForeignMasters = field(init=False)
     _filter: DelayFilter = field(init=False)
     _rng: random.Random = field(init=False)
+    _rate: RateEstimator = field(default_factory=RateEstimator)
+    _rate_master: tuple[bytes, int] | None = None
     _syncs: dict[int, _Sync] = field(default_factory=dict)
     _follow_ups: dict[int, tuple[int, float]] = field(default_factory=dict)
     _requests: dict[int, _Request] = field(default_factory=dict)
@@ -160,6 +162,11 @@ class SlavePort:
         )
         self._rng = random.Random(self.config.seed)
         self._req_interval_s = self.config.delay_req_interval_s
+
+    @property
+    def rate_ratio(self) -> float:
+        """Measured local / master frequency (1.0 until Syncs span a second)."""
+        return self._rate.rate_ratio
 
     # -- inputs -----------------------------------------------------------------------
 
@@ -181,12 +188,19 @@ class SlavePort:
         self.master = self._masters.best(now_s)
         if self.master is None or msg.source.key() != self.master.sender:
             return None
+        if self._rate_master != self.master.sender:
+            self._rate.clear()
+            self._rate_master = self.master.sender
         if isinstance(msg, Sync):
             return self._on_sync(msg, rx_local_ns, now_s)
         if isinstance(msg, FollowUp):
             seq = int(msg.sequenceId)
             self._follow_ups[seq] = (msg.preciseOriginTimestamp.to_ns(), msg.correction_ns)
             _trim(self._follow_ups)
+            sync = self._syncs.get(seq)
+            if sync is not None and sync.origin_ns is None:
+                t1 = self._follow_ups[seq][0] + sync.correction_ns + self._follow_ups[seq][1]
+                self._rate.add(t1, sync.t2_ns)
             return self._complete_for_sync(seq)
         if isinstance(msg, DelayResp):
             return self._on_delay_resp(msg)
@@ -198,6 +212,11 @@ class SlavePort:
         self._syncs[seq] = _Sync(rx_local_ns, msg.correction_ns, origin)
         self._last_sync_seq = seq
         _trim(self._syncs)
+        if origin is not None:
+            self._rate.add(origin + msg.correction_ns, rx_local_ns)
+        elif seq in self._follow_ups:  # its Follow_Up came first
+            precise, c_fu = self._follow_ups[seq]
+            self._rate.add(precise + msg.correction_ns + c_fu, rx_local_ns)
         if now_s < self._pending_until_s:
             return None  # a cold request is still to go
         earliest_s = self._last_req_s + 0.9 * self._req_interval_s
@@ -278,11 +297,18 @@ class SlavePort:
             t1, t4 = t1 - shift, t4 - shift
         ex = Exchange(t1, sync.t2_ns, req.t3_ns, t4, c_ms, req.c_sm_ns)
         # with cold requests, only they estimate the delay (tight ones until the first)
-        estimate = req.cold or not self.config.cold_every or self._cold_accepted == 0
-        accepted = self._filter.add(ex.round_trip_ns, estimate=estimate)
-        if req.cold and accepted:
+        # with cold requests, only they estimate the delay (tight ones until the first);
+        # their long turnaround is converted to master time with the measured rate
+        # (cold ones only once the rate is known: 100 ppm x 100 ms would be 10 µs)
+        round_trip = ex.round_trip_at_rate_ns(self._rate.rate_ratio)
+        usable_cold = req.cold and self._rate.ready
+        estimate = usable_cold or not self.config.cold_every or self._cold_accepted == 0
+        if req.cold and not usable_cold:
+            estimate = False
+        accepted = self._filter.add(round_trip, estimate=estimate)
+        if usable_cold and accepted:
             if self._cold_accepted == 0:
-                self._filter.restart_estimate(ex.round_trip_ns)
+                self._filter.restart_estimate(round_trip)
             self._cold_accepted += 1
         if req.cold and not self.config.emit_cold:
             return None

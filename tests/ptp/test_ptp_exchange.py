@@ -124,3 +124,23 @@ def test_delay_filter_median_min_and_outliers() -> None:
 def test_delay_filter_rejects_bad_options(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         DelayFilter(**kwargs)  # type: ignore[arg-type]
+
+
+def test_round_trip_at_rate_removes_the_skew_over_the_turnaround() -> None:
+    ex = make_exchange(0, 2_000, 2_000, turnaround_ns=100_000_000, skew_ppm=100)
+    assert ex.round_trip_ns == pytest.approx(4_000 - 10_000)  # 100 ppm x 100 ms
+    assert ex.round_trip_at_rate_ns(1 + 100e-6) == pytest.approx(4_000, abs=1)
+    assert ex.round_trip_at_rate_ns(1.0) == ex.round_trip_ns
+
+
+def test_rate_estimator_needs_a_span_and_restarts_on_a_new_timeline() -> None:
+    from ptp._exchange import RateEstimator
+
+    est = RateEstimator(min_span_s=1.0)
+    assert est.rate_ratio == 1.0
+    for i in range(5):  # local runs 50 ppm fast, Syncs every 0.25 s
+        t1 = 10**12 + i * 250_000_000
+        est.add(t1, round(t1 * (1 + 50e-6)) + 700)
+    assert est.rate_ratio == pytest.approx(1 + 50e-6, abs=1e-9)
+    est.add(10**11, 5)  # master time went back: a new master
+    assert est.rate_ratio == 1.0

@@ -29,9 +29,10 @@ def announce(gm: bytes = GM_A, *, domain: int = 0, **kw: object) -> ptp.Announce
 
 
 class SimMaster:
-    """Sends Sync/Follow_Up/Delay_Resp with exact times; the slave clock is offset by theta.
+    """Sends Sync/Follow_Up/Delay_Resp with exact times; the slave clock is offset by theta
+    and runs fast by ``skew_ppm``.
 
-    Reference time -> local time: ``local = ref - theta_ns``.
+    Reference time -> local time: ``local = ref - theta_ns + skew x (ref - T0)``.
     """
 
     def __init__(
@@ -42,13 +43,25 @@ class SimMaster:
         d_sm: int = 2_000,
         two_step: bool = True,
         domain: int = 0,
+        skew_ppm: float = 0.0,
         **announce_kw: object,
     ) -> None:
         self.src = ptp.PortIdentity(clockIdentity=gm, portNumber=1)
+        self.y = skew_ppm * 1e-6
         self.theta_ns, self.d_ms, self.d_sm = theta_ns, d_ms, d_sm
         self.two_step, self.domain = two_step, domain
         self.seq = 0
         self.announce_kw = announce_kw
+
+    def local(self, ref_ns: float) -> int:
+        return round(ref_ns - self.theta_ns + self.y * (ref_ns - T0))
+
+    def ref(self, local_ns: float) -> float:
+        return (local_ns + self.theta_ns + self.y * T0) / (1 + self.y)
+
+    def truth(self, local_ns: int) -> float:
+        """reference - local at local time ``local_ns``."""
+        return self.ref(local_ns) - local_ns
 
     def announce(self) -> ptp.Announce:
         """Masters keep announcing; the slave drops them after announceReceiptTimeout."""
@@ -73,11 +86,10 @@ class SimMaster:
                     originTimestamp=ptp.Timestamp.from_ns(t1), correctionField=correction, **common
                 )
             ]
-        t2 = t1 + self.d_ms + correction // 65536 - self.theta_ns
-        return msgs, t2
+        return msgs, self.local(t1 + self.d_ms + correction // 65536)
 
     def resp(self, req: ptp.DelayReq, t3: int, correction: int = 0) -> ptp.DelayResp:
-        t4 = t3 + self.theta_ns + self.d_sm + correction // 65536
+        t4 = round(self.ref(t3)) + self.d_sm + correction // 65536
         return ptp.DelayResp(
             sourcePortIdentity=self.src,
             sequenceId=req.sequenceId,
@@ -268,6 +280,26 @@ def test_cold_requests_are_late_and_alone_set_the_path_delay() -> None:
         offsets[every] = [r.measurement.offset_ns for r in results[-4:] if not r.cold]
     assert all(o == pytest.approx(-1_000) for o in offsets[0])  # warm delay: biased
     assert all(o == pytest.approx(0, abs=1) for o in offsets[2])  # cold delay: unbiased
+
+
+def test_rate_ratio_keeps_cold_delays_right_on_a_skewed_clock() -> None:
+    """200 ppm fast: over a ~100 ms cold turnaround the plain round trip would be off by
+    ~20 µs (negative delays); measured against the Sync stream's rate it is exact."""
+    port = SlavePort(ME, PortConfig(cold_every=2, seed=3))
+    qualify(port)
+    master = SimMaster(theta_ns=-30_000, d_ms=2_000, d_sm=2_000, skew_ppm=200.0)
+    results = []
+    for i in range(40):
+        r = one_exchange(port, master, T0 + i * 250_000_000, 1.0 + 0.25 * i)
+        if r is not None:
+            results.append(r)
+    assert port.rate_ratio == pytest.approx(1 + 200e-6, abs=1e-9)
+    last = results[-1]
+    assert last.measurement.mean_path_delay_ns == pytest.approx(2_000, abs=2)
+    for r in results:
+        truth = master.truth(r.measurement.t_local_ns)
+        assert abs(r.measurement.offset_ns - truth) <= r.measurement.bound_ns
+    assert last.measurement.offset_ns == pytest.approx(master.truth(last.exchange.t2_ns), abs=3)
 
 
 def test_port_config_rejects_cold_every_one() -> None:

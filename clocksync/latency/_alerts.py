@@ -4,7 +4,10 @@ Latency alert, per ``(hop, src_node, dst_node)`` and window (in time order): the
 the median ``m`` and MAD of the P99 point values of the previous ``baseline_windows``
 windows that had at least ``min_requests`` requests; the threshold is
 ``max(m + k_mad·1.4826·MAD, m·(1 + min_rise_fraction))``. The alert fires when the window's
-P99 *lower bound* is above the threshold, so clock error alone can never fire it. A run of
+P99 *lower bound* is above the threshold, so clock error alone can never fire it; more
+precisely its 95%-confidence lower bound of the population P99 (``p99_low_lcb_ns``, see
+:mod:`._percentiles`), so the sampling noise of a P99 from a few hundred requests does not
+fire it either (the guaranteed lower bound is used where no confidence bound exists). A run of
 consecutive firing windows is one alert (spanning the run, value = the peak; its worst
 requests are those of the run's first window).
 
@@ -65,7 +68,7 @@ class AlertConfig:
     baseline_windows: int = 12
     min_baseline_windows: int = 5
     min_rise_fraction: float = 0.2
-    min_requests: int = 20
+    min_requests: int = 50
     worst: int = 5
     max_clock_bound_ns: float = 1_000_000.0
     free_running_after_s: float = 60.0
@@ -152,8 +155,9 @@ def _group_mask(hops: pa.Table, hop: str, src: str, dst: str, start: int, end: i
 def _p99_message(hop: str, src: str, dst: str, value: float, median: float,
                  threshold: float) -> str:
     pair = "all pairs" if src == "*" else f"{src}->{dst}"
-    return (f"{hop} ({pair}): P99 >= {format_ns(value)} (guaranteed lower bound), baseline "
-            f"median {format_ns(median)}, threshold {format_ns(threshold)}")
+    return (f"{hop} ({pair}): P99 >= {format_ns(value)} (clock-error-proof lower bound, 95% "
+            f"confidence), baseline median {format_ns(median)}, threshold "
+            f"{format_ns(threshold)}")
 
 
 def latency_alerts(windows: pa.Table, hops: pa.Table, cfg: AlertConfig) -> list[Alert]:
@@ -163,7 +167,7 @@ def latency_alerts(windows: pa.Table, hops: pa.Table, cfg: AlertConfig) -> list[
         return alerts
     cols = {c: windows.column(c).to_pylist() for c in (
         "window_start_ns", "window_end_ns", "hop", "src_node", "dst_node", "count",
-        "p99_ns", "p99_low_ns")}
+        "p99_ns", "p99_low_ns", "p99_low_lcb_ns")}
     series: dict[tuple[str, str, str], list[int]] = {}
     for i in range(windows.num_rows):
         series.setdefault((cols["hop"][i], cols["src_node"][i], cols["dst_node"][i]),
@@ -180,7 +184,8 @@ def latency_alerts(windows: pa.Table, hops: pa.Table, cfg: AlertConfig) -> list[
             mad = float(np.median(np.abs(base - med)))
             threshold = max(med + cfg.k_mad * _MAD_TO_SIGMA * mad,
                             med * (1 + cfg.min_rise_fraction))
-            value = float(cols["p99_low_ns"][i])
+            lcb = cols["p99_low_lcb_ns"][i]
+            value = float(cols["p99_low_ns"][i] if lcb is None or np.isnan(lcb) else lcb)
             if value <= threshold:
                 continue
             start, end = int(cols["window_start_ns"][i]), int(cols["window_end_ns"][i])

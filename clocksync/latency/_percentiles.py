@@ -6,7 +6,13 @@ an order statistic (``inverted_cdf``: the smallest value whose cumulative weight
 and an order statistic is non-decreasing in every one of its arguments. So
 ``Q_q(low) <= Q_q(ℓ) <= Q_q(high)``: the same quantile of the lows and of the highs is a
 guaranteed interval for the true quantile — no independence or distribution assumption.
-The point value is the quantile of the interval midpoints. With sampling weights the same
+The point value ``pXX_ns`` is the centre of that interval.
+
+``p99_low_lcb_ns`` answers a different question, the one alerts need: a window's P99 from
+~100 requests is a noisy estimate of the traffic's P99. The ``k``-th smallest low, with
+``k`` from the binomial distribution (:func:`lower_confidence_rank`), is at or below the
+*population* P99 with 95% confidence — whatever the distribution, and still below the true
+latencies' P99 by the argument above (statistical, labelled as such). With sampling weights the same
 argument holds for the weighted quantile of the *sampled* requests (the sampling itself adds
 a statistical error, which is not part of the bound).
 """
@@ -14,15 +20,20 @@ a statistical error, which is not part of the bound).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+from scipy.stats import binom
 
 from ._arrow import dictionary_codes, shared_codes
 
-__all__ = ["QUANTILES", "grouped_quantiles", "percentile_table"]
+__all__ = ["P99_ALPHA", "QUANTILES", "grouped_quantiles", "lower_confidence_rank",
+           "percentile_table"]
+
+#: ``p99_low_lcb_ns`` is a lower bound of the population P99 with confidence ``1 - P99_ALPHA``.
+P99_ALPHA = 0.05
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -41,22 +52,38 @@ def _group_order(group: I64, n_groups: int) -> tuple[I64, I64]:
     return order, bounds.astype(np.int64)
 
 
+def lower_confidence_rank(n: int, q: float, alpha: float) -> int:
+    """0-based rank ``k`` such that the ``k``-th smallest of ``n`` samples lies at or below
+    the population q-quantile with probability >= ``1 - alpha`` (distribution-free:
+    ``P(X_(k+1) <= ξ_q) = P(Binomial(n, q) >= k+1)``); -1 when ``n`` is too small."""
+    return int(binom.ppf(alpha, n, q)) - 1
+
+
 def _quantiles_in_groups(
-    values: F64, order: I64, bounds: I64, qs: Sequence[float], weights: F64 | None
+    values: F64, order: I64 | None, bounds: I64, qs: Sequence[float], weights: F64 | None,
+    ranks: Callable[[int], list[int]] | None = None,
 ) -> F64:
     """One loop step per group (never per row): order statistics by ``np.partition``,
-    weighted ones by a sort of the group's values and a cumulative-weight search."""
+    weighted ones by a sort of the group's values and a cumulative-weight search.
+    ``order=None``: ``values`` (and ``weights``) are already in group order. ``ranks``
+    (unweighted only) replaces the ranks of ``qs`` by ``ranks(n)`` (-1 = none: NaN)."""
     n_groups = len(bounds) - 1
     out = np.full((n_groups, len(qs)), np.nan)
     q_arr = np.asarray(qs, dtype=np.float64)
-    ordered = values[order]
-    w_ordered = None if weights is None else weights[order]
+    ordered = values if order is None else values[order]
+    w_ordered = None if weights is None else (weights if order is None else weights[order])
     for k in np.flatnonzero(np.diff(bounds) > 0):
         v = ordered[bounds[k]:bounds[k + 1]]
         n = len(v)
         if w_ordered is None:
-            kth = [min(max(math.ceil(q * n) - 1, 0), n - 1) for q in qs]
-            out[k] = np.partition(v, sorted(set(kth)))[kth]
+            if ranks is None:
+                kth = [min(max(math.ceil(q * n) - 1, 0), n - 1) for q in qs]
+            else:
+                kth = ranks(n)
+            valid = [r for r in kth if 0 <= r < n]
+            if valid:
+                part = np.partition(v, sorted(set(valid)))
+                out[k] = [part[r] if 0 <= r < n else np.nan for r in kth]
             continue
         srt = np.argsort(v, kind="stable")
         cw = np.cumsum(w_ordered[bounds[k]:bounds[k + 1]][srt])
@@ -115,7 +142,6 @@ def percentile_table(
     src_c, dst_c, node_d = shared_codes(hops.column("src_node"), hops.column("dst_node"))
     star = len(node_d)  # the "*" code
     node_d = pa.concat_arrays([node_d.cast(pa.string()), pa.array(["*"], pa.string())])
-    mid = hops.column("latency_ns").to_numpy().astype(np.float64)
     low = hops.column("low_ns").to_numpy().astype(np.float64)
     high = hops.column("high_ns").to_numpy().astype(np.float64)
     weight = (hops.column("weight").to_numpy().astype(np.float64)
@@ -148,9 +174,14 @@ def percentile_table(
     order, bounds = _group_order(inverse, n_groups)
     w = None if weight is None else weight[rows]
     qs = [q for _, q in QUANTILES]
-    q_mid = _quantiles_in_groups(mid[rows], order, bounds, qs, w)
-    q_low = _quantiles_in_groups(low[rows], order, bounds, qs, w)
-    q_high = _quantiles_in_groups(high[rows], order, bounds, qs, w)
+    src = rows[order]  # one gather per value array, already in group order
+    w_sorted = None if w is None else w[order]
+    q_low = _quantiles_in_groups(low[src], None, bounds, qs, w_sorted)
+    q_high = _quantiles_in_groups(high[src], None, bounds, qs, w_sorted)
+    q_mid = (q_low + q_high) / 2
+    lcb = _quantiles_in_groups(low[src], None, bounds, [0.99], w_sorted,
+                               ranks=lambda n: [lower_confidence_rank(n, 0.99, P99_ALPHA)])
+    lcb = lcb if w_sorted is None else np.full((n_groups, 1), np.nan)
     first = order[bounds[:-1]] if n_groups else np.zeros(0, np.int64)
     out: dict[str, pa.Array] = {}
     if window_s is not None:
@@ -170,6 +201,7 @@ def percentile_table(
         out[f"{name}_ns"] = pa.array(q_mid[:, j])
         out[f"{name}_low_ns"] = pa.array(q_low[:, j])
         out[f"{name}_high_ns"] = pa.array(q_high[:, j])
+    out["p99_low_lcb_ns"] = pa.array(lcb[:, 0])
     table = pa.table(out)
     sort = [("hop", "ascending"), ("src_node", "ascending"), ("dst_node", "ascending")]
     if window_s is not None:

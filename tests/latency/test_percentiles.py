@@ -96,3 +96,25 @@ def test_weighted_table() -> None:
     t = _hops(100).append_column("weight", pa.array(np.full(100, 4.0)))
     out = percentile_table(t, all_pairs=False)
     assert sum(out.column("weight_sum").to_pylist()) == 400.0
+
+
+def test_lower_confidence_rank_coverage() -> None:
+    from clocksync.latency._percentiles import lower_confidence_rank
+
+    assert lower_confidence_rank(5, 0.99, 0.05) == 4  # 0.99**5 >= 0.95: even the max
+    rng = np.random.default_rng(5)
+    true_p99 = -np.log(0.01)  # exponential(1)
+    for n in (10, 120, 400):
+        k = lower_confidence_rank(n, 0.99, 0.05)
+        assert 0 <= k < n - 1
+        samples = np.sort(rng.exponential(1.0, (4000, n)), axis=1)
+        covered = np.mean(samples[:, k] <= true_p99)
+        assert covered >= 0.94  # nominal 95%
+        if n >= 120:
+            assert covered < 0.995  # and not a needlessly low rank
+
+
+def test_lcb_column_below_p99_low() -> None:
+    out = percentile_table(_hops(1000), all_pairs=False).to_pylist()
+    for row in out:
+        assert row["p99_low_lcb_ns"] <= row["p99_low_ns"]

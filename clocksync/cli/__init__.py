@@ -47,3 +47,6 @@ main.add_command(demo)
 from ._latency import latency  # noqa: E402
 
 main.add_command(latency)
+from ._agent import agent  # noqa: E402
+
+main.add_command(agent)

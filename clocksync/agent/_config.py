@@ -1,0 +1,258 @@
+"""Agent configuration: every option declared once, in :data:`OPTION_SPECS`.
+
+The TOML loader (:func:`load_config`), range checks, and the ``clocksync agent run`` flags
+(``clocksync.cli._agent``) are all derived from that one table. The fit assumptions come from
+:data:`clocksync.ASSUMPTION_SPECS` and live in the ``[fit]`` table of the file. Precedence:
+defaults < file < flags. Errors name the file (or "command line") and the key.
+
+Example file::
+
+    node = "pp-1"
+    ntp_servers = ["10.0.0.1", "ntp.example:123"]
+    stores = ["/var/lib/clocksync/tables", "redis://:secret@redis:6379/0?ttl_s=300"]
+    min_poll_s = 1
+    max_poll_s = "64s"
+    http_listen = "127.0.0.1:9465"
+
+    [fit]
+    max_skew_ppm = 100
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .._errors import InputError
+from .._fit import Assumptions
+from .._units import parse_duration_s
+
+__all__ = ["OPTION_SPECS", "AgentConfig", "OptionSpec", "load_config", "parse_listen"]
+
+Kind = Literal["str", "int", "float", "duration", "bool", "list"]
+
+
+@dataclass(frozen=True, slots=True)
+class OptionSpec:
+    """One option: TOML key (= flag name with dashes), kind, default, inclusive range, help.
+
+    ``duration`` options are seconds; the file and flags also accept ``"500ms"``, ``"2m"``.
+    ``list`` options are lists of strings in the file and repeatable flags (``flag``).
+    """
+
+    key: str
+    kind: Kind
+    default: Any
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    flag: str | None = None
+
+    @property
+    def flag_name(self) -> str:
+        return "--" + (self.flag or self.key).replace("_", "-")
+
+
+OPTION_SPECS: tuple[OptionSpec, ...] = (
+    OptionSpec("node", "str", "", "name of this node in samples and tables "
+               "(default: the host name)"),
+    OptionSpec("ntp_servers", "list", (), "NTP servers to measure against, HOST[:PORT] "
+               "(repeatable flag)", flag="ntp_server"),
+    OptionSpec("peers", "list", (), "other agents' NTP ports to measure against, HOST:PORT "
+               "(repeatable flag)", flag="peer"),
+    OptionSpec("chrony", "bool", False, "report through the local chronyd "
+               "(chronyc -c tracking / sources) instead of measuring twice"),
+    OptionSpec("chronyc_host", "str", "", "chronyc -h argument: the chronyd command socket "
+               "path or host (default: chronyc's own default)"),
+    OptionSpec("chronyc_path", "str", "chronyc", "the chronyc program"),
+    OptionSpec("min_poll_s", "duration", 1.0, "shortest poll interval (s), used while the "
+               "model is young or its bound is wide", 0.01, 86_400.0),
+    OptionSpec("max_poll_s", "duration", 64.0, "longest poll interval (s)", 0.01, 86_400.0),
+    OptionSpec("target_bound_ns", "float", 100_000.0, "poll faster while the model's bound "
+               "exceeds this (ns), slower while it is under half of it", 1.0, 1e12),
+    OptionSpec("burst", "int", 4, "exchanges per NTP poll; the minimum-delay one is kept",
+               1, 32),
+    OptionSpec("burst_interval_s", "duration", 0.05, "pause between the exchanges of a "
+               "burst (s)", 0.0, 10.0),
+    OptionSpec("timeout_s", "duration", 1.0, "how long one exchange waits for its reply (s)",
+               0.001, 60.0),
+    OptionSpec("interleaved", "bool", True, "ask NTP servers for interleaved mode (exact "
+               "server send times)"),
+    OptionSpec("stores", "list", (), "table stores to publish to: DIR, file://DIR, "
+               "redis://... (repeatable flag; default DATA_DIR/tables)", flag="store"),
+    OptionSpec("data_dir", "str", "clocksync-data", "directory of the sample log "
+               "(DATA_DIR/samples) and the default table store"),
+    OptionSpec("http_listen", "str", "127.0.0.1:9465", "HOST:PORT of the read-only HTTP "
+               "endpoint (/metrics, /table, /healthz); empty disables it", flag="http"),
+    OptionSpec("serve_port", "int", 0, "answer NTP requests with this node's clock on this "
+               "UDP port (peer mode); 0 = off", 0, 65_535),
+    OptionSpec("serve_address", "str", "127.0.0.1", "address the peer-mode NTP server binds"),
+    OptionSpec("window_s", "duration", 3_600.0, "refit only the samples of this recent "
+               "history (s)", 1.0, 1e8),
+    OptionSpec("window_samples", "int", 2_000, "refit at most this many recent samples "
+               "(a fit costs about 0.25 ms per sample)", 8, 1_000_000),
+    OptionSpec("refit_min_s", "duration", 10.0, "shortest interval between refits (s)",
+               0.01, 86_400.0),
+    OptionSpec("fit_cpu_share", "float", 0.005, "refit no more often than keeps fitting "
+               "under this share of one core (0.005 = 0.5 %)", 1e-4, 1.0),
+    OptionSpec("segment_samples", "int", 1_000, "samples per sample-log segment before "
+               "it is rotated", 10, 10_000_000),
+    OptionSpec("retention_s", "duration", 7 * 86_400.0, "delete sample-log segments whose "
+               "newest sample is older than this (s)", 60.0, 1e10),
+    OptionSpec("publish_backoff_max_s", "duration", 60.0, "longest wait between retries of "
+               "a failed publish (s)", 0.01, 86_400.0),
+)
+
+_SPECS = {spec.key: spec for spec in OPTION_SPECS}
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Validated agent options (see :data:`OPTION_SPECS` for meaning and units)."""
+
+    node: str
+    ntp_servers: tuple[str, ...]
+    peers: tuple[str, ...]
+    chrony: bool
+    chronyc_host: str
+    chronyc_path: str
+    min_poll_s: float
+    max_poll_s: float
+    target_bound_ns: float
+    burst: int
+    burst_interval_s: float
+    timeout_s: float
+    interleaved: bool
+    stores: tuple[str, ...]
+    data_dir: str
+    http_listen: str
+    serve_port: int
+    serve_address: str
+    window_s: float
+    window_samples: int
+    refit_min_s: float
+    fit_cpu_share: float
+    segment_samples: int
+    retention_s: float
+    publish_backoff_max_s: float
+    fit: dict[str, float] = field(default_factory=dict)
+    source: str = "defaults"
+
+    @property
+    def store_urls(self) -> tuple[str, ...]:
+        return self.stores or (str(Path(self.data_dir) / "tables"),)
+
+    @property
+    def samples_dir(self) -> Path:
+        return Path(self.data_dir) / "samples"
+
+    @classmethod
+    def defaults(cls, **overrides: Any) -> AgentConfig:
+        """The defaults with some options replaced (validated like flags)."""
+        return load_config(None, overrides)
+
+
+def _convert(spec: OptionSpec, value: Any, where: str) -> Any:
+    """One value to the option's type, range-checked; InputError names ``where`` and key."""
+    name = f"{where}: key '{spec.key}'"
+    if spec.kind == "list":
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise InputError(f"{name}: must be a list of strings, got {value!r}")
+        return tuple(value)
+    if spec.kind == "bool":
+        if not isinstance(value, bool):
+            raise InputError(f"{name}: must be true or false, got {value!r}")
+        return value
+    if spec.kind == "str":
+        if not isinstance(value, str):
+            raise InputError(f"{name}: must be a string, got {value!r}")
+        return value
+    if isinstance(value, bool):
+        raise InputError(f"{name}: must be a number, got {value!r}")
+    number: float
+    if spec.kind == "duration" and isinstance(value, str):
+        try:
+            number = parse_duration_s(value)
+        except ValueError as exc:
+            raise InputError(f"{name}: {exc}") from None
+    elif spec.kind == "int":
+        if not isinstance(value, int):
+            raise InputError(f"{name}: must be an integer, got {value!r}")
+        number = value
+    elif isinstance(value, int | float):
+        number = float(value)
+    else:
+        raise InputError(f"{name}: must be a number, got {value!r}")
+    if not math.isfinite(number):
+        raise InputError(f"{name}: must be finite, got {value!r}")
+    low, high = spec.minimum, spec.maximum
+    if (low is not None and number < low) or (high is not None and number > high):
+        raise InputError(f"{name}: must be within [{low:g}, {high:g}], got {value!r}")
+    return int(number) if spec.kind == "int" else float(number)
+
+
+def parse_listen(text: str, where: str = "http_listen") -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) -> ``(host, port)``."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65_536:
+        raise InputError(f"{where}: expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read config ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML ({exc})") from None
+
+
+def load_config(path: str | Path | None = None,
+                overrides: Mapping[str, Any] | None = None) -> AgentConfig:
+    """Defaults, then the TOML file at ``path``, then ``overrides`` (flags; None = unset).
+
+    ``overrides`` may hold a ``fit`` mapping of assumption values.
+
+    Raises:
+        InputError: unreadable file, unknown key, wrong type or out-of-range value; the
+            message names the file (or "command line") and the key.
+    """
+    values: dict[str, Any] = {spec.key: spec.default for spec in OPTION_SPECS}
+    fit: dict[str, float] = {}
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    if path is not None:
+        layers.append((str(path), _read_file(Path(path))))
+    if overrides:
+        layers.append(("command line", {k: v for k, v in overrides.items() if v is not None}))
+    for where, layer in layers:
+        for key, value in layer.items():
+            if key == "fit":
+                if not isinstance(value, Mapping):
+                    raise InputError(f"{where}: key 'fit': must be a table of assumptions")
+                Assumptions.from_mapping(dict(value), where=f"{where}: fit")  # validates
+                fit.update({k: float(v) for k, v in value.items()})
+                continue
+            spec = _SPECS.get(key)
+            if spec is None:
+                known = ", ".join([*_SPECS, "fit"])
+                raise InputError(f"{where}: key '{key}': unknown option (known: {known})")
+            values[key] = _convert(spec, value, where)
+    where = layers[-1][0] if layers else "defaults"
+    if values["max_poll_s"] < values["min_poll_s"]:
+        raise InputError(f"{where}: key 'max_poll_s': must be >= min_poll_s "
+                         f"({values['min_poll_s']:g} s), got {values['max_poll_s']:g}")
+    if values["http_listen"]:
+        parse_listen(values["http_listen"], f"{where}: key 'http_listen'")
+    if not values["node"]:
+        values["node"] = socket.gethostname() or "local"
+    return AgentConfig(**values, fit=fit,
+                       source=str(path) if path is not None else "defaults")

@@ -1,0 +1,214 @@
+"""The agent's read-only HTTP endpoint (stdlib ``ThreadingHTTPServer``).
+
+* ``GET /metrics`` — Prometheus exposition (prometheus-client), see :class:`AgentCollector`;
+* ``GET /table``   — the published table JSON (404 before the first fit);
+* ``GET /healthz`` — 200 with a small JSON status while the loop runs, 503 if it stalled.
+
+Binds 127.0.0.1 unless configured otherwise. Only GET and HEAD; request bodies are refused;
+each connection has a socket timeout (:data:`REQUEST_TIMEOUT_S`), and the stdlib caps the
+request line and each header at 64 KiB and the header count at 100, so a slow or huge
+request cannot pin a thread for long.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from .._errors import InputError
+from .._table import STATUSES
+from ._agent import AgentSnapshot
+
+__all__ = ["REQUEST_TIMEOUT_S", "AgentCollector", "AgentHttpServer"]
+
+REQUEST_TIMEOUT_S = 5.0
+#: /healthz fails when the loop has not run for this long plus the longest poll interval
+STALL_S = 30.0
+
+
+class AgentCollector:
+    """Prometheus metrics computed from a fresh snapshot at every scrape.
+
+    Offsets are reference - local in seconds (positive: the local clock is behind). The
+    ``source`` label is ``"model"`` for the fitted table evaluated now, else a source name
+    (its last raw sample).
+    """
+
+    def __init__(self, snapshot: Callable[[], AgentSnapshot]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._snapshot()
+        node = snap.node
+        offset = GaugeMetricFamily("clocksync_offset_seconds",
+                                   "Offset reference - local (s); source=model: the fitted "
+                                   "table now, else the last sample of that source",
+                                   labels=["node", "source"])
+        bound = GaugeMetricFamily("clocksync_offset_bound_seconds",
+                                  "Guaranteed half-width of the offset (s)",
+                                  labels=["node", "source"])
+        if snap.offset_now_ns is not None and snap.bound_now_ns is not None:
+            offset.add_metric([node, "model"], snap.offset_now_ns / 1e9)
+            bound.add_metric([node, "model"], snap.bound_now_ns / 1e9)
+        for s in snap.sources:
+            if s.last_offset_ns is not None and s.last_bound_ns is not None:
+                offset.add_metric([node, s.name], s.last_offset_ns / 1e9)
+                bound.add_metric([node, s.name], s.last_bound_ns / 1e9)
+        yield offset
+        yield bound
+        skew = GaugeMetricFamily("clocksync_skew_ppm", "Estimated frequency error (ppm); "
+                                 "positive: the local clock runs fast", labels=["node"])
+        if snap.skew_ppm is not None:
+            skew.add_metric([node], snap.skew_ppm)
+        yield skew
+        samples = CounterMetricFamily("clocksync_samples", "Samples taken since start",
+                                      labels=["node", "source"])
+        errors = CounterMetricFamily("clocksync_poll_errors", "Failed exchanges and rejected "
+                                     "replies by reason (timeout, network, bad_origin, "
+                                     "kod_rate, ...)", labels=["node", "source", "reason"])
+        rejected = CounterMetricFamily("clocksync_rejected_replies", "Replies that failed "
+                                       "validation, by reason", labels=["node", "source",
+                                                                        "reason"])
+        poll = GaugeMetricFamily("clocksync_poll_interval_seconds", "Current poll interval",
+                                 labels=["node", "source"])
+        reachable = GaugeMetricFamily("clocksync_source_reachable", "1 if the source "
+                                      "answered recently", labels=["node", "source"])
+        for s in snap.sources:
+            samples.add_metric([node, s.name], s.samples)
+            poll.add_metric([node, s.name], s.poll_s)
+            reachable.add_metric([node, s.name], 1.0 if s.reachable else 0.0)
+            for reason, count in sorted(s.errors.items()):
+                errors.add_metric([node, s.name, reason], count)
+                if reason not in ("timeout", "network", "chronyc", "internal"):
+                    rejected.add_metric([node, s.name, reason], count)
+        yield from (samples, errors, rejected, poll, reachable)
+        status = GaugeMetricFamily("clocksync_status", "1 for the current ClockBound-style "
+                                   "status of the node's clock model", labels=["node", "status"])
+        for name in STATUSES:
+            status.add_metric([node, name], 1.0 if snap.status == name else 0.0)
+        yield status
+        publishes = CounterMetricFamily("clocksync_publishes", "Tables written to stores",
+                                        labels=["node"])
+        publishes.add_metric([node], snap.publishes)
+        yield publishes
+        publish_errors = CounterMetricFamily("clocksync_publish_errors", "Failed table "
+                                             "writes", labels=["node", "store"])
+        for store, count in sorted(snap.publish_errors.items()):
+            publish_errors.add_metric([node, store], count)
+        yield publish_errors
+        fits = CounterMetricFamily("clocksync_fits", "Model refits", labels=["node"])
+        fits.add_metric([node], snap.fits)
+        yield fits
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    timeout = REQUEST_TIMEOUT_S
+    protocol_version = "HTTP/1.0"
+    server_version = "clocksync-agent"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+    def _send(self, code: int, body: bytes, content_type: str, head: bool = False) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def _json(self, code: int, obj: Any, head: bool) -> None:
+        self._send(code, json.dumps(obj).encode(), "application/json", head)
+
+    def _route(self, head: bool) -> None:
+        length = self.headers.get("Content-Length")
+        if length not in (None, "0") or self.headers.get("Transfer-Encoding"):
+            self._json(413, {"error": "request bodies are not accepted"}, head)
+            return
+        path = self.path.split("?", 1)[0]
+        snap = self.server.snapshot()
+        if path == "/metrics":
+            self._send(200, generate_latest(self.server.registry), CONTENT_TYPE_LATEST, head)
+        elif path == "/table":
+            if snap.table_json is None:
+                self._json(404, {"error": "no table yet", "status": snap.status}, head)
+            else:
+                self._send(200, snap.table_json.encode(), "application/json", head)
+        elif path == "/healthz":
+            stalled = snap.loop_age_s > STALL_S + max((s.poll_s for s in snap.sources),
+                                                      default=0.0)
+            self._json(503 if stalled else 200,
+                       {"node": snap.node, "status": snap.status, "loop_age_s": snap.loop_age_s,
+                        "samples": snap.samples_total, "ok": not stalled}, head)
+        else:
+            self._json(404, {"error": "not found", "paths": ["/metrics", "/table", "/healthz"]},
+                       head)
+
+    def do_GET(self) -> None:
+        self._route(head=False)
+
+    def do_HEAD(self) -> None:
+        self._route(head=True)
+
+    def _refuse(self) -> None:
+        self._json(405, {"error": "read-only endpoint: GET or HEAD"}, head=False)
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = _refuse  # noqa: N815
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 16
+
+    def __init__(self, address: tuple[str, int], snapshot: Callable[[], AgentSnapshot]):
+        super().__init__(address, _Handler)
+        self.snapshot = snapshot
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(AgentCollector(snapshot))
+
+
+class AgentHttpServer:
+    """Serves an agent's snapshot over HTTP in a background thread.
+
+    Args:
+        snapshot: returns the agent's current state (``Agent.snapshot``).
+        host, port: where to listen (port 0 picks a free one: see :attr:`port`).
+    """
+
+    def __init__(self, snapshot: Callable[[], AgentSnapshot], host: str = "127.0.0.1",
+                 port: int = 9465) -> None:
+        try:
+            self._server = _Server((host, port), snapshot)
+        except OSError as exc:
+            raise InputError(f"http_listen: cannot listen on {host}:{port} "
+                             f"({exc.strerror or exc})") from None
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.2},
+                                        name="clocksync-agent-http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        host = str(self._server.server_address[0])
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> AgentHttpServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(2)

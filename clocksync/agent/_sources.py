@@ -1,0 +1,251 @@
+"""Measurement sources of the agent: a small protocol and one class per kind.
+
+* :class:`NtpSource` — an NTP server, measured with :class:`clocksync.ntp.NtpClient` (kernel
+  timestamps, bursts with minimum-delay selection, interleaved mode).
+* :class:`NtpSource` with ``kind="peer"`` — another agent's peer-mode NTP port.
+* :class:`ChronySource` — a chronyd already running on this node, read with
+  ``chronyc -c tracking`` / ``-c sources``: chronyd's own estimate of the system clock's
+  offset is reported, nothing is measured twice.
+
+A poll returns a :class:`PollResult`: the sample (if any), the errors by kind, and whether the
+source asks to slow down (KoD RATE) or to stop (KoD DENY/RSTR, missing chronyc).
+Offsets: reference - local (ns); positive = the local clock is behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from .._clock import Clock, SystemClock
+from .._errors import InputError
+from .._sample import TIMESTAMP_ERROR_NS, Sample
+from ..ntp import (
+    KissOfDeathError,
+    NtpClient,
+    NtpRejectError,
+    NtpTimeoutError,
+    parse_target,
+)
+
+__all__ = [
+    "MAX_CLOCK_ERROR_PPM",
+    "ChronySource",
+    "ChronyTracking",
+    "NtpSource",
+    "PollResult",
+    "Source",
+    "parse_chrony_sources",
+    "parse_chrony_tracking",
+]
+
+#: chrony's default ``maxclockerror`` (ppm): added to its skew when its dispersion ages
+MAX_CLOCK_ERROR_PPM = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """What one poll of a source produced.
+
+    Attributes:
+        sample: the sample (None when the poll failed).
+        errors: error kinds seen, e.g. ``("timeout", "bad_origin")``; NTP reject reasons
+            use :class:`clocksync.ntp.RejectReason` values.
+        reachable: the source answered at all (a rejected reply counts as an answer).
+        rate_limited: the server sent a Kiss-o'-Death RATE: poll less often.
+        stop: the source must not be polled again (KoD DENY/RSTR, unusable setup).
+        message: a human-readable note on the last error.
+    """
+
+    sample: Sample | None
+    errors: tuple[str, ...] = ()
+    reachable: bool = True
+    rate_limited: bool = False
+    stop: bool = False
+    message: str = ""
+
+
+@runtime_checkable
+class Source(Protocol):
+    """A measurement source of one node."""
+
+    name: str
+
+    def poll(self) -> PollResult:
+        """Measure once (may block up to the source's timeout)."""
+
+    def close(self) -> None:
+        """Release sockets."""
+
+
+def _error_kind(exc: Exception) -> str:
+    if isinstance(exc, NtpRejectError):
+        return str(exc.reason.value)
+    if isinstance(exc, NtpTimeoutError):
+        return "timeout"
+    return "network"
+
+
+class NtpSource:
+    """An NTP server (``kind="ntp"``) or another agent's NTP port (``kind="peer"``).
+
+    Args:
+        target: ``HOST[:PORT]`` (default port 123).
+        node: this node's name.
+        clock: this node's clock.
+        burst: exchanges per poll; the minimum-delay one becomes the sample.
+        burst_interval_s: pause between exchanges (s).
+        timeout_s: wait per exchange (s).
+        interleaved: ask for interleaved mode.
+        kind: ``"ntp"`` or ``"peer"`` (prefix of the sample's ``source``).
+    """
+
+    def __init__(self, target: str, *, node: str, clock: Clock | None = None, burst: int = 4,
+                 burst_interval_s: float = 0.05, timeout_s: float = 1.0,
+                 interleaved: bool = True, kind: str = "ntp") -> None:
+        if kind not in ("ntp", "peer"):
+            raise InputError(f"source kind: must be ntp or peer, got {kind!r}")
+        host, port = parse_target(target)
+        self.name = f"{kind}:{host}:{port}"
+        self.burst = burst
+        self.burst_interval_s = burst_interval_s
+        self._client = NtpClient(host, port, node=node, clock=clock, timeout_s=timeout_s,
+                                 interleaved=interleaved)
+
+    def poll(self) -> PollResult:
+        try:
+            burst = self._client.burst(self.burst, self.burst_interval_s)
+        except KissOfDeathError as exc:
+            return PollResult(None, (str(exc.reason.value),), reachable=True,
+                              rate_limited=not exc.stop_polling, stop=exc.stop_polling,
+                              message=str(exc))
+        except (NtpTimeoutError, NtpRejectError, OSError) as exc:
+            return PollResult(None, (_error_kind(exc),),
+                              reachable=isinstance(exc, NtpRejectError), message=str(exc))
+        errors = tuple(_error_kind(e) for e in burst.failures)
+        sample = dataclasses.replace(burst.best.sample, source=self.name)
+        return PollResult(sample, errors, message=str(burst.failures[-1]) if errors else "")
+
+    def close(self) -> None:
+        self._client.close()
+
+
+@dataclass(frozen=True, slots=True)
+class ChronyTracking:
+    """The fields of ``chronyc -c tracking`` the agent uses (seconds as chrony prints them).
+
+    ``system_time_s`` > 0 means the system clock is *slow* of NTP time (chrony's sign), which
+    is our positive offset.
+    """
+
+    reference_id: str
+    reference_name: str
+    stratum: int
+    ref_time_s: float
+    system_time_s: float
+    skew_ppm: float
+    root_delay_s: float
+    root_dispersion_s: float
+    leap_status: str
+
+
+def parse_chrony_tracking(text: str) -> ChronyTracking:
+    """Parse the one CSV line of ``chronyc -c tracking``.
+
+    Raises:
+        InputError: not 14 comma-separated fields or a field that is not a number.
+    """
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    fields = line.split(",")
+    if len(fields) < 14:
+        raise InputError(f"chronyc -c tracking: expected 14 fields, got {len(fields)}: "
+                         f"{line!r}")
+    try:
+        return ChronyTracking(
+            reference_id=fields[0], reference_name=fields[1], stratum=int(fields[2]),
+            ref_time_s=float(fields[3]), system_time_s=float(fields[4]),
+            skew_ppm=float(fields[9]), root_delay_s=float(fields[10]),
+            root_dispersion_s=float(fields[11]), leap_status=fields[13])
+    except ValueError as exc:
+        raise InputError(f"chronyc -c tracking: bad field ({exc}): {line!r}") from None
+
+
+def parse_chrony_sources(text: str) -> list[dict[str, str]]:
+    """``chronyc -c sources`` lines as records (mode, state, name, stratum, poll, reach)."""
+    out = []
+    for line in text.strip().splitlines():
+        fields = line.split(",")
+        if len(fields) >= 6:
+            out.append(dict(zip(("mode", "state", "name", "stratum", "poll", "reach"),
+                                fields[:6], strict=True)))
+    return out
+
+
+@dataclass
+class ChronySource:
+    """The local chronyd's estimate of this node's clock, read with ``chronyc``.
+
+    The sample at local time *now*: offset = chronyd's remaining correction of the system
+    clock (``System time``); bound = ``root_delay/2 + root_dispersion`` aged by
+    ``(skew + maxclockerror) × (now − ref time)``, plus the default timestamping error — the
+    bound ClockBound derives from the same numbers. chronyd must be synchronised (leap status
+    not "Not synchronised") and, when it lists sources, one must be selected ('*').
+
+    With a :class:`~clocksync.SimClock` the sample is shifted by the simulated clock's own
+    offset from the system clock, like every other source.
+    """
+
+    node: str
+    clock: Clock = field(default_factory=SystemClock)
+    chronyc_path: str = "chronyc"
+    host: str = ""
+    timeout_s: float = 2.0
+    name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.name = "chrony:" + (self.host or "local")
+
+    def _run(self, command: str, allow_empty: bool = False) -> str:
+        args = [self.chronyc_path, "-c", "-n"]
+        if self.host:
+            args += ["-h", self.host]
+        done = subprocess.run([*args, command], capture_output=True, text=True,
+                              timeout=self.timeout_s, check=False)
+        if done.returncode != 0 or not (allow_empty or done.stdout.strip()):
+            raise OSError(f"{' '.join(args)} {command}: exit {done.returncode}: "
+                          f"{(done.stderr or done.stdout).strip()[:200]}")
+        return done.stdout
+
+    def poll(self) -> PollResult:
+        try:
+            sys_ns = time.time_ns()
+            tracking = parse_chrony_tracking(self._run("tracking"))
+            sources = parse_chrony_sources(self._run("sources", allow_empty=True))
+        except FileNotFoundError as exc:
+            return PollResult(None, ("chronyc",), reachable=False, stop=True, message=str(exc))
+        except (OSError, subprocess.TimeoutExpired, InputError) as exc:
+            return PollResult(None, ("chronyc",), reachable=False, message=str(exc))
+        if tracking.leap_status.lower().startswith("not sync") or tracking.stratum >= 16:
+            return PollResult(None, ("unsynchronised",), message="chronyd is not synchronised")
+        if sources and not any(s["state"] == "*" for s in sources):
+            return PollResult(None, ("no_selected_source",),
+                              message="chronyd has no selected source")
+        local_ns = self.clock.read_ns(sys_ns)
+        age_s = max(0.0, sys_ns / 1e9 - tracking.ref_time_s)
+        root_delay_ns = tracking.root_delay_s * 1e9
+        dispersion_ns = (tracking.root_dispersion_s * 1e9
+                         + age_s * (abs(tracking.skew_ppm) + MAX_CLOCK_ERROR_PPM) * 1e3)
+        offset_ns = tracking.system_time_s * 1e9 + float(sys_ns - local_ns)
+        sample = Sample(
+            node=self.node, t_local_ns=local_ns, offset_ns=offset_ns, delay_ns=0.0,
+            bound_ns=root_delay_ns / 2 + dispersion_ns + TIMESTAMP_ERROR_NS,
+            source=f"{self.name}:{tracking.reference_name or tracking.reference_id}",
+            root_delay_ns=root_delay_ns, root_dispersion_ns=dispersion_ns,
+            stratum=tracking.stratum)
+        return PollResult(sample)
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,120 @@
+"""``clocksync agent run``: the node agent; every flag is derived from ``OPTION_SPECS``."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+from types import FrameType
+from typing import Any, TypeVar
+
+import click
+
+from .._units import parse_duration_s
+from ..agent import OPTION_SPECS, Agent, AgentHttpServer, OptionSpec, load_config, parse_listen
+from ._options import assumption_options, collect_assumptions
+
+__all__ = ["agent"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Duration(click.ParamType[float]):
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration_s(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _click_type(spec: OptionSpec) -> Any:
+    if spec.kind == "int":
+        return click.IntRange(None if spec.minimum is None else int(spec.minimum),
+                              None if spec.maximum is None else int(spec.maximum))
+    if spec.kind == "float":
+        return click.FloatRange(spec.minimum, spec.maximum)
+    if spec.kind == "duration":
+        return _Duration()
+    return click.STRING
+
+
+def _show_default(spec: OptionSpec) -> str | None:
+    if spec.kind == "list" or spec.default in ("", None):
+        return None
+    if spec.kind == "bool":
+        return "on" if spec.default else "off"
+    return f"{spec.default:g}" if isinstance(spec.default, float) else str(spec.default)
+
+
+def config_options(func: F) -> F:
+    """One click option per :data:`OPTION_SPECS` entry (unset flags stay None)."""
+    for spec in reversed(OPTION_SPECS):
+        if spec.kind == "bool":
+            name = spec.flag_name
+            option = click.option(f"{name}/--no-{name[2:]}", spec.key, default=None,
+                                  show_default=_show_default(spec), help=spec.help)
+        elif spec.kind == "list":
+            option = click.option(spec.flag_name, spec.key, multiple=True, help=spec.help)
+        else:
+            option = click.option(spec.flag_name, spec.key, type=_click_type(spec),
+                                  default=None, show_default=_show_default(spec),
+                                  help=spec.help)
+        func = option(func)
+    return func
+
+
+@click.group()
+def agent() -> None:
+    """The node agent (measures only: never sets, slews or steps the system clock)."""
+
+
+@agent.command("run")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="TOML config file (flags override its values)")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="info", show_default=True, help="log verbosity (stderr)")
+@config_options
+@assumption_options
+def run(config_path: str | None, log_level: str, **kwargs: Any) -> None:
+    """Poll sources, log samples, refit the recent window, publish the table, serve
+    /metrics, /table and /healthz. SIGTERM or SIGINT: finish the current write, publish,
+    exit 0.
+
+    Offsets are reference - local (positive: the local clock is behind).
+    """
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fit = collect_assumptions(kwargs)
+    overrides: dict[str, Any] = {k: (None if v == () else v) for k, v in kwargs.items()}
+    if fit:
+        overrides["fit"] = fit
+    config = load_config(config_path, overrides)
+    node_agent = Agent(config)
+    http: AgentHttpServer | None = None
+    try:
+        if config.http_listen:
+            host, port = parse_listen(config.http_listen)
+            http = AgentHttpServer(node_agent.snapshot, host, port).start()
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            node_agent.request_stop()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        server = node_agent.start_server()
+        sources = ", ".join(node_agent.source_names) or "none (reference)"
+        click.echo(f"clocksync agent {config.node}: sources {sources}; stores "
+                   f"{', '.join(node_agent.store_urls)}"
+                   f"{'; http ' + http.url if http else ''}"
+                   f"{f'; serving NTP on port {server.port}' if server else ''}", err=True)
+        node_agent.run()
+    finally:
+        if http is not None:
+            http.stop()
+    click.echo(f"clocksync agent {config.node}: stopped, status {node_agent.status}, "
+               f"{node_agent.samples.appended} new samples", err=True)

@@ -1,0 +1,145 @@
+"""Fixtures for the agent tests: a real redis-server, a real chronyd (NTP server with a
+command socket for chronyc), and our own NTP server — all on 127.0.0.1, all stopped by PID."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from clocksync.ntp import NtpClient, NtpServer
+
+REDIS_PASSWORD = "agent-test-Pa55"
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    for _ in range(50):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class RedisServer:
+    port: int
+    password: str
+
+    def url(self, db: int = 0, password: bool = True, query: str = "") -> str:
+        auth = f":{self.password}@" if password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/{db}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server (password required) on a free loopback port."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server on PATH (apt-get install redis-server)")
+    workdir = Path(tempfile.mkdtemp(prefix="csagent_redis_"))
+    port = free_port()
+    pidfile = workdir / "redis.pid"
+    subprocess.run(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                    "--appendonly", "no", "--daemonize", "yes", "--pidfile", str(pidfile),
+                    "--dir", str(workdir), "--logfile", str(workdir / "redis.log"),
+                    "--requirepass", REDIS_PASSWORD], check=True, timeout=10)
+    try:
+        deadline = time.monotonic() + 10
+        while not pidfile.exists() or not _answers(port):
+            if time.monotonic() > deadline:
+                pytest.fail(f"redis-server did not start: {(workdir / 'redis.log').read_text()}")
+            time.sleep(0.05)
+        yield RedisServer(port, REDIS_PASSWORD)
+    finally:
+        if pidfile.exists():
+            _kill(int(pidfile.read_text().strip()))
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class Chronyd:
+    host: str
+    port: int
+    command_socket: str
+
+
+@pytest.fixture(scope="session")
+def chronyd() -> Iterator[Chronyd]:
+    """A real chronyd (``-x``: never touches the clock) serving the system clock over NTP on
+    loopback and answering chronyc on a private command socket."""
+    if shutil.which("chronyd") is None or shutil.which("chronyc") is None:
+        pytest.skip("needs chronyd and chronyc on PATH (apt-get install chrony)")
+    if os.geteuid() != 0:
+        pytest.skip("needs root: chronyd's state dir must be chowned to _chrony")
+    from lab.ntp_vs_chrony import chrony_server_conf, chrony_workdir
+
+    workdir = chrony_workdir("csagent_chrony_")
+    port = free_port(socket.SOCK_DGRAM)
+    conf = chrony_server_conf(workdir, allow="127.0.0.1", port=port, bind="127.0.0.1")
+    sock = workdir / "chronyd.sock"
+    with open(conf, "a") as handle:
+        handle.write(f"bindcmdaddress {sock}\n")
+    log = open(workdir / "stderr.log", "wb")  # noqa: SIM115 - closed in teardown
+    proc = subprocess.Popen(["chronyd", "-x", "-d", "-f", str(conf)], stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        with NtpClient("127.0.0.1", port, timeout_s=0.2, interleaved=False) as client:
+            while True:
+                try:
+                    client.exchange()
+                    if sock.exists():
+                        break
+                except Exception:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"chronyd did not start: {(workdir / 'stderr.log').read_text()}")
+                time.sleep(0.1)
+        yield Chronyd("127.0.0.1", port, str(sock))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def ntp_server() -> Iterator[NtpServer]:
+    """Our NTP server on loopback serving the system clock (stop it to simulate an outage)."""
+    server = NtpServer(address="127.0.0.1", port=0).start()
+    try:
+        yield server
+    finally:
+        server.stop()

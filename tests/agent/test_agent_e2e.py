@@ -1,0 +1,268 @@
+"""The agent end to end with real components: chronyd (NTP and chronyc), our NTP server,
+forged replies, Redis, the HTTP endpoint, restart, and the CLI under SIGTERM.
+
+All clocks here are the one system clock, so the true offset is exactly 0: every offset the
+agent reports must lie within its bound of 0."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from clocksync import CorrectionTable, Corrector
+from clocksync.agent import Agent, AgentConfig, AgentHttpServer
+from clocksync.ntp import NtpPacket, NtpServer, decode, encode
+from clocksync.ntp._packet import MODE_SERVER, ns_to_ntp
+
+from .conftest import Chronyd, RedisServer, free_port
+
+FAST = {"min_poll_s": 0.1, "max_poll_s": 0.2, "refit_min_s": 0.3, "timeout_s": 0.2,
+        "burst": 2, "burst_interval_s": 0.01}
+
+
+def _config(tmp_path: Path, **kw: object) -> AgentConfig:
+    return AgentConfig.defaults(**{"node": "n1", "data_dir": str(tmp_path / "data"),
+                                   "http_listen": "", **FAST, **kw})
+
+
+@contextmanager
+def running(agent: Agent) -> Iterator[Agent]:
+    thread = threading.Thread(target=agent.run, daemon=True)
+    thread.start()
+    try:
+        yield agent
+    finally:
+        agent.request_stop()
+        thread.join(10)
+        assert not thread.is_alive()
+
+
+def _wait(predicate, timeout_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not reached in time")
+        time.sleep(0.05)
+
+
+def _get(url: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return reply.status, reply.headers["Content-Type"], reply.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["Content-Type"], exc.read().decode()
+
+
+def test_agent_against_chronyd(tmp_path: Path, chronyd: Chronyd,
+                               redis_server: RedisServer) -> None:
+    redis_url = redis_server.url(query=f"prefix=e2e{os.getpid()}")
+    cfg = _config(tmp_path, ntp_servers=[f"{chronyd.host}:{chronyd.port}"],
+                  stores=[str(tmp_path / "tables"), redis_url])
+    agent = Agent(cfg)
+    http = AgentHttpServer(agent.snapshot, "127.0.0.1", 0).start()
+    try:
+        assert _get(http.url + "/table")[0] == 404  # no table before the first fit
+        with running(agent):
+            _wait(lambda: agent.samples.appended >= 12 and agent.table is not None
+                  and agent.table.sample_count >= 10)
+            status, ctype, body = _get(http.url + "/metrics")
+            assert status == 200 and ctype.startswith("text/plain")
+            families = {f.name: f for f in text_string_to_metric_families(body)}
+            model = [s for s in families["clocksync_offset_seconds"].samples
+                     if s.labels["source"] == "model"]
+            bound = [s for s in families["clocksync_offset_bound_seconds"].samples
+                     if s.labels["source"] == "model"]
+            assert abs(model[0].value) <= bound[0].value  # true offset is 0
+            samples = families["clocksync_samples"].samples
+            assert samples[0].labels["source"] == f"ntp:{chronyd.host}:{chronyd.port}"
+            assert samples[0].value >= 12
+            states = {s.labels["status"]: s.value for s in families["clocksync_status"].samples}
+            assert states["synchronised"] == 1.0 and sum(states.values()) == 1.0
+            status, ctype, body = _get(http.url + "/table")
+            assert status == 200 and ctype == "application/json"
+            assert CorrectionTable.from_json(body).node == "n1"
+            status, _, body = _get(http.url + "/healthz")
+            assert status == 200 and json.loads(body)["status"] == "synchronised"
+            assert _get(http.url + "/nope")[0] == 404
+            request = urllib.request.Request(http.url + "/table", data=b"x", method="POST")
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=5)
+            assert refused.value.code == 405
+    finally:
+        http.stop()
+    for url in (str(tmp_path / "tables"), redis_url):
+        corrector = Corrector.from_store(url)
+        now = time.time_ns()
+        ref, bound = corrector.correct("n1", now)
+        assert abs(ref - now) <= bound, url
+        assert bound < 1e6  # a loopback table is tight: well under a millisecond
+    assert agent.samples.segments  # the log was flushed on stop
+
+
+def test_chrony_source_reads_chronyd(tmp_path: Path, chronyd: Chronyd) -> None:
+    cfg = _config(tmp_path, chrony=True, chronyc_host=chronyd.command_socket)
+    agent = Agent(cfg)
+    with running(agent):
+        _wait(lambda: agent.table is not None and agent.table.sample_count >= 3)
+    snap = agent.snapshot()
+    (source,) = snap.sources
+    assert source.name == "chrony:" + chronyd.command_socket
+    assert source.last_offset_ns is not None and source.last_bound_ns is not None
+    assert abs(source.last_offset_ns) <= source.last_bound_ns
+    assert agent.table is not None and agent.table.reference.startswith("chrony:")
+
+
+class _ForgingServer:
+    """Answers each request with garbage, then a reply whose origin is wrong (spoofed),
+    then — if ``genuine`` — the real answer with the system clock's time."""
+
+    def __init__(self, genuine: bool) -> None:
+        self.genuine = genuine
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self.port = int(self.sock.getsockname()[1])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _reply(self, request: NtpPacket, origin: int, t2: int) -> bytes:
+        return encode(NtpPacket(version=4, mode=MODE_SERVER, stratum=1, reference_id=1,
+                                origin_ts=origin, receive_ts=t2,
+                                transmit_ts=ns_to_ntp(time.time_ns())))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, addr = self.sock.recvfrom(2048)
+            except (TimeoutError, OSError):
+                continue
+            t2 = ns_to_ntp(time.time_ns())
+            request = decode(data)
+            self.sock.sendto(b"\x24garbage", addr)
+            # a spoofed reply claiming the clock is 1 s ahead
+            self.sock.sendto(self._reply(request, request.transmit_ts ^ 0xFFFF,
+                                         t2 + (1 << 32)), addr)
+            if self.genuine:
+                self.sock.sendto(self._reply(request, request.transmit_ts, t2), addr)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("genuine", [True, False])
+def test_forged_and_garbled_replies_are_ignored(tmp_path: Path, genuine: bool) -> None:
+    server = _ForgingServer(genuine)
+    try:
+        agent = Agent(_config(tmp_path, ntp_servers=[f"127.0.0.1:{server.port}"],
+                              interleaved=False))
+        with running(agent):
+            if genuine:
+                _wait(lambda: agent.samples.appended >= 5)
+            else:
+                _wait(lambda: sum(agent.snapshot().sources[0].errors.values()) >= 4)
+    finally:
+        server.close()
+    snap = agent.snapshot()
+    if genuine:
+        for sample in agent.samples.recent(1e9, 1000):
+            assert abs(sample.offset_ns) <= sample.bound  # never the forged +1 s
+    else:
+        assert agent.samples.appended == 0
+        assert snap.sources[0].errors.get("bad_origin", 0) >= 1
+        assert snap.status == "unknown"
+
+
+def test_server_down_free_running_and_bound_grows(tmp_path: Path,
+                                                  ntp_server: NtpServer) -> None:
+    agent = Agent(_config(tmp_path, ntp_servers=[f"127.0.0.1:{ntp_server.port}"]))
+    with running(agent):
+        _wait(lambda: agent.status == "synchronised" and agent.samples.appended >= 10)
+        ntp_server.stop()
+        _wait(lambda: agent.status == "free_running" and agent.table is not None
+              and agent.table.sample_count == agent.samples.appended)  # last refit done
+        first = agent.snapshot()
+        time.sleep(1.0)
+        later = agent.snapshot()
+    assert first.bound_now_ns is not None and later.bound_now_ns is not None
+    assert later.bound_now_ns > first.bound_now_ns  # holdover: the bound keeps growing
+    assert later.offset_now_ns is not None and abs(later.offset_now_ns) <= later.bound_now_ns
+    table = Corrector.from_store(str(tmp_path / "data" / "tables")).table("n1")
+    assert table.status == "free_running"  # published with the status
+    assert later.sources[0].errors.get("timeout", 0) >= 1
+
+
+def test_restart_resumes_the_sample_log(tmp_path: Path, ntp_server: NtpServer) -> None:
+    cfg = _config(tmp_path, ntp_servers=[f"127.0.0.1:{ntp_server.port}"])
+    first = Agent(cfg)
+    with running(first):
+        _wait(lambda: first.samples.appended >= 8)
+    taken = first.samples.appended
+    second = Agent(cfg)
+    assert second.samples.resumed == taken
+    assert second.table is not None  # refitted and republished from the log at once
+    assert second.table.sample_count == taken
+    with running(second):
+        _wait(lambda: second.samples.appended >= 3 and second.table is not None
+              and second.table.sample_count >= taken + 3)
+
+
+def test_cli_sigterm_publishes_and_exits_zero(tmp_path: Path, ntp_server: NtpServer) -> None:
+    http_port = free_port()
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from clocksync.cli import main; main()", "agent", "run",
+         "--node", "cli-node", "--ntp-server", f"127.0.0.1:{ntp_server.port}",
+         "--data-dir", str(data), "--http", f"127.0.0.1:{http_port}", "--min-poll-s", "100ms",
+         "--max-poll-s", "200ms", "--refit-min-s", "60", "--timeout-s", "0.2",
+         "--max-skew-ppm", "100"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).parents[2])
+    try:
+        table_file = data / "tables" / "cli-node.table.json"
+        _wait(lambda: table_file.exists() or proc.poll() is not None, 20)
+        assert proc.poll() is None, proc.communicate()[1].decode()
+        first = CorrectionTable.from_json(table_file.read_text())
+        assert first.assumptions["max_skew_ppm"] == 100
+        _wait(lambda: _metric(http_port, "clocksync_samples_total") >= first.sample_count + 3)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err.decode()
+    final = CorrectionTable.from_json(table_file.read_text())
+    # refit-min-s 60 kept the loop from refitting; the stop refitted and published
+    assert final.sample_count > first.sample_count
+    assert final.generation > first.generation
+    segments = sorted((data / "samples").glob("seg-*.parquet"))
+    assert segments
+    assert "stopped" in err.decode()
+
+
+def _metric(port: int, name: str) -> float:
+    try:
+        _, _, body = _get(f"http://127.0.0.1:{port}/metrics")
+    except OSError:
+        return 0.0
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            if sample.name == name:
+                return float(sample.value)
+    return 0.0

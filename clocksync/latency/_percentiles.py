@@ -60,20 +60,27 @@ def lower_confidence_rank(n: int, q: float, alpha: float) -> int:
 
 
 def _quantiles_in_groups(
-    values: F64, order: I64 | None, bounds: I64, qs: Sequence[float], weights: F64 | None,
-    ranks: Callable[[int], list[int]] | None = None,
+    values: F64, order: I64 | None, bounds: I64 | tuple[I64, I64], qs: Sequence[float],
+    weights: F64 | None, ranks: Callable[[int], list[int]] | None = None,
 ) -> F64:
     """One loop step per group (never per row): order statistics by ``np.partition``,
     weighted ones by a sort of the group's values and a cumulative-weight search.
-    ``order=None``: ``values`` (and ``weights``) are already in group order. ``ranks``
-    (unweighted only) replaces the ranks of ``qs`` by ``ranks(n)`` (-1 = none: NaN)."""
-    n_groups = len(bounds) - 1
+    ``order=None``: ``values`` (and ``weights``) are already in group order. ``bounds``:
+    group ``k`` is ``[bounds[k], bounds[k+1])``, or a pair ``(starts, ends)`` of arrays
+    (groups may then overlap). ``ranks`` (unweighted only) replaces the ranks of ``qs`` by
+    ``ranks(n)`` (-1 = none: NaN)."""
+    if isinstance(bounds, tuple):
+        starts, ends = bounds
+    else:
+        starts, ends = bounds[:-1], bounds[1:]
+    n_groups = len(starts)
     out = np.full((n_groups, len(qs)), np.nan)
     q_arr = np.asarray(qs, dtype=np.float64)
     ordered = values if order is None else values[order]
     w_ordered = None if weights is None else (weights if order is None else weights[order])
-    for k in np.flatnonzero(np.diff(bounds) > 0):
-        v = ordered[bounds[k]:bounds[k + 1]]
+    for k in np.flatnonzero(ends > starts):
+        a, b = int(starts[k]), int(ends[k])
+        v = ordered[a:b]
         n = len(v)
         if w_ordered is None:
             if ranks is None:
@@ -86,7 +93,7 @@ def _quantiles_in_groups(
                 out[k] = [part[r] if 0 <= r < n else np.nan for r in kth]
             continue
         srt = np.argsort(v, kind="stable")
-        cw = np.cumsum(w_ordered[bounds[k]:bounds[k + 1]][srt])
+        cw = np.cumsum(w_ordered[a:b][srt])
         idx = np.searchsorted(cw, q_arr * cw[-1] * (1 - 1e-12), side="left")
         out[k] = v[srt][np.clip(idx, 0, n - 1)]
     return out
@@ -146,57 +153,75 @@ def percentile_table(
     high = hops.column("high_ns").to_numpy().astype(np.float64)
     weight = (hops.column("weight").to_numpy().astype(np.float64)
               if "weight" in hops.column_names else None)
-    rows = np.arange(hops.num_rows, dtype=np.int64)
     n_nodes = star + 1
-    pair = src_c * n_nodes + dst_c
-    if all_pairs and hops.num_rows:
-        n_pairs = np.zeros(len(hop_d), dtype=np.int64)
-        hp = np.unique(hop_c * n_nodes * n_nodes + pair)
-        np.add.at(n_pairs, hp // (n_nodes * n_nodes), 1)
-        multi = np.flatnonzero(n_pairs[hop_c] > 1)
-        rows = np.concatenate([rows, multi])
-        pair = np.concatenate([pair, np.full(len(multi), star * n_nodes + star)])
-    hop_r = hop_c[rows]
-    key = hop_r * (n_nodes * n_nodes) + pair
-    win_ns = 0
+    n_pair = n_nodes * n_nodes
+    # groups are (outer, pair) with outer = hop (and window): sorting by outer then pair
+    # makes each outer's pairs contiguous, so its "*" group is one range of the same order
+    outer = hop_c
+    rows: I64 | None = None
+    win_ns = step_ns = w0 = 0
+    n_win = 1
     if window_s is not None:
         win_ns = round(window_s * 1e9)
         step_ns = round((step_s or window_s) * 1e9)
         if win_ns <= 0 or step_ns <= 0 or win_ns % step_ns:
             raise ValueError("window must be a positive multiple of the step")
-        t = hops.column("src_ref_ns").to_numpy().astype(np.int64)[rows]
-        rep, starts = _window_starts(t, win_ns, step_ns)
-        rows, key = rows[rep], key[rep]
-        w0 = int(starts.min()) if len(starts) else 0
-        widx = (starts - w0) // step_ns
-        key = key * (int(widx.max()) + 1 if len(widx) else 1) + widx
-    inverse, n_groups = _dense(key)
+        t = hops.column("src_ref_ns").to_numpy().astype(np.int64)
+        if win_ns == step_ns:
+            starts_ns = np.floor_divide(t, step_ns) * step_ns
+        else:
+            rows, starts_ns = _window_starts(t, win_ns, step_ns)
+        w0 = int(starts_ns.min()) if len(starts_ns) else 0
+        widx = (starts_ns - w0) // step_ns
+        n_win = int(widx.max()) + 1 if len(widx) else 1
+        outer = (hop_c if rows is None else hop_c[rows]) * n_win + widx
+    pair = src_c * n_nodes + dst_c
+    if rows is not None:
+        pair = pair[rows]
+    inverse, n_groups = _dense(outer * n_pair + pair)
     order, bounds = _group_order(inverse, n_groups)
-    w = None if weight is None else weight[rows]
+    src = order if rows is None else rows[order]  # one gather per value array
+    g_first = order[bounds[:-1]] if n_groups else np.zeros(0, np.int64)
+    g_outer = outer[g_first] if n_groups else np.zeros(0, np.int64)
+    g_pair = pair[g_first] if n_groups else np.zeros(0, np.int64)
+    starts, ends = bounds[:-1], bounds[1:]
+    if all_pairs and n_groups:
+        # "*" rows for the outer groups of hops that have more than one pair overall
+        hop_of = g_outer // n_win
+        pairs_per_hop = np.zeros(len(hop_d), dtype=np.int64)
+        uniq_hp = np.unique(hop_of * n_pair + g_pair)
+        np.add.at(pairs_per_hop, uniq_hp // n_pair, 1)
+        cut = np.flatnonzero(np.diff(g_outer) != 0) + 1
+        o_start = np.concatenate([[0], cut])
+        o_end = np.concatenate([cut, [n_groups]])
+        multi = pairs_per_hop[hop_of[o_start]] > 1
+        starts = np.concatenate([starts, bounds[o_start[multi]]])
+        ends = np.concatenate([ends, bounds[o_end[multi]]])
+        g_outer = np.concatenate([g_outer, g_outer[o_start[multi]]])
+        g_pair = np.concatenate([g_pair, np.full(int(multi.sum()), star * n_nodes + star)])
+    ranges = (starts, ends)
+    w_sorted = None if weight is None else weight[src]
     qs = [q for _, q in QUANTILES]
-    src = rows[order]  # one gather per value array, already in group order
-    w_sorted = None if w is None else w[order]
-    q_low = _quantiles_in_groups(low[src], None, bounds, qs, w_sorted)
-    q_high = _quantiles_in_groups(high[src], None, bounds, qs, w_sorted)
+    q_low = _quantiles_in_groups(low[src], None, ranges, qs, w_sorted)
+    q_high = _quantiles_in_groups(high[src], None, ranges, qs, w_sorted)
     q_mid = (q_low + q_high) / 2
-    lcb = _quantiles_in_groups(low[src], None, bounds, [0.99], w_sorted,
-                               ranks=lambda n: [lower_confidence_rank(n, 0.99, P99_ALPHA)])
-    lcb = lcb if w_sorted is None else np.full((n_groups, 1), np.nan)
-    first = order[bounds[:-1]] if n_groups else np.zeros(0, np.int64)
+    if w_sorted is None:
+        lcb = _quantiles_in_groups(low[src], None, ranges, [0.99], None,
+                                   ranks=lambda n: [lower_confidence_rank(n, 0.99, P99_ALPHA)])
+    else:
+        lcb = np.full((len(starts), 1), np.nan)
     out: dict[str, pa.Array] = {}
     if window_s is not None:
-        start_of = (w0 + widx[first] * step_ns) if n_groups else np.zeros(0, np.int64)
+        start_of = w0 + (g_outer % n_win) * step_ns
         out["window_start_ns"] = pa.array(start_of, pa.int64())
         out["window_end_ns"] = pa.array(start_of + win_ns, pa.int64())
-    g_pair = (key[first] // (int(widx.max()) + 1) if window_s is not None and n_groups
-              else key[first])
-    g_pair = g_pair % (n_nodes * n_nodes)
-    out["hop"] = hop_d.take(pa.array(hop_c[rows][first]))
+    out["hop"] = hop_d.take(pa.array(g_outer // n_win))
     out["src_node"] = node_d.take(pa.array(g_pair // n_nodes))
     out["dst_node"] = node_d.take(pa.array(g_pair % n_nodes))
-    out["count"] = pa.array(np.diff(bounds), pa.int64())
-    if w is not None:
-        out["weight_sum"] = pa.array(np.bincount(inverse, weights=w, minlength=n_groups))
+    out["count"] = pa.array(ends - starts, pa.int64())
+    if w_sorted is not None:
+        cw = np.concatenate([[0.0], np.cumsum(w_sorted)])
+        out["weight_sum"] = pa.array(cw[ends] - cw[starts])
     for j, (name, _) in enumerate(QUANTILES):
         out[f"{name}_ns"] = pa.array(q_mid[:, j])
         out[f"{name}_low_ns"] = pa.array(q_low[:, j])

@@ -115,17 +115,19 @@ def _intervals(
            for h in hops]
     windows: tuple[PairWindow, ...] = ()
     cons = hops[:n_consecutive]
-    if causal is not None and any(h.cross_node.any() for h in cons):
-        cat = [np.concatenate([getattr(h, f) for h in cons]) for f in (
-            "src_node", "dst_node", "src_ref_ns", "src_bound_ns", "raw_ns", "table_low_ns",
-            "table_high_ns")]
+    crosses = [np.flatnonzero(h.cross_node) for h in cons]
+    if causal is not None and any(len(c) for c in crosses):
+        cat = [np.concatenate([getattr(h, f)[c] for h, c in zip(cons, crosses, strict=True)])
+               for f in ("src_node", "dst_node", "src_ref_ns", "src_bound_ns", "raw_ns",
+                         "table_low_ns", "table_high_ns")]
         res = tighten(cat[0], cat[1], names, cat[2], cat[3], cat[4], cat[5], cat[6], causal)
         windows = res.windows
         at = 0
-        for k, h in enumerate(cons):
-            sl = slice(at, at + len(h.req))
-            out[k] = (res.low_ns[sl], res.high_ns[sl], res.inconsistent[sl])
-            at += len(h.req)
+        for k, c in enumerate(crosses):
+            sl = slice(at, at + len(c))
+            out[k][0][c], out[k][1][c], out[k][2][c] = (
+                res.low_ns[sl], res.high_ns[sl], res.inconsistent[sl])
+            at += len(c)
     # longer hops: sum of the consecutive intervals, intersected with the table's
     full_low = np.full((n_consecutive, n_req), np.nan)
     full_high = np.full((n_consecutive, n_req), np.nan)

@@ -27,14 +27,20 @@ class TableStore(Protocol):
 
 
 def open_store(url: str) -> TableStore:
-    """``DIR``, ``file://DIR``, ``memory://NAME`` or ``redis://[:password@]host:port/db``."""
+    """``DIR``, ``file://DIR``, ``memory://NAME``, ``redis://[:password@]host:port/db`` or
+    ``http://agent:port[,http://agent2:port...]`` (read-only, from running agents)."""
     if url.startswith(("redis://", "rediss://", "unix://")):
+        from ._redis import RedisStore, redact_url
+
         try:
-            from ._redis import RedisStore
+            return RedisStore(url)
         except ImportError as exc:  # pragma: no cover - depends on the install
-            raise StoreError(f"{url}: the Redis store needs 'pip install clocksync[redis]' "
-                             f"({exc})") from None
-        return RedisStore(url)
+            raise StoreError(f"{redact_url(url)}: the Redis store needs "
+                             f"'pip install clocksync[redis]' ({exc})") from None
+    if url.startswith(("http://", "https://")):
+        from ._agents import AgentsStore
+
+        return AgentsStore(url)
     if url.startswith("memory://"):
         from ._memory import MemoryStore
 
@@ -42,7 +48,7 @@ def open_store(url: str) -> TableStore:
     if "://" in url and not url.startswith("file://"):
         scheme = url.split("://", 1)[0]
         raise StoreError(f"{url}: unknown store scheme '{scheme}' (use a directory, file://, "
-                         "or redis://)")
+                         "redis://, or http://AGENT:PORT)")
     from ._directory import DirectoryStore
 
     return DirectoryStore(url[len("file://"):] if url.startswith("file://") else url)

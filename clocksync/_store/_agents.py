@@ -1,0 +1,69 @@
+"""A read-only store over running agents: ``http://host:port[,http://host2:port...]``.
+
+Each agent serves its current table at ``GET /table`` (see :mod:`clocksync.agent._http`);
+this store fetches them all, so ``clocksync skew report --store http://a:9465,http://b:9465``
+reads a fleet without a shared directory or Redis. An agent that has no table yet (404) is
+left out; one that cannot be reached is an error naming its URL.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+from .._errors import StoreError
+from .._table import CorrectionTable
+
+__all__ = ["AgentsStore"]
+
+#: largest table accepted from an agent (bytes)
+MAX_TABLE_BYTES = 64 * 1024 * 1024
+
+
+class AgentsStore:
+    """Tables read from agents' HTTP endpoints; :meth:`write` is refused."""
+
+    def __init__(self, url: str, timeout_s: float = 5.0) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self.agents = [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
+        for agent in self.agents:
+            if not agent.startswith(("http://", "https://")):
+                raise StoreError(f"{url}: {agent!r} is not an http:// agent URL")
+        if not self.agents:
+            raise StoreError(f"{url}: no agent URLs")
+
+    def _fetch(self, agent: str) -> CorrectionTable | None:
+        try:
+            with urllib.request.urlopen(agent + "/table", timeout=self.timeout_s) as reply:
+                body = reply.read(MAX_TABLE_BYTES + 1)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise StoreError(f"{agent}/table: HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise StoreError(f"{agent}/table: cannot reach the agent ({reason})") from None
+        if len(body) > MAX_TABLE_BYTES:
+            raise StoreError(f"{agent}/table: larger than {MAX_TABLE_BYTES} bytes")
+        return CorrectionTable.from_json(body, source=f"{agent}/table")
+
+    def write(self, table: CorrectionTable) -> None:
+        raise StoreError(f"{self.url}: agent URLs are read-only; agents publish their own "
+                         "tables")
+
+    def read_all(self) -> dict[str, CorrectionTable]:
+        tables: dict[str, CorrectionTable] = {}
+        for agent in self.agents:
+            table = self._fetch(agent)
+            if table is None:
+                continue
+            if table.node in tables:
+                raise StoreError(f"{agent}/table: second table for node {table.node!r}")
+            tables[table.node] = table
+        return tables
+
+    def version(self) -> tuple[tuple[str, int, int], ...]:
+        """Each node's ``(node, generation, generated_at_ns)`` (fetches every table)."""
+        return tuple((t.node, t.generation, t.generated_at_ns)
+                     for t in self.read_all().values())

@@ -115,12 +115,17 @@ def pivot_events(table: pa.Table, stages: Sequence[str]) -> Pivot:
     np.minimum.at(first, key, rows)
     counts = np.bincount(key, minlength=n_req * n_stages)
     dup_slots = np.flatnonzero(counts > 1)
-    present = first < table.num_rows
-    row = np.where(present, first, -1).reshape(n_req, n_stages)
+    missing = first >= table.num_rows
     ts_all = table.column("ts_ns").to_numpy().astype(np.int64, copy=False)
-    safe = np.maximum(row, 0)
-    ts = np.where(row >= 0, ts_all[safe] if len(ts_all) else 0, 0).astype(np.int64)
-    node = np.where(row >= 0, nid[safe] if len(nid) else 0, -1).astype(np.int32)
+    if not missing.any():  # every request complete: plain gathers
+        row = first.reshape(n_req, n_stages)
+        ts = ts_all[row]
+        node = nid.astype(np.int32)[row]
+    else:
+        row = np.where(missing, -1, first).reshape(n_req, n_stages)
+        safe = np.maximum(row, 0)
+        ts = np.where(row >= 0, ts_all[safe] if len(ts_all) else 0, 0).astype(np.int64)
+        node = np.where(row >= 0, nid[safe] if len(nid) else 0, -1).astype(np.int32)
     examples = tuple(request_ids.take(pa.array(dup_slots[:5] // n_stages)).to_pylist())
     return Pivot(
         events=table,

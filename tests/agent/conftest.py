@@ -111,7 +111,7 @@ def chronyd() -> Iterator[Chronyd]:
     proc = subprocess.Popen(["chronyd", "-x", "-d", "-f", str(conf)], stdout=log,
                             stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 20
         with NtpClient("127.0.0.1", port, timeout_s=0.2, interleaved=False) as client:
             while True:
                 try:
@@ -121,7 +121,9 @@ def chronyd() -> Iterator[Chronyd]:
                 except Exception:
                     pass
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"chronyd did not start: {(workdir / 'stderr.log').read_text()}")
+                    log.flush()
+                    text = (workdir / "stderr.log").read_text(errors="replace")
+                    pytest.fail(f"chronyd (port {port}) did not start in time: {text}")
                 time.sleep(0.1)
         yield Chronyd("127.0.0.1", port, str(sock))
     finally:

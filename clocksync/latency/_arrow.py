@@ -1,4 +1,5 @@
-"""Small Arrow helpers shared by the pipeline stages: dictionary codes of string columns."""
+"""Small helpers shared by the pipeline stages: dictionary codes of string columns, and
+grouping rows by small integer codes without a Python loop per row."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["dictionary_codes", "index_in", "shared_codes"]
+__all__ = ["dictionary_codes", "group_order", "index_in", "shared_codes"]
 
 
 def _as_dictionary(arr: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
@@ -66,3 +67,14 @@ def shared_codes(
     map_b = np.array([pos[v] for v in db.to_pylist()], dtype=np.int64)
     return (map_a[ca] if len(ca) else ca, map_b[cb] if len(cb) else cb,
             pa.array(values, pa.string()))
+
+
+def group_order(
+    group: npt.NDArray[np.int64], n_groups: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Rows ordered by group (stable; a radix sort when codes fit 16 bits) and each group's
+    ``[bounds[k], bounds[k+1])`` in that order."""
+    small = group.astype(np.uint16) if n_groups <= 65_536 else group
+    order = np.argsort(small, kind="stable").astype(np.int64)
+    bounds = np.searchsorted(group[order], np.arange(n_groups + 1), side="left")
+    return order, bounds.astype(np.int64)

@@ -23,7 +23,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from .._errors import InputError
-from ._arrow import dictionary_codes, index_in
+from ._arrow import dictionary_codes, group_order, index_in
 from ._schema import hop_name, hops_of
 
 #: Corrector flag bit: the table extrapolates (the clock is free-running); see
@@ -175,9 +175,15 @@ def correct_stamps(pivot: Pivot, corrector: CorrectorLike, skip_bad: bool = Fals
     holdover = np.zeros(pivot.ts_ns.shape, dtype=bool)
     usable = pivot.row >= 0
     oor_nodes: dict[str, int] = {}
+    flat_node = pivot.node.reshape(-1).astype(np.int64)
+    order, bounds = group_order(np.where(flat_node < 0, len(pivot.node_names), flat_node),
+                                len(pivot.node_names) + 1)
+    flat_ts = pivot.ts_ns.reshape(-1)
+    ref_f, bound_f, hold_f = ref.reshape(-1), bound.reshape(-1), holdover.reshape(-1)
+    usable_f = usable.reshape(-1)
     for code, name in enumerate(pivot.node_names):
-        mask = pivot.node == code
-        ts = pivot.ts_ns[mask]
+        mask = order[bounds[code]:bounds[code + 1]]  # flat slots of this node
+        ts = flat_ts[mask]
         r, b = corrector.correct(name, ts, on_invalid="inf")
         b = np.asarray(b, dtype=np.float64)
         bad = ~np.isfinite(b)
@@ -189,10 +195,10 @@ def correct_stamps(pivot: Pivot, corrector: CorrectorLike, skip_bad: bool = Fals
                     " in a void stretch or past holdover); use skip_bad/--skip-bad to skip"
                     " those requests")
             oor_nodes[name] = int(bad.sum())
-            usable[mask] = usable[mask] & ~bad
-        ref[mask] = np.asarray(r, dtype=np.int64)
-        bound[mask] = np.where(bad, np.nan, b)
-        holdover[mask] = (np.asarray(corrector.flags(name, ts)) & HOLDOVER) != 0
+            usable_f[mask] = usable_f[mask] & ~bad
+        ref_f[mask] = np.asarray(r, dtype=np.int64)
+        bound_f[mask] = np.where(bad, np.nan, b)
+        hold_f[mask] = (np.asarray(corrector.flags(name, ts)) & HOLDOVER) != 0
     bad_req: BoolA = np.asarray(((pivot.row >= 0) & ~usable).any(axis=1))
     usable &= ~bad_req[:, None]
     return StageStamps(ref, bound, usable & (pivot.row >= 0), holdover,
@@ -247,8 +253,9 @@ def table_hops(pivot: Pivot, stamps: StageStamps, corrector: CorrectorLike) -> l
         bnd = np.zeros(len(req))
         n_nodes = max(len(pivot.node_names), 1)
         pair = src_node.astype(np.int64) * n_nodes + dst_node
-        for code in np.unique(pair):
-            m = pair == code
+        order, bounds = group_order(pair, n_nodes * n_nodes)
+        for code in np.flatnonzero(np.diff(bounds) > 0):
+            m = order[bounds[code]:bounds[code + 1]]
             a, b = divmod(int(code), n_nodes)
             lat_m, bnd_m = corrector.latency(pivot.node_names[a], src_ts[m],
                                              pivot.node_names[b], dst_ts[m])

@@ -27,7 +27,7 @@ import numpy.typing as npt
 import pyarrow as pa
 from scipy.stats import binom
 
-from ._arrow import dictionary_codes, shared_codes
+from ._arrow import dictionary_codes, group_order, shared_codes
 
 __all__ = ["P99_ALPHA", "QUANTILES", "grouped_quantiles", "lower_confidence_rank",
            "percentile_table"]
@@ -42,14 +42,6 @@ I64 = npt.NDArray[np.int64]
 QUANTILES: tuple[tuple[str, float], ...] = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99),
                                             ("max", 1.0))
 _KEYS = ("hop", "src_node", "dst_node")
-
-
-def _group_order(group: I64, n_groups: int) -> tuple[I64, I64]:
-    """Rows ordered by group (stable) and each group's ``[start, end)`` in that order."""
-    small = group.astype(np.uint16) if n_groups <= 65_536 else group
-    order = np.argsort(small, kind="stable").astype(np.int64)  # radix sort for uint16
-    bounds = np.searchsorted(group[order], np.arange(n_groups + 1), side="left")
-    return order, bounds.astype(np.int64)
 
 
 def lower_confidence_rank(n: int, q: float, alpha: float) -> int:
@@ -107,7 +99,7 @@ def grouped_quantiles(
     ``group`` holds codes in ``[0, n_groups)``. Unweighted: the ``ceil(q·n)``-th smallest.
     Weighted: the smallest value whose cumulative weight reaches ``q·total``.
     """
-    order, bounds = _group_order(group, n_groups)
+    order, bounds = group_order(group, n_groups)
     return _quantiles_in_groups(values, order, bounds, qs, weights)
 
 
@@ -179,7 +171,7 @@ def percentile_table(
     if rows is not None:
         pair = pair[rows]
     inverse, n_groups = _dense(outer * n_pair + pair)
-    order, bounds = _group_order(inverse, n_groups)
+    order, bounds = group_order(inverse, n_groups)
     src = order if rows is None else rows[order]  # one gather per value array
     g_first = order[bounds[:-1]] if n_groups else np.zeros(0, np.int64)
     g_outer = outer[g_first] if n_groups else np.zeros(0, np.int64)

@@ -33,7 +33,8 @@ def _as_dictionary(arr: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
 
 
 def dictionary_codes(arr: pa.ChunkedArray | pa.Array) -> tuple[npt.NDArray[np.int64], pa.Array]:
-    """``(codes, dictionary)`` of a string (or dictionary-typed) column, codes as int64.
+    """``(codes, dictionary)`` of a string (or dictionary-typed) column, codes as int64
+    (-1 for nulls).
 
     Dictionary-typed input (e.g. Parquet read with ``read_dictionary``) is used as it is,
     with no hashing of the values again.
@@ -42,7 +43,10 @@ def dictionary_codes(arr: pa.ChunkedArray | pa.Array) -> tuple[npt.NDArray[np.in
     dictionary = enc.dictionary
     if not pa.types.is_string(dictionary.type) and not pa.types.is_large_string(dictionary.type):
         dictionary = dictionary.cast(pa.string())
-    idx = enc.indices.to_numpy(zero_copy_only=False)
+    indices = enc.indices
+    if indices.null_count:
+        indices = indices.fill_null(-1)
+    idx = indices.to_numpy(zero_copy_only=False)
     return idx.astype(np.int64, copy=False), dictionary
 
 
@@ -51,7 +55,9 @@ def index_in(arr: pa.ChunkedArray | pa.Array, values: tuple[str, ...]) -> npt.ND
     codes, dictionary = dictionary_codes(arr)
     where = pc.index_in(dictionary, value_set=pa.array(values, pa.string()))
     lookup = np.asarray(where.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
-    return lookup[codes] if len(lookup) else np.full(len(codes), -1, np.int64)
+    if not len(lookup):
+        return np.full(len(codes), -1, np.int64)
+    return np.where(codes >= 0, lookup[np.maximum(codes, 0)], -1)
 
 
 def shared_codes(

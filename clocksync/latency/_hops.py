@@ -22,16 +22,12 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from .._corrector import HOLDOVER
 from .._errors import InputError
 from ._arrow import dictionary_codes, group_order, index_in
 from ._schema import hop_name, hops_of
 
-#: Corrector flag bit: the table extrapolates (the clock is free-running); see
-#: ``clocksync.HOLDOVER``.
-HOLDOVER = 1
-
 __all__ = [
-    "HOLDOVER",
     "CorrectorLike",
     "HopArrays",
     "Pivot",

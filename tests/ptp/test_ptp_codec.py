@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
+from scapy.packet import Raw
 
 import ptp
 from clocksync._errors import InputError
@@ -170,3 +171,16 @@ def test_with_sequence_id_patches_only_octets_30_31() -> None:
     assert patched[30:32] == b"\x12\x34"
     assert patched[:30] == wire[:30] and patched[32:] == wire[32:]
     assert ptp.decode(patched).sequenceId == 0x1234
+
+
+def test_scapy_dissects_unknown_types_as_bare_header_but_decode_rejects_them() -> None:
+    raw = bytearray(ptp.encode(ptp.Sync()) + b"\xaa\xbb")
+    raw[0] = 0x05  # reserved messageType
+    raw[2:4] = (46).to_bytes(2, "big")
+    pkt = UDP(bytes(UDP(sport=320, dport=320) / Raw(bytes(raw) + b"\x00\x00")))
+    assert type(pkt.payload) is ptp.PtpMessage
+    body = pkt.payload.payload
+    assert bytes(body.load) == bytes(raw[34:])  # messageLength - 34 octets
+    assert bytes(body.payload) == b"\x00\x00"  # past messageLength: padding
+    with pytest.raises(ptp.PtpDecodeError, match="messageType 0x5"):
+        ptp.decode(bytes(raw))

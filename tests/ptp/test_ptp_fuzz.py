@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import CAPTURES, flat_fields
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ptp_helpers import CAPTURES, flat_fields
 from ptp_strategies import messages
 
 import ptp

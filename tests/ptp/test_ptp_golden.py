@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import flat_fields
+from ptp_helpers import flat_fields
 
 import ptp
 

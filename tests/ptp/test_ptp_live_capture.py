@@ -23,7 +23,7 @@ def test_live_ptp4l_traffic_decodes_and_pairs() -> None:
     for tool in ("pmc", "tcpdump"):
         if shutil.which(tool) is None:
             pytest.skip(f"needs {tool} on PATH")
-    from capture import CAPTURE_NAMES, capture
+    from tests.ptp.capture import CAPTURE_NAMES, capture
 
     got = capture(seconds=2.5)
     assert set(got) == set(CAPTURE_NAMES)

@@ -52,6 +52,10 @@ def write_latencies(table: pa.Table, path: str | os.PathLike[str], sort: bool = 
     for name in _CEIL:
         table = _as_int(table, name, "ceil")
     table = _as_int(table, "latency_ns", "round")
+    for name in ("request_id", "hop", "src_node", "dst_node"):
+        if name in table.column_names:  # Parquet writes its own dictionaries per row group
+            table = table.set_column(table.column_names.index(name), name,
+                                     table.column(name).cast(pa.string()))
     if sort and table.num_rows:
         hop, _ = dictionary_codes(table.column("hop"))
         order = np.lexsort((table.column("src_ref_ns").to_numpy(), hop))

@@ -90,8 +90,12 @@ class Ptp4lClient:
         self._dir = tempfile.mkdtemp(prefix="csptp-pmc-")
         self._local = str(Path(self._dir) / "pmc.sock")
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._sock.settimeout(timeout_s)
-        self._sock.bind(self._local)
+        try:
+            self._sock.settimeout(timeout_s)
+            self._sock.bind(self._local)
+        except BaseException:
+            self.close()
+            raise
         self._seq = 0
         self._identity = PortIdentity(clockIdentity=os.urandom(8), portNumber=os.getpid() & 0xFFFF)
 

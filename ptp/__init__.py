@@ -13,7 +13,7 @@ Sign: offset = master (reference) - local, the negative of ptp4l's ``master offs
 from ._bmca import AnnounceDataset, ForeignMasters, compare_datasets
 from ._codec import decode, encode, with_sequence_id
 from ._errors import Ptp4lManagementError, PtpDecodeError
-from ._exchange import DelayFilter, Exchange, Measurement, measure
+from ._exchange import DelayFilter, Exchange, Measurement, RateEstimator, measure
 from ._messages import (
     ETHERTYPE_PTP,
     EVENT_PORT,
@@ -34,10 +34,10 @@ from ._messages import (
     Tlv,
 )
 from ._pmc import CurrentDataSet, Ptp4lClient, TimeStatus
-from ._port import PortConfig, PtpResult, SlavePort
+from ._port import DelayReqDue, PortConfig, PtpResult, SlavePort
 from ._probe import ProbeSummary, result_line, result_record, summarize
 from ._slave import PtpSlave, default_identity, to_sample
-from ._types import ClockQuality, PortIdentity, Timestamp
+from ._types import ClockQuality, PortIdentity, Timestamp, format_clock_identity
 
 __all__ = [
     "ETHERTYPE_PTP",
@@ -49,6 +49,7 @@ __all__ = [
     "CurrentDataSet",
     "DelayFilter",
     "DelayReq",
+    "DelayReqDue",
     "DelayResp",
     "Exchange",
     "FollowUp",
@@ -69,6 +70,7 @@ __all__ = [
     "PtpMessage",
     "PtpResult",
     "PtpSlave",
+    "RateEstimator",
     "Signaling",
     "SlavePort",
     "Sync",
@@ -79,6 +81,7 @@ __all__ = [
     "decode",
     "default_identity",
     "encode",
+    "format_clock_identity",
     "measure",
     "result_line",
     "result_record",

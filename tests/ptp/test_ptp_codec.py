@@ -161,8 +161,8 @@ def test_udp_and_ethernet_bindings_dissect_our_layers() -> None:
 
 def test_public_api_is_exactly_all() -> None:
     public = {n for n in dir(ptp) if not n.startswith("_")}
-    assert set(ptp.__all__) <= public
-    assert all(getattr(ptp, n) is not None for n in ptp.__all__)
+    assert public == set(ptp.__all__)
+    assert len(ptp.__all__) == len(set(ptp.__all__))
 
 
 def test_with_sequence_id_patches_only_octets_30_31() -> None:

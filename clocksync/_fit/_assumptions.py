@@ -30,9 +30,10 @@ class AssumptionSpec:
 
 ASSUMPTION_SPECS: tuple[AssumptionSpec, ...] = (
     AssumptionSpec(
-        "max_skew_ppm", 500.0, 0.0, 100_000.0,
+        "max_skew_ppm", 1000.0, 0.0, 100_000.0,
         "largest frequency error of the local clock against the reference (ppm); "
-        "the true offset never changes faster than this",
+        "the true offset never changes faster than this (default: a ±500 ppm crystal "
+        "plus room for wander on top)",
     ),
     AssumptionSpec(
         "max_wander_ppb_per_s", 10.0, 0.0, 1_000_000.0,
@@ -67,7 +68,7 @@ _SPECS = {spec.name: spec for spec in ASSUMPTION_SPECS}
 class Assumptions:
     """Validated assumption values (see :data:`ASSUMPTION_SPECS` for units and meaning)."""
 
-    max_skew_ppm: float = 500.0
+    max_skew_ppm: float = 1000.0
     max_wander_ppb_per_s: float = 10.0
     step_confirm: float = 3.0
     step_min_ns: float = 0.0

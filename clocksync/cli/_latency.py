@@ -159,6 +159,8 @@ def render(report: LatencyReport) -> str:
               show_default=True, help="P99 alert: MADs above the baseline median.")
 @click.option("--max-clock-bound", "max_clock_bound_s", default="1ms", show_default=True,
               callback=_duration, help="Clock alert when a node's bound exceeds this.")
+@click.option("--strict", is_flag=True,
+              help="Fail (exit 1) when causality contradicts the tables, instead of flagging.")
 @click.option("--sample-budget", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Sample requests down to about this many events per second (slow "
                    "outliers always kept; percentiles weighted).")
@@ -166,7 +168,7 @@ def latency(events: tuple[str, ...], tables_dir: str | None, store_url: str | No
             out: str | None, as_json: bool, window_s: float, step_s: float | None,
             skip_bad: bool, plot: str | None, fmt: str, trace_map: str | None, stages: str,
             min_wire_s: float, causal_window_s: float, no_causal: bool, k_mad: float,
-            max_clock_bound_s: float, sample_budget: float | None) -> None:
+            max_clock_bound_s: float, strict: bool, sample_budget: float | None) -> None:
     """Hop latencies of EVENTS (events files or OTLP/Jaeger/Zipkin traces) with bounds."""
     from .. import Corrector
 
@@ -206,7 +208,7 @@ def latency(events: tuple[str, ...], tables_dir: str | None, store_url: str | No
     causal = None if no_causal else CausalAssumptions(
         min_wire_delay_ns=min_wire_s * 1e9, window_s=causal_window_s)
     report = analyze(data, corrector, stages=chain, window_s=window_s, step_s=step_s,
-                     causal=causal, skip_bad=skip_bad,
+                     causal=causal, skip_bad=skip_bad, strict=strict,
                      alert_config=AlertConfig(k_mad=k_mad,
                                               max_clock_bound_ns=max_clock_bound_s * 1e9))
     if out:

@@ -19,6 +19,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .._errors import InconsistentError
 from ._alerts import (
     Alert,
     AlertConfig,
@@ -152,8 +153,12 @@ def hop_table(
     stages: tuple[str, ...] = DEFAULT_STAGES,
     causal: CausalAssumptions | None = CausalAssumptions(),  # noqa: B008 - frozen
     skip_bad: bool = False,
+    strict: bool = False,
 ) -> HopResult:
     """Per-request hops with bounds, and the counts a report needs.
+
+    ``strict``: raise :class:`InconsistentError` (naming the node pairs, windows and
+    request count) when causal constraints contradict the tables, instead of flagging.
 
     Output columns: ``request_id, hop, src_node, dst_node, latency_ns, low_ns, high_ns``
     (the four names dictionary-encoded: categoricals in pandas)
@@ -206,6 +211,13 @@ def hop_table(
             int(bad.sum()), float(np.median(width)) if len(width) else np.nan,
             float(np.median(h.table_high_ns - h.table_low_ns)) if len(width) else np.nan))
     out = pa.concat_tables(parts) if parts else pa.table({})
+    if strict and any(c.inconsistent for c in counts):
+        bad_windows = [w for w in windows if w.status == "inconsistent"]
+        where = "; ".join(f"{w.node_a}<->{w.node_b} window starting {w.start_ns} ns: "
+                          f"{w.reason}" for w in bad_windows[:3])
+        raise InconsistentError(
+            f"{sum(c.inconsistent for c in counts)} hop(s) where causality contradicts the "
+            f"correction tables ({len(bad_windows)} window(s)); {where}")
     return HopResult(
         table=out, hops=tuple(counts), pair_windows=windows,
         requests=len(pivot.request_ids), incomplete=pivot.incomplete,
@@ -292,9 +304,10 @@ def analyze(
     causal: CausalAssumptions | None = CausalAssumptions(),  # noqa: B008 - frozen
     alert_config: AlertConfig = AlertConfig(),  # noqa: B008 - frozen
     skip_bad: bool = False,
+    strict: bool = False,
 ) -> LatencyReport:
     """Hops, percentiles (whole input and windows), alerts: the full report."""
-    result = hop_table(events, corrector, stages, causal, skip_bad)
+    result = hop_table(events, corrector, stages, causal, skip_bad, strict)
     hops = result.table
     summary = percentile_table(hops)
     windows = percentile_table(hops, window_s=window_s, step_s=step_s)

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from clocksync._errors import InputError
+from clocksync._errors import InconsistentError, InputError
 from clocksync.latency._causal import CausalAssumptions
 from clocksync.latency._pipeline import hop_table
 from clocksync.latency._simulate import simulate_requests
@@ -97,6 +97,8 @@ def test_wrong_table_is_reported_loudly() -> None:
     result = hop_table(events, bad_world.corrector, causal=CAUSAL)
     assert any(w.status == "inconsistent" for w in result.pair_windows)
     assert sum(h.inconsistent for h in result.hops) > 0
+    with pytest.raises(InconsistentError, match=r"causality contradicts .* (n1<->n2|n2<->n1)"):
+        hop_table(events, bad_world.corrector, causal=CAUSAL, strict=True)
 
 
 def test_events_before_table_fatal_or_counted(world: World) -> None:

@@ -121,8 +121,8 @@ def measure(
     ex: Exchange,
     filtered_delay_ns: float,
     *,
-    max_skew_ppm: float = 500.0,
-    timestamp_error_ns: float = 50.0,
+    max_skew_ppm: float,
+    timestamp_error_ns: float,
 ) -> Measurement:
     """Offset at ``t2`` as ``t1 + c_ms + filtered meanPathDelay - t2`` (ptp4l's estimator),
     clipped into the exchange's guaranteed interval, with the bound that interval implies.

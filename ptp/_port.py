@@ -23,6 +23,8 @@ import random
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from clocksync._fit._assumptions import Assumptions
+
 from ._bmca import AnnounceDataset, ForeignMasters
 from ._codec import encode, with_sequence_id
 from ._exchange import DelayFilter, Exchange, Measurement, RateEstimator, measure
@@ -32,6 +34,9 @@ from ._types import NS_PER_S, PortIdentity, format_clock_identity
 __all__ = ["DelayReqDue", "PortConfig", "PtpResult", "SlavePort"]
 
 _V = TypeVar("_V")
+
+#: The project-wide skew assumption (declared once, in ``clocksync._fit._assumptions``).
+DEFAULT_MAX_SKEW_PPM = Assumptions().max_skew_ppm
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +50,8 @@ class PortConfig:
         outlier_factor: an exchange whose round trip exceeds this x the window median is
             rejected (> 1).
         max_skew_ppm: assumed bound on the local clock's frequency error (ppm), widens each
-            bound by ``max_skew x |t3 - t2|``.
+            bound by ``max_skew x |t3 - t2|``; default: clocksync's ``max_skew_ppm``
+            assumption (``clocksync.Assumptions``), safe for commodity crystals.
         timestamp_error_ns: added to every bound for quantization and clock mapping (ns).
         utc_correct: subtract currentUtcOffset from master times when the master announces
             the PTP (TAI) timescale with a valid offset, so offsets compare with UTC clocks.
@@ -63,7 +69,7 @@ class PortConfig:
     window: int = 8
     delay_filter: str = "median"
     outlier_factor: float = 3.0
-    max_skew_ppm: float = 500.0
+    max_skew_ppm: float = DEFAULT_MAX_SKEW_PPM
     timestamp_error_ns: float = 50.0
     utc_correct: bool = True
     announce_threshold: int = 2

@@ -105,3 +105,11 @@ def test_cli_probe_help_and_errors() -> None:
 def test_slave_rejects_unknown_transport() -> None:
     with pytest.raises(ValueError, match="transport"):
         ptp.PtpSlave("lo", transport="ipv6")
+
+
+def test_skew_assumption_is_the_project_wide_one() -> None:
+    from clocksync import Assumptions
+
+    assert ptp.PortConfig().max_skew_ppm == Assumptions().max_skew_ppm
+    helped = CliRunner().invoke(main, ["ptp", "probe", "--help"])
+    assert f"default: {Assumptions().max_skew_ppm}" in helped.output.replace("\n", " ")

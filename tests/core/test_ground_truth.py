@@ -8,7 +8,7 @@ inside the samples, in gaps, around steps and in holdover); quality is asserted 
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from clocksync import AMBIGUOUS, HOLDOVER, OUT_OF_RANGE, Corrector, SimClock, fit_table
@@ -59,7 +59,8 @@ def test_bound_well_below_median_sample_bound_on_a_jittery_link() -> None:
     assert np.median(bound[interior]) < 0.5 * np.median(samples.bound_ns)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(
     skew_ppm=st.floats(-500, 500),
     wander=st.floats(0, 10),
@@ -86,6 +87,9 @@ def test_random_clocks_are_always_covered(  # type: ignore[no-untyped-def]
     gaps = ((700.0, 900.0),) if gap else ()
     samples = simulate_samples(clock, "n", T0, 2000, poll_s, link,
                                np.random.default_rng(seed), gaps_s=gaps)
+    # the documented detection assumption (docs/model.md): a step is larger than about
+    # three median sample bounds; smaller ones are measured by lab/fit_accuracy.py
+    assume(step_ms == 0 or abs(step_ms) * 1e6 >= 3 * float(np.median(samples.bound_ns)))
     table = fit_table(samples)
     err, bound, _, _ = _score(clock, table, 0, 2400, 3000, seed=seed + 1)
     assert len(err) > 2000

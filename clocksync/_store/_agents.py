@@ -38,6 +38,7 @@ class AgentsStore:
             with urllib.request.urlopen(agent + "/table", timeout=self.timeout_s) as reply:
                 body = reply.read(MAX_TABLE_BYTES + 1)
         except urllib.error.HTTPError as exc:
+            exc.close()
             if exc.code == 404:
                 return None
             raise StoreError(f"{agent}/table: HTTP {exc.code}") from None

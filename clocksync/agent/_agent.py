@@ -155,6 +155,7 @@ class Agent:
                                  segment_samples=config.segment_samples,
                                  retention_s=config.retention_s,
                                  keep_samples=config.window_samples)
+        self._own_stores = stores is None  # opened here: closed by shutdown()
         self._stores = [_StoreState(s) for s in
                         (stores if stores is not None
                          else [open_store(u) for u in config.store_urls])]
@@ -183,11 +184,17 @@ class Agent:
     def server(self) -> NtpServer | None:
         return self._server
 
-    def start_server(self) -> NtpServer | None:
-        """Start the peer-mode NTP server if ``serve_port`` is set; returns it."""
-        if self.config.serve_port and self._server is None:
-            self._server = NtpServer(self.clock, address=self.config.serve_address,
-                                     port=self.config.serve_port,
+    def start_server(self, port: int | None = None) -> NtpServer | None:
+        """Start the peer-mode NTP server (once); returns it, or None when off.
+
+        ``port``: default ``serve_port`` (0 there means off); an explicit 0 picks a free port.
+        """
+        if self._server is None:
+            if port is None:
+                if not self.config.serve_port:
+                    return None
+                port = self.config.serve_port
+            self._server = NtpServer(self.clock, address=self.config.serve_address, port=port,
                                      synchronised=self._serves_synchronised()).start()
         return self._server
 
@@ -223,6 +230,11 @@ class Agent:
             self._publish(force=True)
         for s in self._sources:
             s.source.close()
+        if self._own_stores:
+            for state in self._stores:
+                close = getattr(state.store, "close", None)
+                if callable(close):
+                    close()
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -268,18 +280,21 @@ class Agent:
         except Exception as exc:  # a broken source must not kill the agent
             log.exception("source %s: poll failed", state.source.name)
             result = PollResult(None, ("internal",), reachable=False, message=str(exc))
-        state.errors.update(result.errors)
-        if result.errors:
-            state.last_error = result.message
+        with self._lock:  # snapshot() copies these from the HTTP thread
+            state.errors.update(result.errors)
+            if result.errors:
+                state.last_error = result.message
+            if result.sample is not None:
+                state.samples += 1
+                state.failures_in_row = 0
+                state.answered = True
+                state.last_sample = result.sample
+            else:
+                state.failures_in_row += 1
+                state.answered = result.reachable
         if result.sample is not None:
-            state.samples += 1
-            state.failures_in_row = 0
-            state.answered = True
-            state.last_sample = result.sample
             self.samples.append([result.sample])
         else:
-            state.failures_in_row += 1
-            state.answered = result.reachable
             log.warning("source %s: %s", state.source.name, result.message or "no sample")
         if result.stop:
             state.stopped = True
@@ -424,13 +439,14 @@ class Agent:
         with self._lock:
             table, table_json = self._published, self._published_json
         offset = self._offset_now(now_local)
-        sources = tuple(SourceStatus(
-            name=s.source.name, poll_s=s.poll_s, samples=s.samples, errors=dict(s.errors),
-            reachable=s.failures_in_row < UNREACHABLE_POLLS and not s.stopped,
-            stopped=s.stopped,
-            last_offset_ns=s.last_sample.offset_ns if s.last_sample else None,
-            last_bound_ns=s.last_sample.bound if s.last_sample else None,
-            last_error=s.last_error) for s in self._sources)
+        with self._lock:
+            sources = tuple(SourceStatus(
+                name=s.source.name, poll_s=s.poll_s, samples=s.samples, errors=dict(s.errors),
+                reachable=s.failures_in_row < UNREACHABLE_POLLS and not s.stopped,
+                stopped=s.stopped,
+                last_offset_ns=s.last_sample.offset_ns if s.last_sample else None,
+                last_bound_ns=s.last_sample.bound if s.last_sample else None,
+                last_error=s.last_error) for s in self._sources)
         current = table.current if table is not None else None
         return AgentSnapshot(
             node=self.node,

@@ -18,22 +18,27 @@ __all__ = ["demo"]
 @click.option("--store", "store_dir", default=None, type=click.Path(file_okay=False),
               help="directory store for the tables (default: a new temporary directory)")
 @click.option("--seed", default=1, show_default=True, help="random seed of the simulation")
+@click.option("--duration", "duration_s", type=click.FloatRange(3.0, 50.0), default=15.0,
+              show_default=True, help="seconds the agents run")
 @click.option("--json", "as_json", is_flag=True, help="print the results as JSON")
-def demo(store_dir: str | None, seed: int, as_json: bool) -> None:
-    """Simulate three skewed nodes (one steps), fit and publish their tables, then show the
-    skew report beside the hidden truth and correct PP -> Bifrost latencies.
+def demo(store_dir: str | None, seed: int, duration_s: float, as_json: bool) -> None:
+    """Run live agents on loopback: a reference agent serves NTP, three agents with
+    simulated skewed clocks (one steps mid-run) measure it over real UDP, fit and publish
+    their tables; then show the skew report beside the hidden truth and correct
+    PP -> Bifrost latencies.
 
-    No root, no network, nothing touches the system clock.
+    No root, no network beyond 127.0.0.1, nothing touches the system clock.
     """
-    result = run_demo(store_dir=store_dir, seed=seed)
+    result = run_demo(store_dir=store_dir, seed=seed, duration_s=duration_s)
     if as_json:
         payload = asdict(result)
         payload["report"] = [r.to_dict() for r in result.report]
         click.echo(json.dumps(payload))
         return
-    click.echo(f"Simulated {len(result.truth)} nodes for {result.duration_s / 60:.0f} min, "
-               f"one sample per {result.poll_s:g} s each ({result.samples} samples), "
-               f"tables in {result.store}\n")
+    click.echo(f"{len(result.truth)} agents with simulated clocks measured the reference "
+               f"agent ({result.reference}) for {result.duration_s:g} s over loopback UDP: "
+               f"{result.exchanges} NTP exchanges, {result.samples} samples (poll "
+               f"{result.poll_s:g}..{2 * result.poll_s:g} s); tables in {result.store}\n")
     click.echo("Skew report at the end of the run (offset = reference - local):")
     click.echo(render_skew_table(result.report))
     click.echo("\nHidden truth at the same moment:")

@@ -27,7 +27,8 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
-def _kill(pid: int) -> None:
+def kill_pid(pid: int) -> None:
+    """SIGTERM a process that is not our child (a daemon), SIGKILL after 2.5 s."""
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -51,28 +52,43 @@ class RedisServer:
         return f"redis://{auth}127.0.0.1:{self.port}/{db}" + (f"?{query}" if query else "")
 
 
+def start_redis(port: int, workdir: Path, password: str | None = None) -> int:
+    """Start a daemonized redis-server on 127.0.0.1:``port``; returns its PID once it
+    accepts connections."""
+    pidfile = workdir / f"redis-{port}.pid"
+    logfile = workdir / f"redis-{port}.log"
+    args = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+            "--appendonly", "no", "--daemonize", "yes", "--pidfile", str(pidfile),
+            "--dir", str(workdir), "--logfile", str(logfile)]
+    if password:
+        args += ["--requirepass", password]
+    subprocess.run(args, check=True, timeout=10)
+    deadline = time.monotonic() + 10
+    while not pidfile.exists() or not _answers(port):
+        if time.monotonic() > deadline:
+            pytest.fail(f"redis-server did not start: {logfile.read_text(errors='replace')}")
+        time.sleep(0.05)
+    return int(pidfile.read_text().strip())
+
+
+def needs_redis() -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server on PATH (apt-get install redis-server)")
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A real redis-server (password required) on a free loopback port."""
-    if shutil.which("redis-server") is None:
-        pytest.skip("needs redis-server on PATH (apt-get install redis-server)")
+    needs_redis()
     workdir = Path(tempfile.mkdtemp(prefix="csagent_redis_"))
-    port = free_port()
-    pidfile = workdir / "redis.pid"
-    subprocess.run(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-                    "--appendonly", "no", "--daemonize", "yes", "--pidfile", str(pidfile),
-                    "--dir", str(workdir), "--logfile", str(workdir / "redis.log"),
-                    "--requirepass", REDIS_PASSWORD], check=True, timeout=10)
+    pid = None
     try:
-        deadline = time.monotonic() + 10
-        while not pidfile.exists() or not _answers(port):
-            if time.monotonic() > deadline:
-                pytest.fail(f"redis-server did not start: {(workdir / 'redis.log').read_text()}")
-            time.sleep(0.05)
+        port = free_port()
+        pid = start_redis(port, workdir, REDIS_PASSWORD)
         yield RedisServer(port, REDIS_PASSWORD)
     finally:
-        if pidfile.exists():
-            _kill(int(pidfile.read_text().strip()))
+        if pid is not None:
+            kill_pid(pid)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

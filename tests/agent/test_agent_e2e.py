@@ -28,7 +28,7 @@ from clocksync.agent import Agent, AgentConfig, AgentHttpServer
 from clocksync.ntp import NtpPacket, NtpServer, decode, encode
 from clocksync.ntp._packet import MODE_SERVER, ns_to_ntp
 
-from .conftest import Chronyd, RedisServer, free_port
+from .conftest import Chronyd, RedisServer, free_port, kill_pid, needs_redis, start_redis
 
 FAST = {"min_poll_s": 0.1, "max_poll_s": 0.2, "refit_min_s": 0.3, "timeout_s": 0.2,
         "burst": 2, "burst_interval_s": 0.01}
@@ -64,7 +64,8 @@ def _get(url: str) -> tuple[int, str, str]:
         with urllib.request.urlopen(url, timeout=5) as reply:
             return reply.status, reply.headers["Content-Type"], reply.read().decode()
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers["Content-Type"], exc.read().decode()
+        with exc:
+            return exc.code, exc.headers["Content-Type"], exc.read().decode()
 
 
 def test_agent_against_chronyd(tmp_path: Path, chronyd: Chronyd,
@@ -101,6 +102,7 @@ def test_agent_against_chronyd(tmp_path: Path, chronyd: Chronyd,
             request = urllib.request.Request(http.url + "/table", data=b"x", method="POST")
             with pytest.raises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(request, timeout=5)
+            refused.value.close()
             assert refused.value.code == 405
     finally:
         http.stop()
@@ -130,8 +132,10 @@ class _ForgingServer:
     """Answers each request with garbage, then a reply whose origin is wrong (spoofed),
     then — if ``genuine`` — the real answer with the system clock's time."""
 
-    def __init__(self, genuine: bool) -> None:
+    def __init__(self, genuine: bool, deny: bool = False) -> None:
         self.genuine = genuine
+        self.deny = deny
+        self.requests = 0
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.05)
@@ -153,6 +157,13 @@ class _ForgingServer:
                 continue
             t2 = ns_to_ntp(time.time_ns())
             request = decode(data)
+            self.requests += 1
+            if self.deny:  # Kiss-o'-Death DENY: stop polling this server
+                self.sock.sendto(encode(NtpPacket(
+                    version=4, mode=MODE_SERVER, stratum=0,
+                    reference_id=int.from_bytes(b"DENY", "big"),
+                    origin_ts=request.transmit_ts, receive_ts=t2, transmit_ts=t2)), addr)
+                continue
             self.sock.sendto(b"\x24garbage", addr)
             # a spoofed reply claiming the clock is 1 s ahead
             self.sock.sendto(self._reply(request, request.transmit_ts ^ 0xFFFF,
@@ -187,6 +198,22 @@ def test_forged_and_garbled_replies_are_ignored(tmp_path: Path, genuine: bool) -
         assert agent.samples.appended == 0
         assert snap.sources[0].errors.get("bad_origin", 0) >= 1
         assert snap.status == "unknown"
+
+
+def test_kiss_of_death_deny_stops_polling(tmp_path: Path) -> None:
+    server = _ForgingServer(genuine=False, deny=True)
+    try:
+        agent = Agent(_config(tmp_path, ntp_servers=[f"127.0.0.1:{server.port}"],
+                              interleaved=False))
+        with running(agent):
+            _wait(lambda: agent.snapshot().sources[0].stopped)
+            asked = server.requests
+            time.sleep(0.6)  # three poll intervals: nothing more is sent
+            assert server.requests == asked == 1
+            assert agent.status == "unknown"
+    finally:
+        server.close()
+    assert agent.snapshot().sources[0].errors == {"kod_deny": 1}
 
 
 def test_server_down_free_running_and_bound_grows(tmp_path: Path,
@@ -266,3 +293,34 @@ def _metric(port: int, name: str) -> float:
             if sample.name == name:
                 return float(sample.value)
     return 0.0
+
+
+def test_publish_retries_until_redis_comes_up(tmp_path: Path) -> None:
+    needs_redis()
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0?prefix=retry&ttl_s=60"
+    server = NtpServer(address="127.0.0.1", port=0).start()
+    pid = None
+    try:
+        agent = Agent(_config(tmp_path, ntp_servers=[f"127.0.0.1:{server.port}"],
+                              stores=[str(tmp_path / "tables"), url],
+                              publish_backoff_max_s=0.4))
+        with running(agent):
+            _wait(lambda: (tmp_path / "tables" / "n1.table.json").exists())
+            _wait(lambda: agent.snapshot().publish_errors[agent.store_urls[1]] >= 2)
+            pid = start_redis(port, tmp_path)  # the store comes back
+            _wait(lambda: "n1" in _read_redis(url))
+        assert Corrector.from_store(url).table("n1").sample_count >= 1
+    finally:
+        server.stop()
+        if pid is not None:
+            kill_pid(pid)
+
+
+def _read_redis(url: str) -> dict[str, CorrectionTable]:
+    from clocksync import StoreError, open_store
+
+    try:
+        return open_store(url).read_all()
+    except StoreError:
+        return {}

@@ -82,5 +82,7 @@ def group_order(
     ``[bounds[k], bounds[k+1])`` in that order."""
     small = group.astype(np.uint16) if n_groups <= 65_536 else group
     order = np.argsort(small, kind="stable").astype(np.int64)
-    bounds = np.searchsorted(group[order], np.arange(n_groups + 1), side="left")
-    return order, bounds.astype(np.int64)
+    bounds = np.zeros(n_groups + 1, dtype=np.int64)
+    if len(group):
+        np.cumsum(np.bincount(group, minlength=n_groups), out=bounds[1:])
+    return order, bounds

@@ -243,6 +243,15 @@ def _chord(v0: float, v1: float, lam: F64) -> F64:
     return np.asarray((1 - lam) * v0 + lam * v1, dtype=np.float64)
 
 
+def _chords(v0: F64, v1: F64, lam: F64) -> F64:
+    """:func:`_chord` per element: ``v0``/``v1`` per message (an infinite end gives that
+    infinity; NaN stays NaN)."""
+    fin = np.isfinite(v0) & np.isfinite(v1)
+    lin = (1 - lam) * np.where(fin, v0, 0.0) + lam * np.where(fin, v1, 0.0)
+    inf = np.where(np.isfinite(v0), v1, v0)
+    return np.asarray(np.where(fin, lin, inf), dtype=np.float64)
+
+
 def tighten(
     src_node: I32,
     dst_node: I32,
@@ -275,69 +284,103 @@ def tighten(
     b_code = np.maximum(src_node, dst_node).astype(np.int64)
     forward = src_node == a_code
     cross = np.flatnonzero(src_node != dst_node)
+    if not len(cross):
+        return CausalResult(low, high, flagged, ())
     win = np.floor_divide(t_ref_ns, win_ns)
-    windows: list[PairWindow] = []
-    groups: list[npt.NDArray[np.intp]] = []
-    if len(cross):
-        n_nodes = len(node_names)
-        w0 = int(win[cross].min())
-        key = ((a_code[cross] * n_nodes + b_code[cross]) * (int(win[cross].max()) - w0 + 1)
-               + (win[cross] - w0))
-        order = np.argsort(key, kind="stable")
-        cuts = np.flatnonzero(np.diff(key[order]) != 0) + 1
-        groups = np.split(cross[order], cuts)
-    for g in groups:
-        a, b, w = int(a_code[g[0]]), int(b_code[g[0]]), int(win[g[0]])
-        start, end = w * win_ns, (w + 1) * win_ns
-        centre = start + win_ns / 2
-        x: F64 = np.asarray((t_ref_ns[g] - centre) / 1e9, dtype=np.float64)
-        fwd = forward[g]
-        lo_idx, up_idx = np.flatnonzero(fwd), np.flatnonzero(~fwd)
-        lo_c = ca.min_wire_delay_ns - raw[g][lo_idx] - slack[g][lo_idx] - r_ns
-        up_u = raw[g][up_idx] - ca.min_wire_delay_ns + slack[g][up_idx] + r_ns
-        keep_lo = _reduce(x[lo_idx], lo_c, upper=True)
-        keep_up = _reduce(x[up_idx], up_u, upper=False)
-        half = ca.window_s / 2
-        sol = _solve(x[lo_idx][keep_lo], lo_c[keep_lo], x[up_idx][keep_up], up_u[keep_up],
+    # one group per node pair and window; inside a group the A->B messages come first, then
+    # the B->A ones, each in input order: every per-group array is a slice, not a gather
+    n_nodes = len(node_names)
+    w0 = int(win[cross].min())
+    key = ((a_code[cross] * n_nodes + b_code[cross]) * (int(win[cross].max()) - w0 + 1)
+           + (win[cross] - w0))
+    order = np.argsort(key * 2 + ~forward[cross], kind="stable")
+    gs = cross[order]  # messages in group order
+    cuts = np.flatnonzero(np.diff(key[order]) != 0) + 1
+    g_start = np.concatenate([[0], cuts]).astype(np.int64)
+    g_end = np.concatenate([cuts, [len(gs)]]).astype(np.int64)
+    fwd_s = forward[gs]
+    n_fwd = np.add.reduceat(fwd_s.astype(np.int64), g_start)
+    g_win = win[gs[g_start]]
+    start_s = g_win * win_ns  # per group, int64
+    gid = np.repeat(np.arange(len(g_start)), g_end - g_start)
+    t_s = t_ref_ns[gs]
+    x_all: F64 = np.asarray((t_s - (start_s.astype(np.float64) + win_ns / 2)[gid]) / 1e9,
+                            dtype=np.float64)
+    raw_s, slack_s = raw[gs], slack[gs]
+    c_all = np.where(fwd_s, ca.min_wire_delay_ns - raw_s - slack_s - r_ns,
+                     raw_s - ca.min_wire_delay_ns + slack_s + r_ns)
+    # the message nearest each window's centre (first in input order among ties)
+    ax = np.abs(x_all)
+    nearest = ax == np.minimum.reduceat(ax, g_start)[gid]
+    near_all = np.minimum.reduceat(np.where(nearest, gs, n), g_start)
+    n_groups = len(g_start)
+    ends = np.full((n_groups, 4), np.nan)  # least δ at start, end; greatest at start, end
+    feasible = np.zeros(n_groups, dtype=bool)
+    rhos: list[tuple[float, float]] = []
+    half = ca.window_s / 2
+    for k in range(n_groups):
+        a_, m_, b_ = int(g_start[k]), int(g_start[k] + n_fwd[k]), int(g_end[k])
+        x_lo, c_lo, x_up, c_up = x_all[a_:m_], c_all[a_:m_], x_all[m_:b_], c_all[m_:b_]
+        keep_lo = _reduce(x_lo, c_lo, upper=True)
+        keep_up = _reduce(x_up, c_up, upper=False)
+        sol = _solve(x_lo[keep_lo], c_lo[keep_lo], x_up[keep_up], c_up[keep_up],
                      (-half, half), rho_max)
-        near = g[int(np.argmin(np.abs(x)))]
+        if sol is None:
+            rhos.append((np.nan, np.nan))
+            continue
+        mins, maxs, rho = sol
+        ends[k] = (mins[0], mins[1], maxs[0], maxs[1])
+        feasible[k] = True
+        rhos.append(rho)
+    # every message's interval from its window's chords, all groups at once
+    ok = feasible[gid]
+    lam = (t_s - start_s[gid]) / win_ns
+    d_lo = _chords(ends[gid, 0], ends[gid, 1], lam) - r_ns
+    d_hi = _chords(ends[gid, 2], ends[gid, 3], lam) + r_ns
+    tlo_s, thi_s = table_low_ns[gs], table_high_ns[gs]
+    with np.errstate(invalid="ignore"):  # infeasible groups (NaN) are masked out below
+        c_lo_m = np.where(fwd_s, raw_s + d_lo, raw_s - d_hi) - slack_s
+        c_hi_m = np.where(fwd_s, raw_s + d_hi, raw_s - d_lo) + slack_s
+        new_lo = np.maximum(np.maximum(tlo_s, c_lo_m), ca.min_wire_delay_ns)
+        new_hi = np.minimum(thi_s, c_hi_m)
+        bad = ok & (new_lo > new_hi)
+    take = ok & ~bad
+    low[gs] = np.where(take, new_lo, tlo_s)
+    high[gs] = np.where(take, new_hi, thi_s)
+    flagged[gs] = bad | ~ok
+    n_bad = np.add.reduceat(bad.astype(np.int64), g_start)
+    windows: list[PairWindow] = []
+    for k in range(n_groups):
+        a, b = int(a_code[gs[g_start[k]]]), int(b_code[gs[g_start[k]]])
+        w = int(g_win[k])
+        start, end = w * win_ns, (w + 1) * win_ns
+        near = int(near_all[k])
         if forward[near]:
             t_lo, t_hi = table_low_ns[near] - raw[near], table_high_ns[near] - raw[near]
         else:
             t_lo, t_hi = raw[near] - table_high_ns[near], raw[near] - table_low_ns[near]
-        window = partial(PairWindow, node_names[a], node_names[b], start, end, len(lo_idx),
-                         len(up_idx), table_offset_low_ns=float(t_lo),
-                         table_offset_high_ns=float(t_hi))
-        if sol is None:
-            flagged[g] = True
+        n_lo = int(n_fwd[k])
+        n_up = int(g_end[k] - g_start[k]) - n_lo
+        window = partial(PairWindow, node_names[a], node_names[b], start, end, n_lo, n_up,
+                         table_offset_low_ns=float(t_lo), table_offset_high_ns=float(t_hi))
+        if not feasible[k]:
             windows.append(window(
                 offset_low_ns=np.nan, offset_high_ns=np.nan,
                 drift_low_ppm=np.nan, drift_high_ppm=np.nan, status="inconsistent",
-                n_inconsistent=len(g),
+                n_inconsistent=n_lo + n_up,
                 reason="causal constraints contradict each other (a clock stepped, or "
                        "wander/min_wire_delay assumptions are broken)"))
             continue
-        mins, maxs, rho = sol
-        lam = (t_ref_ns[g] - start) / win_ns
-        d_lo = _chord(float(mins[0]), float(mins[1]), lam) - r_ns
-        d_hi = _chord(float(maxs[0]), float(maxs[1]), lam) + r_ns
-        c_lo = np.where(fwd, raw[g] + d_lo, raw[g] - d_hi) - slack[g]
-        c_hi = np.where(fwd, raw[g] + d_hi, raw[g] - d_lo) + slack[g]
-        new_lo = np.maximum(np.maximum(table_low_ns[g], c_lo), ca.min_wire_delay_ns)
-        new_hi = np.minimum(table_high_ns[g], c_hi)
-        bad = new_lo > new_hi
-        low[g] = np.where(bad, table_low_ns[g], new_lo)
-        high[g] = np.where(bad, table_high_ns[g], new_hi)
-        flagged[g] = bad
-        n_bad = int(bad.sum())
-        status = "inconsistent" if n_bad else ("ok" if len(lo_idx) and len(up_idx) else "one-way")
+        lo0, lo1, hi0, hi1 = (float(v) for v in ends[k])
+        rho = rhos[k]
+        nb = int(n_bad[k])
+        status = "inconsistent" if nb else ("ok" if n_lo and n_up else "one-way")
         windows.append(window(
-            offset_low_ns=float(_chord(float(mins[0]), float(mins[1]), np.array([0.5]))[0]) - r_ns,
-            offset_high_ns=float(_chord(float(maxs[0]), float(maxs[1]), np.array([0.5]))[0])
-            + r_ns,
+            offset_low_ns=float(_chord(lo0, lo1, np.array([0.5]))[0]) - r_ns,
+            offset_high_ns=float(_chord(hi0, hi1, np.array([0.5]))[0]) + r_ns,
             drift_low_ppm=rho[0] / 1e3, drift_high_ppm=rho[1] / 1e3, status=status,
-            n_inconsistent=n_bad,
-            reason="" if not n_bad else
+            n_inconsistent=nb,
+            reason="" if not nb else
             "causal interval and table interval do not overlap (a table is wrong or a clock "
             "stepped)"))
     return CausalResult(low, high, flagged, tuple(windows))

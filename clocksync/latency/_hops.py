@@ -3,13 +3,15 @@ timestamp with its node's table, and give each hop its table-only interval.
 
 Sign conventions: a hop's latency is ``true_ref(dst event) - true_ref(src event)`` (ns);
 ``raw_latency_ns = dst_ts_ns - src_ts_ns`` uses the nodes' local clocks as they are, so it
-can be negative across nodes. The table-only interval comes from
-:meth:`Corrector.latency`: for a same-node hop only the clock's rate error over the hop, for
-a cross-node hop the sum of the two correction bounds.
+can be negative across nodes. The table-only interval is :meth:`Corrector.latency`'s: for a
+same-node hop only the clock's rate error over the hop (asked of the corrector), for a
+cross-node hop the difference of the two corrections with the sum of their bounds (taken
+from the corrected stamps, which hold exactly those).
 
 Nothing here loops over requests in Python: request ids are dictionary-encoded by Arrow,
 stage events are scattered into ``(request, stage)`` slots with numpy, and the corrector is
-called once per node (timestamps) and once per node pair (hops).
+called once per node for the timestamps (in input order, so a file sorted by node and time
+gives it sorted runs) and once per node for the same-node hops.
 """
 
 from __future__ import annotations
@@ -166,20 +168,27 @@ def correct_stamps(pivot: Pivot, corrector: CorrectorLike, skip_bad: bool = Fals
     past the holdover horizon) makes the whole request unusable: fatal (:class:`InputError`
     naming the node and the count) unless ``skip_bad``, when it is counted.
     """
-    ref = np.zeros(pivot.ts_ns.shape, dtype=np.int64)
-    bound = np.full(pivot.ts_ns.shape, np.nan)
-    holdover = np.zeros(pivot.ts_ns.shape, dtype=bool)
-    usable = pivot.row >= 0
+    shape = pivot.ts_ns.shape
+    n_nodes = len(pivot.node_names)
+    slot_row = pivot.row.reshape(-1)
+    present = np.flatnonzero(slot_row >= 0)
+    rows = slot_row[present]
+    # correct by event row, grouped by node in input order: a file sorted by (node, ts_ns)
+    # (as written by write_events) hands the corrector sorted runs (its fast path)
+    n_ev = pivot.events.num_rows
+    ev_node = np.full(n_ev, n_nodes, dtype=np.int64)
+    ev_node[rows] = pivot.node.reshape(-1)[present]
+    ev_ts = np.zeros(n_ev, dtype=np.int64)
+    ev_ts[rows] = pivot.ts_ns.reshape(-1)[present]
+    order, bounds = group_order(ev_node, n_nodes + 1)
+    ev_ref = np.zeros(n_ev, dtype=np.int64)
+    ev_bound = np.full(n_ev, np.nan)
+    ev_hold = np.zeros(n_ev, dtype=bool)
+    ev_ok = np.ones(n_ev, dtype=bool)
     oor_nodes: dict[str, int] = {}
-    flat_node = pivot.node.reshape(-1).astype(np.int64)
-    order, bounds = group_order(np.where(flat_node < 0, len(pivot.node_names), flat_node),
-                                len(pivot.node_names) + 1)
-    flat_ts = pivot.ts_ns.reshape(-1)
-    ref_f, bound_f, hold_f = ref.reshape(-1), bound.reshape(-1), holdover.reshape(-1)
-    usable_f = usable.reshape(-1)
     for code, name in enumerate(pivot.node_names):
-        mask = order[bounds[code]:bounds[code + 1]]  # flat slots of this node
-        ts = flat_ts[mask]
+        idx = order[bounds[code]:bounds[code + 1]]  # event rows of this node
+        ts = ev_ts[idx]
         r, b = corrector.correct(name, ts, on_invalid="inf")
         b = np.asarray(b, dtype=np.float64)
         bad = ~np.isfinite(b)
@@ -191,10 +200,19 @@ def correct_stamps(pivot: Pivot, corrector: CorrectorLike, skip_bad: bool = Fals
                     " in a void stretch or past holdover); use skip_bad/--skip-bad to skip"
                     " those requests")
             oor_nodes[name] = int(bad.sum())
-            usable_f[mask] = usable_f[mask] & ~bad
-        ref_f[mask] = np.asarray(r, dtype=np.int64)
-        bound_f[mask] = np.where(bad, np.nan, b)
-        hold_f[mask] = (np.asarray(corrector.flags(name, ts)) & HOLDOVER) != 0
+            ev_ok[idx] = ~bad
+            b = np.where(bad, np.nan, b)
+        ev_ref[idx] = np.asarray(r, dtype=np.int64)
+        ev_bound[idx] = b
+        ev_hold[idx] = (np.asarray(corrector.flags(name, ts)) & HOLDOVER) != 0
+    ref = np.zeros(shape, dtype=np.int64)
+    bound = np.full(shape, np.nan)
+    holdover = np.zeros(shape, dtype=bool)
+    usable = np.zeros(shape, dtype=bool)
+    ref.reshape(-1)[present] = ev_ref[rows]
+    bound.reshape(-1)[present] = ev_bound[rows]
+    holdover.reshape(-1)[present] = ev_hold[rows]
+    usable.reshape(-1)[present] = ev_ok[rows]
     bad_req: BoolA = np.asarray(((pivot.row >= 0) & ~usable).any(axis=1))
     usable &= ~bad_req[:, None]
     return StageStamps(ref, bound, usable & (pivot.row >= 0), holdover,
@@ -237,7 +255,8 @@ class HopArrays:
 
 
 def table_hops(pivot: Pivot, stamps: StageStamps, corrector: CorrectorLike) -> list[HopArrays]:
-    """Every hop of the chain with its table-only interval (one corrector call per node pair)."""
+    """Every hop of the chain with its table-only interval (one corrector call per node for the
+    same-node hops; cross-node ones come from the stamps)."""
     index = {s: i for i, s in enumerate(pivot.stages)}
     out: list[HopArrays] = []
     for src_s, dst_s in hops_of(pivot.stages):
@@ -245,21 +264,22 @@ def table_hops(pivot: Pivot, stamps: StageStamps, corrector: CorrectorLike) -> l
         req = np.flatnonzero(stamps.usable[:, i] & stamps.usable[:, j]).astype(np.int64)
         src_node, dst_node = pivot.node[req, i], pivot.node[req, j]
         src_ts, dst_ts = pivot.ts_ns[req, i], pivot.ts_ns[req, j]
-        lat = np.zeros(len(req))
-        bnd = np.zeros(len(req))
+        src_ref, src_bnd = stamps.ref_ns[req, i], stamps.bound_ns[req, i]
+        # across nodes Corrector.latency is the difference of the two corrections with the
+        # sum of their bounds: both are in the stamps already, so nothing is corrected twice
+        lat = (stamps.ref_ns[req, j] - src_ref).astype(np.float64)
+        bnd = src_bnd + stamps.bound_ns[req, j]
         n_nodes = max(len(pivot.node_names), 1)
-        pair = src_node.astype(np.int64) * n_nodes + dst_node
-        order, bounds = group_order(pair, n_nodes * n_nodes)
+        same = np.flatnonzero(src_node == dst_node)
+        order, bounds = group_order(src_node[same].astype(np.int64), n_nodes)
         for code in np.flatnonzero(np.diff(bounds) > 0):
-            m = order[bounds[code]:bounds[code + 1]]
-            a, b = divmod(int(code), n_nodes)
-            lat_m, bnd_m = corrector.latency(pivot.node_names[a], src_ts[m],
-                                             pivot.node_names[b], dst_ts[m])
-            lat[m], bnd[m] = lat_m, bnd_m
+            m = same[order[bounds[code]:bounds[code + 1]]]
+            name = pivot.node_names[int(code)]
+            lat[m], bnd[m] = corrector.latency(name, src_ts[m], name, dst_ts[m])
         out.append(HopArrays(
             name=hop_name(src_s, dst_s), src_stage=i, dst_stage=j, req=req,
             src_node=src_node, dst_node=dst_node, src_ts_ns=src_ts, dst_ts_ns=dst_ts,
-            src_ref_ns=stamps.ref_ns[req, i], src_bound_ns=stamps.bound_ns[req, i],
+            src_ref_ns=src_ref, src_bound_ns=src_bnd,
             raw_ns=dst_ts - src_ts, table_low_ns=lat - bnd, table_high_ns=lat + bnd,
         ))
     return out

@@ -20,7 +20,7 @@ a statistical error, which is not part of the bound).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -51,38 +51,47 @@ def lower_confidence_rank(n: int, q: float, alpha: float) -> int:
     return int(binom.ppf(alpha, n, q)) - 1
 
 
+def _lower_confidence_ranks(n: I64, q: float, alpha: float) -> I64:
+    """:func:`lower_confidence_rank` for many ``n`` at once (one vectorized ppf call)."""
+    if not len(n):
+        return np.zeros(0, dtype=np.int64)
+    return np.asarray(binom.ppf(alpha, n, q), dtype=np.float64).astype(np.int64) - 1
+
+
 def _quantiles_in_groups(
     values: F64, order: I64 | None, bounds: I64 | tuple[I64, I64], qs: Sequence[float],
-    weights: F64 | None, ranks: Callable[[int], list[int]] | None = None,
+    weights: F64 | None, extra_ranks: I64 | None = None,
 ) -> F64:
     """One loop step per group (never per row): order statistics by ``np.partition``,
     weighted ones by a sort of the group's values and a cumulative-weight search.
-    ``order=None``: ``values`` (and ``weights``) are already in group order. ``bounds``:
+    ``order=None``: ``values`` (and ``weights``) are already in group order, and ``values``
+    is reordered inside each group (the caller passes an array it owns). ``bounds``:
     group ``k`` is ``[bounds[k], bounds[k+1])``, or a pair ``(starts, ends)`` of arrays
-    (groups may then overlap). ``ranks`` (unweighted only) replaces the ranks of ``qs`` by
-    ``ranks(n)`` (-1 = none: NaN)."""
+    (groups may then overlap). ``extra_ranks`` (unweighted only): one more 0-based rank per
+    group (-1 = none: NaN), returned as an extra last column from the same partition."""
     if isinstance(bounds, tuple):
         starts, ends = bounds
     else:
         starts, ends = bounds[:-1], bounds[1:]
     n_groups = len(starts)
-    out = np.full((n_groups, len(qs)), np.nan)
+    n_cols = len(qs) + (extra_ranks is not None)
+    out = np.full((n_groups, n_cols), np.nan)
     q_arr = np.asarray(qs, dtype=np.float64)
     ordered = values if order is None else values[order]
     w_ordered = None if weights is None else (weights if order is None else weights[order])
-    for k in np.flatnonzero(ends > starts):
+    extra = None if extra_ranks is None else extra_ranks.tolist()
+    for k in np.flatnonzero(ends > starts).tolist():
         a, b = int(starts[k]), int(ends[k])
         v = ordered[a:b]
-        n = len(v)
+        n = b - a
         if w_ordered is None:
-            if ranks is None:
-                kth = [min(max(math.ceil(q * n) - 1, 0), n - 1) for q in qs]
-            else:
-                kth = ranks(n)
-            valid = [r for r in kth if 0 <= r < n]
+            kth = [min(max(math.ceil(q * n) - 1, 0), n - 1) for q in qs]
+            if extra is not None:
+                kth.append(extra[k])
+            valid = sorted({r for r in kth if 0 <= r < n})
             if valid:
-                part = np.partition(v, sorted(set(valid)))
-                out[k] = [part[r] if 0 <= r < n else np.nan for r in kth]
+                v.partition(valid)  # in place: only reorders inside the group's range
+                out[k] = [v[r] if 0 <= r < n else np.nan for r in kth]
             continue
         srt = np.argsort(v, kind="stable")
         cw = np.cumsum(w_ordered[a:b][srt])
@@ -170,8 +179,16 @@ def percentile_table(
     pair = src_c * n_nodes + dst_c
     if rows is not None:
         pair = pair[rows]
-    inverse, n_groups = _dense(outer * n_pair + pair)
-    order, bounds = group_order(inverse, n_groups)
+    key = outer * n_pair + pair
+    n_keys = (int(outer.max()) + 1) * n_pair if len(key) else 0
+    if n_keys <= 65_536:  # few possible groups: sort by the key itself, drop the empty ones
+        order, key_bounds = group_order(key, n_keys)
+        present = np.flatnonzero(np.diff(key_bounds) > 0)
+        bounds = np.concatenate([key_bounds[present], [len(key)]]).astype(np.int64)
+        n_groups = len(present)
+    else:
+        inverse, n_groups = _dense(key)
+        order, bounds = group_order(inverse, n_groups)
     src = order if rows is None else rows[order]  # one gather per value array
     g_first = order[bounds[:-1]] if n_groups else np.zeros(0, np.int64)
     g_outer = outer[g_first] if n_groups else np.zeros(0, np.int64)
@@ -194,14 +211,15 @@ def percentile_table(
     ranges = (starts, ends)
     w_sorted = None if weight is None else weight[src]
     qs = [q for _, q in QUANTILES]
-    q_low = _quantiles_in_groups(low[src], None, ranges, qs, w_sorted)
+    if w_sorted is None:  # the P99 lower confidence rank rides on the lows' partition
+        lcb_rank = _lower_confidence_ranks(ends - starts, 0.99, P99_ALPHA)
+        low_cols = _quantiles_in_groups(low[src], None, ranges, qs, None, lcb_rank)
+        q_low, lcb = low_cols[:, :-1], low_cols[:, -1:]
+    else:
+        q_low = _quantiles_in_groups(low[src], None, ranges, qs, w_sorted)
+        lcb = np.full((len(starts), 1), np.nan)
     q_high = _quantiles_in_groups(high[src], None, ranges, qs, w_sorted)
     q_mid = (q_low + q_high) / 2
-    if w_sorted is None:
-        lcb = _quantiles_in_groups(low[src], None, ranges, [0.99], None,
-                                   ranks=lambda n: [lower_confidence_rank(n, 0.99, P99_ALPHA)])
-    else:
-        lcb = np.full((len(starts), 1), np.nan)
     out: dict[str, pa.Array] = {}
     if window_s is not None:
         start_of = w0 + (g_outer % n_win) * step_ns

@@ -96,8 +96,12 @@ def _seed(samples_dir: Path, node: str, hours: float = 1.0) -> int:
 
 _LIBRARY_AGENT = """
 import json, signal, sys
+class HidePandas:  # as installed without the [bench]/[dev] extras
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "pandas":
+            raise ImportError("pandas hidden by the bench")
 if sys.argv[2:] == ["no-pandas"]:
-    sys.modules["pandas"] = None  # as installed without the [bench]/[dev] extras
+    sys.meta_path.insert(0, HidePandas())
 from clocksync.agent import Agent, AgentHttpServer, load_config, parse_listen
 config = load_config(None, json.loads(sys.argv[1]))
 agent = Agent(config)

@@ -161,3 +161,43 @@ def ntp_server() -> Iterator[NtpServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def chronyd_client(chronyd: Chronyd) -> Iterator[str]:
+    """A second real chronyd (``-x``, measure-only) synchronised to ``chronyd`` over
+    loopback; yields its command socket once it has selected that server ('*')."""
+    from lab.ntp_vs_chrony import chrony_workdir
+
+    workdir = chrony_workdir("csagent_chronyc_")
+    sock = workdir / "chronyd.sock"
+    conf = workdir / "client.conf"
+    conf.write_text("\n".join([
+        f"server {chronyd.host} port {chronyd.port} iburst minpoll -4 maxpoll -4",
+        "port 0", "cmdport 0", f"bindcmdaddress {sock}", f"pidfile {workdir}/chronyd.pid",
+        f"driftfile {workdir}/drift", f"logdir {workdir}"]) + "\n")
+    log = open(workdir / "stderr.log", "wb")  # noqa: SIM115 - closed in teardown
+    proc = subprocess.Popen(["chronyd", "-x", "-d", "-f", str(conf)], stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            done = subprocess.run(["chronyc", "-c", "-n", "-h", str(sock), "sources"],
+                                  capture_output=True, text=True, timeout=5, check=False)
+            if any(line.split(",")[1:2] == ["*"] for line in done.stdout.splitlines()):
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                text = (workdir / "stderr.log").read_text(errors="replace")
+                pytest.fail(f"chronyd client did not synchronise: {done.stdout} {text}")
+            time.sleep(0.2)
+        yield str(sock)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -128,6 +128,19 @@ def test_chrony_source_reads_chronyd(tmp_path: Path, chronyd: Chronyd) -> None:
     assert agent.table is not None and agent.table.reference.startswith("chrony:")
 
 
+def test_chrony_source_reads_a_synchronised_chronyd_client(tmp_path: Path,
+                                                          chronyd_client: str) -> None:
+    """A chronyd that measures a server itself: the agent reports chronyd's estimate (one
+    sample per poll, no NTP traffic of its own), within its bound of the true offset 0."""
+    agent = Agent(_config(tmp_path, chrony=True, chronyc_host=chronyd_client))
+    with running(agent):
+        _wait(lambda: agent.table is not None and agent.table.sample_count >= 3)
+    recent = agent.samples.recent(1e9, 100)
+    assert all(abs(s.offset_ns) <= s.bound for s in recent)
+    assert all(s.source == f"chrony:{chronyd_client}:127.0.0.1" for s in recent)
+    assert all(s.bound > 1_000.0 for s in recent)  # root delay/dispersion of a real hop
+
+
 class _ForgingServer:
     """Answers each request with garbage, then a reply whose origin is wrong (spoofed),
     then — if ``genuine`` — the real answer with the system clock's time."""

@@ -293,7 +293,9 @@ def tighten(
     w0 = int(win[cross].min())
     key = ((a_code[cross] * n_nodes + b_code[cross]) * (int(win[cross].max()) - w0 + 1)
            + (win[cross] - w0))
-    order = np.argsort(key * 2 + ~forward[cross], kind="stable")
+    key2 = key * 2 + ~forward[cross]
+    order = np.argsort(key2.astype(np.uint16) if int(key2.max()) < 65_536 else key2,
+                       kind="stable")  # a radix sort when the codes fit 16 bits
     gs = cross[order]  # messages in group order
     cuts = np.flatnonzero(np.diff(key[order]) != 0) + 1
     g_start = np.concatenate([[0], cuts]).astype(np.int64)

@@ -205,14 +205,20 @@ def correct_stamps(pivot: Pivot, corrector: CorrectorLike, skip_bad: bool = Fals
         ev_ref[idx] = np.asarray(r, dtype=np.int64)
         ev_bound[idx] = b
         ev_hold[idx] = (np.asarray(corrector.flags(name, ts)) & HOLDOVER) != 0
-    ref = np.zeros(shape, dtype=np.int64)
-    bound = np.full(shape, np.nan)
-    holdover = np.zeros(shape, dtype=bool)
-    usable = np.zeros(shape, dtype=bool)
-    ref.reshape(-1)[present] = ev_ref[rows]
-    bound.reshape(-1)[present] = ev_bound[rows]
-    holdover.reshape(-1)[present] = ev_hold[rows]
-    usable.reshape(-1)[present] = ev_ok[rows]
+    if len(present) == len(slot_row):  # every slot present: plain gathers
+        ref, bound = ev_ref[pivot.row], ev_bound[pivot.row]
+        holdover, usable = ev_hold[pivot.row], ev_ok[pivot.row]
+    else:
+        ref = np.zeros(shape, dtype=np.int64)
+        bound = np.full(shape, np.nan)
+        holdover = np.zeros(shape, dtype=bool)
+        usable = np.zeros(shape, dtype=bool)
+        ref.reshape(-1)[present] = ev_ref[rows]
+        bound.reshape(-1)[present] = ev_bound[rows]
+        holdover.reshape(-1)[present] = ev_hold[rows]
+        usable.reshape(-1)[present] = ev_ok[rows]
+    if not oor_nodes:  # every present slot corrected: no request to drop
+        return StageStamps(ref, bound, usable, holdover, 0, oor_nodes)
     bad_req: BoolA = np.asarray(((pivot.row >= 0) & ~usable).any(axis=1))
     usable &= ~bad_req[:, None]
     return StageStamps(ref, bound, usable & (pivot.row >= 0), holdover,
@@ -254,6 +260,12 @@ class HopArrays:
         return np.asarray(self.src_node != self.dst_node)
 
 
+def _stage_column(a: npt.NDArray[Any], k: int, req: I64, every: bool) -> npt.NDArray[Any]:
+    """Column ``k`` of a ``(request, stage)`` array at rows ``req`` (a plain column copy, no
+    gather, when ``req`` is every request)."""
+    return np.ascontiguousarray(a[:, k]) if every else np.asarray(a[req, k])
+
+
 def table_hops(pivot: Pivot, stamps: StageStamps, corrector: CorrectorLike) -> list[HopArrays]:
     """Every hop of the chain with its table-only interval (one corrector call per node for the
     same-node hops; cross-node ones come from the stamps)."""
@@ -262,13 +274,18 @@ def table_hops(pivot: Pivot, stamps: StageStamps, corrector: CorrectorLike) -> l
     for src_s, dst_s in hops_of(pivot.stages):
         i, j = index[src_s], index[dst_s]
         req = np.flatnonzero(stamps.usable[:, i] & stamps.usable[:, j]).astype(np.int64)
-        src_node, dst_node = pivot.node[req, i], pivot.node[req, j]
-        src_ts, dst_ts = pivot.ts_ns[req, i], pivot.ts_ns[req, j]
-        src_ref, src_bnd = stamps.ref_ns[req, i], stamps.bound_ns[req, i]
+        every = len(req) == len(stamps.usable)
+
+        def pick(a: npt.NDArray[Any], k: int) -> npt.NDArray[Any]:
+            return _stage_column(a, k, req, every)  # noqa: B023 - called in this iteration
+
+        src_node, dst_node = pick(pivot.node, i), pick(pivot.node, j)
+        src_ts, dst_ts = pick(pivot.ts_ns, i), pick(pivot.ts_ns, j)
+        src_ref, src_bnd = pick(stamps.ref_ns, i), pick(stamps.bound_ns, i)
         # across nodes Corrector.latency is the difference of the two corrections with the
         # sum of their bounds: both are in the stamps already, so nothing is corrected twice
-        lat = (stamps.ref_ns[req, j] - src_ref).astype(np.float64)
-        bnd = src_bnd + stamps.bound_ns[req, j]
+        lat = (pick(stamps.ref_ns, j) - src_ref).astype(np.float64)
+        bnd = src_bnd + pick(stamps.bound_ns, j)
         n_nodes = max(len(pivot.node_names), 1)
         same = np.flatnonzero(src_node == dst_node)
         order, bounds = group_order(src_node[same].astype(np.int64), n_nodes)

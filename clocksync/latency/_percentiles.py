@@ -53,9 +53,11 @@ def lower_confidence_rank(n: int, q: float, alpha: float) -> int:
 
 def _lower_confidence_ranks(n: I64, q: float, alpha: float) -> I64:
     """:func:`lower_confidence_rank` for many ``n`` at once (one vectorized ppf call)."""
-    if not len(n):
-        return np.zeros(0, dtype=np.int64)
-    return np.asarray(binom.ppf(alpha, n, q), dtype=np.float64).astype(np.int64) - 1
+    out = np.full(len(n), -1, dtype=np.int64)
+    some = n > 0
+    if some.any():
+        out[some] = np.asarray(binom.ppf(alpha, n[some], q), dtype=np.float64).astype(np.int64) - 1
+    return out
 
 
 def _quantiles_in_groups(

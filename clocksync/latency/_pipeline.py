@@ -186,6 +186,7 @@ def hop_table(
 
     for k, (h, (low, high, bad)) in enumerate(zip(hops, intervals, strict=True)):
         req = pa.array(h.req)
+        unknown_order = (low < 0) & (high > 0)
         cols: dict[str, Any] = {
             "request_id": dict_col(h.req, ids),
             "hop": dict_col(np.full(len(h.req), k), hop_names),
@@ -198,18 +199,19 @@ def hop_table(
             "table_low_ns": pa.array(h.table_low_ns),
             "table_high_ns": pa.array(h.table_high_ns),
             "src_ref_ns": pa.array(h.src_ref_ns, pa.int64()),
-            "order_unknown": pa.array((low < 0) & (high > 0)),
+            "order_unknown": pa.array(unknown_order),
             "inconsistent": pa.array(bad),
         }
         for name, arr in ctx.items():
             cols[name] = arr.take(req)
         parts.append(pa.table(cols))
-        width = high - low
+        n = len(h.req)
         counts.append(HopCount(
-            h.name, len(h.req), int(h.cross_node.sum()), int((h.raw_ns < 0).sum()),
-            int(((low < 0) & (high > 0)).sum()),
-            int(bad.sum()), float(np.median(width)) if len(width) else np.nan,
-            float(np.median(h.table_high_ns - h.table_low_ns)) if len(width) else np.nan))
+            h.name, n, int(h.cross_node.sum()), int((h.raw_ns < 0).sum()),
+            int(unknown_order.sum()), int(bad.sum()),
+            float(np.median(high - low, overwrite_input=True)) if n else np.nan,
+            float(np.median(h.table_high_ns - h.table_low_ns, overwrite_input=True))
+            if n else np.nan))
     out = pa.concat_tables(parts) if parts else pa.table({})
     if strict and any(c.inconsistent for c in counts):
         bad_windows = [w for w in windows if w.status == "inconsistent"]

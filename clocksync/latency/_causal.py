@@ -42,6 +42,8 @@ import numpy.typing as npt
 from scipy.optimize import linprog
 from scipy.spatial import ConvexHull, QhullError
 
+from .._fit._assumptions import Assumptions
+
 __all__ = ["CausalAssumptions", "CausalResult", "PairWindow", "solve_linprog", "tighten"]
 
 I64 = npt.NDArray[np.int64]
@@ -53,6 +55,7 @@ _LP_TOL_NS = 1.0  # widening that covers the solvers' feasibility tolerance
 _FEAS_TOL_NS = 1e-3  # a vertex may violate a constraint by this much (rounding)
 _BOX_NS = 1e18  # |δ0| box that makes the polygon bounded; reaching it means unbounded
 _HULL_MIN_POINTS = 8
+_DEFAULTS = Assumptions()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,15 +65,16 @@ class CausalAssumptions:
     Attributes:
         min_wire_delay_ns: least true one-way delay of any message (ns, >= 0). 0 is always
             safe; a larger value tightens the bound but must be physically true.
-        max_skew_ppm: bound on any clock's frequency error (ppm), default 500 (commodity
-            crystals).
-        wander_ppb_per_s: bound on each clock's frequency change rate (ppb/s), default 10.
+        max_skew_ppm: bound on any clock's frequency error (ppm); default: the fit's
+            default assumption (``clocksync.Assumptions``), so tables and causality agree.
+        wander_ppb_per_s: bound on each clock's frequency change rate (ppb/s); default:
+            the fit's default assumption.
         window_s: length of the windows over which δ is modelled as a line (s).
     """
 
     min_wire_delay_ns: float = 0.0
-    max_skew_ppm: float = 500.0
-    wander_ppb_per_s: float = 10.0
+    max_skew_ppm: float = _DEFAULTS.max_skew_ppm
+    wander_ppb_per_s: float = _DEFAULTS.max_wander_ppb_per_s
     window_s: float = 1.0
 
     def __post_init__(self) -> None:

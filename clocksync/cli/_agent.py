@@ -94,6 +94,9 @@ def run(config_path: str | None, log_level: str, **kwargs: Any) -> None:
     if fit:
         overrides["fit"] = fit
     config = load_config(config_path, overrides)
+    if not (config.ntp_servers or config.peers or config.chrony or config.serve_port):
+        raise click.UsageError("nothing to do: give a source (--ntp-server, --peer, --chrony) "
+                               "or serve as a reference (--serve-port)")
     node_agent = Agent(config)
     http: AgentHttpServer | None = None
     try:

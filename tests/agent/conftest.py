@@ -52,9 +52,10 @@ class RedisServer:
         return f"redis://{auth}127.0.0.1:{self.port}/{db}" + (f"?{query}" if query else "")
 
 
-def start_redis(port: int, workdir: Path, password: str | None = None) -> int:
+def start_redis(port: int, workdir: Path, password: str | None = None,
+                tls: tuple[Path, Path, Path] | None = None) -> int:
     """Start a daemonized redis-server on 127.0.0.1:``port``; returns its PID once it
-    accepts connections."""
+    accepts connections. ``tls``: (CA cert, server cert, server key) — TLS only on ``port``."""
     pidfile = workdir / f"redis-{port}.pid"
     logfile = workdir / f"redis-{port}.log"
     args = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
@@ -62,6 +63,11 @@ def start_redis(port: int, workdir: Path, password: str | None = None) -> int:
             "--dir", str(workdir), "--logfile", str(logfile)]
     if password:
         args += ["--requirepass", password]
+    if tls:
+        args[args.index("--port") + 1] = "0"
+        args += ["--tls-port", str(port), "--tls-ca-cert-file", str(tls[0]),
+                 "--tls-cert-file", str(tls[1]), "--tls-key-file", str(tls[2]),
+                 "--tls-auth-clients", "no"]
     subprocess.run(args, check=True, timeout=10)
     deadline = time.monotonic() + 10
     while not pidfile.exists() or not _answers(port):
@@ -201,3 +207,24 @@ def chronyd_client(chronyd: Chronyd) -> Iterator[str]:
             proc.wait(5)
         log.close()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def make_tls_files(directory: Path) -> tuple[Path, Path, Path]:
+    """A throw-away CA and a server certificate for 127.0.0.1 (openssl CLI)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl on PATH to make test certificates")
+    ca_key, ca, key, csr, cert = (directory / n for n in
+                                  ("ca.key", "ca.crt", "srv.key", "srv.csr", "srv.crt"))
+    ext = directory / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=30)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out",
+        str(ca), "-days", "1", "-subj", "/CN=clocksync-test-ca")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+        "-subj", "/CN=127.0.0.1")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-out", str(cert), "-days", "1", "-extfile", str(ext))
+    return ca, cert, key

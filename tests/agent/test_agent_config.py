@@ -86,6 +86,8 @@ def test_cli_bad_flag_and_bad_config(tmp_path: Path) -> None:
                                   "--data-dir", str(tmp_path / "d")])
     assert result.exit_code == 1
     assert str(path) in result.output and "window_samples" in result.output
+    result = runner.invoke(main, ["agent", "run", "--data-dir", str(tmp_path / "d")])
+    assert result.exit_code == 2 and "nothing to do" in result.output
     result = runner.invoke(main, ["agent", "run", "--config", str(tmp_path / "missing.toml")])
     assert result.exit_code == 1
     assert "missing.toml" in result.output

@@ -14,7 +14,15 @@ import pytest
 from clocksync import CorrectionTable, Corrector, Sample, StoreError, fit_table, open_store
 from clocksync._store._redis import PASSWORD_ENV, RedisStore
 
-from .conftest import REDIS_PASSWORD, RedisServer
+from .conftest import (
+    REDIS_PASSWORD,
+    RedisServer,
+    free_port,
+    kill_pid,
+    make_tls_files,
+    needs_redis,
+    start_redis,
+)
 
 T0 = 1_767_225_600 * 10**9
 
@@ -132,3 +140,24 @@ def test_errors_never_show_the_password(redis_server: RedisServer) -> None:
     assert "TopSecret1" not in str(info.value)
     with pytest.raises(StoreError, match="ttl_s"):
         RedisStore(redis_server.url(query="ttl_s=-1"))
+
+
+def test_tls_with_ca_verification(tmp_path: Path) -> None:
+    needs_redis()
+    ca, cert, key = make_tls_files(tmp_path)
+    port = free_port()
+    pid = start_redis(port, tmp_path, REDIS_PASSWORD, tls=(ca, cert, key))
+    try:
+        url = (f"rediss://:{REDIS_PASSWORD}@127.0.0.1:{port}/0?prefix=tls"
+               f"&ssl_ca_certs={ca}&ssl_cert_reqs=required")
+        open_store(url).write(_table("tls-node"))
+        assert list(Corrector.from_store(url).nodes) == ["tls-node"]
+        plain = f"redis://:{REDIS_PASSWORD}@127.0.0.1:{port}/0?prefix=tls"
+        with pytest.raises(StoreError) as info:  # no TLS: the server drops us
+            RedisStore(plain, timeout_s=1.0).read_all()
+        assert REDIS_PASSWORD not in str(info.value)
+        untrusted = f"rediss://:{REDIS_PASSWORD}@127.0.0.1:{port}/0?ssl_cert_reqs=required"
+        with pytest.raises(StoreError, match=r"(?i)certificate|ssl"):  # not our CA: refused
+            RedisStore(untrusted, timeout_s=1.0).read_all()
+    finally:
+        kill_pid(pid)

@@ -4,7 +4,9 @@
 * ``GET /table``   — the published table JSON (404 before the first fit);
 * ``GET /healthz`` — 200 with a small JSON status while the loop runs, 503 if it stalled.
 
-Binds 127.0.0.1 unless configured otherwise. Only GET and HEAD; request bodies are refused;
+Binds 127.0.0.1 unless configured otherwise. prometheus-client (the ``metrics`` extra) is
+imported only when the endpoint starts, so the package and the CLI load without it.
+Only GET and HEAD; request bodies are refused;
 each connection has a socket timeout (:data:`REQUEST_TIMEOUT_S`), and the stdlib caps the
 request line and each header at 64 KiB and the header count at 100, so a slow or huge
 request cannot pin a thread for long.
@@ -17,10 +19,6 @@ import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from .._errors import InputError
 from .._table import STATUSES
@@ -44,7 +42,9 @@ class AgentCollector:
     def __init__(self, snapshot: Callable[[], AgentSnapshot]) -> None:
         self._snapshot = snapshot
 
-    def collect(self) -> Iterator[Metric]:
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         snap = self._snapshot()
         node = snap.node
         offset = GaugeMetricFamily("clocksync_offset_seconds",
@@ -137,6 +137,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         snap = self.server.snapshot()
         if path == "/metrics":
+            from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
             self._send(200, generate_latest(self.server.registry), CONTENT_TYPE_LATEST, head)
         elif path == "/table":
             if snap.table_json is None:
@@ -169,11 +171,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 16
 
-    def __init__(self, address: tuple[str, int], snapshot: Callable[[], AgentSnapshot]):
+    def __init__(self, address: tuple[str, int], snapshot: Callable[[], AgentSnapshot],
+                 registry: Any):
         super().__init__(address, _Handler)
         self.snapshot = snapshot
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(AgentCollector(snapshot))
+        self.registry = registry
 
 
 class AgentHttpServer:
@@ -187,7 +189,14 @@ class AgentHttpServer:
     def __init__(self, snapshot: Callable[[], AgentSnapshot], host: str = "127.0.0.1",
                  port: int = 9465) -> None:
         try:
-            self._server = _Server((host, port), snapshot)
+            from prometheus_client import CollectorRegistry
+        except ImportError:  # pragma: no cover - depends on the install
+            raise InputError("http_listen: /metrics needs prometheus-client: pip install "
+                             "'clocksync[metrics]' (or disable HTTP with --http '')") from None
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(AgentCollector(snapshot))
+        try:
+            self._server = _Server((host, port), snapshot, registry)
         except OSError as exc:
             raise InputError(f"http_listen: cannot listen on {host}:{port} "
                              f"({exc.strerror or exc})") from None

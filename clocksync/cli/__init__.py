@@ -1,9 +1,12 @@
 """The ``clocksync`` command line: a thin click layer over the library.
 
-Each command group lives in its own module; this module only assembles them.
+Each command lives in its own module, imported only when that command runs (so
+``clocksync agent run`` does not load scapy or the latency stack).
 """
 
 from __future__ import annotations
+
+import importlib
 
 import click
 
@@ -11,9 +14,33 @@ from .._errors import ClockSyncError
 
 __all__ = ["main"]
 
+#: command name -> "module:attribute" (one line per command module)
+_COMMANDS: dict[str, str] = {
+    "agent": "._agent:agent",
+    "correct": "._correct:correct",
+    "demo": "._demo:demo",
+    "fit": "._fit:fit",
+    "latency": "._latency:latency",
+    "ntp": "._ntp:ntp",
+    "ptp": "._ptp:ptp",
+    "skew": "._skew:skew",
+}
+
 
 class _Group(click.Group):
-    """Turns our own errors into one clear line on stderr and exit code 1."""
+    """Loads commands lazily; turns our own errors into one clear line and exit code 1."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        command = getattr(importlib.import_module(module_name, __name__), attr)
+        assert isinstance(command, click.Command)
+        return command
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -26,27 +53,3 @@ class _Group(click.Group):
 @click.version_option(package_name="clocksync")
 def main() -> None:
     """Measure clock skew between nodes and correct timestamps with guaranteed error bounds."""
-
-
-# Command registrations: one import and one add_command per command module.
-from ._ntp import ntp  # noqa: E402
-
-main.add_command(ntp)
-from ._ptp import ptp  # noqa: E402
-
-main.add_command(ptp)
-from ._correct import correct  # noqa: E402
-from ._demo import demo  # noqa: E402
-from ._fit import fit  # noqa: E402
-from ._skew import skew  # noqa: E402
-
-main.add_command(fit)
-main.add_command(correct)
-main.add_command(skew)
-main.add_command(demo)
-from ._latency import latency  # noqa: E402
-
-main.add_command(latency)
-from ._agent import agent  # noqa: E402
-
-main.add_command(agent)

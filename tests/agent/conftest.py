@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from clocksync.ntp import NtpClient, NtpServer
+from tests._chronyd import chronyd_process
 
 REDIS_PASSWORD = "agent-test-Pa55"
 
@@ -129,34 +130,14 @@ def chronyd() -> Iterator[Chronyd]:
     sock = workdir / "chronyd.sock"
     with open(conf, "a") as handle:
         handle.write(f"bindcmdaddress {sock}\n")
-    log = open(workdir / "stderr.log", "wb")  # noqa: SIM115 - closed in teardown
-    proc = subprocess.Popen(["chronyd", "-x", "-d", "-f", str(conf)], stdout=log,
-                            stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 20
-        with NtpClient("127.0.0.1", port, timeout_s=0.2, interleaved=False) as client:
-            while True:
-                try:
-                    client.exchange()
-                    if sock.exists():
-                        break
-                except Exception:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    text = (workdir / "stderr.log").read_text(errors="replace")
-                    pytest.fail(f"chronyd (port {port}) did not start in time: {text}")
-                time.sleep(0.1)
-        yield Chronyd("127.0.0.1", port, str(sock))
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+    with NtpClient("127.0.0.1", port, timeout_s=0.2, interleaved=False) as client:
+
+        def ready() -> bool:
+            client.exchange()
+            return sock.exists()
+
+        with chronyd_process(conf, workdir, ready, 20, f"chronyd (port {port})"):
+            yield Chronyd("127.0.0.1", port, str(sock))
 
 
 @pytest.fixture
@@ -182,31 +163,14 @@ def chronyd_client(chronyd: Chronyd) -> Iterator[str]:
         f"server {chronyd.host} port {chronyd.port} iburst minpoll -4 maxpoll -4",
         "port 0", "cmdport 0", f"bindcmdaddress {sock}", f"pidfile {workdir}/chronyd.pid",
         f"driftfile {workdir}/drift", f"logdir {workdir}"]) + "\n")
-    log = open(workdir / "stderr.log", "wb")  # noqa: SIM115 - closed in teardown
-    proc = subprocess.Popen(["chronyd", "-x", "-d", "-f", str(conf)], stdout=log,
-                            stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            done = subprocess.run(["chronyc", "-c", "-n", "-h", str(sock), "sources"],
-                                  capture_output=True, text=True, timeout=5, check=False)
-            if any(line.split(",")[1:2] == ["*"] for line in done.stdout.splitlines()):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                text = (workdir / "stderr.log").read_text(errors="replace")
-                pytest.fail(f"chronyd client did not synchronise: {done.stdout} {text}")
-            time.sleep(0.2)
+
+    def ready() -> bool:
+        done = subprocess.run(["chronyc", "-c", "-n", "-h", str(sock), "sources"],
+                              capture_output=True, text=True, timeout=5, check=False)
+        return any(line.split(",")[1:2] == ["*"] for line in done.stdout.splitlines())
+
+    with chronyd_process(conf, workdir, ready, 30, "chronyd client (selecting its server)"):
         yield str(sock)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def make_tls_files(directory: Path) -> tuple[Path, Path, Path]:

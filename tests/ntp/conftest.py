@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +18,7 @@ import pytest
 
 from clocksync.ntp import NtpClient, NtpPacket, NtpServer, decode
 from clocksync.ntp._packet import ns_to_ntp
+from tests._chronyd import chronyd_process
 
 # craft(request, t2_ntp) -> datagrams to send back (raw bytes), possibly none
 Craft = Callable[[NtpPacket, int], list[bytes]]
@@ -111,30 +110,11 @@ def chronyd_loopback(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
     workdir: Path = chrony_workdir("csntp_test_")
     port = free_udp_port()
     conf = chrony_server_conf(workdir, allow="127.0.0.1", port=port, bind="127.0.0.1")
-    log = open(workdir / "stderr.log", "wb")  # noqa: SIM115 - closed in teardown
-    proc = subprocess.Popen(["chronyd", "-x", "-d", "-f", str(conf)], stdout=log,
-                            stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 10
-        with NtpClient("127.0.0.1", port, timeout_s=0.2, interleaved=False) as client:
-            while True:
-                try:
-                    client.exchange()
-                    break
-                except Exception:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        log.flush()
-                        text = (workdir / "stderr.log").read_text(errors="replace")
-                        pytest.fail(f"chronyd did not answer on port {port}:\n{text}")
-                    time.sleep(0.1)
-        yield "127.0.0.1", port
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        log.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+    with NtpClient("127.0.0.1", port, timeout_s=0.2, interleaved=False) as client:
+
+        def ready() -> bool:
+            client.exchange()
+            return True
+
+        with chronyd_process(conf, workdir, ready, 10, f"chronyd on port {port}"):
+            yield "127.0.0.1", port

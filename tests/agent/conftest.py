@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from clocksync.ntp import NtpClient, NtpServer
+from clocksync.ntp import NtpClient
 from tests._chronyd import chronyd_process
 
 REDIS_PASSWORD = "agent-test-Pa55"
@@ -138,16 +138,6 @@ def chronyd() -> Iterator[Chronyd]:
 
         with chronyd_process(conf, workdir, ready, 20, f"chronyd (port {port})"):
             yield Chronyd("127.0.0.1", port, str(sock))
-
-
-@pytest.fixture
-def ntp_server() -> Iterator[NtpServer]:
-    """Our NTP server on loopback serving the system clock (stop it to simulate an outage)."""
-    server = NtpServer(address="127.0.0.1", port=0).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

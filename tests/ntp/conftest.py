@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from clocksync.ntp import NtpClient, NtpPacket, NtpServer, decode
+from clocksync.ntp import NtpClient, NtpPacket, decode
 from clocksync.ntp._packet import ns_to_ntp
 from tests._chronyd import chronyd_process
 
@@ -28,16 +28,6 @@ def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def ntp_server() -> Iterator[NtpServer]:
-    """Our server on loopback serving the system clock."""
-    server = NtpServer(address="127.0.0.1", port=0).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 class FakeServer:

@@ -169,12 +169,15 @@ class Ptp4lClient:
         return CurrentDataSet(steps, scaled_ns_to_ns(offset), scaled_ns_to_ns(delay))
 
     def sample(self, node: str, timestamp_error_ns: float = 50.0) -> Sample | None:
-        """ptp4l's latest measurement as a Sample (``None`` without a grandmaster yet)."""
+        """ptp4l's latest measurement as a Sample (``None`` without a grandmaster or before
+        ptp4l has measured a path delay: without one, no honest bound exists)."""
         status = self.time_status()
         current = self.current_data_set()
         if not status.gm_present or status.ingress_time_ns <= 0:
             return None
-        delay = max(0.0, current.mean_path_delay_ns)
+        delay = current.mean_path_delay_ns
+        if not delay > 0:
+            return None
         return Sample(
             node=node,
             t_local_ns=status.ingress_time_ns,

@@ -97,6 +97,18 @@ def test_sample_flips_the_sign_and_bounds_by_mean_path_delay(scripted: ScriptedP
     assert s.source == f"ptp4l:{scripted.path}"
 
 
+def test_no_sample_before_ptp4l_has_a_path_delay(tmp_path: Path) -> None:
+    # meanPathDelay 0: ptp4l has not measured the path yet, so no honest bound exists
+    no_delay = struct.pack(">Hqq", 1, -123 << 16, 0)
+    peer = ScriptedPtp4l(tmp_path / "p.sock", {TIME_STATUS_NP: TIME_STATUS,
+                                               CURRENT_DATA_SET: no_delay})
+    try:
+        with ptp.Ptp4lClient(peer.path) as client:
+            assert client.sample("n1") is None
+    finally:
+        peer.close()
+
+
 def test_error_status_and_missing_socket(tmp_path: Path) -> None:
     peer = ScriptedPtp4l(tmp_path / "e.sock", {CURRENT_DATA_SET: CURRENT}, TIME_STATUS_NP)
     try:
@@ -127,7 +139,11 @@ def test_real_ptp4l_time_status_matches_its_log() -> None:
         lab.start_master()
         assert lab.wait_for("ptp4l-slave.log", "master offset", 10.0)
         with ptp.Ptp4lClient(str(lab.workdir / "slave.sock")) as client:
+            deadline = time.monotonic() + 10  # until ptp4l has measured a path delay
             first = client.sample("n")
+            while first is None and time.monotonic() < deadline:
+                time.sleep(0.25)
+                first = client.sample("n")
             time.sleep(0.6)  # two more Syncs at 2^-2 s
             second = client.sample("n")
             status = client.time_status()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,8 +24,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from clocksync import CorrectionTable, Corrector
 from clocksync.agent import Agent, AgentConfig, AgentHttpServer
-from clocksync.ntp import NtpPacket, NtpServer, decode, encode
+from clocksync.ntp import NtpPacket, NtpServer, encode
 from clocksync.ntp._packet import MODE_SERVER, ns_to_ntp
+from tests._fakentp import Craft, FakeServer
 
 from .conftest import Chronyd, RedisServer, free_port, kill_pid, needs_redis, start_redis
 
@@ -141,58 +141,34 @@ def test_chrony_source_reads_a_synchronised_chronyd_client(tmp_path: Path,
     assert all(s.bound > 1_000.0 for s in recent)  # root delay/dispersion of a real hop
 
 
-class _ForgingServer:
-    """Answers each request with garbage, then a reply whose origin is wrong (spoofed),
-    then — if ``genuine`` — the real answer with the system clock's time."""
+def _forging(genuine: bool, deny: bool = False) -> Craft:
+    """Answer each request with garbage, then a reply whose origin is wrong (spoofed),
+    then — if ``genuine`` — the real answer with the system clock's time; or only a
+    Kiss-o'-Death DENY when ``deny``."""
 
-    def __init__(self, genuine: bool, deny: bool = False) -> None:
-        self.genuine = genuine
-        self.deny = deny
-        self.requests = 0
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        self.port = int(self.sock.getsockname()[1])
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _reply(self, request: NtpPacket, origin: int, t2: int) -> bytes:
+    def reply(origin: int, t2: int) -> bytes:
         return encode(NtpPacket(version=4, mode=MODE_SERVER, stratum=1, reference_id=1,
                                 origin_ts=origin, receive_ts=t2,
                                 transmit_ts=ns_to_ntp(time.time_ns())))
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data, addr = self.sock.recvfrom(2048)
-            except (TimeoutError, OSError):
-                continue
-            t2 = ns_to_ntp(time.time_ns())
-            request = decode(data)
-            self.requests += 1
-            if self.deny:  # Kiss-o'-Death DENY: stop polling this server
-                self.sock.sendto(encode(NtpPacket(
-                    version=4, mode=MODE_SERVER, stratum=0,
-                    reference_id=int.from_bytes(b"DENY", "big"),
-                    origin_ts=request.transmit_ts, receive_ts=t2, transmit_ts=t2)), addr)
-                continue
-            self.sock.sendto(b"\x24garbage", addr)
-            # a spoofed reply claiming the clock is 1 s ahead
-            self.sock.sendto(self._reply(request, request.transmit_ts ^ 0xFFFF,
-                                         t2 + (1 << 32)), addr)
-            if self.genuine:
-                self.sock.sendto(self._reply(request, request.transmit_ts, t2), addr)
+    def craft(request: NtpPacket, t2: int) -> list[bytes]:
+        if deny:  # Kiss-o'-Death DENY: stop polling this server
+            return [encode(NtpPacket(
+                version=4, mode=MODE_SERVER, stratum=0,
+                reference_id=int.from_bytes(b"DENY", "big"),
+                origin_ts=request.transmit_ts, receive_ts=t2, transmit_ts=t2))]
+        # garbage, then a spoofed reply claiming the clock is 1 s ahead
+        out = [b"\x24garbage", reply(request.transmit_ts ^ 0xFFFF, t2 + (1 << 32))]
+        if genuine:
+            out.append(reply(request.transmit_ts, t2))
+        return out
 
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
+    return craft
 
 
 @pytest.mark.parametrize("genuine", [True, False])
 def test_forged_and_garbled_replies_are_ignored(tmp_path: Path, genuine: bool) -> None:
-    server = _ForgingServer(genuine)
+    server = FakeServer(_forging(genuine))
     try:
         agent = Agent(_config(tmp_path, ntp_servers=[f"127.0.0.1:{server.port}"],
                               interleaved=False))
@@ -214,15 +190,15 @@ def test_forged_and_garbled_replies_are_ignored(tmp_path: Path, genuine: bool) -
 
 
 def test_kiss_of_death_deny_stops_polling(tmp_path: Path) -> None:
-    server = _ForgingServer(genuine=False, deny=True)
+    server = FakeServer(_forging(genuine=False, deny=True))
     try:
         agent = Agent(_config(tmp_path, ntp_servers=[f"127.0.0.1:{server.port}"],
                               interleaved=False))
         with running(agent):
             _wait(lambda: agent.snapshot().sources[0].stopped)
-            asked = server.requests
+            asked = len(server.requests)
             time.sleep(0.6)  # three poll intervals: nothing more is sent
-            assert server.requests == asked == 1
+            assert len(server.requests) == asked == 1
             assert agent.status == "unknown"
     finally:
         server.close()

@@ -9,59 +9,23 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from clocksync.ntp import NtpClient, NtpPacket, decode
-from clocksync.ntp._packet import ns_to_ntp
+from clocksync.ntp import NtpClient
 from tests._chronyd import chronyd_process
+from tests._fakentp import Craft, FakeServer
 
-# craft(request, t2_ntp) -> datagrams to send back (raw bytes), possibly none
-Craft = Callable[[NtpPacket, int], list[bytes]]
+__all__ = ["Craft", "FakeServer"]  # re-exported for the test modules
+
 
 
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-class FakeServer:
-    """A plain UDP socket on loopback answering each request with ``craft``'s datagrams."""
-
-    def __init__(self, craft: Craft):
-        self.craft = craft
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        self.port = int(self.sock.getsockname()[1])
-        self.requests: list[NtpPacket] = []
-        self.peers: list[tuple[str, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data, addr = self.sock.recvfrom(2048)
-            except (TimeoutError, OSError):
-                continue
-            t2 = ns_to_ntp(time.time_ns())
-            request = decode(data)
-            self.requests.append(request)
-            self.peers.append(addr)
-            for reply in self.craft(request, t2):
-                self.sock.sendto(reply, addr)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
 
 
 @pytest.fixture

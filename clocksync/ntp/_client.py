@@ -30,6 +30,7 @@ reply that matches our nonce raises at once.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import secrets
 import socket
@@ -173,6 +174,10 @@ class NtpClient:
         self.poll_log2 = poll_log2
         self.interleaved = interleaved
         self._prev: _Pending | None = None
+        #: every reply refused so far, by reason (:class:`RejectReason` values, plus
+        #: ``foreign_address`` for datagrams from anyone but the server) — including forged
+        #: or stale replies that were ignored while the genuine reply still arrived
+        self.rejected: collections.Counter[str] = collections.Counter()
         raw = socket.socket(family, socket.SOCK_DGRAM)
         if source_address is not None:
             try:
@@ -233,15 +238,17 @@ class NtpClient:
                     raise ignored
                 raise NtpTimeoutError(f"{self.source}: no reply within {self.timeout_s:g} s")
             if got.address[:2] != self._address:
+                self.rejected["foreign_address"] += 1
                 continue  # not from our server
             try:
                 reply = decode(got.data)
                 interleaved = prev is not None and reply.origin_ts == xleave_nonce
                 validate_reply(reply, xleave_nonce if interleaved else basic_nonce,
                                interleaved=interleaved)
-            except KissOfDeathError:
-                raise
             except NtpRejectError as exc:
+                self.rejected[exc.reason.value] += 1
+                if isinstance(exc, KissOfDeathError):
+                    raise
                 if exc.reason in (RejectReason.BAD_ORIGIN, RejectReason.MALFORMED):
                     ignored = exc  # keep waiting for the genuine reply
                     continue

@@ -183,6 +183,12 @@ def test_forged_and_garbled_replies_are_ignored(tmp_path: Path, genuine: bool) -
     if genuine:
         for sample in agent.samples.recent(1e9, 1000):
             assert abs(sample.offset_ns) <= sample.bound  # never the forged +1 s
+        # every poll succeeded, yet each forged and garbled reply is counted (per reply)
+        requests = len(server.requests)
+        errors = snap.sources[0].errors
+        assert errors.get("timeout", 0) == 0
+        assert 1 <= errors.get("bad_origin", 0) <= requests
+        assert errors.get("bad_origin", 0) == errors.get("malformed", 0)
     else:
         assert agent.samples.appended == 0
         assert snap.sources[0].errors.get("bad_origin", 0) >= 1

@@ -114,7 +114,12 @@ def test_spoofed_reply_before_the_genuine_one_is_skipped(fake_server: MakeServer
     server = fake_server(craft)
     with NtpClient("127.0.0.1", server.port, timeout_s=1.0, interleaved=False) as client:
         m = client.exchange()
+        m2 = client.exchange()
+        rejected = dict(client.rejected)
     assert m.sample.stratum == 2  # the genuine reply, not the spoof (stratum 1)
+    assert m2.sample.stratum == 2
+    # each ignored datagram is counted once, though both exchanges succeeded
+    assert rejected == {"bad_origin": 2, "malformed": 2}
 
 
 def test_malformed_only_ends_in_malformed(fake_server: MakeServer) -> None:

@@ -14,6 +14,7 @@ Offsets: reference - local (ns); positive = the local clock is behind.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import subprocess
 import time
@@ -114,20 +115,35 @@ class NtpSource:
         self.burst_interval_s = burst_interval_s
         self._client = NtpClient(host, port, node=node, clock=clock, timeout_s=timeout_s,
                                  interleaved=interleaved)
+        self._rejected_seen: collections.Counter[str] = collections.Counter()
 
     def poll(self) -> PollResult:
         try:
             burst = self._client.burst(self.burst, self.burst_interval_s)
         except KissOfDeathError as exc:
-            return PollResult(None, (str(exc.reason.value),), reachable=True,
+            return PollResult(None, self._rejected_since_last(), reachable=True,
                               rate_limited=not exc.stop_polling, stop=exc.stop_polling,
                               message=str(exc))
         except (NtpTimeoutError, NtpRejectError, OSError) as exc:
-            return PollResult(None, (_error_kind(exc),),
+            return PollResult(None, self._lost((exc,)) + self._rejected_since_last(),
                               reachable=isinstance(exc, NtpRejectError), message=str(exc))
-        errors = tuple(_error_kind(e) for e in burst.failures)
+        errors = self._lost(burst.failures) + self._rejected_since_last()
         sample = dataclasses.replace(burst.best.sample, source=self.name)
-        return PollResult(sample, errors, message=str(burst.failures[-1]) if errors else "")
+        message = str(burst.failures[-1]) if burst.failures else (
+            f"ignored {len(errors)} refused replies" if errors else "")
+        return PollResult(sample, errors, message=message)
+
+    @staticmethod
+    def _lost(failures: tuple[Exception, ...]) -> tuple[str, ...]:
+        """Exchanges without any reply (rejected replies are counted per reply instead)."""
+        return tuple(_error_kind(e) for e in failures if not isinstance(e, NtpRejectError))
+
+    def _rejected_since_last(self) -> tuple[str, ...]:
+        """One entry per reply the client refused since the previous poll (forged, stale,
+        malformed, KoD, ...), so ``/metrics`` counts replies, not failed polls."""
+        fresh = self._client.rejected - self._rejected_seen
+        self._rejected_seen = self._client.rejected.copy()
+        return tuple(sorted(fresh.elements()))
 
     def close(self) -> None:
         self._client.close()

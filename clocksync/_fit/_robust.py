@@ -1,10 +1,15 @@
 """The statistical estimate: a weighted robust line through a segment's recent samples.
 
 Weights follow chrony's idea: a sample's distance ``d = bound`` (half delay + dispersion)
-scales its residual, so low-delay samples count more; scipy's ``least_squares`` with a
-``soft_l1`` loss keeps queueing spikes from dragging the line. Old samples age out while a
-Wald–Wolfowitz runs test on the residual signs says a line no longer fits (frequency moved).
-This is an *estimate* with a standard error — never the guaranteed bound.
+scales its residual, so low-delay samples count more; a ``soft_l1`` (pseudo-Huber) loss,
+``ρ(z) = 2(√(1+z) − 1)`` on ``z = (residual/(distance·scale))²``, keeps queueing spikes from
+dragging the line. With two parameters and a convex loss the minimum is unique; damped
+Newton steps reach it in numpy (the cost never rises). It is the objective and covariance
+convention of scipy's ``least_squares(loss="soft_l1")`` — a test holds the two together —
+without importing scipy.optimize (47 MB of resident memory; the agent's budget is 80 MB).
+Old samples age out while a Wald–Wolfowitz runs test on the residual signs says a line no
+longer fits (frequency moved). This is an *estimate* with a standard error — never the
+guaranteed bound.
 """
 
 from __future__ import annotations
@@ -14,13 +19,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import optimize
 
-__all__ = ["LineFit", "fit_line", "runs_test_z"]
+__all__ = ["LineFit", "fit_line", "runs_test_z", "soft_l1_line"]
 
 F64 = npt.NDArray[np.float64]
 _MIN_SAMPLES = 6
 _MAX_SAMPLES = 512
+_NEWTON_MAX_ITER = 100
+_NEWTON_TOL = 1e-13
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +62,54 @@ def runs_test_z(residuals: F64) -> float:
     return (runs - mean) / math.sqrt(var) if var > 0 else 0.0
 
 
+def soft_l1_line(x: F64, y: F64, w: F64, scale: float, a0: float, slope0: float,
+                 ) -> tuple[float, float, F64]:
+    """Minimise ``Σ ρ(((y − a − slope·x)·w / scale)²)``, ``ρ(z) = 2(√(1+z) − 1)``.
+
+    The cost is convex in ``(a, slope)`` with a positive definite Hessian, so damped Newton
+    steps (halved until the cost falls) converge to its unique minimum, quadratically near
+    it — also where IRLS crawls (a few points, one far outlier).
+
+    Returns ``a``, ``slope`` and the loss-scaled Jacobian at the solution (rows
+    ``[w, w·x]·(1+z)^(-3/4)``: ``JᵀJ`` is the Gauss-Newton Hessian of the cost, as scipy's
+    ``least_squares`` reports it), from which the caller takes the covariance.
+    """
+    def cost(a_: float, s_: float) -> float:
+        u = (y - a_ - s_ * x) * w / scale
+        return float(np.sum(np.sqrt(1.0 + u * u) - 1.0))
+
+    a, slope = a0, slope0
+    current = cost(a, slope)
+    for _ in range(_NEWTON_MAX_ITER):
+        u = (y - a - slope * x) * w / scale
+        q = 1.0 + u * u
+        g = u / np.sqrt(q) * w  # d cost / d(-a) per point (times scale)
+        h = w * w / (q * np.sqrt(q))  # second derivative per point (times scale²)
+        g0, g1 = float(np.sum(g)), float(np.sum(g * x))
+        h00, h01, h11 = float(np.sum(h)), float(np.sum(h * x)), float(np.sum(h * x * x))
+        det = h00 * h11 - h01 * h01
+        if not det > 0:
+            break
+        da = scale * (h11 * g0 - h01 * g1) / det
+        ds = scale * (h00 * g1 - h01 * g0) / det
+        t = 1.0
+        for _ in range(60):
+            trial = cost(a + t * da, slope + t * ds)
+            if trial <= current:
+                break
+            t *= 0.5
+        else:
+            break  # no decrease at any step length: at the minimum to rounding
+        a, slope, current = a + t * da, slope + t * ds, trial
+        span = max(float(np.max(np.abs(x))), 1.0)
+        if abs(t * da) + abs(t * ds) * span <= _NEWTON_TOL * (abs(a) + scale / float(np.max(w))):
+            break
+    z = ((y - a - slope * x) * w / scale) ** 2
+    row_scale = (1.0 + z) ** -0.75
+    jac = np.column_stack((w * row_scale, w * x * row_scale))
+    return a, slope, jac
+
+
 def _fit_once(t_s: F64, off_ns: F64, dist_ns: F64) -> tuple[LineFit, F64]:
     w = 1.0 / dist_ns
     anchor = float(np.sum(t_s * w * w) / np.sum(w * w))
@@ -69,14 +123,7 @@ def _fit_once(t_s: F64, off_ns: F64, dist_ns: F64) -> tuple[LineFit, F64]:
     a0 = ym - slope0 * xm
     if len(t_s) >= 3:
         scale = max(float(np.median(np.abs((off_ns - a0 - slope0 * x) * w))), 1e-3)
-
-        def resid(p: F64) -> F64:
-            return np.asarray((off_ns - p[0] - p[1] * x) * w, dtype=np.float64)
-
-        sol = optimize.least_squares(resid, np.array([a0, slope0]), loss="soft_l1",
-                                     f_scale=scale, method="trf")
-        a, slope = float(sol.x[0]), float(sol.x[1])
-        jac = sol.jac
+        a, slope, jac = soft_l1_line(x, off_ns, w, scale, a0, slope0)
         res = off_ns - a - slope * x
         dof = max(len(t_s) - 2, 1)
         s2 = float(np.sum((res * w) ** 2) / dof)

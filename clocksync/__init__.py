@@ -3,7 +3,8 @@
 Public surface (everything else is private and may change)::
 
     Sample, fit_table, CorrectionTable, Corrector, read_samples, write_samples,
-    Assumptions, ASSUMPTION_SPECS, SimClock, SystemClock, and the exceptions.
+    Assumptions, ASSUMPTION_SPECS, SimClock, SystemClock, open_store, TableKey,
+    load_table_key (signed tables), and the exceptions.
 """
 
 from ._clock import Clock, SimClock, SystemClock
@@ -15,6 +16,7 @@ from ._errors import (
     InvalidTimestampError,
     OutOfRangeError,
     SchemaError,
+    SignatureError,
     StoreError,
     UnknownNodeError,
 )
@@ -23,6 +25,7 @@ from ._sample import Sample
 from ._samplefile import read_samples, write_samples
 from ._store import DirectoryStore, MemoryStore, TableStore, open_store
 from ._table import SCHEMA, CorrectionTable
+from ._tablekey import TableKey, load_table_key
 
 __all__ = [
     "AMBIGUOUS",
@@ -45,12 +48,15 @@ __all__ = [
     "Sample",
     "SampleArrays",
     "SchemaError",
+    "SignatureError",
     "SimClock",
     "StoreError",
     "SystemClock",
+    "TableKey",
     "TableStore",
     "UnknownNodeError",
     "fit_table",
+    "load_table_key",
     "open_store",
     "read_samples",
     "write_samples",

@@ -22,6 +22,7 @@ __all__ = [
     "InvalidTimestampError",
     "OutOfRangeError",
     "SchemaError",
+    "SignatureError",
     "StoreError",
     "UnknownNodeError",
 ]
@@ -37,6 +38,10 @@ class InputError(ClockSyncError, ValueError):
 
 class SchemaError(InputError):
     """A correction table does not validate; the message names the offending field."""
+
+
+class SignatureError(SchemaError):
+    """A table whose HMAC signature is missing or wrong while a table key is configured."""
 
 
 class InvalidTimestampError(InputError):

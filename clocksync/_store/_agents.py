@@ -13,6 +13,7 @@ import urllib.request
 
 from .._errors import StoreError
 from .._table import CorrectionTable
+from .._tablekey import TableKey
 
 __all__ = ["AgentsStore"]
 
@@ -23,8 +24,10 @@ MAX_TABLE_BYTES = 64 * 1024 * 1024
 class AgentsStore:
     """Tables read from agents' HTTP endpoints; :meth:`write` is refused."""
 
-    def __init__(self, url: str, timeout_s: float = 5.0) -> None:
+    def __init__(self, url: str, timeout_s: float = 5.0, *,
+                 table_key: TableKey | None = None) -> None:
         self.url = url
+        self.table_key = table_key
         self.timeout_s = timeout_s
         self.agents = [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
         for agent in self.agents:
@@ -47,7 +50,7 @@ class AgentsStore:
             raise StoreError(f"{agent}/table: cannot reach the agent ({reason})") from None
         if len(body) > MAX_TABLE_BYTES:
             raise StoreError(f"{agent}/table: larger than {MAX_TABLE_BYTES} bytes")
-        return CorrectionTable.from_json(body, source=f"{agent}/table")
+        return CorrectionTable.from_json(body, source=f"{agent}/table", key=self.table_key)
 
     def write(self, table: CorrectionTable) -> None:
         raise StoreError(f"{self.url}: agent URLs are read-only; agents publish their own "

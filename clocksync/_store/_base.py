@@ -6,6 +6,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from .._errors import StoreError
 from .._table import CorrectionTable
+from .._tablekey import TableKey
 
 __all__ = ["TableStore", "open_store"]
 
@@ -26,29 +27,33 @@ class TableStore(Protocol):
         """A value that changes whenever any table changes (cheap to compute)."""
 
 
-def open_store(url: str) -> TableStore:
+def open_store(url: str, *, table_key: TableKey | None = None) -> TableStore:
     """``DIR``, ``file://DIR``, ``memory://NAME``, ``redis://[:password@]host:port/db`` or
-    ``http://agent:port[,http://agent2:port...]`` (read-only, from running agents)."""
+    ``http://agent:port[,http://agent2:port...]`` (read-only, from running agents).
+
+    With ``table_key``, tables are signed on write and every table read must carry a valid
+    signature by that key (:mod:`clocksync._tablekey`)."""
     if url.startswith(("redis://", "rediss://", "unix://")):
         from ._redis import RedisStore, redact_url
 
         try:
-            return RedisStore(url)
+            return RedisStore(url, table_key=table_key)
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise StoreError(f"{redact_url(url)}: the Redis store needs "
                              f"'pip install clocksync[redis]' ({exc})") from None
     if url.startswith(("http://", "https://")):
         from ._agents import AgentsStore
 
-        return AgentsStore(url)
+        return AgentsStore(url, table_key=table_key)
     if url.startswith("memory://"):
         from ._memory import MemoryStore
 
-        return MemoryStore.named(url[len("memory://"):])
+        return MemoryStore.named(url[len("memory://"):], table_key)
     if "://" in url and not url.startswith("file://"):
         scheme = url.split("://", 1)[0]
         raise StoreError(f"{url}: unknown store scheme '{scheme}' (use a directory, file://, "
                          "redis://, or http://AGENT:PORT)")
     from ._directory import DirectoryStore
 
-    return DirectoryStore(url[len("file://"):] if url.startswith("file://") else url)
+    return DirectoryStore(url[len("file://"):] if url.startswith("file://") else url,
+                          table_key=table_key)

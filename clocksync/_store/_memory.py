@@ -3,41 +3,54 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from .._table import CorrectionTable
+from .._tablekey import TableKey
 
 __all__ = ["MemoryStore"]
+
+
+@dataclass
+class _Shelf:
+    """What every handle on one named store shares."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    json: dict[str, str] = field(default_factory=dict)
+    version: int = 0
 
 
 class MemoryStore:
     """Holds each node's table JSON; ``version()`` is a counter bumped on every write."""
 
-    _named: ClassVar[dict[str, MemoryStore]] = {}
+    _named: ClassVar[dict[str, _Shelf]] = {}
 
-    def __init__(self, url: str = "memory://") -> None:
+    def __init__(self, url: str = "memory://", *, table_key: TableKey | None = None,
+                 _shelf: _Shelf | None = None) -> None:
         self.url = url
-        self._lock = threading.Lock()
-        self._json: dict[str, str] = {}
-        self._version = 0
+        self.table_key = table_key
+        self._shelf = _shelf if _shelf is not None else _Shelf()
 
     @classmethod
-    def named(cls, name: str) -> MemoryStore:
-        """The process-wide store called ``name`` (``memory://NAME``)."""
-        return cls._named.setdefault(name, cls(f"memory://{name}"))
+    def named(cls, name: str, table_key: TableKey | None = None) -> MemoryStore:
+        """A handle on the process-wide store called ``name`` (``memory://NAME``)."""
+        return cls(f"memory://{name}", table_key=table_key,
+                   _shelf=cls._named.setdefault(name, _Shelf()))
 
     def write(self, table: CorrectionTable) -> None:
-        text = table.to_json()
-        with self._lock:
-            self._json[table.node] = text
-            self._version += 1
+        text = table.to_json(self.table_key)
+        with self._shelf.lock:
+            self._shelf.json[table.node] = text
+            self._shelf.version += 1
 
     def read_all(self) -> dict[str, CorrectionTable]:
-        with self._lock:
-            items = list(self._json.items())
-        return {node: CorrectionTable.from_json(text, source=f"{self.url}/{node}")
+        with self._shelf.lock:
+            items = list(self._shelf.json.items())
+        return {node: CorrectionTable.from_json(text, source=f"{self.url}/{node}",
+                                                key=self.table_key)
                 for node, text in items}
 
     def version(self) -> int:
-        with self._lock:
-            return self._version
+        with self._shelf.lock:
+            return self._shelf.version

@@ -8,7 +8,9 @@ import pyarrow as pa
 
 from .._corrector import OUT_OF_RANGE, Corrector
 from .._errors import InputError
+from .._tablekey import TableKey
 from .._tabular import Column, read_rows, write_rows
+from ._options import table_key_option
 
 __all__ = ["correct"]
 
@@ -25,13 +27,15 @@ _COLUMNS = [Column("node", "string"), Column("ts_ns", "int64", nonnegative=True)
               show_default=True,
               help="timestamps the tables cannot correct: fail, or keep them with an "
                    "infinite bound")
-def correct(input_path: str, store: str, output: str, on_invalid: str) -> None:
+@table_key_option
+def correct(input_path: str, store: str, output: str, on_invalid: str,
+            table_key: TableKey | None) -> None:
     """Add ``ref_ns`` and ``bound_ns`` (and ``flags``) to every row with ``node, ts_ns``.
 
     The true reference time of a row lies in ``[ref_ns - bound_ns, ref_ns + bound_ns]``.
     """
     table = read_rows(input_path, _COLUMNS)
-    corrector = Corrector.from_store(store)
+    corrector = Corrector.from_store(store, table_key=table_key)
     nodes = table.column("node").to_numpy(zero_copy_only=False)
     ts = table.column("ts_ns").to_numpy()
     ref = np.empty(len(ts), dtype=np.int64)

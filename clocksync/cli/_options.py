@@ -8,8 +8,9 @@ from typing import Any, TypeVar
 import click
 
 from .._fit import ASSUMPTION_SPECS
+from .._tablekey import TableKey, load_table_key
 
-__all__ = ["assumption_options", "collect_assumptions"]
+__all__ = ["assumption_options", "collect_assumptions", "table_key_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,6 +27,21 @@ def assumption_options(func: F) -> F:
             help=spec.help,
         )(func)
     return func
+
+
+def _load_key(ctx: click.Context, param: click.Parameter, value: str | None
+              ) -> TableKey | None:
+    return None if value is None else load_table_key(value)
+
+
+def table_key_option(func: F) -> F:
+    """``--table-key-file FILE`` (or ``$CLOCKSYNC_TABLE_KEY_FILE``): the command gets a
+    ``table_key`` argument, a :class:`TableKey` or None."""
+    return click.option(
+        "--table-key-file", "table_key", type=click.Path(dir_okay=False), default=None,
+        envvar="CLOCKSYNC_TABLE_KEY_FILE", callback=_load_key,
+        help="shared HMAC key file: tables are signed with it, and unsigned or badly signed "
+             "tables are refused (docs/table-format.md)")(func)
 
 
 def collect_assumptions(kwargs: dict[str, Any]) -> dict[str, float]:

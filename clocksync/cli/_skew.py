@@ -17,7 +17,9 @@ from .._fit import SampleArrays
 from .._report import SkewRow, skew_rows
 from .._samplefile import read_samples
 from .._table import LineEstimate
+from .._tablekey import TableKey
 from .._units import format_duration_s, format_ns
+from ._options import table_key_option
 
 __all__ = ["load_sample_history", "plot_skew", "render_skew_table", "skew"]
 
@@ -149,15 +151,17 @@ def skew() -> None:
                    "repeatable")
 @click.option("--plot-span", "plot_span_s", type=click.FloatRange(min=1.0), default=3_600.0,
               show_default=True, help="seconds of history in the plot")
+@table_key_option
 def report(store: str, as_json: bool, watch: float | None, at_ns: int | None,
-           plot_path: str | None, sample_paths: tuple[str, ...], plot_span_s: float) -> None:
+           plot_path: str | None, sample_paths: tuple[str, ...], plot_span_s: float,
+           table_key: TableKey | None) -> None:
     """Offset now ± guaranteed bound, skew (statistical), residual rms, samples, last
     sample age and status, per node. --store also takes agents' URLs:
     http://host:9465,http://host2:9465."""
     if sample_paths and plot_path is None:
         raise click.UsageError("--samples is only used with --plot")
     history = load_sample_history(sample_paths) if sample_paths else None
-    corrector = Corrector.from_store(store)
+    corrector = Corrector.from_store(store, table_key=table_key)
     while True:
         now = at_ns if at_ns is not None else time.time_ns()
         rows = skew_rows(corrector, now)

@@ -240,6 +240,17 @@ class Corrector:
             return int(ref), float(bound)
         return ref, bound
 
+    def _correct_located(self, node: str, c: _Compiled, ts: I64, idx: npt.NDArray[np.intp],
+                         on_invalid: OnInvalid) -> tuple[I64, F64]:
+        """:meth:`correct` of non-negative timestamps whose cells ``idx`` are known."""
+        ref, bound, invalid = _evaluate_gather(c, ts, idx)
+        if invalid is not None:
+            if on_invalid == "raise":
+                self._raise_out_of_range(node, c, ts, invalid)
+            ref = np.where(invalid, ts, ref)
+            bound = np.where(invalid, math.inf, bound)
+        return ref, bound
+
     def _correct_scalar(self, node: str, c: _Compiled, t: int, on_invalid: OnInvalid
                         ) -> tuple[int, float]:
         if t < 0:
@@ -301,13 +312,18 @@ class Corrector:
         src = _as_timestamps(src_ts_ns, src_node)
         dst = _as_timestamps(dst_ts_ns, dst_node)
         src, dst = np.broadcast_arrays(src, dst)
-        r1, b1 = self.correct(src_node, src, on_invalid=on_invalid)
-        r2, b2 = self.correct(dst_node, dst, on_invalid=on_invalid)
+        if src_node == dst_node and src.size:
+            c = self._get(src_node)
+            # locate each timestamp once: the cells serve the corrections and the slopes
+            i1, i2 = c.locate(src), c.locate(dst)
+            r1, b1 = self._correct_located(src_node, c, src, i1, on_invalid)
+            r2, b2 = self._correct_located(dst_node, c, dst, i2, on_invalid)
+        else:
+            r1, b1 = self.correct(src_node, src, on_invalid=on_invalid)
+            r2, b2 = self.correct(dst_node, dst, on_invalid=on_invalid)
         lat = np.asarray(r2 - r1, dtype=np.float64)
         bound = np.asarray(b1 + b2, dtype=np.float64)
         if src_node == dst_node and src.size:
-            c = self._compiled[src_node]
-            i1, i2 = c.locate(src), c.locate(dst)
             same = (c.seg[i1] == c.seg[i2]) & (c.seg[i1] >= 0)
             near = np.abs(i1 - i2) <= 1
             max_slope = self._tables[src_node].assumptions["max_skew_ppm"] * 1e3

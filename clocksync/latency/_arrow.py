@@ -3,6 +3,8 @@ grouping rows by small integer codes without a Python loop per row."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
@@ -32,13 +34,14 @@ def _as_dictionary(arr: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
     return arr
 
 
-def dictionary_codes(arr: pa.ChunkedArray | pa.Array) -> tuple[npt.NDArray[np.int64], pa.Array]:
-    """``(codes, dictionary)`` of a string (or dictionary-typed) column, codes as int64
-    (-1 for nulls).
-
-    Dictionary-typed input (e.g. Parquet read with ``read_dictionary``) is used as it is,
-    with no hashing of the values again.
-    """
+def dictionary_codes(
+    arr: pa.ChunkedArray | pa.Array, dtype: type[np.signedinteger[Any]] = np.int64
+) -> tuple[npt.NDArray[Any], pa.Array]:
+    """``(codes, dictionary)`` of a string (or dictionary-typed) column, codes as ``dtype``
+    (-1 for nulls; a narrow ``dtype`` such as int32 avoids a copy of Arrow's indices; the
+    caller makes sure the dictionary fits it)."""
+    # Dictionary-typed input (e.g. Parquet read with ``read_dictionary``) is used as it is,
+    # with no hashing of the values again.
     enc = _as_dictionary(arr)
     dictionary = enc.dictionary
     if not pa.types.is_string(dictionary.type) and not pa.types.is_large_string(dictionary.type):
@@ -47,7 +50,7 @@ def dictionary_codes(arr: pa.ChunkedArray | pa.Array) -> tuple[npt.NDArray[np.in
     if indices.null_count:
         indices = indices.fill_null(-1)
     idx = indices.to_numpy(zero_copy_only=False)
-    return idx.astype(np.int64, copy=False), dictionary
+    return idx.astype(dtype, copy=False), dictionary
 
 
 def index_in(arr: pa.ChunkedArray | pa.Array, values: tuple[str, ...]) -> npt.NDArray[np.int64]:
@@ -61,27 +64,28 @@ def index_in(arr: pa.ChunkedArray | pa.Array, values: tuple[str, ...]) -> npt.ND
 
 
 def shared_codes(
-    a: pa.ChunkedArray | pa.Array, b: pa.ChunkedArray | pa.Array
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], pa.Array]:
-    """Codes of two string columns into one shared dictionary (maps the small dictionaries,
-    never re-hashes the rows)."""
-    ca, da = dictionary_codes(a)
-    cb, db = dictionary_codes(b)
+    a: pa.ChunkedArray | pa.Array, b: pa.ChunkedArray | pa.Array,
+    dtype: type[np.signedinteger[Any]] = np.int64,
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any], pa.Array]:
+    """Codes (as ``dtype``) of two string columns into one shared dictionary (maps the small
+    dictionaries, never re-hashes the rows)."""
+    ca, da = dictionary_codes(a, np.int32)
+    cb, db = dictionary_codes(b, np.int32)
     values = list(dict.fromkeys(da.to_pylist() + db.to_pylist()))
     pos = {v: i for i, v in enumerate(values)}
-    map_a = np.array([pos[v] for v in da.to_pylist()], dtype=np.int64)
-    map_b = np.array([pos[v] for v in db.to_pylist()], dtype=np.int64)
-    return (map_a[ca] if len(ca) else ca, map_b[cb] if len(cb) else cb,
+    map_a = np.array([pos[v] for v in da.to_pylist()], dtype=dtype)
+    map_b = np.array([pos[v] for v in db.to_pylist()], dtype=dtype)
+    return (map_a[ca] if len(ca) else ca.astype(dtype), map_b[cb] if len(cb) else cb.astype(dtype),
             pa.array(values, pa.string()))
 
 
 def group_order(
-    group: npt.NDArray[np.int64], n_groups: int
+    group: npt.NDArray[np.integer[Any]], n_groups: int
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Rows ordered by group (stable; a radix sort when codes fit 16 bits) and each group's
     ``[bounds[k], bounds[k+1])`` in that order."""
     small = group.astype(np.uint16) if n_groups <= 65_536 else group
-    order = np.argsort(small, kind="stable").astype(np.int64)
+    order = np.argsort(small, kind="stable").astype(np.int64, copy=False)
     bounds = np.zeros(n_groups + 1, dtype=np.int64)
     if len(group):
         np.cumsum(np.bincount(group, minlength=n_groups), out=bounds[1:])

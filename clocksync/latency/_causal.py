@@ -44,7 +44,8 @@ from scipy.spatial import ConvexHull, QhullError
 
 from .._fit._assumptions import Assumptions
 
-__all__ = ["CausalAssumptions", "CausalResult", "PairWindow", "solve_linprog", "tighten"]
+__all__ = ["CausalAssumptions", "CausalResult", "PairWindow", "hull_candidates", "solve_linprog",
+           "tighten"]
 
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
@@ -55,6 +56,9 @@ _LP_TOL_NS = 1.0  # widening that covers the solvers' feasibility tolerance
 _FEAS_TOL_NS = 1e-3  # a vertex may violate a constraint by this much (rounding)
 _BOX_NS = 1e18  # |δ0| box that makes the polygon bounded; reaching it means unbounded
 _HULL_MIN_POINTS = 8
+_BUCKETS = 32  # x-buckets per group of the vectorized pre-filter
+_CHAIN_ROUNDS = 200  # neighbour-chord passes of the hull filter
+_HULL_MAX_POINTS = 64  # more candidates than this after the filter: qhull on the group
 _DEFAULTS = Assumptions()
 
 
@@ -156,6 +160,88 @@ def _reduce(x: F64, y: F64, upper: bool) -> npt.NDArray[np.intp]:
     tol = 1e-9 * scale
     keep = vy >= chord - tol if upper else vy <= chord + tol
     return np.asarray(verts[keep])
+
+
+def hull_candidates(group: I64, pos: I64, span: int, n_groups: int, x: F64, y: F64) -> BoolA:
+    """Mask of the points that may be vertices of their group's upper convex hull of
+    ``(x, y)``: an exact superset, for every group at once (no loop over groups).
+
+    ``group`` in ``[0, n_groups)``; ``pos`` in ``[0, span)`` an integer position whose order
+    is the order of ``x`` inside a group (e.g. ns into the window). Why dropping is exact: a
+    point strictly below the chord between two other points of its group, with ``x``
+    between theirs, is not a vertex of the upper hull, and its constraint
+    ``δ0 + ρ·x >= y`` is implied by the two others' (a convex combination); every vertex
+    is kept, so the feasible set is unchanged. Two passes: the chord of the highest points
+    of the neighbouring x-buckets (``_BUCKETS`` per group, no sort), then, on the few
+    survivors sorted by ``(group, pos)``, repeatedly the chord of each point's neighbours
+    until nothing moves (or ``_CHAIN_ROUNDS``: the rest is still a superset). Anything
+    within rounding of a chord, or not finite, is kept.
+    """
+    keep = _bucket_filter(group, pos, span, n_groups, x, y)
+    idx = np.flatnonzero(keep)
+    if len(idx) < 3:
+        return keep
+    g = group[idx]
+    idx = idx[np.lexsort((pos[idx], g))]
+    for _ in range(_CHAIN_ROUNDS):
+        gi, xi, yi = group[idx], x[idx], y[idx]
+        inner = np.flatnonzero((gi[1:-1] == gi[:-2]) & (gi[1:-1] == gi[2:])) + 1
+        drop = inner[_below_chord(xi[inner - 1], yi[inner - 1], xi[inner], yi[inner],
+                                  xi[inner + 1], yi[inner + 1])]
+        if not len(drop):
+            break
+        keep[idx[drop]] = False
+        idx = np.delete(idx, drop)
+        if len(idx) < 3:
+            break
+    return keep
+
+
+def _below_chord(xl: F64, yl: F64, x: F64, y: F64, xr: F64, yr: F64) -> BoolA:
+    """``(x, y)`` strictly between ``xl`` and ``xr`` and below their chord by more than
+    rounding (False wherever anything is not finite)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        chord = (x - xl) / (xr - xl)
+        chord *= yr - yl
+        chord += yl
+        tol = np.abs(yl) + np.abs(yr)
+        tol *= 1e-9
+        tol += 1e-6
+        chord -= tol
+        return np.asarray((xl < x) & (x < xr) & (y < chord))
+
+
+def _bucket_filter(group: I64, pos: I64, span: int, n_groups: int, x: F64, y: F64) -> BoolA:
+    """First pass of :func:`hull_candidates`: the chord between the highest points of the
+    two neighbouring buckets, as ``y = a + s·x`` per bucket (so each point costs two
+    lookups in small tables). ``pos`` orders ``x``, so a point lies between the two ends."""
+    n_b = n_groups * _BUCKETS
+    local = pos * _BUCKETS
+    local //= max(span, 1)
+    np.minimum(local, _BUCKETS - 1, out=local)
+    b = group * _BUCKETS
+    b += local
+    top = np.full(n_b, -np.inf)
+    np.maximum.at(top, b, y)
+    at_top = np.flatnonzero(y == top[b])
+    top_x = np.full(n_b, np.nan)
+    np.fmax.at(top_x, b[at_top], x[at_top])  # the x of one highest point per bucket
+    # per bucket: the chord of its neighbours' highest points (-inf: no chord)
+    xl, yl = np.roll(top_x, 1), np.roll(top, 1)
+    xr, yr = np.roll(top_x, -1), np.roll(top, -1)
+    edge = np.arange(n_b) % _BUCKETS
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = (yr - yl) / (xr - xl)
+        icpt = yl - slope * xl
+        tol = 1e-9 * (np.abs(yl) + np.abs(yr) + np.abs(slope)) + 1e-6
+        icpt -= tol
+        ok = np.isfinite(icpt) & np.isfinite(slope) & (edge > 0) & (edge < _BUCKETS - 1)
+    icpt = np.where(ok, icpt, -np.inf)
+    slope = np.where(ok, slope, 0.0)
+    chord = slope[b]
+    chord *= x
+    chord += icpt[b]
+    return np.asarray(~(y < chord))
 
 
 def _vertices(a: F64, c: F64) -> F64:
@@ -320,15 +406,23 @@ def tighten(
     nearest = ax == np.minimum.reduceat(ax, g_start)[gid]
     near_all = np.minimum.reduceat(np.where(nearest, gs, n), g_start)
     n_groups = len(g_start)
+    # constraints implied by two others (most of them) are dropped for all groups at once;
+    # the B->A ones bound δ from above, so their lower hull matters: negate
+    keep = hull_candidates(gid * 2 + ~fwd_s, t_s - start_s[gid], win_ns, 2 * n_groups, x_all,
+                           np.where(fwd_s, c_all, -c_all))
     ends = np.full((n_groups, 4), np.nan)  # least δ at start, end; greatest at start, end
     feasible = np.zeros(n_groups, dtype=bool)
     rhos: list[tuple[float, float]] = []
     half = ca.window_s / 2
     for k in range(n_groups):
         a_, m_, b_ = int(g_start[k]), int(g_start[k] + n_fwd[k]), int(g_end[k])
-        x_lo, c_lo, x_up, c_up = x_all[a_:m_], c_all[a_:m_], x_all[m_:b_], c_all[m_:b_]
-        keep_lo = _reduce(x_lo, c_lo, upper=True)
-        keep_up = _reduce(x_up, c_up, upper=False)
+        lo_i = a_ + np.flatnonzero(keep[a_:m_])
+        up_i = m_ + np.flatnonzero(keep[m_:b_])
+        x_lo, c_lo, x_up, c_up = x_all[lo_i], c_all[lo_i], x_all[up_i], c_all[up_i]
+        keep_lo = (_reduce(x_lo, c_lo, upper=True) if len(lo_i) > _HULL_MAX_POINTS
+                   else slice(None))
+        keep_up = (_reduce(x_up, c_up, upper=False) if len(up_i) > _HULL_MAX_POINTS
+                   else slice(None))
         sol = _solve(x_lo[keep_lo], c_lo[keep_lo], x_up[keep_up], c_up[keep_up],
                      (-half, half), rho_max)
         if sol is None:

@@ -28,6 +28,7 @@ import pyarrow as pa
 from scipy.stats import binom
 
 from ._arrow import dictionary_codes, group_order, shared_codes
+from ._select import select_ranks
 
 __all__ = ["P99_ALPHA", "QUANTILES", "grouped_quantiles", "lower_confidence_rank",
            "percentile_table"]
@@ -64,7 +65,7 @@ def _quantiles_in_groups(
     values: F64, order: I64 | None, bounds: I64 | tuple[I64, I64], qs: Sequence[float],
     weights: F64 | None, extra_ranks: I64 | None = None,
 ) -> F64:
-    """One loop step per group (never per row): order statistics by ``np.partition``,
+    """One loop step per group (never per row): order statistics by :func:`select_ranks`,
     weighted ones by a sort of the group's values and a cumulative-weight search.
     ``order=None``: ``values`` (and ``weights``) are already in group order, and ``values``
     is reordered inside each group (the caller passes an array it owns). ``bounds``:
@@ -91,9 +92,9 @@ def _quantiles_in_groups(
             if extra is not None:
                 kth.append(extra[k])
             valid = sorted({r for r in kth if 0 <= r < n})
-            if valid:
-                v.partition(valid)  # in place: only reorders inside the group's range
-                out[k] = [v[r] if 0 <= r < n else np.nan for r in kth]
+            if valid:  # in place: only reorders inside the group's range
+                found = dict(zip(valid, select_ranks(v, valid).tolist(), strict=True))
+                out[k] = [found.get(r, np.nan) for r in kth]
             continue
         srt = np.argsort(v, kind="stable")
         cw = np.cumsum(w_ordered[a:b][srt])
@@ -148,13 +149,15 @@ def percentile_table(
     ``all_pairs`` adds rows with ``src_node = dst_node = "*"`` over all node pairs of a hop
     that has more than one pair.
     """
-    hop_c, hop_d = dictionary_codes(hops.column("hop"))
-    src_c, dst_c, node_d = shared_codes(hops.column("src_node"), hops.column("dst_node"))
+    # int32 codes and keys: half the memory traffic of int64 on these row-long arrays
+    hop_c, hop_d = dictionary_codes(hops.column("hop"), np.int32)
+    src_c, dst_c, node_d = shared_codes(hops.column("src_node"), hops.column("dst_node"),
+                                        np.int32)
     star = len(node_d)  # the "*" code
     node_d = pa.concat_arrays([node_d.cast(pa.string()), pa.array(["*"], pa.string())])
-    low = hops.column("low_ns").to_numpy().astype(np.float64)
-    high = hops.column("high_ns").to_numpy().astype(np.float64)
-    weight = (hops.column("weight").to_numpy().astype(np.float64)
+    low = hops.column("low_ns").to_numpy().astype(np.float64, copy=False)
+    high = hops.column("high_ns").to_numpy().astype(np.float64, copy=False)
+    weight = (hops.column("weight").to_numpy().astype(np.float64, copy=False)
               if "weight" in hops.column_names else None)
     n_nodes = star + 1
     n_pair = n_nodes * n_nodes
@@ -169,19 +172,27 @@ def percentile_table(
         step_ns = round((step_s or window_s) * 1e9)
         if win_ns <= 0 or step_ns <= 0 or win_ns % step_ns:
             raise ValueError("window must be a positive multiple of the step")
-        t = hops.column("src_ref_ns").to_numpy().astype(np.int64)
+        t = hops.column("src_ref_ns").to_numpy().astype(np.int64, copy=False)
         if win_ns == step_ns:
-            starts_ns = np.floor_divide(t, step_ns) * step_ns
+            widx = np.floor_divide(t, step_ns)
         else:
             rows, starts_ns = _window_starts(t, win_ns, step_ns)
-        w0 = int(starts_ns.min()) if len(starts_ns) else 0
-        widx = (starts_ns - w0) // step_ns
+            widx = starts_ns // step_ns
+        base = int(widx.min()) if len(widx) else 0
+        w0 = base * step_ns
+        widx -= base
         n_win = int(widx.max()) + 1 if len(widx) else 1
-        outer = (hop_c if rows is None else hop_c[rows]) * n_win + widx
-    pair = src_c * n_nodes + dst_c
+        wide = (len(hop_d) * n_win + 1) * n_pair >= 2**31
+        widx = widx.astype(np.int64 if wide else np.int32, copy=False)
+        outer = (hop_c if rows is None else hop_c[rows]).astype(widx.dtype)
+        outer *= n_win
+        outer += widx
+    pair = src_c * np.int32(n_nodes)
+    pair += dst_c
     if rows is not None:
         pair = pair[rows]
-    key = outer * n_pair + pair
+    key = outer * outer.dtype.type(n_pair)
+    key += pair
     n_keys = (int(outer.max()) + 1) * n_pair if len(key) else 0
     if n_keys <= 65_536:  # few possible groups: sort by the key itself, drop the empty ones
         order, key_bounds = group_order(key, n_keys)
@@ -193,8 +204,8 @@ def percentile_table(
         order, bounds = group_order(inverse, n_groups)
     src = order if rows is None else rows[order]  # one gather per value array
     g_first = order[bounds[:-1]] if n_groups else np.zeros(0, np.int64)
-    g_outer = outer[g_first] if n_groups else np.zeros(0, np.int64)
-    g_pair = pair[g_first] if n_groups else np.zeros(0, np.int64)
+    g_outer = outer[g_first].astype(np.int64) if n_groups else np.zeros(0, np.int64)
+    g_pair = pair[g_first].astype(np.int64) if n_groups else np.zeros(0, np.int64)
     starts, ends = bounds[:-1], bounds[1:]
     if all_pairs and n_groups:
         # "*" rows for the outer groups of hops that have more than one pair overall

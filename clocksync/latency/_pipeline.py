@@ -39,6 +39,7 @@ from ._hops import (
 )
 from ._percentiles import percentile_table
 from ._schema import DEFAULT_STAGES, BadRecord, Events
+from ._select import median
 
 __all__ = [
     "HopCount",
@@ -209,9 +210,7 @@ def hop_table(
         counts.append(HopCount(
             h.name, n, int(h.cross_node.sum()), int((h.raw_ns < 0).sum()),
             int(unknown_order.sum()), int(bad.sum()),
-            float(np.median(high - low, overwrite_input=True)) if n else np.nan,
-            float(np.median(h.table_high_ns - h.table_low_ns, overwrite_input=True))
-            if n else np.nan))
+            median(high - low), median(h.table_high_ns - h.table_low_ns)))
     out = pa.concat_tables(parts) if parts else pa.table({})
     if strict and any(c.inconsistent for c in counts):
         bad_windows = [w for w in windows if w.status == "inconsistent"]

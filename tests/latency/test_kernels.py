@@ -1,0 +1,184 @@
+"""The vectorized kernels of the throughput work against simple reference implementations on
+random input: order-statistic selection, the all-groups hull filter of the causal LP, and
+the same-node latency of the corrector on unsorted input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from clocksync.latency import _causal
+from clocksync.latency._causal import hull_candidates, tighten
+from clocksync.latency._select import SAMPLE_MIN_SIZE, median, select_ranks
+
+F64 = npt.NDArray[np.float64]
+
+
+# -- selection -------------------------------------------------------------------------------
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), min_size=1,
+                max_size=300), st.data())
+def test_select_small_matches_sort(values: list[float], data: st.DataObject) -> None:
+    v = np.array(values, dtype=np.float64)
+    ranks = data.draw(st.lists(st.integers(0, len(v) - 1), min_size=1, max_size=6))
+    got = select_ranks(v.copy(), ranks)
+    want = np.sort(v)[ranks]
+    np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["normal", "lognormal", "ties", "nan",
+                                                   "sorted", "adversarial"]))
+def test_select_large_matches_sort(seed: int, kind: str) -> None:
+    """Above the sampling threshold, every rank (quantiles, edges, random) is exact, whatever
+    the sample says (ties, NaN, sorted input, a sample that misses the bulk)."""
+    rng = np.random.default_rng(seed)
+    n = SAMPLE_MIN_SIZE + int(rng.integers(0, 50_000))
+    if kind == "normal":
+        v = rng.normal(size=n)
+    elif kind == "lognormal":
+        v = rng.lognormal(11, 1.0, n)
+    elif kind == "ties":
+        v = rng.integers(0, 5, n).astype(np.float64)
+    elif kind == "nan":
+        v = rng.normal(size=n)
+        v[rng.integers(0, n, 1000)] = np.nan
+    elif kind == "sorted":
+        v = np.sort(rng.normal(size=n))
+    else:  # the strided sample sees only zeros; the bulk is elsewhere
+        v = rng.normal(1e6, 1.0, n)
+        v[:: max(n // 4096, 1)] = 0.0
+    ranks = sorted({min(max(math.ceil(q * n) - 1, 0), n - 1) for q in (0.5, 0.9, 0.99, 1.0)}
+                   | {0, int(rng.integers(0, n))})
+    got = select_ranks(v.copy(), ranks)
+    np.testing.assert_array_equal(got, np.sort(v)[ranks])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=64, min_value=-1e12,
+                          max_value=1e12), max_size=200))
+def test_median_matches_numpy(values: list[float]) -> None:
+    v = np.array(values, dtype=np.float64)
+    want = float(np.median(v)) if len(v) else math.nan
+    got = median(v.copy())
+    assert (math.isnan(got) and math.isnan(want)) or got == want
+
+
+def test_select_rejects_bad_rank() -> None:
+    with pytest.raises(IndexError):
+        select_ranks(np.arange(3.0), [3])
+
+
+# -- hull filter -----------------------------------------------------------------------------
+def _upper_hull_vertices(x: F64, y: F64) -> set[int]:
+    """Brute force: points not on or below the chord of any two others around them."""
+    out = set()
+    for i in range(len(x)):
+        inside = False
+        for a in range(len(x)):
+            for b in range(len(x)):
+                if x[a] < x[i] < x[b]:
+                    chord = y[a] + (y[b] - y[a]) * (x[i] - x[a]) / (x[b] - x[a])
+                    if y[i] < chord - 1e-6 * (1 + abs(chord)):
+                        inside = True
+                        break
+            if inside:
+                break
+        if not inside:
+            out.add(i)
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 4), st.integers(2, 60))
+def test_hull_filter_keeps_every_vertex(seed: int, n_groups: int, per_group: int) -> None:
+    rng = np.random.default_rng(seed)
+    span = 1_000_000
+    group = np.repeat(np.arange(n_groups), per_group)
+    pos = rng.integers(0, span, len(group))
+    x = (pos - span / 2) / 1e6  # ordered like pos
+    y = rng.choice([rng.normal(0, 1e5, len(group)), -1e3 * (x * 10) ** 2,
+                    np.round(rng.normal(0, 3, len(group)))])  # noise, concave, ties
+    keep = hull_candidates(group.astype(np.int64), pos, span, n_groups, x, y)
+    for g in range(n_groups):
+        idx = np.flatnonzero(group == g)
+        vertices = {int(idx[i]) for i in _upper_hull_vertices(x[idx], y[idx])}
+        assert vertices <= set(np.flatnonzero(keep).tolist())
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_hull_filter_keeps_the_feasible_set(seed: int) -> None:
+    """Dropped constraints are implied by kept ones: each dropped point lies on or below the
+    upper hull of the kept points of its group."""
+    rng = np.random.default_rng(seed)
+    n_groups, span = 3, 1_000_000_000
+    group = rng.integers(0, n_groups, 5000).astype(np.int64)
+    pos = rng.integers(0, span, len(group))
+    x = (pos - span / 2) / 1e9
+    y = 5e4 - rng.exponential(3e4, len(group)) + 2e4 * x
+    keep = hull_candidates(group, pos, span, n_groups, x, y)
+    assert keep.sum() < len(keep) / 5  # it does filter
+    for g in range(n_groups):
+        kept = np.flatnonzero((group == g) & keep)
+        order = kept[np.argsort(x[kept])]
+        dropped = np.flatnonzero((group == g) & ~keep)
+        roof = np.interp(x[dropped], x[order], y[order])
+        assert np.all(y[dropped] <= roof + 1e-6)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_tighten_same_with_and_without_filter(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The causal result with the vectorized hull filter equals the one that hands every
+    constraint to the per-window solver (through qhull, the previous path)."""
+    rng = np.random.default_rng(seed)
+    n = 20_000
+    t = np.sort(rng.uniform(0, 4e9, n)).astype(np.int64) + 1_764_129_600_000_000_000
+    src = rng.integers(0, 3, n).astype(np.int32)
+    dst = ((src + rng.integers(1, 3, n)) % 3).astype(np.int32)
+    raw = (rng.exponential(50_000, n) + 10_000 + np.where(src < dst, -3e5, 3e5)).astype(np.int64)
+    centre = raw + np.where(src < dst, 3e5, -3e5)
+    tlo, thi = centre - 2e5, centre + 2e5
+    beta = np.full(n, 1e5)
+    args = (src, dst, ("a", "b", "c"), t, beta, raw, tlo, thi)
+    fast = tighten(*args)
+    monkeypatch.setattr(_causal, "hull_candidates",
+                        lambda group, *a: np.ones(len(group), dtype=bool))
+    slow = tighten(*args)
+    np.testing.assert_allclose(fast.low_ns, slow.low_ns, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(fast.high_ns, slow.high_ns, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(fast.inconsistent, slow.inconsistent)
+    assert len(fast.windows) == len(slow.windows) > 0
+    for a, b in zip(fast.windows, slow.windows, strict=True):
+        assert a.status == b.status
+        for f in ("offset_low_ns", "offset_high_ns", "drift_low_ppm", "drift_high_ppm"):
+            assert getattr(a, f) == pytest.approx(getattr(b, f), rel=1e-9, abs=1e-6, nan_ok=True)
+    assert (fast.high_ns - fast.low_ns).mean() < (thi - tlo).mean()  # it did tighten
+
+
+# -- corrector, same node, unsorted ----------------------------------------------------------
+def test_same_node_latency_independent_of_order() -> None:
+    """The same-node path locates each timestamp once and reuses the cells: shuffled input
+    gives the sorted input's answers, element by element, and each one equals the scalar
+    call."""
+    from tests.latency.conftest import T0, make_world
+
+    world = make_world(7)
+    rng = np.random.default_rng(7)
+    src = np.sort(rng.integers(T0 + 10**9, T0 + 250 * 10**9, 5000))
+    dst = src + rng.integers(0, 2_000_000, len(src))
+    lat, bnd = world.corrector.latency("n1", src, "n1", dst)
+    perm = rng.permutation(len(src))
+    lat_p, bnd_p = world.corrector.latency("n1", src[perm], "n1", dst[perm])
+    np.testing.assert_allclose(lat_p, lat[perm], rtol=0, atol=0.5)
+    np.testing.assert_allclose(bnd_p, bnd[perm], rtol=0, atol=0.5)
+    for i in rng.integers(0, len(src), 20):
+        one = world.corrector.latency("n1", int(src[i]), "n1", int(dst[i]))
+        assert one[0] == pytest.approx(lat[i], abs=1.0)  # scalar path: its own rounding
+        assert one[1] == pytest.approx(bnd[i], abs=1.0)
+    assert np.all(bnd < 1_000.0)  # a same-node bound is the rate error only

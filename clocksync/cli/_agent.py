@@ -12,6 +12,7 @@ import click
 
 from .._units import parse_duration_s
 from ..agent import OPTION_SPECS, Agent, AgentHttpServer, OptionSpec, load_config, parse_listen
+from ..agent._lean import lean_process
 from ._options import assumption_options, collect_assumptions
 
 __all__ = ["agent"]
@@ -94,6 +95,7 @@ def run(config_path: str | None, log_level: str, **kwargs: Any) -> None:
     if fit:
         overrides["fit"] = fit
     config = load_config(config_path, overrides)
+    lean_process()
     if not (config.ntp_servers or config.peers or config.chrony or config.serve_port):
         raise click.UsageError("nothing to do: give a source (--ntp-server, --peer, --chrony) "
                                "or serve as a reference (--serve-port)")

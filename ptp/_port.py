@@ -31,12 +31,36 @@ from ._exchange import DelayFilter, Exchange, Measurement, RateEstimator, measur
 from ._messages import Announce, DelayReq, DelayResp, FollowUp, PtpMessage, Sync
 from ._types import NS_PER_S, PortIdentity, format_clock_identity
 
-__all__ = ["DelayReqDue", "PortConfig", "PtpResult", "SlavePort"]
+__all__ = [
+    "REJECT_DUPLICATE",
+    "REJECT_NOT_MASTER",
+    "REJECT_NO_MASTER",
+    "REJECT_WRONG_DOMAIN",
+    "REJECT_WRONG_SEQUENCE",
+    "DelayReqDue",
+    "PortConfig",
+    "PtpResult",
+    "SlavePort",
+]
 
 _V = TypeVar("_V")
 
 #: The project-wide skew assumption (declared once, in ``clocksync._fit._assumptions``).
 DEFAULT_MAX_SKEW_PPM = Assumptions().max_skew_ppm
+
+# Reasons a received message is dropped (keys of :attr:`SlavePort.rejected`). Messages that
+# are simply not for this slave (other slaves' Delay_Req/Delay_Resp, peer delay, signaling,
+# management) are ignored without counting.
+#: the message's domainNumber is not :attr:`PortConfig.domain`
+REJECT_WRONG_DOMAIN = "wrong_domain"
+#: a Sync, Follow_Up or Delay_Resp before any master qualified (BMCA: too few Announces)
+REJECT_NO_MASTER = "no_master"
+#: a Sync, Follow_Up or Delay_Resp from a port other than the selected master
+REJECT_NOT_MASTER = "not_master"
+#: a Delay_Resp for us whose sequenceId matches no outstanding Delay_Req (late, replayed)
+REJECT_WRONG_SEQUENCE = "wrong_sequence"
+#: a Sync or Follow_Up whose sequenceId was already received from this master (replayed)
+REJECT_DUPLICATE = "duplicate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,11 +163,15 @@ class _Request:
 
 @dataclass
 class SlavePort:
-    """State of one measure-only slave port (E2E delay mechanism)."""
+    """State of one measure-only slave port (E2E delay mechanism).
+
+    :attr:`rejected` counts dropped messages by reason (the ``REJECT_*`` constants).
+    """
 
     identity: PortIdentity
     config: PortConfig = field(default_factory=PortConfig)
     master: AnnounceDataset | None = None
+    rejected: dict[str, int] = field(default_factory=dict)
     _masters: ForeignMasters = field(init=False)
     _filter: DelayFilter = field(init=False)
     _rng: random.Random = field(init=False)
@@ -186,21 +214,35 @@ class SlavePort:
         that time), else ``None``.
         """
         if int(msg.domainNumber) != self.config.domain:
+            self._reject(REJECT_WRONG_DOMAIN)
             return None
         if isinstance(msg, Announce):
             self._masters.add(AnnounceDataset.from_announce(msg), now_s)
             self.master = self._masters.best(now_s)
             return None
         self.master = self._masters.best(now_s)
+        if not isinstance(msg, Sync | FollowUp | DelayResp):
+            return None  # other slaves' Delay_Reqs, peer delay, signaling: not for us
+        if isinstance(msg, DelayResp) and msg.requestingPortIdentity.key() != self.identity.key():
+            return None  # another slave's answer
         if self.master is None or msg.source.key() != self.master.sender:
+            self._reject(REJECT_NO_MASTER if self.master is None else REJECT_NOT_MASTER)
             return None
         if self._rate_master != self.master.sender:
-            self._rate.clear()
+            self._rate.clear()  # a new master: nothing of the old one pairs with its messages
+            self._syncs.clear()
+            self._follow_ups.clear()
             self._rate_master = self.master.sender
         if isinstance(msg, Sync):
+            if int(msg.sequenceId) in self._syncs:
+                self._reject(REJECT_DUPLICATE)
+                return None
             return self._on_sync(msg, rx_local_ns, now_s)
         if isinstance(msg, FollowUp):
             seq = int(msg.sequenceId)
+            if seq in self._follow_ups:
+                self._reject(REJECT_DUPLICATE)
+                return None
             self._follow_ups[seq] = (msg.preciseOriginTimestamp.to_ns(), msg.correction_ns)
             _trim(self._follow_ups)
             sync = self._syncs.get(seq)
@@ -268,7 +310,8 @@ class SlavePort:
         if msg.requestingPortIdentity.key() != self.identity.key():
             return None  # another slave's answer
         req = self._requests.get(int(msg.sequenceId))
-        if req is None or req.t3_ns is None:
+        if req is None or req.t3_ns is None or req.t4_ns is not None:
+            self._reject(REJECT_WRONG_SEQUENCE)
             return None
         req.t4_ns = msg.receiveTimestamp.to_ns()
         req.c_sm_ns = msg.correction_ns
@@ -281,6 +324,9 @@ class SlavePort:
             if req.sync_key == sync_seq and req.t4_ns is not None:
                 return self._complete(seq)
         return None
+
+    def _reject(self, reason: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
 
     # -- completion -------------------------------------------------------------------
 

@@ -35,7 +35,26 @@ from ._port import DelayReqDue, PortConfig, PtpResult, SlavePort
 from ._transport import interface_mac, open_transport
 from ._types import PortIdentity
 
-__all__ = ["PtpSlave", "SlaveStats", "default_identity", "to_sample"]
+__all__ = [
+    "REJECT_DELAY_OUTLIER",
+    "REJECT_MALFORMED",
+    "REJECT_NON_CAUSAL",
+    "STALE_DUE_S",
+    "PtpSlave",
+    "SlaveStats",
+    "default_identity",
+    "to_sample",
+]
+
+# Reasons beside the port's (``ptp._port.REJECT_*``), see :attr:`PtpSlave.rejected`.
+#: the message did not decode (:class:`ptp.PtpDecodeError`)
+REJECT_MALFORMED = "malformed"
+#: the delay filter rejected the exchange (round trip > outlier_factor x the median)
+REJECT_DELAY_OUTLIER = "delay_outlier"
+#: the exchange's stamps imply a negative round trip (its bound is widened by the gap)
+REJECT_NON_CAUSAL = "non_causal"
+#: a Delay_Req due this long ago (s) when :meth:`PtpSlave.run` is called again is dropped
+STALE_DUE_S = 1.0
 
 _EVENT_TYPES = (
     MessageType.SYNC,
@@ -66,6 +85,7 @@ class SlaveStats:
     delay_reqs: int = 0
     results: int = 0
     outliers: int = 0
+    non_causal: int = 0  #: exchanges whose stamps imply a negative round trip
     user_stamps: int = 0  #: stamps that fell back to user space (kernel gave none)
     last_error: str = ""
     by_kind: dict[str, int] = field(default_factory=dict)
@@ -110,6 +130,20 @@ class PtpSlave:
         self.transport = open_transport(transport, iface, ifindex)
         self._due: DelayReqDue | None = None
 
+    @property
+    def rejected(self) -> dict[str, int]:
+        """Dropped messages and unusable exchanges since the start, by reason: the port's
+        (``ptp._port.REJECT_*``: wrong domain, no or another master, wrong sequenceId,
+        duplicates), ``malformed``, ``delay_outlier`` and ``non_causal`` exchanges (still
+        yielded by :meth:`run`, flagged by ``accepted`` / their interval)."""
+        out = dict(self.port.rejected)
+        for reason, count in ((REJECT_MALFORMED, self.stats.malformed),
+                              (REJECT_DELAY_OUTLIER, self.stats.outliers),
+                              (REJECT_NON_CAUSAL, self.stats.non_causal)):  # fmt: skip
+            if count:
+                out[reason] = count
+        return out
+
     def close(self) -> None:
         """Close the transport's sockets (idempotent)."""
         self.transport.close()
@@ -121,13 +155,18 @@ class PtpSlave:
         self.close()
 
     def run(self, seconds: float) -> Iterator[PtpResult]:
-        """Listen for ``seconds``; yield each completed exchange as it completes."""
+        """Listen for ``seconds``; yield each completed exchange as it completes.
+
+        Call it again to go on: a Delay_Req still due from the previous call is sent, unless
+        it is over :data:`STALE_DUE_S` late (its Sync is then too old to pair with).
+        """
         poller = select.poll()
         socks = {s.socket.fileno(): s for s in self.transport.sockets()}
         for fd in socks:
             poller.register(fd, select.POLLIN)
         deadline = time.monotonic() + seconds
-        self._due = None
+        if self._due is not None and time.monotonic() - self._due.at_s > STALE_DUE_S:
+            self._due = None
         while (left_s := deadline - time.monotonic()) > 0:
             if self._due is not None:
                 left_s = min(left_s, max(0.0, self._due.at_s - time.monotonic()))
@@ -174,6 +213,7 @@ class PtpSlave:
         if isinstance(out, PtpResult):
             self.stats.results += 1
             self.stats.outliers += 0 if out.accepted else 1
+            self.stats.non_causal += 1 if out.measurement.upper_ns < out.measurement.lower_ns else 0
             return out
         return None
 

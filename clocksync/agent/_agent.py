@@ -17,6 +17,11 @@ arrived, publishes, and returns.
 * Peer mode: an optional :class:`clocksync.ntp.NtpServer` serves this node's own clock; it
   announces itself unsynchronised (leap 3, stratum 16) unless the node is a reference (no
   sources) or its status is synchronised.
+* Agreement: after every sample and every round, the sources' latest fresh samples are
+  cross-checked (:mod:`._crosscheck`, Marzullo); a source a strict majority disagrees with
+  is a falseticker: named in the snapshot, /metrics and the log, and — with
+  ``exclude_falsetickers`` (default) — its new samples stay out of the sample log and the
+  fit until it agrees again (counted as errors with reason ``falseticker``).
 
 The agent only measures: it never sets, slews or steps the system clock.
 """
@@ -31,15 +36,18 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from .._agreement import Agreement
 from .._clock import Clock, SystemClock
 from .._corrector import Corrector
 from .._errors import ClockSyncError, OutOfRangeError, StoreError
-from .._fit import fit_table
+from .._fit import Assumptions, fit_table
 from .._sample import Sample
 from .._store import TableStore, open_store
 from .._table import CorrectionTable
+from .._units import format_ns
 from ..ntp import NtpServer, PollPolicy
 from ._config import AgentConfig
+from ._crosscheck import CrossCheck, cross_check
 from ._samplelog import SampleLog
 from ._sources import ChronySource, NtpSource, PollResult, Source
 from ._status import UNREACHABLE_POLLS, agent_status
@@ -54,7 +62,8 @@ _BACKOFF_FIRST_S = 0.5
 
 
 def build_sources(config: AgentConfig, clock: Clock) -> list[Source]:
-    """The sources a config asks for, in the order ntp servers, peers, chrony."""
+    """The sources a config asks for, in the order ntp servers, peers, chrony, ptp
+    interfaces, ptp4l (the PTP module, and scapy with it, is imported only when asked)."""
     sources: list[Source] = []
     common = {"node": config.node, "clock": clock, "burst": config.burst,
               "burst_interval_s": config.burst_interval_s, "timeout_s": config.timeout_s,
@@ -64,13 +73,25 @@ def build_sources(config: AgentConfig, clock: Clock) -> list[Source]:
             sources.append(NtpSource(target, kind="ntp", **common))  # type: ignore[arg-type]
         for target in config.peers:
             sources.append(NtpSource(target, kind="peer", **common))  # type: ignore[arg-type]
+        if config.chrony:
+            sources.append(ChronySource(config.node, clock, config.chronyc_path,
+                                        config.chronyc_host))
+        if config.ptp_interfaces or config.ptp4l_uds:
+            from ._ptpsource import Ptp4lSource, PtpSource
+
+            max_skew_ppm = Assumptions.from_mapping(dict(config.fit)).max_skew_ppm
+            for iface in config.ptp_interfaces:
+                sources.append(PtpSource(iface, node=config.node, clock=clock,
+                                         transport=config.ptp_transport,
+                                         domain=config.ptp_domain, timeout_s=config.timeout_s,
+                                         max_skew_ppm=max_skew_ppm))
+            if config.ptp4l_uds:
+                sources.append(Ptp4lSource(config.ptp4l_uds, node=config.node, clock=clock,
+                                           timeout_s=config.timeout_s))
     except Exception:
         for source in sources:
             source.close()
         raise
-    if config.chrony:
-        sources.append(ChronySource(config.node, clock, config.chronyc_path,
-                                    config.chronyc_host))
     return sources
 
 
@@ -87,6 +108,7 @@ class SourceStatus:
     last_offset_ns: float | None
     last_bound_ns: float | None
     last_error: str
+    falseticker: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +130,9 @@ class AgentSnapshot:
     publishes: int
     publish_errors: dict[str, int]
     loop_age_s: float
+    agreement: Agreement | None = None
+    falsetickers: tuple[str, ...] = ()
+    sources_agree: bool | None = None
 
 
 @dataclass
@@ -122,6 +147,7 @@ class _SourceState:
     stopped: bool = False
     last_sample: Sample | None = None
     last_error: str = ""
+    falseticker: bool = False
 
 
 @dataclass
@@ -177,6 +203,10 @@ class Agent:
         self._publishes = 0
         self._loop_mono = time.monotonic()
         self._server: NtpServer | None = None
+        self._max_skew_ppm = Assumptions.from_mapping(dict(config.fit)).max_skew_ppm
+        self._check: CrossCheck | None = None
+        self._check_key: tuple[bool | None, tuple[str, ...]] = (None, ())
+        self._agreement_changed = False
         self._fit_from_resumed()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -250,13 +280,15 @@ class Agent:
             if not state.stopped and now >= state.next_due:
                 self._poll(state)
                 now = time.monotonic()
+        self._cross_check()  # samples age out of it while their sources stay silent
         if self._refit_due(now):
             self._refit(now)
             try:
                 self.samples.flush()
             except OSError as exc:
                 log.error("sample log: flush failed: %s", exc)
-        changed = self._update_status()
+        changed = self._update_status() or self._agreement_changed
+        self._agreement_changed = False
         if changed or time.monotonic() - self._last_publish >= REPUBLISH_S:
             self._publish(force=True)
         now = time.monotonic()
@@ -293,7 +325,13 @@ class Agent:
                 state.failures_in_row += 1
                 state.answered = result.reachable
         if result.sample is not None:
-            self.samples.append([result.sample])
+            self._cross_check()
+            if state.falseticker and self.config.exclude_falsetickers:
+                with self._lock:
+                    state.errors["falseticker"] += 1
+                    state.last_error = "falseticker: sample left out of the fit"
+            else:
+                self.samples.append([result.sample])
         else:
             log.warning("source %s: %s", state.source.name, result.message or "no sample")
         if result.stop:
@@ -306,6 +344,43 @@ class Agent:
             state.poll_s = self.policy.next_poll_s(state.poll_s, bound_ns=bound,
                                                    samples=len(self.samples))
         state.next_due = time.monotonic() + state.poll_s
+
+    # -- agreement --------------------------------------------------------------------------
+    def _cross_check(self) -> None:
+        """Cross-check the sources' latest fresh samples; mark falsetickers, log changes."""
+        latest = [(s.source.name, s.last_sample, s.poll_s) for s in self._sources
+                  if s.last_sample is not None]
+        check = cross_check(latest, now_local_ns=self.clock.now_ns(),
+                            max_skew_ppm=self._max_skew_ppm)
+        with self._lock:
+            self._check = check
+            for s in self._sources:
+                s.falseticker = s.source.name in check.falsetickers
+        key = (check.agree, check.falsetickers)
+        if key == self._check_key:
+            return
+        was_agreeing = self._check_key[0] is not False
+        self._check_key = key
+        self._agreement_changed = True
+        if check.agree is not False:
+            if not was_agreeing:
+                log.info("sources agree again")
+            return
+        spans = "; ".join(f"{iv.source} {format_ns(iv.offset_ns, iv.bound_ns)}"
+                          for iv in check.intervals)
+        if check.falsetickers:
+            agreed = check.agreement
+            assert agreed is not None
+            log.warning("falseticker%s: %s outside the offset interval %s that %s agree on "
+                        "(%s)%s", "s" if len(check.falsetickers) > 1 else "",
+                        ", ".join(check.falsetickers),
+                        format_ns(agreed.offset_ns, agreed.bound_ns),
+                        ", ".join(agreed.truechimers), spans,
+                        "; its samples are left out of the fit"
+                        if self.config.exclude_falsetickers else "")
+        else:
+            log.warning("sources disagree and no strict majority agrees, so no falseticker "
+                        "can be named: %s", spans)
 
     # -- fitting ----------------------------------------------------------------------------
     def _refit_due(self, now: float) -> bool:
@@ -378,8 +453,11 @@ class Agent:
             return
         self._generation += 1
         extra = dict(table.extra)
+        check = self._check
         extra["agent"] = {"status": self._status, "poll_interval_s": self._current_poll_s(),
-                          "sources": [s.source.name for s in self._sources]}
+                          "sources": [s.source.name for s in self._sources],
+                          "sources_agree": check.agree if check is not None else None,
+                          "falsetickers": list(check.falsetickers) if check is not None else []}
         published = dataclasses.replace(table, status=self._status,
                                         generated_at_ns=self.clock.now_ns(),
                                         generation=self._generation, extra=extra)
@@ -446,7 +524,8 @@ class Agent:
                 stopped=s.stopped,
                 last_offset_ns=s.last_sample.offset_ns if s.last_sample else None,
                 last_bound_ns=s.last_sample.bound if s.last_sample else None,
-                last_error=s.last_error) for s in self._sources)
+                last_error=s.last_error, falseticker=s.falseticker) for s in self._sources)
+            check = self._check
         current = table.current if table is not None else None
         return AgentSnapshot(
             node=self.node,
@@ -464,4 +543,7 @@ class Agent:
             publishes=self._publishes,
             publish_errors={s.store.url: s.errors for s in self._stores},
             loop_age_s=time.monotonic() - self._loop_mono,
+            agreement=check.agreement if check is not None else None,
+            falsetickers=check.falsetickers if check is not None else (),
+            sources_agree=check.agree if check is not None else None,
         )

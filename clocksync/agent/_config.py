@@ -9,6 +9,8 @@ Example file::
 
     node = "pp-1"
     ntp_servers = ["10.0.0.1", "ntp.example:123"]
+    ptp_interfaces = ["eth1"]          # our measure-only PTP slave (root)
+    ptp4l_uds = "/var/run/ptp4l"       # or: a local ptp4l's management socket
     stores = ["/var/lib/clocksync/tables", "redis://:secret@redis:6379/0?ttl_s=300"]
     min_poll_s = 1
     max_poll_s = "64s"
@@ -43,6 +45,7 @@ class OptionSpec:
 
     ``duration`` options are seconds; the file and flags also accept ``"500ms"``, ``"2m"``.
     ``list`` options are lists of strings in the file and repeatable flags (``flag``).
+    ``choices``: the values a ``str`` option may take (empty: any).
     """
 
     key: str
@@ -52,6 +55,7 @@ class OptionSpec:
     minimum: float | None = None
     maximum: float | None = None
     flag: str | None = None
+    choices: tuple[str, ...] = ()
 
     @property
     def flag_name(self) -> str:
@@ -70,6 +74,20 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("chronyc_host", "str", "", "chronyc -h argument: the chronyd command socket "
                "path or host (default: chronyc's own default)"),
     OptionSpec("chronyc_path", "str", "chronyc", "the chronyc program"),
+    OptionSpec("ptp_interfaces", "list", (), "network interfaces on which our measure-only "
+               "PTP slave measures against the best master (E2E, kernel software "
+               "timestamps; needs root) (repeatable flag)", flag="ptp_interface"),
+    OptionSpec("ptp_transport", "str", "udp4", "PTP transport on ptp_interfaces: udp4 "
+               "(224.0.1.129, ports 319/320) or l2 (Ethernet, ethertype 0x88F7)",
+               choices=("udp4", "l2")),
+    OptionSpec("ptp_domain", "int", 0, "PTP domainNumber to listen to on ptp_interfaces",
+               0, 255),
+    OptionSpec("ptp4l_uds", "str", "", "read a local ptp4l's measurements through its "
+               "management socket at this path (its uds_address, e.g. /var/run/ptp4l); "
+               "empty = off"),
+    OptionSpec("exclude_falsetickers", "bool", True, "leave out of the fit the new samples "
+               "of a source whose interval misses the one a strict majority of sources "
+               "agrees on (a falseticker)"),
     OptionSpec("min_poll_s", "duration", 1.0, "shortest poll interval (s), used while the "
                "model is young or its bound is wide", 0.01, 86_400.0),
     OptionSpec("max_poll_s", "duration", 64.0, "longest poll interval (s)", 0.01, 86_400.0),
@@ -121,6 +139,11 @@ class AgentConfig:
     chrony: bool
     chronyc_host: str
     chronyc_path: str
+    ptp_interfaces: tuple[str, ...]
+    ptp_transport: str
+    ptp_domain: int
+    ptp4l_uds: str
+    exclude_falsetickers: bool
     min_poll_s: float
     max_poll_s: float
     target_bound_ns: float
@@ -142,6 +165,12 @@ class AgentConfig:
     publish_backoff_max_s: float
     fit: dict[str, float] = field(default_factory=dict)
     source: str = "defaults"
+
+    @property
+    def has_sources(self) -> bool:
+        """Whether any source is configured (else the agent can only serve as a reference)."""
+        return bool(self.ntp_servers or self.peers or self.chrony or self.ptp_interfaces
+                    or self.ptp4l_uds)
 
     @property
     def store_urls(self) -> tuple[str, ...]:
@@ -173,6 +202,9 @@ def _convert(spec: OptionSpec, value: Any, where: str) -> Any:
     if spec.kind == "str":
         if not isinstance(value, str):
             raise InputError(f"{name}: must be a string, got {value!r}")
+        if spec.choices and value not in spec.choices:
+            raise InputError(f"{name}: must be one of {', '.join(spec.choices)}, "
+                             f"got {value!r}")
         return value
     if isinstance(value, bool):
         raise InputError(f"{name}: must be a number, got {value!r}")
@@ -204,6 +236,27 @@ def parse_listen(text: str, where: str = "http_listen") -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65_536:
         raise InputError(f"{where}: expected HOST:PORT, got {text!r}")
     return host.strip("[]"), int(port)
+
+
+#: longest path of a UNIX-domain socket (sun_path holds 108 octets with the final NUL)
+_UDS_PATH_MAX = 107
+
+
+def _check_ptp(values: dict[str, Any], where: str) -> None:
+    """Interface names as the kernel allows them (1-15 octets, no '/', no blanks), no
+    duplicates; a socket path that fits ``sun_path``."""
+    seen: set[str] = set()
+    for iface in values["ptp_interfaces"]:
+        if not 0 < len(iface.encode()) <= 15 or "/" in iface or iface != iface.strip() \
+                or any(c.isspace() for c in iface):
+            raise InputError(f"{where}: key 'ptp_interfaces': not an interface name: "
+                             f"{iface!r}")
+        if iface in seen:
+            raise InputError(f"{where}: key 'ptp_interfaces': {iface!r} given twice")
+        seen.add(iface)
+    if len(values["ptp4l_uds"].encode()) > _UDS_PATH_MAX:
+        raise InputError(f"{where}: key 'ptp4l_uds': a socket path is at most "
+                         f"{_UDS_PATH_MAX} octets, got {len(values['ptp4l_uds'].encode())}")
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -252,6 +305,7 @@ def load_config(path: str | Path | None = None,
                          f"({values['min_poll_s']:g} s), got {values['max_poll_s']:g}")
     if values["http_listen"]:
         parse_listen(values["http_listen"], f"{where}: key 'http_listen'")
+    _check_ptp(values, where)
     if not values["node"]:
         values["node"] = socket.gethostname() or "local"
     return AgentConfig(**values, fit=fit,

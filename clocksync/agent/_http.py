@@ -23,6 +23,7 @@ from typing import Any
 from .._errors import InputError
 from .._table import STATUSES
 from ._agent import AgentSnapshot
+from ._sources import FAILURE_REASONS
 
 __all__ = ["REQUEST_TIMEOUT_S", "AgentCollector", "AgentHttpServer"]
 
@@ -86,9 +87,22 @@ class AgentCollector:
             reachable.add_metric([node, s.name], 1.0 if s.reachable else 0.0)
             for reason, count in sorted(s.errors.items()):
                 errors.add_metric([node, s.name, reason], count)
-                if reason not in ("timeout", "network", "chronyc", "internal"):
+                if reason not in FAILURE_REASONS:
                     rejected.add_metric([node, s.name, reason], count)
         yield from (samples, errors, rejected, poll, reachable)
+        falseticker = GaugeMetricFamily("clocksync_source_falseticker", "1 while the source's "
+                                        "latest sample misses the offset interval a strict "
+                                        "majority of sources agrees on", labels=["node",
+                                                                                  "source"])
+        for s in snap.sources:
+            falseticker.add_metric([node, s.name], 1.0 if s.falseticker else 0.0)
+        yield falseticker
+        agree = GaugeMetricFamily("clocksync_sources_agree", "1 if the fresh samples of all "
+                                  "sources overlap within their bounds, 0 if not (absent with "
+                                  "fewer than two fresh sources)", labels=["node"])
+        if snap.sources_agree is not None:
+            agree.add_metric([node], 1.0 if snap.sources_agree else 0.0)
+        yield agree
         status = GaugeMetricFamily("clocksync_status", "1 for the current ClockBound-style "
                                    "status of the node's clock model", labels=["node", "status"])
         for name in STATUSES:
@@ -150,7 +164,9 @@ class _Handler(BaseHTTPRequestHandler):
                                                       default=0.0)
             self._json(503 if stalled else 200,
                        {"node": snap.node, "status": snap.status, "loop_age_s": snap.loop_age_s,
-                        "samples": snap.samples_total, "ok": not stalled}, head)
+                        "samples": snap.samples_total, "ok": not stalled,
+                        "sources_agree": snap.sources_agree,
+                        "falsetickers": list(snap.falsetickers)}, head)
         else:
             self._json(404, {"error": "not found", "paths": ["/metrics", "/table", "/healthz"]},
                        head)

@@ -6,6 +6,8 @@
 * :class:`ChronySource` — a chronyd already running on this node, read with
   ``chronyc -c tracking`` / ``-c sources``: chronyd's own estimate of the system clock's
   offset is reported, nothing is measured twice.
+* PTP (our slave, or a local ptp4l) lives in :mod:`._ptpsource`, imported only when
+  configured (it needs scapy).
 
 A poll returns a :class:`PollResult`: the sample (if any), the errors by kind, and whether the
 source asks to slow down (KoD RATE) or to stop (KoD DENY/RSTR, missing chronyc).
@@ -33,6 +35,7 @@ from ..ntp import (
 )
 
 __all__ = [
+    "FAILURE_REASONS",
     "MAX_CLOCK_ERROR_PPM",
     "ChronySource",
     "ChronyTracking",
@@ -45,6 +48,10 @@ __all__ = [
 
 #: chrony's default ``maxclockerror`` (ppm): added to its skew when its dispersion ages
 MAX_CLOCK_ERROR_PPM = 1.0
+
+#: error reasons that mean "no answer" (nothing came back, or the local tool failed); every
+#: other reason is an answer that was rejected (a bad reply, a falseticker's sample, ...)
+FAILURE_REASONS = frozenset({"timeout", "network", "chronyc", "internal", "ptp4l", "stale"})
 
 
 @dataclass(frozen=True, slots=True)

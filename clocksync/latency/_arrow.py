@@ -71,6 +71,8 @@ def shared_codes(
     dictionaries, never re-hashes the rows)."""
     ca, da = dictionary_codes(a, np.int32)
     cb, db = dictionary_codes(b, np.int32)
+    if da.equals(db) and len(set(da.to_pylist())) == len(da):  # one dictionary already
+        return ca.astype(dtype, copy=False), cb.astype(dtype, copy=False), da
     values = list(dict.fromkeys(da.to_pylist() + db.to_pylist()))
     pos = {v: i for i, v in enumerate(values)}
     map_a = np.array([pos[v] for v in da.to_pylist()], dtype=dtype)

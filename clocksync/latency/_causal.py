@@ -333,13 +333,17 @@ def _chord(v0: float, v1: float, lam: F64) -> F64:
     return np.asarray((1 - lam) * v0 + lam * v1, dtype=np.float64)
 
 
-def _chords(v0: F64, v1: F64, lam: F64) -> F64:
-    """:func:`_chord` per element: ``v0``/``v1`` per message (an infinite end gives that
-    infinity; NaN stays NaN)."""
+def _chords(v0: F64, v1: F64, gid: npt.NDArray[np.int64], lam: F64) -> F64:
+    """:func:`_chord` of group ``gid`` at ``lam`` per element, from per-group ends
+    ``v0``/``v1`` (an infinite end gives that infinity; NaN stays NaN): two lookups in
+    per-group tables."""
     fin = np.isfinite(v0) & np.isfinite(v1)
-    lin = (1 - lam) * np.where(fin, v0, 0.0) + lam * np.where(fin, v1, 0.0)
-    inf = np.where(np.isfinite(v0), v1, v0)
-    return np.asarray(np.where(fin, lin, inf), dtype=np.float64)
+    base = np.where(fin, v0, np.where(np.isfinite(v0), v1, v0))
+    rise = np.where(fin, np.where(fin, v1, 0.0) - np.where(fin, v0, 0.0), 0.0)
+    out = rise[gid]
+    out *= lam
+    out += base[gid]
+    return out
 
 
 def tighten(
@@ -368,37 +372,47 @@ def tighten(
     rho_max = 2 * s * 1e9  # ns of δ per second
     win_ns = round(ca.window_s * 1e9)
     r_ns = ca.residual_ns
-    raw = raw_ns.astype(np.float64)
-    slack = s * np.maximum(table_high_ns, 0.0) + 2 * s * np.nan_to_num(src_bound_ns)
-    a_code = np.minimum(src_node, dst_node).astype(np.int64)
-    b_code = np.maximum(src_node, dst_node).astype(np.int64)
-    forward = src_node == a_code
     cross = np.flatnonzero(src_node != dst_node)
     if not len(cross):
         return CausalResult(low, high, flagged, ())
-    win = np.floor_divide(t_ref_ns, win_ns)
+    every = len(cross) == n  # (the pipeline passes cross-node messages only)
+    src_c = src_node if every else src_node[cross]
+    dst_c = dst_node if every else dst_node[cross]
+    a_c = np.minimum(src_c, dst_c).astype(np.int64)
+    win = np.floor_divide(t_ref_ns if every else t_ref_ns[cross], win_ns)
     # one group per node pair and window; inside a group the A->B messages come first, then
     # the B->A ones, each in input order: every per-group array is a slice, not a gather
     n_nodes = len(node_names)
-    w0 = int(win[cross].min())
-    key = ((a_code[cross] * n_nodes + b_code[cross]) * (int(win[cross].max()) - w0 + 1)
-           + (win[cross] - w0))
-    key2 = key * 2 + ~forward[cross]
+    w0 = int(win.min())
+    key = a_c * n_nodes
+    key += np.maximum(src_c, dst_c)
+    key *= int(win.max()) - w0 + 1
+    key += win
+    key -= w0
+    back = src_c != a_c  # B->A
+    key2 = key * 2
+    key2 += back
     order = np.argsort(key2.astype(np.uint16) if int(key2.max()) < 65_536 else key2,
                        kind="stable")  # a radix sort when the codes fit 16 bits
-    gs = cross[order]  # messages in group order
-    cuts = np.flatnonzero(np.diff(key[order]) != 0) + 1
+    gs = order if every else cross[order]  # messages in group order
+    key_s = key[order]
+    cuts = np.flatnonzero(key_s[1:] != key_s[:-1]) + 1
     g_start = np.concatenate([[0], cuts]).astype(np.int64)
     g_end = np.concatenate([cuts, [len(gs)]]).astype(np.int64)
-    fwd_s = forward[gs]
+    fwd_s = ~back[order]
     n_fwd = np.add.reduceat(fwd_s.astype(np.int64), g_start)
-    g_win = win[gs[g_start]]
+    g_win = win[order[g_start]]
     start_s = g_win * win_ns  # per group, int64
     gid = np.repeat(np.arange(len(g_start)), g_end - g_start)
-    t_s = t_ref_ns[gs]
-    x_all: F64 = np.asarray((t_s - (start_s.astype(np.float64) + win_ns / 2)[gid]) / 1e9,
-                            dtype=np.float64)
-    raw_s, slack_s = raw[gs], slack[gs]
+    pos_s = t_ref_ns[gs]
+    pos_s -= start_s[gid]  # ns into the window
+    x_all: F64 = np.asarray(pos_s - win_ns / 2, dtype=np.float64)
+    x_all /= 1e9
+    raw_s = raw_ns[gs].astype(np.float64)
+    tlo_s, thi_s = table_low_ns[gs], table_high_ns[gs]
+    slack_s = np.maximum(thi_s, 0.0)
+    slack_s *= s
+    slack_s += 2 * s * np.nan_to_num(src_bound_ns[gs])
     c_all = np.where(fwd_s, ca.min_wire_delay_ns - raw_s - slack_s - r_ns,
                      raw_s - ca.min_wire_delay_ns + slack_s + r_ns)
     # the message nearest each window's centre (first in input order among ties)
@@ -408,7 +422,7 @@ def tighten(
     n_groups = len(g_start)
     # constraints implied by two others (most of them) are dropped for all groups at once;
     # the B->A ones bound δ from above, so their lower hull matters: negate
-    keep = hull_candidates(gid * 2 + ~fwd_s, t_s - start_s[gid], win_ns, 2 * n_groups, x_all,
+    keep = hull_candidates(gid * 2 + back[order], pos_s, win_ns, 2 * n_groups, x_all,
                            np.where(fwd_s, c_all, -c_all))
     ends = np.full((n_groups, 4), np.nan)  # least δ at start, end; greatest at start, end
     feasible = np.zeros(n_groups, dtype=bool)
@@ -434,10 +448,11 @@ def tighten(
         rhos.append(rho)
     # every message's interval from its window's chords, all groups at once
     ok = feasible[gid]
-    lam = (t_s - start_s[gid]) / win_ns
-    d_lo = _chords(ends[gid, 0], ends[gid, 1], lam) - r_ns
-    d_hi = _chords(ends[gid, 2], ends[gid, 3], lam) + r_ns
-    tlo_s, thi_s = table_low_ns[gs], table_high_ns[gs]
+    lam = pos_s / win_ns
+    d_lo = _chords(ends[:, 0], ends[:, 1], gid, lam)
+    d_lo -= r_ns
+    d_hi = _chords(ends[:, 2], ends[:, 3], gid, lam)
+    d_hi += r_ns
     with np.errstate(invalid="ignore"):  # infeasible groups (NaN) are masked out below
         c_lo_m = np.where(fwd_s, raw_s + d_lo, raw_s - d_hi) - slack_s
         c_hi_m = np.where(fwd_s, raw_s + d_hi, raw_s - d_lo) + slack_s
@@ -451,14 +466,16 @@ def tighten(
     n_bad = np.add.reduceat(bad.astype(np.int64), g_start)
     windows: list[PairWindow] = []
     for k in range(n_groups):
-        a, b = int(a_code[gs[g_start[k]]]), int(b_code[gs[g_start[k]]])
+        first = int(gs[g_start[k]])
+        a, b = sorted((int(src_node[first]), int(dst_node[first])))
         w = int(g_win[k])
         start, end = w * win_ns, (w + 1) * win_ns
         near = int(near_all[k])
-        if forward[near]:
-            t_lo, t_hi = table_low_ns[near] - raw[near], table_high_ns[near] - raw[near]
+        raw_near = float(raw_ns[near])
+        if src_node[near] == a:
+            t_lo, t_hi = table_low_ns[near] - raw_near, table_high_ns[near] - raw_near
         else:
-            t_lo, t_hi = raw[near] - table_high_ns[near], raw[near] - table_low_ns[near]
+            t_lo, t_hi = raw_near - table_high_ns[near], raw_near - table_low_ns[near]
         n_lo = int(n_fwd[k])
         n_up = int(g_end[k] - g_start[k]) - n_lo
         window = partial(PairWindow, node_names[a], node_names[b], start, end, n_lo, n_up,

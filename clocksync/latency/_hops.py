@@ -271,13 +271,21 @@ def table_hops(pivot: Pivot, stamps: StageStamps, corrector: CorrectorLike) -> l
     same-node hops; cross-node ones come from the stamps)."""
     index = {s: i for i, s in enumerate(pivot.stages)}
     out: list[HopArrays] = []
+    columns: dict[tuple[int, int], npt.NDArray[Any]] = {}  # whole stage columns, shared
     for src_s, dst_s in hops_of(pivot.stages):
         i, j = index[src_s], index[dst_s]
         req = np.flatnonzero(stamps.usable[:, i] & stamps.usable[:, j]).astype(np.int64)
         every = len(req) == len(stamps.usable)
 
         def pick(a: npt.NDArray[Any], k: int) -> npt.NDArray[Any]:
-            return _stage_column(a, k, req, every)  # noqa: B023 - called in this iteration
+            if not every:  # noqa: B023 - called in this iteration
+                return _stage_column(a, k, req, every)  # noqa: B023
+            key = (id(a), k)
+            if key not in columns:  # read-only below: hops share a stage's column
+                col = _stage_column(a, k, req, every)  # noqa: B023
+                col.flags.writeable = False
+                columns[key] = col
+            return columns[key]
 
         src_node, dst_node = pick(pivot.node, i), pick(pivot.node, j)
         src_ts, dst_ts = pick(pivot.ts_ns, i), pick(pivot.ts_ns, j)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -31,7 +33,7 @@ from ._arrow import dictionary_codes, group_order, shared_codes
 from ._select import select_ranks
 
 __all__ = ["P99_ALPHA", "QUANTILES", "grouped_quantiles", "lower_confidence_rank",
-           "percentile_table"]
+           "percentile_table", "summary_and_windows"]
 
 #: ``p99_low_lcb_ns`` is a lower bound of the population P99 with confidence ``1 - P99_ALPHA``.
 P99_ALPHA = 0.05
@@ -134,6 +136,156 @@ def _dense(key: I64) -> tuple[I64, int]:
     return inverse.reshape(-1).astype(np.int64), len(uniq)
 
 
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """What the percentile tables read from a hop table: int32 codes (half the memory
+    traffic of int64 on these row-long arrays) and the value columns."""
+
+    hop: npt.NDArray[np.int32]
+    hop_names: pa.Array
+    pair: npt.NDArray[np.int32]  # src * n_nodes + dst
+    node_names: pa.Array  # with "*" last
+    n_nodes: int
+    low: F64
+    high: F64
+    weight: F64 | None
+
+    @classmethod
+    def of(cls, hops: pa.Table) -> _Columns:
+        hop_c, hop_d = dictionary_codes(hops.column("hop"), np.int32)
+        src_c, dst_c, node_d = shared_codes(hops.column("src_node"), hops.column("dst_node"),
+                                            np.int32)
+        n_nodes = len(node_d) + 1  # the last code is "*"
+        pair = src_c * np.int32(n_nodes)
+        pair += dst_c
+        return cls(
+            hop=hop_c, hop_names=hop_d, pair=pair,
+            node_names=pa.concat_arrays([node_d.cast(pa.string()), pa.array(["*"], pa.string())]),
+            n_nodes=n_nodes,
+            low=hops.column("low_ns").to_numpy().astype(np.float64, copy=False),
+            high=hops.column("high_ns").to_numpy().astype(np.float64, copy=False),
+            weight=(hops.column("weight").to_numpy().astype(np.float64, copy=False)
+                    if "weight" in hops.column_names else None))
+
+
+@dataclass(frozen=True, slots=True)
+class _Windows:
+    """Tumbling or sliding windows: ``widx`` per row (or per ``rows`` entry when windows
+    overlap), window ``k`` starts at ``w0 + k·step_ns``."""
+
+    widx: npt.NDArray[np.int64] | npt.NDArray[np.int32]
+    rows: I64 | None
+    n_win: int
+    w0: int
+    win_ns: int
+    step_ns: int
+
+    @classmethod
+    def of(cls, hops: pa.Table, window_s: float, step_s: float | None, n_outer: int,
+           n_pair: int) -> _Windows:
+        win_ns = round(window_s * 1e9)
+        step_ns = round((step_s or window_s) * 1e9)
+        if win_ns <= 0 or step_ns <= 0 or win_ns % step_ns:
+            raise ValueError("window must be a positive multiple of the step")
+        t = hops.column("src_ref_ns").to_numpy().astype(np.int64, copy=False)
+        rows: I64 | None = None
+        if win_ns == step_ns:
+            widx = np.floor_divide(t, step_ns)
+        else:
+            rows, starts_ns = _window_starts(t, win_ns, step_ns)
+            widx = starts_ns // step_ns
+        base = int(widx.min()) if len(widx) else 0
+        widx -= base
+        n_win = int(widx.max()) + 1 if len(widx) else 1
+        wide = (n_outer * n_win + 1) * n_pair >= 2**31
+        return cls(widx.astype(np.int64 if wide else np.int32, copy=False), rows, n_win,
+                   base * step_ns, win_ns, step_ns)
+
+
+def _group_ranges(
+    outer: npt.NDArray[Any], pair: npt.NDArray[Any], n_pair: int
+) -> tuple[I64, I64, I64, I64]:
+    """Rows sorted by ``(outer, pair)``: ``(order, bounds, g_outer, g_pair)`` with group
+    ``k`` at ``order[bounds[k]:bounds[k+1]]`` (non-empty groups only)."""
+    key = outer * outer.dtype.type(n_pair)
+    key += pair
+    n_keys = (int(outer.max()) + 1) * n_pair if len(key) else 0
+    if n_keys <= 65_536:  # few possible groups: sort by the key itself, drop the empty ones
+        order, key_bounds = group_order(key, n_keys)
+        present = np.flatnonzero(np.diff(key_bounds) > 0)
+        bounds = np.concatenate([key_bounds[present], [len(key)]]).astype(np.int64)
+        n_groups = len(present)
+    else:
+        inverse, n_groups = _dense(key)
+        order, bounds = group_order(inverse, n_groups)
+    g_first = order[bounds[:-1]] if n_groups else np.zeros(0, np.int64)
+    g_outer = outer[g_first].astype(np.int64) if n_groups else np.zeros(0, np.int64)
+    g_pair = pair[g_first].astype(np.int64) if n_groups else np.zeros(0, np.int64)
+    return order, bounds, g_outer, g_pair
+
+
+def _table(
+    cols: _Columns, low: F64, high: F64, weight: F64 | None, bounds: I64, g_outer: I64,
+    g_pair: I64, win: _Windows | None, all_pairs: bool,
+) -> pa.Table:
+    """The percentile table of groups that are contiguous ranges ``bounds`` of ``low``,
+    ``high`` (and ``weight``), sorted by ``(outer, pair)``; ``low``/``high`` are reordered
+    inside each range (the caller owns them)."""
+    n_nodes = cols.n_nodes
+    n_pair = n_nodes * n_nodes
+    star = n_nodes - 1
+    n_win = 1 if win is None else win.n_win
+    n_groups = len(bounds) - 1
+    starts, ends = bounds[:-1], bounds[1:]
+    if all_pairs and n_groups:
+        # "*" rows for the outer groups of hops that have more than one pair overall
+        hop_of = g_outer // n_win
+        pairs_per_hop = np.zeros(len(cols.hop_names), dtype=np.int64)
+        uniq_hp = np.unique(hop_of * n_pair + g_pair)
+        np.add.at(pairs_per_hop, uniq_hp // n_pair, 1)
+        cut = np.flatnonzero(np.diff(g_outer) != 0) + 1
+        o_start = np.concatenate([[0], cut])
+        o_end = np.concatenate([cut, [n_groups]])
+        multi = pairs_per_hop[hop_of[o_start]] > 1
+        starts = np.concatenate([starts, bounds[o_start[multi]]])
+        ends = np.concatenate([ends, bounds[o_end[multi]]])
+        g_outer = np.concatenate([g_outer, g_outer[o_start[multi]]])
+        g_pair = np.concatenate([g_pair, np.full(int(multi.sum()), star * n_nodes + star)])
+    ranges = (starts, ends)
+    qs = [q for _, q in QUANTILES]
+    if weight is None:  # the P99 lower confidence rank rides on the lows' partition
+        lcb_rank = _lower_confidence_ranks(ends - starts, 0.99, P99_ALPHA)
+        low_cols = _quantiles_in_groups(low, None, ranges, qs, None, lcb_rank)
+        q_low, lcb = low_cols[:, :-1], low_cols[:, -1:]
+    else:
+        q_low = _quantiles_in_groups(low, None, ranges, qs, weight)
+        lcb = np.full((len(starts), 1), np.nan)
+    q_high = _quantiles_in_groups(high, None, ranges, qs, weight)
+    q_mid = (q_low + q_high) / 2
+    out: dict[str, pa.Array] = {}
+    if win is not None:
+        start_of = win.w0 + (g_outer % n_win) * win.step_ns
+        out["window_start_ns"] = pa.array(start_of, pa.int64())
+        out["window_end_ns"] = pa.array(start_of + win.win_ns, pa.int64())
+    out["hop"] = cols.hop_names.take(pa.array(g_outer // n_win))
+    out["src_node"] = cols.node_names.take(pa.array(g_pair // n_nodes))
+    out["dst_node"] = cols.node_names.take(pa.array(g_pair % n_nodes))
+    out["count"] = pa.array(ends - starts, pa.int64())
+    if weight is not None:
+        cw = np.concatenate([[0.0], np.cumsum(weight)])
+        out["weight_sum"] = pa.array(cw[ends] - cw[starts])
+    for j, (name, _) in enumerate(QUANTILES):
+        out[f"{name}_ns"] = pa.array(q_mid[:, j])
+        out[f"{name}_low_ns"] = pa.array(q_low[:, j])
+        out[f"{name}_high_ns"] = pa.array(q_high[:, j])
+    out["p99_low_lcb_ns"] = pa.array(lcb[:, 0])
+    table = pa.table(out)
+    sort = [("hop", "ascending"), ("src_node", "ascending"), ("dst_node", "ascending")]
+    if win is not None:
+        sort = [("window_start_ns", "ascending"), *sort]
+    return table.sort_by(sort)
+
+
 def percentile_table(
     hops: pa.Table,
     window_s: float | None = None,
@@ -149,109 +301,60 @@ def percentile_table(
     ``all_pairs`` adds rows with ``src_node = dst_node = "*"`` over all node pairs of a hop
     that has more than one pair.
     """
-    # int32 codes and keys: half the memory traffic of int64 on these row-long arrays
-    hop_c, hop_d = dictionary_codes(hops.column("hop"), np.int32)
-    src_c, dst_c, node_d = shared_codes(hops.column("src_node"), hops.column("dst_node"),
-                                        np.int32)
-    star = len(node_d)  # the "*" code
-    node_d = pa.concat_arrays([node_d.cast(pa.string()), pa.array(["*"], pa.string())])
-    low = hops.column("low_ns").to_numpy().astype(np.float64, copy=False)
-    high = hops.column("high_ns").to_numpy().astype(np.float64, copy=False)
-    weight = (hops.column("weight").to_numpy().astype(np.float64, copy=False)
-              if "weight" in hops.column_names else None)
-    n_nodes = star + 1
-    n_pair = n_nodes * n_nodes
+    cols = _Columns.of(hops)
+    n_pair = cols.n_nodes * cols.n_nodes
     # groups are (outer, pair) with outer = hop (and window): sorting by outer then pair
     # makes each outer's pairs contiguous, so its "*" group is one range of the same order
-    outer = hop_c
-    rows: I64 | None = None
-    win_ns = step_ns = w0 = 0
-    n_win = 1
+    outer: npt.NDArray[Any] = cols.hop
+    pair: npt.NDArray[Any] = cols.pair
+    win = None
     if window_s is not None:
-        win_ns = round(window_s * 1e9)
-        step_ns = round((step_s or window_s) * 1e9)
-        if win_ns <= 0 or step_ns <= 0 or win_ns % step_ns:
-            raise ValueError("window must be a positive multiple of the step")
-        t = hops.column("src_ref_ns").to_numpy().astype(np.int64, copy=False)
-        if win_ns == step_ns:
-            widx = np.floor_divide(t, step_ns)
-        else:
-            rows, starts_ns = _window_starts(t, win_ns, step_ns)
-            widx = starts_ns // step_ns
-        base = int(widx.min()) if len(widx) else 0
-        w0 = base * step_ns
-        widx -= base
-        n_win = int(widx.max()) + 1 if len(widx) else 1
-        wide = (len(hop_d) * n_win + 1) * n_pair >= 2**31
-        widx = widx.astype(np.int64 if wide else np.int32, copy=False)
-        outer = (hop_c if rows is None else hop_c[rows]).astype(widx.dtype)
-        outer *= n_win
-        outer += widx
-    pair = src_c * np.int32(n_nodes)
-    pair += dst_c
-    if rows is not None:
-        pair = pair[rows]
-    key = outer * outer.dtype.type(n_pair)
-    key += pair
-    n_keys = (int(outer.max()) + 1) * n_pair if len(key) else 0
-    if n_keys <= 65_536:  # few possible groups: sort by the key itself, drop the empty ones
-        order, key_bounds = group_order(key, n_keys)
-        present = np.flatnonzero(np.diff(key_bounds) > 0)
-        bounds = np.concatenate([key_bounds[present], [len(key)]]).astype(np.int64)
-        n_groups = len(present)
-    else:
-        inverse, n_groups = _dense(key)
-        order, bounds = group_order(inverse, n_groups)
-    src = order if rows is None else rows[order]  # one gather per value array
-    g_first = order[bounds[:-1]] if n_groups else np.zeros(0, np.int64)
-    g_outer = outer[g_first].astype(np.int64) if n_groups else np.zeros(0, np.int64)
-    g_pair = pair[g_first].astype(np.int64) if n_groups else np.zeros(0, np.int64)
-    starts, ends = bounds[:-1], bounds[1:]
-    if all_pairs and n_groups:
-        # "*" rows for the outer groups of hops that have more than one pair overall
-        hop_of = g_outer // n_win
-        pairs_per_hop = np.zeros(len(hop_d), dtype=np.int64)
-        uniq_hp = np.unique(hop_of * n_pair + g_pair)
-        np.add.at(pairs_per_hop, uniq_hp // n_pair, 1)
-        cut = np.flatnonzero(np.diff(g_outer) != 0) + 1
-        o_start = np.concatenate([[0], cut])
-        o_end = np.concatenate([cut, [n_groups]])
-        multi = pairs_per_hop[hop_of[o_start]] > 1
-        starts = np.concatenate([starts, bounds[o_start[multi]]])
-        ends = np.concatenate([ends, bounds[o_end[multi]]])
-        g_outer = np.concatenate([g_outer, g_outer[o_start[multi]]])
-        g_pair = np.concatenate([g_pair, np.full(int(multi.sum()), star * n_nodes + star)])
-    ranges = (starts, ends)
-    w_sorted = None if weight is None else weight[src]
-    qs = [q for _, q in QUANTILES]
-    if w_sorted is None:  # the P99 lower confidence rank rides on the lows' partition
-        lcb_rank = _lower_confidence_ranks(ends - starts, 0.99, P99_ALPHA)
-        low_cols = _quantiles_in_groups(low[src], None, ranges, qs, None, lcb_rank)
-        q_low, lcb = low_cols[:, :-1], low_cols[:, -1:]
-    else:
-        q_low = _quantiles_in_groups(low[src], None, ranges, qs, w_sorted)
-        lcb = np.full((len(starts), 1), np.nan)
-    q_high = _quantiles_in_groups(high[src], None, ranges, qs, w_sorted)
-    q_mid = (q_low + q_high) / 2
-    out: dict[str, pa.Array] = {}
-    if window_s is not None:
-        start_of = w0 + (g_outer % n_win) * step_ns
-        out["window_start_ns"] = pa.array(start_of, pa.int64())
-        out["window_end_ns"] = pa.array(start_of + win_ns, pa.int64())
-    out["hop"] = hop_d.take(pa.array(g_outer // n_win))
-    out["src_node"] = node_d.take(pa.array(g_pair // n_nodes))
-    out["dst_node"] = node_d.take(pa.array(g_pair % n_nodes))
-    out["count"] = pa.array(ends - starts, pa.int64())
-    if w_sorted is not None:
-        cw = np.concatenate([[0.0], np.cumsum(w_sorted)])
-        out["weight_sum"] = pa.array(cw[ends] - cw[starts])
-    for j, (name, _) in enumerate(QUANTILES):
-        out[f"{name}_ns"] = pa.array(q_mid[:, j])
-        out[f"{name}_low_ns"] = pa.array(q_low[:, j])
-        out[f"{name}_high_ns"] = pa.array(q_high[:, j])
-    out["p99_low_lcb_ns"] = pa.array(lcb[:, 0])
-    table = pa.table(out)
-    sort = [("hop", "ascending"), ("src_node", "ascending"), ("dst_node", "ascending")]
-    if window_s is not None:
-        sort = [("window_start_ns", "ascending"), *sort]
-    return table.sort_by(sort)
+        win = _Windows.of(hops, window_s, step_s, len(cols.hop_names), n_pair)
+        hop = cols.hop if win.rows is None else cols.hop[win.rows]
+        outer = hop.astype(win.widx.dtype)
+        outer *= win.n_win
+        outer += win.widx
+        if win.rows is not None:
+            pair = pair[win.rows]
+    order, bounds, g_outer, g_pair = _group_ranges(outer, pair, n_pair)
+    src = order if win is None or win.rows is None else win.rows[order]
+    return _table(cols, cols.low[src], cols.high[src],
+                  None if cols.weight is None else cols.weight[src], bounds, g_outer, g_pair,
+                  win, all_pairs)
+
+
+def summary_and_windows(
+    hops: pa.Table, window_s: float, step_s: float | None = None
+) -> tuple[pa.Table, pa.Table]:
+    """``(percentile_table(hops), percentile_table(hops, window_s, step_s))``, sharing the
+    work when the windows tumble and nothing is weighted: one sort of the rows by
+    ``(hop, pair, window)`` and one gather of the lows and highs serve both tables (the
+    whole-input groups are unions of consecutive window groups; the per-window tables
+    take the same runs in ``(hop, window, pair)`` order, copied run by run)."""
+    step = window_s if step_s is None else step_s
+    if "weight" in hops.column_names or round(step * 1e9) != round(window_s * 1e9):
+        return percentile_table(hops), percentile_table(hops, window_s, step_s)
+    cols = _Columns.of(hops)
+    n_pair = cols.n_nodes * cols.n_nodes
+    win = _Windows.of(hops, window_s, step_s, len(cols.hop_names), n_pair)
+    # outer = (hop, pair), inner = window: rows sorted by hop, pair, window
+    hp: npt.NDArray[Any] = cols.hop.astype(win.widx.dtype)
+    hp *= n_pair
+    hp += cols.pair
+    order, bounds, g_hp, g_w = _group_ranges(hp, win.widx, win.n_win)
+    low, high = cols.low[order], cols.high[order]
+    # the per-window table: the same runs in (hop, window, pair) order
+    g_hop, g_pair = g_hp // n_pair, g_hp % n_pair
+    runs = np.lexsort((g_pair, g_w, g_hop))
+    lengths = np.diff(bounds)
+    w_bounds = np.concatenate([[0], np.cumsum(lengths[runs])]).astype(np.int64)
+    picks = [slice(int(bounds[r]), int(bounds[r + 1])) for r in runs.tolist()]
+    w_low = np.concatenate([low[p] for p in picks]) if picks else low.copy()
+    w_high = np.concatenate([high[p] for p in picks]) if picks else high.copy()
+    windows = _table(cols, w_low, w_high, None, w_bounds, g_hop[runs] * win.n_win + g_w[runs],
+                     g_pair[runs], win, True)
+    # the whole-input table: consecutive window groups of one (hop, pair) merge
+    first = np.concatenate([[True], g_hp[1:] != g_hp[:-1]]) if len(g_hp) else np.zeros(0, bool)
+    s_bounds = np.concatenate([bounds[:-1][first], [len(low)]]).astype(np.int64)
+    summary = _table(cols, low, high, None, s_bounds, g_hop[first], g_pair[first], None, True)
+    return summary, windows

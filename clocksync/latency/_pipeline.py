@@ -37,7 +37,7 @@ from ._hops import (
     pivot_events,
     table_hops,
 )
-from ._percentiles import percentile_table
+from ._percentiles import summary_and_windows
 from ._schema import DEFAULT_STAGES, BadRecord, Events
 from ._select import median
 
@@ -138,8 +138,9 @@ def _intervals(
     for k in range(n_consecutive, len(hops)):
         h = hops[k]
         span = slice(h.src_stage, h.dst_stage)
-        comp_low = full_low[span][:, h.req].sum(axis=0)
-        comp_high = full_high[span][:, h.req].sum(axis=0)
+        every = len(h.req) == n_req  # every request: no gather
+        comp_low = (full_low[span] if every else full_low[span][:, h.req]).sum(axis=0)
+        comp_high = (full_high[span] if every else full_high[span][:, h.req]).sum(axis=0)
         low = np.where(np.isnan(comp_low), h.table_low_ns, np.maximum(h.table_low_ns, comp_low))
         high = np.where(np.isnan(comp_high), h.table_high_ns,
                         np.minimum(h.table_high_ns, comp_high))
@@ -244,7 +245,7 @@ class LatencyReport:
 
     Attributes:
         result: per-request hops and counts.
-        summary: percentiles over the whole input (:func:`percentile_table`).
+        summary: percentiles over the whole input (:func:`~._percentiles.percentile_table`).
         windows: percentiles per window.
         alerts: latency and clock-health alerts, in time order.
         bad: malformed input records that were skipped.
@@ -310,8 +311,7 @@ def analyze(
     """Hops, percentiles (whole input and windows), alerts: the full report."""
     result = hop_table(events, corrector, stages, causal, skip_bad, strict)
     hops = result.table
-    summary = percentile_table(hops)
-    windows = percentile_table(hops, window_s=window_s, step_s=step_s)
+    summary, windows = summary_and_windows(hops, window_s, step_s)
     alerts = latency_alerts(windows, hops, alert_config)
     p, st = result.pivot, result.stamps
     used = st.usable

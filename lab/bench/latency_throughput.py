@@ -47,11 +47,11 @@ from clocksync.latency import (  # noqa: E402
     SamplingConfig,
     analyze,
     hop_table,
-    percentile_table,
     read_events_file,
     simulate_requests,
     write_events,
 )
+from clocksync.latency._percentiles import summary_and_windows  # noqa: E402
 
 T0 = 1_764_129_600_000_000_000
 #: the last commit before the vectorized causal hull filter, selection and int32 keys
@@ -109,11 +109,31 @@ def _harness(tree: Path, events: Path, tables: Path, runs: int, cpu: int) -> dic
     return result
 
 
-def _stage_profile(events_path: Path, corrector: Corrector, repeat: int) -> dict[str, float]:
-    """Best-of CPU seconds of each pipeline step inside one end-to-end run (the steps'
-    module functions wrapped with timers)."""
+def _steps() -> list[tuple[Any, str, str]]:
+    """(module, function, label) of the pipeline steps the profile times; indentation of
+    the label = nesting (a step's time includes the indented ones below it)."""
     from clocksync.latency import _causal, _hops, _pipeline
 
+    return [
+        (_pipeline, "hop_table", "  hop_table"),
+        (_pipeline, "pivot_events", "    pivot by request and stage"),
+        (_hops, "dictionary_codes", "      group request ids (Arrow hash)"),
+        (_pipeline, "correct_stamps", "    correct timestamps, per node"),
+        (_pipeline, "table_hops", "    table-only hop intervals"),
+        (_pipeline, "_intervals", "    hop intervals (causal + sums)"),
+        (_pipeline, "tighten", "      causal tightening"),
+        (_causal, "hull_candidates", "        hull filter, all windows"),
+        (_causal, "_solve", "        vertex LP, per pair window"),
+        (_pipeline, "summary_and_windows", "  percentiles, whole + windows"),
+        (_pipeline, "latency_alerts", "  alerts: latency"),
+        (_pipeline, "clock_alerts", "  alerts: clock health"),
+    ]
+
+
+def _stage_profile(events_path: Path, corrector: Corrector, repeat: int) -> dict[str, float]:
+    """Best-of CPU seconds of each pipeline step inside one end-to-end run (the steps'
+    module functions wrapped with timers), in :func:`_steps` order."""
+    _STEPS = _steps()  # noqa: N806 - a constant of this call
     acc: dict[str, float] = {}
     saved: list[tuple[Any, str, Any]] = []
 
@@ -130,20 +150,7 @@ def _stage_profile(events_path: Path, corrector: Corrector, repeat: int) -> dict
         saved.append((module, name, fn))
         setattr(module, name, timed)
 
-    for module, name, label in (
-        (_hops, "dictionary_codes", "group request ids (hash, Arrow)"),
-        (_pipeline, "pivot_events", "pivot by request and stage"),
-        (_pipeline, "correct_stamps", "correct timestamps (per node)"),
-        (_pipeline, "table_hops", "table-only hop intervals"),
-        (_causal, "hull_candidates", "causal: hull filter (vectorized)"),
-        (_causal, "_solve", "causal: LP per pair window"),
-        (_pipeline, "tighten", "causal tightening (all)"),
-        (_pipeline, "_intervals", "hop intervals (causal + sums)"),
-        (_pipeline, "hop_table", "hop_table (all)"),
-        (_pipeline, "percentile_table", "percentiles (whole + windows)"),
-        (_pipeline, "latency_alerts", "alerts: latency"),
-        (_pipeline, "clock_alerts", "alerts: clock"),
-    ):
+    for module, name, label in _STEPS:
         wrap(module, name, label)
     best: dict[str, float] = {}
     try:
@@ -153,13 +160,14 @@ def _stage_profile(events_path: Path, corrector: Corrector, repeat: int) -> dict
             ev = read_events_file(events_path)
             _, _, c_all = _timed(lambda ev=ev: analyze(ev, corrector, window_s=10.0))
             acc["read Parquet"] = c_read
-            acc["analyze (all)"] = c_all
+            acc["analyze"] = c_all
             for k, v in acc.items():
                 best[k] = min(best.get(k, np.inf), v)
     finally:
         for module, name, fn in saved:
             setattr(module, name, fn)
-    return best
+    labels = ["read Parquet", "analyze", *(label for _, _, label in _STEPS)]
+    return {k: best[k] for k in labels if k in best}
 
 
 def main() -> None:
@@ -225,8 +233,7 @@ def main() -> None:
         for _ in range(args.repeat):
             ev, w_read, c_read = _timed(lambda: read_events_file(path))
             res, w_hops, c_hops = _timed(lambda ev=ev: hop_table(ev, corrector))
-            _, w_pct, c_pct = _timed(lambda res=res: (
-                percentile_table(res.table), percentile_table(res.table, window_s=10.0)))
+            _, w_pct, c_pct = _timed(lambda res=res: summary_and_windows(res.table, 10.0))
             _, w_all, c_all = _timed(lambda ev=ev: analyze(ev, corrector, window_s=10.0,
                                                            alert_config=AlertConfig()))
             _, w_nc, c_nc = _timed(lambda ev=ev: hop_table(ev, corrector, causal=None))
@@ -249,11 +256,11 @@ def main() -> None:
                   f" {c / n_events * 1e9:>9.1f}")
         # 3. where the time goes
         prof = _stage_profile(path, corrector, args.repeat)
-    total = prof["read Parquet"] + prof["analyze (all)"]
-    print(f"\n{'where the end-to-end cpu time goes':<36} {'cpu s':>7} {'share':>6}"
+    total = prof["read Parquet"] + prof["analyze"]
+    print(f"\n{'where the end-to-end cpu time goes':<38} {'cpu s':>7} {'share':>6}"
           f" {'ns/event':>9}")
     for k, v in prof.items():
-        print(f"{k:<36} {v:>7.3f} {v / total:>6.1%} {v / n_events * 1e9:>9.1f}")
+        print(f"{k:<38} {v:>7.3f} {v / total:>6.1%} {v / n_events * 1e9:>9.1f}")
     e2e_cpu = e2e["this tree"]["cpu"]
     print(f"\nend to end: {n_req / e2e_cpu / 1e6:.2f} M requests/s"
           f" ({n_events / e2e_cpu / 1e6:.2f} M events/s) on one core (cpu time);"

@@ -325,11 +325,13 @@ class Agent:
                 state.failures_in_row += 1
                 state.answered = result.reachable
         if result.sample is not None:
-            self._cross_check()
-            if state.falseticker and self.config.exclude_falsetickers:
+            check = self._cross_check()
+            held = ("falseticker" if state.falseticker else
+                    "no_majority" if check.agree is False and not check.majority else "")
+            if held and self.config.exclude_falsetickers:
                 with self._lock:
-                    state.errors["falseticker"] += 1
-                    state.last_error = "falseticker: sample left out of the fit"
+                    state.errors[held] += 1
+                    state.last_error = f"{held}: sample left out of the fit"
             else:
                 self.samples.append([result.sample])
         else:
@@ -346,7 +348,7 @@ class Agent:
         state.next_due = time.monotonic() + state.poll_s
 
     # -- agreement --------------------------------------------------------------------------
-    def _cross_check(self) -> None:
+    def _cross_check(self) -> CrossCheck:
         """Cross-check the sources' latest fresh samples; mark falsetickers, log changes."""
         latest = [(s.source.name, s.last_sample, s.poll_s) for s in self._sources
                   if s.last_sample is not None]
@@ -358,7 +360,7 @@ class Agent:
                 s.falseticker = s.source.name in check.falsetickers
         key = (check.agree, check.falsetickers)
         if key == self._check_key:
-            return
+            return check
         was_agreeing = self._check_key[0] is not False
         self._check_key = key
         self._agreement_changed = True
@@ -380,7 +382,9 @@ class Agent:
                         if self.config.exclude_falsetickers else "")
         else:
             log.warning("sources disagree and no strict majority agrees, so no falseticker "
-                        "can be named: %s", spans)
+                        "can be named%s: %s", "; new samples are left out of the fit until "
+                        "one does" if self.config.exclude_falsetickers else "", spans)
+        return check
 
     # -- fitting ----------------------------------------------------------------------------
     def _refit_due(self, now: float) -> bool:

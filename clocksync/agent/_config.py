@@ -87,7 +87,8 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                "empty = off"),
     OptionSpec("exclude_falsetickers", "bool", True, "leave out of the fit the new samples "
                "of a source whose interval misses the one a strict majority of sources "
-               "agrees on (a falseticker)"),
+               "agrees on (a falseticker), and every new sample while sources disagree "
+               "without such a majority"),
     OptionSpec("min_poll_s", "duration", 1.0, "shortest poll interval (s), used while the "
                "model is young or its bound is wide", 0.01, 86_400.0),
     OptionSpec("max_poll_s", "duration", 64.0, "longest poll interval (s)", 0.01, 86_400.0),

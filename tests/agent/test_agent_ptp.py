@@ -7,7 +7,9 @@ true offset is 0 (or the simulated clock's known offset): every bound must hold 
 
 * ``ptp`` source: an agent inside ``csh1_b`` (a child process) measures with our slave,
   publishes a table, reaches "synchronised"; junk and wrong-domain Syncs multicast from the
-  master's side are counted as rejected by reason.
+  master's side are counted as rejected by reason. Beside PTP it has two NTP sources on the
+  namespace's loopback, one lying by 5 ms: the cross-check names that one, PTP agrees with
+  the honest one, and the liar stays out of the fit.
 * ``ptp4l`` source: an agent here, on a simulated clock 2 ms behind and 50 ppm fast, reads
   the ptp4l slave through its management socket (a path: reachable across namespaces).
 
@@ -37,6 +39,7 @@ from lab.ptp_vs_ptp4l import PtpLab, missing_requirements
 from ptp._port import PortConfig, SlavePort
 
 NODE = "ptpnode"
+LIE_NS = 5_000_000.0
 FAST = {"min_poll_s": 0.25, "max_poll_s": 0.5, "refit_min_s": 0.5, "timeout_s": 0.5}
 
 # junk and a Sync in domain 7, multicast from the master's side: to the PTP event port
@@ -106,7 +109,8 @@ def test_agent_ptp_and_ptp4l_sources(lab: _Lab, tmp_path: Path) -> None:
     with open(lab.workdir / "agent.log", "wb") as log:
         child = lab.topo.spawn(lab.slave_ns, [
             sys.executable, "-m", "tests.agent.ptp_agent_child", json.dumps(options),
-            "--seconds", "25", "--samples", "10"], stdout=subprocess.PIPE, stderr=log)
+            "--seconds", "25", "--samples", "10", "--liar-ns", str(LIE_NS)],
+            stdout=subprocess.PIPE, stderr=log)
     # meanwhile, here: the ptp4l slave's measurements through its management socket
     clock = SimClock(t0_ns=time.time_ns(), offset0_ns=2_000_000.0, skew_ppm=50.0)
     config = AgentConfig.defaults(node="p4l", data_dir=str(tmp_path / "p4l"),
@@ -130,14 +134,20 @@ def test_agent_ptp_and_ptp4l_sources(lab: _Lab, tmp_path: Path) -> None:
 
     # -- the ptp source, in the slave namespace: truth is 0 -------------------------------
     assert result["status"] == "synchronised", lab.log("agent.log")[-3000:]
-    (source,) = result["sources"]
+    honest, liar, source = result["sources"]
     assert source["name"] == f"ptp:{lab.slave_if}" and source["samples"] >= 10
-    samples = result["samples"]
+    samples = [s for s in result["samples"] if s["source"] == source["name"]]
     assert len(samples) >= 10
     for s in samples:
-        assert s["source"] == source["name"]
         assert abs(s["offset_ns"]) <= s["bound_ns"], s
         assert 0 < s["delay_ns"] < 1e6  # a veth round trip: µs, not ms
+    # NTP and PTP cross-checked: the lying NTP server is named, PTP agrees with the other
+    assert result["falsetickers"] == [liar["name"]] and result["sources_agree"] is False
+    assert [s["falseticker"] for s in (honest, liar, source)] == [False, True, False]
+    logged_lies = [s for s in result["samples"] if s["source"] == liar["name"]]
+    assert not logged_lies  # held back: no majority before PTP's first sample, then named
+    for s in result["samples"]:
+        assert abs(s["offset_ns"]) <= s["bound_ns"] or s["source"] == liar["name"], s
     table = Corrector.from_store(str(data / "tables"))
     now = time.time_ns()
     ref, bound = table.correct(NODE, now)

@@ -21,7 +21,8 @@ arrived, publishes, and returns.
   cross-checked (:mod:`._crosscheck`, Marzullo); a source a strict majority disagrees with
   is a falseticker: named in the snapshot, /metrics and the log, and — with
   ``exclude_falsetickers`` (default) — its new samples stay out of the sample log and the
-  fit until it agrees again (counted as errors with reason ``falseticker``).
+  fit until it agrees again (counted as errors with reason ``falseticker``); while sources
+  disagree and no strict majority agrees, no new sample enters (reason ``no_majority``).
 
 The agent only measures: it never sets, slews or steps the system clock.
 """
@@ -367,7 +368,7 @@ class Agent:
         if check.agree is not False:
             if not was_agreeing:
                 log.info("sources agree again")
-            return
+            return check
         spans = "; ".join(f"{iv.source} {format_ns(iv.offset_ns, iv.bound_ns)}"
                           for iv in check.intervals)
         if check.falsetickers:

@@ -324,20 +324,32 @@ class Corrector:
         lat = np.asarray(r2 - r1, dtype=np.float64)
         bound = np.asarray(b1 + b2, dtype=np.float64)
         if src_node == dst_node and src.size:
-            same = (c.seg[i1] == c.seg[i2]) & (c.seg[i1] >= 0)
+            seg1 = c.seg[i1]
+            same = seg1 == c.seg[i2]
+            same &= seg1 >= 0
             near = np.abs(i1 - i2) <= 1
             max_slope = self._tables[src_node].assumptions["max_skew_ppm"] * 1e3
             slo = np.where(near, np.minimum(c.slo[i1], c.slo[i2]), -max_slope)
             shi = np.where(near, np.maximum(c.shi[i1], c.shi[i2]), max_slope)
             raw = (dst - src).astype(np.float64)
             d_s = raw / 1e9
-            lo_d = np.minimum(slo * d_s, shi * d_s)
-            hi_d = np.maximum(slo * d_s, shi * d_s)
-            lo = np.where(same, np.maximum(raw + lo_d - 1.0, lat - bound), lat - bound)
-            hi = np.where(same, np.minimum(raw + hi_d + 1.0, lat + bound), lat + bound)
+            slo *= d_s  # the offset change over the hop at either slope
+            shi *= d_s
+            lo_d, hi_d = np.minimum(slo, shi), np.maximum(slo, shi)
+            two_lo, two_hi = lat - bound, lat + bound  # the two corrections' interval
+            lo_d += raw
+            lo_d -= 1.0
+            hi_d += raw
+            hi_d += 1.0
+            lo = np.where(same, np.maximum(lo_d, two_lo), two_lo)
+            hi = np.where(same, np.minimum(hi_d, two_hi), two_hi)
             finite = np.isfinite(bound)
-            lat = np.where(finite, (lo + hi) / 2, lat)
-            bound = np.where(finite, (hi - lo) / 2, bound)
+            mid = lo + hi
+            mid /= 2
+            half = hi - lo
+            half /= 2
+            lat = np.where(finite, mid, lat)
+            bound = np.where(finite, half, bound)
         if src.ndim == 0:
             return float(lat), float(bound)
         return lat, bound

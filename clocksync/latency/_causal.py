@@ -45,7 +45,7 @@ from scipy.spatial import ConvexHull, QhullError
 from .._fit._assumptions import Assumptions
 
 __all__ = ["CausalAssumptions", "CausalResult", "PairWindow", "hull_candidates", "solve_linprog",
-           "tighten"]
+           "solve_windows", "tighten"]
 
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
@@ -291,6 +291,88 @@ def _solve(
     return np.asarray(mins), np.asarray(maxs), rho
 
 
+_BATCH_ELEMENTS = 4_000_000  # (windows x vertex candidates x constraints) per numpy pass
+
+
+def _padded(m: int) -> int:
+    """Constraint rows a window is padded to: the next of 8, 12, 16, 24, 32, 48, ..."""
+    size = 8
+    while size < m:
+        size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
+    return size
+
+
+def solve_windows(
+    x: F64, c: F64, lower: BoolA, group: I64, n_groups: int, xs: tuple[float, float],
+    rho_max: float,
+) -> tuple[F64, F64, BoolA]:
+    """:func:`_solve` for many windows at once: ``(ends, rho, feasible)``.
+
+    Constraint ``i`` belongs to window ``group[i]``: ``δ0 + ρ·x_i >= c_i`` when
+    ``lower[i]`` (A->B), else ``δ0 + ρ·x_i <= c_i`` (B->A). ``ends[k]`` = least δ at
+    ``xs[0]``, ``xs[1]``, greatest δ at ``xs[0]``, ``xs[1]`` (NaN when infeasible),
+    ``rho[k]`` = the ρ range. The same vertex enumeration as :func:`_solve`, with every
+    window's constraints padded to a common count (rows ``0·v <= 1``, which meet no other
+    line) so a batch of windows is one array expression.
+    """
+    ends = np.full((n_groups, 4), np.nan)
+    rho = np.full((n_groups, 2), np.nan)
+    feasible = np.zeros(n_groups, dtype=bool)
+    order = np.argsort(group, kind="stable")
+    g = group[order]
+    counts = np.bincount(g, minlength=n_groups)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    rank = np.arange(len(g)) - first[g]
+    lw = lower[order]
+    a0 = np.where(lw, -1.0, 1.0)
+    a1 = np.where(lw, -x[order], x[order])
+    cv = np.where(lw, -c[order], c[order])
+    box_a0 = np.array([0.0, 0.0, 1.0, -1.0])
+    box_a1 = np.array([1.0, -1.0, 0.0, 0.0])
+    box_c = np.array([rho_max, rho_max, _BOX_NS, _BOX_NS])
+    size = np.array([_padded(int(m) + 4) for m in counts.tolist()], dtype=np.int64)
+    for m in np.unique(size).tolist():
+        i, j = np.triu_indices(m, k=1)
+        windows = np.flatnonzero(size == m)
+        per = max(1, _BATCH_ELEMENTS // (len(i) * m))
+        for at in range(0, len(windows), per):
+            chunk = windows[at:at + per]
+            b = len(chunk)
+            local = np.full(n_groups, -1, dtype=np.int64)
+            local[chunk] = np.arange(b)
+            rows = np.flatnonzero(local[g] >= 0)
+            A0, A1 = np.zeros((b, m)), np.zeros((b, m))  # noqa: N806 - matrix names
+            C = np.ones((b, m))  # noqa: N806
+            at_b, at_r = local[g[rows]], rank[rows]
+            A0[at_b, at_r], A1[at_b, at_r], C[at_b, at_r] = a0[rows], a1[rows], cv[rows]
+            box_r = counts[chunk][:, None] + np.arange(4)[None, :]
+            box_b = np.repeat(np.arange(b), 4).reshape(b, 4)
+            A0[box_b, box_r], A1[box_b, box_r], C[box_b, box_r] = box_a0, box_a1, box_c
+            det = A0[:, i] * A1[:, j] - A0[:, j] * A1[:, i]
+            ok = np.abs(det) > 1e-12
+            with np.errstate(divide="ignore", invalid="ignore"):
+                v0 = (C[:, i] * A1[:, j] - C[:, j] * A1[:, i]) / det
+                v1 = (A0[:, i] * C[:, j] - A0[:, j] * C[:, i]) / det
+                slack = C[:, None, :] - (v0[:, :, None] * A0[:, None, :]
+                                         + v1[:, :, None] * A1[:, None, :])
+                tol = _FEAS_TOL_NS + 1e-9 * np.abs(C)[:, None, :]
+                vert = ok & np.all(slack >= -tol, axis=2)
+            has = vert.any(axis=1)
+            feasible[chunk] = has
+            for col, x_at in enumerate(xs):
+                with np.errstate(invalid="ignore"):  # pairs of parallel lines: masked
+                    vals = v0 + v1 * x_at
+                lo = np.where(vert, vals, np.inf).min(axis=1)
+                hi = np.where(vert, vals, -np.inf).max(axis=1)
+                lo = np.where(np.abs(lo) < _BOX_NS / 2, lo, np.sign(lo) * np.inf)
+                hi = np.where(np.abs(hi) < _BOX_NS / 2, hi, np.sign(hi) * np.inf)
+                ends[chunk, col] = np.where(has, lo - _LP_TOL_NS, np.nan)
+                ends[chunk, 2 + col] = np.where(has, hi + _LP_TOL_NS, np.nan)
+            rho[chunk, 0] = np.where(has, np.where(vert, v1, np.inf).min(axis=1), np.nan)
+            rho[chunk, 1] = np.where(has, np.where(vert, v1, -np.inf).max(axis=1), np.nan)
+    return ends, rho, feasible
+
+
 def solve_linprog(
     lo_x: F64, lo_c: F64, up_x: F64, up_u: F64, xs: tuple[float, float], rho_max: float
 ) -> tuple[F64, F64, tuple[float, float]] | None:
@@ -424,28 +506,18 @@ def tighten(
     # the B->A ones bound δ from above, so their lower hull matters: negate
     keep = hull_candidates(gid * 2 + back[order], pos_s, win_ns, 2 * n_groups, x_all,
                            np.where(fwd_s, c_all, -c_all))
-    ends = np.full((n_groups, 4), np.nan)  # least δ at start, end; greatest at start, end
-    feasible = np.zeros(n_groups, dtype=bool)
-    rhos: list[tuple[float, float]] = []
+    # a window whose filtered constraints are still many: its side through qhull first
+    for side, upper in ((fwd_s, True), (~fwd_s, False)):
+        many = np.bincount(gid[keep & side], minlength=n_groups) > _HULL_MAX_POINTS
+        for k in np.flatnonzero(many).tolist():
+            idx = int(g_start[k]) + np.flatnonzero((keep & side)[g_start[k]:g_end[k]])
+            drop = np.ones(len(idx), dtype=bool)
+            drop[_reduce(x_all[idx], c_all[idx], upper=upper)] = False
+            keep[idx[drop]] = False
+    kept = np.flatnonzero(keep)
     half = ca.window_s / 2
-    for k in range(n_groups):
-        a_, m_, b_ = int(g_start[k]), int(g_start[k] + n_fwd[k]), int(g_end[k])
-        lo_i = a_ + np.flatnonzero(keep[a_:m_])
-        up_i = m_ + np.flatnonzero(keep[m_:b_])
-        x_lo, c_lo, x_up, c_up = x_all[lo_i], c_all[lo_i], x_all[up_i], c_all[up_i]
-        keep_lo = (_reduce(x_lo, c_lo, upper=True) if len(lo_i) > _HULL_MAX_POINTS
-                   else slice(None))
-        keep_up = (_reduce(x_up, c_up, upper=False) if len(up_i) > _HULL_MAX_POINTS
-                   else slice(None))
-        sol = _solve(x_lo[keep_lo], c_lo[keep_lo], x_up[keep_up], c_up[keep_up],
-                     (-half, half), rho_max)
-        if sol is None:
-            rhos.append((np.nan, np.nan))
-            continue
-        mins, maxs, rho = sol
-        ends[k] = (mins[0], mins[1], maxs[0], maxs[1])
-        feasible[k] = True
-        rhos.append(rho)
+    ends, rho_range, feasible = solve_windows(x_all[kept], c_all[kept], fwd_s[kept], gid[kept],
+                                              n_groups, (-half, half), rho_max)
     # every message's interval from its window's chords, all groups at once
     ok = feasible[gid]
     lam = pos_s / win_ns
@@ -489,7 +561,7 @@ def tighten(
                        "wander/min_wire_delay assumptions are broken)"))
             continue
         lo0, lo1, hi0, hi1 = (float(v) for v in ends[k])
-        rho = rhos[k]
+        rho = (float(rho_range[k, 0]), float(rho_range[k, 1]))
         nb = int(n_bad[k])
         status = "inconsistent" if nb else ("ok" if n_lo and n_up else "one-way")
         windows.append(window(

@@ -110,9 +110,12 @@ def pivot_events(table: pa.Table, stages: Sequence[str]) -> Pivot:
     key = rid * n_stages + sidx
     rows = np.arange(table.num_rows, dtype=np.int64)
     first = np.full(n_req * n_stages, table.num_rows, dtype=np.int64)
-    np.minimum.at(first, key, rows)
     counts = np.bincount(key, minlength=n_req * n_stages)
     dup_slots = np.flatnonzero(counts > 1)
+    if len(dup_slots):
+        np.minimum.at(first, key, rows)  # the first occurrence of a duplicate wins
+    else:
+        first[key] = rows  # one event per slot: a plain scatter
     missing = first >= table.num_rows
     ts_all = table.column("ts_ns").to_numpy().astype(np.int64, copy=False)
     if not missing.any():  # every request complete: plain gathers
@@ -180,14 +183,22 @@ def correct_stamps(pivot: Pivot, corrector: CorrectorLike, skip_bad: bool = Fals
     ev_node[rows] = pivot.node.reshape(-1)[present]
     ev_ts = np.zeros(n_ev, dtype=np.int64)
     ev_ts[rows] = pivot.ts_ns.reshape(-1)[present]
-    order, bounds = group_order(ev_node, n_nodes + 1)
+    # rows already grouped by node (as write_events stores them): slices, no sort
+    grouped = bool(np.all(ev_node[1:] >= ev_node[:-1]))
+    if grouped:
+        order = np.zeros(0, dtype=np.int64)
+        bounds = np.searchsorted(ev_node, np.arange(n_nodes + 2)).astype(np.int64)
+    else:
+        order, bounds = group_order(ev_node, n_nodes + 1)
     ev_ref = np.zeros(n_ev, dtype=np.int64)
     ev_bound = np.full(n_ev, np.nan)
     ev_hold = np.zeros(n_ev, dtype=bool)
     ev_ok = np.ones(n_ev, dtype=bool)
     oor_nodes: dict[str, int] = {}
     for code, name in enumerate(pivot.node_names):
-        idx = order[bounds[code]:bounds[code + 1]]  # event rows of this node
+        first, end = int(bounds[code]), int(bounds[code + 1])
+        idx: npt.NDArray[np.int64] | slice = (slice(first, end) if grouped
+                                               else order[first:end])  # this node's rows
         ts = ev_ts[idx]
         r, b = corrector.correct(name, ts, on_invalid="inf")
         b = np.asarray(b, dtype=np.float64)

@@ -100,6 +100,10 @@ def _context(pivot: Pivot) -> dict[str, pa.Array]:
         if name in base:
             continue
         col = pivot.events.column(name)
+        if col.null_count == 0 and bool(np.all(pivot.row[:, 0] >= 0)):
+            # no nulls, every request has its first stage: that stage's value is the first
+            out[name] = col.take(pa.array(pivot.row[:, 0])).combine_chunks()
+            continue
         vals = []
         for k in range(len(pivot.stages)):
             rows = pivot.row[:, k]
@@ -112,29 +116,40 @@ def _intervals(
     hops: list[HopArrays], n_consecutive: int, n_req: int, names: tuple[str, ...],
     causal: CausalAssumptions | None,
 ) -> tuple[list[tuple[F64, F64, BoolA]], tuple[PairWindow, ...]]:
-    """``(low, high, inconsistent)`` per hop, and the causal windows."""
-    out = [(h.table_low_ns.copy(), h.table_high_ns.copy(), np.zeros(len(h.req), dtype=bool))
-           for h in hops]
+    """``(low, high, inconsistent)`` per hop, and the causal windows. (Arrays may be shared
+    with ``hops`` and with each other: read-only from here on.)"""
+    out = [(h.table_low_ns, h.table_high_ns, np.zeros(len(h.req), dtype=bool)) for h in hops]
     windows: tuple[PairWindow, ...] = ()
     cons = hops[:n_consecutive]
     crosses = [np.flatnonzero(h.cross_node) for h in cons]
     if causal is not None and any(len(c) for c in crosses):
-        cat = [np.concatenate([getattr(h, f)[c] for h, c in zip(cons, crosses, strict=True)])
-               for f in ("src_node", "dst_node", "src_ref_ns", "src_bound_ns", "raw_ns",
-                         "table_low_ns", "table_high_ns")]
+        fields = ("src_node", "dst_node", "src_ref_ns", "src_bound_ns", "raw_ns",
+                  "table_low_ns", "table_high_ns")
+        used = [(h, c) for h, c in zip(cons, crosses, strict=True) if len(c)]
+        if len(used) == 1 and len(used[0][1]) == len(used[0][0].req):  # one all-cross hop
+            cat = [getattr(used[0][0], f) for f in fields]
+        else:
+            cat = [np.concatenate([getattr(h, f)[c] for h, c in used]) for f in fields]
         res = tighten(cat[0], cat[1], names, cat[2], cat[3], cat[4], cat[5], cat[6], causal)
         windows = res.windows
         at = 0
-        for k, c in enumerate(crosses):
+        for k, (h, c) in enumerate(zip(cons, crosses, strict=True)):
+            if not len(c):
+                continue
             sl = slice(at, at + len(c))
-            out[k][0][c], out[k][1][c], out[k][2][c] = (
-                res.low_ns[sl], res.high_ns[sl], res.inconsistent[sl])
             at += len(c)
+            if len(c) == len(h.req):  # every message of the hop is cross-node
+                out[k] = (res.low_ns[sl], res.high_ns[sl], res.inconsistent[sl])
+                continue
+            low, high, bad = h.table_low_ns.copy(), h.table_high_ns.copy(), out[k][2]
+            low[c], high[c], bad[c] = res.low_ns[sl], res.high_ns[sl], res.inconsistent[sl]
+            out[k] = (low, high, bad)
     # longer hops: sum of the consecutive intervals, intersected with the table's
     full_low = np.full((n_consecutive, n_req), np.nan)
     full_high = np.full((n_consecutive, n_req), np.nan)
     for k, h in enumerate(cons):
-        full_low[k, h.req], full_high[k, h.req] = out[k][0], out[k][1]
+        at_req = slice(None) if len(h.req) == n_req else h.req
+        full_low[k, at_req], full_high[k, at_req] = out[k][0], out[k][1]
     for k in range(n_consecutive, len(hops)):
         h = hops[k]
         span = slice(h.src_stage, h.dst_stage)
@@ -184,14 +199,16 @@ def hop_table(
     counts = []
 
     def dict_col(codes: npt.NDArray[Any], dictionary: pa.Array) -> pa.DictionaryArray:
-        return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), dictionary)
+        return pa.DictionaryArray.from_arrays(
+            pa.array(np.asarray(codes).astype(np.int32, copy=False)), dictionary)
 
     for k, (h, (low, high, bad)) in enumerate(zip(hops, intervals, strict=True)):
-        req = pa.array(h.req)
+        every = len(h.req) == len(pivot.request_ids)  # every request: no take
+        req = None if every else pa.array(h.req)
         unknown_order = (low < 0) & (high > 0)
         cols: dict[str, Any] = {
             "request_id": dict_col(h.req, ids),
-            "hop": dict_col(np.full(len(h.req), k), hop_names),
+            "hop": dict_col(np.full(len(h.req), k, dtype=np.int32), hop_names),
             "src_node": dict_col(h.src_node, names),
             "dst_node": dict_col(h.dst_node, names),
             "latency_ns": pa.array((low + high) / 2),
@@ -205,7 +222,7 @@ def hop_table(
             "inconsistent": pa.array(bad),
         }
         for name, arr in ctx.items():
-            cols[name] = arr.take(req)
+            cols[name] = arr if req is None else arr.take(req)
         parts.append(pa.table(cols))
         n = len(h.req)
         counts.append(HopCount(

@@ -123,7 +123,7 @@ def _steps() -> list[tuple[Any, str, str]]:
         (_pipeline, "_intervals", "    hop intervals (causal + sums)"),
         (_pipeline, "tighten", "      causal tightening"),
         (_causal, "hull_candidates", "        hull filter, all windows"),
-        (_causal, "_solve", "        vertex LP, per pair window"),
+        (_causal, "solve_windows", "        vertex LP, all windows"),
         (_pipeline, "summary_and_windows", "  percentiles, whole + windows"),
         (_pipeline, "latency_alerts", "  alerts: latency"),
         (_pipeline, "clock_alerts", "  alerts: clock health"),

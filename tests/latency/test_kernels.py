@@ -222,3 +222,72 @@ def test_summary_and_windows_equal_two_tables(n: int, window_s: float, step_s: f
     same(summary, percentile_table(hops))
     same(windows, percentile_table(hops, window_s=window_s, step_s=step_s))
     assert windows.num_rows > summary.num_rows or n == 1
+
+
+# -- the pipeline's fast paths for node-grouped input ----------------------------------------
+def test_hop_table_same_for_grouped_and_shuffled_rows() -> None:
+    """Rows grouped by node (as write_events stores them) take the slice path of the
+    corrections; shuffled rows the sorted-by-node path: the same per-request table."""
+    from clocksync.latency import hop_table
+    from clocksync.latency._simulate import simulate_requests
+    from tests.latency.conftest import T0, make_world
+
+    world = make_world(3)
+    rng = np.random.default_rng(3)
+    routes = [("n1", "n2"), ("n2", "n1"), ("n1", "n1")]
+    events, _ = simulate_requests(world.clocks, routes, 3000, T0 + 20 * 10**9, 100.0, rng)
+    grouped = events.sort_by([("node", "ascending"), ("ts_ns", "ascending")])
+    shuffled = events.take(pa.array(rng.permutation(events.num_rows)))
+    keys = [("request_id", "ascending"), ("hop", "ascending")]
+
+    def table(ev: pa.Table) -> pa.Table:
+        t = hop_table(ev, world.corrector).table
+        t = t.cast(pa.schema([pa.field(f.name, f.type.value_type)
+                              if pa.types.is_dictionary(f.type) else f for f in t.schema]))
+        return t.sort_by(keys)
+
+    a, b = table(grouped), table(shuffled)
+    assert a.num_rows == 4 * 3000
+    for name in a.column_names:
+        np.testing.assert_array_equal(a.column(name).to_numpy(zero_copy_only=False),
+                                      b.column(name).to_numpy(zero_copy_only=False))
+
+
+# -- the causal LP of many windows at once -------------------------------------------------
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 40))
+def test_solve_windows_matches_per_window_solver(seed: int, n_groups: int) -> None:
+    """Batched vertex enumeration = the per-window one (:func:`_solve`, itself tested
+    against HiGHS), window by window: feasible, one-way (unbounded) and contradictory
+    windows, windows of very different sizes (several padded batches)."""
+    from clocksync.latency._causal import _solve, solve_windows
+
+    rng = np.random.default_rng(seed)
+    parts: list[tuple[F64, F64, npt.NDArray[np.bool_], npt.NDArray[np.int64]]] = []
+    for k in range(n_groups):
+        n_lo, n_up = (int(v) for v in rng.integers(0, rng.choice([4, 30, 90]), 2))
+        if rng.random() < 0.15:
+            n_up = 0  # one-way
+        d0, r = rng.normal(0, 1e5), rng.normal(0, 1e4)
+        lx, ux = rng.uniform(-0.5, 0.5, n_lo), rng.uniform(-0.5, 0.5, n_up)
+        lc = d0 + r * lx - rng.exponential(3e4, n_lo)
+        uc = d0 + r * ux + rng.exponential(3e4, n_up) - (1e6 if rng.random() < 0.15 else 0.0)
+        parts.append((np.concatenate([lx, ux]), np.concatenate([lc, uc]),
+                      np.arange(n_lo + n_up) < n_lo, np.full(n_lo + n_up, k, np.int64)))
+    x, c, low, group = (np.concatenate([p[i] for p in parts]) for i in range(4))
+    perm = rng.permutation(len(x))  # any order of the constraints
+    xs = (-0.5, 0.5)
+    ends, rho, feasible = solve_windows(x[perm], c[perm], low[perm].astype(bool),
+                                        group[perm].astype(np.int64), n_groups, xs, 1e6)
+    for k in range(n_groups):
+        m = group == k
+        ref = _solve(x[m & low], c[m & low], x[m & ~low], c[m & ~low], xs, 1e6)
+        assert feasible[k] == (ref is not None)
+        if ref is None:
+            assert np.all(np.isnan(ends[k]))
+            continue
+        want = [ref[0][0], ref[0][1], ref[1][0], ref[1][1]]
+        for got_v, want_v in zip(ends[k], want, strict=True):
+            assert (np.isinf(got_v) and got_v == want_v) or abs(got_v - want_v) <= 1e-6 * max(
+                1.0, abs(want_v))
+        assert rho[k] == pytest.approx(ref[2], rel=1e-9, abs=1e-6)

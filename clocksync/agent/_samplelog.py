@@ -7,9 +7,16 @@ atomically (temporary file, fsync, rename) on every :meth:`SampleLog.flush`; onc
 ``segment_samples`` rows the next sample opens a new one. Segments whose newest sample is
 older than ``retention_s`` are deleted.
 
+:meth:`SampleLog.append` never touches the disk: a rotated segment is queued and written by
+the next :meth:`SampleLog.flush`, before the open one. A flush that fails (disk full,
+read-only) raises ``OSError`` and keeps everything queued in memory; the next flush writes it
+all. What a crash can lose is therefore exactly what was appended after the last successful
+flush.
+
 On open, the newest segments are read back so a restarted agent resumes its history; a
 segment that cannot be read (torn by a crash, corrupted) is skipped with a warning and left
-in place for inspection.
+in place for inspection. Temporary files of an atomic write cut short by a crash
+(``.seg-*.parquet.*.tmp``) are deleted on open.
 """
 
 from __future__ import annotations
@@ -67,6 +74,7 @@ class SampleLog:
         self.retention_s = retention_s
         self._recent: collections.deque[Sample] = collections.deque(maxlen=keep_samples)
         self._closed: list[Segment] = []
+        self._unwritten: list[tuple[int, list[Sample]]] = []  # rotated, not yet on disk
         self._current: list[Sample] = []
         self._current_seq = 1
         self._dirty = False
@@ -104,6 +112,9 @@ class SampleLog:
 
     def _open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
+        for stale in self.directory.glob(".seg-*.parquet.*.tmp"):
+            log.warning("sample log: removing %s, left by an interrupted write", stale)
+            stale.unlink(missing_ok=True)
         found = sorted((int(m.group(1)), p) for p in self.directory.iterdir()
                        if (m := _NAME.match(p.name)))
         if not found:
@@ -154,9 +165,7 @@ class SampleLog:
         return n
 
     def _rotate(self) -> None:
-        self._write_current()
-        self._closed.append(Segment(self._current_seq, self._path(self._current_seq),
-                                    max(s.t_local_ns for s in self._current)))
+        self._unwritten.append((self._current_seq, self._current))
         self._current = []
         self._current_seq += 1
 
@@ -169,7 +178,18 @@ class SampleLog:
         self._dirty = False
 
     def flush(self) -> None:
-        """Write the open segment atomically (if it changed) and apply retention."""
+        """Write the rotated segments not yet on disk, then the open segment (if it changed),
+        each atomically; then apply retention.
+
+        Raises:
+            OSError: a write failed; what was not written stays queued for the next flush.
+        """
+        while self._unwritten:
+            seq, samples = self._unwritten[0]
+            write_samples(samples, self._path(seq))
+            self._unwritten.pop(0)
+            self._closed.append(Segment(seq, self._path(seq),
+                                        max(s.t_local_ns for s in samples)))
         if self._dirty:
             self._write_current()
         self.prune()

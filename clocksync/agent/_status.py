@@ -23,11 +23,17 @@ YOUNG_SEGMENT_SAMPLES = 8
 
 
 def agent_status(table: CorrectionTable | None, *, now_local_ns: int, poll_s: float,
-                 all_unreachable: bool) -> str:
-    """Status of a node's clock model now (see the module docstring)."""
+                 all_unreachable: bool, last_sample_local_ns: int | None = None) -> str:
+    """Status of a node's clock model now (see the module docstring).
+
+    ``last_sample_local_ns``: the newest sample received (local ns), which may be newer than
+    the table's last fitted one (refits are rate-limited); default: the table's.
+    """
     if table is None:
         return "unknown"
     last = table.last_sample_local_ns
+    if last_sample_local_ns is not None and (last is None or last_sample_local_ns > last):
+        last = last_sample_local_ns
     age_s = (now_local_ns - last) / 1e9 if last is not None else float("inf")
     if all_unreachable or age_s > FREE_RUNNING_POLLS * poll_s:
         return "free_running"

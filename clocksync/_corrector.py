@@ -32,6 +32,7 @@ import numpy.typing as npt
 from ._errors import InvalidTimestampError, OutOfRangeError, UnknownNodeError
 from ._fit._envelope import AMBIGUOUS, HOLDOVER, VOID
 from ._table import CorrectionTable
+from ._tablekey import TableKey
 
 __all__ = ["AMBIGUOUS", "HOLDOVER", "OUT_OF_RANGE", "VOID", "Corrector"]
 
@@ -172,12 +173,14 @@ class Corrector:
 
     # -- construction from stores -------------------------------------------------------------
     @classmethod
-    def from_store(cls, url: str) -> Corrector:
-        """Load every table of a store: a directory path, ``file://DIR`` or
-        ``redis://host:port/db``. :meth:`refresh` reloads when the store changed."""
+    def from_store(cls, url: str, *, table_key: TableKey | None = None) -> Corrector:
+        """Load every table of a store: a directory path, ``file://DIR``,
+        ``redis://host:port/db`` or agent URLs. :meth:`refresh` reloads when the store changed.
+        With ``table_key`` every table must be signed by that key (else
+        :class:`~clocksync.SignatureError`)."""
         from ._store import open_store
 
-        store = open_store(url)
+        store = open_store(url, table_key=table_key)
         version = store.version()
         corrector = cls(store.read_all().values())
         corrector._store, corrector._store_version = store, version

@@ -9,6 +9,7 @@ from pathlib import Path
 from .._atomic import atomic_write_bytes
 from .._errors import StoreError
 from .._table import CorrectionTable
+from .._tablekey import TableKey
 
 __all__ = ["DirectoryStore", "table_filename"]
 
@@ -27,15 +28,17 @@ def table_filename(node: str) -> str:
 class DirectoryStore:
     """``DIR/<node>.table.json``; writes go to a temporary name, are fsynced and renamed."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *,
+                 table_key: TableKey | None = None) -> None:
         self.path = Path(path)
         self.url = str(self.path)
+        self.table_key = table_key
 
     def write(self, table: CorrectionTable) -> None:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(self.path / table_filename(table.node),
-                               table.to_json().encode("utf-8"))
+                               table.to_json(self.table_key).encode("utf-8"))
         except OSError as exc:
             raise StoreError(f"{self.path}: cannot write table of {table.node!r}: "
                              f"{exc.strerror or exc}") from None
@@ -53,7 +56,7 @@ class DirectoryStore:
                 text = file.read_bytes()
             except OSError as exc:
                 raise StoreError(f"{file}: cannot read: {exc.strerror or exc}") from None
-            table = CorrectionTable.from_json(text, source=str(file))
+            table = CorrectionTable.from_json(text, source=str(file), key=self.table_key)
             if table.node in tables:
                 raise StoreError(f"{file}: second table for node {table.node!r}")
             tables[table.node] = table

@@ -36,6 +36,7 @@ from typing import Any
 
 from .._errors import StoreError
 from .._table import CorrectionTable
+from .._tablekey import TableKey
 
 __all__ = ["PASSWORD_ENV", "RedisStore", "redact_url"]
 
@@ -69,9 +70,10 @@ class RedisStore:
     """Tables in Redis (see the module docstring for URL, keys and guarantees)."""
 
     def __init__(self, url: str, *, ttl_s: float | None = None, prefix: str | None = None,
-                 timeout_s: float = 5.0) -> None:
+                 timeout_s: float = 5.0, table_key: TableKey | None = None) -> None:
         import redis
 
+        self.table_key = table_key
         self.url = redact_url(url)
         parsed = urllib.parse.urlsplit(url)
         query = urllib.parse.parse_qs(parsed.query, keep_blank_values=True)
@@ -121,7 +123,7 @@ class RedisStore:
     def write(self, table: CorrectionTable) -> None:
         import redis
 
-        text = table.to_json().encode("utf-8")
+        text = table.to_json(self.table_key).encode("utf-8")
         try:
             with self._redis.pipeline(transaction=True) as pipe:
                 key = self._tables + table.node
@@ -151,7 +153,7 @@ class RedisStore:
             if value is None:
                 continue  # expired: the node stopped publishing
             tables[node] = CorrectionTable.from_json(
-                value, source=f"{self.url} key {self._tables + node}")
+                value, source=f"{self.url} key {self._tables + node}", key=self.table_key)
         return dict(sorted(tables.items()))
 
     def version(self) -> tuple[int, int]:

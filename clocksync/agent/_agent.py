@@ -45,6 +45,7 @@ from .._fit import Assumptions, fit_table
 from .._sample import Sample
 from .._store import TableStore, open_store
 from .._table import CorrectionTable
+from .._tablekey import load_table_key
 from .._units import format_ns
 from ..ntp import NtpServer, PollPolicy
 from ._config import AgentConfig
@@ -183,9 +184,12 @@ class Agent:
                                  retention_s=config.retention_s,
                                  keep_samples=config.window_samples)
         self._own_stores = stores is None  # opened here: closed by shutdown()
+        self._table_key = (load_table_key(config.table_key_file) if config.table_key_file
+                           else None)
         self._stores = [_StoreState(s) for s in
                         (stores if stores is not None
-                         else [open_store(u) for u in config.store_urls])]
+                         else [open_store(u, table_key=self._table_key)
+                               for u in config.store_urls])]
         built = sources if sources is not None else build_sources(config, self.clock)
         self._sources = [_SourceState(s, config.min_poll_s) for s in built]
         self._stop = threading.Event()
@@ -283,15 +287,15 @@ class Agent:
                 now = time.monotonic()
         self._cross_check()  # samples age out of it while their sources stay silent
         if self._refit_due(now):
-            self._refit(now)
-            try:
+            try:  # before the refit publishes: a published table's samples are on disk
                 self.samples.flush()
             except OSError as exc:
                 log.error("sample log: flush failed: %s", exc)
+            self._refit(now)
         changed = self._update_status() or self._agreement_changed
         self._agreement_changed = False
         if changed or time.monotonic() - self._last_publish >= REPUBLISH_S:
-            self._publish(force=True)
+            self._publish()
         now = time.monotonic()
         for store in self._stores:
             if store.pending is not None and now >= store.next_try:
@@ -415,7 +419,7 @@ class Agent:
         with self._lock:
             self._table, self._corrector = table, corrector
         self._update_status()
-        self._publish(force=True)
+        self._publish()
 
     def _bound_now(self) -> float:
         offset = self._offset_now(self.clock.now_ns())
@@ -442,7 +446,8 @@ class Agent:
             s.failures_in_row >= UNREACHABLE_POLLS for s in active)
         status = agent_status(self._table, now_local_ns=self.clock.now_ns(),
                               poll_s=self._current_poll_s(),
-                              all_unreachable=bool(self._sources) and all_unreachable)
+                              all_unreachable=bool(self._sources) and all_unreachable,
+                              last_sample_local_ns=self.samples.newest_t_local_ns)
         changed = status != self._status
         self._status = status
         if self._server is not None:
@@ -466,7 +471,7 @@ class Agent:
         published = dataclasses.replace(table, status=self._status,
                                         generated_at_ns=self.clock.now_ns(),
                                         generation=self._generation, extra=extra)
-        text = published.to_json()
+        text = published.to_json(self._table_key)
         with self._lock:
             self._published, self._published_json = published, text
         self._last_publish = time.monotonic()

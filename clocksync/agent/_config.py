@@ -104,6 +104,8 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                "server send times)"),
     OptionSpec("stores", "list", (), "table stores to publish to: DIR, file://DIR, "
                "redis://... (repeatable flag; default DATA_DIR/tables)", flag="store"),
+    OptionSpec("table_key_file", "str", "", "shared HMAC key file: published tables (stores "
+               "and /table) are signed with it (docs/table-format.md); empty = unsigned"),
     OptionSpec("data_dir", "str", "clocksync-data", "directory of the sample log "
                "(DATA_DIR/samples) and the default table store"),
     OptionSpec("http_listen", "str", "127.0.0.1:9465", "HOST:PORT of the read-only HTTP "
@@ -153,6 +155,7 @@ class AgentConfig:
     timeout_s: float
     interleaved: bool
     stores: tuple[str, ...]
+    table_key_file: str
     data_dir: str
     http_listen: str
     serve_port: int
@@ -220,10 +223,13 @@ def _convert(spec: OptionSpec, value: Any, where: str) -> Any:
             raise InputError(f"{name}: must be an integer, got {value!r}")
         number = value
     elif isinstance(value, int | float):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            raise InputError(f"{name}: must be finite, got {value!r}") from None
     else:
         raise InputError(f"{name}: must be a number, got {value!r}")
-    if not math.isfinite(number):
+    if isinstance(number, float) and not math.isfinite(number):
         raise InputError(f"{name}: must be finite, got {value!r}")
     low, high = spec.minimum, spec.maximum
     if (low is not None and number < low) or (high is not None and number > high):
@@ -268,6 +274,8 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: cannot read config ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def load_config(path: str | Path | None = None,
@@ -292,7 +300,11 @@ def load_config(path: str | Path | None = None,
             if key == "fit":
                 if not isinstance(value, Mapping):
                     raise InputError(f"{where}: key 'fit': must be a table of assumptions")
-                Assumptions.from_mapping(dict(value), where=f"{where}: fit")  # validates
+                try:
+                    Assumptions.from_mapping(dict(value), where=f"{where}: fit")  # validates
+                except OverflowError:  # an integer too large for a float
+                    raise InputError(f"{where}: key 'fit': values must be finite numbers "
+                                     f"within their ranges, got {dict(value)!r}") from None
                 fit.update({k: float(v) for k, v in value.items()})
                 continue
             spec = _SPECS.get(key)

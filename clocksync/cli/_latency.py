@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from .._errors import InputError
+from .._tablekey import TableKey
 from .._units import format_ns, parse_duration_s
 from ..latency import (
     DEFAULT_STAGES,
@@ -28,6 +29,7 @@ from ..latency import (
     read_inputs,
     write_latencies,
 )
+from ._options import table_key_option
 
 __all__ = ["latency"]
 
@@ -164,11 +166,13 @@ def render(report: LatencyReport) -> str:
 @click.option("--sample-budget", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Sample requests down to about this many events per second (slow "
                    "outliers always kept; percentiles weighted).")
+@table_key_option
 def latency(events: tuple[str, ...], tables_dir: str | None, store_url: str | None,
             out: str | None, as_json: bool, window_s: float, step_s: float | None,
             skip_bad: bool, plot: str | None, fmt: str, trace_map: str | None, stages: str,
             min_wire_s: float, causal_window_s: float, no_causal: bool, k_mad: float,
-            max_clock_bound_s: float, strict: bool, sample_budget: float | None) -> None:
+            max_clock_bound_s: float, strict: bool, sample_budget: float | None,
+            table_key: TableKey | None) -> None:
     """Hop latencies of EVENTS (events files or OTLP/Jaeger/Zipkin traces) with bounds."""
     from .. import Corrector
 
@@ -186,7 +190,7 @@ def latency(events: tuple[str, ...], tables_dir: str | None, store_url: str | No
     url = tables_dir if tables_dir is not None else str(store_url)
     if tables_dir is not None and not os.path.isdir(tables_dir):
         raise InputError(f"{tables_dir}: no such table directory")
-    corrector = Corrector.from_store(url)
+    corrector = Corrector.from_store(url, table_key=table_key)
     mapping = TraceMapping.from_json(trace_map) if trace_map else None
     big = sum(os.path.getsize(p) for p in events if os.path.isfile(p)) > _PROGRESS_BYTES
     if big and not as_json and sys.stderr.isatty():

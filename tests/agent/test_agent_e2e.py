@@ -319,3 +319,29 @@ def _read_redis(url: str) -> dict[str, CorrectionTable]:
         return open_store(url).read_all()
     except StoreError:
         return {}
+
+
+def test_signed_tables_end_to_end(tmp_path: Path, ntp_server: NtpServer) -> None:
+    """With --table-key-file the agent signs what it publishes (store and /table); readers
+    with the key accept it, readers with another key refuse it."""
+    from clocksync import SignatureError, TableKey
+
+    key_file = tmp_path / "table.key"
+    key_file.write_text("0123456789abcdef0123456789abcdef\n")
+    agent = Agent(_config(tmp_path, ntp_servers=[f"127.0.0.1:{ntp_server.port}"],
+                          table_key_file=str(key_file)))
+    http = AgentHttpServer(agent.snapshot, "127.0.0.1", 0).start()
+    try:
+        with running(agent):
+            _wait(lambda: agent.snapshot().publishes >= 1)
+            status, _, body = _get(f"{http.url}/table")
+            key = TableKey(b"0123456789abcdef0123456789abcdef")
+            by_http = Corrector.from_store(http.url, table_key=key)
+    finally:
+        http.stop()
+    assert status == 200 and json.loads(body)["signature"]["key_id"] == key.key_id
+    assert by_http.nodes == ("n1",)
+    store = str(tmp_path / "data" / "tables")
+    assert Corrector.from_store(store, table_key=key).nodes == ("n1",)
+    with pytest.raises(SignatureError, match="signed with key"):
+        Corrector.from_store(store, table_key=TableKey(b"x" * 32))

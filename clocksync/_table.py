@@ -22,6 +22,7 @@ import numpy as np
 
 from ._errors import SchemaError
 from ._fit._envelope import AMBIGUOUS, HOLDOVER, VOID, Cells
+from ._tablekey import TableKey, sign_table, verify_table
 
 __all__ = ["SCHEMA", "STATUSES", "CorrectionTable", "LineEstimate", "SegmentInfo"]
 
@@ -31,6 +32,10 @@ _VERSION = 1
 #: ClockBound's states, plus "disrupted" after a step (see docs/table-format.md).
 STATUSES = ("unknown", "synchronised", "free_running", "disrupted")
 _STARTS = ("start", "step", "level_shift", "unconfirmed")
+#: largest |envelope value| a cell may hold (ns, ~31.7 years): beyond it int64 correction
+#: arithmetic would overflow, and no clock error worth correcting is that large
+MAX_ENVELOPE_NS = 1e18
+_INT64_MAX = (1 << 63) - 1
 _CELL_FLOATS = ("hi0_ns", "hi1_ns_per_s", "lo0_ns", "lo1_ns_per_s", "slope_lo_ns_per_s",
                 "slope_hi_ns_per_s")
 
@@ -145,17 +150,28 @@ class CorrectionTable:
             "extra": self.extra,
         }
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False,
+    def to_json(self, key: TableKey | None = None) -> str:
+        """The table as compact JSON; signed (``signature`` field) when ``key`` is given."""
+        text = json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False,
                           default=_json_default)
+        if key is None:
+            return text
+        return json.dumps(sign_table(json.loads(text), key), separators=(",", ":"),
+                          allow_nan=False)
 
     @classmethod
-    def from_json(cls, text: str | bytes, source: str = "table") -> CorrectionTable:
-        """Parse and validate; :class:`SchemaError` names ``source`` and the bad field."""
+    def from_json(cls, text: str | bytes, source: str = "table",
+                  key: TableKey | None = None) -> CorrectionTable:
+        """Parse and validate; :class:`SchemaError` names ``source`` and the bad field.
+
+        With ``key``, the table must carry a valid signature by that key
+        (:class:`SignatureError` otherwise; see :mod:`clocksync._tablekey`)."""
         try:
             obj = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise SchemaError(f"{source}: not valid JSON ({exc})") from None
+        if key is not None:
+            verify_table(obj, key, source)
         return cls.from_dict(obj, source)
 
     @classmethod
@@ -193,15 +209,15 @@ class _Loader:
         value = self.get(obj, key, path)
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(f"{path}{key}", f"must be an integer, got {value!r}")
-        if value < minimum:
-            raise self.fail(f"{path}{key}", f"must be >= {minimum}, got {value}")
+        if not minimum <= value <= _INT64_MAX:
+            raise self.fail(f"{path}{key}", f"must be in {minimum}..{_INT64_MAX}, got {value}")
         return value
 
     def float_(self, obj: dict[str, Any], key: str, path: str, nonneg: bool = False) -> float:
         value = self.get(obj, key, path)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.fail(f"{path}{key}", f"must be a number, got {value!r}")
-        number = float(value)
+        number = _to_float(value)
         if not math.isfinite(number):
             raise self.fail(f"{path}{key}", f"must be finite, got {value!r}")
         if nonneg and number < 0:
@@ -252,6 +268,10 @@ class _Loader:
         extra = obj.get("extra", {})
         if not isinstance(extra, dict):
             raise self.fail("extra", "must be an object")
+        try:
+            json.dumps(extra, allow_nan=False)
+        except ValueError:
+            raise self.fail("extra", "must not hold NaN or infinite numbers") from None
         return CorrectionTable(
             node=node,
             reference=self.str_(obj, "reference", ""),
@@ -318,12 +338,17 @@ class _Loader:
                 raise self.fail(f"cells.{name}", f"has {len(cols[name])} entries, expected {n}")
         for name in ("start_local_ns", "end_local_ns", "flags", "segment"):
             for i, v in enumerate(cols[name]):
-                if isinstance(v, bool) or not isinstance(v, int):
-                    raise self.fail(f"cells.{name}[{i}]", f"must be an integer, got {v!r}")
+                if type(v) is not int or not 0 <= v <= _INT64_MAX:
+                    if name == "segment" and v == -1:
+                        continue
+                    raise self.fail(f"cells.{name}[{i}]",
+                                    f"must be an integer in 0..{_INT64_MAX}, got {v!r}")
         for name in _CELL_FLOATS:
             for i, v in enumerate(cols[name]):
-                if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-                    raise self.fail(f"cells.{name}[{i}]", f"must be a finite number, got {v!r}")
+                # exact int/float comparison: no overflow, NaN fails, bool is not a number
+                if type(v) not in (int, float) or not -MAX_ENVELOPE_NS <= v <= MAX_ENVELOPE_NS:
+                    raise self.fail(f"cells.{name}[{i}]", "must be a finite number within "
+                                    f"±{MAX_ENVELOPE_NS:g}, got {v!r}")
         start = np.array(cols["start_local_ns"], dtype=np.int64)
         end = np.array(cols["end_local_ns"], dtype=np.int64)
         flags = np.array(cols["flags"], dtype=np.int64)
@@ -344,8 +369,16 @@ class _Loader:
             raise self.fail(f"cells.segment[{bad[0]}]", f"no segment {seg[bad[0]]}")
         hi0, hi1, lo0, lo1, slo, shi = (np.array(cols[n_], dtype=np.float64)
                                          for n_ in _CELL_FLOATS)
+        span_s = (end - start).astype(np.float64) / 1e9
+        with np.errstate(over="ignore", invalid="ignore"):
+            ends = (hi0 + hi1 * span_s, lo0 + lo1 * span_s)
+            bad = np.flatnonzero(~((np.abs(ends[0]) <= MAX_ENVELOPE_NS)
+                                   & (np.abs(ends[1]) <= MAX_ENVELOPE_NS)))
+        if len(bad):
+            raise self.fail(f"cells.hi1_ns_per_s[{bad[0]}]", "envelope leaves "
+                            f"±{MAX_ENVELOPE_NS:g} ns within its cell")
         width_start = hi0 - lo0
-        width_end = width_start + (hi1 - lo1) * (end - start).astype(np.float64) / 1e9
+        width_end = width_start + (hi1 - lo1) * span_s
         live = (flags & VOID) == 0
         bad = np.flatnonzero(live & ((width_start < -1e-6) | (width_end < -1e-3)))
         if len(bad):
@@ -357,10 +390,19 @@ class _Loader:
                      seg.astype(np.int32), slo, shi)
 
 
+def _to_float(value: int | float) -> float:
+    """``float(value)``, with integers too large for a float as ±inf (never raises)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def _sigma(value: Any, loader: _Loader, path: str) -> float:
     """1σ values may be ``null`` for "unknown" (one sample); stored as +inf."""
     if value is None:
         return math.inf
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise loader.fail(path, f"must be a number or null, got {value!r}")
-    return float(value)
+    if (isinstance(value, bool) or not isinstance(value, int | float)
+            or not _to_float(value) >= 0):
+        raise loader.fail(path, f"must be a number >= 0 or null, got {value!r}")
+    return _to_float(value)

@@ -238,7 +238,8 @@ def clock_alerts(
     worst = np.full(size, -np.inf)
     np.maximum.at(worst, key, bound_ns)
     age = np.zeros(size)
-    np.maximum.at(age, key, holdover_age_s)
+    if holdover_age_s.any():  # (no event in holdover: nothing to look at)
+        np.maximum.at(age, key, holdover_age_s)
     for k in np.flatnonzero(np.isfinite(worst)):
         name = node_names[k // n_win]
         start = (w0 + int(k % n_win)) * win_ns

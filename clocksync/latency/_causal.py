@@ -181,8 +181,7 @@ def hull_candidates(group: I64, pos: I64, span: int, n_groups: int, x: F64, y: F
     idx = np.flatnonzero(keep)
     if len(idx) < 3:
         return keep
-    g = group[idx]
-    idx = idx[np.lexsort((pos[idx], g))]
+    idx = idx[np.argsort(group[idx] * (span + 1) + pos[idx], kind="stable")]
     for _ in range(_CHAIN_ROUNDS):
         gi, xi, yi = group[idx], x[idx], y[idx]
         inner = np.flatnonzero((gi[1:-1] == gi[:-2]) & (gi[1:-1] == gi[2:])) + 1
@@ -291,15 +290,12 @@ def _solve(
     return np.asarray(mins), np.asarray(maxs), rho
 
 
-_BATCH_ELEMENTS = 4_000_000  # (windows x vertex candidates x constraints) per numpy pass
+_BATCH_ELEMENTS = 262_144  # (windows x vertex candidates x constraints) per pass: in cache
 
 
 def _padded(m: int) -> int:
-    """Constraint rows a window is padded to: the next of 8, 12, 16, 24, 32, 48, ..."""
-    size = 8
-    while size < m:
-        size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
-    return size
+    """Constraint rows a window is padded to: a multiple of 4 up to 32, then of 16."""
+    return -(-m // 4) * 4 if m <= 32 else -(-m // 16) * 16
 
 
 def solve_windows(

@@ -331,10 +331,14 @@ def analyze(
     summary, windows = summary_and_windows(hops, window_s, step_s)
     alerts = latency_alerts(windows, hops, alert_config)
     p, st = result.pivot, result.stamps
-    used = st.usable
+    used: Any = slice(None) if st.usable.all() else st.usable  # every slot: flat views
     statuses = {n: str(getattr(corrector.table(n), "status", "")) for n in p.node_names}
-    alerts += clock_alerts(p.node_names, p.node[used], st.ref_ns[used], st.bound_ns[used],
-                           _holdover_age_s(result, corrector)[used], statuses, window_s,
+
+    def flat(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        return a.reshape(-1)[used] if isinstance(used, slice) else a[used]
+
+    alerts += clock_alerts(p.node_names, flat(p.node), flat(st.ref_ns), flat(st.bound_ns),
+                           flat(_holdover_age_s(result, corrector)), statuses, window_s,
                            alert_config)
     first_cross = next((h.hop for h in result.hops if h.cross_node), "")
     alerts += inconsistency_alerts(result.pair_windows, hops, first_cross, alert_config)

@@ -96,9 +96,10 @@ def run(config_path: str | None, log_level: str, **kwargs: Any) -> None:
         overrides["fit"] = fit
     config = load_config(config_path, overrides)
     lean_process()
-    if not (config.ntp_servers or config.peers or config.chrony or config.serve_port):
-        raise click.UsageError("nothing to do: give a source (--ntp-server, --peer, --chrony) "
-                               "or serve as a reference (--serve-port)")
+    if not (config.has_sources or config.serve_port):
+        raise click.UsageError("nothing to do: give a source (--ntp-server, --peer, --chrony, "
+                               "--ptp-interface, --ptp4l-uds) or serve as a reference "
+                               "(--serve-port)")
     node_agent = Agent(config)
     http: AgentHttpServer | None = None
     try:

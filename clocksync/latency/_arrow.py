@@ -13,22 +13,29 @@ import pyarrow.compute as pc
 __all__ = ["dictionary_codes", "group_order", "index_in", "shared_codes"]
 
 
+def _buffers(arr: pa.Array) -> tuple[int | None, ...]:
+    return tuple(None if b is None else b.address for b in arr.buffers())
+
+
 def _as_dictionary(arr: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
     if isinstance(arr, pa.ChunkedArray):
+        if not pa.types.is_dictionary(arr.type) and arr.num_chunks:
+            # chunk by chunk with one memo table: every chunk gets the same dictionary, and
+            # the values are never copied into one array first
+            arr = pc.dictionary_encode(arr)
         if arr.num_chunks == 0:
             return pa.DictionaryArray.from_arrays(pa.array([], pa.int32()),
                                                   pa.array([], pa.string()))
-        if not pa.types.is_dictionary(arr.type):
-            arr = pc.dictionary_encode(arr.combine_chunks())
-        elif arr.num_chunks > 1:
+        if arr.num_chunks > 1:
             first = arr.chunk(0).dictionary
-            if not all(c.dictionary.equals(first) for c in arr.chunks[1:]):
+            same = _buffers(first)
+            if not all(_buffers(c.dictionary) == same or c.dictionary.equals(first)
+                       for c in arr.chunks[1:]):
                 arr = arr.unify_dictionaries()  # hashes the dictionaries: only when needed
             dictionary = arr.chunk(0).dictionary
             idx = pa.concat_arrays([c.indices for c in arr.chunks])
             return pa.DictionaryArray.from_arrays(idx, dictionary)
-        else:
-            arr = arr.chunk(0)
+        arr = arr.chunk(0)
     if not pa.types.is_dictionary(arr.type):
         arr = pc.dictionary_encode(arr)
     return arr

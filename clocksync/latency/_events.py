@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -88,8 +89,8 @@ def _read_parquet(path: str, columns: list[Column], skip_bad: bool) -> Events:
                                                      if n in present])
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
-    ok = pa.array([True] * table.num_rows) if table.num_rows else pa.array([], pa.bool_())
-    reasons: list[tuple[pa.Array, str]] = []
+    ok = pa.array(np.ones(table.num_rows, dtype=bool))
+    reasons: list[tuple[pa.Array, str]] = []  # (row mask, why): only checks that can fail
     for col in columns:
         if col.name not in table.column_names:
             raise InputError(f"{path}: required field '{col.name}' is missing")
@@ -106,8 +107,10 @@ def _read_parquet(path: str, columns: list[Column], skip_bad: bool) -> Events:
             cast = arr.cast(target, safe=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
             raise InputError(f"{path}: field '{col.name}' must be {col.kind} ({exc})") from None
-        reasons.append((pc.is_null(cast).combine_chunks(), f"field '{col.name}' is missing"))
-        if col.nonnegative:
+        if cast.null_count:
+            reasons.append((pc.is_null(cast).combine_chunks(), f"field '{col.name}' is missing"))
+        lowest = pc.min(cast).as_py() if col.nonnegative and len(cast) else None
+        if lowest is not None and lowest < 0:
             neg = pc.fill_null(pc.less(cast, 0), False).combine_chunks()
             reasons.append((neg, f"field '{col.name}' must be >= 0"))
         table = table.set_column(table.column_names.index(col.name), col.name, cast)

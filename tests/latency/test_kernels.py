@@ -291,3 +291,23 @@ def test_solve_windows_matches_per_window_solver(seed: int, n_groups: int) -> No
             assert (np.isinf(got_v) and got_v == want_v) or abs(got_v - want_v) <= 1e-6 * max(
                 1.0, abs(want_v))
         assert rho[k] == pytest.approx(ref[2], rel=1e-9, abs=1e-6)
+
+
+# -- dictionary codes of chunked columns -----------------------------------------------------
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.one_of(st.none(), st.sampled_from(["a", "b", "req-1", "é", ""])),
+                         max_size=20), min_size=1, max_size=5),
+       st.booleans())
+def test_chunked_codes_equal_combined(chunks: list[list[str | None]], as_dict: bool) -> None:
+    """Chunk by chunk (plain or per-chunk dictionaries, as Parquet row groups give them):
+    the same values per row as encoding the combined column."""
+    from clocksync.latency._arrow import dictionary_codes
+
+    arrays = [pa.array(c, pa.string()) for c in chunks]
+    if as_dict:
+        arrays = [a.dictionary_encode() for a in arrays]
+    chunked = pa.chunked_array(arrays, type=arrays[0].type)
+    codes, dictionary = dictionary_codes(chunked)
+    values = [None if k < 0 else dictionary[int(k)].as_py() for k in codes]
+    assert values == [v for c in chunks for v in c]
+    assert len(set(dictionary.to_pylist())) == len(dictionary)

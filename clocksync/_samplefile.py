@@ -10,12 +10,11 @@ import os
 from collections.abc import Iterable
 
 import numpy as np
-import pyarrow as pa
 
+from ._columns import Column
 from ._errors import InputError
 from ._fit._samples import SampleArrays, as_arrays
 from ._sample import Sample
-from ._tabular import Column, read_rows, write_rows
 
 __all__ = ["SAMPLE_COLUMNS", "read_samples", "write_samples"]
 
@@ -34,6 +33,8 @@ SAMPLE_COLUMNS: tuple[Column, ...] = (
 
 def read_samples(path: str | os.PathLike[str]) -> SampleArrays:
     """Read one sample file (any nodes) into :class:`SampleArrays`."""
+    from ._tabular import read_rows  # pyarrow only when files are read (not in the agent)
+
     table = read_rows(path, list(SAMPLE_COLUMNS))
     if "bound_ns" in table.column_names:
         bounds = table.column("bound_ns").to_numpy(zero_copy_only=False)
@@ -48,6 +49,10 @@ def read_samples(path: str | os.PathLike[str]) -> SampleArrays:
 
 def write_samples(samples: Iterable[Sample] | SampleArrays, path: str | os.PathLike[str]) -> None:
     """Write samples to ``path`` (format from the extension), atomically."""
+    import pyarrow as pa
+
+    from ._tabular import write_rows
+
     arr = as_arrays(samples)
     table = pa.table({
         "node": pa.array([str(n) for n in arr.node], pa.string()),

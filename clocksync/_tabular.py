@@ -13,33 +13,22 @@ import csv
 import json
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ._atomic import atomic_path
+from ._columns import Column
 from ._errors import InputError
 
 __all__ = ["Column", "file_format", "read_rows", "write_rows"]
 
-Kind = Literal["int64", "float64", "string"]
 _ARROW: dict[str, pa.DataType] = {
     "int64": pa.int64(), "float64": pa.float64(), "string": pa.string(),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Column:
-    """A declared column: its name, kind, whether it must be present, and value checks."""
-
-    name: str
-    kind: Kind
-    required: bool = True
-    nonnegative: bool = False
 
 
 def file_format(path: str | os.PathLike[str]) -> str:

@@ -53,6 +53,7 @@ import numpy as np
 
 from clocksync import Corrector, read_samples
 from clocksync._errors import ClockSyncError
+from clocksync.agent._samplelog import segment_files
 from lab.netlab import BridgeParams, Topology, missing_requirements
 from lab.ntp_vs_chrony import (
     Measured,
@@ -134,7 +135,7 @@ def _agent_samples(samples_dir: Path) -> tuple[list[Measured], tuple[int, int] |
     """The agent's raw samples from its sample log, and the (first, last) local time."""
     rows: list[Measured] = []
     times: list[int] = []
-    for path in sorted(samples_dir.glob("seg-*.parquet")):
+    for path in segment_files(samples_dir):
         arr = read_samples(path)
         for t, off, bound, delay in zip(arr.t_local_ns, arr.offset_ns, arr.bound_ns,
                                         arr.delay_ns, strict=True):

@@ -400,6 +400,7 @@ def _probe(pid: int, base: str, t_s: float, fault: str) -> Probe:
 def _summarise(result: SoakResult, alive: bool, final: Probe | None, code: int,
                stderr_text: str, data: Path, max_rss_growth_mb: float) -> None:
     from clocksync import read_samples
+    from clocksync.agent._samplelog import segment_files
 
     if final is not None:
         result.probes.append(final)
@@ -414,7 +415,7 @@ def _summarise(result: SoakResult, alive: bool, final: Probe | None, code: int,
     steady = [p for p in probes if p.t_s < result.warmup_s and not p.fault] or probes[:1]
     stopped = re.search(r"stopped, status (\w+), (\d+) new samples", stderr_text)
     taken = int(stopped.group(2)) if stopped else -1
-    on_disk = sum(len(read_samples(p)) for p in sorted((data / "samples").glob("seg-*.parquet")))
+    on_disk = sum(len(read_samples(p)) for p in segment_files(data / "samples"))
     between = [later["publish_errors_before"] - earlier.get("publish_errors_after", 0)
                for earlier, later in itertools.pairwise(result.events)]
     result.summary = {

@@ -1,6 +1,9 @@
 """Keep the long-running agent process small (the budget is 80 MB resident).
 
-Two things in pyarrow cost the agent memory it never uses:
+The agent does not import pyarrow at all: its sample log's Parquet work runs in a
+short-lived child (:mod:`clocksync.agent._segments`). Should anything in the process import
+pyarrow anyway (a plugin, an embedding program), two things in it would cost memory the
+agent never uses:
 
 * pyarrow imports pandas (~48 MB) the first time it converts a column to numpy or Python
   objects, whenever pandas happens to be installed — only to check for pandas types.
@@ -36,11 +39,11 @@ class _Hide(importlib.abc.MetaPathFinder):
 
 
 def lean_process() -> None:
-    """Hide :data:`HIDDEN_PACKAGES` (unless already imported) and use the system allocator
-    for Arrow buffers. Idempotent."""
+    """Hide :data:`HIDDEN_PACKAGES` (unless already imported) and, if pyarrow is loaded,
+    use the system allocator for Arrow buffers. Idempotent."""
     if not any(isinstance(f, _Hide) for f in sys.meta_path) and not any(
             name in sys.modules for name in HIDDEN_PACKAGES):
         sys.meta_path.insert(0, _Hide())
-    import pyarrow as pa
-
-    pa.set_memory_pool(pa.system_memory_pool())
+    pa = sys.modules.get("pyarrow")
+    if pa is not None:
+        pa.set_memory_pool(pa.system_memory_pool())

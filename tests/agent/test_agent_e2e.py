@@ -273,8 +273,8 @@ def test_cli_sigterm_publishes_and_exits_zero(tmp_path: Path, ntp_server: NtpSer
     # refit-min-s 60 kept the loop from refitting; the stop refitted and published
     assert final.sample_count > first.sample_count
     assert final.generation > first.generation
-    segments = sorted((data / "samples").glob("seg-*.parquet"))
-    assert segments
+    segments = sorted((data / "samples").glob("seg-*.jsonl"))
+    assert segments  # the open journal was flushed on stop
     assert "stopped" in err.decode()
 
 

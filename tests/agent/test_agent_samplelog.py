@@ -1,8 +1,10 @@
-"""The sample log: Parquet segments (delta timestamps, zstd), rotation, retention, resume,
-torn segments skipped with a warning."""
+"""The sample log: a JSONL journal for the open segment, Parquet for closed ones (delta
+timestamps, zstd, written by a child process), rotation, retention, resume, torn journal
+lines cut off and torn segments skipped with a warning."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -27,7 +29,8 @@ def test_segments_rotate_encode_and_resume(tmp_path: Path) -> None:
     written = _samples(34)
     log.append(written)
     log.flush()
-    assert [p.name for p in log.segments] == [f"seg-0000000{i}.parquet" for i in range(1, 5)]
+    assert [p.name for p in log.segments] == [
+        *(f"seg-0000000{i}.parquet" for i in range(1, 4)), "seg-00000004.jsonl"]
     meta = pq.read_metadata(log.segments[0])
     chunk = meta.row_group(0).column(meta.schema.to_arrow_schema().get_field_index("t_local_ns"))
     assert "DELTA_BINARY_PACKED" in chunk.encodings
@@ -41,11 +44,18 @@ def test_segments_rotate_encode_and_resume(tmp_path: Path) -> None:
     assert [s.t_local_ns for s in recent] == [s.t_local_ns for s in written[-25:]]
     assert recent[-1].offset_ns == written[-1].offset_ns
     assert recent[-1].bound == pytest.approx(written[-1].bound)
-    # the short newest segment is continued, not left behind
+    # the short newest journal is continued, not left behind
     again.append(_samples(3, start_s=100))
     again.flush()
-    assert len(again.segments) == 4
+    assert [p.name for p in again.segments][-1] == "seg-00000004.jsonl"
     assert len(read_samples(again.segments[-1])) == 7
+    # filling it compacts it to Parquet and opens the next journal
+    again.append(_samples(4, start_s=200))
+    again.flush()
+    assert [p.name for p in again.segments][-2:] == ["seg-00000004.parquet",
+                                                    "seg-00000005.jsonl"]
+    assert not (tmp_path / "seg-00000004.jsonl").exists()
+    assert len(read_samples(tmp_path / "seg-00000004.parquet")) == 10
 
 
 def test_recent_window_by_time_and_count(tmp_path: Path) -> None:
@@ -74,6 +84,7 @@ def test_torn_segment_is_skipped_with_a_warning(tmp_path: Path,
     log.append(_samples(30))
     log.flush()
     torn = log.segments[1]
+    assert torn.suffix == ".parquet"
     torn.write_bytes(torn.read_bytes()[: 200])  # a crash mid-copy, or disk corruption
     with caplog.at_level(logging.WARNING, logger="clocksync.agent"):
         again = SampleLog(tmp_path, "n1", segment_samples=10)
@@ -84,5 +95,58 @@ def test_torn_segment_is_skipped_with_a_warning(tmp_path: Path,
     again.append(_samples(2, start_s=1000))
     again.flush()
     assert torn.exists()  # left for inspection, never overwritten
-    assert again.segments[-1].name == "seg-00000004.parquet"  # full segments stay closed
+    assert again.segments[-1].name == "seg-00000004.jsonl"  # full segments stay closed
     assert len(read_samples(again.segments[-1])) == 2
+
+
+def test_torn_journal_line_is_cut_off(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    log = SampleLog(tmp_path, "n1", segment_samples=100)
+    written = _samples(5)
+    log.append(written[:3])
+    log.flush()
+    log.append(written[3:])
+    log.flush()
+    journal = log.segments[-1]
+    data = journal.read_bytes()
+    journal.write_bytes(data[: len(data) - 17])  # a crash in the middle of the last append
+    with caplog.at_level(logging.WARNING, logger="clocksync.agent"):
+        again = SampleLog(tmp_path, "n1", segment_samples=100)
+    assert "torn last line" in caplog.text
+    assert [s.t_local_ns for s in again.recent(1e9, 100)] == [s.t_local_ns for s in written[:4]]
+    again.append(_samples(1, start_s=50))
+    again.flush()  # appends after the cut, never onto half a line
+    assert len(read_samples(journal)) == 5
+
+
+def test_crash_between_compaction_and_journal_delete(tmp_path: Path) -> None:
+    log = SampleLog(tmp_path, "n1", segment_samples=4)
+    log.append(_samples(6))
+    log.flush()
+    parquet = tmp_path / "seg-00000001.parquet"
+    assert parquet.exists()
+    # as if the agent died after the Parquet rename but before deleting the journal
+    (tmp_path / "seg-00000001.jsonl").write_text(
+        "".join(json.dumps({"node": "n1", "t_local_ns": s.t_local_ns, "offset_ns": s.offset_ns,
+                            "delay_ns": s.delay_ns, "bound_ns": s.bound, "source": s.source})
+                + "\n" for s in _samples(6)[:4]))
+    again = SampleLog(tmp_path, "n1", segment_samples=4)
+    assert not (tmp_path / "seg-00000001.jsonl").exists()
+    assert [s.t_local_ns for s in again.recent(1e9, 100)] == [s.t_local_ns for s in _samples(6)]
+
+
+def test_failed_compaction_keeps_the_journal(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from clocksync.agent import _segments
+
+    def broken(journal: Path, segment: Path) -> None:
+        raise OSError("sample log: compact failed: No space left on device")
+
+    log = SampleLog(tmp_path, "n1", segment_samples=4)
+    with monkeypatch.context() as patch:
+        patch.setattr(_segments, "compact", broken)
+        log.append(_samples(6))
+        log.flush()  # durable in the journals; compaction deferred, not an error
+    assert [p.name for p in log.segments] == ["seg-00000001.jsonl", "seg-00000002.jsonl"]
+    log.flush()  # the child works again: compacted now
+    assert [p.name for p in log.segments] == ["seg-00000001.parquet", "seg-00000002.jsonl"]
+    assert len(read_samples(log.segments[0])) == 4

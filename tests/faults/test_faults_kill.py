@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from clocksync import CorrectionTable, read_samples
+from clocksync.agent._samplelog import segment_files
 from clocksync.ntp import NtpServer
 
 from ._agentrig import wait_for
@@ -50,7 +51,7 @@ def _start(data: Path, port: int) -> subprocess.Popen[bytes]:
 def _log(samples_dir: Path, torn: dict[Path, int]) -> list[int]:
     """Every sample's local time on disk, in segment order; every segment must read."""
     times: list[int] = []
-    for path in sorted(samples_dir.glob("seg-*.parquet")):
+    for path in segment_files(samples_dir):  # journals too: they hold the newest samples
         if path in torn:
             continue
         times += [int(t) for t in read_samples(path).t_local_ns]
@@ -111,7 +112,7 @@ def test_sigkill_during_writes_loses_nothing_durable(tmp_path: Path,
             "the published table covers a sample that is not on disk"
         before = after
         newly_torn = []
-        if round_ % 4 == 3:  # a torn copy of the newest segment: ignored with a warning
+        if round_ % 4 == 3:  # a torn copy of the newest closed segment: ignored, warned
             newest = sorted(samples_dir.glob("seg-*.parquet"))[-1]
             newest.write_bytes(newest.read_bytes()[: rng.randrange(1, newest.stat().st_size)])
             torn[newest] = newest.stat().st_size

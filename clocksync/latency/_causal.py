@@ -293,9 +293,9 @@ def _solve(
 _BATCH_ELEMENTS = 262_144  # (windows x vertex candidates x constraints) per pass: in cache
 
 
-def _padded(m: int) -> int:
-    """Constraint rows a window is padded to: a multiple of 4 up to 32, then of 16."""
-    return -(-m // 4) * 4 if m <= 32 else -(-m // 16) * 16
+def _padded(m: I64) -> I64:
+    """Constraint rows each window is padded to: a multiple of 4 up to 32, then of 16."""
+    return np.where(m <= 32, -(-m // 4) * 4, -(-m // 16) * 16)
 
 
 def solve_windows(
@@ -318,7 +318,6 @@ def solve_windows(
     g = group[order]
     counts = np.bincount(g, minlength=n_groups)
     first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    rank = np.arange(len(g)) - first[g]
     lw = lower[order]
     a0 = np.where(lw, -1.0, 1.0)
     a1 = np.where(lw, -x[order], x[order])
@@ -326,7 +325,7 @@ def solve_windows(
     box_a0 = np.array([0.0, 0.0, 1.0, -1.0])
     box_a1 = np.array([1.0, -1.0, 0.0, 0.0])
     box_c = np.array([rho_max, rho_max, _BOX_NS, _BOX_NS])
-    size = np.array([_padded(int(m) + 4) for m in counts.tolist()], dtype=np.int64)
+    size = _padded(counts + 4)
     for m in np.unique(size).tolist():
         i, j = np.triu_indices(m, k=1)
         windows = np.flatnonzero(size == m)
@@ -334,14 +333,15 @@ def solve_windows(
         for at in range(0, len(windows), per):
             chunk = windows[at:at + per]
             b = len(chunk)
-            local = np.full(n_groups, -1, dtype=np.int64)
-            local[chunk] = np.arange(b)
-            rows = np.flatnonzero(local[g] >= 0)
+            lens = counts[chunk]
+            # the chunk's constraint rows: each window's run of the sorted order
+            at_b = np.repeat(np.arange(b), lens)
+            at_r = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+            rows = first[chunk][at_b] + at_r
             A0, A1 = np.zeros((b, m)), np.zeros((b, m))  # noqa: N806 - matrix names
             C = np.ones((b, m))  # noqa: N806
-            at_b, at_r = local[g[rows]], rank[rows]
             A0[at_b, at_r], A1[at_b, at_r], C[at_b, at_r] = a0[rows], a1[rows], cv[rows]
-            box_r = counts[chunk][:, None] + np.arange(4)[None, :]
+            box_r = lens[:, None] + np.arange(4)[None, :]
             box_b = np.repeat(np.arange(b), 4).reshape(b, 4)
             A0[box_b, box_r], A1[box_b, box_r], C[box_b, box_r] = box_a0, box_a1, box_c
             det = A0[:, i] * A1[:, j] - A0[:, j] * A1[:, i]
@@ -404,17 +404,10 @@ def solve_linprog(
     return np.asarray(mins), np.asarray(maxs), (rho_lo, -rho_hi)
 
 
-def _chord(v0: float, v1: float, lam: F64) -> F64:
-    if not np.isfinite(v0) or not np.isfinite(v1):
-        inf = v0 if not np.isfinite(v0) else v1
-        return np.full(len(lam), inf)
-    return np.asarray((1 - lam) * v0 + lam * v1, dtype=np.float64)
-
-
 def _chords(v0: F64, v1: F64, gid: npt.NDArray[np.int64], lam: F64) -> F64:
-    """:func:`_chord` of group ``gid`` at ``lam`` per element, from per-group ends
-    ``v0``/``v1`` (an infinite end gives that infinity; NaN stays NaN): two lookups in
-    per-group tables."""
+    """Per element, the chord of its group ``gid`` between the ends ``v0`` (window start)
+    and ``v1`` (end) at ``lam`` in ``[0, 1]`` (an infinite end gives that infinity; NaN
+    stays NaN): two lookups in per-group tables."""
     fin = np.isfinite(v0) & np.isfinite(v1)
     base = np.where(fin, v0, np.where(np.isfinite(v0), v1, v0))
     rise = np.where(fin, np.where(fin, v1, 0.0) - np.where(fin, v0, 0.0), 0.0)
@@ -532,23 +525,35 @@ def tighten(
     high[gs] = np.where(take, new_hi, thi_s)
     flagged[gs] = bad | ~ok
     n_bad = np.add.reduceat(bad.astype(np.int64), g_start)
+    # per window, all at once: nodes, the tables' δ at the message nearest the centre, the
+    # causal δ at the centre; then one small record each
+    first = gs[g_start]
+    a_w = np.minimum(src_node[first], dst_node[first])
+    b_w = np.maximum(src_node[first], dst_node[first])
+    raw_near = raw_ns[near_all].astype(np.float64)
+    tl_near, th_near = table_low_ns[near_all], table_high_ns[near_all]
+    fwd_near = src_node[near_all] == a_w
+    t_lo = np.where(fwd_near, tl_near - raw_near, raw_near - th_near)
+    t_hi = np.where(fwd_near, th_near - raw_near, raw_near - tl_near)
+    every_w = np.arange(n_groups)
+    mid = np.full(n_groups, 0.5)
+    with np.errstate(invalid="ignore"):  # infeasible windows: NaN, replaced below
+        off_lo = _chords(ends[:, 0], ends[:, 1], every_w, mid) - r_ns
+        off_hi = _chords(ends[:, 2], ends[:, 3], every_w, mid) + r_ns
+    n_lo_w = n_fwd.tolist()
+    n_all_w = (g_end - g_start).tolist()
+    n_bad_w = n_bad.tolist()
+    rho_w = (rho_range / 1e3).tolist()
     windows: list[PairWindow] = []
-    for k in range(n_groups):
-        first = int(gs[g_start[k]])
-        a, b = sorted((int(src_node[first]), int(dst_node[first])))
-        w = int(g_win[k])
-        start, end = w * win_ns, (w + 1) * win_ns
-        near = int(near_all[k])
-        raw_near = float(raw_ns[near])
-        if src_node[near] == a:
-            t_lo, t_hi = table_low_ns[near] - raw_near, table_high_ns[near] - raw_near
-        else:
-            t_lo, t_hi = raw_near - table_high_ns[near], raw_near - table_low_ns[near]
-        n_lo = int(n_fwd[k])
-        n_up = int(g_end[k] - g_start[k]) - n_lo
-        window = partial(PairWindow, node_names[a], node_names[b], start, end, n_lo, n_up,
-                         table_offset_low_ns=float(t_lo), table_offset_high_ns=float(t_hi))
-        if not feasible[k]:
+    for k, (a, b, w, tl, th, ol, oh, ok_k) in enumerate(zip(
+            a_w.tolist(), b_w.tolist(), g_win.tolist(), t_lo.tolist(), t_hi.tolist(),
+            off_lo.tolist(), off_hi.tolist(), feasible.tolist(), strict=True)):
+        n_lo = n_lo_w[k]
+        n_up = n_all_w[k] - n_lo
+        window = partial(PairWindow, node_names[a], node_names[b], w * win_ns,
+                         (w + 1) * win_ns, n_lo, n_up, table_offset_low_ns=tl,
+                         table_offset_high_ns=th)
+        if not ok_k:
             windows.append(window(
                 offset_low_ns=np.nan, offset_high_ns=np.nan,
                 drift_low_ppm=np.nan, drift_high_ppm=np.nan, status="inconsistent",
@@ -556,14 +561,11 @@ def tighten(
                 reason="causal constraints contradict each other (a clock stepped, or "
                        "wander/min_wire_delay assumptions are broken)"))
             continue
-        lo0, lo1, hi0, hi1 = (float(v) for v in ends[k])
-        rho = (float(rho_range[k, 0]), float(rho_range[k, 1]))
-        nb = int(n_bad[k])
+        nb = n_bad_w[k]
         status = "inconsistent" if nb else ("ok" if n_lo and n_up else "one-way")
         windows.append(window(
-            offset_low_ns=float(_chord(lo0, lo1, np.array([0.5]))[0]) - r_ns,
-            offset_high_ns=float(_chord(hi0, hi1, np.array([0.5]))[0]) + r_ns,
-            drift_low_ppm=rho[0] / 1e3, drift_high_ppm=rho[1] / 1e3, status=status,
+            offset_low_ns=ol, offset_high_ns=oh,
+            drift_low_ppm=rho_w[k][0], drift_high_ppm=rho_w[k][1], status=status,
             n_inconsistent=nb,
             reason="" if not nb else
             "causal interval and table interval do not overlap (a table is wrong or a clock "

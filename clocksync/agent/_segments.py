@@ -101,6 +101,9 @@ def _scan(node: str, need: int, paths: list[str]) -> ScanResult:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from ._lean import lean_process
+
+    lean_process()  # the child's transient peak stays small too
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         if args[:1] == ["compact"] and len(args) == 3:

@@ -59,7 +59,8 @@ class Usage:
 
 def _usage(pid: int) -> Usage:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu_s = (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+    # utime + stime, plus cutime + cstime: the sample log's Parquet children once reaped
+    cpu_s = sum(int(f) for f in fields[11:15]) / TICKS
     status = dict(line.split(":", 1) for line in
                   Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
     return Usage(cpu_s, int(status["VmRSS"].split()[0]) / 1024,

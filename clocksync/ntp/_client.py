@@ -104,6 +104,7 @@ class _Pending:
     t4_sys_ns: int
     rx_kind: StampKind
     reply: NtpPacket
+    measured: bool  # its basic-mode measurement was returned already
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +214,19 @@ class NtpClient:
             NtpRejectError: the reply failed validation (the reason code says which check);
                 also raised on timeout when only origin-mismatched replies came.
             OSError: the request could not be sent (e.g. network unreachable).
+
+        No exchange is ever measured twice: when a chain starts, the first exchange is
+        reported in basic mode; the interleaved completion of that same exchange (the next
+        reply) is dropped and one more request completes the second exchange instead.
         """
+        measurement, repeated = self._exchange_once()
+        if repeated:
+            measurement, _ = self._exchange_once()
+        return measurement
+
+    def _exchange_once(self) -> tuple[NtpMeasurement, bool]:
+        """One request/reply; also whether the measurement repeats an exchange already
+        returned (see :meth:`exchange`)."""
         self._flush()
         basic_nonce = secrets.randbits(64) or 1
         prev = self._prev if self.interleaved else None
@@ -254,7 +267,7 @@ class NtpClient:
                     continue
                 raise
             current = _Pending(tx.system_ns, tx.kind, got.stamp.system_ns, got.stamp.kind,
-                               reply)
+                               reply, measured=not interleaved)
             if interleaved and prev is not None:
                 measurement = self._measure(
                     reply, prev.t1_sys_ns, prev.tx_kind, prev.t4_sys_ns, prev.rx_kind,
@@ -263,7 +276,7 @@ class NtpClient:
                 measurement = self._measure(reply, tx.system_ns, tx.kind,
                                             got.stamp.system_ns, got.stamp.kind)
             self._prev = current
-            return measurement
+            return measurement, interleaved and prev is not None and prev.measured
 
     def _measure(self, reply: NtpPacket, t1_sys_ns: int, tx_kind: StampKind,
                  t4_sys_ns: int, rx_kind: StampKind, *, t2_ntp: int | None = None,

@@ -140,9 +140,6 @@ def test_fresh_samples_keep_the_status_synchronised_between_refits(
     assert set(statuses) == {"synchronised"}, sorted(set(statuses))
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: in interleaved mode NtpClient measures the "
-                   "first exchange of a chain twice (basic, then interleaved); with burst=1 "
-                   "both become samples")
 def test_no_exchange_is_logged_twice_after_a_chain_restart(tmp_path: Path,
                                                            ntp_server: NtpServer) -> None:
     """Every (re)start of the interleaved chain — agent start, or the first reply after an

@@ -47,6 +47,17 @@ def test_skewed_client_truth_within_every_bound(ntp_server: NtpServer,
     assert burst.best.sample.delay_ns == min(s.delay_ns for s in burst.samples)
 
 
+def test_no_exchange_is_measured_twice(ntp_server: NtpServer) -> None:
+    """An interleaved chain starts in basic mode; the interleaved completion of that first
+    exchange must not come back as a second measurement of it."""
+    with NtpClient("127.0.0.1", ntp_server.port, interleaved=True) as client:
+        measured = [client.exchange() for _ in range(5)]
+    times = [m.sample.t_local_ns for m in measured]
+    assert len(set(times)) == len(times)
+    assert [m.interleaved for m in measured] == [False, True, True, True, True]
+    assert times == sorted(times)
+
+
 def test_skewed_server_truth_within_every_bound() -> None:
     """The server serves a simulated clock; the client's (system) offset is -sim offset."""
     sim = SimClock(t0_ns=time.time_ns(), offset0_ns=-3_000_000.0, skew_ppm=400.0)

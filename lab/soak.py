@@ -3,7 +3,9 @@
 ``clocksync agent run`` runs as its own process (poll 0.2 s, burst 2) against an NTP server
 process on 127.0.0.1, publishing to a Redis store (a real redis-server) and to a directory
 store on a 16 MB tmpfs (root only). Its refit window (``--window-samples``, default 200)
-fills during the warm-up: until then memory grows with the window, by design. Every
+fills during the warm-up: until then memory grows with the window, by design. It refits
+(and so publishes) at least three times while a fault is held: ``refit_min_s`` is a ninth of
+the fault interval (at most 10 s), ``fit_cpu_share`` 5 %. Every
 ``--fault-every-s`` (default 60 s) one fault is injected, in rotation, and held for a third
 of the interval:
 
@@ -332,7 +334,10 @@ def _run_agent(result: SoakResult, workdir: Path, server: NtpServerProcess,
             "--data-dir", str(data), "--http", f"127.0.0.1:{http_port}",
             "--min-poll-s", str(poll_s), "--max-poll-s", str(poll_s), "--burst", "2",
             "--timeout-s", "0.2", "--publish-backoff-max-s", "5",
-            "--window-samples", str(window_samples), "--log-level", "error"]
+            "--window-samples", str(window_samples), "--log-level", "error",
+            # refit (and so publish) at least 3 times while a fault is held
+            "--refit-min-s", f"{min(10.0, result.fault_every_s / 9):g}",
+            "--fit-cpu-share", "0.05"]
     for store in stores:
         args += ["--store", store]
     stderr_path = workdir / "agent.stderr"

@@ -58,7 +58,7 @@ T0 = 1_764_129_600_000_000_000
 BASELINE_REV = "8a9da4d"
 REPO = Path(__file__).resolve().parents[2]
 
-#: run in a subprocess against one ``clocksync`` tree (PYTHONPATH): best-of wall and CPU of
+#: run in a subprocess against one ``clocksync`` tree (PYTHONPATH): best-of (3 runs) wall and CPU of
 #: read Parquet + analyze, as JSON. argv: events.parquet tables_dir runs
 _HARNESS = """
 import json, os, sys, time
@@ -213,7 +213,7 @@ def main() -> None:
         e2e: dict[str, dict[str, float]] = {}
         for _ in range(args.repeat):
             for label, tree in trees.items():
-                r = _harness(tree, path, store_dir, 2, cpu)
+                r = _harness(tree, path, store_dir, 3, cpu)
                 prev = e2e.setdefault(label, {"wall": np.inf, "cpu": np.inf})
                 for k in ("wall", "cpu"):
                     prev[k] = min(prev[k], r[k])

@@ -2,8 +2,9 @@
 
 The agent runs as its own process (the CLI), measuring our NTP server on loopback (served
 from this process, so its CPU is not counted) with a fixed 1 s poll and the default burst of
-4 exchanges. CPU = utime + stime from /proc/PID/stat over the measured span (after a warm-up
-that excludes interpreter start and imports); RSS from /proc/PID/status. Two runs:
+4 exchanges. CPU = utime + stime + cutime + cstime (the last two: the sample log's reaped
+Parquet children) from /proc/PID/stat over the measured span (after a warm-up that excludes
+interpreter start and imports); RSS from /proc/PID/status. The runs:
 
 * ``fresh``: an empty data dir — the history grows from zero during the run;
 * ``full window``: the sample log is seeded with one hour of 1 s samples, so every refit
@@ -13,9 +14,9 @@ that excludes interpreter start and imports); RSS from /proc/PID/status. Two run
 * ``library``: the same fresh agent started from the library (``Agent`` + ``AgentHttpServer``)
   instead of the ``clocksync`` CLI, which imports every command module (scapy for PTP,
   scipy.stats for latency) — the difference is the CLI's import cost;
-* ``lib, no pandas``: the same with pandas hidden. pyarrow imports pandas (~48 MB) on its
-  first ``pa.array`` call whenever pandas is installed; clocksync does not depend on pandas
-  (only the [bench]/[dev] extras install it), so this is the footprint of a plain install.
+* ``lib, no pandas``: the same with pandas hidden. pyarrow would import pandas (~48 MB)
+  whenever pandas is installed; the agent process no longer imports pyarrow (its Parquet
+  work runs in a child), so this row should match ``library``.
 
 A baseline process (Python importing the agent package, then sleeping) is measured in the
 same run; the table prints the agent's figures and the ratio to it. The issue's budget:

@@ -46,6 +46,9 @@ MAX_ROOT_NS = 16_000_000_000  #: root delay or dispersion beyond 16 s is absurd 
 _NS = 1_000_000_000
 _TIMESTAMPS = struct.Struct("!4Q")
 _MASK32 = 0xFFFF_FFFF
+#: server times outside [2000-01-01, 2100-01-01) UTC are absurd (no real clock reads them;
+#: the era pivot would otherwise take them for exact 1968..2104 times)
+SANE_UNIX_S = (946_684_800, 4_102_444_800)
 _MIN_UNIX_S = (1 << 31) - NTP_EPOCH_OFFSET_S  # era 0, seconds >= 2^31: 1968-01-20
 _MAX_UNIX_S = (1 << 32) + (1 << 31) - NTP_EPOCH_OFFSET_S  # end of the era-1 pivot window
 
@@ -254,6 +257,10 @@ def validate_reply(reply: NtpPacket, origin_ts: int, *, interleaved: bool = Fals
         raise NtpRejectError(RejectReason.ZERO_TRANSMIT, "reply's transmit timestamp is zero")
     if reply.receive_ts == 0:
         raise NtpRejectError(RejectReason.ABSURD_TIMESTAMPS, "reply's receive timestamp is zero")
+    for name, value in (("receive", reply.receive_ts), ("transmit", reply.transmit_ts)):
+        if not SANE_UNIX_S[0] * _NS <= ntp_to_ns(value) < SANE_UNIX_S[1] * _NS:
+            raise NtpRejectError(RejectReason.ABSURD_TIMESTAMPS,
+                              f"reply's {name} timestamp is outside the years 2000..2099")
     if not interleaved and ntp_to_ns(reply.transmit_ts) < ntp_to_ns(reply.receive_ts):
         raise NtpRejectError(RejectReason.ABSURD_TIMESTAMPS,
                           "reply transmitted before the request was received (t3 < t2)")

@@ -1,0 +1,1 @@
+"""Reliability suite: faults to survive, hostile and malformed input (docs/reliability.md)."""

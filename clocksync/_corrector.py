@@ -61,6 +61,7 @@ class _Compiled:
     has_void: bool
     py_starts: list[int]
     py_rows: list[tuple[int, float, float, float, float, bool]]
+    grid: _Grid
 
     @classmethod
     def build(cls, table: CorrectionTable) -> _Compiled:
@@ -95,7 +96,7 @@ class _Compiled:
             starts=starts, mid0=mid0, mid1=mid1, half0=half0, half1=half1,
             slo=pad(c.slo, 0.0), shi=pad(c.shi, 0.0),
             seg=pad(c.segment.astype(np.int32), -1).astype(np.int32), flags=flags,
-            cell_start=cell_start, has_void=bool(void.any()),
+            cell_start=cell_start, has_void=bool(void.any()), grid=_Grid.build(starts),
             py_starts=starts.tolist(), py_rows=rows,
         )
 
@@ -122,8 +123,57 @@ class _Compiled:
         if bounds is not None:
             idx = np.repeat(np.arange(len(bounds) - 1, dtype=np.intp), np.diff(bounds))
         else:
-            idx = np.searchsorted(self.starts, flat, side="right")
+            idx = self.grid.locate(self.starts, flat)
         return idx.reshape(ts.shape)
+
+
+_GRID_MIN = 4_096  #: unsorted inputs at least this long use the grid, shorter ones a search
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """``np.searchsorted(starts, t, side="right")`` for unsorted ``t`` without a binary
+    search: a uniform grid over ``[starts[0], starts[-1])`` with about four bins per cell
+    records, per bin, the answer at its start (``lo``) and how many starts fall inside it
+    (``inner``). One start inside: one comparison; more (cells narrower than a bin): the
+    search, for those timestamps only."""
+
+    t0: int
+    width: int
+    lo: npt.NDArray[np.int64]
+    inner: npt.NDArray[np.int64]
+
+    @classmethod
+    def build(cls, starts: I64) -> _Grid:
+        if len(starts) < 2 or int(starts[-1]) <= int(starts[0]):
+            return cls(0, 0, np.zeros(0, np.int64), np.zeros(0, np.int64))
+        t0, span = int(starts[0]), int(starts[-1]) - int(starts[0])
+        width = max(1, -(-span // (4 * len(starts))))
+        n_bins = -(-span // width)
+        edges = t0 + np.arange(n_bins + 1, dtype=np.int64) * width
+        at = np.searchsorted(starts, edges, side="right").astype(np.int64)
+        # starts inside bin k: those in (edges[k], edges[k+1] - 1]
+        inner = np.searchsorted(starts, edges[1:] - 1, side="right") - at[:-1]
+        return cls(t0, width, at[:-1], inner.astype(np.int64))
+
+    def locate(self, starts: I64, flat: I64) -> npt.NDArray[np.intp]:
+        if flat.size < _GRID_MIN or not len(self.lo):
+            return np.asarray(np.searchsorted(starts, flat, side="right"))
+        t1 = self.t0 + len(self.lo) * self.width
+        rel = flat - self.t0
+        bins = rel // self.width
+        np.clip(bins, 0, len(self.lo) - 1, out=bins)
+        idx = self.lo[bins]
+        inner = self.inner[bins]
+        one = inner == 1
+        idx += one & (flat >= starts[np.minimum(idx, len(starts) - 1)])
+        many = np.flatnonzero(inner > 1)
+        if len(many):
+            idx[many] = np.searchsorted(starts, flat[many], side="right")
+        out = (flat < self.t0) | (flat >= t1)
+        if out.any():
+            idx[out] = np.searchsorted(starts, flat[out], side="right")
+        return np.asarray(idx, dtype=np.intp)
 
 
 def _as_timestamps(ts_ns: Any, node: str, check_negative: bool = True) -> I64:

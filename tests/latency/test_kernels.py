@@ -311,3 +311,29 @@ def test_chunked_codes_equal_combined(chunks: list[list[str | None]], as_dict: b
     values = [None if k < 0 else dictionary[int(k)].as_py() for k in codes]
     assert values == [v for c in chunks for v in c]
     assert len(set(dictionary.to_pylist())) == len(dictionary)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 300), st.sampled_from(["even", "ragged", "tiny"]))
+def test_corrector_grid_locate_matches_search(seed: int, n_cells: int, layout: str) -> None:
+    """The corrector's grid lookup of cells for unsorted timestamps gives exactly
+    ``searchsorted(starts, t, side="right")``: even cells, ragged ones, cells far narrower
+    than a bin (the search fallback), timestamps before, inside and past the table."""
+    from clocksync._corrector import _GRID_MIN, _Grid
+
+    rng = np.random.default_rng(seed)
+    if layout == "even":
+        widths = np.full(n_cells, 1_000_000_000)
+    elif layout == "ragged":
+        widths = rng.integers(1, 3_000_000_000, n_cells)
+    else:
+        widths = np.where(rng.random(n_cells) < 0.3, rng.integers(1, 50, n_cells),
+                          rng.integers(10**6, 10**9, n_cells))
+    starts = 1_764_129_600_000_000_000 + np.concatenate([[0], np.cumsum(widths)])
+    grid = _Grid.build(starts)
+    span = int(starts[-1] - starts[0])
+    ts = int(starts[0]) + rng.integers(-span // 10 - 5, span + span // 10 + 5,
+                                       _GRID_MIN + 1000)
+    ts[:50] = rng.choice(starts, 50)  # exactly on cell starts
+    got = grid.locate(starts, ts)
+    np.testing.assert_array_equal(got, np.searchsorted(starts, ts, side="right"))

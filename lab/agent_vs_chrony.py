@@ -57,6 +57,7 @@ from clocksync.agent._samplelog import segment_files
 from lab.netlab import BridgeParams, Topology, missing_requirements
 from lab.ntp_vs_chrony import (
     Measured,
+    Scenario,
     Stats,
     chrony_client_conf,
     chrony_server_conf,
@@ -85,15 +86,6 @@ WHO = ("agent samples", "agent model (live)", "agent model (final)", "chronyd sa
 
 class LabError(RuntimeError):
     """The lab could not be set up or produced nothing to score (message says what)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Scenario:
-    """A link between server (a) and clients (b): direct veth, or the delay bridge."""
-
-    name: str
-    subnet: str
-    bridge: BridgeParams | None
 
 
 SCENARIOS = (

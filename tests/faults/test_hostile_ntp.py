@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import threading
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -250,3 +254,42 @@ def test_negative_delay_is_counted(serve: Callable[[Craft], FakeServer]) -> None
     with _client(server) as client, pytest.raises(NtpRejectError):
         client.exchange()
     assert client.rejected == {"absurd_timestamps": 1}
+
+
+def test_agent_exports_refused_replies_in_metrics(serve: Callable[[Craft], FakeServer],
+                                                  tmp_path: Path) -> None:
+    """Through the agent: every poll meets a forged reply (then the genuine one); the agent
+    keeps sampling and /metrics counts the forgeries by reason."""
+    pytest.importorskip("prometheus_client", reason="/metrics needs prometheus-client")
+    from clocksync.agent._agent import Agent
+    from clocksync.agent._config import AgentConfig
+    from clocksync.agent._http import AgentHttpServer
+
+    def craft(request: NtpPacket, t2: int) -> list[bytes]:
+        forged = dataclasses.replace(genuine(request, t2), origin_ts=request.transmit_ts ^ 1)
+        return [encode(forged), encode(genuine(request, t2))]
+
+    server = serve(craft)
+    config = AgentConfig.defaults(node="spoofed", ntp_servers=[f"127.0.0.1:{server.port}"],
+                                  data_dir=str(tmp_path / "data"), http_listen="",
+                                  min_poll_s=0.05, max_poll_s=0.1, refit_min_s=0.1,
+                                  timeout_s=TIMEOUT_S, burst=1, interleaved=False)
+    agent = Agent(config)
+    http = AgentHttpServer(agent.snapshot, "127.0.0.1", 0).start()
+    thread = threading.Thread(target=agent.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 15
+        while agent.snapshot().samples_total < 5:
+            assert time.monotonic() < deadline, "the agent stopped sampling"
+            time.sleep(0.05)
+        with urllib.request.urlopen(f"{http.url}/metrics", timeout=5) as response:
+            metrics = response.read().decode()
+    finally:
+        agent.request_stop()
+        thread.join(10)
+        http.stop()
+    counts = [float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+              if line.startswith("clocksync_rejected_replies_total{")
+              and 'reason="bad_origin"' in line]
+    assert counts and counts[0] >= 5  # at least one forgery per sample taken

@@ -6,15 +6,20 @@
 
 Binds 127.0.0.1 unless configured otherwise. prometheus-client (the ``metrics`` extra) is
 imported only when the endpoint starts, so the package and the CLI load without it.
-Only GET and HEAD; request bodies are refused;
-each connection has a socket timeout (:data:`REQUEST_TIMEOUT_S`), and the stdlib caps the
-request line and each header at 64 KiB and the header count at 100, so a slow or huge
-request cannot pin a thread for long.
+Only GET and HEAD (other methods: 405); request bodies are refused (413). A request line
+plus headers over :data:`MAX_REQUEST_HEAD_BYTES` is answered 431 and the connection closed;
+a client that has not sent its whole request head :data:`REQUEST_TIMEOUT_S` after
+connecting (silent, or trickling bytes) is cut off; writes time out after the same time. So
+a slow or huge request cannot pin a thread for long, and other clients are served meanwhile
+(one thread per connection).
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,9 +30,12 @@ from .._table import STATUSES
 from ._agent import AgentSnapshot
 from ._sources import FAILURE_REASONS
 
-__all__ = ["REQUEST_TIMEOUT_S", "AgentCollector", "AgentHttpServer"]
+__all__ = ["MAX_REQUEST_HEAD_BYTES", "REQUEST_TIMEOUT_S", "AgentCollector", "AgentHttpServer"]
 
+#: the whole request head (request line + headers) must arrive within this (s)
 REQUEST_TIMEOUT_S = 5.0
+#: largest request line + headers accepted (bytes); more is answered 431
+MAX_REQUEST_HEAD_BYTES = 8192
 #: /healthz fails when the loop has not run for this long plus the longest poll interval
 STALL_S = 30.0
 
@@ -122,11 +130,60 @@ class AgentCollector:
         yield fits
 
 
+class _HeadReader:
+    """The request stream, refusing to hand out more than ``limit`` bytes of request head
+    (:class:`http.client.LineTooLong` beyond; the stdlib answers it 431 for headers)."""
+
+    def __init__(self, raw: Any, limit: int) -> None:
+        self._raw = raw
+        self._left = limit
+
+    def readline(self, size: int = -1) -> bytes:
+        want = self._left + 1 if size < 0 else min(size, self._left + 1)
+        line: bytes = self._raw.readline(want)
+        self._left -= len(line)
+        if self._left < 0:
+            raise http.client.LineTooLong(f"request head over {MAX_REQUEST_HEAD_BYTES} bytes")
+        return line
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     timeout = REQUEST_TIMEOUT_S
     protocol_version = "HTTP/1.0"
     server_version = "clocksync-agent"
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile = _HeadReader(self.rfile, MAX_REQUEST_HEAD_BYTES)  # type: ignore[assignment]
+        # a deadline for the whole head: the socket timeout alone restarts with every byte
+        self._watchdog = threading.Timer(REQUEST_TIMEOUT_S, self._cut_off)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+
+    def _cut_off(self) -> None:
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)  # the blocked read returns at once
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        self._watchdog.cancel()  # the head is in; the reply is bounded by the socket timeout
+        return ok
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except http.client.LineTooLong:  # in the request line (headers: parse_request)
+            self.requestline, self.request_version, self.command = "", "", ""
+            self.close_connection = True
+            self.send_error(431, f"request head over {MAX_REQUEST_HEAD_BYTES} bytes")
+
+    def finish(self) -> None:
+        self._watchdog.cancel()
+        super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:
         return None

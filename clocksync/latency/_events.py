@@ -144,7 +144,10 @@ def read_events_file(
     except InputError:
         if not skip_bad:
             raise
-    return _tolerant_text(name, file_format(name), cols)
+    try:
+        return _tolerant_text(name, file_format(name), cols)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def concat_events(parts: Iterable[Events]) -> Events:

@@ -43,6 +43,7 @@ __all__ = [
 
 TraceFormat = Literal["otlp", "jaeger", "zipkin"]
 _LINE = "__line__"
+_INT64_MAX = (1 << 63) - 1
 _json_object: Any = getattr(_jd, "JSONObject")  # noqa: B009 - untyped in typeshed
 _py_make_scanner: Any = getattr(_js, "py_make_scanner")  # noqa: B009
 
@@ -129,6 +130,9 @@ class _Span:
 
 class _SpanError(Exception):
     """A span that cannot be read; the message names the field."""
+
+
+_MALFORMED = (_SpanError, AttributeError, TypeError, ValueError)  # what hostile JSON raises
 
 
 # --- JSON with line numbers -------------------------------------------------------------
@@ -266,7 +270,7 @@ def _otlp_spans(path: str, doc: Any) -> Iterator[tuple[str, _Span | str]]:
                         where, _str(sp.get("traceId"), "traceId"), _str(sp.get("name"), "name"),
                         _int(sp.get("startTimeUnixNano"), "startTimeUnixNano"),
                         _int(sp.get("endTimeUnixNano"), "endTimeUnixNano"), attrs, events)
-                except (_SpanError, AttributeError) as exc:
+                except _MALFORMED as exc:
                     yield where, str(exc) if isinstance(exc, _SpanError) else "malformed span"
 
 
@@ -305,7 +309,7 @@ def _jaeger_spans(path: str, doc: Any) -> Iterator[tuple[str, _Span | str]]:
                     where, _str(sp.get("traceID"), "traceID"),
                     _str(sp.get("operationName"), "operationName"), start,
                     start + _int(sp.get("duration"), "duration", 1000), attrs, tuple(events))
-            except (_SpanError, AttributeError) as exc:
+            except _MALFORMED as exc:
                 yield where, str(exc) if isinstance(exc, _SpanError) else "malformed span"
 
 
@@ -334,11 +338,21 @@ def _zipkin_spans(path: str, doc: Any) -> Iterator[tuple[str, _Span | str]]:
             yield where, _Span(
                 where, _str(sp.get("traceId"), "traceId"), _str(sp.get("name", ""), "name"),
                 start, start + _int(sp.get("duration", 0), "duration", 1000), attrs, events)
-        except (_SpanError, AttributeError) as exc:
+        except _MALFORMED as exc:
             yield where, str(exc) if isinstance(exc, _SpanError) else "malformed span"
 
 
 _EXTRACTORS = {"otlp": _otlp_spans, "jaeger": _jaeger_spans, "zipkin": _zipkin_spans}
+
+
+def _doc_spans(kind: TraceFormat, path: str, doc: Any) -> Iterator[tuple[str, _Span | str]]:
+    """The extractor's spans; a document whose structure breaks it (``resourceSpans`` not a
+    list, ``resource`` not an object...) ends in one bad record instead of an exception."""
+    try:
+        yield from _EXTRACTORS[kind](path, doc)
+    except _MALFORMED as exc:
+        yield _where(path, doc), (str(exc) if isinstance(exc, _SpanError)
+                                  else f"malformed {kind} document")
 
 
 # --- spans to stage events ----------------------------------------------------------------
@@ -360,6 +374,8 @@ def _span_rows(span: _Span, mapping: TraceMapping) -> list[dict[str, Any]]:
             ts = next((t for name, t in span.events if name == wanted), None)
         if ts is None:
             continue
+        if ts > _INT64_MAX:
+            raise _SpanError(f"timestamp {ts} ns of stage {rule.stage} is beyond int64")
         if node is None:
             node = next((span.attrs[k] for k in mapping.node_keys
                          if span.attrs.get(k) not in (None, "")), None)
@@ -402,7 +418,7 @@ def read_trace_file(
             records += 1
             fail(_where(name, doc), "not an OTLP, Jaeger or Zipkin trace document")
             continue
-        for where, span in _EXTRACTORS[kind](name, doc):
+        for where, span in _doc_spans(kind, name, doc):
             records += 1
             if isinstance(span, str):
                 fail(where, span)

@@ -397,10 +397,11 @@ class Corrector:
             lo = np.where(same, np.maximum(lo_d, two_lo), two_lo)
             hi = np.where(same, np.minimum(hi_d, two_hi), two_hi)
             finite = np.isfinite(bound)
-            mid = lo + hi
-            mid /= 2
-            half = hi - lo
-            half /= 2
+            with np.errstate(invalid="ignore"):  # inf - inf where on_invalid="inf"; unused
+                mid = lo + hi
+                mid /= 2
+                half = hi - lo
+                half /= 2
             lat = np.where(finite, mid, lat)
             bound = np.where(finite, half, bound)
         if src.ndim == 0:

@@ -87,8 +87,9 @@ class Assumptions:
                 raise InputError(f"{where}.{key}: unknown assumption (known: {known})")
             try:
                 number = float(value)
-            except (TypeError, ValueError):
-                raise InputError(f"{where}.{key}: must be a number, got {value!r}") from None
+            except (TypeError, ValueError, OverflowError):  # OverflowError: a huge integer
+                raise InputError(f"{where}.{key}: must be a finite number, got {value!r}"
+                                 ) from None
             if not math.isfinite(number) or not spec.minimum <= number <= spec.maximum:
                 raise InputError(
                     f"{where}.{key}: must be within [{spec.minimum:g}, {spec.maximum:g}], "

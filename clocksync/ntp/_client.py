@@ -268,13 +268,17 @@ class NtpClient:
                 raise
             current = _Pending(tx.system_ns, tx.kind, got.stamp.system_ns, got.stamp.kind,
                                reply, measured=not interleaved)
-            if interleaved and prev is not None:
-                measurement = self._measure(
-                    reply, prev.t1_sys_ns, prev.tx_kind, prev.t4_sys_ns, prev.rx_kind,
-                    t2_ntp=prev.reply.receive_ts, interleaved=True)
-            else:
-                measurement = self._measure(reply, tx.system_ns, tx.kind,
-                                            got.stamp.system_ns, got.stamp.kind)
+            try:  # the four timestamps themselves can be absurd (negative delay, t4 < t1)
+                if interleaved and prev is not None:
+                    measurement = self._measure(
+                        reply, prev.t1_sys_ns, prev.tx_kind, prev.t4_sys_ns, prev.rx_kind,
+                        t2_ntp=prev.reply.receive_ts, interleaved=True)
+                else:
+                    measurement = self._measure(reply, tx.system_ns, tx.kind,
+                                                got.stamp.system_ns, got.stamp.kind)
+            except NtpRejectError as exc:
+                self.rejected[exc.reason.value] += 1
+                raise
             self._prev = current
             return measurement, interleaved and prev is not None and prev.measured
 

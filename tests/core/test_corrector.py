@@ -86,6 +86,10 @@ def test_before_first_sample_is_refused_or_flagged(corrector: Corrector) -> None
     ref, bound = corrector.correct("n1", ts, on_invalid="inf")
     assert ref[0] == ts[0] and np.isinf(bound[0]) and np.all(np.isfinite(bound[1:]))
     assert corrector.flags("n1", ts)[0] & OUT_OF_RANGE
+    # a same-node latency from an out-of-range start: infinite bound, no warning (-W error)
+    lat, lat_bound = corrector.latency("n1", ts, "n1", ts + 10**9, on_invalid="inf")
+    assert np.isinf(lat_bound[0]) and np.all(np.isfinite(lat_bound[1:]))
+    assert np.all(np.abs(lat[1:] - 1e9) <= 1e6)  # 1 s at most 1000 ppm off
 
 
 def test_past_holdover_horizon_is_refused(stepped_samples) -> None:  # type: ignore[no-untyped-def]

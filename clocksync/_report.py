@@ -3,6 +3,13 @@
 Status follows AWS ClockBound: ``unknown`` (no table), ``synchronised``, ``free_running``
 (no sample for more than 8 poll intervals: the bound keeps growing from the holdover model),
 ``disrupted`` (the newest samples disagree with the model: an unconfirmed step).
+
+A reader trusts the status the agent published while the table is fresh (a table fitted
+offline is judged by the age of its last sample). The agent
+refits at a limited rate, so the table's last fitted sample can be older than 8 poll
+intervals while fresh samples keep arriving. The agent republishes at least every
+:data:`REPUBLISH_S`, so a table not republished for ``8 × poll + 2 × REPUBLISH_S`` comes
+from an agent that stopped: the reader shows it as ``free_running``.
 """
 
 from __future__ import annotations
@@ -14,10 +21,12 @@ from typing import Any
 from ._corrector import Corrector
 from ._errors import OutOfRangeError
 
-__all__ = ["FREE_RUNNING_POLLS", "SkewRow", "skew_rows"]
+__all__ = ["FREE_RUNNING_POLLS", "REPUBLISH_S", "SkewRow", "skew_rows"]
 
 #: a table with no sample for this many poll intervals is free-running (ClockBound's rule)
 FREE_RUNNING_POLLS = 8
+#: an agent republishes its table at least this often (s), also when nothing changed
+REPUBLISH_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +65,16 @@ def skew_rows(corrector: Corrector, now_ns: int) -> list[SkewRow]:
             offset_now, bound_now = math.nan, math.inf
         last = table.last_sample_local_ns
         age_s = (now_ns - last) / 1e9 if last is not None else math.inf
-        poll_s = float(table.extra.get("poll_interval_s", 0.0) or 0.0)
+        agent = table.extra.get("agent")
         status = table.status
-        if status == "synchronised" and poll_s > 0 and age_s > FREE_RUNNING_POLLS * poll_s:
+        if isinstance(agent, dict):  # published by a running agent: is it still publishing?
+            poll_s = float(agent.get("poll_interval_s") or 0.0)
+            stale_s = (now_ns - table.generated_at_ns) / 1e9
+            limit_s = FREE_RUNNING_POLLS * poll_s + 2 * REPUBLISH_S
+        else:  # fitted offline: how old is its last sample?
+            poll_s = float(table.extra.get("poll_interval_s") or 0.0)
+            stale_s, limit_s = age_s, FREE_RUNNING_POLLS * poll_s
+        if status == "synchronised" and poll_s > 0 and stale_s > limit_s:
             status = "free_running"
         rows.append(SkewRow(
             node=node,

@@ -42,6 +42,7 @@ from .._clock import Clock, SystemClock
 from .._corrector import Corrector
 from .._errors import ClockSyncError, OutOfRangeError, StoreError
 from .._fit import Assumptions, fit_table
+from .._report import REPUBLISH_S
 from .._sample import Sample
 from .._store import TableStore, open_store
 from .._table import CorrectionTable
@@ -58,8 +59,7 @@ __all__ = ["REPUBLISH_S", "Agent", "AgentSnapshot", "SourceStatus", "build_sourc
 
 log = logging.getLogger("clocksync.agent")
 
-#: the table is republished at least this often (s), even without new samples
-REPUBLISH_S = 60.0
+#: first wait before retrying a failed publish (s)
 _BACKOFF_FIRST_S = 0.5
 
 

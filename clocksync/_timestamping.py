@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import errno
+import os
 import select
 import socket
 import struct
@@ -238,6 +239,12 @@ class StampedSocket:
                 return None
             poller.poll(max(1, int(left_s * 1000)))
 
+    def _raise_pending_error(self) -> None:
+        """Raise the socket's pending error (``SO_ERROR``), if any, as :class:`OSError`."""
+        code = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            raise OSError(code, os.strerror(code))
+
     def recv(self, timeout_s: float, bufsize: int = 2048) -> Received | None:
         """The next datagram with its RX stamp, or ``None`` when ``timeout_s`` passes first."""
         poller = select.poll()
@@ -255,6 +262,7 @@ class StampedSocket:
                     continue
                 if not any(mask & select.POLLIN for _fd, mask in events):
                     self._drain_error_queue()  # a late TX stamp: clear it, do not spin
+                    self._raise_pending_error()  # e.g. ICMP port unreachable (connected)
                     continue
                 user_ns = time.time_ns()  # after poll: the datagram is already queued
                 try:

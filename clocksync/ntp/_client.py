@@ -175,9 +175,9 @@ class NtpClient:
         self.poll_log2 = poll_log2
         self.interleaved = interleaved
         self._prev: _Pending | None = None
-        #: every reply refused so far, by reason (:class:`RejectReason` values, plus
-        #: ``foreign_address`` for datagrams from anyone but the server) — including forged
-        #: or stale replies that were ignored while the genuine reply still arrived
+        #: every reply refused so far, by reason (:class:`RejectReason` values) — including
+        #: forged or stale replies that were ignored while the genuine reply still arrived.
+        #: (Datagrams from anyone but the server never reach the connected socket.)
         self.rejected: collections.Counter[str] = collections.Counter()
         raw = socket.socket(family, socket.SOCK_DGRAM)
         if source_address is not None:
@@ -186,6 +186,14 @@ class NtpClient:
             except OSError as exc:
                 raw.close()
                 raise NtpAddressError(f"source address {source_address!r}: {exc}") from None
+        try:
+            # connected, as chronyd's client sockets are: the kernel drops datagrams from
+            # anyone but the server, and reports ICMP errors (port/host unreachable) as
+            # ConnectionRefusedError etc. at once instead of a silent timeout
+            raw.connect(self._address)
+        except OSError as exc:
+            raw.close()
+            raise NtpAddressError(f"{host}:{port}: {exc}") from None
         self._sock = StampedSocket(raw)
 
     @property
@@ -250,9 +258,9 @@ class NtpClient:
                 if ignored is not None:
                     raise ignored
                 raise NtpTimeoutError(f"{self.source}: no reply within {self.timeout_s:g} s")
-            if got.address[:2] != self._address:
+            if got.address[:2] != self._address:  # cannot happen on a connected socket
                 self.rejected["foreign_address"] += 1
-                continue  # not from our server
+                continue
             try:
                 reply = decode(got.data)
                 interleaved = prev is not None and reply.origin_ts == xleave_nonce

@@ -210,11 +210,15 @@ def write_rows(
     table: pa.Table,
     path: str | os.PathLike[str],
     delta_columns: tuple[str, ...] = (),
+    row_group_rows: int | None = None,
+    dictionary_page_bytes: int | None = None,
 ) -> None:
     """Write ``table`` to ``path`` (format from the extension), atomically.
 
     Parquet: zstd compression, dictionary encoding for strings, and ``DELTA_BINARY_PACKED``
-    for the integer columns named in ``delta_columns`` (timestamps).
+    for the integer columns named in ``delta_columns`` (timestamps); ``row_group_rows`` and
+    ``dictionary_page_bytes`` (above which a column chunk falls back to plain encoding)
+    override pyarrow's defaults.
     """
     fmt = file_format(path)
     with atomic_path(path) as tmp:
@@ -228,6 +232,8 @@ def write_rows(
                 compression_level=9,
                 use_dictionary=[c for c in table.column_names if c not in deltas],
                 column_encoding=dict.fromkeys(deltas, "DELTA_BINARY_PACKED") or None,
+                row_group_size=row_group_rows,
+                dictionary_pagesize_limit=dictionary_page_bytes,
             )
         elif fmt == "csv":
             pacsv.write_csv(table, tmp)

@@ -17,38 +17,66 @@ def _buffers(arr: pa.Array) -> tuple[int | None, ...]:
     return tuple(None if b is None else b.address for b in arr.buffers())
 
 
+def _unified(chunks: list[pa.DictionaryArray]) -> pa.DictionaryArray:
+    """One dictionary array from chunks with dictionaries of their own (e.g. one per Parquet
+    row group): the distinct dictionaries (told apart by their buffers) are hashed once with
+    one memo table, and each chunk's indices are mapped through its dictionary's codes, so
+    only the distinct values are hashed, never every row again. Repeated values (within or
+    across dictionaries) get one code; codes follow the order of first appearance over the
+    dictionaries in chunk order."""
+    distinct: dict[tuple[int | None, ...], int] = {}
+    dicts: list[pa.Array] = []
+    for c in chunks:
+        if distinct.setdefault(_buffers(c.dictionary), len(dicts)) == len(dicts):
+            dicts.append(c.dictionary.cast(pa.string()))
+    enc = pc.dictionary_encode(pa.concat_arrays(dicts))
+    dictionary = enc.dictionary
+    flat = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    ends = np.cumsum([len(d) for d in dicts])
+    maps = np.split(flat, ends[:-1])
+    if len(maps) == 1 and len(dictionary) == len(dicts[0]) and not dictionary.null_count:
+        # one dictionary of unique values (one row group, or Arrow's own encoding): as it is
+        idx = pa.concat_arrays([c.indices for c in chunks]) if len(chunks) > 1 else (
+            chunks[0].indices)
+        return pa.DictionaryArray.from_arrays(idx, dictionary)
+    parts: list[npt.NDArray[Any]] = []
+    for c in chunks:
+        idx = c.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+        lookup = maps[distinct[_buffers(c.dictionary)]]
+        parts.append(np.where(idx >= 0, lookup[np.maximum(idx, 0)] if len(lookup) else -1, -1))
+    codes = np.concatenate(parts).astype(np.int32, copy=False)
+    return pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), dictionary)
+
+
 def _as_dictionary(arr: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
-    if isinstance(arr, pa.ChunkedArray):
-        if not pa.types.is_dictionary(arr.type) and arr.num_chunks:
-            # chunk by chunk with one memo table: every chunk gets the same dictionary, and
-            # the values are never copied into one array first
-            arr = pc.dictionary_encode(arr)
-        if arr.num_chunks == 0:
-            return pa.DictionaryArray.from_arrays(pa.array([], pa.int32()),
-                                                  pa.array([], pa.string()))
-        if arr.num_chunks > 1:
-            first = arr.chunk(0).dictionary
-            same = _buffers(first)
-            if not all(_buffers(c.dictionary) == same or c.dictionary.equals(first)
-                       for c in arr.chunks[1:]):
-                arr = arr.unify_dictionaries()  # hashes the dictionaries: only when needed
-            dictionary = arr.chunk(0).dictionary
-            idx = pa.concat_arrays([c.indices for c in arr.chunks])
-            return pa.DictionaryArray.from_arrays(idx, dictionary)
-        arr = arr.chunk(0)
+    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    if chunks and not pa.types.is_dictionary(arr.type):
+        # chunk by chunk with one memo table: every chunk gets the same dictionary, and the
+        # values are never copied into one array first
+        enc = pc.dictionary_encode(arr)
+        chunks = enc.chunks if isinstance(enc, pa.ChunkedArray) else [enc]
+    if not chunks:
+        return pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], pa.string()))
     if not pa.types.is_dictionary(arr.type):
-        arr = pc.dictionary_encode(arr)
-    return arr
+        first = _buffers(chunks[0].dictionary)
+        if len(chunks) == 1 or all(_buffers(c.dictionary) == first for c in chunks[1:]):
+            idx = pa.concat_arrays([c.indices for c in chunks]) if len(chunks) > 1 else (
+                chunks[0].indices)
+            return pa.DictionaryArray.from_arrays(idx, chunks[0].dictionary)
+    # dictionary-typed input (Parquet read with ``read_dictionary``, a filtered table...):
+    # its dictionaries are unified, the rows are not hashed again
+    return _unified(list(chunks))
 
 
 def dictionary_codes(
-    arr: pa.ChunkedArray | pa.Array, dtype: type[np.signedinteger[Any]] = np.int64
+    arr: pa.ChunkedArray | pa.Array, dtype: type[np.signedinteger[Any]] = np.int64,
+    used_only: bool = False,
 ) -> tuple[npt.NDArray[Any], pa.Array]:
     """``(codes, dictionary)`` of a string (or dictionary-typed) column, codes as ``dtype``
     (-1 for nulls; a narrow ``dtype`` such as int32 avoids a copy of Arrow's indices; the
-    caller makes sure the dictionary fits it)."""
-    # Dictionary-typed input (e.g. Parquet read with ``read_dictionary``) is used as it is,
-    # with no hashing of the values again.
+    caller makes sure the dictionary fits it). The dictionary's values are unique; with
+    ``used_only`` it holds only values that occur (a dictionary-typed column may carry
+    unused ones, e.g. after a filter), in the same order."""
     enc = _as_dictionary(arr)
     dictionary = enc.dictionary
     if not pa.types.is_string(dictionary.type) and not pa.types.is_large_string(dictionary.type):
@@ -57,6 +85,13 @@ def dictionary_codes(
     if indices.null_count:
         indices = indices.fill_null(-1)
     idx = indices.to_numpy(zero_copy_only=False)
+    if used_only and pa.types.is_dictionary(arr.type) and len(dictionary):
+        used = np.bincount(idx[idx >= 0] if indices is not enc.indices else idx,
+                           minlength=len(dictionary)) > 0
+        if not used.all():
+            new = np.cumsum(used) - 1
+            idx = np.where(idx >= 0, new[np.maximum(idx, 0)], -1)
+            dictionary = dictionary.filter(pa.array(used))
     return idx.astype(dtype, copy=False), dictionary
 
 

@@ -25,7 +25,7 @@ from ._schema import EVENT_COLUMNS, BadRecord, Events
 
 __all__ = ["concat_events", "read_events_file"]
 
-_DICTIONARY_READ = ("stage", "node")
+_DICTIONARY_READ = ("request_id", "stage", "node")
 
 
 def _reason(exc: InputError, where: str) -> str:
@@ -80,9 +80,10 @@ def _tolerant_text(path: str, fmt: str, columns: list[Column]) -> Events:
 
 
 def _read_parquet(path: str, columns: list[Column], skip_bad: bool) -> Events:
-    """Parquet, with the few-valued columns (stage, node) kept dictionary-encoded so nothing
-    downstream hashes them again (request ids are not: per-row-group dictionaries of
-    unique ids cost more to unify than one encode)."""
+    """Parquet, with the string columns kept dictionary-encoded as stored, so nothing
+    downstream hashes every row again: request ids are grouped by unifying the per-row-group
+    dictionaries (the distinct ids of each row group; :func:`write_events` lays row groups
+    out so they hold whole requests and stay dictionary-encoded)."""
     try:
         present = set(pq.read_schema(path).names)
         table = pq.read_table(path, read_dictionary=[n for n in _DICTIONARY_READ

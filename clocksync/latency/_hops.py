@@ -104,7 +104,7 @@ def pivot_events(table: pa.Table, stages: Sequence[str]) -> Pivot:
     if unknown:
         table = table.filter(pa.array(known))
         sidx = sidx[known]
-    rid, request_ids = dictionary_codes(table.column("request_id"))
+    rid, request_ids = dictionary_codes(table.column("request_id"), used_only=True)
     nid, node_names = dictionary_codes(table.column("node"))
     n_req = len(request_ids)
     key = rid * n_stages + sidx
@@ -176,14 +176,15 @@ def correct_stamps(pivot: Pivot, corrector: CorrectorLike, skip_bad: bool = Fals
     slot_row = pivot.row.reshape(-1)
     present = np.flatnonzero(slot_row >= 0)
     rows = slot_row[present]
-    # correct by event row, grouped by node in input order: a file sorted by (node, ts_ns)
-    # (as written by write_events) hands the corrector sorted runs (its fast path)
+    # correct by event row, grouped by node in input order (stable): a file sorted by
+    # (node, ts_ns) within time-ordered row groups (as written by write_events) hands the
+    # corrector sorted runs (its fast path)
     n_ev = pivot.events.num_rows
     ev_node = np.full(n_ev, n_nodes, dtype=np.int64)
     ev_node[rows] = pivot.node.reshape(-1)[present]
     ev_ts = np.zeros(n_ev, dtype=np.int64)
     ev_ts[rows] = pivot.ts_ns.reshape(-1)[present]
-    # rows already grouped by node (as write_events stores them): slices, no sort
+    # rows already grouped by node (one node per file, or a small file): slices, no sort
     grouped = bool(np.all(ev_node[1:] >= ev_node[:-1]))
     if grouped:
         order = np.zeros(0, dtype=np.int64)

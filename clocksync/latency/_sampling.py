@@ -117,7 +117,7 @@ class AdaptiveSampler:
         n = events.num_rows
         if n == 0:
             return SampleBatch(events, 1.0, float("nan"), 0, 0, 0)
-        codes, ids = dictionary_codes(events.column("request_id"))
+        codes, ids = dictionary_codes(events.column("request_id"), used_only=True)
         ts = events.column("ts_ns").to_numpy().astype(np.int64)
         span_s = max((int(ts.max()) - int(ts.min())) / 1e9, 1e-3)
         rate = n / span_s

@@ -1,11 +1,15 @@
 """Columnar storage of raw events and per-request results: Parquet, zstd, timestamps
 ``DELTA_BINARY_PACKED`` (via :func:`clocksync._tabular.write_rows`, atomic).
 
-Rows are sorted before writing so that the delta encoding sees small steps: events by
-``(node, ts_ns)`` (each node's clock is monotone, so deltas are inter-event gaps), results by
-``(hop, src_ref_ns)``. Result intervals are stored as whole ns rounded *outwards*
-(``low_ns`` and ``table_low_ns`` down, ``high_ns`` and ``table_high_ns`` up) so a stored
-interval still holds the truth; ``latency_ns`` is rounded to the nearest ns.
+Rows are sorted before writing so that the delta encoding sees small steps: events in row
+groups of :data:`EVENT_ROW_GROUP_ROWS` consecutive events in time (so a row group holds
+whole requests, bar the few crossing its edges), by ``(node, ts_ns)`` inside each (each
+node's clock is monotone, so deltas are inter-event gaps); results by ``(hop, src_ref_ns)``.
+Event row groups stay dictionary-encoded in full, so a reader gets each row group's
+distinct request ids from its dictionary instead of hashing every event's id. Result
+intervals are stored as whole ns rounded *outwards* (``low_ns`` and ``table_low_ns`` down,
+``high_ns`` and ``table_high_ns`` up) so a stored interval still holds the truth;
+``latency_ns`` is rounded to the nearest ns.
 """
 
 from __future__ import annotations
@@ -20,10 +24,15 @@ from .._tabular import read_rows, write_rows
 from ._arrow import dictionary_codes
 from ._schema import EVENT_COLUMNS
 
-__all__ = ["read_latencies", "write_events", "write_latencies"]
+__all__ = ["EVENT_ROW_GROUP_ROWS", "read_latencies", "write_events", "write_latencies"]
 
 _FLOOR = ("low_ns", "table_low_ns")
 _CEIL = ("high_ns", "table_high_ns")
+#: events per Parquet row group (pyarrow's default size, made explicit: the layout uses it)
+EVENT_ROW_GROUP_ROWS = 1 << 20
+#: room for a whole row group's dictionary (ids up to ~60 bytes); past it Parquet falls back
+#: to plain encoding for the rest of the row group
+_EVENT_DICTIONARY_PAGE_BYTES = 64 << 20
 
 
 def write_events(table: pa.Table, path: str | os.PathLike[str], sort: bool = True) -> None:
@@ -31,9 +40,13 @@ def write_events(table: pa.Table, path: str | os.PathLike[str], sort: bool = Tru
     if sort and table.num_rows:
         node, names = dictionary_codes(table.column("node"))
         rank = np.argsort(np.argsort(np.asarray(names.to_pylist(), dtype=object)))
-        order = np.lexsort((table.column("ts_ns").to_numpy(), rank[node]))
+        ts_ns = table.column("ts_ns").to_numpy()
+        block = np.empty(len(ts_ns), dtype=np.int64)  # row group of each event, by time
+        block[np.argsort(ts_ns, kind="stable")] = np.arange(len(ts_ns)) // EVENT_ROW_GROUP_ROWS
+        order = np.lexsort((ts_ns, rank[node], block))
         table = table.take(pa.array(order))
-    write_rows(table, path, delta_columns=("ts_ns",))
+    write_rows(table, path, delta_columns=("ts_ns",), row_group_rows=EVENT_ROW_GROUP_ROWS,
+               dictionary_page_bytes=_EVENT_DICTIONARY_PAGE_BYTES)
 
 
 def _as_int(table: pa.Table, name: str, how: str) -> pa.Table:

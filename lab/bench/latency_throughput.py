@@ -117,7 +117,7 @@ def _steps() -> list[tuple[Any, str, str]]:
     return [
         (_pipeline, "hop_table", "  hop_table"),
         (_pipeline, "pivot_events", "    pivot by request and stage"),
-        (_hops, "dictionary_codes", "      group request ids (Arrow hash)"),
+        (_hops, "dictionary_codes", "      group request ids (dictionaries)"),
         (_pipeline, "correct_stamps", "    correct timestamps, per node"),
         (_pipeline, "table_hops", "    table-only hop intervals"),
         (_pipeline, "_intervals", "    hop intervals (causal + sums)"),

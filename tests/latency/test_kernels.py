@@ -226,7 +226,7 @@ def test_summary_and_windows_equal_two_tables(n: int, window_s: float, step_s: f
 
 # -- the pipeline's fast paths for node-grouped input ----------------------------------------
 def test_hop_table_same_for_grouped_and_shuffled_rows() -> None:
-    """Rows grouped by node (as write_events stores them) take the slice path of the
+    """Rows grouped by node (e.g. a small file from write_events) take the slice path of the
     corrections; shuffled rows the sorted-by-node path: the same per-request table."""
     from clocksync.latency import hop_table
     from clocksync.latency._simulate import simulate_requests

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import pytest
 
 from clocksync.latency._events import read_events_file
 from clocksync.latency._storage import read_latencies, write_events, write_latencies
@@ -66,3 +68,52 @@ def test_latencies_rounded_outwards(tmp_path: Path) -> None:
     assert back.column("table_high_ns").to_pylist() == [31.0, 41.0]
     assert back.column("latency_ns").to_pylist() == [11.0, 20.0]
     assert back.column("raw_latency_ns").to_pylist() == [3, -4]
+
+
+def test_parquet_dictionary_read_same_per_request_table(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Events written by write_events to Parquet in several row groups, read with the request
+    ids as per-row-group dictionaries (unified, not re-hashed), give exactly the per-request
+    table of the same events read from JSONL: same rows in the same order. Row groups hold
+    whole requests (bar those crossing an edge), and a filtered dictionary column (unused
+    ids left in its dictionary) counts only the requests present."""
+    from clocksync.latency import _storage, hop_table
+    from clocksync.latency._simulate import simulate_requests
+    from tests.latency.conftest import T0, make_world
+
+    world = make_world(5)
+    rng = np.random.default_rng(5)
+    routes = [("n1", "n2"), ("n2", "n1"), ("n1", "n1")]
+    n_req = 3000
+    events, _ = simulate_requests(world.clocks, routes, n_req, T0 + 20 * 10**9, 100.0, rng)
+    events = events.take(pa.array(rng.permutation(events.num_rows)))
+    monkeypatch.setattr(_storage, "EVENT_ROW_GROUP_ROWS", 1000)
+    parquet, jsonl = tmp_path / "ev.parquet", tmp_path / "ev.jsonl"
+    write_events(events, parquet)
+    write_events(events, jsonl)
+    meta = pq.ParquetFile(parquet).metadata
+    assert meta.num_row_groups == -(-events.num_rows // 1000)
+    per_group = [len(set(pq.ParquetFile(parquet).read_row_group(i, columns=["request_id"])
+                         .column(0).to_pylist())) for i in range(meta.num_row_groups)]
+    assert n_req <= sum(per_group) < 1.05 * n_req
+
+    from_pq, from_jsonl = read_events_file(parquet).table, read_events_file(jsonl).table
+    rid = from_pq.column("request_id")
+    assert pa.types.is_dictionary(rid.type)
+    assert len({c.dictionary.buffers()[1].address for c in rid.chunks}) > 1  # to unify
+
+    def plain(t: pa.Table) -> pa.Table:
+        return t.cast(pa.schema([pa.field(f.name, f.type.value_type)
+                                 if pa.types.is_dictionary(f.type) else f for f in t.schema]))
+
+    a = plain(hop_table(from_pq, world.corrector).table)
+    b = plain(hop_table(from_jsonl, world.corrector).table)
+    assert a.num_rows == 4 * n_req
+    assert a.equals(b)
+
+    keep = pc.less(pc.utf8_length(pc.cast(from_pq.column("request_id"), pa.string())), 7)
+    fa = hop_table(from_pq.filter(keep), world.corrector)
+    fb = hop_table(from_jsonl.filter(pc.less(pc.utf8_length(from_jsonl.column("request_id")),
+                                             7)), world.corrector)
+    assert fa.table.num_rows == fb.table.num_rows < a.num_rows
+    assert plain(fa.table).equals(plain(fb.table))

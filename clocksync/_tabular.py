@@ -57,6 +57,8 @@ def _convert(value: Any, col: Column, where: str) -> Any:
                 out: Any = int(value)
             else:
                 out = int(str(value).strip())
+            if not -(1 << 63) <= out < (1 << 63):
+                raise ValueError("beyond the int64 range")
         elif col.kind == "float64":
             if isinstance(value, bool):
                 raise ValueError("boolean")
@@ -96,7 +98,8 @@ def _rows_to_table(
     for key, values in extras.items():
         try:
             arrays[key] = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            # mixed types, or integers beyond int64: kept as their JSON text
             arrays[key] = pa.array([None if v is None else json.dumps(v) for v in values])
     if not rows:
         return pa.table({c.name: pa.array([], type=_ARROW[c.kind]) for c in columns if c.required})

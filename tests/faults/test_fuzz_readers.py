@@ -14,7 +14,6 @@ request id, stage and node and a non-negative int64 timestamp.
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clocksync import InputError
@@ -80,19 +79,6 @@ def _read(reader: Any, path: Path, **kwargs: Any) -> None:
         _check_events(events, path)
 
 
-def _ints_fit_int64(obj: Any) -> bool:
-    """False if ``obj`` holds an integer outside int64 (see the xfail tests below)."""
-    if isinstance(obj, dict):
-        return all(_ints_fit_int64(v) for v in obj.values())
-    if isinstance(obj, list):
-        return all(_ints_fit_int64(v) for v in obj)
-    if isinstance(obj, str) and re.fullmatch(r"\s*[+-]?\d+\s*", obj):
-        obj = int(obj)
-    if isinstance(obj, int | float) and not isinstance(obj, bool):
-        return obj != obj or -(2**63) <= obj < 2**63  # NaN (!= itself) is refused anyway
-    return True
-
-
 def _splice(data: bytes, edits: list[tuple[int, bytes, int]]) -> bytes:
     out = bytearray(data)
     for pos, junk, cut in edits:
@@ -144,7 +130,6 @@ def test_trace_bytes_spliced(workdir: Path, name: str,
 @given(st.data())
 def test_mutated_events_jsonl(workdir: Path, data: st.DataObject) -> None:
     records = data.draw(mutated(EVENT_LINES, max_edits=3))
-    assume(_ints_fit_int64(records))  # pinned separately: test_int_beyond_int64_*
     path = workdir / "mut-events.jsonl"
     if isinstance(records, list):
         text = "\n".join(json.dumps(r, allow_nan=True) for r in records)
@@ -160,8 +145,6 @@ def test_events_text_bytes_spliced(workdir: Path, edits: list[tuple[int, bytes, 
                                    fmt: str) -> None:
     path = workdir / f"bytes-events.{fmt}"
     data = _splice((FIX / f"events.{fmt}").read_bytes(), edits)
-    # pinned separately: test_int_beyond_int64_*
-    assume(all(int(digits) < 2**63 for digits in re.findall(rb"\d{19,}", data)))
     path.write_bytes(data)
     _read(read_events_file, path)
 
@@ -184,7 +167,6 @@ def test_mutated_events_parquet(workdir: Path, column: str, how: str, value: Any
         elif how == "floats":
             values = [float(v) + 0.5 if isinstance(v, int) else 1.5 for v in values]
         else:
-            assume(_ints_fit_int64(value))  # pinned separately: test_int_beyond_int64_*
             values[row] = value
         try:
             array = pa.array(values)
@@ -205,13 +187,8 @@ def test_events_parquet_bytes_corrupted(workdir: Path,
     _read(read_events_file, path)
 
 
-# --- pinned findings -----------------------------------------------------------------------
+# --- integers beyond int64 (found by the fuzzers above) -------------------------------------
 
-_INT64_BUG = ("clocksync._tabular._convert does not range-check int64 values and "
-              "_rows_to_table does not catch OverflowError from pyarrow (fix pending)")
-
-
-@pytest.mark.xfail(strict=True, raises=OverflowError, reason=_INT64_BUG)
 @pytest.mark.parametrize("skip_bad", [False, True])
 def test_int_beyond_int64_in_ts_ns_is_an_input_error(tmp_path: Path, skip_bad: bool) -> None:
     path = tmp_path / "big.jsonl"
@@ -225,7 +202,6 @@ def test_int_beyond_int64_in_ts_ns_is_an_input_error(tmp_path: Path, skip_bad: b
             read_events_file(path)
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError, reason=_INT64_BUG)
 def test_int_beyond_int64_in_a_context_column_is_kept_or_refused(tmp_path: Path) -> None:
     path = tmp_path / "big-context.jsonl"
     path.write_text(json.dumps({**EVENT_LINES[0], "partition": 2**64}) + "\n")

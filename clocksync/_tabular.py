@@ -193,7 +193,7 @@ def read_rows(path: str | os.PathLike[str], columns: list[Column]) -> pa.Table:
             try:
                 # ParquetFile, not read_table: the dataset layer it skips costs 12 MB RSS
                 table = pq.ParquetFile(name).read()
-            except (pa.ArrowInvalid, OSError) as exc:
+            except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
                 raise InputError(f"{name}: not a readable Parquet file ({exc})") from None
             return _check_arrow(table, columns, name, row_base=0)
         if fmt == "csv":

@@ -88,7 +88,7 @@ def _read_parquet(path: str, columns: list[Column], skip_bad: bool) -> Events:
         present = set(pq.read_schema(path).names)
         table = pq.read_table(path, read_dictionary=[n for n in _DICTIONARY_READ
                                                      if n in present])
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:  # corrupt metadata too
         raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
     ok = pa.array(np.ones(table.num_rows, dtype=bool))
     reasons: list[tuple[pa.Array, str]] = []  # (row mask, why): only checks that can fail

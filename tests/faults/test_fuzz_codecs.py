@@ -175,7 +175,7 @@ def _wire(msg: ptp.PtpMessage) -> ptp.PtpMessage:
     return ptp.decode(ptp.encode(msg))
 
 
-@settings(max_examples=700, deadline=None, suppress_health_check=_SUPPRESS)
+@settings(max_examples=1000, deadline=None, suppress_health_check=_SUPPRESS)
 @given(st.lists(actions, min_size=1, max_size=12))
 def test_slave_port_only_completes_genuine_exchanges(steps: list[tuple[Any, ...]]) -> None:
     port = SlavePort(ME, PortConfig(cold_every=0, seed=1))

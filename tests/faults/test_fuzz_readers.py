@@ -104,7 +104,7 @@ def test_mutated_trace_documents(workdir: Path, data: st.DataObject, name: str,
     _read(read_trace_file, path, mapping=MAPPING, fmt=kind if fmt else None)
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=_SUPPRESS)
+@settings(max_examples=1000, deadline=None, suppress_health_check=_SUPPRESS)
 @given(st.data())
 def test_mutated_otlp_jsonl_lines(workdir: Path, data: st.DataObject) -> None:
     lines = [json.dumps(doc) for doc in OTLP_LINES]
@@ -115,7 +115,7 @@ def test_mutated_otlp_jsonl_lines(workdir: Path, data: st.DataObject) -> None:
     _read(read_trace_file, path, mapping=MAPPING)
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=_SUPPRESS)
+@settings(max_examples=1000, deadline=None, suppress_health_check=_SUPPRESS)
 @given(st.sampled_from([*sorted(TRACE_DOCS), "otlp.jsonl"]), byte_edits)
 def test_trace_bytes_spliced(workdir: Path, name: str,
                              edits: list[tuple[int, bytes, int]]) -> None:
@@ -149,7 +149,7 @@ def test_events_text_bytes_spliced(workdir: Path, edits: list[tuple[int, bytes, 
     _read(read_events_file, path)
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=_SUPPRESS)
+@settings(max_examples=1000, deadline=None, suppress_health_check=_SUPPRESS)
 @given(st.sampled_from(PARQUET.column_names), st.sampled_from(["nasty", "null", "drop",
                                                                "strings", "floats"]),
        NASTY, st.integers(0, PARQUET.num_rows - 1))
@@ -178,7 +178,7 @@ def test_mutated_events_parquet(workdir: Path, column: str, how: str, value: Any
     _read(read_events_file, path)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=_SUPPRESS)
+@settings(max_examples=1000, deadline=None, suppress_health_check=_SUPPRESS)
 @given(byte_edits)
 def test_events_parquet_bytes_corrupted(workdir: Path,
                                         edits: list[tuple[int, bytes, int]]) -> None:

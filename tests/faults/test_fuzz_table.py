@@ -218,7 +218,7 @@ def test_mutated_tables_raise_schema_error_or_stay_usable(data: st.DataObject) -
     _load(text)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(st.binary(max_size=64), st.sampled_from([0, 10, 100, 1000]))
 def test_garbled_bytes_raise_only_schema_error(junk: bytes, cut: int) -> None:
     text = json.dumps(_base_tables()[0]).encode()

@@ -3,6 +3,7 @@ command socket for chronyc), and our own NTP server — all on 127.0.0.1, all st
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -83,20 +84,28 @@ def needs_redis() -> None:
         pytest.skip("needs redis-server on PATH (apt-get install redis-server)")
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """A real redis-server (password required) on a free loopback port."""
+@contextlib.contextmanager
+def redis_running(password: str, prefix: str) -> Iterator[int]:
+    """A real redis-server requiring ``password`` on a free loopback port (skips the test
+    without redis-server); yields the port, kills it and removes its directory after."""
     needs_redis()
-    workdir = Path(tempfile.mkdtemp(prefix="csagent_redis_"))
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     pid = None
     try:
         port = free_port()
-        pid = start_redis(port, workdir, REDIS_PASSWORD)
-        yield RedisServer(port, REDIS_PASSWORD)
+        pid = start_redis(port, workdir, password)
+        yield port
     finally:
         if pid is not None:
             kill_pid(pid)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server (password required) on a free loopback port."""
+    with redis_running(REDIS_PASSWORD, "csagent_redis_") as port:
+        yield RedisServer(port, REDIS_PASSWORD)
 
 
 def _answers(port: int) -> bool:

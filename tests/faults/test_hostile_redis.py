@@ -8,8 +8,6 @@ redis-server is started with the agent tests' helpers (``tests/agent/conftest.py
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import threading
 import time
 import traceback
@@ -25,7 +23,14 @@ from hypothesis import strategies as st
 from clocksync import CorrectionTable, Sample, StoreError, fit_table, open_store
 from clocksync._store._redis import RedisStore, redact_url
 from clocksync.ntp import NtpServer
-from tests.agent.conftest import free_port, kill_pid, make_tls_files, needs_redis, start_redis
+from tests.agent.conftest import (
+    free_port,
+    kill_pid,
+    make_tls_files,
+    needs_redis,
+    redis_running,
+    start_redis,
+)
 
 SECRET = "s3cret-Faults-Pa55"
 WRONG = "Wr0ng-Faults-Guess"
@@ -41,17 +46,8 @@ def _table(node: str = "n1") -> CorrectionTable:
 @pytest.fixture(scope="module")
 def redis_port() -> Iterator[int]:
     """A real redis-server requiring ``SECRET`` on a free loopback port."""
-    needs_redis()
-    workdir = Path(tempfile.mkdtemp(prefix="csfaults_redis_"))
-    pid = None
-    try:
-        port = free_port()
-        pid = start_redis(port, workdir, SECRET)
+    with redis_running(SECRET, "csfaults_redis_") as port:
         yield port
-    finally:
-        if pid is not None:
-            kill_pid(pid)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _no_secret(*texts: str) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import re
+import time
 from pathlib import Path
 
 from .._atomic import atomic_write_bytes
@@ -15,6 +18,8 @@ __all__ = ["DirectoryStore", "table_filename"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 _SUFFIX = ".table.json"
+#: a temporary file of this node's table older than this (s) was left by a killed writer
+STALE_TMP_S = 60.0
 
 
 def table_filename(node: str) -> str:
@@ -34,11 +39,22 @@ class DirectoryStore:
         self.url = str(self.path)
         self.table_key = table_key
 
+    def _remove_stale_tmp(self, name: str) -> None:
+        """Temporary files of ``name`` left by a writer killed mid-write. Only this node's
+        agent writes ``name`` and a write takes milliseconds, so one older than
+        :data:`STALE_TMP_S` is nobody's; other nodes' files are never touched."""
+        now = time.time()
+        for tmp in self.path.glob(f".{glob.escape(name)}.*.tmp"):
+            with contextlib.suppress(OSError):
+                if now - tmp.stat().st_mtime > STALE_TMP_S:
+                    tmp.unlink()
+
     def write(self, table: CorrectionTable) -> None:
+        name = table_filename(table.node)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(self.path / table_filename(table.node),
-                               table.to_json(self.table_key).encode("utf-8"))
+            self._remove_stale_tmp(name)
+            atomic_write_bytes(self.path / name, table.to_json(self.table_key).encode("utf-8"))
         except OSError as exc:
             raise StoreError(f"{self.path}: cannot write table of {table.node!r}: "
                              f"{exc.strerror or exc}") from None

@@ -150,6 +150,28 @@ def test_from_directory_store_and_refresh(tmp_path: Path, stepped_samples) -> No
     assert [p.name for p in tmp_path.iterdir()] == ["n1.table.json"]
 
 
+def test_directory_store_removes_its_stale_temporary_files(tmp_path: Path,
+                                                           stepped_samples) -> None:  # type: ignore[no-untyped-def]
+    """A writer killed mid-write leaves ``.n1.table.json.XXXX.tmp``: the node's next write
+    removes it once it is old; a fresh one (a write in flight) and other nodes' stay."""
+    import os
+    import time
+
+    from clocksync._store._directory import STALE_TMP_S
+
+    store = DirectoryStore(tmp_path)
+    stale, fresh = tmp_path / ".n1.table.json.abc.tmp", tmp_path / ".n1.table.json.def.tmp"
+    other = tmp_path / ".n2.table.json.abc.tmp"
+    for path in (stale, fresh, other):
+        path.write_bytes(b"{")
+    old = time.time() - STALE_TMP_S - 5
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    store.write(fit_table(stepped_samples))
+    assert not stale.exists() and fresh.exists() and other.exists()
+    assert Corrector.from_store(str(tmp_path)).nodes == ("n1",)  # readers ignore temp files
+
+
 def test_public_api_is_exactly_all() -> None:
     names = {n for n in dir(clocksync) if not n.startswith("_")}
     modules = {"cli"}

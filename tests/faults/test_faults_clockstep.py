@@ -74,7 +74,10 @@ def test_clock_step_detected_new_segment_old_corrections_kept(tmp_path: Path,
     assert np.all(bound < 1e6)  # a loopback segment: well under 1 ms, not the 50 ms hull
     cells = final.cells
     index = np.searchsorted(cells.start_ns, before, side="right") - 1
-    assert set(cells.segment[index].tolist()) == {old[-1].index}
+    # only pre-step segments serve them (a statistical level shift may have split the
+    # pre-step history in two, with an ambiguous hull between: still never the new segment)
+    used = set(cells.segment[index].tolist()) - {-1}
+    assert used and used <= {seg.index for seg in old}, (used, final.segments)
     # ... and they agree with what the table said before the step happened
     ref0, bound0 = Corrector([before_step]).correct(
         "n1", before[before <= before_step.segments[0].last_sample_local_ns])

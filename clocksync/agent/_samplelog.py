@@ -39,6 +39,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._atomic import fsync_directory
 from .._errors import InputError
 from .._sample import Sample
 from . import _segments
@@ -80,23 +81,22 @@ def _parse(line: str, node: str) -> Sample | None:
                   bound_ns=float(b), source=str(obj.get("source", "")))
 
 
+def _scan(directory: Path) -> tuple[dict[int, Path], dict[int, Path]]:
+    """The Parquet segments and the journals in ``directory``, by sequence number."""
+    parquet: dict[int, Path] = {}
+    journals: dict[int, Path] = {}
+    for path in directory.iterdir():
+        if m := _NAME.match(path.name):
+            (parquet if m.group(2) == "parquet" else journals)[int(m.group(1))] = path
+    return parquet, journals
+
+
 def segment_files(directory: str | Path) -> list[Path]:
     """A log directory's segment files in order, one per sequence number (the Parquet file
     when a crash left both it and its journal): what ``clocksync fit`` should read."""
-    found: dict[int, Path] = {}
-    for path in Path(directory).iterdir():
-        if (m := _NAME.match(path.name)) and (
-                int(m.group(1)) not in found or m.group(2) == "parquet"):
-            found[int(m.group(1))] = path
+    parquet, journals = _scan(Path(directory))
+    found = {**journals, **parquet}
     return [found[seq] for seq in sorted(found)]
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class SampleLog:
@@ -175,11 +175,7 @@ class SampleLog:
         for stale in self.directory.glob(".seg-*.tmp"):
             log.warning("sample log: removing %s, left by an interrupted write", stale)
             stale.unlink(missing_ok=True)
-        parquet: dict[int, Path] = {}
-        journals: dict[int, Path] = {}
-        for path in self.directory.iterdir():
-            if m := _NAME.match(path.name):
-                (parquet if m.group(2) == "parquet" else journals)[int(m.group(1))] = path
+        parquet, journals = _scan(self.directory)
         for seq in sorted(set(parquet) & set(journals)):  # crashed between rename and delete
             log.info("sample log: %s is compacted already; removing its journal", parquet[seq])
             journals.pop(seq).unlink(missing_ok=True)
@@ -260,7 +256,7 @@ class SampleLog:
             handle.flush()
             os.fsync(handle.fileno())
         if new:
-            _fsync_dir(self.directory)
+            fsync_directory(self.directory)
 
     def flush(self) -> None:
         """Append what is not yet on disk to the journals (fsynced), compact full journals to

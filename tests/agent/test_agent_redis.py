@@ -161,3 +161,17 @@ def test_tls_with_ca_verification(tmp_path: Path) -> None:
             RedisStore(untrusted, timeout_s=1.0).read_all()
     finally:
         kill_pid(pid)
+
+
+def test_signed_tables_in_redis(redis_server: RedisServer) -> None:
+    """With a table key the Redis store signs what it writes; a rogue writer without the
+    key (same Redis, same prefix) is refused by key-holding readers."""
+    from clocksync import SignatureError, TableKey
+
+    key = TableKey(b"shared secret for all agents, 32b")
+    url = redis_server.url(query=f"prefix={_prefix()}")
+    open_store(url, table_key=key).write(_table("pp-1", 2e6))
+    assert Corrector.from_store(url, table_key=key).nodes == ("pp-1",)
+    open_store(url).write(_table("pp-1", -5e6))  # rogue: shifts pp-1 by 7 ms, unsigned
+    with pytest.raises(SignatureError, match="pp-1.*not signed"):
+        Corrector.from_store(url, table_key=key)

@@ -173,5 +173,5 @@ def test_signed_tables_in_redis(redis_server: RedisServer) -> None:
     open_store(url, table_key=key).write(_table("pp-1", 2e6))
     assert Corrector.from_store(url, table_key=key).nodes == ("pp-1",)
     open_store(url).write(_table("pp-1", -5e6))  # rogue: shifts pp-1 by 7 ms, unsigned
-    with pytest.raises(SignatureError, match="pp-1.*not signed"):
+    with pytest.raises(SignatureError, match=r"pp-1.*not signed"):
         Corrector.from_store(url, table_key=key)

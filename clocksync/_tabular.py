@@ -13,6 +13,7 @@ import csv
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -213,31 +214,45 @@ def write_rows(
     table: pa.Table,
     path: str | os.PathLike[str],
     delta_columns: tuple[str, ...] = (),
-    row_group_rows: int | None = None,
+    row_group_rows: int | Sequence[int] | None = None,
     dictionary_page_bytes: int | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> None:
     """Write ``table`` to ``path`` (format from the extension), atomically.
 
     Parquet: zstd compression, dictionary encoding for strings, and ``DELTA_BINARY_PACKED``
-    for the integer columns named in ``delta_columns`` (timestamps); ``row_group_rows`` and
+    for the integer columns named in ``delta_columns`` (timestamps); ``row_group_rows``
+    (one size, or the row count of each row group in turn, summing to the table's rows) and
     ``dictionary_page_bytes`` (above which a column chunk falls back to plain encoding)
-    override pyarrow's defaults.
+    override pyarrow's defaults; ``metadata`` is added to the file's key-value metadata.
     """
     fmt = file_format(path)
     with atomic_path(path) as tmp:
         if fmt == "parquet":
             deltas = [c for c in delta_columns if c in table.column_names
                       and pa.types.is_integer(table.schema.field(c).type)]
-            pq.write_table(
-                table,
-                tmp,
-                compression="zstd",
-                compression_level=9,
-                use_dictionary=[c for c in table.column_names if c not in deltas],
-                column_encoding=dict.fromkeys(deltas, "DELTA_BINARY_PACKED") or None,
-                row_group_size=row_group_rows,
-                dictionary_pagesize_limit=dictionary_page_bytes,
-            )
+            if metadata:
+                table = table.replace_schema_metadata(
+                    {**(table.schema.metadata or {}), **metadata})
+            options: dict[str, Any] = {
+                "compression": "zstd",
+                "compression_level": 9,
+                "use_dictionary": [c for c in table.column_names if c not in deltas],
+                "column_encoding": dict.fromkeys(deltas, "DELTA_BINARY_PACKED") or None,
+                "dictionary_pagesize_limit": dictionary_page_bytes,
+            }
+            if row_group_rows is None or isinstance(row_group_rows, int):
+                pq.write_table(table, tmp, row_group_size=row_group_rows, **options)
+            else:
+                sizes = [int(n) for n in row_group_rows]
+                if sum(sizes) != table.num_rows or any(n <= 0 for n in sizes):
+                    raise ValueError(f"row group sizes {sizes[:5]}... do not split "
+                                     f"{table.num_rows} rows")
+                with pq.ParquetWriter(tmp, table.schema, **options) as writer:
+                    at = 0
+                    for n in sizes:
+                        writer.write_table(table.slice(at, n), row_group_size=n)
+                        at += n
         elif fmt == "csv":
             pacsv.write_csv(table, tmp)
         else:

@@ -10,7 +10,12 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["dictionary_codes", "group_order", "index_in", "shared_codes"]
+__all__ = ["UNIQUE_DICTIONARY", "dictionary_codes", "group_order", "index_in",
+           "join_disjoint_dictionaries", "shared_codes", "unique_dictionary"]
+
+#: field metadata of a dictionary column whose chunks share one dictionary of distinct
+#: values (set by the event reader, see :func:`join_disjoint_dictionaries`)
+UNIQUE_DICTIONARY = b"clocksync.unique_dictionary"
 
 
 def _buffers(arr: pa.Array) -> tuple[int | None, ...]:
@@ -48,7 +53,57 @@ def _unified(chunks: list[pa.DictionaryArray]) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), dictionary)
 
 
-def _as_dictionary(arr: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
+def join_disjoint_dictionaries(
+    arr: pa.ChunkedArray, run_rows: list[int]
+) -> pa.ChunkedArray | None:
+    """One dictionary for a column read from row groups whose dictionaries are known to share
+    no value (and each to hold distinct values, as Parquet dictionary pages do): the
+    dictionaries are concatenated and each chunk's indices shifted, so no value is hashed.
+    ``run_rows``: the rows of each row group, in order. ``None`` when the chunks are not
+    laid out as one run of chunks per row group, each run sharing its own dictionary (a
+    row group that fell back to plain encoding, a filtered or concatenated table...)."""
+    if not pa.types.is_dictionary(arr.type) or not arr.num_chunks:
+        return None
+    runs: list[tuple[pa.Array, int]] = []  # (dictionary, rows)
+    seen: set[tuple[int | None, ...]] = set()
+    last: tuple[int | None, ...] | None = None
+    for c in arr.chunks:
+        key = _buffers(c.dictionary)
+        if key != last:
+            if key in seen:
+                return None
+            seen.add(key)
+            runs.append((c.dictionary, 0))
+            last = key
+        runs[-1] = (runs[-1][0], runs[-1][1] + len(c))
+    if [n for _, n in runs] != run_rows or any(d.null_count for d, _ in runs):
+        return None
+    joined = pa.concat_arrays([d for d, _ in runs])
+    if len(joined) >= 2**31:
+        return None
+    index_type = pa.int32()
+    offsets = np.cumsum([0] + [len(d) for d, _ in runs[:-1]])
+    chunks = []
+    run, last = -1, None
+    for c in arr.chunks:
+        key = _buffers(c.dictionary)
+        if key != last:
+            run, last = run + 1, key
+        idx = c.indices.cast(index_type)
+        if offsets[run]:
+            idx = pc.add(idx, pa.scalar(int(offsets[run]), index_type))
+        chunks.append(pa.DictionaryArray.from_arrays(idx, joined))
+    return pa.chunked_array(chunks, pa.dictionary(index_type, joined.type))
+
+
+def unique_dictionary(table: pa.Table, name: str) -> bool:
+    """Whether column ``name`` carries the reader's mark of one dictionary of distinct
+    values (:data:`UNIQUE_DICTIONARY`)."""
+    meta = table.schema.field(name).metadata or {}
+    return meta.get(UNIQUE_DICTIONARY) == b"1"
+
+
+def _as_dictionary(arr: pa.ChunkedArray | pa.Array, unique: bool = False) -> pa.DictionaryArray:
     chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
     if chunks and not pa.types.is_dictionary(arr.type):
         # chunk by chunk with one memo table: every chunk gets the same dictionary, and the
@@ -63,6 +118,11 @@ def _as_dictionary(arr: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
             idx = pa.concat_arrays([c.indices for c in chunks]) if len(chunks) > 1 else (
                 chunks[0].indices)
             return pa.DictionaryArray.from_arrays(idx, chunks[0].dictionary)
+    if unique and chunks and all(_buffers(c.dictionary) == _buffers(chunks[0].dictionary)
+                                 for c in chunks[1:]):  # one dictionary of distinct values
+        idx = pa.concat_arrays([c.indices for c in chunks]) if len(chunks) > 1 else (
+            chunks[0].indices)
+        return pa.DictionaryArray.from_arrays(idx, chunks[0].dictionary)
     # dictionary-typed input (Parquet read with ``read_dictionary``, a filtered table...):
     # its dictionaries are unified, the rows are not hashed again
     return _unified(list(chunks))
@@ -70,14 +130,16 @@ def _as_dictionary(arr: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
 
 def dictionary_codes(
     arr: pa.ChunkedArray | pa.Array, dtype: type[np.signedinteger[Any]] = np.int64,
-    used_only: bool = False,
+    used_only: bool = False, unique: bool = False,
 ) -> tuple[npt.NDArray[Any], pa.Array]:
     """``(codes, dictionary)`` of a string (or dictionary-typed) column, codes as ``dtype``
     (-1 for nulls; a narrow ``dtype`` such as int32 avoids a copy of Arrow's indices; the
     caller makes sure the dictionary fits it). The dictionary's values are unique; with
     ``used_only`` it holds only values that occur (a dictionary-typed column may carry
-    unused ones, e.g. after a filter), in the same order."""
-    enc = _as_dictionary(arr)
+    unused ones, e.g. after a filter), in the same order. ``unique``: a dictionary-typed
+    column whose chunks share one dictionary is known to hold distinct values (see
+    :func:`unique_dictionary`), so it is not hashed again."""
+    enc = _as_dictionary(arr, unique)
     dictionary = enc.dictionary
     if not pa.types.is_string(dictionary.type) and not pa.types.is_large_string(dictionary.type):
         dictionary = dictionary.cast(pa.string())

@@ -21,7 +21,9 @@ import pyarrow.parquet as pq
 
 from .._errors import InputError
 from .._tabular import Column, _convert, _rows_to_table, file_format, read_rows
+from ._arrow import UNIQUE_DICTIONARY, join_disjoint_dictionaries
 from ._schema import EVENT_COLUMNS, BadRecord, Events
+from ._storage import WHOLE_REQUESTS_KEY
 
 __all__ = ["concat_events", "read_events_file"]
 
@@ -124,7 +126,31 @@ def _read_parquet(path: str, columns: list[Column], skip_bad: bool) -> Events:
     bad.sort(key=lambda b: int(b.where.rsplit(" ", 1)[1]))
     if bad and not skip_bad:
         raise InputError(str(bad[0]))
+    table = _join_request_dictionaries(path, table)
     return Events(table.filter(ok) if bad else table, tuple(bad), table.num_rows)
+
+
+def _join_request_dictionaries(path: str, table: pa.Table) -> pa.Table:
+    """A file written by :func:`~._storage.write_events` keeps each request in one row group
+    and says so in its metadata: then the row groups' request-id dictionaries share no
+    value, and are joined into one without hashing a single id (the column is marked
+    :data:`~._arrow.UNIQUE_DICTIONARY` for :func:`~._arrow.dictionary_codes`)."""
+    claim = (table.schema.metadata or {}).get(WHOLE_REQUESTS_KEY.encode())
+    if claim is None or "request_id" not in table.column_names:
+        return table
+    try:
+        sizes = json.loads(claim)
+        meta = pq.read_metadata(path)
+    except (ValueError, pa.ArrowException, OSError):
+        return table  # an unreadable claim is no claim: the ids get hashed
+    actual = [meta.row_group(k).num_rows for k in range(meta.num_row_groups)]
+    if sizes != actual:  # rewritten with other row groups: not trusted
+        return table
+    joined = join_disjoint_dictionaries(table.column("request_id"), actual)
+    if joined is None:
+        return table
+    field = pa.field("request_id", joined.type, metadata={UNIQUE_DICTIONARY: b"1"})
+    return table.set_column(table.column_names.index("request_id"), field, joined)
 
 
 def read_events_file(

@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from .._corrector import HOLDOVER
 from .._errors import InputError
-from ._arrow import dictionary_codes, group_order, index_in
+from ._arrow import dictionary_codes, group_order, index_in, unique_dictionary
 from ._schema import hop_name, hops_of
 
 __all__ = [
@@ -104,7 +104,8 @@ def pivot_events(table: pa.Table, stages: Sequence[str]) -> Pivot:
     if unknown:
         table = table.filter(pa.array(known))
         sidx = sidx[known]
-    rid, request_ids = dictionary_codes(table.column("request_id"), used_only=True)
+    rid, request_ids = dictionary_codes(table.column("request_id"), used_only=True,
+                                        unique=unique_dictionary(table, "request_id"))
     nid, node_names = dictionary_codes(table.column("node"))
     n_req = len(request_ids)
     key = rid * n_stages + sidx

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from ._arrow import dictionary_codes
+from ._arrow import dictionary_codes, unique_dictionary
 
 __all__ = ["AdaptiveSampler", "SampleBatch", "SamplingConfig", "request_uniform"]
 
@@ -117,7 +117,8 @@ class AdaptiveSampler:
         n = events.num_rows
         if n == 0:
             return SampleBatch(events, 1.0, float("nan"), 0, 0, 0)
-        codes, ids = dictionary_codes(events.column("request_id"), used_only=True)
+        codes, ids = dictionary_codes(events.column("request_id"), used_only=True,
+                                      unique=unique_dictionary(events, "request_id"))
         ts = events.column("ts_ns").to_numpy().astype(np.int64)
         span_s = max((int(ts.max()) - int(ts.min())) / 1e9, 1e-3)
         rate = n / span_s

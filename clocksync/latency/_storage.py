@@ -2,8 +2,8 @@
 ``DELTA_BINARY_PACKED`` (via :func:`clocksync._tabular.write_rows`, atomic).
 
 Rows are sorted before writing so that the delta encoding sees small steps: events in row
-groups of :data:`EVENT_ROW_GROUP_ROWS` consecutive events in time (so a row group holds
-whole requests, bar the few crossing its edges), by ``(node, ts_ns)`` inside each (each
+groups of about :data:`EVENT_ROW_GROUP_ROWS` events, whole requests in order of their
+first event (each request in one row group), by ``(node, ts_ns)`` inside each (each
 node's clock is monotone, so deltas are inter-event gaps); results by ``(hop, src_ref_ns)``.
 Event row groups stay dictionary-encoded in full, so a reader gets each row group's
 distinct request ids from its dictionary instead of hashing every event's id. Result
@@ -14,9 +14,11 @@ intervals are stored as whole ns rounded *outwards* (``low_ns`` and ``table_low_
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -24,7 +26,8 @@ from .._tabular import read_rows, write_rows
 from ._arrow import dictionary_codes
 from ._schema import EVENT_COLUMNS
 
-__all__ = ["EVENT_ROW_GROUP_ROWS", "read_latencies", "write_events", "write_latencies"]
+__all__ = ["EVENT_ROW_GROUP_ROWS", "WHOLE_REQUESTS_KEY", "read_latencies", "write_events",
+           "write_latencies"]
 
 _FLOOR = ("low_ns", "table_low_ns")
 _CEIL = ("high_ns", "table_high_ns")
@@ -33,20 +36,60 @@ EVENT_ROW_GROUP_ROWS = 1 << 20
 #: room for a whole row group's dictionary (ids up to ~60 bytes); past it Parquet falls back
 #: to plain encoding for the rest of the row group
 _EVENT_DICTIONARY_PAGE_BYTES = 64 << 20
+#: Parquet key-value metadata of event files whose row groups hold whole requests: the
+#: JSON list of the row groups' sizes (a rewritten file with other row groups is not trusted)
+WHOLE_REQUESTS_KEY = "clocksync.whole_request_row_groups"
+
+
+def _plain_strings(table: pa.Table, names: tuple[str, ...]) -> pa.Table:
+    """Dictionary-typed columns ``names`` as plain strings: Parquet then writes each row
+    group's own dictionary (only the values it holds), not the whole column's in each."""
+    for name in names:
+        if name in table.column_names and pa.types.is_dictionary(table.schema.field(name).type):
+            table = table.set_column(table.column_names.index(name), name,
+                                     table.column(name).cast(pa.string()))
+    return table
+
+
+def _request_blocks(table: pa.Table) -> tuple[npt.NDArray[np.int64], list[int]]:
+    """Row group of each event and each row group's size: requests in order of their first
+    event, cut into consecutive runs of about :data:`EVENT_ROW_GROUP_ROWS` events, each
+    request wholly inside one run."""
+    rid, ids = dictionary_codes(table.column("request_id"))
+    ts_ns = table.column("ts_ns").to_numpy()
+    first = np.full(len(ids) + 1, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, rid, ts_ns)  # a null id (-1) lands in the spare last slot
+    per_request = np.bincount(rid + 1 if len(rid) else rid, minlength=len(ids) + 1)
+    per_request = np.roll(per_request, -1)  # null ids counted last, as their slot
+    by_start = np.argsort(first, kind="stable")
+    before = np.cumsum(per_request[by_start]) - per_request[by_start]  # events ahead of it
+    block_of = np.empty(len(first), dtype=np.int64)
+    block_of[by_start] = before // EVENT_ROW_GROUP_ROWS
+    block = block_of[rid]
+    sizes = np.bincount(block)
+    return block, [int(n) for n in sizes[sizes > 0]]
 
 
 def write_events(table: pa.Table, path: str | os.PathLike[str], sort: bool = True) -> None:
-    """Write events (``request_id, stage, node, ts_ns`` + context) to JSONL/CSV/Parquet."""
+    """Write events (``request_id, stage, node, ts_ns`` + context) to JSONL/CSV/Parquet.
+
+    With ``sort``, Parquet row groups hold whole requests (each request's events in one
+    row group), recorded in the file's metadata (:data:`WHOLE_REQUESTS_KEY`) so that a
+    reader can tell the row groups' request-id dictionaries apart without hashing them."""
+    sizes: list[int] | None = None
+    metadata: dict[str, str] | None = None
     if sort and table.num_rows:
         node, names = dictionary_codes(table.column("node"))
         rank = np.argsort(np.argsort(np.asarray(names.to_pylist(), dtype=object)))
         ts_ns = table.column("ts_ns").to_numpy()
-        block = np.empty(len(ts_ns), dtype=np.int64)  # row group of each event, by time
-        block[np.argsort(ts_ns, kind="stable")] = np.arange(len(ts_ns)) // EVENT_ROW_GROUP_ROWS
+        block, sizes = _request_blocks(table)
         order = np.lexsort((ts_ns, rank[node], block))
         table = table.take(pa.array(order))
-    write_rows(table, path, delta_columns=("ts_ns",), row_group_rows=EVENT_ROW_GROUP_ROWS,
-               dictionary_page_bytes=_EVENT_DICTIONARY_PAGE_BYTES)
+        metadata = {WHOLE_REQUESTS_KEY: json.dumps(sizes)}
+    table = _plain_strings(table, ("request_id", "stage", "node"))
+    write_rows(table, path, delta_columns=("ts_ns",),
+               row_group_rows=sizes if sizes else EVENT_ROW_GROUP_ROWS,
+               dictionary_page_bytes=_EVENT_DICTIONARY_PAGE_BYTES, metadata=metadata)
 
 
 def _as_int(table: pa.Table, name: str, how: str) -> pa.Table:
@@ -65,10 +108,7 @@ def write_latencies(table: pa.Table, path: str | os.PathLike[str], sort: bool = 
     for name in _CEIL:
         table = _as_int(table, name, "ceil")
     table = _as_int(table, "latency_ns", "round")
-    for name in ("request_id", "hop", "src_node", "dst_node"):
-        if name in table.column_names:  # Parquet writes its own dictionaries per row group
-            table = table.set_column(table.column_names.index(name), name,
-                                     table.column(name).cast(pa.string()))
+    table = _plain_strings(table, ("request_id", "hop", "src_node", "dst_node"))
     if sort and table.num_rows:
         hop, _ = dictionary_codes(table.column("hop"))
         order = np.lexsort((table.column("src_ref_ns").to_numpy(), hop))

@@ -73,11 +73,14 @@ def test_latencies_rounded_outwards(tmp_path: Path) -> None:
 def test_parquet_dictionary_read_same_per_request_table(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Events written by write_events to Parquet in several row groups, read with the request
-    ids as per-row-group dictionaries (unified, not re-hashed), give exactly the per-request
-    table of the same events read from JSONL: same rows in the same order. Row groups hold
-    whole requests (bar those crossing an edge), and a filtered dictionary column (unused
-    ids left in its dictionary) counts only the requests present."""
+    ids as per-row-group dictionaries, give exactly the per-request table of the same events
+    read from JSONL: same rows in the same order. Row groups hold whole requests, so the
+    reader joins their dictionaries without hashing; a copy rewritten with other row groups
+    keeps the claim in its metadata but is not trusted (its dictionaries are unified by
+    hashing), with the same result; and a filtered dictionary column (unused ids left in
+    its dictionary) counts only the requests present."""
     from clocksync.latency import _storage, hop_table
+    from clocksync.latency._arrow import unique_dictionary
     from clocksync.latency._simulate import simulate_requests
     from tests.latency.conftest import T0, make_world
 
@@ -93,18 +96,28 @@ def test_parquet_dictionary_read_same_per_request_table(tmp_path: Path,
     write_events(events, jsonl)
     meta = pq.ParquetFile(parquet).metadata
     assert meta.num_row_groups == -(-events.num_rows // 1000)
-    per_group = [len(set(pq.ParquetFile(parquet).read_row_group(i, columns=["request_id"])
-                         .column(0).to_pylist())) for i in range(meta.num_row_groups)]
-    assert n_req <= sum(per_group) < 1.05 * n_req
+    per_group = [set(pq.ParquetFile(parquet).read_row_group(i, columns=["request_id"])
+                     .column(0).to_pylist()) for i in range(meta.num_row_groups)]
+    assert sum(len(g) for g in per_group) == n_req  # each request in exactly one row group
+    rewritten = tmp_path / "rewritten.parquet"
+    pq.write_table(pq.read_table(parquet), rewritten, row_group_size=700)
+    assert _storage.WHOLE_REQUESTS_KEY.encode() in pq.read_schema(rewritten).metadata
 
     from_pq, from_jsonl = read_events_file(parquet).table, read_events_file(jsonl).table
     rid = from_pq.column("request_id")
-    assert pa.types.is_dictionary(rid.type)
-    assert len({c.dictionary.buffers()[1].address for c in rid.chunks}) > 1  # to unify
+    assert pa.types.is_dictionary(rid.type) and unique_dictionary(from_pq, "request_id")
+    assert len({c.dictionary.buffers()[1].address for c in rid.chunks}) == 1  # joined
+    from_rw = read_events_file(rewritten).table
+    assert not unique_dictionary(from_rw, "request_id")
+    assert len({c.dictionary.buffers()[1].address
+                for c in from_rw.column("request_id").chunks}) > 1  # to unify
 
     def plain(t: pa.Table) -> pa.Table:
         return t.cast(pa.schema([pa.field(f.name, f.type.value_type)
                                  if pa.types.is_dictionary(f.type) else f for f in t.schema]))
+
+    assert plain(hop_table(from_rw, world.corrector).table).equals(
+        plain(hop_table(from_jsonl, world.corrector).table))
 
     a = plain(hop_table(from_pq, world.corrector).table)
     b = plain(hop_table(from_jsonl, world.corrector).table)
@@ -117,3 +130,62 @@ def test_parquet_dictionary_read_same_per_request_table(tmp_path: Path,
                                              7)), world.corrector)
     assert fa.table.num_rows == fb.table.num_rows < a.num_rows
     assert plain(fa.table).equals(plain(fb.table))
+
+
+def test_join_disjoint_dictionaries_only_for_the_row_group_layout() -> None:
+    """Dictionaries are joined without hashing only when the chunks come as one run per
+    row group (each run sharing its own dictionary, run sizes as stated); anything else
+    (sizes that differ, a dictionary seen again after another, nulls in a dictionary,
+    plain strings) is refused, and the caller hashes."""
+    from clocksync.latency._arrow import dictionary_codes, join_disjoint_dictionaries
+
+    d1, d2 = pa.array(["a", "b", "c"]), pa.array(["x", "y"])
+
+    def chunk(idx: list[int | None], d: pa.Array) -> pa.DictionaryArray:
+        return pa.DictionaryArray.from_arrays(pa.array(idx, pa.int32()), d)
+
+    col = pa.chunked_array([chunk([0, 1], d1), chunk([2, None, 0], d1), chunk([1, 0, 1], d2)])
+    joined = join_disjoint_dictionaries(col, [5, 3])
+    assert joined is not None
+    assert joined.to_pylist() == col.to_pylist() == ["a", "b", "c", None, "a", "y", "x", "y"]
+    codes, dictionary = dictionary_codes(joined, unique=True)
+    assert dictionary.to_pylist() == ["a", "b", "c", "x", "y"]
+    assert codes.tolist() == [0, 1, 2, -1, 0, 4, 3, 4]
+    assert join_disjoint_dictionaries(col, [4, 4]) is None
+    again = pa.chunked_array([chunk([0], d1), chunk([0], d2), chunk([1], d1)])
+    assert join_disjoint_dictionaries(again, [1, 1, 1]) is None
+    with_null = pa.chunked_array([chunk([0], pa.array(["a", None]))])
+    assert join_disjoint_dictionaries(with_null, [1]) is None
+    assert join_disjoint_dictionaries(pa.chunked_array([pa.array(["a"])]), [1]) is None
+
+
+def test_write_rows_refuses_row_groups_that_do_not_split_the_table(tmp_path: Path) -> None:
+    from clocksync._tabular import write_rows
+
+    table = pa.table({"x": [1, 2, 3]})
+    for sizes in ([1, 1], [2, 2], [3, 0]):
+        with pytest.raises(ValueError, match="row group sizes"):
+            write_rows(table, tmp_path / "x.parquet", row_group_rows=sizes)
+    assert not list(tmp_path.iterdir())  # nothing half-written
+    write_rows(table, tmp_path / "x.parquet", row_group_rows=[1, 2])
+    meta = pq.ParquetFile(tmp_path / "x.parquet").metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [1, 2]
+
+
+def test_write_events_with_null_request_ids_keeps_every_row(tmp_path: Path) -> None:
+    """A null request id is a bad record for the reader, not a reason to lose rows on
+    writing: every row is written, nulls in one row group of their own request slot."""
+    table = pa.table({
+        "request_id": ["r1", None, "r1", "r2", None],
+        "stage": ["pp_enqueue", "pp_exit", "pp_exit", "pp_enqueue", "pp_enqueue"],
+        "node": ["a", "a", "a", "b", "b"],
+        "ts_ns": [5, 6, 7, 1, 2],
+    })
+    path = tmp_path / "ev.parquet"
+    write_events(table, path)
+    back = pq.read_table(path)
+    assert back.num_rows == 5
+    assert sorted(back.column("ts_ns").to_pylist()) == [1, 2, 5, 6, 7]
+    events = read_events_file(path, skip_bad=True)
+    assert events.table.num_rows == 3 and len(events.bad) == 2
+    assert all("request_id" in b.reason for b in events.bad)

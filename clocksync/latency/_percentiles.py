@@ -27,10 +27,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 from scipy.stats import binom
 
 from ._arrow import dictionary_codes, group_order, shared_codes
-from ._select import select_ranks
+from ._select import GroupedSelect, select_ranks
 
 __all__ = ["P99_ALPHA", "QUANTILES", "grouped_quantiles", "lower_confidence_rank",
            "percentile_table", "summary_and_windows"]
@@ -261,27 +262,42 @@ def _table(
         q_low = _quantiles_in_groups(low, None, ranges, qs, weight)
         lcb = np.full((len(starts), 1), np.nan)
     q_high = _quantiles_in_groups(high, None, ranges, qs, weight)
-    q_mid = (q_low + q_high) / 2
-    out: dict[str, pa.Array] = {}
+    keys: dict[str, pa.Array] = {}
     if win is not None:
         start_of = win.w0 + (g_outer % n_win) * win.step_ns
-        out["window_start_ns"] = pa.array(start_of, pa.int64())
-        out["window_end_ns"] = pa.array(start_of + win.win_ns, pa.int64())
-    out["hop"] = cols.hop_names.take(pa.array(g_outer // n_win))
-    out["src_node"] = cols.node_names.take(pa.array(g_pair // n_nodes))
-    out["dst_node"] = cols.node_names.take(pa.array(g_pair % n_nodes))
-    out["count"] = pa.array(ends - starts, pa.int64())
+        keys["window_start_ns"] = pa.array(start_of, pa.int64())
+        keys["window_end_ns"] = pa.array(start_of + win.win_ns, pa.int64())
+    keys["hop"] = cols.hop_names.take(pa.array(g_outer // n_win))
+    keys["src_node"] = cols.node_names.take(pa.array(g_pair // n_nodes))
+    keys["dst_node"] = cols.node_names.take(pa.array(g_pair % n_nodes))
+    weight_sum = None
     if weight is not None:
         cw = np.concatenate([[0.0], np.cumsum(weight)])
-        out["weight_sum"] = pa.array(cw[ends] - cw[starts])
+        weight_sum = cw[ends] - cw[starts]
+    return _rows_table(keys, ends - starts, weight_sum, q_low, q_high, lcb[:, 0])
+
+
+def _rows_table(
+    keys: dict[str, pa.Array], count: I64, weight_sum: F64 | None, q_low: F64, q_high: F64,
+    lcb: F64,
+) -> pa.Table:
+    """The percentile table from its key columns (``window_start_ns``/``window_end_ns`` when
+    windowed, ``hop``, ``src_node``, ``dst_node``) and per row its count, weight sum, order
+    statistics ``(rows, len(QUANTILES))`` of the lows and highs, and P99 lower confidence
+    bound; rows sorted by the keys."""
+    q_mid = (q_low + q_high) / 2
+    out = dict(keys)
+    out["count"] = pa.array(count, pa.int64())
+    if weight_sum is not None:
+        out["weight_sum"] = pa.array(weight_sum)
     for j, (name, _) in enumerate(QUANTILES):
         out[f"{name}_ns"] = pa.array(q_mid[:, j])
         out[f"{name}_low_ns"] = pa.array(q_low[:, j])
         out[f"{name}_high_ns"] = pa.array(q_high[:, j])
-    out["p99_low_lcb_ns"] = pa.array(lcb[:, 0])
+    out["p99_low_lcb_ns"] = pa.array(lcb)
     table = pa.table(out)
     sort = [("hop", "ascending"), ("src_node", "ascending"), ("dst_node", "ascending")]
-    if win is not None:
+    if "window_start_ns" in keys:
         sort = [("window_start_ns", "ascending"), *sort]
     return table.sort_by(sort)
 
@@ -323,38 +339,175 @@ def percentile_table(
                   win, all_pairs)
 
 
+@dataclass(frozen=True, slots=True)
+class _HopRows:
+    """One hop's rows as numpy arrays (views of the Arrow buffers where they can be)."""
+
+    name: str
+    src: npt.NDArray[np.int32]  # node codes into the shared node names
+    dst: npt.NDArray[np.int32]
+    low: F64
+    high: F64
+    t_ns: I64
+    t_key: tuple[int, int, int] | None  # (buffer address, offset, length) of ``t_ns``: the
+    # hops of one source stage share that column (and their window index); None: a copy
+
+
+def _string_codes(arr: pa.Array) -> tuple[npt.NDArray[Any], list[str]] | None:
+    """``(codes, dictionary values)`` of a string or dictionary<string> chunk; ``None`` when
+    it has nulls or another type (the general path takes those)."""
+    if pa.types.is_string(arr.type):
+        arr = pc.dictionary_encode(arr)
+    if (not pa.types.is_dictionary(arr.type) or not pa.types.is_string(arr.type.value_type)
+            or arr.null_count or arr.dictionary.null_count):
+        return None
+    return arr.indices.to_numpy(), arr.dictionary.to_pylist()
+
+
+def _hop_rows(hops: pa.Table) -> tuple[list[_HopRows], list[str]] | None:
+    """The table's rows split by hop, Arrow chunk by chunk (a chunk of one hop, as
+    :func:`~._pipeline.hop_table` writes them, is used as it is; others are split), and the
+    node names; ``None`` when a key or time is null or the table is empty."""
+    node_code: dict[str, int] = {}
+    parts: dict[str, list[tuple[Any, ...]]] = {}
+    names = ["hop", "src_node", "dst_node", "low_ns", "high_ns", "src_ref_ns"]
+    for batch in hops.select(names).to_batches():
+        if not batch.num_rows:
+            continue
+        keys = [_string_codes(batch.column(k)) for k in range(3)]
+        t_arr = batch.column(5)
+        if any(k is None for k in keys) or t_arr.null_count:
+            return None
+        (hop, hop_d), (src, src_d), (dst, dst_d) = keys  # type: ignore[misc]
+        nodes = []
+        for codes, values in ((src, src_d), (dst, dst_d)):
+            lookup = np.array([node_code.setdefault(v, len(node_code)) for v in values],
+                              dtype=np.int32)
+            same = np.array_equal(lookup, np.arange(len(values)))
+            nodes.append(codes.astype(np.int32, copy=False) if same else lookup[codes])
+        buf = t_arr.buffers()[1]
+        t_key = (0 if buf is None else buf.address, t_arr.offset, len(t_arr))
+        cols = [*nodes, *(batch.column(k).to_numpy(zero_copy_only=False)
+                          .astype(np.float64, copy=False) for k in (3, 4)),
+                t_arr.to_numpy().astype(np.int64, copy=False)]
+        first, last = int(hop.min()), int(hop.max())
+        if first == last:
+            parts.setdefault(hop_d[first], []).append((*cols, t_key))
+            continue
+        for code in np.flatnonzero(np.bincount(hop)).tolist():
+            rows = np.flatnonzero(hop == code)
+            parts.setdefault(hop_d[code], []).append(
+                (*(c[rows] for c in cols), None))
+    if not parts:
+        return None
+    out = []
+    for name, ps in parts.items():
+        if len(ps) == 1:
+            out.append(_HopRows(name, *ps[0]))
+        else:
+            src, dst, low, high, t = (np.concatenate([p[k] for p in ps]) for k in range(5))
+            out.append(_HopRows(name, src, dst, low, high, t, None))
+    return out, list(node_code)
+
+
+def _order_ranks(n: I64) -> I64:
+    """``(groups, len(QUANTILES))`` 0-based ranks of the reported order statistics."""
+    q = np.array([q for _, q in QUANTILES])
+    kth: I64 = np.ceil(q[None, :] * n[:, None].astype(np.float64)).astype(np.int64) - 1
+    np.minimum(np.maximum(kth, 0), n[:, None] - 1, out=kth)
+    return kth
+
+
+def _tumbling_tables(
+    parts: list[_HopRows], node_names: list[str], window_ns: int
+) -> tuple[pa.Table, pa.Table] | None:
+    """``summary_and_windows`` for tumbling windows without weights: per hop, the rows are
+    grouped by ``(pair, window)`` (no sort) and one :class:`GroupedSelect` per value column
+    answers the four kinds of groups at once: each ``(pair, window)``, each pair (the
+    summary), and for a hop with more than one pair each window's and the whole hop's "*"."""
+    n_nodes = len(node_names)
+    star = n_nodes
+    base = min(int(p.t_ns.min()) for p in parts) // window_ns
+    n_win = max(int(p.t_ns.max()) for p in parts) // window_ns - base + 1
+    if n_nodes * n_nodes * n_win >= 2**62:  # (pair, window) keys would overflow int64
+        return None
+    windows_of: dict[tuple[int, int, int], I64] = {}
+    plans = []
+    for hop_code, p in enumerate(parts):
+        w = None if p.t_key is None else windows_of.get(p.t_key)
+        if w is None:
+            w = np.subtract(p.t_ns, base * window_ns)
+            np.floor_divide(w, window_ns, out=w)
+            if p.t_key is not None:
+                windows_of[p.t_key] = w
+        pair = p.src.astype(np.int64) * n_nodes
+        pair += p.dst
+        pair *= n_win
+        pair += w
+        sel = GroupedSelect.of(pair, n_nodes * n_nodes * n_win)
+        g_pair, g_win = np.divmod(sel.keys, n_win)
+        pairs, by_pair = np.unique(g_pair, return_inverse=True)
+        # (level, src, dst, window) of each level's groups
+        levels: list[tuple[I64 | None, I64, I64, I64]] = [
+            (None, g_pair // n_nodes, g_pair % n_nodes, g_win),
+            (by_pair.astype(np.int64), pairs // n_nodes, pairs % n_nodes, np.zeros_like(pairs))]
+        if len(pairs) > 1:
+            wins, by_win = np.unique(g_win, return_inverse=True)
+            stars = np.full_like(wins, star)
+            levels.append((by_win.astype(np.int64), stars, stars, wins))
+            one = np.array([star])
+            levels.append((np.zeros(len(g_pair), np.int64), one, one, np.zeros(1, np.int64)))
+        plans.append((hop_code, sel, levels, [sel.level_sizes(lv) for lv, *_ in levels]))
+    sizes = np.concatenate([n for _, _, _, ns in plans for n in ns])
+    lcb_all = _lower_confidence_ranks(sizes, 0.99, P99_ALPHA)
+    rows: dict[str, list[npt.NDArray[Any]]] = {}  # "w"/"s" (windows/summary) + column
+    at = 0
+    for (hop_code, sel, levels, ns), p in zip(plans, parts, strict=True):
+        ranks = [_order_ranks(n) for n in ns]
+        lcbs = []
+        for n in ns:
+            lcbs.append(lcb_all[at:at + len(n), None])
+            at += len(n)
+        q_low = sel.select(p.low, [(lv[0], np.hstack([r, c])) for lv, r, c
+                                   in zip(levels, ranks, lcbs, strict=True)])
+        q_high = sel.select(p.high, [(lv[0], r) for lv, r in zip(levels, ranks, strict=True)])
+        for k, ((_, src, dst, win), n) in enumerate(zip(levels, ns, strict=True)):
+            to = "w" if k in (0, 2) else "s"
+            for name, col in (("win", win), ("hop", np.full(len(n), hop_code)),
+                              ("src", src), ("dst", dst), ("count", n),
+                              ("low", q_low[k][:, :-1]), ("lcb", q_low[k][:, -1]),
+                              ("high", q_high[k])):
+                rows.setdefault(to + name, []).append(col)
+    hop_names = pa.array([p.name for p in parts], pa.string())
+    node_arr = pa.array([*node_names, "*"], pa.string())
+    out = []
+    for to in ("s", "w"):
+        cat = {name[1:]: np.concatenate(v) for name, v in rows.items() if name[0] == to}
+        keys: dict[str, pa.Array] = {}
+        if to == "w":
+            start = (base + cat["win"]) * window_ns
+            keys["window_start_ns"] = pa.array(start, pa.int64())
+            keys["window_end_ns"] = pa.array(start + window_ns, pa.int64())
+        keys["hop"] = hop_names.take(pa.array(cat["hop"]))
+        keys["src_node"] = node_arr.take(pa.array(cat["src"]))
+        keys["dst_node"] = node_arr.take(pa.array(cat["dst"]))
+        out.append(_rows_table(keys, cat["count"], None, cat["low"], cat["high"], cat["lcb"]))
+    return out[0], out[1]
+
+
 def summary_and_windows(
     hops: pa.Table, window_s: float, step_s: float | None = None
 ) -> tuple[pa.Table, pa.Table]:
     """``(percentile_table(hops), percentile_table(hops, window_s, step_s))``, sharing the
-    work when the windows tumble and nothing is weighted: one sort of the rows by
-    ``(hop, pair, window)`` and one gather of the lows and highs serve both tables (the
-    whole-input groups are unions of consecutive window groups; the per-window tables
-    take the same runs in ``(hop, window, pair)`` order, copied run by run)."""
+    work when the windows tumble and nothing is weighted: per hop (Arrow chunk by chunk,
+    nothing concatenated or sorted), one binning and count of each value column answers
+    every group of both tables (:func:`_tumbling_tables`). Other inputs (weights, sliding
+    windows, null keys or times) take :func:`percentile_table` twice."""
     step = window_s if step_s is None else step_s
-    if "weight" in hops.column_names or round(step * 1e9) != round(window_s * 1e9):
-        return percentile_table(hops), percentile_table(hops, window_s, step_s)
-    cols = _Columns.of(hops)
-    n_pair = cols.n_nodes * cols.n_nodes
-    win = _Windows.of(hops, window_s, step_s, len(cols.hop_names), n_pair)
-    # outer = (hop, pair), inner = window: rows sorted by hop, pair, window
-    hp: npt.NDArray[Any] = cols.hop.astype(win.widx.dtype)
-    hp *= n_pair
-    hp += cols.pair
-    order, bounds, g_hp, g_w = _group_ranges(hp, win.widx, win.n_win)
-    low, high = cols.low[order], cols.high[order]
-    # the per-window table: the same runs in (hop, window, pair) order
-    g_hop, g_pair = g_hp // n_pair, g_hp % n_pair
-    runs = np.lexsort((g_pair, g_w, g_hop))
-    lengths = np.diff(bounds)
-    w_bounds = np.concatenate([[0], np.cumsum(lengths[runs])]).astype(np.int64)
-    picks = [slice(int(bounds[r]), int(bounds[r + 1])) for r in runs.tolist()]
-    w_low = np.concatenate([low[p] for p in picks]) if picks else low.copy()
-    w_high = np.concatenate([high[p] for p in picks]) if picks else high.copy()
-    windows = _table(cols, w_low, w_high, None, w_bounds, g_hop[runs] * win.n_win + g_w[runs],
-                     g_pair[runs], win, True)
-    # the whole-input table: consecutive window groups of one (hop, pair) merge
-    first = np.concatenate([[True], g_hp[1:] != g_hp[:-1]]) if len(g_hp) else np.zeros(0, bool)
-    s_bounds = np.concatenate([bounds[:-1][first], [len(low)]]).astype(np.int64)
-    summary = _table(cols, low, high, None, s_bounds, g_hop[first], g_pair[first], None, True)
-    return summary, windows
+    window_ns = round(window_s * 1e9)
+    if "weight" not in hops.column_names and round(step * 1e9) == window_ns > 0:
+        split = _hop_rows(hops)
+        tables = None if split is None else _tumbling_tables(split[0], split[1], window_ns)
+        if tables is not None:
+            return tables
+    return percentile_table(hops), percentile_table(hops, window_s, step_s)

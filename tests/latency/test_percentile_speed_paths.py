@@ -1,0 +1,194 @@
+"""The fast paths of the percentile tables against simple references: :class:`GroupedSelect`
+against ``np.sort`` order statistics, and the tumbling-window path of
+:func:`summary_and_windows` against the general :func:`percentile_table`, on inputs laid
+out the ways the fast path reads them (one Arrow chunk per hop, hops sharing a time
+column, mixed chunks, several chunks and dictionaries per hop) and with awkward values
+(NaN, infinities, signed zeros, ties, outliers far from the bulk)."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from clocksync.latency._percentiles import _hop_rows, percentile_table, summary_and_windows
+from clocksync.latency._select import GroupedSelect
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+QS = (0.5, 0.9, 0.99, 1.0)
+
+
+def _ranks(sizes: I64, rng: np.random.Generator) -> I64:
+    """The reported quantiles' ranks plus one random rank (-1 = none) per group."""
+    cols = [np.clip(np.ceil(q * sizes).astype(np.int64) - 1, 0, sizes - 1) for q in QS]
+    cols.append(rng.integers(-1, sizes))
+    return np.stack(cols, axis=1)
+
+
+def _check(values: F64, key: I64, n_keys: int, seed: int) -> None:
+    """Fine groups by ``key``, unions by ``key % 3``, and everything: every answer is
+    ``np.sort(values of the group)[rank]``."""
+    rng = np.random.default_rng(seed)
+    sel = GroupedSelect.of(key, n_keys)
+    fine_of_row = np.searchsorted(sel.keys, key)
+    _, by3 = np.unique(sel.keys % 3, return_inverse=True)
+    maps: list[I64 | None] = [None, by3.astype(np.int64), np.zeros(len(sel.keys), np.int64)]
+    levels = [(m, _ranks(sel.level_sizes(m), rng)) for m in maps]
+    got = sel.select(values, levels)
+    assert len(got) == len(levels)
+    for (m, ranks), res in zip(levels, got, strict=True):
+        group = fine_of_row if m is None else m[fine_of_row]
+        assert res.shape == ranks.shape
+        for g in range(len(ranks)):
+            srt = np.sort(values[group == g])
+            assert len(srt) == sel.level_sizes(m)[g]
+            want = np.where(ranks[g] >= 0, srt[np.maximum(ranks[g], 0)], np.nan)
+            np.testing.assert_array_equal(res[g], want)
+
+
+_VALUE = st.one_of(st.floats(-1e9, 1e9), st.sampled_from([np.nan, np.inf, -np.inf, 0.0, -0.0,
+                                                          1e300, -1e300, 5e-324]))
+
+
+@given(st.lists(st.tuples(st.integers(0, 7), _VALUE), min_size=1, max_size=300),
+       st.integers(0, 2**32 - 1))
+@settings(max_examples=80, deadline=None)
+def test_grouped_select_equals_sorted_ranks(items: list[tuple[int, float]], seed: int) -> None:
+    key = np.array([k for k, _ in items], dtype=np.int64)
+    values = np.array([v for _, v in items], dtype=np.float64)
+    _check(values, key, 8, seed)
+
+
+@pytest.mark.parametrize("kind", ["lognormal", "outliers", "ties", "constant", "all_nan",
+                                  "sparse_keys"])
+def test_grouped_select_large_inputs(kind: str) -> None:
+    """Enough rows for thousands of bins, and value layouts that put many rows into one bin
+    (the path is exact whatever the bins hold; they only decide its speed)."""
+    rng = np.random.default_rng(len(kind))
+    n = 60_000
+    key = rng.integers(0, 40, n)
+    n_keys = 40
+    values = rng.lognormal(11, 1, n)
+    if kind == "outliers":  # bulk in a narrow range, a few values 12 decades away
+        values[rng.integers(0, n, 30)] = rng.choice([1e18, -1e18, np.inf], 30)
+    elif kind == "ties":
+        values = np.round(rng.normal(0, 2, n)) * 1e3
+    elif kind == "constant":
+        values = np.full(n, 7.0)
+    elif kind == "all_nan":
+        values = np.full(n, np.nan)
+    elif kind == "sparse_keys":  # too many possible keys for a count per key
+        key = rng.choice(np.array([3, 10**9, 5 * 10**11]), n)
+        n_keys = 10**12
+    _check(values, key, n_keys, 1)
+
+
+def _hop_tables(rng: np.random.Generator, n: int, nan: bool) -> list[pa.Table]:
+    """One table per hop, as :func:`~clocksync.latency.hop_table` writes them: dictionary
+    columns with shared dictionaries, and the first and last hop sharing their source time
+    column (the same numpy buffer)."""
+    nodes = pa.array(["n1", "n2", "n3"])
+    t = rng.integers(0, 95 * 10**9, n) + 10**18
+    out = []
+    for k, hop in enumerate(["a->b", "b->c", "c->d", "a->d"]):
+        src = rng.integers(0, 3, n).astype(np.int32)
+        if hop == "c->d":  # one node pair: no "*" rows
+            src = np.zeros(n, np.int32)
+        dst = src if hop == "c->d" else rng.integers(0, 3, n).astype(np.int32)
+        low = np.round(rng.lognormal(10 + k, 1, n))
+        high = low + rng.exponential(1e3, n)
+        if nan:
+            low[rng.integers(0, n, 20)] = np.nan
+            high[rng.integers(0, n, 5)] = np.inf
+            low[rng.integers(0, n, 5)] = -0.0
+        times = t if k in (0, 3) else rng.integers(0, 95 * 10**9, n) + 10**18
+        out.append(pa.table({
+            "hop": pa.DictionaryArray.from_arrays(pa.array(np.full(n, k, np.int32)),
+                                                  pa.array(["a->b", "b->c", "c->d", "a->d"])),
+            "src_node": pa.DictionaryArray.from_arrays(pa.array(src), nodes),
+            "dst_node": pa.DictionaryArray.from_arrays(pa.array(dst), nodes),
+            "low_ns": pa.array(low), "high_ns": pa.array(high),
+            "src_ref_ns": pa.array(times, pa.int64()),
+        }))
+    return out
+
+
+def _layout(tables: list[pa.Table], layout: str, rng: np.random.Generator) -> pa.Table:
+    """The same rows in another Arrow layout."""
+    one = pa.concat_tables(tables)
+    if layout == "per_hop":
+        return one
+    if layout == "mixed_strings":  # shuffled rows in two chunks, plain string columns
+        shuffled = one.take(pa.array(rng.permutation(one.num_rows)))
+        cols = {c: (shuffled.column(c).cast(pa.string())
+                    if pa.types.is_dictionary(shuffled.column(c).type) else shuffled.column(c))
+                for c in shuffled.column_names}
+        flat = pa.table(cols).combine_chunks()
+        half = flat.num_rows // 2
+        return pa.concat_tables([flat.slice(0, half), flat.slice(half)])
+    # several chunks per hop, each with its own dictionaries in another order
+    parts = []
+    for t in tables:
+        for piece in (t.slice(0, t.num_rows // 3), t.slice(t.num_rows // 3)):
+            cols = {c: piece.column(c).combine_chunks() for c in piece.column_names}
+            for c in ("src_node", "dst_node"):
+                strings = cols[c].cast(pa.string())
+                order = list(rng.permutation(["n1", "n2", "n3"]))
+                codes = np.array([order.index(s) for s in strings.to_pylist()], np.int32)
+                cols[c] = pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(order))
+            parts.append(pa.table(cols))
+    return pa.concat_tables(parts)
+
+
+def _same(got: pa.Table, want: pa.Table) -> None:
+    assert got.schema == want.schema
+    assert got.num_rows == want.num_rows
+    for name in want.column_names:  # NaN (too few requests for a rank) equals NaN
+        np.testing.assert_array_equal(got.column(name).to_numpy(zero_copy_only=False),
+                                      want.column(name).to_numpy(zero_copy_only=False))
+
+
+@pytest.mark.parametrize("layout", ["per_hop", "mixed_strings", "split_dictionaries"])
+@pytest.mark.parametrize(("n", "window_s", "nan"), [(20_000, 10.0, False), (3_000, 7.0, True),
+                                                    (1, 10.0, False)])
+def test_tumbling_path_equals_general_path(layout: str, n: int, window_s: float,
+                                           nan: bool) -> None:
+    rng = np.random.default_rng(n)
+    hops = _layout(_hop_tables(rng, n, nan), layout, rng)
+    split = _hop_rows(hops)
+    assert split is not None  # the fast path reads this layout
+    assert sorted(p.name for p in split[0]) == ["a->b", "a->d", "b->c", "c->d"]
+    summary, windows = summary_and_windows(hops, window_s)
+    _same(summary, percentile_table(hops))
+    _same(windows, percentile_table(hops, window_s=window_s))
+    star = summary.filter(pa.compute.equal(summary.column("src_node"), "*"))
+    assert "c->d" not in star.column("hop").to_pylist()  # c->d has one node pair...
+    assert star.num_rows == (3 if n > 1 else 0)  # ...the others have several
+
+
+def test_hops_sharing_a_time_column_share_it() -> None:
+    """The first and last hop read one time column: one buffer, one window index."""
+    rng = np.random.default_rng(2)
+    split = _hop_rows(_layout(_hop_tables(rng, 500, False), "per_hop", rng))
+    assert split is not None
+    keys = {p.name: p.t_key for p in split[0]}
+    assert keys["a->b"] is not None
+    assert keys["a->b"] == keys["a->d"] != keys["b->c"]
+
+
+def test_other_key_types_take_the_general_path() -> None:
+    """Key columns the fast path does not read (here large strings) give the same tables
+    through :func:`percentile_table`."""
+    rng = np.random.default_rng(4)
+    hops = _layout(_hop_tables(rng, 2_000, False), "mixed_strings", rng)
+    at = hops.column_names.index("src_node")
+    hops = hops.set_column(at, "src_node", hops.column("src_node").cast(pa.large_string()))
+    assert _hop_rows(hops) is None
+    summary, windows = summary_and_windows(hops, 10.0)
+    _same(summary, percentile_table(hops))
+    _same(windows, percentile_table(hops, window_s=10.0))
+    assert summary.num_rows > 4 and windows.num_rows > summary.num_rows

@@ -16,13 +16,18 @@ returns ``ref = t`` and ``bound = inf`` for those elements instead):
 
 Ambiguous times (inside a step gap, or after an unconfirmed step) are answered with the
 hull of every possibility: correct, but wide; :meth:`Corrector.flags` says so.
+
+For many events of many nodes (the latency pipeline), :meth:`Corrector.cell_stack` gives a
+:class:`CellStack`: one locate per timestamp serves its correction, its flags and its cell
+(indices of several nodes' cells in one space), and same-node latencies then come from the
+cells and the corrections already made, without locating or correcting again.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -34,10 +39,13 @@ from ._fit._envelope import AMBIGUOUS, HOLDOVER, VOID
 from ._table import CorrectionTable
 from ._tablekey import TableKey
 
-__all__ = ["AMBIGUOUS", "HOLDOVER", "OUT_OF_RANGE", "VOID", "Corrector"]
+__all__ = ["AMBIGUOUS", "HOLDOVER", "OUT_OF_RANGE", "VOID", "CellStack", "Corrector"]
 
 I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
 F64 = npt.NDArray[np.float64]
+U8 = npt.NDArray[np.uint8]
+Idx = npt.NDArray[np.intp]
 OnInvalid = Literal["raise", "inf"]
 OUT_OF_RANGE = 8  #: flag: no answer for this timestamp (before the first sample, void, horizon)
 _ROUNDING_NS = 0.5
@@ -59,6 +67,7 @@ class _Compiled:
     flags: npt.NDArray[np.uint8]
     cell_start: I64  # m+2, start of each padded cell (for δ)
     has_void: bool
+    disagree_ns: float  # how far two roundings of one correction can differ (see build)
     py_starts: list[int]
     py_rows: list[tuple[int, float, float, float, float, bool]]
     grid: _Grid
@@ -87,6 +96,16 @@ class _Compiled:
         mid1 = np.where(void, 0.0, mid1)
         half1 = np.where(void, 0.0, half1)
         cell_start = np.concatenate([[0], starts]).astype(np.int64)
+        # The gathered and the per-run evaluation (see _evaluate_gather, _evaluate_runs) round
+        # the same products in a different order: each is within 3 units of the 53-bit
+        # mantissa (u = 2^-53) of |mid0| + |mid1|·(cell length) (resp. half), so they differ
+        # by < 8u of it; 2e-15 > 16u. The refs, rounded to integers, may differ by 1 ns more.
+        length_s = np.diff(starts).astype(np.float64) * 1e-9
+        real = slice(1, m + 1)
+        spread = (np.abs(mid0[real]) + np.abs(mid1[real]) * length_s
+                  + np.abs(half0[real]) + np.abs(half1[real]) * length_s)
+        spread = spread[~void[real]]
+        disagree_ns = 1.0 + 2e-15 * float(spread.max()) if len(spread) else 1.0
         rows = [
             (int(cell_start[i]), float(mid0[i]), float(mid1[i]), float(half0[i]),
              float(half1[i]), bool(flags[i] & OUT_OF_RANGE))
@@ -96,7 +115,8 @@ class _Compiled:
             starts=starts, mid0=mid0, mid1=mid1, half0=half0, half1=half1,
             slo=pad(c.slo, 0.0), shi=pad(c.shi, 0.0),
             seg=pad(c.segment.astype(np.int32), -1).astype(np.int32), flags=flags,
-            cell_start=cell_start, has_void=bool(void.any()), grid=_Grid.build(starts),
+            cell_start=cell_start, has_void=bool(void.any()), disagree_ns=disagree_ns,
+            grid=_Grid.build(starts),
             py_starts=starts.tolist(), py_rows=rows,
         )
 
@@ -120,11 +140,14 @@ class _Compiled:
         """Padded cell index of every timestamp (0 = before, m+1 = after the table)."""
         flat = ts.reshape(-1)
         bounds = self.boundaries(flat)
-        if bounds is not None:
-            idx = np.repeat(np.arange(len(bounds) - 1, dtype=np.intp), np.diff(bounds))
-        else:
-            idx = self.grid.locate(self.starts, flat)
+        idx = (self.grid.locate(self.starts, flat) if bounds is None
+               else self.cells_of_runs(bounds))
         return idx.reshape(ts.shape)
+
+    @staticmethod
+    def cells_of_runs(bounds: Idx) -> Idx:
+        """The padded cell of every timestamp of a sorted input, from :meth:`boundaries`."""
+        return np.repeat(np.arange(len(bounds) - 1, dtype=np.intp), np.diff(bounds))
 
 
 _GRID_MIN = 4_096  #: unsorted inputs at least this long use the grid, shorter ones a search
@@ -215,6 +238,7 @@ class Corrector:
         items = tables.values() if isinstance(tables, Mapping) else tables
         self._tables: dict[str, CorrectionTable] = {}
         self._compiled: dict[str, _Compiled] = {}
+        self._stacks: dict[tuple[str, ...], CellStack] = {}  # see cell_stack
         self._store: Any = None
         self._store_version: Any = None
         for table in items:
@@ -245,6 +269,7 @@ class Corrector:
             return False
         fresh = Corrector(self._store.read_all().values())
         self._tables, self._compiled = fresh._tables, fresh._compiled
+        self._stacks = {}
         self._store_version = version
         return True
 
@@ -283,20 +308,29 @@ class Corrector:
         if isinstance(ts_ns, int | np.integer) and not isinstance(ts_ns, bool):
             return self._correct_scalar(node, c, int(ts_ns), on_invalid)
         ts = _as_timestamps(ts_ns, node, check_negative=False)
-        ref, bound, invalid = self._evaluate(c, ts, node)
-        if invalid is not None:
-            if on_invalid == "raise":
-                self._raise_out_of_range(node, c, ts, invalid)
-            ref = np.where(invalid, ts, ref)
-            bound = np.where(invalid, math.inf, bound)
+        ref, bound, _ = self._correct_array(node, c, ts, on_invalid, want_cells=False)
         if ts.ndim == 0:
             return int(ref), float(bound)
         return ref, bound
 
-    def _correct_located(self, node: str, c: _Compiled, ts: I64, idx: npt.NDArray[np.intp],
+    def _correct_array(self, node: str, c: _Compiled, ts: I64, on_invalid: OnInvalid,
+                       want_cells: bool) -> tuple[I64, F64, Idx | None]:
+        """:meth:`correct` of an array, with each timestamp's padded cell if ``want_cells``
+        (found by the same locate that served the correction)."""
+        ref, bound, invalid, cells = _evaluate(c, ts, node, want_cells)
+        ref, bound = self._apply_invalid(node, c, ts, ref, bound, invalid, on_invalid)
+        return ref, bound, cells
+
+    def _correct_located(self, node: str, c: _Compiled, ts: I64, idx: Idx,
                          on_invalid: OnInvalid) -> tuple[I64, F64]:
         """:meth:`correct` of non-negative timestamps whose cells ``idx`` are known."""
         ref, bound, invalid = _evaluate_gather(c, ts, idx)
+        return self._apply_invalid(node, c, ts, ref, bound, invalid, on_invalid)
+
+    def _apply_invalid(self, node: str, c: _Compiled, ts: I64, ref: I64, bound: F64,
+                       invalid: npt.NDArray[np.bool_] | None, on_invalid: OnInvalid
+                       ) -> tuple[I64, F64]:
+        """Refuse (``"raise"``) or mark (``ref = t, bound = inf``) the uncorrectable ones."""
         if invalid is not None:
             if on_invalid == "raise":
                 self._raise_out_of_range(node, c, ts, invalid)
@@ -317,24 +351,6 @@ class Corrector:
         d = (t - start) / 1e9
         return t + round(m0 + m1 * d), h0 + h1 * d
 
-    @staticmethod
-    def _evaluate(c: _Compiled, ts: I64, node: str
-                  ) -> tuple[I64, F64, npt.NDArray[np.bool_] | None]:
-        flat = ts.reshape(-1)
-        if flat.size and flat[0] < 0:
-            _check_nonnegative(flat, node)
-        bounds = c.boundaries(flat, verify=False)
-        if bounds is not None:
-            counts = np.diff(bounds)
-            busy = np.flatnonzero(counts)
-            if flat.size >= _RUN_MIN * len(busy):
-                # a sorted-looking array whose runs turn out unsorted falls through
-                done = _evaluate_runs(c, flat, bounds, busy, ts.shape)
-                if done is not None:
-                    return done  # sorted, and flat[0] >= 0 was checked: all non-negative
-        _check_nonnegative(flat, node)
-        return _evaluate_gather(c, ts, c.locate(ts))
-
     def interval(self, node: str, ts_ns: Any, *, on_invalid: OnInvalid = "raise") -> Any:
         """``(earliest_ns, latest_ns)``: the guaranteed interval of reference time."""
         ref, bound = self.correct(node, ts_ns, on_invalid=on_invalid)
@@ -346,11 +362,15 @@ class Corrector:
         b = np.ceil(np.where(np.isinf(bound), 0.0, bound)).astype(np.int64)
         return ref - b, ref + b
 
-    def flags(self, node: str, ts_ns: Any) -> npt.NDArray[np.uint8]:
+    def flags(self, node: str, ts_ns: Any) -> U8:
         """Per timestamp: HOLDOVER, AMBIGUOUS, VOID, OUT_OF_RANGE bits (0 = interpolated)."""
         c = self._get(node)
         ts = _as_timestamps(ts_ns, node)
         return np.asarray(c.flags[c.locate(ts)], dtype=np.uint8)
+
+    def _max_slope(self, node: str) -> float:
+        """The table's bound on the clock's rate error, ns per s."""
+        return float(self._tables[node].assumptions["max_skew_ppm"] * 1e3)
 
     def latency(self, src_node: str, src_ts_ns: Any, dst_node: str, dst_ts_ns: Any,
                 *, on_invalid: OnInvalid = "raise") -> tuple[Any, Any]:
@@ -368,49 +388,224 @@ class Corrector:
         if src_node == dst_node and src.size:
             c = self._get(src_node)
             # locate each timestamp once: the cells serve the corrections and the slopes
-            i1, i2 = c.locate(src), c.locate(dst)
-            r1, b1 = self._correct_located(src_node, c, src, i1, on_invalid)
-            r2, b2 = self._correct_located(dst_node, c, dst, i2, on_invalid)
+            lat, bound = self._latency_located(src_node, c, src, dst, c.locate(src),
+                                               c.locate(dst), on_invalid)
         else:
             r1, b1 = self.correct(src_node, src, on_invalid=on_invalid)
             r2, b2 = self.correct(dst_node, dst, on_invalid=on_invalid)
-        lat = np.asarray(r2 - r1, dtype=np.float64)
-        bound = np.asarray(b1 + b2, dtype=np.float64)
-        if src_node == dst_node and src.size:
-            seg1 = c.seg[i1]
-            same = seg1 == c.seg[i2]
-            same &= seg1 >= 0
-            near = np.abs(i1 - i2) <= 1
-            max_slope = self._tables[src_node].assumptions["max_skew_ppm"] * 1e3
-            slo = np.where(near, np.minimum(c.slo[i1], c.slo[i2]), -max_slope)
-            shi = np.where(near, np.maximum(c.shi[i1], c.shi[i2]), max_slope)
-            raw = (dst - src).astype(np.float64)
-            d_s = raw / 1e9
-            slo *= d_s  # the offset change over the hop at either slope
-            shi *= d_s
-            lo_d, hi_d = np.minimum(slo, shi), np.maximum(slo, shi)
-            two_lo, two_hi = lat - bound, lat + bound  # the two corrections' interval
-            lo_d += raw
-            lo_d -= 1.0
-            hi_d += raw
-            hi_d += 1.0
-            lo = np.where(same, np.maximum(lo_d, two_lo), two_lo)
-            hi = np.where(same, np.minimum(hi_d, two_hi), two_hi)
-            finite = np.isfinite(bound)
-            with np.errstate(invalid="ignore"):  # inf - inf where on_invalid="inf"; unused
-                mid = lo + hi
-                mid /= 2
-                half = hi - lo
-                half /= 2
-            lat = np.where(finite, mid, lat)
-            bound = np.where(finite, half, bound)
+            lat = np.asarray(r2 - r1, dtype=np.float64)
+            bound = np.asarray(b1 + b2, dtype=np.float64)
         if src.ndim == 0:
             return float(lat), float(bound)
         return lat, bound
 
+    def _latency_located(self, node: str, c: _Compiled, src: I64, dst: I64, i1: Idx, i2: Idx,
+                         on_invalid: OnInvalid) -> tuple[F64, F64]:
+        """Same-node :meth:`latency` of timestamps whose padded cells are known."""
+        r1, b1 = self._correct_located(node, c, src, i1, on_invalid)
+        r2, b2 = self._correct_located(node, c, dst, i2, on_invalid)
+        lat = np.asarray(r2 - r1, dtype=np.float64)
+        bound = np.asarray(b1 + b2, dtype=np.float64)
+        lo_d, hi_d, same = _slope_interval(c.slo, c.shi, c.seg, i1, i2, self._max_slope(node),
+                                           dst - src)
+        return _tighten(lo_d, hi_d, same, lat - bound, lat + bound, lat, bound)
+
+    # -- many nodes at once ---------------------------------------------------------------------
+    def cell_stack(self, nodes: Sequence[str]) -> CellStack | None:
+        """The cells of ``nodes``' tables in one index space (cached until :meth:`refresh`
+        reloads); ``None`` when a node has no table or a table no ``max_skew_ppm``: then use
+        :meth:`correct`, :meth:`flags` and :meth:`latency`, which say what is wrong."""
+        key = tuple(nodes)
+        if key not in self._stacks:
+            if any(n not in self._tables
+                   or "max_skew_ppm" not in self._tables[n].assumptions for n in key):
+                return None
+            self._stacks[key] = CellStack.build(self, key)
+        return self._stacks[key]
+
+    def _correct_cells(self, node: str, ts: I64) -> tuple[I64, F64, U8, Idx]:
+        """``correct(node, ts, on_invalid="inf")``, ``flags(node, ts)`` and the padded cells,
+        from one locate."""
+        c = self._get(node)
+        ref, bound, cells = self._correct_array(node, c, ts, "inf", want_cells=True)
+        assert cells is not None
+        return ref, bound, np.asarray(c.flags[cells], dtype=np.uint8), cells
+
+
+@dataclass(frozen=True, eq=False)
+class CellStack:
+    """The padded cells of several nodes' tables side by side: node ``k``'s cell ``i`` is
+    cell ``offsets[k] + i`` of the stack, so per-event cell indices of every node live in one
+    int32 array and the same-node slope bounds of many nodes' hops take one pass.
+
+    Made by :meth:`Corrector.cell_stack`; ``corrector`` is the one whose tables it holds.
+    """
+
+    corrector: Corrector
+    nodes: tuple[str, ...]
+    offsets: I64  # first stack cell of each node, then the total
+    slo: F64
+    shi: F64
+    seg: I32
+    max_slope: F64  # per stack cell: its node's bound on the rate error, ns/s
+    uniform_slope: float | None  # the one value of max_slope when every node shares it
+    disagree_ns: float  # the largest of the nodes' _Compiled.disagree_ns
+
+    @classmethod
+    def build(cls, corrector: Corrector, nodes: tuple[str, ...]) -> CellStack:
+        compiled = [corrector._get(n) for n in nodes]
+        sizes = [len(c.slo) for c in compiled]
+        slopes = [corrector._max_slope(n) for n in nodes]
+        offsets = np.zeros(len(nodes) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        if int(offsets[-1]) >= 2**31:
+            raise ValueError("too many table cells for int32 cell indices")
+
+        def cat(name: str, dtype: Any) -> Any:
+            parts = [getattr(c, name) for c in compiled]
+            return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+        return cls(
+            corrector=corrector, nodes=nodes, offsets=offsets,
+            slo=cat("slo", np.float64), shi=cat("shi", np.float64), seg=cat("seg", np.int32),
+            max_slope=np.repeat(np.array(slopes, dtype=np.float64), sizes),
+            uniform_slope=slopes[0] if len(set(slopes)) == 1 else None,
+            disagree_ns=max((c.disagree_ns for c in compiled), default=1.0),
+        )
+
+    def correct(self, code: int, ts_ns: I64) -> tuple[I64, F64, U8, I32]:
+        """Node ``nodes[code]``'s ``(ref_ns, bound_ns, flags, cell)`` of non-negative int64
+        timestamps, from one locate: ``ref_ns, bound_ns`` as ``correct(on_invalid="inf")``,
+        ``flags`` as :meth:`Corrector.flags`, ``cell`` the stack cell of each timestamp."""
+        ref, bound, flags, cells = self.corrector._correct_cells(self.nodes[code], ts_ns)
+        stack_cells = cells.astype(np.int32)
+        stack_cells += np.int32(self.offsets[code])
+        return ref, bound, flags, stack_cells
+
+    def same_node_latency(self, src_ts_ns: I64, dst_ts_ns: I64, src_cell: I32, dst_cell: I32,
+                          lat_ns: F64, bound_ns: F64) -> tuple[F64, F64]:
+        """:meth:`Corrector.latency` of same-node hops (1-D arrays; each hop on one node, any
+        mix of nodes), given their stack cells (from :meth:`correct`) and ``lat_ns, bound_ns``:
+        the difference of the two corrections :meth:`correct` gave and the sum of their
+        bounds. Nothing is located or corrected again, save for the rare hops whose result
+        depends on how the corrections were rounded (see below); bit-identical results.
+
+        :meth:`correct` evaluates sorted runs in another rounding order than
+        :meth:`Corrector.latency` does, so the two-correction interval may differ by
+        ``disagree_ns`` per correction (and a few units in the last place). Where the slope
+        interval lies strictly inside the two-correction one by more than that, the result
+        is the slope interval's, whichever rounding; elsewhere (another segment, steps,
+        ties) the hop is corrected again as :meth:`Corrector.latency` does.
+        """
+        if not len(lat_ns):
+            return lat_ns.copy(), bound_ns.copy()
+        ms: float | F64 = self.uniform_slope if self.uniform_slope is not None \
+            else self.max_slope[src_cell]
+        lo_d, hi_d, same = _slope_interval(self.slo, self.shi, self.seg, src_cell, dst_cell,
+                                           ms, dst_ts_ns - src_ts_ns)
+        two_lo, two_hi = lat_ns - bound_ns, lat_ns + bound_ns
+        # each of the four values may be off by disagree_ns; the last term covers rounding
+        # of the differences and sums themselves (and is inf, so nothing is safe, with inf)
+        margin = 4 * self.disagree_ns + 1e-14 * (float(np.abs(lat_ns).max())
+                                                 + float(np.abs(bound_ns).max()))
+        gap = lo_d - two_lo
+        safe = gap > margin
+        np.subtract(two_hi, hi_d, out=gap)
+        safe &= gap > margin
+        safe &= same
+        lat, bound = _tighten(lo_d, hi_d, same, two_lo, two_hi, lat_ns, bound_ns)
+        redo = np.flatnonzero(~safe)
+        if len(redo):
+            self._redo(redo, src_ts_ns, dst_ts_ns, src_cell, dst_cell, lat, bound)
+        return lat, bound
+
+    def _redo(self, redo: Idx, src_ts: I64, dst_ts: I64, src_cell: I32, dst_cell: I32,
+              lat: F64, bound: F64) -> None:
+        """:meth:`Corrector.latency` (corrections included) of hops ``redo``, in place."""
+        c1, c2 = src_cell[redo].astype(np.intp), dst_cell[redo].astype(np.intp)
+        code = np.searchsorted(self.offsets, c1, side="right") - 1
+        for k in np.unique(code).tolist():
+            mine = np.flatnonzero(code == k)
+            node, off = self.nodes[k], int(self.offsets[k])
+            at = redo[mine]
+            lat[at], bound[at] = self.corrector._latency_located(
+                node, self.corrector._get(node), src_ts[at], dst_ts[at], c1[mine] - off,
+                c2[mine] - off, "raise")
+
+
+def _slope_interval(slo: F64, shi: F64, seg: I32, i1: npt.NDArray[np.integer[Any]],
+                    i2: npt.NDArray[np.integer[Any]], max_slope: float | F64,
+                    raw_ns: I64) -> tuple[F64, F64, npt.NDArray[np.bool_]]:
+    """Same-node hops from cell ``i1`` to cell ``i2`` (padded, same node) over ``raw_ns`` of
+    local time: ``[lo, hi]`` bounds ``raw_ns`` plus the clock's offset change (at the cells'
+    slopes when the cells are neighbours, else at ±``max_slope``; ±1 ns for the rounding of
+    the two refs); ``same``: both in one segment (else the bound does not hold)."""
+    seg1 = seg[i1]
+    same = seg1 == seg[i2]
+    same &= seg1 >= 0
+    near = np.abs(i1 - i2) <= 1
+    slo_d = np.minimum(slo[i1], slo[i2])
+    shi_d = np.maximum(shi[i1], shi[i2])
+    if not near.all():
+        slo_d = np.where(near, slo_d, -max_slope)
+        shi_d = np.where(near, shi_d, max_slope)
+    raw = raw_ns.astype(np.float64)
+    d_s = raw / 1e9
+    slo_d *= d_s  # the offset change over the hop at either slope
+    shi_d *= d_s
+    lo_d, hi_d = np.minimum(slo_d, shi_d), np.maximum(slo_d, shi_d)
+    lo_d += raw
+    lo_d -= 1.0
+    hi_d += raw
+    hi_d += 1.0
+    return lo_d, hi_d, same
+
+
+def _tighten(lo_d: F64, hi_d: F64, same: npt.NDArray[np.bool_], two_lo: F64, two_hi: F64,
+             lat: F64, bound: F64) -> tuple[F64, F64]:
+    """``(latency, bound)`` of the intersection of the slope interval ``[lo_d, hi_d]`` (where
+    ``same``) with the two corrections' ``[two_lo, two_hi] = lat ∓ bound``; unchanged where
+    ``bound`` is not finite (an uncorrectable timestamp with ``on_invalid="inf"``)."""
+    if same.all():
+        lo, hi = np.maximum(lo_d, two_lo), np.minimum(hi_d, two_hi)
+    else:
+        lo = np.where(same, np.maximum(lo_d, two_lo), two_lo)
+        hi = np.where(same, np.minimum(hi_d, two_hi), two_hi)
+    finite = np.isfinite(bound)
+    with np.errstate(invalid="ignore"):  # inf - inf where on_invalid="inf"; unused
+        mid = lo + hi
+        mid /= 2
+        half = hi - lo
+        half /= 2
+    if finite.all():
+        return mid, half
+    return np.where(finite, mid, lat), np.where(finite, half, bound)
+
 
 _RUN_MIN = 256  #: sorted input uses per-cell runs when cells hold this many timestamps on average
 _CHUNK = 65_536  #: elements per in-cache chunk of a run
+
+
+def _evaluate(c: _Compiled, ts: I64, node: str, want_cells: bool
+              ) -> tuple[I64, F64, npt.NDArray[np.bool_] | None, Idx | None]:
+    """``(ref, bound, invalid or None, padded cells if want_cells)`` of ``ts`` (negative
+    timestamps refused): per sorted run of a cell when the input is sorted, else gathered."""
+    flat = ts.reshape(-1)
+    if flat.size and flat[0] < 0:
+        _check_nonnegative(flat, node)
+    bounds = c.boundaries(flat, verify=False)
+    if bounds is not None:
+        counts = np.diff(bounds)
+        busy = np.flatnonzero(counts)
+        if flat.size >= _RUN_MIN * len(busy):
+            # a sorted-looking array whose runs turn out unsorted falls through
+            done = _evaluate_runs(c, flat, bounds, busy, ts.shape)
+            if done is not None:  # sorted, and flat[0] >= 0 was checked: all non-negative
+                cells = c.cells_of_runs(bounds).reshape(ts.shape) if want_cells else None
+                return (*done, cells)
+    _check_nonnegative(flat, node)
+    idx = c.locate(ts)
+    return (*_evaluate_gather(c, ts, idx), idx)
 
 
 def _evaluate_gather(c: _Compiled, ts: I64, idx: npt.NDArray[np.intp]

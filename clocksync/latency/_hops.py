@@ -11,7 +11,10 @@ from the corrected stamps, which hold exactly those).
 Nothing here loops over requests in Python: request ids are dictionary-encoded by Arrow,
 stage events are scattered into ``(request, stage)`` slots with numpy, and the corrector is
 called once per node for the timestamps (in input order, so a file sorted by node and time
-gives it sorted runs) and once per node for the same-node hops.
+gives it sorted runs). A :class:`clocksync.Corrector` (one with ``cell_stack``) also hands
+back each timestamp's table cell, from the same locate: the same-node hops of every node
+then get their bounds in one pass from those cells and the corrections already made. Other
+correctors are asked ``correct``, ``flags`` and, per node, ``latency``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from .._corrector import HOLDOVER
+from .._corrector import HOLDOVER, CellStack
 from .._errors import InputError
 from ._arrow import dictionary_codes, group_order, index_in, unique_dictionary
 from ._schema import hop_name, hops_of
@@ -46,7 +49,12 @@ BoolA = npt.NDArray[np.bool_]
 
 
 class CorrectorLike(Protocol):
-    """What the pipeline needs from :class:`clocksync.Corrector`."""
+    """What the pipeline needs from :class:`clocksync.Corrector`.
+
+    Optional: ``cell_stack(nodes) -> CellStack | None`` (as :meth:`Corrector.cell_stack`):
+    one locate per timestamp then serves correction, flags and same-node hop bounds; without
+    it (or when it returns ``None``) the methods below are called.
+    """
 
     @property
     def nodes(self) -> tuple[str, ...]: ...
@@ -78,6 +86,8 @@ class Pivot:
         duplicate_examples: a few request ids with duplicate stages.
         unknown_stage: events whose stage is not in the chain (ignored, counted).
         incomplete: requests lacking at least one stage of the chain.
+        event_node: node index of every row of ``events``.
+        event_ts: ``ts_ns`` of every row of ``events``.
     """
 
     events: pa.Table
@@ -91,6 +101,8 @@ class Pivot:
     duplicate_examples: tuple[str, ...]
     unknown_stage: int
     incomplete: int
+    event_node: npt.NDArray[np.int64]
+    event_ts: I64
 
 
 def pivot_events(table: pa.Table, stages: Sequence[str]) -> Pivot:
@@ -141,6 +153,8 @@ def pivot_events(table: pa.Table, stages: Sequence[str]) -> Pivot:
         duplicate_examples=examples,
         unknown_stage=unknown,
         incomplete=int((row < 0).any(axis=1).sum()),
+        event_node=nid,
+        event_ts=ts_all,
     )
 
 
@@ -155,6 +169,9 @@ class StageStamps:
         holdover: the node's clock was free-running (table in holdover) at that event.
         out_of_range: requests dropped because a timestamp has no guaranteed correction.
         out_of_range_nodes: ``node -> number of uncorrectable events``.
+        cell: the cell of ``stack`` that corrected each slot (meaningful where usable), or
+            ``None`` when the corrector offers no :class:`~clocksync._corrector.CellStack`.
+        stack: the node tables' cells, in the order of :attr:`Pivot.node_names`.
     """
 
     ref_ns: I64
@@ -163,6 +180,61 @@ class StageStamps:
     holdover: BoolA
     out_of_range: int
     out_of_range_nodes: dict[str, int]
+    cell: I32 | None = None
+    stack: CellStack | None = None
+
+
+def _cell_stack(corrector: CorrectorLike, nodes: tuple[str, ...]) -> CellStack | None:
+    """The corrector's :class:`CellStack` of ``nodes``, if it offers one."""
+    make = getattr(corrector, "cell_stack", None)
+    return None if make is None else make(nodes)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """One node's event rows in input order: a few slices, or (scattered rows) an index."""
+
+    slices: tuple[tuple[int, int], ...]
+    index: npt.NDArray[np.int64] | None = None
+
+    def take(self, a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        if self.index is not None:
+            return a[self.index]
+        if len(self.slices) == 1:
+            return a[self.slices[0][0]:self.slices[0][1]]  # a view: no copy
+        return np.concatenate([a[x:y] for x, y in self.slices] or [a[:0]])
+
+    def put(self, dst: npt.NDArray[Any], values: npt.NDArray[Any]) -> None:
+        if self.index is not None:
+            dst[self.index] = values
+            return
+        at = 0
+        for x, y in self.slices:
+            dst[x:y] = values[at:at + y - x]
+            at += y - x
+
+
+_MAX_RUNS_FRACTION = 1 / 4096  #: more node runs than this per event: group by an index
+
+
+def _node_rows(ev_node: npt.NDArray[np.int64], n_groups: int) -> list[_Rows]:
+    """Each node's rows (codes ``0..n_groups-1``) in input order. A file sorted by node within
+    row groups (as written by ``write_events``) has few runs of one node: slices, no sort."""
+    n = len(ev_node)
+    if not n:
+        return [_Rows(()) for _ in range(n_groups)]
+    change = np.flatnonzero(ev_node[1:] != ev_node[:-1]) + 1
+    if len(change) <= max(64, n * _MAX_RUNS_FRACTION):
+        starts = np.concatenate([[0], change]).astype(np.int64)
+        ends = np.append(change, n).astype(np.int64)
+        codes = ev_node[starts]
+        if int(codes.min()) >= 0 and int(codes.max()) < n_groups:
+            runs: list[list[tuple[int, int]]] = [[] for _ in range(n_groups)]
+            for k, a, b in zip(codes.tolist(), starts.tolist(), ends.tolist(), strict=True):
+                runs[k].append((a, b))
+            return [_Rows(tuple(r)) for r in runs]
+    order, bounds = group_order(ev_node, n_groups)
+    return [_Rows((), order[bounds[k]:bounds[k + 1]]) for k in range(n_groups)]
 
 
 def correct_stamps(pivot: Pivot, corrector: CorrectorLike, skip_bad: bool = False) -> StageStamps:
@@ -175,34 +247,35 @@ def correct_stamps(pivot: Pivot, corrector: CorrectorLike, skip_bad: bool = Fals
     shape = pivot.ts_ns.shape
     n_nodes = len(pivot.node_names)
     slot_row = pivot.row.reshape(-1)
-    present = np.flatnonzero(slot_row >= 0)
-    rows = slot_row[present]
-    # correct by event row, grouped by node in input order (stable): a file sorted by
-    # (node, ts_ns) within time-ordered row groups (as written by write_events) hands the
-    # corrector sorted runs (its fast path)
+    every_slot = pivot.incomplete == 0  # no request lacks a stage: every slot has its row
+    present = None if every_slot else np.flatnonzero(slot_row >= 0)
+    rows = slot_row if present is None else slot_row[present]
+    # correct by event row, grouped by node in input order: a file sorted by (node, ts_ns)
+    # within time-ordered row groups (as written by write_events) hands the corrector sorted
+    # runs (its fast path). Rows of dropped duplicates get node n_nodes: not corrected.
     n_ev = pivot.events.num_rows
-    ev_node = np.full(n_ev, n_nodes, dtype=np.int64)
-    ev_node[rows] = pivot.node.reshape(-1)[present]
-    ev_ts = np.zeros(n_ev, dtype=np.int64)
-    ev_ts[rows] = pivot.ts_ns.reshape(-1)[present]
-    # rows already grouped by node (one node per file, or a small file): slices, no sort
-    grouped = bool(np.all(ev_node[1:] >= ev_node[:-1]))
-    if grouped:
-        order = np.zeros(0, dtype=np.int64)
-        bounds = np.searchsorted(ev_node, np.arange(n_nodes + 2)).astype(np.int64)
-    else:
-        order, bounds = group_order(ev_node, n_nodes + 1)
-    ev_ref = np.zeros(n_ev, dtype=np.int64)
-    ev_bound = np.full(n_ev, np.nan)
-    ev_hold = np.zeros(n_ev, dtype=bool)
+    if pivot.duplicates:
+        ev_node = np.full(n_ev, n_nodes, dtype=np.int64)
+        ev_node[rows] = pivot.event_node[rows]
+    else:  # every event fills its slot
+        ev_node = pivot.event_node
+    stack = _cell_stack(corrector, pivot.node_names)
+    # every row read below is written first (unused rows are never gathered)
+    ev_ref = np.empty(n_ev, dtype=np.int64)
+    ev_bound = np.empty(n_ev, dtype=np.float64)
+    ev_hold = np.empty(n_ev, dtype=bool)
+    ev_cell = np.empty(n_ev if stack is not None else 0, dtype=np.int32)
     ev_ok = np.ones(n_ev, dtype=bool)
     oor_nodes: dict[str, int] = {}
-    for code, name in enumerate(pivot.node_names):
-        first, end = int(bounds[code]), int(bounds[code + 1])
-        idx: npt.NDArray[np.int64] | slice = (slice(first, end) if grouped
-                                               else order[first:end])  # this node's rows
-        ts = ev_ts[idx]
-        r, b = corrector.correct(name, ts, on_invalid="inf")
+    cell: I32 | None
+    for (code, name), mine in zip(enumerate(pivot.node_names), _node_rows(ev_node, n_nodes + 1),
+                                  strict=False):
+        ts = mine.take(pivot.event_ts)
+        if stack is not None:
+            r, b, flags, cell = stack.correct(code, ts)
+            mine.put(ev_cell, cell)
+        else:
+            r, b = corrector.correct(name, ts, on_invalid="inf")
         b = np.asarray(b, dtype=np.float64)
         bad = ~np.isfinite(b)
         if bad.any():
@@ -213,14 +286,19 @@ def correct_stamps(pivot: Pivot, corrector: CorrectorLike, skip_bad: bool = Fals
                     " in a void stretch or past holdover); use skip_bad/--skip-bad to skip"
                     " those requests")
             oor_nodes[name] = int(bad.sum())
-            ev_ok[idx] = ~bad
+            mine.put(ev_ok, ~bad)
             b = np.where(bad, np.nan, b)
-        ev_ref[idx] = np.asarray(r, dtype=np.int64)
-        ev_bound[idx] = b
-        ev_hold[idx] = (np.asarray(corrector.flags(name, ts)) & HOLDOVER) != 0
-    if len(present) == len(slot_row):  # every slot present: plain gathers
+        mine.put(ev_ref, np.asarray(r, dtype=np.int64))
+        mine.put(ev_bound, b)
+        if stack is None:
+            flags = corrector.flags(name, ts)
+        mine.put(ev_hold, (np.asarray(flags) & HOLDOVER) != 0)
+    any_hold = bool(ev_hold[rows].any()) if pivot.duplicates else bool(ev_hold.any())
+    if present is None:  # every slot present: plain gathers
         ref, bound = ev_ref[pivot.row], ev_bound[pivot.row]
-        holdover, usable = ev_hold[pivot.row], ev_ok[pivot.row]
+        holdover = ev_hold[pivot.row] if any_hold else np.zeros(shape, dtype=bool)
+        usable = ev_ok[pivot.row] if oor_nodes else np.ones(shape, dtype=bool)
+        cell = ev_cell[pivot.row] if stack is not None else None
     else:
         ref = np.zeros(shape, dtype=np.int64)
         bound = np.full(shape, np.nan)
@@ -230,12 +308,16 @@ def correct_stamps(pivot: Pivot, corrector: CorrectorLike, skip_bad: bool = Fals
         bound.reshape(-1)[present] = ev_bound[rows]
         holdover.reshape(-1)[present] = ev_hold[rows]
         usable.reshape(-1)[present] = ev_ok[rows]
+        cell = None
+        if stack is not None:
+            cell = np.zeros(shape, dtype=np.int32)
+            cell.reshape(-1)[present] = ev_cell[rows]
     if not oor_nodes:  # every present slot corrected: no request to drop
-        return StageStamps(ref, bound, usable, holdover, 0, oor_nodes)
+        return StageStamps(ref, bound, usable, holdover, 0, oor_nodes, cell, stack)
     bad_req: BoolA = np.asarray(((pivot.row >= 0) & ~usable).any(axis=1))
     usable &= ~bad_req[:, None]
     return StageStamps(ref, bound, usable & (pivot.row >= 0), holdover,
-                       int(bad_req.sum()), oor_nodes)
+                       int(bad_req.sum()), oor_nodes, cell, stack)
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +365,9 @@ def table_hops(pivot: Pivot, stamps: StageStamps, corrector: CorrectorLike) -> l
     """Every hop of the chain with its table-only interval (one corrector call per node for the
     same-node hops; cross-node ones come from the stamps)."""
     index = {s: i for i, s in enumerate(pivot.stages)}
+    # the cells of the stamps serve when they come from this corrector's current tables
+    fast = stamps.cell is not None and stamps.stack is not None \
+        and _cell_stack(corrector, pivot.node_names) is stamps.stack
     out: list[HopArrays] = []
     columns: dict[tuple[int, int], npt.NDArray[Any]] = {}  # whole stage columns, shared
     for src_s, dst_s in hops_of(pivot.stages):
@@ -307,17 +392,46 @@ def table_hops(pivot: Pivot, stamps: StageStamps, corrector: CorrectorLike) -> l
         # sum of their bounds: both are in the stamps already, so nothing is corrected twice
         lat = (pick(stamps.ref_ns, j) - src_ref).astype(np.float64)
         bnd = src_bnd + pick(stamps.bound_ns, j)
-        n_nodes = max(len(pivot.node_names), 1)
-        same = np.flatnonzero(src_node == dst_node)
-        order, bounds = group_order(src_node[same].astype(np.int64), n_nodes)
-        for code in np.flatnonzero(np.diff(bounds) > 0):
-            m = same[order[bounds[code]:bounds[code + 1]]]
-            name = pivot.node_names[int(code)]
-            lat[m], bnd[m] = corrector.latency(name, src_ts[m], name, dst_ts[m])
+        raw = dst_ts - src_ts
+        if fast:
+            lat, bnd = _same_node_from_cells(stamps, pick, i, j, src_node, dst_node, src_ts,
+                                             dst_ts, lat, bnd)
+        else:
+            _same_node_per_node(corrector, pivot.node_names, src_node, dst_node, src_ts, dst_ts,
+                                lat, bnd)
         out.append(HopArrays(
             name=hop_name(src_s, dst_s), src_stage=i, dst_stage=j, req=req,
             src_node=src_node, dst_node=dst_node, src_ts_ns=src_ts, dst_ts_ns=dst_ts,
             src_ref_ns=src_ref, src_bound_ns=src_bnd,
-            raw_ns=dst_ts - src_ts, table_low_ns=lat - bnd, table_high_ns=lat + bnd,
+            raw_ns=raw, table_low_ns=lat - bnd, table_high_ns=lat + bnd,
         ))
     return out
+
+
+def _same_node_per_node(corrector: CorrectorLike, node_names: tuple[str, ...], src_node: I32,
+                        dst_node: I32, src_ts: I64, dst_ts: I64, lat: F64, bnd: F64) -> None:
+    """``Corrector.latency`` of the same-node hops, one call per node, into ``lat, bnd``."""
+    same = np.flatnonzero(src_node == dst_node)
+    order, bounds = group_order(src_node[same].astype(np.int64), max(len(node_names), 1))
+    for code in np.flatnonzero(np.diff(bounds) > 0):
+        m = same[order[bounds[code]:bounds[code + 1]]]
+        name = node_names[int(code)]
+        lat[m], bnd[m] = corrector.latency(name, src_ts[m], name, dst_ts[m])
+
+
+def _same_node_from_cells(stamps: StageStamps, pick: Any, i: int, j: int, src_node: I32,
+                          dst_node: I32, src_ts: I64, dst_ts: I64, lat: F64, bnd: F64
+                          ) -> tuple[F64, F64]:
+    """The same-node hops' ``Corrector.latency`` from the stamps' cells and corrections
+    (``lat, bnd`` hold the two corrections' difference and summed bound of every hop)."""
+    assert stamps.stack is not None and stamps.cell is not None
+    src_cell, dst_cell = pick(stamps.cell, i), pick(stamps.cell, j)
+    same = src_node == dst_node
+    n_same = int(np.count_nonzero(same))
+    if n_same == len(same):  # every hop on one node: whole columns, no gather
+        return stamps.stack.same_node_latency(src_ts, dst_ts, src_cell, dst_cell, lat, bnd)
+    if n_same:
+        m = np.flatnonzero(same)
+        lat[m], bnd[m] = stamps.stack.same_node_latency(
+            src_ts[m], dst_ts[m], src_cell[m], dst_cell[m], lat[m], bnd[m])
+    return lat, bnd

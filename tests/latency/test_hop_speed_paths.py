@@ -1,0 +1,332 @@
+"""The pipeline's one-locate paths (:class:`clocksync._corrector.CellStack`) against the
+Corrector's own calls: ``correct``/``flags``/``latency`` called directly, and the whole
+``correct_stamps`` + ``table_hops`` against a corrector that offers no ``cell_stack`` (so the
+pipeline asks ``correct``, ``flags`` and, per node, ``latency``). Bit-identical, on tables
+with a clock step (ambiguous cells, two segments), a void stretch, holdover and different
+``max_skew_ppm``; with timestamps before the first sample, in the void and past the holdover
+horizon; sorted (the corrector's per-run rounding) and shuffled input."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from clocksync import CorrectionTable, Corrector, SimClock, fit_table
+from clocksync._corrector import HOLDOVER, OUT_OF_RANGE, VOID
+from clocksync._errors import InputError
+from clocksync._simulate import LinkModel, simulate_samples
+from clocksync._store import open_store
+from clocksync.latency._hops import (
+    HopArrays,
+    StageStamps,
+    correct_stamps,
+    pivot_events,
+    table_hops,
+)
+from clocksync.latency._schema import DEFAULT_STAGES
+
+T0 = 1_767_225_600 * 10**9
+STEP_S = 300  # local seconds after T0 of the clock steps
+NODES = ("a", "b", "c")
+
+
+def _with_void(table: CorrectionTable, k: int) -> CorrectionTable:
+    """``table`` with cell ``k`` made void (as ``compose`` makes holes between segments)."""
+    c = table.cells
+    flags, seg = c.flags.copy(), c.segment.copy()
+    flags[k], seg[k] = VOID, -1
+    zero = {f: getattr(c, f).copy() for f in ("hi0", "hi1", "lo0", "lo1", "slo", "shi")}
+    for arr in zero.values():
+        arr[k] = 0.0
+    cells = dataclasses.replace(c, flags=flags, segment=seg, **zero)
+    return dataclasses.replace(table, cells=cells)
+
+
+def _table(name: str, seed: int, step_ns: float, **assumptions: float) -> CorrectionTable:
+    clock = SimClock(t0_ns=T0, offset0_ns=3e6 * (seed - 1), skew_ppm=40.0 * seed,
+                     wander_ppb_per_s=10.0, span_s=2000,
+                     steps=((T0 + STEP_S * 10**9, step_ns),) if step_ns else (), seed=seed)
+    samples = simulate_samples(clock, name, T0, 900, 4, LinkModel(), np.random.default_rng(seed),
+                               gaps_s=((500, 560),))
+    return fit_table(samples, **assumptions)
+
+
+@pytest.fixture(scope="module")
+def corrector() -> Corrector:
+    a = _table("a", 1, 5e5, holdover_horizon_s=60)
+    a = _with_void(a, 3 * len(a.cells) // 4)  # after the gap, away from the step
+    b = _table("b", 2, -4e5, max_skew_ppm=300)
+    c = _table("c", 3, 0.0)
+    cor = Corrector([a, b, c])
+    for t in (a, b, c):  # what the tests below rely on
+        assert len(np.unique(t.cells.segment[t.cells.segment >= 0])) >= (1 if t is c else 2)
+        assert (t.cells.flags & HOLDOVER).any()
+    assert (a.cells.flags & VOID).any()
+    return cor
+
+
+class PlainCorrector:
+    """The same tables behind only the calls of ``CorrectorLike`` (no ``cell_stack``)."""
+
+    def __init__(self, inner: Corrector) -> None:
+        self.inner = inner
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return self.inner.nodes
+
+    def correct(self, node: str, ts_ns: Any, *, on_invalid: Any = "raise") -> Any:
+        return self.inner.correct(node, ts_ns, on_invalid=on_invalid)
+
+    def flags(self, node: str, ts_ns: Any) -> Any:
+        return self.inner.flags(node, ts_ns)
+
+    def table(self, node: str) -> Any:
+        return self.inner.table(node)
+
+    def latency(self, src_node: str, src_ts_ns: Any, dst_node: str, dst_ts_ns: Any
+                ) -> tuple[Any, Any]:
+        return self.inner.latency(src_node, src_ts_ns, dst_node, dst_ts_ns)
+
+
+def _same_bits(x: npt.NDArray[Any], y: npt.NDArray[Any]) -> bool:
+    """Equal arrays, floats bit for bit (NaN == NaN, -0.0 != 0.0)."""
+    x, y = np.asarray(x), np.asarray(y)
+    if x.dtype != y.dtype or x.shape != y.shape:
+        return False
+    if x.dtype.kind == "f":
+        return bool(np.array_equal(x.view(np.int64), y.view(np.int64)))
+    return bool(np.array_equal(x, y))
+
+
+def _span(cor: Corrector, node: str) -> tuple[int, int]:
+    t = cor.table(node)
+    last = t.last_sample_local_ns
+    assert last is not None
+    return int(t.cells.start_ns[0]), int(last)
+
+
+def _times(cor: Corrector, node: str, rng: np.random.Generator, n: int, dense: bool
+           ) -> npt.NDArray[np.int64]:
+    """``dense``: around the step (few cells: sorted input takes the per-run path); else
+    from 5 s before the first sample to 120 s past the last (out of range, void, holdover)."""
+    first, last = _span(cor, node)
+    if dense:
+        mid = T0 + STEP_S * 10**9
+        return rng.integers(mid - 20 * 10**9, mid + 20 * 10**9, n).astype(np.int64)
+    return rng.integers(max(first - 5 * 10**9, 0), last + 120 * 10**9, n).astype(np.int64)
+
+
+@pytest.mark.parametrize("layout", ["sorted", "shuffled", "runs", "short"])
+@pytest.mark.parametrize("dense", [True, False])
+def test_stack_correct_is_correct_and_flags(corrector: Corrector, layout: str,
+                                            dense: bool) -> None:
+    rng = np.random.default_rng(hash((layout, dense)) % 2**32)
+    stack = corrector.cell_stack(NODES)
+    assert stack is not None and stack.nodes == NODES
+    for code, node in enumerate(NODES):
+        ts = _times(corrector, node, rng, 40 if layout == "short" else 30_000, dense)
+        if layout == "sorted":
+            ts.sort()
+        elif layout == "runs":  # three sorted runs, as a node's rows of three row groups
+            ts = np.concatenate([np.sort(p) for p in np.array_split(ts, 3)])
+        ref, bound, flags, cell = stack.correct(code, ts)
+        want_ref, want_bound = corrector.correct(node, ts, on_invalid="inf")
+        assert _same_bits(ref, want_ref) and _same_bits(bound, want_bound)
+        assert _same_bits(flags, corrector.flags(node, ts))
+        local = cell.astype(np.intp) - int(stack.offsets[code])
+        assert _same_bits(local, corrector._compiled[node].locate(ts))
+        assert ((flags & OUT_OF_RANGE) != 0).tolist() == np.isinf(bound).tolist()
+        if not dense and layout != "short":  # the awkward times are there
+            assert np.isinf(bound).any() and (flags & HOLDOVER).any()
+            if node == "a":
+                assert (flags & VOID).any()
+
+
+def _hop_pairs(corrector: Corrector, node: str, rng: np.random.Generator, n: int
+               ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Sorted timestamps around the step and hop pairs ``(src, dst)`` as indices into them:
+    mostly short hops, some long ones (far cells, across the step), some backwards."""
+    ts = np.sort(_times(corrector, node, rng, n, dense=True))
+    src = rng.integers(0, n, n)
+    step = rng.integers(0, 40, n)
+    kind = rng.random(n)
+    dst = np.where(kind < 0.8, src + step, rng.integers(0, n, n))
+    dst = np.where((kind >= 0.8) & (kind < 0.85), src - step, dst)
+    dst = np.clip(dst, 0, n - 1)
+    return ts, src, dst
+
+
+def test_same_node_latency_is_latency(corrector: Corrector) -> None:
+    rng = np.random.default_rng(11)
+    stack = corrector.cell_stack(NODES)
+    assert stack is not None
+    parts: dict[str, list[npt.NDArray[Any]]] = {k: [] for k in
+                                                  ("src", "dst", "c1", "c2", "lat", "bnd", "k")}
+    rounding_differs = False
+    for code, node in enumerate(NODES):
+        ts, src, dst = _hop_pairs(corrector, node, rng, 20_000)
+        ref, bound, _, cell = stack.correct(code, ts)  # sorted: the per-run evaluation
+        perm = rng.permutation(len(ts))  # shuffled: the gathered evaluation
+        g_ref, g_bound = np.empty_like(ref), np.empty_like(bound)
+        g_ref[perm], g_bound[perm] = corrector.correct(node, ts[perm], on_invalid="inf")
+        rounding_differs |= bool((g_bound != bound).any() or (g_ref != ref).any())
+        # what same_node_latency's margin rests on: the two roundings differ by less
+        assert np.abs(g_ref - ref).max() <= stack.disagree_ns
+        assert np.abs(g_bound - bound).max() <= stack.disagree_ns - 1
+        assert np.isfinite(bound).all()  # the window holds no uncorrectable time
+        parts["src"].append(ts[src])
+        parts["dst"].append(ts[dst])
+        parts["c1"].append(cell[src])
+        parts["c2"].append(cell[dst])
+        parts["lat"].append((ref[dst] - ref[src]).astype(np.float64))  # as table_hops does
+        parts["bnd"].append(bound[src] + bound[dst])
+        parts["k"].append(np.full(len(src), code))
+    # the per-run and the gathered evaluations round differently somewhere: the stack must
+    # not let that show
+    assert rounding_differs
+    order = rng.permutation(sum(len(p) for p in parts["src"]))  # nodes interleaved
+    cat = {k: np.concatenate(v)[order] for k, v in parts.items()}
+    lat, bnd = stack.same_node_latency(cat["src"], cat["dst"], cat["c1"], cat["c2"],
+                                       cat["lat"], cat["bnd"])
+    # any other rounding of the corrections, within the disagreement, gives the same
+    shake = stack.disagree_ns * rng.uniform(-1, 1, (2, len(order)))
+    lat2, bnd2 = stack.same_node_latency(cat["src"], cat["dst"], cat["c1"], cat["c2"],
+                                         cat["lat"] + 2 * shake[0], cat["bnd"] + 2 * shake[1])
+    assert _same_bits(lat, lat2) and _same_bits(bnd, bnd2)
+    assert (stack.seg[cat["c1"]] != stack.seg[cat["c2"]]).any()  # hops across the step
+    for code, node in enumerate(NODES):
+        m = cat["k"] == code
+        want_lat, want_bnd = corrector.latency(node, cat["src"][m], node, cat["dst"][m])
+        assert _same_bits(lat[m], want_lat) and _same_bits(bnd[m], want_bnd)
+    empty = np.zeros(0, np.int64)
+    e_lat, e_bnd = stack.same_node_latency(empty, empty, empty.astype(np.int32),
+                                           empty.astype(np.int32), empty.astype(float),
+                                           empty.astype(float))
+    assert e_lat.shape == e_bnd.shape == (0,)
+
+
+def _events(corrector: Corrector, rng: np.random.Generator, n_req: int, dense: bool,
+            layout: str) -> pa.Table:
+    """Four-stage requests: stages 0-1 on one node, 2-3 on another (often the same one);
+    short hops, some long (far cells, across the step) and some backwards; 2% of events
+    dropped (incomplete requests), 1% duplicated."""
+    n_st = len(DEFAULT_STAGES)
+    node = np.empty((n_req, n_st), dtype=np.int64)
+    node[:, 0] = node[:, 1] = rng.integers(0, len(NODES), n_req)
+    other = rng.integers(0, len(NODES), n_req)
+    node[:, 2] = node[:, 3] = np.where(rng.random(n_req) < 0.5, node[:, 0], other)
+    base = _times(corrector, "c", rng, n_req, dense)
+    step = rng.exponential(2e6, (n_req, n_st)).astype(np.int64)
+    long = rng.random((n_req, n_st)) < 0.05
+    step = np.where(long, rng.integers(10**9, 60 * 10**9, (n_req, n_st)), step)
+    step = np.where(rng.random((n_req, n_st)) < 0.02, -step, step)
+    step[:, 0] = 0
+    ts = np.maximum(base[:, None] + np.cumsum(step, axis=1), 0)
+    req = np.repeat(np.arange(n_req), n_st)
+    stage = np.tile(np.arange(n_st), n_req)
+    keep = rng.random(len(req)) > 0.02
+    rows = np.flatnonzero(keep)
+    rows = np.concatenate([rows, rng.choice(rows, len(rows) // 100)])
+    t_flat, n_flat = ts.reshape(-1)[rows], node.reshape(-1)[rows]
+    if layout == "row groups":  # as write_events: time-ordered groups, each by (node, ts)
+        by_time = np.argsort(base[req[rows]], kind="stable")
+        order = np.concatenate([g[np.lexsort((t_flat[g], n_flat[g]))]
+                                for g in np.array_split(by_time, 3)])
+    else:
+        order = rng.permutation(len(rows))
+    rows = rows[order]
+    return pa.table({
+        "request_id": pa.array([f"r{i}" for i in req[rows]]),
+        "stage": pa.array(np.array(DEFAULT_STAGES)[stage[rows]]),
+        "node": pa.array(np.array(NODES)[node.reshape(-1)[rows]]),
+        "ts_ns": pa.array(ts.reshape(-1)[rows], pa.int64()),
+    })
+
+
+def _assert_same_stamps(x: StageStamps, y: StageStamps) -> None:
+    for f in ("ref_ns", "bound_ns", "usable", "holdover"):
+        assert _same_bits(getattr(x, f), getattr(y, f)), f
+    assert (x.out_of_range, x.out_of_range_nodes) == (y.out_of_range, y.out_of_range_nodes)
+
+
+def _assert_same_hops(x: list[HopArrays], y: list[HopArrays]) -> None:
+    assert len(x) == len(y)
+    for hx, hy in zip(x, y, strict=True):
+        for f in HopArrays.__slots__:
+            vx, vy = getattr(hx, f), getattr(hy, f)
+            assert _same_bits(vx, vy) if isinstance(vx, np.ndarray) else vx == vy, (hx.name, f)
+
+
+@pytest.mark.parametrize("layout", ["row groups", "shuffled"])
+@pytest.mark.parametrize("dense", [True, False])
+def test_pipeline_matches_per_node_calls(corrector: Corrector, layout: str, dense: bool) -> None:
+    rng = np.random.default_rng(hash((layout, dense)) % 2**32)
+    events = _events(corrector, rng, 8_000, dense, layout)
+    pivot = pivot_events(events, DEFAULT_STAGES)
+    assert pivot.duplicates and pivot.incomplete
+    plain = PlainCorrector(corrector)
+    fast = correct_stamps(pivot, corrector, skip_bad=True)
+    slow = correct_stamps(pivot, plain, skip_bad=True)
+    assert fast.cell is not None and slow.cell is None
+    _assert_same_stamps(fast, slow)
+    if not dense:
+        assert fast.out_of_range and fast.holdover.any()
+    hops = table_hops(pivot, fast, corrector)
+    _assert_same_hops(hops, table_hops(pivot, slow, plain))
+    assert any((h.src_node == h.dst_node).any() for h in hops)
+    assert any((h.src_node != h.dst_node).any() for h in hops)
+    # stamps of another corrector (here: a copy of the tables) are not trusted for cells
+    other = Corrector(corrector.table(n) for n in corrector.nodes)
+    _assert_same_hops(table_hops(pivot, fast, other), hops)
+    if not dense:  # the same refusal either way
+        with pytest.raises(InputError) as fast_err:
+            correct_stamps(pivot, corrector)
+        with pytest.raises(InputError) as slow_err:
+            correct_stamps(pivot, plain)
+        assert str(fast_err.value) == str(slow_err.value)
+
+
+def test_complete_requests_without_duplicates(corrector: Corrector) -> None:
+    """Every slot present, no duplicates: the plain-gather branches."""
+    events = _events(corrector, np.random.default_rng(3), 3_000, True, "row groups")
+    pivot = pivot_events(events, DEFAULT_STAGES)
+    ok = np.flatnonzero((pivot.row >= 0).all(axis=1))
+    ids = pa.array(pivot.request_ids.take(pa.array(ok)).to_pylist())
+    events = events.filter(pc.is_in(events.column("request_id"), value_set=ids))
+    first = np.unique(events.column("request_id").to_numpy(zero_copy_only=False).astype(str)
+                      + "/" + events.column("stage").to_numpy(zero_copy_only=False).astype(str),
+                      return_index=True)[1]
+    events = events.take(pa.array(np.sort(first)))
+    pivot = pivot_events(events, DEFAULT_STAGES)
+    assert not pivot.duplicates and not pivot.incomplete
+    fast = correct_stamps(pivot, corrector)
+    slow = correct_stamps(pivot, PlainCorrector(corrector))
+    _assert_same_stamps(fast, slow)
+    _assert_same_hops(table_hops(pivot, fast, corrector),
+                      table_hops(pivot, slow, PlainCorrector(corrector)))
+
+
+def test_cell_stack_refuses_unknown_nodes_and_follows_refresh(corrector: Corrector,
+                                                              tmp_path: Path) -> None:
+    assert corrector.cell_stack(("a", "nope")) is None
+    stack = corrector.cell_stack(("c", "a"))
+    assert stack is not None and stack is corrector.cell_stack(["c", "a"])
+    assert stack.uniform_slope == corrector.table("a").assumptions["max_skew_ppm"] * 1e3
+    mixed = corrector.cell_stack(NODES)
+    assert mixed is not None and mixed.uniform_slope is None  # b's max_skew_ppm differs
+    store = open_store(str(tmp_path))
+    store.write(corrector.table("c"))
+    loaded = Corrector.from_store(str(tmp_path))
+    before = loaded.cell_stack(("c",))
+    store.write(dataclasses.replace(corrector.table("c"), generation=1))
+    assert loaded.refresh()
+    after = loaded.cell_stack(("c",))
+    assert before is not None and after is not None and after is not before

@@ -431,20 +431,24 @@ def _tumbling_tables(
     n_win = max(int(p.t_ns.max()) for p in parts) // window_ns - base + 1
     if n_nodes * n_nodes * n_win >= 2**62:  # (pair, window) keys would overflow int64
         return None
-    windows_of: dict[tuple[int, int, int], I64] = {}
+    n_keys = n_nodes * n_nodes * n_win
+    code = np.int32 if n_keys < 2**31 else np.int64  # int32: half the memory traffic
+    windows_of: dict[tuple[int, int, int], npt.NDArray[Any]] = {}
     plans = []
     for hop_code, p in enumerate(parts):
         w = None if p.t_key is None else windows_of.get(p.t_key)
         if w is None:
             w = np.subtract(p.t_ns, base * window_ns)
             np.floor_divide(w, window_ns, out=w)
+            w = w.astype(code, copy=False)
             if p.t_key is not None:
                 windows_of[p.t_key] = w
-        pair = p.src.astype(np.int64) * n_nodes
-        pair += p.dst
-        pair *= n_win
-        pair += w
-        sel = GroupedSelect.of(pair, n_nodes * n_nodes * n_win)
+        key: npt.NDArray[Any] = p.src.astype(code)  # (pair, window)
+        key *= code(n_nodes)
+        key += p.dst
+        key *= code(n_win)
+        key += w
+        sel = GroupedSelect.of(key, n_keys)
         g_pair, g_win = np.divmod(sel.keys, n_win)
         pairs, by_pair = np.unique(g_pair, return_inverse=True)
         # (level, src, dst, window) of each level's groups

@@ -79,8 +79,9 @@ def median(values: F64) -> float:
 
 
 I64 = npt.NDArray[np.int64]
+Codes = npt.NDArray[np.signedinteger[Any]]  # int32 when the cells fit, else int64
 #: bins per fine group of :class:`GroupedSelect` (at most; fewer for many small groups)
-BINS_MAX = 4_096
+BINS_MAX = 1_024
 _RANGE_TAIL = 0.001  # the bins span the sample's [0.1%, 99.9%]; the rest share the end bins
 
 
@@ -101,34 +102,50 @@ class GroupedSelect:
     rows the last step sorts.
     """
 
-    cell: npt.NDArray[np.int32] | I64  # per row: its fine group times ``stride``
-    stride: int  # bins per fine group, NaN's included
+    slot: Codes  # per row: its slot (a fine group, or a key no row has) times ``stride``
+    stride: int  # cells per slot: the bins, then NaN's (odd: counters of one bin in
+    # different slots fall in different cache sets)
     keys: I64  # the fine groups' keys (ascending): fine group ``k`` has key ``keys[k]``
     sizes: I64  # rows per fine group
+    fine_of_slot: I64  # fine group of each slot (-1: none)
+    scratch: tuple[F64, Codes, npt.NDArray[np.bool_]]  # reused by every select
 
     @classmethod
-    def of(cls, key: npt.NDArray[np.integer[Any]], n_keys: int) -> GroupedSelect:
-        """Fine groups = the distinct values of ``key`` (in ``[0, n_keys)``), in key order."""
+    def of(cls, key: Codes, n_keys: int) -> GroupedSelect:
+        """Fine groups = the distinct values of ``key`` (in ``[0, n_keys)``), in key order.
+        ``key`` may become :attr:`slot` (scaled in place: pass an array you own)."""
         n = len(key)
+        dense: npt.NDArray[Any] | None = None
         if n_keys <= 4 * n + 65_536:  # a count per possible key
             counts = np.bincount(key, minlength=n_keys)
             keys = np.flatnonzero(counts)
             sizes = counts[keys]
-            dense: npt.NDArray[Any] | None = None
         else:  # sparse keys: hashed
             keys, dense, sizes = np.unique(key, return_inverse=True, return_counts=True)
         n_fine = len(keys)
-        bins = int(min(BINS_MAX, max(4, 2 * n // max(n_fine, 1))))
-        stride = bins + 1
-        dtype = np.int32 if n_fine * stride < 2**31 else np.int64
-        if dense is None:
-            lookup = np.zeros(n_keys, dtype=dtype)
-            lookup[keys] = np.arange(0, n_fine * stride, stride, dtype=dtype)
-            cell = lookup[key]
+        direct = dense is None and n_keys <= 4 * n_fine + 1_024  # slot = key: no gather
+        n_slots = n_keys if direct else n_fine
+        stride = int(min(BINS_MAX, max(4, 2 * n // max(n_slots, 1)))) + 1
+        stride += 1 - stride % 2
+        dtype = np.int32 if n_slots * stride < 2**31 else np.int64
+        slot: Codes
+        if direct:
+            slot = key if key.dtype == dtype else key.astype(dtype)
+            fine_of_slot = np.full(n_keys, -1, dtype=np.int64)
+            fine_of_slot[keys] = np.arange(n_fine)
         else:
-            cell = dense.reshape(-1).astype(dtype)
-            cell *= stride
-        return cls(cell, stride, keys.astype(np.int64), sizes.astype(np.int64))
+            fine_of_slot = np.arange(n_fine, dtype=np.int64)
+            if dense is None:
+                lookup: Codes = np.zeros(n_keys, dtype=dtype)
+                lookup[keys] = np.arange(n_fine)
+                slot = lookup[key]
+            else:
+                slot = dense.reshape(-1).astype(dtype)
+        slot *= stride
+        scratch: tuple[F64, Codes, npt.NDArray[np.bool_]] = (
+            np.empty(n), np.empty(n, dtype=dtype), np.empty(n, dtype=bool))
+        return cls(slot, stride, keys.astype(np.int64), sizes.astype(np.int64), fine_of_slot,
+                   scratch)
 
     def level_sizes(self, level: I64 | None) -> I64:
         """Rows per group of a level (``None``: the fine groups themselves)."""
@@ -136,11 +153,11 @@ class GroupedSelect:
             return self.sizes
         return np.bincount(level, weights=self.sizes).astype(np.int64)
 
-    def _bins(self, values: F64) -> npt.NDArray[np.int32] | I64:
-        """Each row's ``fine group · stride + bin``."""
-        bins = self.stride - 1
-        n = len(values)
-        sample = np.sort(values[:: max(n // _SAMPLE, 1)])
+    def _cells(self, values: F64) -> Codes:
+        """Each row's ``slot · stride + bin`` (in the scratch array)."""
+        bins = self.stride - 1  # the last cell of a slot is NaN's
+        x, cell, _ = self.scratch
+        sample = np.sort(values[:: max(len(values) // _SAMPLE, 1)])
         sample = sample[np.isfinite(sample)]
         a, scale = 0.0, 1.0
         if len(sample):
@@ -150,14 +167,27 @@ class GroupedSelect:
             if width > 0 and math.isfinite(bins / width):
                 scale = bins / width
         with np.errstate(over="ignore", invalid="ignore"):
-            x = values - a
+            np.subtract(values, a, out=x)
             x *= scale
         np.clip(x, 0, bins - 1, out=x)  # NaN stays NaN
-        if n and math.isnan(values.min()):
+        if len(values) and math.isnan(values.min()):
             x[np.isnan(x)] = bins
-        cell = np.empty(n, dtype=self.cell.dtype)
-        np.add(x, self.cell, out=cell, casting="unsafe")  # truncation: floor of x >= 0
+        np.copyto(cell, x, casting="unsafe")  # truncation: the floor of x >= 0
+        cell += self.slot
         return cell
+
+    def _level_counts(self, fine: I64, level: I64 | None) -> I64:
+        """Rows per ``(level group, bin)`` from the fine groups' counts."""
+        if level is None:
+            return fine
+        if not len(level) or not level.any():  # one group
+            one: I64 = fine.sum(axis=0, keepdims=True)
+            return one
+        if not np.all(level[1:] >= level[:-1]):  # the level's fine groups made consecutive
+            by = np.argsort(level, kind="stable")
+            fine, level = fine[by], level[by]
+        out: I64 = np.add.reduceat(fine, np.flatnonzero(np.diff(level, prepend=-1)), axis=0)
+        return out
 
     def select(self, values: F64, levels: Sequence[tuple[I64 | None, I64]]) -> list[F64]:
         """Per level ``(groups, ranks)``: ``out[g, j]`` = the ``ranks[g, j]``-th smallest
@@ -165,50 +195,48 @@ class GroupedSelect:
         where the rank is -1. A level is ``(level, ranks)``: ``level[k]`` is the group of
         fine group ``k`` (codes ``0..m-1``, each used), or ``None`` for the fine groups."""
         stride = self.stride
-        n_fine = len(self.sizes)
-        cell = self._bins(values)
-        hist = np.bincount(cell, minlength=n_fine * stride).reshape(n_fine, stride)
-        wanted = np.zeros((n_fine, stride), dtype=bool)  # the (fine group, bin) cells to sort
+        n_slots = len(self.fine_of_slot)
+        direct = n_slots != len(self.keys)
+        cell = self._cells(values)
+        hist = np.bincount(cell, minlength=n_slots * stride).reshape(n_slots, stride)
+        fine = hist[self.keys] if direct else hist
+        wanted = np.zeros((len(fine), stride), dtype=bool)  # the (fine group, bin) cells to sort
         plans = []
         for level, ranks in levels:
-            if level is None:
-                lh = hist
-            else:
-                by = np.argsort(level, kind="stable")
-                first = np.flatnonzero(np.diff(level[by], prepend=-1))
-                lh = np.add.reduceat(hist[by], first, axis=0)
-            m = len(lh)
-            flat = lh.reshape(-1)
+            counts = self._level_counts(fine, level)
+            m = len(counts)
+            flat = counts.reshape(-1)
             cum = np.cumsum(flat)
-            before = cum[stride - 1 :: stride] - flat.reshape(m, stride).sum(axis=1)
+            before = cum[stride - 1 :: stride] - counts.sum(axis=1)
             g, j = np.nonzero(ranks >= 0)
             r = ranks[g, j]
             at = np.searchsorted(cum, before[g] + r, side="right")  # the rank's cell
             k = r - (cum[at] - flat[at] - before[g])  # its rank inside the cell
-            hit = np.zeros(m * stride, dtype=bool)
-            hit[at] = True
-            wanted |= hit.reshape(m, stride) if level is None else hit.reshape(m, stride)[level]
-            plans.append((level, ranks.shape, g, j, at, k))
-        rows = np.flatnonzero(wanted.reshape(-1).take(cell))
+            target = np.full(m * stride, -1, dtype=np.int64)  # cell -> target number
+            cells = np.unique(at)
+            target[cells] = np.arange(len(cells))
+            hit = (target >= 0).reshape(m, stride)
+            wanted |= hit if level is None else hit[level]
+            plans.append((level, ranks.shape, g, j, target, target[at], len(cells), k))
+        if direct:
+            slot_wanted = np.zeros((n_slots, stride), dtype=bool)
+            slot_wanted[self.keys] = wanted
+            wanted = slot_wanted
+        rows = np.flatnonzero(wanted.reshape(-1).take(cell, out=self.scratch[2]))
         cand = values[rows]
         by_value = np.argsort(cand)  # NaN last
         cand = cand[by_value]
-        c_cell = cell[rows][by_value]
-        c_fine = c_cell // stride
-        c_bin = c_cell - c_fine * stride
+        c_slot, c_bin = np.divmod(cell[rows][by_value], stride)
+        c_fine = self.fine_of_slot[c_slot] if direct else c_slot.astype(np.int64)
         out = []
-        for level, shape, g, j, at, k in plans:
+        for level, shape, g, j, target, t_at, n_cells, k in plans:
             res = np.full(shape, np.nan)
             out.append(res)
-            if not len(at):
-                continue
-            cells = np.unique(at)
-            mine = c_cell if level is None else level[c_fine] * stride + c_bin
-            pos = np.minimum(np.searchsorted(cells, mine), len(cells) - 1)
-            keep = np.flatnonzero(cells[pos] == mine)
-            pos = pos[keep]
-            regroup = np.argsort(pos.astype(np.uint16) if len(cells) <= 65_536 else pos,
+            mine = target[(c_fine if level is None else level[c_fine]) * stride + c_bin]
+            keep = np.flatnonzero(mine >= 0)
+            tid = mine[keep]
+            regroup = np.argsort(tid.astype(np.uint16) if n_cells <= 65_536 else tid,
                                  kind="stable")  # by cell, by value inside each
-            start = np.concatenate([[0], np.cumsum(np.bincount(pos, minlength=len(cells)))])
-            res[g, j] = cand[keep[regroup]][start[np.searchsorted(cells, at)] + k]
+            start = np.concatenate([[0], np.cumsum(np.bincount(tid, minlength=n_cells))])
+            res[g, j] = cand[keep[regroup]][start[t_at] + k]
         return out

@@ -33,7 +33,7 @@ def _check(values: F64, key: I64, n_keys: int, seed: int) -> None:
     """Fine groups by ``key``, unions by ``key % 3``, and everything: every answer is
     ``np.sort(values of the group)[rank]``."""
     rng = np.random.default_rng(seed)
-    sel = GroupedSelect.of(key, n_keys)
+    sel = GroupedSelect.of(key.copy(), n_keys)
     fine_of_row = np.searchsorted(sel.keys, key)
     _, by3 = np.unique(sel.keys % 3, return_inverse=True)
     maps: list[I64 | None] = [None, by3.astype(np.int64), np.zeros(len(sel.keys), np.int64)]

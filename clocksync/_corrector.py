@@ -61,9 +61,7 @@ class _Compiled:
     mid1: F64
     half0: F64
     half1: F64
-    slo: F64
-    shi: F64
-    seg: npt.NDArray[np.int32]
+    slopes: _Slopes
     flags: npt.NDArray[np.uint8]
     cell_start: I64  # m+2, start of each padded cell (for δ)
     has_void: bool
@@ -113,8 +111,9 @@ class _Compiled:
         ]
         return cls(
             starts=starts, mid0=mid0, mid1=mid1, half0=half0, half1=half1,
-            slo=pad(c.slo, 0.0), shi=pad(c.shi, 0.0),
-            seg=pad(c.segment.astype(np.int32), -1).astype(np.int32), flags=flags,
+            slopes=_Slopes.build(pad(c.slo, 0.0), pad(c.shi, 0.0),
+                                 pad(c.segment.astype(np.int32), -1).astype(np.int32)),
+            flags=flags,
             cell_start=cell_start, has_void=bool(void.any()), disagree_ns=disagree_ns,
             grid=_Grid.build(starts),
             py_starts=starts.tolist(), py_rows=rows,
@@ -148,6 +147,34 @@ class _Compiled:
     def cells_of_runs(bounds: Idx) -> Idx:
         """The padded cell of every timestamp of a sorted input, from :meth:`boundaries`."""
         return np.repeat(np.arange(len(bounds) - 1, dtype=np.intp), np.diff(bounds))
+
+
+@dataclass(frozen=True)
+class _Slopes:
+    """Per padded cell its rate bounds ``slo, shi`` (ns/s) and segment (-1: none); and per
+    pair of a cell ``i`` and its neighbour ``i + d`` (``d`` in -1, 0, 1), at ``3i + 1 + d``:
+    the pair's rate bounds ``min(slo[i], slo[i+d])``, ``max(shi[i], shi[i+d])`` and whether
+    one segment holds both."""
+
+    slo: F64
+    shi: F64
+    seg: I32
+    pair_lo: F64
+    pair_hi: F64
+    pair_same: npt.NDArray[np.bool_]
+
+    @classmethod
+    def build(cls, slo: F64, shi: F64, seg: I32) -> _Slopes:
+        n = len(slo)
+        i = np.arange(n)
+        pair_lo, pair_hi = np.zeros(3 * n), np.zeros(3 * n)
+        pair_same = np.zeros(3 * n, dtype=bool)
+        for d in (-1, 0, 1):
+            j = np.clip(i + d, 0, max(n - 1, 0))  # the pairs that cannot occur: any value
+            pair_lo[3 * i + 1 + d] = np.minimum(slo[i], slo[j])  # argument order matters (±0)
+            pair_hi[3 * i + 1 + d] = np.maximum(shi[i], shi[j])
+            pair_same[3 * i + 1 + d] = (seg[i] == seg[j]) & (seg[i] >= 0)
+        return cls(slo, shi, seg, pair_lo, pair_hi, pair_same)
 
 
 _GRID_MIN = 4_096  #: unsorted inputs at least this long use the grid, shorter ones a search
@@ -388,8 +415,10 @@ class Corrector:
         if src_node == dst_node and src.size:
             c = self._get(src_node)
             # locate each timestamp once: the cells serve the corrections and the slopes
-            lat, bound = self._latency_located(src_node, c, src, dst, c.locate(src),
-                                               c.locate(dst), on_invalid)
+            flat1, flat2 = src.reshape(-1), dst.reshape(-1)
+            lat, bound = self._latency_located(src_node, c, flat1, flat2, c.locate(flat1),
+                                               c.locate(flat2), on_invalid)
+            lat, bound = lat.reshape(src.shape), bound.reshape(src.shape)
         else:
             r1, b1 = self.correct(src_node, src, on_invalid=on_invalid)
             r2, b2 = self.correct(dst_node, dst, on_invalid=on_invalid)
@@ -401,25 +430,27 @@ class Corrector:
 
     def _latency_located(self, node: str, c: _Compiled, src: I64, dst: I64, i1: Idx, i2: Idx,
                          on_invalid: OnInvalid) -> tuple[F64, F64]:
-        """Same-node :meth:`latency` of timestamps whose padded cells are known."""
+        """Same-node :meth:`latency` of 1-D timestamps whose padded cells are known."""
         r1, b1 = self._correct_located(node, c, src, i1, on_invalid)
         r2, b2 = self._correct_located(node, c, dst, i2, on_invalid)
         lat = np.asarray(r2 - r1, dtype=np.float64)
         bound = np.asarray(b1 + b2, dtype=np.float64)
-        lo_d, hi_d, same = _slope_interval(c.slo, c.shi, c.seg, i1, i2, self._max_slope(node),
-                                           dst - src)
+        lo_d, hi_d, same = _slope_interval(c.slopes, i1, i2, self._max_slope(node), dst - src)
         return _tighten(lo_d, hi_d, same, lat - bound, lat + bound, lat, bound)
 
     # -- many nodes at once ---------------------------------------------------------------------
     def cell_stack(self, nodes: Sequence[str]) -> CellStack | None:
         """The cells of ``nodes``' tables in one index space (cached until :meth:`refresh`
-        reloads); ``None`` when a node has no table or a table no ``max_skew_ppm``: then use
-        :meth:`correct`, :meth:`flags` and :meth:`latency`, which say what is wrong."""
+        reloads); ``None`` when a node has no table, a table no ``max_skew_ppm`` or the
+        tables more than 700 million cells: then use :meth:`correct`, :meth:`flags` and
+        :meth:`latency`, which say what is wrong."""
         key = tuple(nodes)
         if key not in self._stacks:
             if any(n not in self._tables
                    or "max_skew_ppm" not in self._tables[n].assumptions for n in key):
                 return None
+            if 3 * sum(len(self._compiled[n].slopes.slo) for n in key) + 3 >= 2**31:
+                return None  # cell pairs must fit int32 (see _slope_interval)
             self._stacks[key] = CellStack.build(self, key)
         return self._stacks[key]
 
@@ -444,9 +475,7 @@ class CellStack:
     corrector: Corrector
     nodes: tuple[str, ...]
     offsets: I64  # first stack cell of each node, then the total
-    slo: F64
-    shi: F64
-    seg: I32
+    slopes: _Slopes
     max_slope: F64  # per stack cell: its node's bound on the rate error, ns/s
     uniform_slope: float | None  # the one value of max_slope when every node shares it
     disagree_ns: float  # the largest of the nodes' _Compiled.disagree_ns
@@ -454,20 +483,19 @@ class CellStack:
     @classmethod
     def build(cls, corrector: Corrector, nodes: tuple[str, ...]) -> CellStack:
         compiled = [corrector._get(n) for n in nodes]
-        sizes = [len(c.slo) for c in compiled]
+        sizes = [len(c.slopes.slo) for c in compiled]
         slopes = [corrector._max_slope(n) for n in nodes]
         offsets = np.zeros(len(nodes) + 1, dtype=np.int64)
         np.cumsum(sizes, out=offsets[1:])
-        if int(offsets[-1]) >= 2**31:
-            raise ValueError("too many table cells for int32 cell indices")
 
         def cat(name: str, dtype: Any) -> Any:
-            parts = [getattr(c, name) for c in compiled]
+            parts = [getattr(c.slopes, name) for c in compiled]
             return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
 
         return cls(
             corrector=corrector, nodes=nodes, offsets=offsets,
-            slo=cat("slo", np.float64), shi=cat("shi", np.float64), seg=cat("seg", np.int32),
+            slopes=_Slopes.build(cat("slo", np.float64), cat("shi", np.float64),
+                                 cat("seg", np.int32)),
             max_slope=np.repeat(np.array(slopes, dtype=np.float64), sizes),
             uniform_slope=slopes[0] if len(set(slopes)) == 1 else None,
             disagree_ns=max((c.disagree_ns for c in compiled), default=1.0),
@@ -483,11 +511,13 @@ class CellStack:
         return ref, bound, flags, stack_cells
 
     def same_node_latency(self, src_ts_ns: I64, dst_ts_ns: I64, src_cell: I32, dst_cell: I32,
-                          lat_ns: F64, bound_ns: F64) -> tuple[F64, F64]:
+                          lat_ns: F64, bound_ns: F64, raw_ns: I64 | None = None
+                          ) -> tuple[F64, F64]:
         """:meth:`Corrector.latency` of same-node hops (1-D arrays; each hop on one node, any
         mix of nodes), given their stack cells (from :meth:`correct`) and ``lat_ns, bound_ns``:
         the difference of the two corrections :meth:`correct` gave and the sum of their
-        bounds. Nothing is located or corrected again, save for the rare hops whose result
+        bounds (``raw_ns``: ``dst_ts_ns - src_ts_ns`` if known). Nothing is located or
+        corrected again, save for the rare hops whose result
         depends on how the corrections were rounded (see below); bit-identical results.
 
         :meth:`correct` evaluates sorted runs in another rounding order than
@@ -497,27 +527,38 @@ class CellStack:
         is the slope interval's, whichever rounding; elsewhere (another segment, steps,
         ties) the hop is corrected again as :meth:`Corrector.latency` does.
         """
-        if not len(lat_ns):
-            return lat_ns.copy(), bound_ns.copy()
-        ms: float | F64 = self.uniform_slope if self.uniform_slope is not None \
-            else self.max_slope[src_cell]
-        lo_d, hi_d, same = _slope_interval(self.slo, self.shi, self.seg, src_cell, dst_cell,
-                                           ms, dst_ts_ns - src_ts_ns)
-        two_lo, two_hi = lat_ns - bound_ns, lat_ns + bound_ns
-        # each of the four values may be off by disagree_ns; the last term covers rounding
-        # of the differences and sums themselves (and is inf, so nothing is safe, with inf)
-        margin = 4 * self.disagree_ns + 1e-14 * (float(np.abs(lat_ns).max())
-                                                 + float(np.abs(bound_ns).max()))
-        gap = lo_d - two_lo
-        safe = gap > margin
-        np.subtract(two_hi, hi_d, out=gap)
-        safe &= gap > margin
-        safe &= same
-        lat, bound = _tighten(lo_d, hi_d, same, two_lo, two_hi, lat_ns, bound_ns)
-        redo = np.flatnonzero(~safe)
-        if len(redo):
-            self._redo(redo, src_ts_ns, dst_ts_ns, src_cell, dst_cell, lat, bound)
+        n = len(lat_ns)
+        lat, bound = np.empty(n, dtype=np.float64), np.empty(n, dtype=np.float64)
+        redo: list[Idx] = []
+        for a in range(0, n, _CHUNK):  # in-cache chunks: no full-size temporaries
+            part = slice(a, min(a + _CHUNK, n))
+            raw = (dst_ts_ns[part] - src_ts_ns[part]) if raw_ns is None else raw_ns[part]
+            unsafe = self._chunk(src_cell[part], dst_cell[part], raw, lat_ns[part],
+                                 bound_ns[part], lat[part], bound[part])
+            if unsafe is not None:
+                redo.append(unsafe + a)
+        if redo:
+            self._redo(np.concatenate(redo), src_ts_ns, dst_ts_ns, src_cell, dst_cell, lat,
+                       bound)
         return lat, bound
+
+    def _chunk(self, c1: I32, c2: I32, raw: I64, lat_in: F64, bound_in: F64, lat: F64,
+               bound: F64) -> Idx | None:
+        """One chunk of :meth:`same_node_latency` into ``lat, bound``: the hops to redo."""
+        ms = self.uniform_slope if self.uniform_slope is not None else self.max_slope
+        lo_d, hi_d, same = _slope_interval(self.slopes, c1, c2, ms, raw)
+        two_lo, two_hi = lat_in - bound_in, lat_in + bound_in
+        # each of the four values may be off by disagree_ns; the last term covers rounding
+        # of the differences and sums themselves (NaN or inf, so nothing is safe, with inf)
+        scale = sum(abs(float(f(x))) for x in (lat_in, bound_in) for f in (np.max, np.min))
+        margin = 4 * self.disagree_ns + 1e-14 * scale
+        gap_lo, gap_hi = lo_d - two_lo, two_hi - hi_d
+        all_safe = bool(same.all()) and float(gap_lo.min()) > margin \
+            and float(gap_hi.min()) > margin
+        unsafe = None if all_safe else np.flatnonzero(
+            ~(same & (gap_lo > margin) & (gap_hi > margin)))
+        lat[:], bound[:] = _tighten(lo_d, hi_d, same, two_lo, two_hi, lat_in, bound_in)
+        return unsafe
 
     def _redo(self, redo: Idx, src_ts: I64, dst_ts: I64, src_cell: I32, dst_cell: I32,
               lat: F64, bound: F64) -> None:
@@ -533,27 +574,36 @@ class CellStack:
                 c2[mine] - off, "raise")
 
 
-def _slope_interval(slo: F64, shi: F64, seg: I32, i1: npt.NDArray[np.integer[Any]],
+def _slope_interval(slopes: _Slopes, i1: npt.NDArray[np.integer[Any]],
                     i2: npt.NDArray[np.integer[Any]], max_slope: float | F64,
                     raw_ns: I64) -> tuple[F64, F64, npt.NDArray[np.bool_]]:
-    """Same-node hops from cell ``i1`` to cell ``i2`` (padded, same node) over ``raw_ns`` of
-    local time: ``[lo, hi]`` bounds ``raw_ns`` plus the clock's offset change (at the cells'
-    slopes when the cells are neighbours, else at ±``max_slope``; ±1 ns for the rounding of
-    the two refs); ``same``: both in one segment (else the bound does not hold)."""
-    seg1 = seg[i1]
-    same = seg1 == seg[i2]
-    same &= seg1 >= 0
-    near = np.abs(i1 - i2) <= 1
-    slo_d = np.minimum(slo[i1], slo[i2])
-    shi_d = np.maximum(shi[i1], shi[i2])
-    if not near.all():
-        slo_d = np.where(near, slo_d, -max_slope)
-        shi_d = np.where(near, shi_d, max_slope)
+    """Same-node hops (1-D) from padded cell ``i1`` to ``i2`` over ``raw_ns`` of local time:
+    ``[lo, hi]`` bounds ``raw_ns`` plus the clock's offset change (at the two cells' slopes
+    when they are neighbours, else at ±``max_slope``, a number or one per cell ``i1``; ±1 ns
+    for the rounding of the two refs); ``same``: one segment holds both (else the bound does
+    not hold). ``lo, hi`` are new arrays the caller may overwrite."""
+    d = i2 - i1
+    key = i1 * 2  # neighbours: the pair at 3·i1 + 1 + d = 2·i1 + i2 + 1, one gather
+    key += i2
+    far = None if not len(d) or (int(d.min()) >= -1 and int(d.max()) <= 1) else np.abs(d) > 1
+    if far is not None:
+        key[far] = 3 * i1[far]
+    slo_d = slopes.pair_lo[1:][key]
+    shi_d = slopes.pair_hi[1:][key]
+    same = slopes.pair_same[1:][key]
+    if far is not None:  # far apart: the table's bound on the rate error
+        f = np.flatnonzero(far)
+        a, b = i1[f], i2[f]
+        same[f] = (slopes.seg[a] == slopes.seg[b]) & (slopes.seg[a] >= 0)
+        ms = max_slope if isinstance(max_slope, float) else max_slope[a]
+        slo_d[f] = -ms
+        shi_d[f] = ms
     raw = raw_ns.astype(np.float64)
     d_s = raw / 1e9
     slo_d *= d_s  # the offset change over the hop at either slope
     shi_d *= d_s
-    lo_d, hi_d = np.minimum(slo_d, shi_d), np.maximum(slo_d, shi_d)
+    lo_d = np.minimum(slo_d, shi_d, out=d_s)
+    hi_d = np.maximum(slo_d, shi_d, out=shi_d)
     lo_d += raw
     lo_d -= 1.0
     hi_d += raw
@@ -565,17 +615,19 @@ def _tighten(lo_d: F64, hi_d: F64, same: npt.NDArray[np.bool_], two_lo: F64, two
              lat: F64, bound: F64) -> tuple[F64, F64]:
     """``(latency, bound)`` of the intersection of the slope interval ``[lo_d, hi_d]`` (where
     ``same``) with the two corrections' ``[two_lo, two_hi] = lat ∓ bound``; unchanged where
-    ``bound`` is not finite (an uncorrectable timestamp with ``on_invalid="inf"``)."""
+    ``bound`` is not finite (an uncorrectable timestamp with ``on_invalid="inf"``).
+    ``lo_d`` and ``hi_d`` are overwritten."""
     if same.all():
-        lo, hi = np.maximum(lo_d, two_lo), np.minimum(hi_d, two_hi)
+        lo = np.maximum(lo_d, two_lo, out=lo_d)
+        hi = np.minimum(hi_d, two_hi, out=hi_d)
     else:
-        lo = np.where(same, np.maximum(lo_d, two_lo), two_lo)
-        hi = np.where(same, np.minimum(hi_d, two_hi), two_hi)
+        lo = np.where(same, np.maximum(lo_d, two_lo, out=lo_d), two_lo)
+        hi = np.where(same, np.minimum(hi_d, two_hi, out=hi_d), two_hi)
     finite = np.isfinite(bound)
     with np.errstate(invalid="ignore"):  # inf - inf where on_invalid="inf"; unused
         mid = lo + hi
         mid /= 2
-        half = hi - lo
+        half = np.subtract(hi, lo, out=hi)
         half /= 2
     if finite.all():
         return mid, half

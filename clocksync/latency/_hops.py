@@ -395,7 +395,7 @@ def table_hops(pivot: Pivot, stamps: StageStamps, corrector: CorrectorLike) -> l
         raw = dst_ts - src_ts
         if fast:
             lat, bnd = _same_node_from_cells(stamps, pick, i, j, src_node, dst_node, src_ts,
-                                             dst_ts, lat, bnd)
+                                             dst_ts, raw, lat, bnd)
         else:
             _same_node_per_node(corrector, pivot.node_names, src_node, dst_node, src_ts, dst_ts,
                                 lat, bnd)
@@ -420,8 +420,8 @@ def _same_node_per_node(corrector: CorrectorLike, node_names: tuple[str, ...], s
 
 
 def _same_node_from_cells(stamps: StageStamps, pick: Any, i: int, j: int, src_node: I32,
-                          dst_node: I32, src_ts: I64, dst_ts: I64, lat: F64, bnd: F64
-                          ) -> tuple[F64, F64]:
+                          dst_node: I32, src_ts: I64, dst_ts: I64, raw: I64, lat: F64,
+                          bnd: F64) -> tuple[F64, F64]:
     """The same-node hops' ``Corrector.latency`` from the stamps' cells and corrections
     (``lat, bnd`` hold the two corrections' difference and summed bound of every hop)."""
     assert stamps.stack is not None and stamps.cell is not None
@@ -429,9 +429,10 @@ def _same_node_from_cells(stamps: StageStamps, pick: Any, i: int, j: int, src_no
     same = src_node == dst_node
     n_same = int(np.count_nonzero(same))
     if n_same == len(same):  # every hop on one node: whole columns, no gather
-        return stamps.stack.same_node_latency(src_ts, dst_ts, src_cell, dst_cell, lat, bnd)
+        return stamps.stack.same_node_latency(src_ts, dst_ts, src_cell, dst_cell, lat, bnd,
+                                              raw)
     if n_same:
         m = np.flatnonzero(same)
         lat[m], bnd[m] = stamps.stack.same_node_latency(
-            src_ts[m], dst_ts[m], src_cell[m], dst_cell[m], lat[m], bnd[m])
+            src_ts[m], dst_ts[m], src_cell[m], dst_cell[m], lat[m], bnd[m], raw[m])
     return lat, bnd

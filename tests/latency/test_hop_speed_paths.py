@@ -201,7 +201,8 @@ def test_same_node_latency_is_latency(corrector: Corrector) -> None:
     lat2, bnd2 = stack.same_node_latency(cat["src"], cat["dst"], cat["c1"], cat["c2"],
                                          cat["lat"] + 2 * shake[0], cat["bnd"] + 2 * shake[1])
     assert _same_bits(lat, lat2) and _same_bits(bnd, bnd2)
-    assert (stack.seg[cat["c1"]] != stack.seg[cat["c2"]]).any()  # hops across the step
+    seg = stack.slopes.seg
+    assert (seg[cat["c1"]] != seg[cat["c2"]]).any()  # hops across the step
     for code, node in enumerate(NODES):
         m = cat["k"] == code
         want_lat, want_bnd = corrector.latency(node, cat["src"][m], node, cat["dst"][m])

@@ -418,23 +418,81 @@ def _order_ranks(n: I64) -> I64:
     return kth
 
 
+@dataclass(frozen=True, slots=True)
+class _GroupRows:
+    """Rows of a percentile table, before they become Arrow columns."""
+
+    window: I64  # window index (0 in the summary)
+    hop: I64
+    src: I64  # node codes, the node count for "*"
+    dst: I64
+    count: I64
+    low: F64  # (rows, len(QUANTILES)) order statistics of the lows
+    high: F64  # and of the highs
+    lcb: F64  # P99 lower confidence bound of the lows
+
+    @classmethod
+    def concat(cls, parts: Sequence[_GroupRows]) -> _GroupRows:
+        return cls(*(np.concatenate([getattr(r, f) for r in parts]) for f in cls.__slots__))
+
+
+def _one_hop(
+    sel: GroupedSelect, hop_code: int, low: F64, high: F64, n_nodes: int, n_win: int
+) -> tuple[list[_GroupRows], list[_GroupRows]]:
+    """``(summary rows, window rows)`` of one hop whose rows ``sel`` groups by
+    ``key = (src · n_nodes + dst) · n_win + window``. The groups of both tables are that
+    key's fine groups or unions of them: each ``(pair, window)`` (window table), each pair
+    (summary), and for a hop with more than one pair each window's "*" (window table) and
+    the whole hop's "*" (summary); the P99 lower confidence rank rides on the lows."""
+    star = n_nodes
+    g_pair, g_win = np.divmod(sel.keys, n_win)
+    pairs, by_pair = np.unique(g_pair, return_inverse=True)
+    zero = np.zeros(1, np.int64)
+    # per level: in the window table?, fine group -> level group, (window, src, dst) per group
+    levels: list[tuple[bool, I64 | None, tuple[I64, I64, I64]]] = [
+        (True, None, (g_win, g_pair // n_nodes, g_pair % n_nodes)),
+        (False, by_pair.reshape(-1).astype(np.int64),
+         (np.zeros_like(pairs), pairs // n_nodes, pairs % n_nodes))]
+    if len(pairs) > 1:
+        wins, by_win = np.unique(g_win, return_inverse=True)
+        stars = np.full_like(wins, star)
+        levels.append((True, by_win.reshape(-1).astype(np.int64), (wins, stars, stars)))
+        levels.append((False, np.zeros(len(g_pair), np.int64), (zero, zero + star, zero + star)))
+    sizes = [sel.level_sizes(level) for _, level, _ in levels]
+    ranks = [_order_ranks(n) for n in sizes]
+    lcb_rank = np.split(_lower_confidence_ranks(np.concatenate(sizes), 0.99, P99_ALPHA),
+                        np.cumsum([len(n) for n in sizes])[:-1])
+    q_low = sel.select(low, [(level, np.hstack([r, c[:, None]])) for (_, level, _), r, c
+                             in zip(levels, ranks, lcb_rank, strict=True)])
+    q_high = sel.select(high, [(level, r) for (_, level, _), r in zip(levels, ranks,
+                                                                       strict=True)])
+    summary: list[_GroupRows] = []
+    windows: list[_GroupRows] = []
+    for (windowed, _, (win, src, dst)), n, lo, hi in zip(levels, sizes, q_low, q_high,
+                                                         strict=True):
+        rows = _GroupRows(win, np.full(len(win), hop_code), src, dst, n, lo[:, :-1], hi,
+                          lo[:, -1])
+        (windows if windowed else summary).append(rows)
+    return summary, windows
+
+
 def _tumbling_tables(
     parts: list[_HopRows], node_names: list[str], window_ns: int
 ) -> tuple[pa.Table, pa.Table] | None:
     """``summary_and_windows`` for tumbling windows without weights: per hop, the rows are
     grouped by ``(pair, window)`` (no sort) and one :class:`GroupedSelect` per value column
-    answers the four kinds of groups at once: each ``(pair, window)``, each pair (the
-    summary), and for a hop with more than one pair each window's and the whole hop's "*"."""
+    answers every group of both tables at once (:func:`_one_hop`); ``None`` when the keys
+    would not fit int64."""
     n_nodes = len(node_names)
-    star = n_nodes
     base = min(int(p.t_ns.min()) for p in parts) // window_ns
     n_win = max(int(p.t_ns.max()) for p in parts) // window_ns - base + 1
-    if n_nodes * n_nodes * n_win >= 2**62:  # (pair, window) keys would overflow int64
-        return None
     n_keys = n_nodes * n_nodes * n_win
+    if n_keys >= 2**62:
+        return None
     code = np.int32 if n_keys < 2**31 else np.int64  # int32: half the memory traffic
-    windows_of: dict[tuple[int, int, int], npt.NDArray[Any]] = {}
-    plans = []
+    windows_of: dict[tuple[int, int, int], npt.NDArray[Any]] = {}  # by time column
+    summary: list[_GroupRows] = []
+    windows: list[_GroupRows] = []
     for hop_code, p in enumerate(parts):
         w = None if p.t_key is None else windows_of.get(p.t_key)
         if w is None:
@@ -448,54 +506,24 @@ def _tumbling_tables(
         key += p.dst
         key *= code(n_win)
         key += w
-        sel = GroupedSelect.of(key, n_keys)
-        g_pair, g_win = np.divmod(sel.keys, n_win)
-        pairs, by_pair = np.unique(g_pair, return_inverse=True)
-        # (level, src, dst, window) of each level's groups
-        levels: list[tuple[I64 | None, I64, I64, I64]] = [
-            (None, g_pair // n_nodes, g_pair % n_nodes, g_win),
-            (by_pair.astype(np.int64), pairs // n_nodes, pairs % n_nodes, np.zeros_like(pairs))]
-        if len(pairs) > 1:
-            wins, by_win = np.unique(g_win, return_inverse=True)
-            stars = np.full_like(wins, star)
-            levels.append((by_win.astype(np.int64), stars, stars, wins))
-            one = np.array([star])
-            levels.append((np.zeros(len(g_pair), np.int64), one, one, np.zeros(1, np.int64)))
-        plans.append((hop_code, sel, levels, [sel.level_sizes(lv) for lv, *_ in levels]))
-    sizes = np.concatenate([n for _, _, _, ns in plans for n in ns])
-    lcb_all = _lower_confidence_ranks(sizes, 0.99, P99_ALPHA)
-    rows: dict[str, list[npt.NDArray[Any]]] = {}  # "w"/"s" (windows/summary) + column
-    at = 0
-    for (hop_code, sel, levels, ns), p in zip(plans, parts, strict=True):
-        ranks = [_order_ranks(n) for n in ns]
-        lcbs = []
-        for n in ns:
-            lcbs.append(lcb_all[at:at + len(n), None])
-            at += len(n)
-        q_low = sel.select(p.low, [(lv[0], np.hstack([r, c])) for lv, r, c
-                                   in zip(levels, ranks, lcbs, strict=True)])
-        q_high = sel.select(p.high, [(lv[0], r) for lv, r in zip(levels, ranks, strict=True)])
-        for k, ((_, src, dst, win), n) in enumerate(zip(levels, ns, strict=True)):
-            to = "w" if k in (0, 2) else "s"
-            for name, col in (("win", win), ("hop", np.full(len(n), hop_code)),
-                              ("src", src), ("dst", dst), ("count", n),
-                              ("low", q_low[k][:, :-1]), ("lcb", q_low[k][:, -1]),
-                              ("high", q_high[k])):
-                rows.setdefault(to + name, []).append(col)
+        s, w_rows = _one_hop(GroupedSelect.of(key, n_keys), hop_code, p.low, p.high, n_nodes,
+                             n_win)
+        summary += s
+        windows += w_rows
     hop_names = pa.array([p.name for p in parts], pa.string())
     node_arr = pa.array([*node_names, "*"], pa.string())
     out = []
-    for to in ("s", "w"):
-        cat = {name[1:]: np.concatenate(v) for name, v in rows.items() if name[0] == to}
+    for rows, windowed in ((_GroupRows.concat(summary), False),
+                           (_GroupRows.concat(windows), True)):
         keys: dict[str, pa.Array] = {}
-        if to == "w":
-            start = (base + cat["win"]) * window_ns
+        if windowed:
+            start = (base + rows.window) * window_ns
             keys["window_start_ns"] = pa.array(start, pa.int64())
             keys["window_end_ns"] = pa.array(start + window_ns, pa.int64())
-        keys["hop"] = hop_names.take(pa.array(cat["hop"]))
-        keys["src_node"] = node_arr.take(pa.array(cat["src"]))
-        keys["dst_node"] = node_arr.take(pa.array(cat["dst"]))
-        out.append(_rows_table(keys, cat["count"], None, cat["low"], cat["high"], cat["lcb"]))
+        keys["hop"] = hop_names.take(pa.array(rows.hop))
+        keys["src_node"] = node_arr.take(pa.array(rows.src))
+        keys["dst_node"] = node_arr.take(pa.array(rows.dst))
+        out.append(_rows_table(keys, rows.count, None, rows.low, rows.high, rows.lcb))
     return out[0], out[1]
 
 

@@ -1,8 +1,14 @@
-"""Exact order statistics of one large array, faster than :meth:`numpy.ndarray.partition`
-at several ranks: a sample of the values brackets each rank, one pass counts the values
-below the bracket and keeps those inside it, and only those few are partitioned
+"""Exact order statistics without sorting whole arrays.
+
+:func:`select_ranks`: several ranks of one large array, faster than
+:meth:`numpy.ndarray.partition`: a sample of the values brackets each rank, one pass counts
+the values below the bracket and keeps those inside it, and only those few are partitioned
 (Floyd & Rivest's selection). Exact whatever the sample says: when a bracket misses its
 rank the full partition answers instead.
+
+:class:`GroupedSelect`: ranks of many groups of one array and of unions of those groups
+at once (radix selection on one level of bins), a fixed number of passes over the rows
+however many groups and ranks there are. Exact whatever the values.
 """
 
 from __future__ import annotations

@@ -170,6 +170,27 @@ def test_tumbling_path_equals_general_path(layout: str, n: int, window_s: float,
     assert star.num_rows == (3 if n > 1 else 0)  # ...the others have several
 
 
+@pytest.mark.parametrize(("n", "n_nodes"), [(20_000, 100), (3_000, 300)])
+def test_tumbling_path_with_many_node_pairs(n: int, n_nodes: int) -> None:
+    """More possible (pair, window) keys than rows: the fine groups are found through a
+    lookup of the present keys (100 nodes) or by hashing them (300 nodes)."""
+    rng = np.random.default_rng(n_nodes)
+    names = [f"n{i}" for i in range(n_nodes)]
+    low = rng.lognormal(11, 1, n)
+    hops = pa.table({
+        "hop": pa.array(rng.choice(["a->b", "b->c"], n)).dictionary_encode(),
+        "src_node": pa.array(rng.choice(names, n)).dictionary_encode(),
+        "dst_node": pa.array(rng.choice(names, n)).dictionary_encode(),
+        "low_ns": low, "high_ns": low + rng.exponential(1e3, n),
+        "src_ref_ns": pa.array(rng.integers(0, 95 * 10**9, n) + 10**18, pa.int64()),
+    })
+    assert _hop_rows(hops) is not None
+    summary, windows = summary_and_windows(hops, 10.0)
+    _same(summary, percentile_table(hops))
+    _same(windows, percentile_table(hops, window_s=10.0))
+    assert windows.num_rows > n // 2  # most (pair, window) groups hold one or two rows
+
+
 def test_hops_sharing_a_time_column_share_it() -> None:
     """The first and last hop read one time column: one buffer, one window index."""
     rng = np.random.default_rng(2)

@@ -437,13 +437,14 @@ class _GroupRows:
 
 
 def _one_hop(
-    sel: GroupedSelect, hop_code: int, low: F64, high: F64, n_nodes: int, n_win: int
+    sel: GroupedSelect, hop_code: int, n_nodes: int, n_win: int
 ) -> tuple[list[_GroupRows], list[_GroupRows]]:
     """``(summary rows, window rows)`` of one hop whose rows ``sel`` groups by
-    ``key = (src · n_nodes + dst) · n_win + window``. The groups of both tables are that
-    key's fine groups or unions of them: each ``(pair, window)`` (window table), each pair
-    (summary), and for a hop with more than one pair each window's "*" (window table) and
-    the whole hop's "*" (summary); the P99 lower confidence rank rides on the lows."""
+    ``key = (src · n_nodes + dst) · n_win + window`` (its columns: lows, highs). The groups
+    of both tables are that key's fine groups or unions of them: each ``(pair, window)``
+    (window table), each pair (summary), and for a hop with more than one pair each
+    window's "*" (window table) and the whole hop's "*" (summary); the P99 lower
+    confidence rank rides on the lows."""
     star = n_nodes
     g_pair, g_win = np.divmod(sel.keys, n_win)
     pairs, by_pair = np.unique(g_pair, return_inverse=True)
@@ -462,10 +463,9 @@ def _one_hop(
     ranks = [_order_ranks(n) for n in sizes]
     lcb_rank = np.split(_lower_confidence_ranks(np.concatenate(sizes), 0.99, P99_ALPHA),
                         np.cumsum([len(n) for n in sizes])[:-1])
-    q_low = sel.select(low, [(level, np.hstack([r, c[:, None]])) for (_, level, _), r, c
-                             in zip(levels, ranks, lcb_rank, strict=True)])
-    q_high = sel.select(high, [(level, r) for (_, level, _), r in zip(levels, ranks,
-                                                                       strict=True)])
+    q_low = sel.select(0, [(level, np.hstack([r, c[:, None]])) for (_, level, _), r, c
+                           in zip(levels, ranks, lcb_rank, strict=True)])
+    q_high = sel.select(1, [(level, r) for (_, level, _), r in zip(levels, ranks, strict=True)])
     summary: list[_GroupRows] = []
     windows: list[_GroupRows] = []
     for (windowed, _, (win, src, dst)), n, lo, hi in zip(levels, sizes, q_low, q_high,
@@ -484,8 +484,9 @@ def _tumbling_tables(
     answers every group of both tables at once (:func:`_one_hop`); ``None`` when the keys
     would not fit int64."""
     n_nodes = len(node_names)
-    base = min(int(p.t_ns.min()) for p in parts) // window_ns
-    n_win = max(int(p.t_ns.max()) for p in parts) // window_ns - base + 1
+    times = list({p.t_key or id(p): p.t_ns for p in parts}.values())  # shared ones once
+    base = min(int(t.min()) for t in times) // window_ns
+    n_win = max(int(t.max()) for t in times) // window_ns - base + 1
     n_keys = n_nodes * n_nodes * n_win
     if n_keys >= 2**62:
         return None
@@ -506,8 +507,8 @@ def _tumbling_tables(
         key += p.dst
         key *= code(n_win)
         key += w
-        s, w_rows = _one_hop(GroupedSelect.of(key, n_keys), hop_code, p.low, p.high, n_nodes,
-                             n_win)
+        sel = GroupedSelect.of(key, n_keys, (p.low, p.high))
+        s, w_rows = _one_hop(sel, hop_code, n_nodes, n_win)
         summary += s
         windows += w_rows
     hop_names = pa.array([p.name for p in parts], pa.string())

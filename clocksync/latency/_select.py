@@ -91,96 +91,114 @@ BINS_MAX = 1_024
 _RANGE_TAIL = 0.001  # the bins span the sample's [0.1%, 99.9%]; the rest share the end bins
 
 
+def _bins(values: F64, bins: int, x: F64) -> None:
+    """``x`` = each value's bin in ``[0, bins)`` as a float to truncate (a monotone map,
+    ``clip((v - a)·scale)``, with ``a`` and ``scale`` from a sample: the bins span the
+    sample's [0.1%, 99.9%], the rest share the end bins), NaN in bin ``bins``."""
+    sample = values[:: max(len(values) // _SAMPLE, 1)]
+    sample = sample[np.isfinite(sample)]
+    a, scale = 0.0, 1.0
+    if len(sample):
+        tail = int(len(sample) * _RANGE_TAIL)
+        sample.partition([tail, len(sample) - 1 - tail])
+        a = float(sample[tail])
+        width = float(sample[len(sample) - 1 - tail]) - a
+        if width > 0 and math.isfinite(bins / width):
+            scale = bins / width
+    with np.errstate(over="ignore", invalid="ignore"):
+        np.subtract(values, a, out=x)
+        x *= scale
+    np.clip(x, 0, bins - 1, out=x)  # NaN stays NaN
+    if len(values) and math.isnan(values.min()):
+        x[np.isnan(x)] = bins
+
+
 @dataclass(frozen=True, slots=True)
 class GroupedSelect:
     """Exact order statistics of many groups of rows at once, and of unions of those groups,
-    in a few passes over the rows whatever the number of groups or ranks (radix selection,
-    one level).
+    for a few value columns, in a fixed number of passes over the rows whatever the number
+    of groups or ranks (radix selection, one level).
 
-    Rows belong to *fine* groups; a *level* maps every fine group to one of its groups (a
-    union of fine groups: e.g. fine = (pair, window), levels = pair, window, everything).
-    :meth:`select` bins every value by a monotone map (``clip((v - a)·scale)``, so a value
-    in a lower bin is smaller than any value in a higher one; NaN in a last bin of its own,
-    as :func:`numpy.sort` puts it last), counts rows per ``(fine group, bin)`` in one
-    :func:`numpy.bincount`, sums those counts into each level's groups, finds the bin of
-    every wanted rank from the cumulative counts, and sorts only the rows of those bins.
-    Exact whatever the values: ``a`` and ``scale`` (from a sample) only decide how many
-    rows the last step sorts.
+    Rows belong to *fine* groups (the distinct values of a key); a *level* maps every fine
+    group to one of its groups (a union of fine groups: e.g. fine = (pair, window),
+    levels = pair, window, everything). :meth:`of` bins every value by a monotone map (so a
+    value in a lower bin is smaller than any value in a higher one; NaN in a last bin of
+    its own, as :func:`numpy.sort` puts it last) and counts rows per ``(fine group, bin)``
+    in one :func:`numpy.bincount` per column; :meth:`select` sums those counts into each
+    level's groups, finds the bin of every wanted rank from the cumulative counts, and
+    sorts only the rows of those bins. Exact whatever the values: the bins (from a sample)
+    only decide how many rows that last sort sees.
     """
 
-    slot: Codes  # per row: its slot (a fine group, or a key no row has) times ``stride``
-    stride: int  # cells per slot: the bins, then NaN's (odd: counters of one bin in
+    columns: tuple[F64, ...]  # the value columns
+    cells: tuple[Codes, ...]  # per column and row: slot · stride + bin
+    counts: tuple[I64, ...]  # per column: rows per (fine group, bin)
+    stride: int  # cells per slot: the bins, then NaN's (odd: the counters of one bin in
     # different slots fall in different cache sets)
     keys: I64  # the fine groups' keys (ascending): fine group ``k`` has key ``keys[k]``
     sizes: I64  # rows per fine group
-    fine_of_slot: I64  # fine group of each slot (-1: none)
-    scratch: tuple[F64, Codes, npt.NDArray[np.bool_]]  # reused by every select
+    fine_of_slot: I64 | None  # fine group of each slot (-1: none); None: the same numbers
+    mask: npt.NDArray[np.bool_]  # scratch of :meth:`select`
 
     @classmethod
-    def of(cls, key: Codes, n_keys: int) -> GroupedSelect:
-        """Fine groups = the distinct values of ``key`` (in ``[0, n_keys)``), in key order.
-        ``key`` may become :attr:`slot` (scaled in place: pass an array you own)."""
+    def of(cls, key: Codes, n_keys: int, columns: Sequence[F64]) -> GroupedSelect:
+        """Fine groups = the distinct values of ``key`` (in ``[0, n_keys)``, any order of
+        rows), in key order; ``columns``: the value columns (as long as ``key``)."""
         n = len(key)
+        direct = n_keys <= n // 8 + 1_024  # a slot per possible key: no gather
         dense: npt.NDArray[Any] | None = None
-        if n_keys <= 4 * n + 65_536:  # a count per possible key
+        counts: I64 | None = None
+        if direct:
+            n_slots = n_keys
+        elif n_keys <= 4 * n + 65_536:  # a count per possible key
             counts = np.bincount(key, minlength=n_keys)
-            keys = np.flatnonzero(counts)
-            sizes = counts[keys]
+            n_slots = int(np.count_nonzero(counts))
         else:  # sparse keys: hashed
-            keys, dense, sizes = np.unique(key, return_inverse=True, return_counts=True)
-        n_fine = len(keys)
-        direct = dense is None and n_keys <= 4 * n_fine + 1_024  # slot = key: no gather
-        n_slots = n_keys if direct else n_fine
+            uniq, dense, sizes = np.unique(key, return_inverse=True, return_counts=True)
+            n_slots = len(uniq)
         stride = int(min(BINS_MAX, max(4, 2 * n // max(n_slots, 1)))) + 1
         stride += 1 - stride % 2
         dtype = np.int32 if n_slots * stride < 2**31 else np.int64
         slot: Codes
         if direct:
-            slot = key if key.dtype == dtype else key.astype(dtype)
-            fine_of_slot = np.full(n_keys, -1, dtype=np.int64)
-            fine_of_slot[keys] = np.arange(n_fine)
+            slot = key.astype(dtype)
+        elif counts is not None:
+            keys = np.flatnonzero(counts)
+            sizes = counts[keys]
+            lookup: Codes = np.zeros(n_keys, dtype=dtype)
+            lookup[keys] = np.arange(n_slots)
+            slot = lookup[key]
         else:
-            fine_of_slot = np.arange(n_fine, dtype=np.int64)
-            if dense is None:
-                lookup: Codes = np.zeros(n_keys, dtype=dtype)
-                lookup[keys] = np.arange(n_fine)
-                slot = lookup[key]
-            else:
-                slot = dense.reshape(-1).astype(dtype)
+            assert dense is not None
+            keys = uniq.astype(np.int64)
+            slot = dense.reshape(-1).astype(dtype)
         slot *= stride
-        scratch: tuple[F64, Codes, npt.NDArray[np.bool_]] = (
-            np.empty(n), np.empty(n, dtype=dtype), np.empty(n, dtype=bool))
-        return cls(slot, stride, keys.astype(np.int64), sizes.astype(np.int64), fine_of_slot,
-                   scratch)
+        x = np.empty(n)
+        cells: list[Codes] = []
+        hists: list[I64] = []
+        for values in columns:
+            _bins(values, stride - 1, x)
+            cell: Codes = x.astype(dtype)  # truncation: the floor of x >= 0
+            cell += slot
+            cells.append(cell)
+            hists.append(np.bincount(cell, minlength=n_slots * stride).reshape(n_slots, stride))
+        fine_of_slot = None
+        if direct:
+            per_slot = hists[0].sum(axis=1) if hists else np.bincount(key, minlength=n_keys)
+            keys = np.flatnonzero(per_slot)
+            sizes = per_slot[keys]
+            if len(keys) < n_keys:  # empty slots: the fine groups are the others
+                fine_of_slot = np.full(n_keys, -1, dtype=np.int64)
+                fine_of_slot[keys] = np.arange(len(keys))
+                hists = [h[keys] for h in hists]
+        return cls(tuple(columns), tuple(cells), tuple(hists), stride, keys.astype(np.int64),
+                   np.asarray(sizes, dtype=np.int64), fine_of_slot, np.empty(n, dtype=bool))
 
     def level_sizes(self, level: I64 | None) -> I64:
         """Rows per group of a level (``None``: the fine groups themselves)."""
         if level is None:
             return self.sizes
         return np.bincount(level, weights=self.sizes).astype(np.int64)
-
-    def _cells(self, values: F64) -> Codes:
-        """Each row's ``slot · stride + bin`` (in the scratch array)."""
-        bins = self.stride - 1  # the last cell of a slot is NaN's
-        x, cell, _ = self.scratch
-        sample = np.sort(values[:: max(len(values) // _SAMPLE, 1)])
-        sample = sample[np.isfinite(sample)]
-        a, scale = 0.0, 1.0
-        if len(sample):
-            tail = int(len(sample) * _RANGE_TAIL)
-            a = float(sample[tail])
-            width = float(sample[len(sample) - 1 - tail]) - a
-            if width > 0 and math.isfinite(bins / width):
-                scale = bins / width
-        with np.errstate(over="ignore", invalid="ignore"):
-            np.subtract(values, a, out=x)
-            x *= scale
-        np.clip(x, 0, bins - 1, out=x)  # NaN stays NaN
-        if len(values) and math.isnan(values.min()):
-            x[np.isnan(x)] = bins
-        np.copyto(cell, x, casting="unsafe")  # truncation: the floor of x >= 0
-        cell += self.slot
-        return cell
 
     def _level_counts(self, fine: I64, level: I64 | None) -> I64:
         """Rows per ``(level group, bin)`` from the fine groups' counts."""
@@ -195,18 +213,15 @@ class GroupedSelect:
         out: I64 = np.add.reduceat(fine, np.flatnonzero(np.diff(level, prepend=-1)), axis=0)
         return out
 
-    def select(self, values: F64, levels: Sequence[tuple[I64 | None, I64]]) -> list[F64]:
+    def select(self, column: int, levels: Sequence[tuple[I64 | None, I64]]) -> list[F64]:
         """Per level ``(groups, ranks)``: ``out[g, j]`` = the ``ranks[g, j]``-th smallest
-        (0-based, NaN last as :func:`numpy.sort`) of the values of level group ``g``; NaN
-        where the rank is -1. A level is ``(level, ranks)``: ``level[k]`` is the group of
-        fine group ``k`` (codes ``0..m-1``, each used), or ``None`` for the fine groups."""
+        (0-based, NaN last as :func:`numpy.sort`) of the values in ``columns[column]`` of
+        level group ``g``; NaN where the rank is -1. A level is ``(level, ranks)``:
+        ``level[k]`` is the group of fine group ``k`` (codes ``0..m-1``, each used), or
+        ``None`` for the fine groups."""
         stride = self.stride
-        n_slots = len(self.fine_of_slot)
-        direct = n_slots != len(self.keys)
-        cell = self._cells(values)
-        hist = np.bincount(cell, minlength=n_slots * stride).reshape(n_slots, stride)
-        fine = hist[self.keys] if direct else hist
-        wanted = np.zeros((len(fine), stride), dtype=bool)  # the (fine group, bin) cells to sort
+        values, cell, fine = self.columns[column], self.cells[column], self.counts[column]
+        wanted: npt.NDArray[np.bool_] = np.zeros(fine.shape, dtype=bool)  # cells to sort
         plans = []
         for level, ranks in levels:
             counts = self._level_counts(fine, level)
@@ -224,16 +239,17 @@ class GroupedSelect:
             hit = (target >= 0).reshape(m, stride)
             wanted |= hit if level is None else hit[level]
             plans.append((level, ranks.shape, g, j, target, target[at], len(cells), k))
-        if direct:
-            slot_wanted = np.zeros((n_slots, stride), dtype=bool)
-            slot_wanted[self.keys] = wanted
-            wanted = slot_wanted
-        rows = np.flatnonzero(wanted.reshape(-1).take(cell, out=self.scratch[2]))
+        if self.fine_of_slot is not None:  # the cells count every slot
+            by_slot = np.zeros((len(self.fine_of_slot), stride), dtype=bool)
+            by_slot[self.keys] = wanted
+            wanted = by_slot
+        rows = np.flatnonzero(wanted.reshape(-1).take(cell, out=self.mask))
         cand = values[rows]
         by_value = np.argsort(cand)  # NaN last
         cand = cand[by_value]
         c_slot, c_bin = np.divmod(cell[rows][by_value], stride)
-        c_fine = self.fine_of_slot[c_slot] if direct else c_slot.astype(np.int64)
+        c_fine = (c_slot.astype(np.int64) if self.fine_of_slot is None
+                  else self.fine_of_slot[c_slot])
         out = []
         for level, shape, g, j, target, t_at, n_cells, k in plans:
             res = np.full(shape, np.nan)

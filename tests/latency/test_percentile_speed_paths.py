@@ -30,24 +30,27 @@ def _ranks(sizes: I64, rng: np.random.Generator) -> I64:
 
 
 def _check(values: F64, key: I64, n_keys: int, seed: int) -> None:
-    """Fine groups by ``key``, unions by ``key % 3``, and everything: every answer is
-    ``np.sort(values of the group)[rank]``."""
+    """Fine groups by ``key``, unions by ``key % 3``, and everything, for the values and
+    their negations: every answer is ``np.sort(values of the group)[rank]``."""
     rng = np.random.default_rng(seed)
-    sel = GroupedSelect.of(key.copy(), n_keys)
+    columns = (values, -values)
+    sel = GroupedSelect.of(key, n_keys, columns)
     fine_of_row = np.searchsorted(sel.keys, key)
+    assert np.array_equal(sel.keys[fine_of_row], key)
     _, by3 = np.unique(sel.keys % 3, return_inverse=True)
     maps: list[I64 | None] = [None, by3.astype(np.int64), np.zeros(len(sel.keys), np.int64)]
-    levels = [(m, _ranks(sel.level_sizes(m), rng)) for m in maps]
-    got = sel.select(values, levels)
-    assert len(got) == len(levels)
-    for (m, ranks), res in zip(levels, got, strict=True):
-        group = fine_of_row if m is None else m[fine_of_row]
-        assert res.shape == ranks.shape
-        for g in range(len(ranks)):
-            srt = np.sort(values[group == g])
-            assert len(srt) == sel.level_sizes(m)[g]
-            want = np.where(ranks[g] >= 0, srt[np.maximum(ranks[g], 0)], np.nan)
-            np.testing.assert_array_equal(res[g], want)
+    for c, col in enumerate(columns):
+        levels = [(m, _ranks(sel.level_sizes(m), rng)) for m in maps]
+        got = sel.select(c, levels)
+        assert len(got) == len(levels)
+        for (m, ranks), res in zip(levels, got, strict=True):
+            group = fine_of_row if m is None else m[fine_of_row]
+            assert res.shape == ranks.shape
+            for g in range(len(ranks)):
+                srt = np.sort(col[group == g])
+                assert len(srt) == sel.level_sizes(m)[g]
+                want = np.where(ranks[g] >= 0, srt[np.maximum(ranks[g], 0)], np.nan)
+                np.testing.assert_array_equal(res[g], want)
 
 
 _VALUE = st.one_of(st.floats(-1e9, 1e9), st.sampled_from([np.nan, np.inf, -np.inf, 0.0, -0.0,

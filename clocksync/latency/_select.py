@@ -158,21 +158,21 @@ class GroupedSelect:
             n_slots = len(uniq)
         stride = int(min(BINS_MAX, max(4, 2 * n // max(n_slots, 1)))) + 1
         stride += 1 - stride % 2
-        dtype = np.int32 if n_slots * stride < 2**31 else np.int64
-        slot: Codes
+        dtype: np.dtype[np.signedinteger[Any]] = np.dtype(
+            np.int32 if n_slots * stride < 2**31 else np.int64)
+        slot: Codes  # per row: its slot times the stride
         if direct:
-            slot = key.astype(dtype)
+            slot = key.astype(dtype, copy=False) * stride
         elif counts is not None:
             keys = np.flatnonzero(counts)
             sizes = counts[keys]
             lookup: Codes = np.zeros(n_keys, dtype=dtype)
-            lookup[keys] = np.arange(n_slots)
+            lookup[keys] = np.arange(0, n_slots * stride, stride)
             slot = lookup[key]
         else:
             assert dense is not None
             keys = uniq.astype(np.int64)
-            slot = dense.reshape(-1).astype(dtype)
-        slot *= stride
+            slot = dense.reshape(-1).astype(dtype) * stride
         x = np.empty(n)
         cells: list[Codes] = []
         hists: list[I64] = []

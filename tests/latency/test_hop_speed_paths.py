@@ -150,6 +150,47 @@ def test_stack_correct_is_correct_and_flags(corrector: Corrector, layout: str,
                 assert (flags & VOID).any()
 
 
+def _formula(cor: Corrector, node: str, ts: npt.NDArray[np.int64], per_run: bool
+             ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """The corrector's two roundings of ``ref = t + rint(mid0 + mid1·δ)``, ``bound = half0 +
+    half1·δ``: per sorted run of a cell, ``(t - start)·(mid1·1e-9)``; gathered,
+    ``mid1·((t - start)·1e-9)``. ``correct`` must give exactly one of them."""
+    c = cor._compiled[node]
+    idx = np.searchsorted(c.starts, ts, side="right")
+    d = (ts - c.cell_start[idx]).astype(np.float64)
+    if per_run:
+        off = d * (c.mid1[idx] * 1e-9) + c.mid0[idx]
+        bound = d * (c.half1[idx] * 1e-9) + c.half0[idx]
+    else:
+        delta = d * 1e-9
+        off = c.mid1[idx] * delta + c.mid0[idx]
+        bound = c.half1[idx] * delta + c.half0[idx]
+    bad = (c.flags[idx] & OUT_OF_RANGE) != 0
+    ref = np.where(bad, ts, ts + np.rint(off).astype(np.int64))
+    return ref, np.where(bad, np.inf, bound)
+
+
+@pytest.mark.parametrize("layout", ["sorted", "shuffled", "runs", "short"])
+def test_which_rounding_correct_gives(corrector: Corrector, layout: str) -> None:
+    """Only a sorted input dense in cells is evaluated per run; any other (shuffled, a few
+    sorted runs, short) is gathered; across several in-cache chunks, and bit for bit."""
+    rng = np.random.default_rng(5)
+    for node in NODES:
+        ts = _times(corrector, node, rng, 40 if layout == "short" else 150_000, dense=True)
+        if layout == "sorted":
+            ts.sort()
+        elif layout == "runs":
+            ts = np.concatenate([np.sort(p) for p in np.array_split(ts, 4)])
+        ref, bound = corrector.correct(node, ts, on_invalid="inf")
+        want_ref, want_bound = _formula(corrector, node, ts, per_run=layout == "sorted")
+        assert _same_bits(ref, want_ref) and _same_bits(bound, want_bound)
+        assert _same_bits(corrector._compiled[node].locate(ts),
+                          np.searchsorted(corrector._compiled[node].starts, ts, side="right"))
+        if layout == "sorted":  # the two roundings do differ: the test can tell them apart
+            other = _formula(corrector, node, ts, per_run=False)
+            assert not _same_bits(bound, other[1])
+
+
 def _hop_pairs(corrector: Corrector, node: str, rng: np.random.Generator, n: int
                ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Sorted timestamps around the step and hop pairs ``(src, dst)`` as indices into them:

@@ -120,46 +120,44 @@ class _Compiled:
             py_starts=starts.tolist(), py_rows=rows,
         )
 
-    def boundaries(self, flat: I64, verify: bool = True) -> npt.NDArray[np.intp] | None:
-        """For sorted input: where each padded cell's run of timestamps begins and ends
-        (found once per cell, not once per timestamp); ``None`` when not sorted. With
-        ``verify=False`` the caller checks sortedness itself (runs must then be checked
-        to be sorted and the boundaries non-decreasing)."""
+    def sorted_runs(self, flat: I64) -> list[tuple[int, int]] | None:
+        """The sorted runs ``[a, b)`` that ``flat`` consists of (one when it is sorted), or
+        ``None`` when it is short or has more runs than one per :data:`_MIN_RUN` timestamps
+        (then the grid locates faster). One pass over the input."""
         n = flat.size
-        if n < 64 or flat[0] > flat[-1]:
+        if n < 64:
             return None
-        if verify and not bool(np.all(flat[1:] >= flat[:-1])):
+        down = flat[1:] < flat[:-1]
+        n_down = int(np.count_nonzero(down))
+        if n_down * _MIN_RUN > n:
             return None
-        pos = np.searchsorted(flat, self.starts, side="left")
-        bounds = np.concatenate([[0], pos, [n]]).astype(np.intp)
-        if not verify and bool(np.any(np.diff(bounds) < 0)):
-            return None
-        return bounds
+        cuts = [0, *(np.flatnonzero(down) + 1).tolist(), n] if n_down else [0, n]
+        return list(itertools.pairwise(cuts))
+
+    def boundaries(self, run: I64) -> Idx:
+        """For a sorted run of timestamps: where each padded cell's stretch of it begins and
+        ends (found once per cell, not once per timestamp)."""
+        pos = np.searchsorted(run, self.starts, side="left")
+        return np.concatenate([[0], pos, [run.size]]).astype(np.intp)
+
+    def cells_of_sorted(self, flat: I64, runs: list[tuple[int, int]]) -> Idx:
+        """The padded cell of every timestamp of ``flat``, made of the sorted ``runs``."""
+        parts = [self.cells_of_runs(self.boundaries(flat[a:b])) for a, b in runs]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def locate(self, ts: I64) -> npt.NDArray[np.intp]:
-        """Padded cell index of every timestamp (0 = before, m+1 = after the table)."""
-        return self._locate_flat(ts.reshape(-1)).reshape(ts.shape)
-
-    def _locate_flat(self, flat: I64) -> Idx:
-        """Sorted: each cell's run found once; a few sorted runs (a node's rows of a file's
-        row groups): the same, run by run; else the grid."""
-        n = flat.size
-        if n >= 64:
-            down = flat[1:] < flat[:-1]
-            n_down = int(np.count_nonzero(down))
-            if not n_down:
-                bounds = self.boundaries(flat, verify=False)
-                if bounds is not None:
-                    return self.cells_of_runs(bounds)
-            elif n_down * _MIN_RUN <= n:
-                cuts = [0, *(np.flatnonzero(down) + 1).tolist(), n]
-                return np.concatenate([self._locate_flat(flat[a:b])
-                                       for a, b in itertools.pairwise(cuts)])
-        return self.grid.locate(self.starts, flat)
+        """Padded cell index of every timestamp (0 = before, m+1 = after the table): per
+        sorted run (a sorted input, or a node's rows of a file's row groups) each cell's
+        stretch found once; else on the grid."""
+        flat = ts.reshape(-1)
+        runs = self.sorted_runs(flat)
+        idx = (self.grid.locate(self.starts, flat) if runs is None
+               else self.cells_of_sorted(flat, runs))
+        return idx.reshape(ts.shape)
 
     @staticmethod
     def cells_of_runs(bounds: Idx) -> Idx:
-        """The padded cell of every timestamp of a sorted input, from :meth:`boundaries`."""
+        """The padded cell of every timestamp of a sorted run, from :meth:`boundaries`."""
         return np.repeat(np.arange(len(bounds) - 1, dtype=np.intp), np.diff(bounds))
 
 
@@ -656,22 +654,27 @@ _CHUNK = 65_536  #: elements per in-cache chunk of a run
 def _evaluate(c: _Compiled, ts: I64, node: str, want_cells: bool
               ) -> tuple[I64, F64, npt.NDArray[np.bool_] | None, Idx | None]:
     """``(ref, bound, invalid or None, padded cells if want_cells)`` of ``ts`` (negative
-    timestamps refused): per sorted run of a cell when the input is sorted, else gathered."""
+    timestamps refused): a sorted input dense in cells per cell's stretch (:func:`_evaluate_runs`
+    rounding), any other gathered (:func:`_evaluate_gather` rounding), its cells found per
+    sorted run when it has few, else on the grid."""
     flat = ts.reshape(-1)
-    if flat.size and flat[0] < 0:
+    runs = c.sorted_runs(flat)
+    if runs is None:
         _check_nonnegative(flat, node)
-    bounds = c.boundaries(flat, verify=False)
-    if bounds is not None:
-        counts = np.diff(bounds)
-        busy = np.flatnonzero(counts)
-        if flat.size >= _RUN_MIN * len(busy):
-            # a sorted-looking array whose runs turn out unsorted falls through
-            done = _evaluate_runs(c, flat, bounds, busy, ts.shape)
-            if done is not None:  # sorted, and flat[0] >= 0 was checked: all non-negative
+        idx = c.grid.locate(c.starts, flat)
+    else:
+        if min(int(flat[a]) for a, _ in runs) < 0:  # each run's first is its least
+            _check_nonnegative(flat, node)
+        if len(runs) == 1:  # sorted
+            bounds = c.boundaries(flat)
+            busy = np.flatnonzero(np.diff(bounds))
+            if flat.size >= _RUN_MIN * len(busy):
                 cells = c.cells_of_runs(bounds).reshape(ts.shape) if want_cells else None
-                return (*done, cells)
-    _check_nonnegative(flat, node)
-    idx = c.locate(ts)
+                return (*_evaluate_runs(c, flat, bounds, busy, ts.shape), cells)
+            idx = c.cells_of_runs(bounds)
+        else:
+            idx = c.cells_of_sorted(flat, runs)
+    idx = idx.reshape(ts.shape)
     return (*_evaluate_gather(c, ts, idx), idx)
 
 
@@ -719,11 +722,10 @@ def _evaluate_gather(c: _Compiled, ts: I64, idx: npt.NDArray[np.intp]
 
 def _evaluate_runs(c: _Compiled, flat: I64, bounds: npt.NDArray[np.intp],
                    busy: npt.NDArray[np.intp], shape: tuple[int, ...]
-                   ) -> tuple[I64, F64, npt.NDArray[np.bool_] | None] | None:
-    """Sorted input: each cell's run is corrected with scalar coefficients, in cache-sized
-    chunks (no per-timestamp gather, no binary search). Sortedness is verified chunk by
-    chunk as it goes (and across runs by the boundaries); ``None`` if the input is not
-    sorted after all."""
+                   ) -> tuple[I64, F64, npt.NDArray[np.bool_] | None]:
+    """Sorted input: each cell's stretch is corrected with scalar coefficients, in
+    cache-sized chunks (no per-timestamp gather, no binary search):
+    ``ref = t + rint(mid0 + (t - start)·(mid1·1e-9))``, ``bound`` alike."""
     n = flat.size
     ref = np.empty(n, dtype=np.int64)
     bound = np.empty(n, dtype=np.float64)
@@ -742,8 +744,6 @@ def _evaluate_runs(c: _Compiled, flat: I64, bounds: npt.NDArray[np.intp],
             y = min(x + _CHUNK, b)
             m = y - x
             seg = flat[x:y]
-            if (x > 0 and flat[x - 1] > seg[0]) or (m > 1 and not np.all(seg[1:] >= seg[:-1])):
-                return None  # not sorted after all: the caller takes the general path
             d = np.subtract(seg, start, out=buf_i[:m])
             off = np.multiply(d, m1, out=buf_o[:m])
             off += m0

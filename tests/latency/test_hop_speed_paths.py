@@ -170,14 +170,16 @@ def _formula(cor: Corrector, node: str, ts: npt.NDArray[np.int64], per_run: bool
     return ref, np.where(bad, np.inf, bound)
 
 
-@pytest.mark.parametrize("layout", ["sorted", "shuffled", "runs", "short"])
+@pytest.mark.parametrize("layout", ["sorted", "shuffled", "runs", "short", "sparse"])
 def test_which_rounding_correct_gives(corrector: Corrector, layout: str) -> None:
     """Only a sorted input dense in cells is evaluated per run; any other (shuffled, a few
-    sorted runs, short) is gathered; across several in-cache chunks, and bit for bit."""
+    sorted runs, short, sorted but few per cell) is gathered; across several in-cache
+    chunks, and bit for bit."""
     rng = np.random.default_rng(5)
     for node in NODES:
-        ts = _times(corrector, node, rng, 40 if layout == "short" else 150_000, dense=True)
-        if layout == "sorted":
+        n = {"short": 40, "sparse": 5_000}.get(layout, 150_000)
+        ts = _times(corrector, node, rng, n, dense=layout != "sparse")
+        if layout in ("sorted", "sparse"):
             ts.sort()
         elif layout == "runs":
             ts = np.concatenate([np.sort(p) for p in np.array_split(ts, 4)])

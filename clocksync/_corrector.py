@@ -566,12 +566,12 @@ class CellStack:
         scale = sum(abs(float(f(x))) for x in (lat_in, bound_in) for f in (np.max, np.min))
         margin = 4 * self.disagree_ns + 1e-14 * scale
         gap_lo, gap_hi = lo_d - two_lo, two_hi - hi_d
-        all_safe = bool(same.all()) and float(gap_lo.min()) > margin \
-            and float(gap_hi.min()) > margin
-        unsafe = None if all_safe else np.flatnonzero(
-            ~(same & (gap_lo > margin) & (gap_hi > margin)))
+        if bool(same.all()) and float(gap_lo.min()) > margin and float(gap_hi.min()) > margin:
+            # the slope interval lies inside the other: it is the intersection (_tighten's)
+            _midpoint(lo_d, hi_d, lat, bound)
+            return None
         lat[:], bound[:] = _tighten(lo_d, hi_d, same, two_lo, two_hi, lat_in, bound_in)
-        return unsafe
+        return np.flatnonzero(~(same & (gap_lo > margin) & (gap_hi > margin)))
 
     def _redo(self, redo: Idx, src_ts: I64, dst_ts: I64, src_cell: I32, dst_cell: I32,
               lat: F64, bound: F64) -> None:
@@ -638,13 +638,21 @@ def _tighten(lo_d: F64, hi_d: F64, same: npt.NDArray[np.bool_], two_lo: F64, two
         hi = np.where(same, np.minimum(hi_d, two_hi, out=hi_d), two_hi)
     finite = np.isfinite(bound)
     with np.errstate(invalid="ignore"):  # inf - inf where on_invalid="inf"; unused
-        mid = lo + hi
-        mid /= 2
-        half = np.subtract(hi, lo, out=hi)
-        half /= 2
+        mid, half = _midpoint(lo, hi, half=hi)
     if finite.all():
         return mid, half
     return np.where(finite, mid, lat), np.where(finite, half, bound)
+
+
+def _midpoint(lo: F64, hi: F64, mid: F64 | None = None, half: F64 | None = None
+              ) -> tuple[F64, F64]:
+    """``[lo, hi]`` as ``(latency, bound)``: ``(lo + hi)/2, (hi - lo)/2`` (into ``mid``,
+    ``half`` if given; ``half`` may be ``hi``)."""
+    mid = np.add(lo, hi, out=mid)
+    mid /= 2
+    half = np.subtract(hi, lo, out=half)
+    half /= 2
+    return mid, half
 
 
 _RUN_MIN = 256  #: sorted input uses per-cell runs when cells hold this many timestamps on average

@@ -370,9 +370,11 @@ def table_hops(pivot: Pivot, stamps: StageStamps, corrector: CorrectorLike) -> l
         and _cell_stack(corrector, pivot.node_names) is stamps.stack
     out: list[HopArrays] = []
     columns: dict[tuple[int, int], npt.NDArray[Any]] = {}  # whole stage columns, shared
+    all_usable = bool(stamps.usable.all())
     for src_s, dst_s in hops_of(pivot.stages):
         i, j = index[src_s], index[dst_s]
-        req = np.flatnonzero(stamps.usable[:, i] & stamps.usable[:, j]).astype(np.int64)
+        req = (np.arange(len(stamps.usable), dtype=np.int64) if all_usable else
+               np.flatnonzero(stamps.usable[:, i] & stamps.usable[:, j]).astype(np.int64))
         every = len(req) == len(stamps.usable)
 
         def pick(a: npt.NDArray[Any], k: int) -> npt.NDArray[Any]:
@@ -394,8 +396,13 @@ def table_hops(pivot: Pivot, stamps: StageStamps, corrector: CorrectorLike) -> l
         bnd = src_bnd + pick(stamps.bound_ns, j)
         raw = dst_ts - src_ts
         if fast:
-            lat, bnd = _same_node_from_cells(stamps, pick, i, j, src_node, dst_node, src_ts,
-                                             dst_ts, raw, lat, bnd)
+            cells = stamps.cell
+            assert cells is not None
+            # the cells are read once: views (or the hop's rows), not column copies
+            src_cell, dst_cell = ((cells[:, i], cells[:, j]) if every
+                                  else (cells[req, i], cells[req, j]))
+            lat, bnd = _same_node_from_cells(stamps, src_cell, dst_cell, src_node, dst_node,
+                                             src_ts, dst_ts, raw, lat, bnd)
         else:
             _same_node_per_node(corrector, pivot.node_names, src_node, dst_node, src_ts, dst_ts,
                                 lat, bnd)
@@ -419,13 +426,12 @@ def _same_node_per_node(corrector: CorrectorLike, node_names: tuple[str, ...], s
         lat[m], bnd[m] = corrector.latency(name, src_ts[m], name, dst_ts[m])
 
 
-def _same_node_from_cells(stamps: StageStamps, pick: Any, i: int, j: int, src_node: I32,
+def _same_node_from_cells(stamps: StageStamps, src_cell: I32, dst_cell: I32, src_node: I32,
                           dst_node: I32, src_ts: I64, dst_ts: I64, raw: I64, lat: F64,
                           bnd: F64) -> tuple[F64, F64]:
     """The same-node hops' ``Corrector.latency`` from the stamps' cells and corrections
     (``lat, bnd`` hold the two corrections' difference and summed bound of every hop)."""
-    assert stamps.stack is not None and stamps.cell is not None
-    src_cell, dst_cell = pick(stamps.cell, i), pick(stamps.cell, j)
+    assert stamps.stack is not None
     same = src_node == dst_node
     n_same = int(np.count_nonzero(same))
     if n_same == len(same):  # every hop on one node: whole columns, no gather

@@ -69,7 +69,7 @@ def test_grouped_select_equals_sorted_ranks(items: list[tuple[int, float]], seed
 @pytest.mark.parametrize("kind", ["lognormal", "outliers", "ties", "constant", "all_nan",
                                   "sparse_keys"])
 def test_grouped_select_large_inputs(kind: str) -> None:
-    """Enough rows for thousands of bins, and value layouts that put many rows into one bin
+    """Enough rows for the most bins per group, and value layouts that put many rows into one bin
     (the path is exact whatever the bins hold; they only decide its speed)."""
     rng = np.random.default_rng(len(kind))
     n = 60_000

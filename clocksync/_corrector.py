@@ -519,8 +519,8 @@ class CellStack:
         timestamps, from one locate: ``ref_ns, bound_ns`` as ``correct(on_invalid="inf")``,
         ``flags`` as :meth:`Corrector.flags`, ``cell`` the stack cell of each timestamp."""
         ref, bound, flags, cells = self.corrector._correct_cells(self.nodes[code], ts_ns)
-        stack_cells = cells.astype(np.int32)
-        stack_cells += np.int32(self.offsets[code])
+        stack_cells = np.empty(cells.shape, dtype=np.int32)  # the cells fit (cell_stack)
+        np.add(cells, int(self.offsets[code]), out=stack_cells, casting="unsafe")
         return ref, bound, flags, stack_cells
 
     def same_node_latency(self, src_ts_ns: I64, dst_ts_ns: I64, src_cell: I32, dst_cell: I32,
@@ -530,8 +530,8 @@ class CellStack:
         mix of nodes), given their stack cells (from :meth:`correct`) and ``lat_ns, bound_ns``:
         the difference of the two corrections :meth:`correct` gave and the sum of their
         bounds (``raw_ns``: ``dst_ts_ns - src_ts_ns`` if known). Nothing is located or
-        corrected again, save for the rare hops whose result
-        depends on how the corrections were rounded (see below); bit-identical results.
+        corrected again, save for the rare hops whose result depends on how the corrections
+        were rounded (see below); bit-identical results.
 
         :meth:`correct` evaluates sorted runs in another rounding order than
         :meth:`Corrector.latency` does, so the two-correction interval may differ by

@@ -277,8 +277,8 @@ def correct_stamps(pivot: Pivot, corrector: CorrectorLike, skip_bad: bool = Fals
         else:
             r, b = corrector.correct(name, ts, on_invalid="inf")
         b = np.asarray(b, dtype=np.float64)
-        bad = ~np.isfinite(b)
-        if bad.any():
+        if not np.isfinite(b).all():
+            bad = ~np.isfinite(b)
             if not skip_bad:
                 raise InputError(
                     f"node {name}: {int(bad.sum())} event(s) have no guaranteed correction"

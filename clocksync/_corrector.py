@@ -455,9 +455,12 @@ class Corrector:
     def cell_stack(self, nodes: Sequence[str]) -> CellStack | None:
         """The cells of ``nodes``' tables in one index space (cached until :meth:`refresh`
         reloads); ``None`` when a node has no table, a table no ``max_skew_ppm`` or the
-        tables more than 700 million cells: then use :meth:`correct`, :meth:`flags` and
-        :meth:`latency`, which say what is wrong."""
+        tables more than 700 million cells, or when a subclass changes :meth:`correct`,
+        :meth:`flags` or :meth:`latency` (the stack would bypass it): then use those."""
         key = tuple(nodes)
+        if any(getattr(type(self), f) is not getattr(Corrector, f)
+               for f in ("correct", "flags", "latency")):
+            return None
         if key not in self._stacks:
             if any(n not in self._tables
                    or "max_skew_ppm" not in self._tables[n].assumptions for n in key):

@@ -374,3 +374,19 @@ def test_cell_stack_refuses_unknown_nodes_and_follows_refresh(corrector: Correct
     assert loaded.refresh()
     after = loaded.cell_stack(("c",))
     assert before is not None and after is not None and after is not before
+
+
+def test_subclass_with_its_own_correct_gets_no_stack(corrector: Corrector) -> None:
+    class Shifted(Corrector):
+        def correct(self, node: str, ts_ns: Any, *, on_invalid: Any = "raise") -> Any:
+            ref, bound = super().correct(node, ts_ns, on_invalid=on_invalid)
+            return ref + 1000, bound
+
+    shifted = Shifted(corrector.table(n) for n in NODES)
+    assert shifted.cell_stack(NODES) is None
+    events = _events(corrector, np.random.default_rng(8), 500, True, "row groups")
+    pivot = pivot_events(events, DEFAULT_STAGES)
+    stamps = correct_stamps(pivot, shifted, skip_bad=True)
+    plain = correct_stamps(pivot, corrector, skip_bad=True)
+    assert stamps.cell is None and (stamps.ref_ns - plain.ref_ns)[stamps.usable].tolist() == \
+        [1000] * int(stamps.usable.sum())

@@ -89,6 +89,7 @@ Codes = npt.NDArray[np.signedinteger[Any]]  # int32 when the cells fit, else int
 #: bins per fine group of :class:`GroupedSelect` (at most; fewer for many small groups)
 BINS_MAX = 1_024
 _RANGE_TAIL = 0.001  # the bins span the sample's [0.1%, 99.9%]; the rest share the end bins
+_SORT_ALL = 32_768  # up to this many rows in the wanted cells, sort them all
 
 
 def _bins(values: F64, bins: int, x: F64) -> None:
@@ -245,20 +246,45 @@ class GroupedSelect:
             wanted = by_slot
         rows = np.flatnonzero(wanted.reshape(-1).take(cell, out=self.mask))
         cand = values[rows]
-        by_value = np.argsort(cand)  # NaN last
-        cand = cand[by_value]
-        c_slot, c_bin = np.divmod(cell[rows][by_value], stride)
+        c_slot, c_bin = np.divmod(cell[rows], stride)
         c_fine = (c_slot.astype(np.int64) if self.fine_of_slot is None
                   else self.fine_of_slot[c_slot])
+        # many rows to sort: a cell whose rows all hold one value (ties: clamped or quantized
+        # values) answers with that value, only the other cells' rows are sorted
+        ties = len(cand) > _SORT_ALL
+        need = np.zeros(len(cand), dtype=bool)
+        found = []
+        for level, _, _, _, target, _, n_cells, _ in plans:
+            mine = target[(c_fine if level is None else level[c_fine]) * stride + c_bin]
+            some: F64 | None = None
+            if ties:
+                keep = np.flatnonzero(mine >= 0)
+                tid = mine[keep]
+                some = np.empty(n_cells)  # one value of each cell
+                some[tid] = cand[keep]
+                other = cand[keep].view(np.int64) != some.view(np.int64)[tid]  # bit patterns
+                mixed = np.bincount(tid[other], minlength=n_cells) > 0
+                need[keep[mixed[tid]]] = True
+            found.append((mine, some, mixed if ties else None))
+        if ties:
+            sub = np.flatnonzero(need)
+            by_value = sub[np.argsort(cand[sub])]  # NaN last
+        else:
+            by_value = np.argsort(cand)
         out = []
-        for level, shape, g, j, target, t_at, n_cells, k in plans:
+        for (_, shape, g, j, _, t_at, n_cells, k), (mine, some, mix) in zip(plans, found,
+                                                                             strict=True):
             res = np.full(shape, np.nan)
             out.append(res)
-            mine = target[(c_fine if level is None else level[c_fine]) * stride + c_bin]
-            keep = np.flatnonzero(mine >= 0)
-            tid = mine[keep]
+            t_sorted = mine[by_value]
+            keep = np.flatnonzero(t_sorted >= 0)
+            if some is not None and mix is not None:
+                res[g, j] = some[t_at]
+                keep = keep[mix[t_sorted[keep]]]
+                g, j, t_at, k = (a[mix[t_at]] for a in (g, j, t_at, k))
+            tid = t_sorted[keep]
             regroup = np.argsort(tid.astype(np.uint16) if n_cells <= 65_536 else tid,
                                  kind="stable")  # by cell, by value inside each
             start = np.concatenate([[0], np.cumsum(np.bincount(tid, minlength=n_cells))])
-            res[g, j] = cand[keep[regroup]][start[t_at] + k]
+            res[g, j] = cand[by_value[keep[regroup]]][start[t_at] + k]
         return out

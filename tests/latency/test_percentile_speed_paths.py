@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from clocksync.latency import _select
 from clocksync.latency._percentiles import _hop_rows, percentile_table, summary_and_windows
 from clocksync.latency._select import GroupedSelect
 
@@ -31,7 +32,19 @@ def _ranks(sizes: I64, rng: np.random.Generator) -> I64:
 
 def _check(values: F64, key: I64, n_keys: int, seed: int) -> None:
     """Fine groups by ``key``, unions by ``key % 3``, and everything, for the values and
-    their negations: every answer is ``np.sort(values of the group)[rank]``."""
+    their negations: every answer is ``np.sort(values of the group)[rank]``; both ways of
+    ordering the rows of the wanted cells (sort them all; or answer cells of one value
+    without sorting, as for many rows)."""
+    saved = _select._SORT_ALL
+    try:
+        for sort_all in (saved, 0):
+            _select._SORT_ALL = sort_all
+            _check_once(values, key, n_keys, seed)
+    finally:
+        _select._SORT_ALL = saved
+
+
+def _check_once(values: F64, key: I64, n_keys: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     columns = (values, -values)
     sel = GroupedSelect.of(key, n_keys, columns)

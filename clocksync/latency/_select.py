@@ -127,8 +127,9 @@ class GroupedSelect:
     its own, as :func:`numpy.sort` puts it last) and counts rows per ``(fine group, bin)``
     in one :func:`numpy.bincount` per column; :meth:`select` sums those counts into each
     level's groups, finds the bin of every wanted rank from the cumulative counts, and
-    sorts only the rows of those bins. Exact whatever the values: the bins (from a sample)
-    only decide how many rows that last sort sees.
+    sorts only the rows of those bins (or, when they are many, only those of bins holding
+    more than one distinct value: ties need no sort). Exact whatever the values: the bins
+    (from a sample) only decide how many rows that last step sees.
     """
 
     columns: tuple[F64, ...]  # the value columns

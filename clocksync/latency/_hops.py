@@ -27,7 +27,8 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from .._corrector import HOLDOVER, CellStack
+from .._cellstack import CellStack
+from .._corrector import HOLDOVER
 from .._errors import InputError
 from ._arrow import dictionary_codes, group_order, index_in, unique_dictionary
 from ._schema import hop_name, hops_of
@@ -170,7 +171,7 @@ class StageStamps:
         out_of_range: requests dropped because a timestamp has no guaranteed correction.
         out_of_range_nodes: ``node -> number of uncorrectable events``.
         cell: the cell of ``stack`` that corrected each slot (meaningful where usable), or
-            ``None`` when the corrector offers no :class:`~clocksync._corrector.CellStack`.
+            ``None`` when the corrector offers no :class:`~clocksync._cellstack.CellStack`.
         stack: the node tables' cells, in the order of :attr:`Pivot.node_names`.
     """
 

@@ -1,4 +1,4 @@
-"""The pipeline's one-locate paths (:class:`clocksync._corrector.CellStack`) against the
+"""The pipeline's one-locate paths (:class:`clocksync._cellstack.CellStack`) against the
 Corrector's own calls: ``correct``/``flags``/``latency`` called directly, and the whole
 ``correct_stamps`` + ``table_hops`` against a corrector that offers no ``cell_stack`` (so the
 pipeline asks ``correct``, ``flags`` and, per node, ``latency``). Bit-identical, on tables

@@ -319,7 +319,7 @@ def test_corrector_grid_locate_matches_search(seed: int, n_cells: int, layout: s
     """The corrector's grid lookup of cells for unsorted timestamps gives exactly
     ``searchsorted(starts, t, side="right")``: even cells, ragged ones, cells far narrower
     than a bin (the search fallback), timestamps before, inside and past the table."""
-    from clocksync._corrector import _GRID_MIN, _Grid
+    from clocksync._cells import GRID_MIN, Grid
 
     rng = np.random.default_rng(seed)
     if layout == "even":
@@ -330,10 +330,10 @@ def test_corrector_grid_locate_matches_search(seed: int, n_cells: int, layout: s
         widths = np.where(rng.random(n_cells) < 0.3, rng.integers(1, 50, n_cells),
                           rng.integers(10**6, 10**9, n_cells))
     starts = 1_764_129_600_000_000_000 + np.concatenate([[0], np.cumsum(widths)])
-    grid = _Grid.build(starts)
+    grid = Grid.build(starts)
     span = int(starts[-1] - starts[0])
     ts = int(starts[0]) + rng.integers(-span // 10 - 5, span + span // 10 + 5,
-                                       _GRID_MIN + 1000)
+                                       GRID_MIN + 1000)
     ts[:50] = rng.choice(starts, 50)  # exactly on cell starts
     got = grid.locate(starts, ts)
     np.testing.assert_array_equal(got, np.searchsorted(starts, ts, side="right"))

@@ -121,3 +121,25 @@ def test_sample_budget(setup: tuple[Path, Path]) -> None:
     row = next(s for s in doc["summary"] if s["hop"] == "pp_enqueue->pp_exit"
                and s["src_node"] == "*")
     assert row["weight_sum"] == pytest.approx(3000, rel=0.15)
+
+
+def test_save_events_converts_to_the_fast_layout(setup: tuple[Path, Path],
+                                                 tmp_path: Path) -> None:
+    """--save-events stores JSONL input as Parquet in the whole-request layout (the reader
+    then joins its ids without hashing), and a run over the saved file reports the same."""
+    from clocksync.latency import read_events_file
+    from clocksync.latency._arrow import unique_dictionary
+    from clocksync.latency._storage import WHOLE_REQUESTS_KEY
+
+    tables, events = setup
+    jsonl = tmp_path / "events.jsonl"
+    write_events(read_events_file(events).table, jsonl)
+    saved = tmp_path / "saved.parquet"
+    args = ["latency", "--tables", str(tables), "--json"]
+    first = CliRunner().invoke(main, [*args, str(jsonl), "--save-events", str(saved)])
+    assert first.exit_code == 0, first.output
+    assert WHOLE_REQUESTS_KEY.encode() in pq.read_schema(saved).metadata
+    assert unique_dictionary(read_events_file(saved).table, "request_id")
+    again = CliRunner().invoke(main, [*args, str(saved)])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output) == json.loads(first.output)

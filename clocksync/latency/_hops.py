@@ -19,6 +19,7 @@ correctors are asked ``correct``, ``flags`` and, per node, ``latency``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .._cellstack import CellStack
 from .._corrector import HOLDOVER
@@ -42,6 +44,8 @@ __all__ = [
     "pivot_events",
     "table_hops",
 ]
+
+log = logging.getLogger(__name__)
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -107,18 +111,37 @@ class Pivot:
 
 
 def pivot_events(table: pa.Table, stages: Sequence[str]) -> Pivot:
-    """Lay the events of ``table`` out per request and stage (first occurrence wins)."""
+    """Lay the events of ``table`` out per request and stage (first occurrence wins).
+
+    Request ids marked as one dictionary of distinct values (a file that says its row
+    groups hold whole requests, see :func:`~._arrow.unique_dictionary`) are not hashed. A
+    file whose claim is false splits a request across row groups: its parts then show as
+    incomplete requests sharing an id, which is checked (hashing those few ids only), and
+    the ids are then grouped by hashing them all."""
     chain = tuple(stages)
     hops_of(chain)  # validates the chain
-    n_stages = len(chain)
     sidx = index_in(table.column("stage"), chain)
     known = sidx >= 0
     unknown = int((~known).sum())
     if unknown:
         table = table.filter(pa.array(known))
         sidx = sidx[known]
+    claimed = unique_dictionary(table, "request_id")
+    pivot = _pivot(table, chain, sidx, unknown, claimed)
+    if claimed and pivot.incomplete:
+        parts = pivot.request_ids.take(pa.array(np.flatnonzero((pivot.row < 0).any(axis=1))))
+        if len(pc.unique(parts)) < len(parts):  # one request in several row groups
+            log.warning("request ids: the file's claim of whole requests per row group is "
+                        "false (a request spans row groups); grouping ids by hashing")
+            pivot = _pivot(table, chain, sidx, unknown, False)
+    return pivot
+
+
+def _pivot(table: pa.Table, chain: tuple[str, ...], sidx: I64, unknown: int,
+           unique: bool) -> Pivot:
+    n_stages = len(chain)
     rid, request_ids = dictionary_codes(table.column("request_id"), used_only=True,
-                                        unique=unique_dictionary(table, "request_id"))
+                                        unique=unique)
     nid, node_names = dictionary_codes(table.column("node"))
     n_req = len(request_ids)
     key = rid * n_stages + sidx

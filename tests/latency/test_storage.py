@@ -189,3 +189,45 @@ def test_write_events_with_null_request_ids_keeps_every_row(tmp_path: Path) -> N
     events = read_events_file(path, skip_bad=True)
     assert events.table.num_rows == 3 and len(events.bad) == 2
     assert all("request_id" in b.reason for b in events.bad)
+
+
+def test_false_whole_request_claim_is_caught(tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    """A file whose metadata claims whole requests per row group while its row groups split
+    requests (a hostile or broken writer) would turn each split request into two incomplete
+    ones: the pivot sees incomplete requests sharing an id, says so, and groups the ids by
+    hashing; the per-request table is the one of the same events without any claim."""
+    import json
+
+    from clocksync._tabular import write_rows
+    from clocksync.latency import hop_table
+    from clocksync.latency._arrow import unique_dictionary
+    from clocksync.latency._simulate import simulate_requests
+    from clocksync.latency._storage import WHOLE_REQUESTS_KEY
+    from tests.latency.conftest import T0, make_world
+
+    world = make_world(6)
+    rng = np.random.default_rng(6)
+    events, _ = simulate_requests(world.clocks, [("n1", "n2"), ("n2", "n1")], 500,
+                                  T0 + 20 * 10**9, 50.0, rng)
+    sizes = [701, 598, events.num_rows - 1299]  # not multiples of 4: requests are split
+    lying = tmp_path / "lying.parquet"
+    write_rows(events, lying, delta_columns=("ts_ns",), row_group_rows=sizes,
+               metadata={WHOLE_REQUESTS_KEY: json.dumps(sizes)})
+    honest = tmp_path / "honest.jsonl"
+    write_events(events, honest)
+    from_lying = read_events_file(lying).table
+    assert unique_dictionary(from_lying, "request_id")  # the reader believed it
+    with caplog.at_level("WARNING"):
+        got = hop_table(from_lying, world.corrector)
+    assert "claim of whole requests per row group is false" in caplog.text
+    want = hop_table(read_events_file(honest).table, world.corrector)
+    assert got.requests == want.requests == 500 and got.incomplete == 0
+
+    def plain(t: pa.Table) -> pa.Table:
+        return t.cast(pa.schema([pa.field(f.name, f.type.value_type)
+                                 if pa.types.is_dictionary(f.type) else f for f in t.schema]))
+
+    key = ["request_id", "hop"]
+    assert plain(got.table).sort_by([(k, "ascending") for k in key]).equals(
+        plain(want.table).sort_by([(k, "ascending") for k in key]))

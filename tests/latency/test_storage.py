@@ -231,3 +231,20 @@ def test_false_whole_request_claim_is_caught(tmp_path: Path,
     key = ["request_id", "hop"]
     assert plain(got.table).sort_by([(k, "ascending") for k in key]).equals(
         plain(want.table).sort_by([(k, "ascending") for k in key]))
+
+
+@pytest.mark.parametrize("claim", [b"\xff\xfe", b"{}", b"null", b"[1e400]", b'["4"]',
+                                   b"[" + b"9" * 400 + b"]", b"[-4]"])
+def test_malformed_whole_request_claim_is_ignored(tmp_path: Path, claim: bytes) -> None:
+    """Garbage in the whole-request metadata is no claim: the file reads as any other."""
+    from clocksync.latency._arrow import unique_dictionary
+    from clocksync.latency._storage import WHOLE_REQUESTS_KEY
+
+    table = pa.table({"request_id": ["r1", "r1", "r2", "r2"],
+                      "stage": ["pp_enqueue", "pp_exit"] * 2, "node": ["a"] * 4,
+                      "ts_ns": [1, 2, 3, 4]})
+    path = tmp_path / "ev.parquet"
+    pq.write_table(table.replace_schema_metadata({WHOLE_REQUESTS_KEY.encode(): claim}), path)
+    events = read_events_file(path)
+    assert events.table.num_rows == 4
+    assert not unique_dictionary(events.table, "request_id")

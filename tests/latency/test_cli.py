@@ -143,3 +143,22 @@ def test_save_events_converts_to_the_fast_layout(setup: tuple[Path, Path],
     again = CliRunner().invoke(main, [*args, str(saved)])
     assert again.exit_code == 0, again.output
     assert json.loads(again.output) == json.loads(first.output)
+
+
+def test_cli_turns_off_numpy_hugepage_advice_unless_told(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-shot CLI stops numpy's huge-page advice (costly page faults on a cold run)
+    unless NUMPY_MADVISE_HUGEPAGE is set, which it then leaves to numpy."""
+    from clocksync.cli._latency import _no_hugepage_advice
+
+    setter = np._core.multiarray._set_madvise_hugepage  # type: ignore[attr-defined]
+    before = setter(True)
+    try:
+        monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
+        assert _no_hugepage_advice() is True  # it was on
+        assert setter(True) is False  # and is now off
+        monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "1")
+        assert _no_hugepage_advice() is None
+        assert setter(True) is True  # left as it was
+    finally:
+        setter(before)

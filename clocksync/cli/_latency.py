@@ -43,7 +43,7 @@ def _no_hugepage_advice() -> bool | None:
     setting (``None``: left alone). Where the kernel compacts memory for such advice on a page
     fault (THP ``defrag`` ``madvise``, common on servers) a cold run of 1 M requests spent
     1.2–2.2 s of system time in the faults of its fresh arrays against 0.6 s without the
-    advice (lab/bench: CLI wall 3.1–3.6 s -> 2.4–2.6 s); a long-lived process that reuses its
+    advice (CLI wall 3.1–3.6 s -> 2.4–2.6 s, docs/latency.md); a long-lived process that reuses its
     memory gains from huge pages and keeps numpy's default."""
     if "NUMPY_MADVISE_HUGEPAGE" in os.environ:
         return None

@@ -34,8 +34,8 @@ flagged messages keep their table-only interval.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -56,8 +56,12 @@ _LP_TOL_NS = 1.0  # widening that covers the solvers' feasibility tolerance
 _FEAS_TOL_NS = 1e-3  # a vertex may violate a constraint by this much (rounding)
 _BOX_NS = 1e18  # |δ0| box that makes the polygon bounded; reaching it means unbounded
 _HULL_MIN_POINTS = 8
-_BUCKETS = 32  # x-buckets per group of the vectorized pre-filter
+_BUCKETS = 32  # x-buckets per group of the vectorized pre-filter (at most; see _buckets)
 _CHAIN_ROUNDS = 200  # neighbour-chord passes of the hull filter
+_INFEASIBLE = ("causal constraints contradict each other (a clock stepped, or "
+               "wander/min_wire_delay assumptions are broken)")
+_DISJOINT = ("causal interval and table interval do not overlap (a table is wrong or a clock "
+             "stepped)")
 _HULL_MAX_POINTS = 64  # more candidates than this after the filter: qhull on the group
 _DEFAULTS = Assumptions()
 
@@ -172,12 +176,12 @@ def hull_candidates(group: I64, pos: I64, span: int, n_groups: int, x: F64, y: F
     between theirs, is not a vertex of the upper hull, and its constraint
     ``δ0 + ρ·x >= y`` is implied by the two others' (a convex combination); every vertex
     is kept, so the feasible set is unchanged. Two passes: the chord of the highest points
-    of the neighbouring x-buckets (``_BUCKETS`` per group, no sort), then, on the few
+    of the neighbouring x-buckets (up to ``_BUCKETS`` per group, no sort), then, on the few
     survivors sorted by ``(group, pos)``, repeatedly the chord of each point's neighbours
     until nothing moves (or ``_CHAIN_ROUNDS``: the rest is still a superset). Anything
     within rounding of a chord, or not finite, is kept.
     """
-    keep = _bucket_filter(group, pos, span, n_groups, x, y)
+    keep = _bucket_filter(group, pos, span, n_groups, x, y, _buckets(len(group), n_groups))
     idx = np.flatnonzero(keep)
     if len(idx) < 3:
         return keep
@@ -210,15 +214,26 @@ def _below_chord(xl: F64, yl: F64, x: F64, y: F64, xr: F64, yr: F64) -> BoolA:
         return np.asarray((xl < x) & (x < xr) & (y < chord))
 
 
-def _bucket_filter(group: I64, pos: I64, span: int, n_groups: int, x: F64, y: F64) -> BoolA:
+def _buckets(n_points: int, n_groups: int) -> int:
+    """Buckets per group: :data:`_BUCKETS`, fewer (down to 4) when the groups hold few points
+    on average, so that the per-bucket tables stay no larger than the points (many node
+    pairs with little traffic each: 400 k groups of ~2.5 points would need 13 M buckets).
+    Any count keeps the filter exact; fewer only drop fewer points in this pass."""
+    per = n_points / max(n_groups, 1)
+    return int(min(_BUCKETS, max(4, 2 ** math.floor(math.log2(max(per, 1.0))))))
+
+
+def _bucket_filter(group: I64, pos: I64, span: int, n_groups: int, x: F64, y: F64,
+                   buckets: int = _BUCKETS) -> BoolA:
     """First pass of :func:`hull_candidates`: the chord between the highest points of the
-    two neighbouring buckets, as ``y = a + s·x`` per bucket (so each point costs two
-    lookups in small tables). ``pos`` orders ``x``, so a point lies between the two ends."""
-    n_b = n_groups * _BUCKETS
-    local = pos * _BUCKETS
+    two neighbouring buckets (``buckets`` per group), as ``y = a + s·x`` per bucket (so
+    each point costs two lookups in small tables). ``pos`` orders ``x``, so a point lies
+    between the two ends."""
+    n_b = n_groups * buckets
+    local = pos * buckets
     local //= max(span, 1)
-    np.minimum(local, _BUCKETS - 1, out=local)
-    b = group * _BUCKETS
+    np.minimum(local, buckets - 1, out=local)
+    b = group * buckets
     b += local
     top = np.full(n_b, -np.inf)
     np.maximum.at(top, b, y)
@@ -228,13 +243,13 @@ def _bucket_filter(group: I64, pos: I64, span: int, n_groups: int, x: F64, y: F6
     # per bucket: the chord of its neighbours' highest points (-inf: no chord)
     xl, yl = np.roll(top_x, 1), np.roll(top, 1)
     xr, yr = np.roll(top_x, -1), np.roll(top, -1)
-    edge = np.arange(n_b) % _BUCKETS
+    edge = np.arange(n_b) % buckets
     with np.errstate(invalid="ignore", divide="ignore"):
         slope = (yr - yl) / (xr - xl)
         icpt = yl - slope * xl
         tol = 1e-9 * (np.abs(yl) + np.abs(yr) + np.abs(slope)) + 1e-6
         icpt -= tol
-        ok = np.isfinite(icpt) & np.isfinite(slope) & (edge > 0) & (edge < _BUCKETS - 1)
+        ok = np.isfinite(icpt) & np.isfinite(slope) & (edge > 0) & (edge < buckets - 1)
     icpt = np.where(ok, icpt, -np.inf)
     slope = np.where(ok, slope, 0.0)
     chord = slope[b]
@@ -544,30 +559,25 @@ def tighten(
     n_all_w = (g_end - g_start).tolist()
     n_bad_w = n_bad.tolist()
     rho_w = (rho_range / 1e3).tolist()
+    # one record per window, built positionally (hundreds of thousands with many node pairs)
+    names_a = [node_names[a] for a in a_w.tolist()]
+    names_b = [node_names[b] for b in b_w.tolist()]
     windows: list[PairWindow] = []
-    for k, (a, b, w, tl, th, ol, oh, ok_k) in enumerate(zip(
-            a_w.tolist(), b_w.tolist(), g_win.tolist(), t_lo.tolist(), t_hi.tolist(),
+    add = windows.append
+    nan = math.nan
+    for k, (na, nb, w, tl, th, ol, oh, ok_k) in enumerate(zip(
+            names_a, names_b, g_win.tolist(), t_lo.tolist(), t_hi.tolist(),
             off_lo.tolist(), off_hi.tolist(), feasible.tolist(), strict=True)):
         n_lo = n_lo_w[k]
         n_up = n_all_w[k] - n_lo
-        window = partial(PairWindow, node_names[a], node_names[b], w * win_ns,
-                         (w + 1) * win_ns, n_lo, n_up, table_offset_low_ns=tl,
-                         table_offset_high_ns=th)
+        start = w * win_ns
         if not ok_k:
-            windows.append(window(
-                offset_low_ns=np.nan, offset_high_ns=np.nan,
-                drift_low_ppm=np.nan, drift_high_ppm=np.nan, status="inconsistent",
-                n_inconsistent=n_lo + n_up,
-                reason="causal constraints contradict each other (a clock stepped, or "
-                       "wander/min_wire_delay assumptions are broken)"))
+            add(PairWindow(na, nb, start, start + win_ns, n_lo, n_up, nan, nan, tl, th, nan,
+                           nan, "inconsistent", n_lo + n_up, _INFEASIBLE))
             continue
-        nb = n_bad_w[k]
-        status = "inconsistent" if nb else ("ok" if n_lo and n_up else "one-way")
-        windows.append(window(
-            offset_low_ns=ol, offset_high_ns=oh,
-            drift_low_ppm=rho_w[k][0], drift_high_ppm=rho_w[k][1], status=status,
-            n_inconsistent=nb,
-            reason="" if not nb else
-            "causal interval and table interval do not overlap (a table is wrong or a clock "
-            "stepped)"))
+        nb_k = n_bad_w[k]
+        status = "inconsistent" if nb_k else ("ok" if n_lo and n_up else "one-way")
+        drift = rho_w[k]
+        add(PairWindow(na, nb, start, start + win_ns, n_lo, n_up, ol, oh, tl, th, drift[0],
+                       drift[1], status, nb_k, _DISJOINT if nb_k else ""))
     return CausalResult(low, high, flagged, tuple(windows))

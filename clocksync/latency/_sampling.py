@@ -31,6 +31,7 @@ from ._arrow import dictionary_codes, unique_dictionary
 __all__ = ["AdaptiveSampler", "SampleBatch", "SamplingConfig", "request_uniform"]
 
 U64 = npt.NDArray[np.uint64]
+I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 _PRIME = np.uint64(0x100000001B3)
 
@@ -66,6 +67,28 @@ def request_uniform(ids: pa.Array) -> F64:
         h[nonempty] = np.add.reduceat(prod, (offsets[:-1] - first)[nonempty])
     h = _splitmix64(h ^ lengths.astype(np.uint64))
     return np.asarray((h >> np.uint64(11)).astype(np.float64) / float(1 << 53))
+
+
+def _longest_node_span(codes: npt.NDArray[np.int64], node: npt.NDArray[np.int64], ts: I64,
+                       n_req: int, n_nodes: int) -> F64:
+    """Per request, the longest span (last minus first timestamp) of its events on one node
+    (every request has an event). A table per ``(request, node)`` when it is no larger than a
+    few times the events; else (many nodes) the events sorted by ``(request, node)``."""
+    key = codes * n_nodes + node
+    if n_req * n_nodes <= 4 * len(key) + 65_536:
+        lo = np.full(n_req * n_nodes, np.iinfo(np.int64).max)
+        hi = np.full(n_req * n_nodes, np.iinfo(np.int64).min)
+        np.minimum.at(lo, key, ts)
+        np.maximum.at(hi, key, ts)
+        per_node = np.where(hi >= lo, hi - lo, 0).reshape(n_req, n_nodes)
+        return np.asarray(per_node.max(axis=1), dtype=np.float64)
+    order = np.argsort(key, kind="stable")
+    k_s, t_s = key[order], ts[order]
+    starts = np.flatnonzero(np.diff(k_s, prepend=k_s[0] - 1))
+    span = np.maximum.reduceat(t_s, starts) - np.minimum.reduceat(t_s, starts)
+    req = k_s[starts] // n_nodes  # ascending, every request present
+    out = np.maximum.reduceat(span, np.flatnonzero(np.diff(req, prepend=req[0] - 1)))
+    return np.asarray(out, dtype=np.float64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,13 +151,7 @@ class AdaptiveSampler:
         p = min(1.0, cfg.budget_events_per_s / self.rate_events_per_s)
         n_req = len(ids)
         node, names = dictionary_codes(events.column("node"))
-        key = codes * len(names) + node
-        lo = np.full(n_req * len(names), np.iinfo(np.int64).max)
-        hi = np.full(n_req * len(names), np.iinfo(np.int64).min)
-        np.minimum.at(lo, key, ts)
-        np.maximum.at(hi, key, ts)
-        per_node = np.where(hi >= lo, hi - lo, 0).reshape(n_req, len(names))
-        spans = per_node.max(axis=1).astype(np.float64)
+        spans = _longest_node_span(codes, node, ts, n_req, len(names))
         if cfg.slow_ns is None:
             q = float(np.quantile(spans, cfg.slow_quantile))
             self.threshold_ns = q if self.threshold_ns is None else (

@@ -1,7 +1,8 @@
 """End-to-end throughput of the latency pipeline on one core: Parquet events -> per-request
 hops with bounds (causal tightening on) -> percentiles (whole input + 10 s windows) -> alerts.
 
-    python -m lab.bench.latency_throughput [--requests N] [--repeat K] [--baseline REV]
+    python -m lab.bench.latency_throughput [--requests N] [--repeat K] [--nodes N]
+        [--baseline REV]
 
 Pins itself to one CPU, one Arrow thread and one BLAS/OpenMP thread. Prints, best of
 ``--repeat``:
@@ -174,6 +175,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--nodes", type=int, default=4,
+                        help="nodes; every ordered pair of them is a route (many pairs: "
+                             "many small causal windows and percentile groups)")
     parser.add_argument("--baseline", default=BASELINE_REV,
                         help="git revision of the implementation to compare with ('' = none)")
     args = parser.parse_args()
@@ -183,7 +187,7 @@ def main() -> None:
     pa.set_cpu_count(1)
     pa.set_io_thread_count(1)
     rng = np.random.default_rng(1)
-    nodes = [f"n{i}" for i in range(4)]
+    nodes = [f"n{i}" for i in range(args.nodes)]
     clocks = {n: SimClock(t0_ns=T0, offset0_ns=float(rng.uniform(-5e5, 5e5)),
                           skew_ppm=float(rng.uniform(-80, 80)), wander_ppb_per_s=5.0, seed=i)
               for i, n in enumerate(nodes)}
@@ -202,7 +206,8 @@ def main() -> None:
         store = open_store(str(store_dir))
         for table in tables:
             store.write(table)
-        print(f"{n_req:,} requests, {n_events:,} events, 4 nodes, 12 node pairs, 100 s;"
+        print(f"{n_req:,} requests, {n_events:,} events, {len(nodes)} nodes,"
+              f" {len(routes)} node pairs, 100 s;"
               f" Parquet {path.stat().st_size / 1e6:.1f} MB; 1 core (cpu {cpu}),"
               f" 1 Arrow thread, best of {args.repeat}")
         # 1. this tree against the baseline, same harness, alternating subprocesses

@@ -76,3 +76,25 @@ def test_adaptive_threshold_and_rate_tracking(world: World) -> None:
     assert 0 < batch.threshold_ns < 1e6
     with pytest.raises(ValueError, match="budget"):
         SamplingConfig(budget_events_per_s=0)
+
+
+def test_longest_node_span_same_by_table_and_by_sort() -> None:
+    """The per-request longest same-node span is the same from the (request, node) table
+    (few nodes) and from the sorted events (many nodes), and equals a plain loop's."""
+    from clocksync.latency._sampling import _longest_node_span
+
+    rng = np.random.default_rng(4)
+    n_req, n_nodes, n = 300, 7, 2000
+    codes = np.concatenate([np.arange(n_req), rng.integers(0, n_req, n - n_req)])
+    node = rng.integers(0, n_nodes, n)
+    ts = rng.integers(0, 10**9, n)
+    want = np.zeros(n_req)
+    for r in range(n_req):
+        for k in range(n_nodes):
+            t = ts[(codes == r) & (node == k)]
+            if len(t):
+                want[r] = max(want[r], t.max() - t.min())
+    by_table = _longest_node_span(codes, node, ts, n_req, n_nodes)
+    by_sort = _longest_node_span(codes, node, ts, n_req, 10**6)  # table too large: sorted
+    np.testing.assert_array_equal(by_table, want)
+    np.testing.assert_array_equal(by_sort, want)

@@ -22,6 +22,19 @@ def _buffers(arr: pa.Array) -> tuple[int | None, ...]:
     return tuple(None if b is None else b.address for b in arr.buffers())
 
 
+def _one_dictionary(chunks: list[pa.DictionaryArray]) -> bool:
+    """Whether every chunk shares the first chunk's dictionary (the same buffers)."""
+    first = _buffers(chunks[0].dictionary)
+    return all(_buffers(c.dictionary) == first for c in chunks[1:])
+
+
+def _with_dictionary(chunks: list[pa.DictionaryArray], dictionary: pa.Array
+                     ) -> pa.DictionaryArray:
+    """The chunks' indices, concatenated, over ``dictionary``."""
+    idx = pa.concat_arrays([c.indices for c in chunks]) if len(chunks) > 1 else chunks[0].indices
+    return pa.DictionaryArray.from_arrays(idx, dictionary)
+
+
 def _unified(chunks: list[pa.DictionaryArray]) -> pa.DictionaryArray:
     """One dictionary array from chunks with dictionaries of their own (e.g. one per Parquet
     row group): the distinct dictionaries (told apart by their buffers) are hashed once with
@@ -41,9 +54,7 @@ def _unified(chunks: list[pa.DictionaryArray]) -> pa.DictionaryArray:
     maps = np.split(flat, ends[:-1])
     if len(maps) == 1 and len(dictionary) == len(dicts[0]) and not dictionary.null_count:
         # one dictionary of unique values (one row group, or Arrow's own encoding): as it is
-        idx = pa.concat_arrays([c.indices for c in chunks]) if len(chunks) > 1 else (
-            chunks[0].indices)
-        return pa.DictionaryArray.from_arrays(idx, dictionary)
+        return _with_dictionary(chunks, dictionary)
     parts: list[npt.NDArray[Any]] = []
     for c in chunks:
         idx = c.indices.fill_null(-1).to_numpy(zero_copy_only=False)
@@ -65,6 +76,7 @@ def join_disjoint_dictionaries(
     if not pa.types.is_dictionary(arr.type) or not arr.num_chunks:
         return None
     runs: list[tuple[pa.Array, int]] = []  # (dictionary, rows)
+    run_of: list[int] = []  # per chunk
     seen: set[tuple[int | None, ...]] = set()
     last: tuple[int | None, ...] | None = None
     for c in arr.chunks:
@@ -76,22 +88,19 @@ def join_disjoint_dictionaries(
             runs.append((c.dictionary, 0))
             last = key
         runs[-1] = (runs[-1][0], runs[-1][1] + len(c))
+        run_of.append(len(runs) - 1)
     if [n for _, n in runs] != run_rows or any(d.null_count for d, _ in runs):
         return None
     joined = pa.concat_arrays([d for d, _ in runs])
     if len(joined) >= 2**31:
         return None
     index_type = pa.int32()
-    offsets = np.cumsum([0] + [len(d) for d, _ in runs[:-1]])
+    offsets = np.cumsum([0] + [len(d) for d, _ in runs[:-1]]).tolist()
     chunks = []
-    run, last = -1, None
-    for c in arr.chunks:
-        key = _buffers(c.dictionary)
-        if key != last:
-            run, last = run + 1, key
+    for c, run in zip(arr.chunks, run_of, strict=True):
         idx = c.indices.cast(index_type)
         if offsets[run]:
-            idx = pc.add(idx, pa.scalar(int(offsets[run]), index_type))
+            idx = pc.add(idx, pa.scalar(offsets[run], index_type))
         chunks.append(pa.DictionaryArray.from_arrays(idx, joined))
     return pa.chunked_array(chunks, pa.dictionary(index_type, joined.type))
 
@@ -112,17 +121,9 @@ def _as_dictionary(arr: pa.ChunkedArray | pa.Array, unique: bool = False) -> pa.
         chunks = enc.chunks if isinstance(enc, pa.ChunkedArray) else [enc]
     if not chunks:
         return pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], pa.string()))
-    if not pa.types.is_dictionary(arr.type):
-        first = _buffers(chunks[0].dictionary)
-        if len(chunks) == 1 or all(_buffers(c.dictionary) == first for c in chunks[1:]):
-            idx = pa.concat_arrays([c.indices for c in chunks]) if len(chunks) > 1 else (
-                chunks[0].indices)
-            return pa.DictionaryArray.from_arrays(idx, chunks[0].dictionary)
-    if unique and chunks and all(_buffers(c.dictionary) == _buffers(chunks[0].dictionary)
-                                 for c in chunks[1:]):  # one dictionary of distinct values
-        idx = pa.concat_arrays([c.indices for c in chunks]) if len(chunks) > 1 else (
-            chunks[0].indices)
-        return pa.DictionaryArray.from_arrays(idx, chunks[0].dictionary)
+    if (unique or not pa.types.is_dictionary(arr.type)) and _one_dictionary(chunks):
+        # encoded here, or known to hold distinct values: one dictionary, as it is
+        return _with_dictionary(chunks, chunks[0].dictionary)
     # dictionary-typed input (Parquet read with ``read_dictionary``, a filtered table...):
     # its dictionaries are unified, the rows are not hashed again
     return _unified(list(chunks))

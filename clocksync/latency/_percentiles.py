@@ -19,7 +19,6 @@ a statistical error, which is not part of the bound).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +63,15 @@ def _lower_confidence_ranks(n: I64, q: float, alpha: float) -> I64:
     return out
 
 
+def _order_ranks(n: I64, qs: Sequence[float]) -> I64:
+    """``(groups, len(qs))`` 0-based ranks of the order statistics ``ceil(q·n)``-th smallest
+    of groups of ``n`` values (clipped to ``[0, n - 1]``)."""
+    q = np.asarray(qs, dtype=np.float64)
+    kth: I64 = np.ceil(q[None, :] * n[:, None].astype(np.float64)).astype(np.int64) - 1
+    np.minimum(np.maximum(kth, 0), n[:, None] - 1, out=kth)
+    return kth
+
+
 def _quantiles_in_groups(
     values: F64, order: I64 | None, bounds: I64 | tuple[I64, I64], qs: Sequence[float],
     weights: F64 | None, extra_ranks: I64 | None = None,
@@ -86,12 +94,13 @@ def _quantiles_in_groups(
     ordered = values if order is None else values[order]
     w_ordered = None if weights is None else (weights if order is None else weights[order])
     extra = None if extra_ranks is None else extra_ranks.tolist()
+    ranks = _order_ranks(np.asarray(ends - starts, dtype=np.int64), qs).tolist()
     for k in np.flatnonzero(ends > starts).tolist():
         a, b = int(starts[k]), int(ends[k])
         v = ordered[a:b]
         n = b - a
         if w_ordered is None:
-            kth = [min(max(math.ceil(q * n) - 1, 0), n - 1) for q in qs]
+            kth = ranks[k]
             if extra is not None:
                 kth.append(extra[k])
             valid = sorted({r for r in kth if 0 <= r < n})
@@ -410,14 +419,6 @@ def _hop_rows(hops: pa.Table) -> tuple[list[_HopRows], list[str]] | None:
     return out, list(node_code)
 
 
-def _order_ranks(n: I64) -> I64:
-    """``(groups, len(QUANTILES))`` 0-based ranks of the reported order statistics."""
-    q = np.array([q for _, q in QUANTILES])
-    kth: I64 = np.ceil(q[None, :] * n[:, None].astype(np.float64)).astype(np.int64) - 1
-    np.minimum(np.maximum(kth, 0), n[:, None] - 1, out=kth)
-    return kth
-
-
 @dataclass(frozen=True, slots=True)
 class _GroupRows:
     """Rows of a percentile table, before they become Arrow columns."""
@@ -460,7 +461,7 @@ def _one_hop(
         levels.append((True, by_win.reshape(-1).astype(np.int64), (wins, stars, stars)))
         levels.append((False, np.zeros(len(g_pair), np.int64), (zero, zero + star, zero + star)))
     sizes = [sel.level_sizes(level) for _, level, _ in levels]
-    ranks = [_order_ranks(n) for n in sizes]
+    ranks = [_order_ranks(n, [q for _, q in QUANTILES]) for n in sizes]
     lcb_rank = np.split(_lower_confidence_ranks(np.concatenate(sizes), 0.99, P99_ALPHA),
                         np.cumsum([len(n) for n in sizes])[:-1])
     q_low = sel.select(0, [(level, np.hstack([r, c[:, None]])) for (_, level, _), r, c

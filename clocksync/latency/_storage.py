@@ -51,21 +51,21 @@ def _plain_strings(table: pa.Table, names: tuple[str, ...]) -> pa.Table:
     return table
 
 
-def _request_blocks(table: pa.Table) -> tuple[npt.NDArray[np.int64], list[int]]:
+def _request_blocks(table: pa.Table, ts_ns: npt.NDArray[np.int64]
+                    ) -> tuple[npt.NDArray[np.int64], list[int]]:
     """Row group of each event and each row group's size: requests in order of their first
     event, cut into consecutive runs of about :data:`EVENT_ROW_GROUP_ROWS` events, each
-    request wholly inside one run."""
+    request wholly inside one run (events with a null id count as one more request)."""
     rid, ids = dictionary_codes(table.column("request_id"))
-    ts_ns = table.column("ts_ns").to_numpy()
+    slot = np.where(rid >= 0, rid, len(ids))
     first = np.full(len(ids) + 1, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(first, rid, ts_ns)  # a null id (-1) lands in the spare last slot
-    per_request = np.bincount(rid + 1 if len(rid) else rid, minlength=len(ids) + 1)
-    per_request = np.roll(per_request, -1)  # null ids counted last, as their slot
+    np.minimum.at(first, slot, ts_ns)
+    per_request = np.bincount(slot, minlength=len(ids) + 1)
     by_start = np.argsort(first, kind="stable")
     before = np.cumsum(per_request[by_start]) - per_request[by_start]  # events ahead of it
     block_of = np.empty(len(first), dtype=np.int64)
     block_of[by_start] = before // EVENT_ROW_GROUP_ROWS
-    block = block_of[rid]
+    block = block_of[slot]
     sizes = np.bincount(block)
     return block, [int(n) for n in sizes[sizes > 0]]
 
@@ -82,7 +82,7 @@ def write_events(table: pa.Table, path: str | os.PathLike[str], sort: bool = Tru
         node, names = dictionary_codes(table.column("node"))
         rank = np.argsort(np.argsort(np.asarray(names.to_pylist(), dtype=object)))
         ts_ns = table.column("ts_ns").to_numpy()
-        block, sizes = _request_blocks(table)
+        block, sizes = _request_blocks(table, ts_ns)
         order = np.lexsort((ts_ns, rank[node], block))
         table = table.take(pa.array(order))
         metadata = {WHOLE_REQUESTS_KEY: json.dumps(sizes)}

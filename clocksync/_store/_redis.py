@@ -178,7 +178,7 @@ class RedisStore:
 
         deadline = time.monotonic() + timeout_s
         try:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 pubsub.subscribe(self.channel)
                 if since is not None and self.version() != since:

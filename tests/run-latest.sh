@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole suite against the newest versions pyproject.toml allows (not the lock), in
+# .venv-latest: what a user gets from 'pip install clocksync' today. Run it weekly and before
+# refreshing the lock; a failure here is fixed in code, not by narrowing a range.
+#   bash tests/run-latest.sh [pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tests/install.sh   # the Debian packages (and .venv, which this leaves alone)
+. tests/_uv.sh
+"$UV" venv --quiet --allow-existing .venv-latest
+VIRTUAL_ENV=.venv-latest "$UV" pip install --quiet --upgrade --reinstall-package clocksync -e '.[dev]'
+echo "newest allowed versions:"; VIRTUAL_ENV=.venv-latest "$UV" pip freeze | sed 's/^/  /'
+.venv-latest/bin/ruff check clocksync ptp tests lab
+.venv-latest/bin/mypy
+exec .venv-latest/bin/python -m pytest -m "" -p no:cacheprovider "$@"

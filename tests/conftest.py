@@ -10,12 +10,24 @@ from hypothesis import settings
 
 from clocksync.ntp import NtpServer
 
-# The suite replays a fixed sequence of hypothesis examples (the same thousands of cases on
-# every run), so a merge is never blocked by a new random find. To search with fresh random
-# examples: HYPOTHESIS_PROFILE=explore pytest tests/faults
-settings.register_profile("ci", derandomize=True, print_blob=True)
+# The suite replays a fixed sequence of hypothesis examples (the same cases on every run, given
+# the locked hypothesis version), so a merge is never blocked by a new random find; fuzz
+# targets take their case count from tests/_fuzz.py. To search with fresh random examples:
+# HYPOTHESIS_PROFILE=explore .venv/bin/python -m pytest -m fuzz
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 settings.register_profile("explore", derandomize=False, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+# A test that uses one of these fixtures needs root (they skip with the reason otherwise), so
+# it is marked `root` here rather than by hand in every file.
+ROOT_FIXTURES = frozenset({"chronyd", "chronyd_client", "chronyd_loopback", "ptp_lab"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if ROOT_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.root)
 
 
 @pytest.fixture

@@ -29,19 +29,44 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
+# Servers started as our children, by PID: kept so that they are reaped (and so that the
+# interpreter never finds a Popen of a running process to complain about).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def kill_pid(pid: int) -> None:
-    """SIGTERM a process that is not our child (a daemon), SIGKILL after 2.5 s."""
+    """Stop a process by PID: SIGTERM, SIGKILL after 2.5 s; a child of ours is reaped."""
+    child = _CHILDREN.pop(pid, None)
+    if child is not None:
+        child.terminate()
+        try:
+            child.wait(timeout=2.5)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        return
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    for _ in range(50):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+    deadline = time.monotonic() + 2.5
+    while time.monotonic() < deadline:
+        if _gone(pid):
             return
         time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    while not _gone(pid):
+        time.sleep(0.01)
+
+
+def _gone(pid: int) -> bool:
+    """True once ``pid`` (not our child) has exited."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -56,13 +81,14 @@ class RedisServer:
 
 def start_redis(port: int, workdir: Path, password: str | None = None,
                 tls: tuple[Path, Path, Path] | None = None) -> int:
-    """Start a daemonized redis-server on 127.0.0.1:``port``; returns its PID once it
-    accepts connections. ``tls``: (CA cert, server cert, server key) — TLS only on ``port``."""
-    pidfile = workdir / f"redis-{port}.pid"
+    """Start redis-server on 127.0.0.1:``port`` as our child (in the foreground: its PID is
+    known at once, no pidfile to race); returns the PID once it accepts connections, and
+    stops it by that PID if it never does. ``tls``: (CA cert, server cert, server key) —
+    TLS only on ``port``."""
     logfile = workdir / f"redis-{port}.log"
     args = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-            "--appendonly", "no", "--daemonize", "yes", "--pidfile", str(pidfile),
-            "--dir", str(workdir), "--logfile", str(logfile)]
+            "--appendonly", "no", "--daemonize", "no", "--dir", str(workdir),
+            "--logfile", str(logfile)]
     if password:
         args += ["--requirepass", password]
     if tls:
@@ -70,13 +96,17 @@ def start_redis(port: int, workdir: Path, password: str | None = None,
         args += ["--tls-port", str(port), "--tls-ca-cert-file", str(tls[0]),
                  "--tls-cert-file", str(tls[1]), "--tls-key-file", str(tls[2]),
                  "--tls-auth-clients", "no"]
-    subprocess.run(args, check=True, timeout=10)
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    _CHILDREN[proc.pid] = proc
     deadline = time.monotonic() + 10
-    while not pidfile.exists() or not _answers(port):
-        if time.monotonic() > deadline:
-            pytest.fail(f"redis-server did not start: {logfile.read_text(errors='replace')}")
+    while not _answers(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            kill_pid(proc.pid)
+            log = logfile.read_text(errors="replace") if logfile.exists() else "(no log)"
+            pytest.fail(f"redis-server on port {port} did not start: {log}")
         time.sleep(0.05)
-    return int(pidfile.read_text().strip())
+    return proc.pid
 
 
 def needs_redis() -> None:

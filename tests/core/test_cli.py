@@ -71,6 +71,7 @@ def test_fit_correct_report(runner: CliRunner, tmp_path: Path, samples_file: Pat
     assert "free_running" in result.output and "±" in result.output
 
 
+@pytest.mark.slow
 def test_demo_json_covers_truth(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(main, ["demo", "--json", "--store", str(tmp_path / "t")])
     assert result.exit_code == 0, result.output

@@ -8,6 +8,7 @@ inside the samples, in gaps, around steps and in holdover); quality is asserted 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -59,6 +60,7 @@ def test_bound_well_below_median_sample_bound_on_a_jittery_link() -> None:
     assert np.median(bound[interior]) < 0.5 * np.median(samples.bound_ns)
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 
 from clocksync import Corrector, SimClock
 from clocksync._store import open_store
@@ -28,6 +29,7 @@ STEP_NS = -50e6  # offset step: reference - local drops by 50 ms, the local cloc
 STEP_AFTER_S = 3.0
 
 
+@pytest.mark.slow
 def test_clock_step_detected_new_segment_old_corrections_kept(tmp_path: Path,
                                                               ntp_server: NtpServer) -> None:
     t_step_ref = time.time_ns() + int(STEP_AFTER_S * 1e9)

@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from clocksync import CorrectionTable, read_samples
 from clocksync.agent._samplelog import segment_files
 from clocksync.ntp import NtpServer
@@ -67,6 +69,7 @@ def _flushed_more(proc: subprocess.Popen[bytes], samples_dir: Path, torn: dict[P
         return False
 
 
+@pytest.mark.slow
 def test_sigkill_during_writes_loses_nothing_durable(tmp_path: Path,
                                                      ntp_server: NtpServer) -> None:
     rng = random.Random(6)

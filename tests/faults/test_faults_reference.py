@@ -53,6 +53,7 @@ def check_holdover_rate(table: CorrectionTable) -> list[float]:
     return [float(b) for b in bounds]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["timeout", "refused"])
 def test_reference_unreachable_then_back(tmp_path: Path, how: str) -> None:
     server = NtpServer(address="127.0.0.1", port=0).start()
@@ -124,6 +125,7 @@ def test_reference_unreachable_then_back(tmp_path: Path, how: str) -> None:
     assert final.last_sample_local_ns > outage.table.last_sample_local_ns  # type: ignore[operator]
 
 
+@pytest.mark.slow
 def test_fresh_samples_keep_the_status_synchronised_between_refits(
         tmp_path: Path, ntp_server: NtpServer) -> None:
     """Refits are rate-limited (here every 4 s); the samples in between are fresh, so the

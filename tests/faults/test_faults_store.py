@@ -98,7 +98,12 @@ def _fault(kind: str, tmp_path: Path) -> Iterator[_Fault]:
         fault.close()
 
 
-@pytest.mark.parametrize("kind", ["redis_killed", "read_only", "disk_full"])
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", [
+    "redis_killed",
+    pytest.param("read_only", marks=pytest.mark.root),  # a tmpfs mount
+    pytest.param("disk_full", marks=pytest.mark.root),
+])
 def test_store_unreachable_then_back(tmp_path: Path, ntp_server: NtpServer, kind: str) -> None:
     with _fault(kind, tmp_path) as fault:
         store = RecordingStore(open_store(fault.url))
@@ -144,6 +149,8 @@ def test_store_unreachable_then_back(tmp_path: Path, ntp_server: NtpServer, kind
     assert files == ["n1.table.json"]  # a failed atomic write leaves no temporary file
 
 
+@pytest.mark.slow
+@pytest.mark.root  # a tmpfs mount
 def test_sample_log_disk_full_then_freed(tmp_path: Path, ntp_server: NtpServer) -> None:
     """The sample log's own file system fills up (segments rotating every 10 samples):
     the agent keeps measuring and publishing, holds the samples in memory, and writes them

@@ -21,7 +21,8 @@ import contextlib
 import math
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 import ptp
@@ -29,7 +30,10 @@ from clocksync.ntp import NtpPacket, NtpRejectError, decode, encode, validate_re
 from clocksync.ntp._packet import MAX_ROOT_NS, SANE_UNIX_S, ntp_to_ns
 from ptp._messages import MESSAGE_LENGTHS
 from ptp._port import DelayReqDue, PortConfig, PtpResult, SlavePort
+from tests._fuzz import fuzz_settings
 from tests.ptp.ptp_strategies import messages
+
+pytestmark = pytest.mark.fuzz
 
 # --- NTP -----------------------------------------------------------------------------------
 
@@ -59,7 +63,7 @@ def ntp_replies(draw: st.DrawFn) -> NtpPacket:
     )
 
 
-@settings(max_examples=3000, deadline=None)
+@fuzz_settings()
 @given(ntp_replies(), st.booleans(), st.binary(max_size=24))
 def test_ntp_hostile_replies_are_refused_or_sane(reply: NtpPacket, interleaved: bool,
                                                  tail: bytes) -> None:
@@ -79,7 +83,7 @@ def test_ntp_hostile_replies_are_refused_or_sane(reply: NtpPacket, interleaved: 
     assert got.root_delay_ns < MAX_ROOT_NS and got.root_dispersion_ns < MAX_ROOT_NS
 
 
-@settings(max_examples=2000, deadline=None)
+@fuzz_settings()
 @given(st.binary(min_size=0, max_size=60), st.sampled_from([NONCE, 0]))
 def test_ntp_any_bytes_only_our_errors(data: bytes, origin: int) -> None:
     with contextlib.suppress(NtpRejectError):
@@ -133,7 +137,7 @@ def lies(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=_SUPPRESS)
+@fuzz_settings(suppress_health_check=_SUPPRESS)
 @given(lies())
 def test_ptp_structured_lies_only_decode_error(data: bytes) -> None:
     _decode_or_refuse(data)
@@ -175,7 +179,7 @@ def _wire(msg: ptp.PtpMessage) -> ptp.PtpMessage:
     return ptp.decode(ptp.encode(msg))
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=_SUPPRESS)
+@fuzz_settings(suppress_health_check=_SUPPRESS)
 @given(st.lists(actions, min_size=1, max_size=12))
 def test_slave_port_only_completes_genuine_exchanges(steps: list[tuple[Any, ...]]) -> None:
     port = SlavePort(ME, PortConfig(cold_every=0, seed=1))

@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from clocksync import ASSUMPTION_SPECS, InputError
 from clocksync.agent._config import OPTION_SPECS, AgentConfig, load_config, parse_listen
+from tests._fuzz import fuzz_settings
+
+pytestmark = pytest.mark.fuzz
 
 KEYS = [spec.key for spec in OPTION_SPECS]
 FIT_KEYS = [spec.name for spec in ASSUMPTION_SPECS]
@@ -102,7 +105,7 @@ def test_the_valid_config_loads(tmp_path: Path) -> None:
     assert config is not None and config.node == "pp-1" and config.max_poll_s == 64.0
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=_SUPPRESS)
+@fuzz_settings(suppress_health_check=_SUPPRESS)
 @given(st.dictionaries(st.one_of(st.sampled_from(KEYS), st.text(max_size=6)), toml_values,
                        max_size=6),
        st.none() | st.dictionaries(st.one_of(st.sampled_from(FIT_KEYS), st.text(max_size=6)),
@@ -114,7 +117,7 @@ def test_random_toml_documents_raise_only_input_error(
     _check(path)
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=_SUPPRESS)
+@fuzz_settings(suppress_health_check=_SUPPRESS)
 @given(st.lists(st.tuples(st.integers(0, len(VALID.encode())), st.binary(max_size=4),
                           st.integers(0, 4)), min_size=1, max_size=4))
 def test_mutated_config_bytes_raise_only_input_error(
@@ -128,7 +131,7 @@ def test_mutated_config_bytes_raise_only_input_error(
     _check(path)
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=_SUPPRESS)
+@fuzz_settings(suppress_health_check=_SUPPRESS)
 @given(st.sampled_from([*KEYS, "fit"]), toml_values)
 def test_each_key_with_a_wrong_value_names_the_key(tmp_path: Path, key: str,
                                                    value: Any) -> None:

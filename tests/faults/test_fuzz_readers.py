@@ -22,15 +22,18 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from clocksync import InputError
 from clocksync.latency._events import read_events_file
 from clocksync.latency._schema import Events
 from clocksync.latency._traces import TraceMapping, read_trace_file
+from tests._fuzz import fuzz_settings
 
 from .test_fuzz_table import NASTY, mutated
+
+pytestmark = pytest.mark.fuzz
 
 FIX = Path(__file__).parent.parent / "latency" / "fixtures"
 MAPPING = TraceMapping.from_json(FIX / "trace_map.json")
@@ -93,7 +96,7 @@ byte_edits = st.lists(st.tuples(st.integers(0, 1 << 16), st.binary(max_size=6),
 
 # --- traces --------------------------------------------------------------------------------
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=_SUPPRESS)
+@fuzz_settings(suppress_health_check=_SUPPRESS)
 @given(st.data(), st.sampled_from(sorted(TRACE_DOCS)), st.sampled_from([None, "named"]))
 def test_mutated_trace_documents(workdir: Path, data: st.DataObject, name: str,
                                  fmt: str | None) -> None:
@@ -104,7 +107,7 @@ def test_mutated_trace_documents(workdir: Path, data: st.DataObject, name: str,
     _read(read_trace_file, path, mapping=MAPPING, fmt=kind if fmt else None)
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=_SUPPRESS)
+@fuzz_settings(suppress_health_check=_SUPPRESS)
 @given(st.data())
 def test_mutated_otlp_jsonl_lines(workdir: Path, data: st.DataObject) -> None:
     lines = [json.dumps(doc) for doc in OTLP_LINES]
@@ -115,7 +118,7 @@ def test_mutated_otlp_jsonl_lines(workdir: Path, data: st.DataObject) -> None:
     _read(read_trace_file, path, mapping=MAPPING)
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=_SUPPRESS)
+@fuzz_settings(suppress_health_check=_SUPPRESS)
 @given(st.sampled_from([*sorted(TRACE_DOCS), "otlp.jsonl"]), byte_edits)
 def test_trace_bytes_spliced(workdir: Path, name: str,
                              edits: list[tuple[int, bytes, int]]) -> None:
@@ -126,7 +129,7 @@ def test_trace_bytes_spliced(workdir: Path, name: str,
 
 # --- events --------------------------------------------------------------------------------
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=_SUPPRESS)
+@fuzz_settings(suppress_health_check=_SUPPRESS)
 @given(st.data())
 def test_mutated_events_jsonl(workdir: Path, data: st.DataObject) -> None:
     records = data.draw(mutated(EVENT_LINES, max_edits=3))
@@ -139,7 +142,7 @@ def test_mutated_events_jsonl(workdir: Path, data: st.DataObject) -> None:
     _read(read_events_file, path)
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=_SUPPRESS)
+@fuzz_settings(suppress_health_check=_SUPPRESS)
 @given(byte_edits, st.sampled_from(["csv", "jsonl"]))
 def test_events_text_bytes_spliced(workdir: Path, edits: list[tuple[int, bytes, int]],
                                    fmt: str) -> None:
@@ -149,7 +152,7 @@ def test_events_text_bytes_spliced(workdir: Path, edits: list[tuple[int, bytes, 
     _read(read_events_file, path)
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=_SUPPRESS)
+@fuzz_settings(suppress_health_check=_SUPPRESS)
 @given(st.sampled_from(PARQUET.column_names), st.sampled_from(["nasty", "null", "drop",
                                                                "strings", "floats"]),
        NASTY, st.integers(0, PARQUET.num_rows - 1))
@@ -178,7 +181,7 @@ def test_mutated_events_parquet(workdir: Path, column: str, how: str, value: Any
     _read(read_events_file, path)
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=_SUPPRESS)
+@fuzz_settings(suppress_health_check=_SUPPRESS)
 @given(byte_edits)
 def test_events_parquet_bytes_corrupted(workdir: Path,
                                         edits: list[tuple[int, bytes, int]]) -> None:

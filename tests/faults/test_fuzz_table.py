@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from clocksync import (
@@ -31,6 +32,9 @@ from clocksync import (
     fit_table,
 )
 from clocksync._simulate import LinkModel, simulate_samples
+from tests._fuzz import fuzz_settings
+
+pytestmark = pytest.mark.fuzz
 
 __all__ = ["NASTY", "json_trees", "mutated"]
 
@@ -203,14 +207,13 @@ _TABLE_KEYS = sorted({k for obj in _base_tables() for p in _paths(obj) for k in 
                       if isinstance(k, str)})
 
 
-@settings(max_examples=1000, deadline=None)
+@fuzz_settings()
 @given(json_trees(_TABLE_KEYS))
 def test_random_json_trees_raise_only_schema_error(tree: Any) -> None:
     assert _load(json.dumps(tree)) is None or isinstance(tree, dict)
 
 
-@settings(max_examples=2000, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@fuzz_settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.data())
 def test_mutated_tables_raise_schema_error_or_stay_usable(data: st.DataObject) -> None:
     base = data.draw(st.sampled_from(_base_tables()))
@@ -218,7 +221,7 @@ def test_mutated_tables_raise_schema_error_or_stay_usable(data: st.DataObject) -
     _load(text)
 
 
-@settings(max_examples=1000, deadline=None)
+@fuzz_settings()
 @given(st.binary(max_size=64), st.sampled_from([0, 10, 100, 1000]))
 def test_garbled_bytes_raise_only_schema_error(junk: bytes, cut: int) -> None:
     text = json.dumps(_base_tables()[0]).encode()

@@ -40,10 +40,19 @@ def _chronyd_lab(subnet: str, bridge: BridgeParams | None) -> Iterator[Topology]
             conf = chrony_server_conf(workdir, allow="10.200.0.0/16")
             topo.spawn(topo.ns_a, ["chronyd", "-x", "-d", "-f", str(conf)],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(0.5)
+            _wait_listening(topo, topo.ns_a, 123)
             yield topo
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _wait_listening(topo: Topology, ns: str, port: int, deadline_s: float = 20.0) -> None:
+    """Wait until a UDP socket in ``ns`` is bound to ``port`` (chronyd is serving)."""
+    deadline = time.monotonic() + deadline_s
+    while f":{port} " not in topo.exec(ns, "ss", "-Huln", check=False).stdout + " ":
+        if time.monotonic() > deadline:
+            pytest.fail(f"chronyd did not bind UDP port {port} in {ns} within {deadline_s} s")
+        time.sleep(0.05)
 
 
 def _probe(topo: Topology, count: int) -> list[dict[str, Any]]:

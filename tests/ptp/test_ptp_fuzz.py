@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from ptp_helpers import CAPTURES, flat_fields
 from ptp_strategies import messages
 
 import ptp
+from tests._fuzz import fuzz_settings
+
+pytestmark = pytest.mark.fuzz
 
 SEEDS = [bytes.fromhex(p.read_text().strip()) for p in sorted(CAPTURES.glob("*.hex"))]
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@fuzz_settings(suppress_health_check=[HealthCheck.too_slow])
 @given(messages())
 def test_valid_messages_round_trip(msg: ptp.PtpMessage) -> None:
     wire = ptp.encode(msg)
@@ -37,13 +41,13 @@ def _check_only_decode_error(data: bytes) -> None:
     assert ptp.encode(msg) == data
 
 
-@settings(max_examples=4000, deadline=None)
+@fuzz_settings()
 @given(st.binary(max_size=120))
 def test_random_bytes_raise_only_decode_error(data: bytes) -> None:
     _check_only_decode_error(data)
 
 
-@settings(max_examples=4000, deadline=None)
+@fuzz_settings()
 @given(
     st.sampled_from(SEEDS),
     st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=6),
@@ -61,7 +65,7 @@ def test_mutated_captures_raise_only_decode_error(
     _check_only_decode_error(bytes(data[:cut]) + tail)
 
 
-@settings(max_examples=1000, deadline=None)
+@fuzz_settings()
 @given(st.sampled_from(SEEDS), st.binary(min_size=1, max_size=20))
 def test_tlv_like_suffixes_parse_or_raise_decode_error(seed: bytes, suffix: bytes) -> None:
     """Junk after the body with messageLength adjusted: parsed as TLVs or rejected."""

@@ -10,4 +10,4 @@ bash tests/install.sh
 .venv/bin/ruff check clocksync ptp tests lab
 .venv/bin/mypy
 # -m "" lifts the default selection (pyproject.toml: no slow, soak or root tests).
-exec .venv/bin/python -m pytest -m "" -p no:cacheprovider "$@"
+exec .venv/bin/python -m pytest -m "" -p no:cacheprovider --durations=15 "$@"

@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 bash tests/install.sh   # the Debian packages (and .venv, which this leaves alone)
 . tests/_uv.sh
 "$UV" venv --quiet --allow-existing .venv-latest
-VIRTUAL_ENV=.venv-latest "$UV" pip install --quiet --upgrade --reinstall-package clocksync -e '.[dev]'
-echo "newest allowed versions:"; VIRTUAL_ENV=.venv-latest "$UV" pip freeze | sed 's/^/  /'
+"$UV" pip install --python .venv-latest/bin/python --quiet --upgrade -e '.[dev]'
+echo "newest allowed versions:"
+"$UV" pip freeze --python .venv-latest/bin/python | sed 's/^/  /'
 .venv-latest/bin/ruff check clocksync ptp tests lab
 .venv-latest/bin/mypy
 exec .venv-latest/bin/python -m pytest -m "" -p no:cacheprovider "$@"

@@ -14,6 +14,7 @@ import ast
 import importlib
 import importlib.util
 import pkgutil
+import re
 import sys
 import types
 from pathlib import Path
@@ -124,3 +125,19 @@ def test_only_the_agent_and_the_cli_import_ptp() -> None:
     root = Path(importlib.import_module("clocksync").__file__).parent  # type: ignore[arg-type]
     importers = {p.relative_to(root).parts[0] for p in root.rglob("*.py") if _imports_ptp(p)}
     assert importers == {"agent", "cli"}
+
+
+_PRIVATE_MODULE = re.compile(r"\b(?:clocksync|ptp)(?:\.[A-Za-z]\w*)*\._[a-z]\w*")
+
+
+def test_docs_and_docstrings_name_no_private_module() -> None:
+    """The PTP/NTP docs, the README and ptp's and clocksync.net's sources (docstrings,
+    comments) send readers to public names only."""
+    root = Path(__file__).resolve().parents[2]
+    files = [root / "README.md", root / "docs" / "ptp.md", root / "docs" / "ntp.md"]
+    files += sorted((root / "ptp").glob("*.py")) + sorted((root / "clocksync" / "net").glob("*.py"))
+    found = [f"{p.relative_to(root)}: {m}" for p in files
+             for m in _PRIVATE_MODULE.findall(p.read_text())]
+    assert found == []
+    assert _PRIVATE_MODULE.findall("see ptp._port.REJECT_* and clocksync.net._x") == [
+        "ptp._port", "clocksync.net._x"]

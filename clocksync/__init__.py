@@ -4,7 +4,8 @@ Public surface (everything else is private and may change)::
 
     Sample, fit_table, CorrectionTable, Corrector, read_samples, write_samples,
     Assumptions, ASSUMPTION_SPECS, SimClock, SystemClock, open_store, TableKey,
-    load_table_key (signed tables), and the exceptions.
+    load_table_key (signed tables), format_ns (a value with its bound, for humans), and the
+    exceptions.
 """
 
 from ._clock import Clock, SimClock, SystemClock
@@ -26,6 +27,7 @@ from ._samplefile import read_samples, write_samples
 from ._store import DirectoryStore, MemoryStore, TableStore, open_store
 from ._table import SCHEMA, CorrectionTable
 from ._tablekey import TableKey, load_table_key
+from ._units import format_ns
 
 __all__ = [
     "AMBIGUOUS",
@@ -56,6 +58,7 @@ __all__ = [
     "TableStore",
     "UnknownNodeError",
     "fit_table",
+    "format_ns",
     "load_table_key",
     "open_store",
     "read_samples",

@@ -10,7 +10,7 @@ Run as root: ``python -m lab.ptp_vs_ptp4l [--seconds S] [--no-bridge]``. Prints,
 and ptp4l's: offset rms, max |error|, mean error, median path delay, median bound and the
 share of samples whose bound holds the truth. ptp4l's per-Sync measurements are read from
 its management socket (``TIME_STATUS_NP``; its bound, meanPathDelay, is the one
-:class:`ptp._pmc.Ptp4lClient` gives, which assumes no delay outlier on that Sync).
+:class:`ptp.Ptp4lClient` gives, which assumes no delay outlier on that Sync).
 Every ptp4l runs with ``free_running 1``: nothing here ever adjusts a clock.
 
 ``python -m lab.ptp_vs_ptp4l ours IFACE --seconds S [--offset-ns X --skew-ppm Y]`` is the
@@ -36,12 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clocksync._errors import ClockSyncError
-from clocksync._sample import Sample
+from clocksync import ClockSyncError, Sample
 from lab.netlab import BridgeParams, Topology
 from lab.netlab import missing_requirements as _netlab_missing
-from ptp._pmc import Ptp4lClient
-from ptp._ptp4l import MASTER_OPTIONS, SLAVE_OPTIONS, config_text
+from ptp import MASTER_OPTIONS, SLAVE_OPTIONS, Ptp4lClient, config_text
 
 __all__ = ["Ptp4lPoller", "PtpLab", "Stats", "compare", "missing_requirements", "run_ours", "stats"]
 
@@ -162,7 +160,7 @@ def run_ours(
     iface: str, seconds: float, offset_ns: float, skew_ppm: float, transport: str = "udp"
 ) -> None:
     """Child process: our slave on a simulated clock, JSON lines with ``truth_ns``."""
-    from clocksync._clock import SimClock
+    from clocksync import SimClock
     from ptp import PtpSlave, result_record
 
     clock = SimClock(t0_ns=time.time_ns(), offset0_ns=offset_ns, skew_ppm=skew_ppm)

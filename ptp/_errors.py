@@ -1,16 +1,16 @@
-"""The one error the PTP codec raises on malformed input.
+"""The errors of the ptp package: the codec's one error on malformed input, and ptp4l's.
 
-::
+Both are clocksync errors, so the CLI reports them like any other::
 
-    clocksync._errors.InputError
+    clocksync.InputError
     └── PtpDecodeError          bytes that are not a well-formed IEEE 1588-2008 (PTPv2) message
-    clocksync._errors.ClockSyncError
+    clocksync.ClockSyncError
     └── Ptp4lManagementError    a ptp4l management socket that cannot be read
 """
 
 from __future__ import annotations
 
-from clocksync._errors import ClockSyncError, InputError
+from clocksync import ClockSyncError, InputError
 
 __all__ = ["Ptp4lManagementError", "PtpDecodeError"]
 

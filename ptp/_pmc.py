@@ -10,7 +10,7 @@ source. Nothing here changes ptp4l's state: only GETs are sent.
 Sign: ptp4l's ``master_offset`` is local - master; ``Sample.offset_ns`` = master - local.
 Bound: ``meanPathDelay + timestamp_error_ns``. ptp4l's offset uses its filtered path delay,
 so this holds when the Sync's own path delay was within ``[0, 2 x meanPathDelay]`` (no
-delay outlier on that Sync) — an assumption, unlike :mod:`ptp._exchange`'s per-exchange
+delay outlier on that Sync) — an assumption, unlike :func:`ptp.measure`'s per-exchange
 guarantee, stated here because ptp4l does not export the exchange's timestamps.
 """
 
@@ -24,7 +24,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from clocksync._sample import Sample
+from clocksync import Sample
 
 from ._codec import decode, encode
 from ._errors import Ptp4lManagementError, PtpDecodeError

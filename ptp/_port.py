@@ -4,7 +4,7 @@ Feed it decoded messages with their local receive times and the local send times
 Delay_Reqs; it chooses the master (BMCA over Announces), matches Sync/Follow_Up/Delay_Resp
 by sequenceId and port identities, applies correctionFields, filters the path delay and
 hands back one :class:`PtpResult` per completed exchange. Every time it sees is *local*
-time: the I/O layer maps kernel stamps through a :class:`~clocksync._clock.Clock` first.
+time: the I/O layer maps kernel stamps through a :class:`clocksync.Clock` first.
 
 Two kinds of Delay_Req (``PortConfig.cold_every``):
 
@@ -23,7 +23,7 @@ import random
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from clocksync._fit._assumptions import Assumptions
+from clocksync import Assumptions
 
 from ._bmca import AnnounceDataset, ForeignMasters
 from ._codec import encode, with_sequence_id
@@ -45,7 +45,7 @@ __all__ = [
 
 _V = TypeVar("_V")
 
-#: The project-wide skew assumption (declared once, in ``clocksync._fit._assumptions``).
+#: The project-wide skew assumption (declared once, in :class:`clocksync.Assumptions`).
 DEFAULT_MAX_SKEW_PPM = Assumptions().max_skew_ppm
 
 # Reasons a received message is dropped (keys of :attr:`SlavePort.rejected`). Messages that

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from clocksync._units import format_ns
+from clocksync import format_ns
 
 from ._port import PtpResult
 

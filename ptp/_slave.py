@@ -2,16 +2,16 @@
 
 Over UDPv4 it opens its own sockets on ports 319 (event) and 320 (general) with
 ``SO_REUSEADDR``, bound to the interface and joined to 224.0.1.129; over Ethernet a packet
-socket for ethertype 0x88F7 (:mod:`ptp._transport`). Either way it runs beside a ptp4l on
-the same interface. Receive times are kernel ``SO_TIMESTAMPNS`` stamps, Delay_Req send
-times kernel ``SO_TIMESTAMPING`` stamps from the error queue (``clocksync._timestamping``),
-all mapped through a :class:`~clocksync._clock.Clock` so a simulated clock can make the
-node skewed. It never sets or steers any clock.
+socket for ethertype 0x88F7 (:class:`ptp.UdpTransport`, :class:`ptp.L2Transport`). Either
+way it runs beside a ptp4l on the same interface. Receive times are kernel
+``SO_TIMESTAMPNS`` stamps, Delay_Req send times kernel ``SO_TIMESTAMPING`` stamps from the
+error queue (:mod:`clocksync.net`), all mapped through a :class:`clocksync.Clock` so a
+simulated clock can make the node skewed. It never sets or steers any clock.
 
 Each completed exchange becomes a :class:`~clocksync.Sample` via :func:`to_sample`:
 ``offset_ns`` = reference (master) - local, the *negative* of ptp4l's ``master offset``;
 ``delay_ns`` = round trip (2 x meanPathDelay); ``bound_ns`` = the exchange's guaranteed
-half-width (see :mod:`ptp._exchange`).
+half-width (see :func:`ptp.measure`).
 """
 
 from __future__ import annotations
@@ -23,16 +23,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from clocksync._clock import Clock, SystemClock
-from clocksync._errors import InputError
-from clocksync._sample import Sample
-from clocksync._timestamping import Received, StampKind
+from clocksync import Clock, InputError, Sample, SystemClock
+from clocksync.net import Received, StampKind
 
 from ._codec import decode
 from ._errors import PtpDecodeError
 from ._messages import MessageType
 from ._port import DelayReqDue, PortConfig, PtpResult, SlavePort
-from ._transport import interface_mac, open_transport
+from ._transport import Transport, interface_mac, open_transport
 from ._types import PortIdentity
 
 __all__ = [
@@ -46,7 +44,7 @@ __all__ = [
     "to_sample",
 ]
 
-# Reasons beside the port's (``ptp._port.REJECT_*``), see :attr:`PtpSlave.rejected`.
+# Reasons beside the port's (``ptp.REJECT_*``), see :attr:`PtpSlave.rejected`.
 #: the message did not decode (:class:`ptp.PtpDecodeError`)
 REJECT_MALFORMED = "malformed"
 #: the delay filter rejected the exchange (round trip > outlier_factor x the median)
@@ -107,6 +105,12 @@ class PtpSlave:
         OSError: the sockets cannot be opened (e.g. no permission for the ports).
     """
 
+    iface: str
+    clock: Clock  #: maps system times (kernel stamps) to this node's local clock
+    port: SlavePort  #: the protocol state machine
+    stats: SlaveStats
+    transport: Transport
+
     def __init__(
         self,
         iface: str,
@@ -121,7 +125,7 @@ class PtpSlave:
         except OSError:
             raise InputError(f"ptp: interface {iface!r}: no such network interface") from None
         self.iface = iface
-        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.clock = clock if clock is not None else SystemClock()
         ident = identity if identity is not None else default_identity(iface)
         self.port = SlavePort(
             PortIdentity(clockIdentity=ident, portNumber=1), config or PortConfig()
@@ -133,7 +137,7 @@ class PtpSlave:
     @property
     def rejected(self) -> dict[str, int]:
         """Dropped messages and unusable exchanges since the start, by reason: the port's
-        (``ptp._port.REJECT_*``: wrong domain, no or another master, wrong sequenceId,
+        (``ptp.REJECT_*``: wrong domain, no or another master, wrong sequenceId,
         duplicates), ``malformed``, ``delay_outlier`` and ``non_causal`` exchanges (still
         yielded by :meth:`run`, flagged by ``accepted`` / their interval)."""
         out = dict(self.port.rejected)

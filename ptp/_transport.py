@@ -1,6 +1,6 @@
 """How PTP messages reach the slave: UDPv4 multicast (Annex D) or Ethernet (Annex F).
 
-A transport owns its sockets (``clocksync._timestamping.StampedSocket``, kernel RX stamps)
+A transport owns its sockets (:class:`clocksync.net.StampedSocket`, kernel RX stamps)
 and knows how to unwrap a received datagram/frame into the PTP payload and how to send an
 event message. Both join the default multicast group with ``SO_REUSEADDR``/a packet socket
 so they coexist with a ptp4l on the same interface.
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from clocksync._timestamping import (
+from clocksync.net import (
     MSG_ERRQUEUE,
     SO_TIMESTAMPING,
     SOF_TIMESTAMPING_OPT_TSONLY,

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from .._clock import Clock, SystemClock
 from .._errors import InputError
 from .._sample import Sample
-from .._timestamping import StampedSocket, StampKind
+from ..net import StampedSocket, StampKind
 from ._errors import (
     KissOfDeathError,
     NtpAddressError,

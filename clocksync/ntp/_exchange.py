@@ -11,14 +11,14 @@ after it left, so the true offset θ satisfies ``t3 - t4 < θ < t2 - t1`` — an
 width ``delay`` centred on ``offset_ns``, whatever the path asymmetry, provided each TX stamp
 is not later than the real departure and each RX stamp not earlier than the real arrival.
 Kernel software stamps and our user-space fallbacks both keep that order
-(:mod:`clocksync._timestamping`). On top of ``delay/2`` the bound adds:
+(:mod:`clocksync.net`). On top of ``delay/2`` the bound adds:
 
 - ``root_delay/2 + root_dispersion``: the server's own distance to true time;
 - the server's precision ``2^precision`` s (its clock reading resolution);
 - a stamp error per local stamp kind, halved (each end stamp moves the offset by half its
   error): :data:`STAMP_ERROR_NS` — kernel 100 ns (cross-CPU clock-read disagreement and
   NTP 2^-32 s quantisation), user space 1000 ns (interpreter clock read around the system
-  call; the project-wide default :data:`~clocksync._sample.TIMESTAMP_ERROR_NS`);
+  call; the project-wide default timestamping error of a sample);
 - frequency error during the exchange: ``freq_tolerance_ppm · 1e-6 · (t4 - t1)`` — the local
   and server clocks may run up to that fast or slow while the exchange is in flight.
 """
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from .._sample import TIMESTAMP_ERROR_NS, default_bound_ns
-from .._timestamping import StampKind
+from .._stamps import StampKind
 from ._errors import NtpRejectError, RejectReason
 
 __all__ = [
@@ -46,7 +46,7 @@ STAMP_ERROR_NS: dict[StampKind, float] = {
     StampKind.KERNEL: 100.0,
     StampKind.USER: TIMESTAMP_ERROR_NS,
 }
-#: Largest frequency error assumed for either clock during one exchange (ppm), DESIGN.md.
+#: Largest frequency error assumed for either clock during one exchange (ppm).
 DEFAULT_FREQ_TOLERANCE_PPM = 500.0
 
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from .._clock import Clock, SystemClock
 from .._errors import InputError
-from .._timestamping import Stamp, StampedSocket, StampKind
+from ..net import Stamp, StampedSocket, StampKind
 from ._errors import NtpRejectError
 from ._packet import (
     LEAP_UNSYNCHRONISED,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clocksync._timestamping import StampKind
+from clocksync.net import StampKind
 from clocksync.ntp import NtpClient
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from clocksync._clock import SimClock
 from clocksync._errors import InputError
-from clocksync._timestamping import StampKind
+from clocksync.net import StampKind
 from clocksync.ntp import (
     NtpClient,
     NtpPacket,

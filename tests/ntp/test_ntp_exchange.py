@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clocksync._timestamping import StampKind
+from clocksync.net import StampKind
 from clocksync.ntp import (
     STAMP_ERROR_NS,
     Exchange,

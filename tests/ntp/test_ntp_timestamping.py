@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from clocksync._timestamping import (
+from clocksync.net import (
     SCM_TIMESTAMPING,
     SCM_TIMESTAMPNS,
     StampedSocket,

@@ -8,7 +8,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
 import ptp
-from clocksync._errors import InputError
+from clocksync import InputError
 from ptp._messages import FLAG_NAMES
 
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ptp._exchange import DelayFilter, Exchange, measure
+from ptp import DelayFilter, Exchange, measure
 
 
 def make_exchange(
@@ -134,7 +134,7 @@ def test_round_trip_at_rate_removes_the_skew_over_the_turnaround() -> None:
 
 
 def test_rate_estimator_needs_a_span_and_restarts_on_a_new_timeline() -> None:
-    from ptp._exchange import RateEstimator
+    from ptp import RateEstimator
 
     est = RateEstimator(min_span_s=1.0)
     assert est.rate_ratio == 1.0

@@ -15,7 +15,7 @@ import pytest
 
 from lab.netlab import BridgeParams
 from lab.ptp_vs_ptp4l import PtpLab, missing_requirements
-from ptp._ptp4l import parse_offset_line
+from ptp import parse_offset_line
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

@@ -13,7 +13,6 @@ import pytest
 
 import ptp
 from ptp._pmc import CURRENT_DATA_SET, TIME_STATUS_NP
-from ptp._types import format_clock_identity
 
 
 class ScriptedPtp4l:
@@ -153,5 +152,5 @@ def test_real_ptp4l_time_status_matches_its_log() -> None:
     assert abs(second.t_local_ns - time.time_ns()) < 60 * 10**9
     assert second.delay_ns > 0 and second.bound_ns > second.delay_ns / 2
     # the grandmaster ptp4l reports is the master ptp4l that announced itself
-    gm_text = format_clock_identity(status.gm_identity)
+    gm_text = ptp.format_clock_identity(status.gm_identity)
     assert f"selected local clock {gm_text} as best master" in master_log

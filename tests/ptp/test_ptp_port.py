@@ -7,8 +7,15 @@ from dataclasses import replace
 import pytest
 
 import ptp
-from ptp._bmca import AnnounceDataset, ForeignMasters, compare_datasets
-from ptp._port import DelayReqDue, PortConfig, PtpResult, SlavePort
+from ptp import (
+    AnnounceDataset,
+    DelayReqDue,
+    ForeignMasters,
+    PortConfig,
+    PtpResult,
+    SlavePort,
+    compare_datasets,
+)
 
 ME = ptp.PortIdentity(clockIdentity=bytes.fromhex("02aabbc55c000001"), portNumber=1)
 GM_A = bytes.fromhex("0a0000fffe000001")

@@ -11,10 +11,16 @@ from scapy.layers.l2 import Dot1Q, Ether
 
 import ptp
 from clocksync.cli import main
-from ptp._exchange import Exchange, measure
-from ptp._port import PtpResult
-from ptp._ptp4l import SLAVE_OPTIONS, config_text, parse_offset_line
-from ptp._transport import ethernet_payload, interface_mac
+from ptp import (
+    SLAVE_OPTIONS,
+    Exchange,
+    PtpResult,
+    config_text,
+    ethernet_payload,
+    interface_mac,
+    measure,
+    parse_offset_line,
+)
 
 
 def result(offset_ns: float, bound_scale: float = 1.0, accepted: bool = True) -> PtpResult:

@@ -1,4 +1,4 @@
-"""Kernel software timestamps on UDP sockets, with a user-space fallback (Linux).
+"""Kernel software timestamps on datagram sockets, with a user-space fallback (Linux).
 
 Shared by the NTP and PTP sources. A :class:`StampedSocket` wraps a datagram socket and:
 
@@ -15,13 +15,12 @@ Shared by the NTP and PTP sources. A :class:`StampedSocket` wraps a datagram soc
 Both kinds therefore keep causal order (a TX stamp is never later than the departure, an RX
 stamp never earlier than the arrival); user-space stamps only widen the measured delay.
 Every stamp says which kind it is (:class:`StampKind`). All stamps are system
-``CLOCK_REALTIME`` nanoseconds; callers map them through a :class:`~clocksync._clock.Clock`.
+``CLOCK_REALTIME`` nanoseconds; callers map them through a :class:`clocksync.Clock`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import enum
 import errno
 import os
 import select
@@ -32,10 +31,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .._stamps import Stamp, StampKind
+
 __all__ = [
+    "IPV6_RECVERR",
+    "IP_RECVERR",
+    "MSG_ERRQUEUE",
+    "SCM_TIMESTAMPING",
+    "SCM_TIMESTAMPNS",
+    "SCM_TSTAMP_SND",
+    "SOF_TIMESTAMPING_OPT_ID",
+    "SOF_TIMESTAMPING_OPT_TSONLY",
+    "SOF_TIMESTAMPING_SOFTWARE",
+    "SOF_TIMESTAMPING_TX_SOFTWARE",
+    "SO_EE_ORIGIN_TIMESTAMPING",
+    "SO_TIMESTAMPING",
+    "SO_TIMESTAMPNS",
     "Received",
-    "Stamp",
-    "StampKind",
     "StampedSocket",
     "parse_rx_stamp_ns",
     "parse_tx_stamp",
@@ -43,38 +55,36 @@ __all__ = [
 
 # Linux socket option numbers (asm-generic/socket.h; identical on x86_64 and arm64). The
 # "old" option numbers deliver 64-bit timespecs on 64-bit architectures.
+#: socket option: RX stamps as ``struct timespec`` control messages
 SO_TIMESTAMPNS = 35
+#: control message type of an ``SO_TIMESTAMPNS`` stamp
 SCM_TIMESTAMPNS = SO_TIMESTAMPNS
+#: socket option: RX/TX stamps as selected by the ``SOF_TIMESTAMPING_*`` flags
 SO_TIMESTAMPING = 37
+#: control message type of an ``SO_TIMESTAMPING`` stamp (three timespecs, software first)
 SCM_TIMESTAMPING = SO_TIMESTAMPING
+#: flag: stamp each datagram as the driver hands it to the device (TX, error queue)
 SOF_TIMESTAMPING_TX_SOFTWARE = 1 << 1
+#: flag: report software stamps
 SOF_TIMESTAMPING_SOFTWARE = 1 << 4
+#: flag: tag each TX stamp with the socket's send counter
 SOF_TIMESTAMPING_OPT_ID = 1 << 7
+#: flag: TX stamps without a copy of the datagram
 SOF_TIMESTAMPING_OPT_TSONLY = 1 << 11
+#: ``sock_extended_err.ee_origin`` of a timestamp on the error queue
 SO_EE_ORIGIN_TIMESTAMPING = 4
+#: ``sock_extended_err.ee_info`` of a stamp taken at send
 SCM_TSTAMP_SND = 0
+#: control message type (level ``IPPROTO_IP``) carrying ``sock_extended_err``
 IP_RECVERR = 11
+#: control message type (level ``IPPROTO_IPV6``) carrying ``sock_extended_err``
 IPV6_RECVERR = 25
+#: ``recvmsg`` flag: read the socket's error queue (where TX stamps arrive)
 MSG_ERRQUEUE = 0x2000
 
 _TIMESPEC = struct.Struct("=qq")  # struct timespec on 64-bit Linux
 _EXT_ERR = struct.Struct("=IBBBBII")  # struct sock_extended_err
 _CMSG_SPACE = 256
-
-
-class StampKind(enum.StrEnum):
-    """Where a timestamp was taken."""
-
-    KERNEL = "kernel"  #: by the kernel's network stack (software timestamping)
-    USER = "user"  #: by this process, as tight around the system call as possible
-
-
-@dataclass(frozen=True, slots=True)
-class Stamp:
-    """A system ``CLOCK_REALTIME`` reading (ns since the Unix epoch) and its kind."""
-
-    system_ns: int
-    kind: StampKind
 
 
 @dataclass(frozen=True, slots=True)

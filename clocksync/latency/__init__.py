@@ -25,20 +25,26 @@ from ._sampling import AdaptiveSampler, SampleBatch, SamplingConfig, request_uni
 from ._schema import DEFAULT_STAGES, EVENT_COLUMNS, BadRecord, Events, hop_name, hops_of
 from ._simulate import RequestModel, simulate_requests
 from ._sketch import QuantileSketch
+from ._spans import SPAN_KINDS, Span
 from ._storage import read_latencies, write_events, write_latencies
-from ._traces import StageRule, TraceMapping, read_trace_file
+from ._tracemap import SPAN_FIELDS, AttributeMatch, FieldRef, StageRule, TraceMapping
+from ._traces import TraceFile, detect_format, read_spans, read_trace_file
 
 __all__ = [
     "DEFAULT_STAGES",
     "EVENT_COLUMNS",
     "QUANTILES",
+    "SPAN_FIELDS",
+    "SPAN_KINDS",
     "AdaptiveSampler",
     "Alert",
     "AlertConfig",
+    "AttributeMatch",
     "BadRecord",
     "CausalAssumptions",
     "CausalResult",
     "Events",
+    "FieldRef",
     "HopCount",
     "HopResult",
     "LatencyReport",
@@ -47,12 +53,15 @@ __all__ = [
     "RequestModel",
     "SampleBatch",
     "SamplingConfig",
+    "Span",
     "StageRule",
+    "TraceFile",
     "TraceMapping",
     "WorstRequest",
     "analyze",
     "compute_latencies",
     "concat_events",
+    "detect_format",
     "grouped_quantiles",
     "hop_name",
     "hop_table",
@@ -63,6 +72,7 @@ __all__ = [
     "read_events_file",
     "read_inputs",
     "read_latencies",
+    "read_spans",
     "read_trace_file",
     "request_uniform",
     "simulate_requests",

@@ -26,9 +26,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from clocksync import InputError
+from clocksync.latency import TraceMapping, read_trace_file
 from clocksync.latency._events import read_events_file
 from clocksync.latency._schema import Events
-from clocksync.latency._traces import TraceMapping, read_trace_file
 from tests._fuzz import fuzz_settings
 
 from .test_fuzz_table import NASTY, mutated

@@ -18,6 +18,7 @@ from ._alerts import Alert, AlertConfig, WorstRequest
 from ._causal import CausalAssumptions, CausalResult, PairWindow, tighten
 from ._events import concat_events, read_events_file
 from ._inputs import input_format, read_inputs
+from ._inspect import AttributeStats, RuleStats, SpanGroup, TraceSummary, inspect_traces
 from ._percentiles import QUANTILES, grouped_quantiles, percentile_table
 from ._pipeline import HopCount, HopResult, LatencyReport, analyze, compute_latencies, hop_table
 from ._plot import plot_report
@@ -27,7 +28,15 @@ from ._simulate import RequestModel, simulate_requests
 from ._sketch import QuantileSketch
 from ._spans import SPAN_KINDS, Span
 from ._storage import read_latencies, write_events, write_latencies
-from ._tracemap import SPAN_FIELDS, AttributeMatch, FieldRef, StageRule, TraceMapping
+from ._tracemap import (
+    SPAN_FIELDS,
+    AttributeMatch,
+    FieldRef,
+    StageRule,
+    TraceMapping,
+    node_of,
+    span_rows,
+)
 from ._traces import TraceFile, detect_format, read_spans, read_trace_file
 
 __all__ = [
@@ -40,6 +49,7 @@ __all__ = [
     "Alert",
     "AlertConfig",
     "AttributeMatch",
+    "AttributeStats",
     "BadRecord",
     "CausalAssumptions",
     "CausalResult",
@@ -51,12 +61,15 @@ __all__ = [
     "PairWindow",
     "QuantileSketch",
     "RequestModel",
+    "RuleStats",
     "SampleBatch",
     "SamplingConfig",
     "Span",
+    "SpanGroup",
     "StageRule",
     "TraceFile",
     "TraceMapping",
+    "TraceSummary",
     "WorstRequest",
     "analyze",
     "compute_latencies",
@@ -67,6 +80,8 @@ __all__ = [
     "hop_table",
     "hops_of",
     "input_format",
+    "inspect_traces",
+    "node_of",
     "percentile_table",
     "plot_report",
     "read_events_file",
@@ -76,6 +91,7 @@ __all__ = [
     "read_trace_file",
     "request_uniform",
     "simulate_requests",
+    "span_rows",
     "tighten",
     "write_events",
     "write_latencies",

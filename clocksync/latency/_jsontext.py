@@ -88,16 +88,18 @@ def _bad_json(path: str, line: int, msg: str, skip_bad: bool, bad: list[BadRecor
     bad.append(BadRecord(where, f"not valid JSON ({msg})"))
 
 
-def json_values(path: str, text: str, skip_bad: bool, bad: list[BadRecord]) -> Iterator[Any]:
-    """Every top-level JSON value of ``text``. A line that is not valid JSON (JSON lines) or
-    a document that is not (otherwise) raises :class:`InputError` naming ``file:line``, or
-    with ``skip_bad`` becomes a :class:`BadRecord` (JSON lines go on with the next line)."""
+def json_values(path: str, text: str, skip_bad: bool, bad: list[BadRecord]
+                ) -> Iterator[tuple[int, Any]]:
+    """``(line, value)`` for every top-level JSON value of ``text``. A line that is not
+    valid JSON (JSON lines) or a document that is not (otherwise) raises
+    :class:`InputError` naming ``file:line``, or with ``skip_bad`` becomes a
+    :class:`BadRecord` (JSON lines go on with the next line)."""
     if _line_mode(path, text):
-        for lineno, line in enumerate(text.split("\n"), start=1):
-            if not line.strip():
+        for lineno, chunk in enumerate(text.split("\n"), start=1):
+            if not chunk.strip():
                 continue
             try:
-                yield _LineDecoder(line, lineno).decode(line)
+                yield lineno, _LineDecoder(chunk, lineno).decode(chunk)
             except json.JSONDecodeError as exc:
                 _bad_json(path, lineno, exc.msg, skip_bad, bad)
         return
@@ -108,9 +110,10 @@ def json_values(path: str, text: str, skip_bad: bool, bad: list[BadRecord]) -> I
             pos += 1
         if pos >= end:
             return
+        line = text.count("\n", 0, pos) + 1
         try:
             value, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
             _bad_json(path, exc.lineno, exc.msg, skip_bad, bad)
             return  # no safe place to resume inside one document
-        yield value
+        yield line, value

@@ -97,14 +97,15 @@ def _doc_spans(kind: TraceFormat, path: str, doc: Any) -> Iterator[tuple[str, Sp
 def _json_spans(path: str, text: str, fmt: TraceFormat | None, skip_bad: bool,
                 bad: list[BadRecord], seen: _Seen) -> Iterator[tuple[str, Span | str]]:
     docs = 0
-    for doc in json_values(path, text, skip_bad, bad):
+    for line, doc in json_values(path, text, skip_bad, bad):
         docs += 1
         kind = fmt or detect_format(doc)
         shape = doc_shape(doc, kind) if kind else None
         if kind is None or shape is None:
-            want = f"a {fmt} trace document" if fmt else "an OTLP, Jaeger or Zipkin trace document"
             other = detect_format(doc) if fmt else None
-            yield where_of(path, doc), f"not {want}" + (
+            yield f"{path}:{line}", (
+                f"not a document of format {fmt}" if fmt
+                else "not an OTLP, Jaeger or Zipkin trace document") + (
                 f" (it looks like {other})" if other else "")
             continue
         seen.formats[kind] = seen.formats.get(kind, 0) + 1

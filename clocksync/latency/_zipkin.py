@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ._fields import as_int, as_list, as_str, hex_id, where_of
+from ._fields import LINE_KEY, as_int, as_list, as_str, hex_id, where_of
 from ._spans import Span, SpanError, kind_name
 
 __all__ = ["zipkin_shape", "zipkin_spans"]
@@ -65,8 +65,8 @@ def _span(path: str, sp: Any) -> Span:
         where_of(path, sp), hex_id(sp.get("traceId"), "traceId", 16, required=True),
         hex_id(sp.get("id"), "id", 8), hex_id(sp.get("parentId"), "parentId", 8),
         as_str(sp.get("name"), "name", default=""), kind_name(sp.get("kind")), start,
-        start + as_int(sp.get("duration", 0), "duration", _US), dict(tags), resource, events,
-        _US)
+        start + as_int(sp.get("duration", 0), "duration", _US),
+        {k: v for k, v in tags.items() if k != LINE_KEY}, resource, events, _US)
 
 
 def zipkin_spans(path: str, doc: Any) -> Iterator[tuple[str, Span | str]]:

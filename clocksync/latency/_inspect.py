@@ -43,7 +43,7 @@ class SpanGroup:
     Attributes:
         stages: stages the group's spans give (rule order).
         nodes: nodes the map's node chain finds (``""``: none).
-        problems: why matching spans gave no event (e.g. ``no node attribute``), counted.
+        problems: why matching spans gave no event (``no node attribute ...``), counted.
     """
 
     service: str
@@ -85,6 +85,7 @@ class TraceSummary:
     rules: tuple[RuleStats, ...]
     unmatched: int
     stage_events: tuple[tuple[str, int], ...]
+    default_map: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready content (``clocksync traces inspect --json``)."""
@@ -113,6 +114,7 @@ class TraceSummary:
                        "spans": r.spans, "events": r.events} for r in self.rules],
             "unmatched_spans": self.unmatched,
             "stage_events": dict(self.stage_events),
+            "default_map": self.default_map,
         }
 
     def explain(self, chain: Sequence[str]) -> str:
@@ -130,7 +132,8 @@ class TraceSummary:
             f"  span names: {top(self.names)}",
             f"  kinds: {top(self.kinds)}; event names: {top(self.events)}",
             f"  the stage chain needs: {', '.join(chain)}",
-            "  the trace map expects:",
+            "  the default trace map (no --trace-map: span events named like the stages) "
+            "expects:" if self.default_map else "  the trace map expects:",
         ]
         for r in self.rules:
             lines.append(f"    [{r.index}] {r.stage} <- {r.criteria}: {r.spans} spans "
@@ -212,8 +215,6 @@ def inspect_traces(
             if rule.stage in formed:
                 rule_events[i] += 1
                 group["stages"][rule.stage] = None
-            elif rule.time_ns(span) is None:
-                group["problems"][f"no event '{rule.at[6:]}' for {rule.stage}"] += 1
         for row in rows:
             stage_events[row["stage"]] += 1
     return TraceSummary(
@@ -228,4 +229,4 @@ def inspect_traces(
             for (svc, name, kind), g in sorted(groups.items(), key=lambda kv: -kv[1]["spans"])),
         rules=tuple(RuleStats(i, r.stage, r.describe(), rule_spans[i], rule_events[i])
                     for i, r in enumerate(rules.rules)),
-        unmatched=unmatched, stage_events=_ranked(stage_events))
+        unmatched=unmatched, stage_events=_ranked(stage_events), default_map=mapping is None)

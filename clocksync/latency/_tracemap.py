@@ -222,7 +222,8 @@ class StageRule:
             object.__setattr__(self, "_glob", re.compile(fnmatch.translate(self.span)))
 
     def matches(self, span: Span) -> bool:
-        """Whether every criterion of the rule holds for ``span`` (the picked event aside)."""
+        """Whether every criterion of the rule holds for ``span`` and it has the stamp the
+        rule takes (``at = "event:NAME"``: the event)."""
         if self._glob is not None and not self._glob.match(span.name):
             return False
         if self.name is not None and span.name != self.name:
@@ -237,7 +238,9 @@ class StageRule:
             return False
         if not all(m.holds(span.resource) for m in self.resource):
             return False
-        return self.event is None or any(n == self.event for n, _ in span.events)
+        if self.event is not None and not any(n == self.event for n, _ in span.events):
+            return False
+        return self.at[:6] != "event:" or any(n == self.at[6:] for n, _ in span.events)
 
     def time_ns(self, span: Span) -> int | None:
         """The stamp this rule takes from ``span`` (``None``: the span lacks the event)."""

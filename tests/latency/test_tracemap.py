@@ -166,3 +166,18 @@ def test_bad_map_files_name_the_key(tmp_path: Path, text: str, match: str) -> No
     with pytest.raises(InputError, match=match) as info:
         TraceMapping.load(path)
     assert str(info.value).startswith(str(path))
+
+
+def test_the_documented_maps_load(tmp_path: Path) -> None:
+    """Every TOML map in docs/latency.md loads and does what its comments say."""
+    import re
+
+    doc = (Path(__file__).parents[2] / "docs" / "latency.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", doc, flags=re.S)
+    assert len(blocks) >= 2
+    for i, block in enumerate(blocks):
+        path = tmp_path / f"doc{i}.toml"
+        path.write_text(block)
+        assert TraceMapping.load(path).rules
+    restate = TraceMapping.load(tmp_path / "doc1.toml")
+    assert node_of(span(), restate) == ("node-7", restate.node_chain[0])

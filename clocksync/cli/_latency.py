@@ -93,7 +93,7 @@ def _inputs(paths: tuple[str, ...], fmt: str) -> list[dict[str, Any]]:
 
 
 def _empty_message(inputs: list[dict[str, Any]], fmt: str, mapping: TraceMapping | None,
-                   chain: tuple[str, ...], data: Events) -> str:
+                   chain: tuple[str, ...], data: Events, report: LatencyReport) -> str:
     """Why no request was formed, naming what was read and what was expected."""
     traces = [i["path"] for i in inputs if i["format"] != "events"]
     events = [i["path"] for i in inputs if i["format"] == "events"]
@@ -112,7 +112,15 @@ def _empty_message(inputs: list[dict[str, Any]], fmt: str, mapping: TraceMapping
         parts.append(f"no request formed: {data.records} input records"
                      f" ({len(data.bad)} malformed) from {', '.join(events or traces)}; "
                      f"stage events: {seen}; the stage chain needs: {', '.join(chain)} "
-                     "(a request needs at least two of its stages)")
+                     "(a hop needs both its stages in one request)"
+                     + (f"; first malformed: {data.bad[0]}" if data.bad else ""))
+    r = report.result
+    counts = [f"{n} {what}" for n, what in (
+        (r.requests, "request ids seen"), (r.incomplete, "lacking a stage of the chain"),
+        (r.unknown_stage, "events of stages outside the chain"),
+        (r.uncorrectable, "requests with no guaranteed correction (skipped)")) if n]
+    if counts:
+        parts.append("  pipeline: " + ", ".join(counts))
     return "\n".join(parts)
 
 
@@ -282,7 +290,7 @@ def latency(events: tuple[str, ...], tables_dir: str | None, store_url: str | No
                      alert_config=AlertConfig(k_mad=k_mad,
                                               max_clock_bound_ns=max_clock_bound_s * 1e9))
     if report.result.table.num_rows == 0 and not allow_empty:
-        raise click.ClickException(_empty_message(inputs, fmt, mapping, chain, data))
+        raise click.ClickException(_empty_message(inputs, fmt, mapping, chain, data, report))
     if out:
         write_latencies(report.result.table, out)
     if plot:

@@ -2,12 +2,11 @@
 
 Shapes, each as Jaeger writes it:
 
-- the query API's answer ``{"data": [trace, ...]}`` (also what the UI's "Trace JSON"
-  shows);
+- the query API's answer ``{"data": [trace, ...]}``, which the UI's "Trace JSON" shows
+  and its "Download Results" writes (on one line);
 - one bare trace ``{"traceID", "spans", "processes"}``, or a list of them;
 - a bare list of spans, or one span; a span names its process by ``processID`` (looked up
-  in the trace's ``processes``) or carries it inline as ``process`` (the UI's own trace
-  model, which its JSON export writes).
+  in the trace's ``processes``) or carries it inline as ``process``.
 
 A span's parent is its ``CHILD_OF`` (else first) reference, or ``parentSpanID``; its kind is
 the ``span.kind`` tag; a log is an event named by its ``event`` field (else ``message``,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import re
 from collections.abc import Iterator
 from json import decoder as _jd
 from json import scanner as _js
@@ -21,6 +22,7 @@ __all__ = ["json_values", "read_text"]
 _json_object: Any = getattr(_jd, "JSONObject")  # noqa: B009 - untyped in typeshed
 _py_make_scanner: Any = getattr(_js, "py_make_scanner")  # noqa: B009
 _LINE_SUFFIXES = (".jsonl", ".ndjson")
+_NEWLINE = re.compile("\n")
 
 
 class _LineDecoder(_jd.JSONDecoder):
@@ -29,7 +31,7 @@ class _LineDecoder(_jd.JSONDecoder):
 
     def __init__(self, text: str, first_line: int = 1) -> None:
         super().__init__()
-        newlines = [i for i, ch in enumerate(text) if ch == "\n"]
+        newlines = [m.start() for m in _NEWLINE.finditer(text)]
 
         def parse_object(s_and_end: tuple[str, int], *args: Any) -> tuple[Any, int]:
             obj, end = _json_object(s_and_end, *args)
@@ -39,6 +41,17 @@ class _LineDecoder(_jd.JSONDecoder):
         self.parse_object = parse_object
         self.memo: dict[str, str] = {}
         self.scan_once = _py_make_scanner(self)
+
+
+class _Tag:
+    """``object_hook`` that stores one line number in every object."""
+
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+    def __call__(self, obj: dict[str, Any]) -> dict[str, Any]:
+        obj[LINE_KEY] = self.line
+        return obj
 
 
 def read_text(path: str) -> str:
@@ -72,12 +85,14 @@ def _line_mode(path: str, text: str) -> bool:
     never has a line that is a whole object on its own at its start)."""
     if path.lower().endswith(_LINE_SUFFIXES):
         return True
-    lines = []
-    for line in text.split("\n"):
-        if line.strip():
-            lines.append(line)
-            if len(lines) == 3:
-                break
+    lines: list[str] = []
+    pos = 0
+    while pos < len(text) and len(lines) < 3:
+        end = text.find("\n", pos)
+        end = len(text) if end < 0 else end
+        if text[pos:end].strip():
+            lines.append(text[pos:end])
+        pos = end + 1
     return len(lines) >= 2 and any(_is_value_line(line) for line in lines[:2])
 
 
@@ -98,8 +113,8 @@ def json_values(path: str, text: str, skip_bad: bool, bad: list[BadRecord]
         for lineno, chunk in enumerate(text.split("\n"), start=1):
             if not chunk.strip():
                 continue
-            try:
-                yield lineno, _LineDecoder(chunk, lineno).decode(chunk)
+            try:  # one line: every object starts on it, so the C decoder can tag them
+                yield lineno, json.loads(chunk, object_hook=_Tag(lineno))
             except json.JSONDecodeError as exc:
                 _bad_json(path, lineno, exc.msg, skip_bad, bad)
         return

@@ -299,15 +299,24 @@ class TraceMapping:
     request_id_key: str | None = None
     request_id_keys: tuple[str | FieldRef, ...] = ()
     context_keys: tuple[str, ...] = ()
+    _nodes: tuple[FieldRef, ...] = dc_field(default=(), init=False, repr=False, compare=False)
+    _requests: tuple[FieldRef, ...] = dc_field(default=(), init=False, repr=False,
+                                               compare=False)
+
+    def __post_init__(self) -> None:
+        keys = self.request_id_keys or ((self.request_id_key,) if self.request_id_key else ())
+        object.__setattr__(self, "_nodes", tuple(_ref(k) for k in self.node_keys))
+        object.__setattr__(self, "_requests", tuple(_ref(k) for k in keys))
 
     @property
     def node_chain(self) -> tuple[FieldRef, ...]:
-        return tuple(_ref(k) for k in self.node_keys)
+        """The node's fallback chain."""
+        return self._nodes
 
     @property
     def request_chain(self) -> tuple[FieldRef, ...]:
-        keys = self.request_id_keys or ((self.request_id_key,) if self.request_id_key else ())
-        return tuple(_ref(k) for k in keys)
+        """The request id's fallback chain (the trace id after it)."""
+        return self._requests
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> TraceMapping:

@@ -124,3 +124,36 @@ def test_truncated_protobuf_is_a_bad_record(tmp_path: Path) -> None:
         read_trace_file(path)
     events = read_trace_file(path, skip_bad=True)
     assert [b.where for b in events.bad] == [f"{path}: message 1"]
+
+
+def test_json_lines_found_by_content_even_with_a_bad_first_line(tmp_path: Path) -> None:
+    lines = (SHAPES / "otlp_collector_lines.json").read_text().splitlines()
+    lines[0] = lines[0][:50]
+    path = tmp_path / "export.json"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=rf"{path}:1: not valid JSON"):
+        read_spans(path)
+    got = read_spans(path, skip_bad=True)
+    assert [b.where for b in got.bad] == [f"{path}:1"] and len(got.spans) == len(lines) - 1
+    assert got.spans[0].where == f"{path}:2"
+
+
+def test_documents_one_after_another(tmp_path: Path) -> None:
+    """Pretty-printed documents concatenated (e.g. `cat a.json b.json`): all read, with the
+    line where each span starts."""
+    one = (SHAPES / "zipkin_span.json").read_text()
+    path = tmp_path / "cat.json"
+    path.write_text(one + one)
+    got = read_spans(path)
+    assert len(got.spans) == 2 and got.spans[1].where == f"{path}:{one.count(chr(10)) + 1}"
+
+
+def test_protobuf_without_opentelemetry_proto(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules,
+                        "opentelemetry.proto.collector.trace.v1.trace_service_pb2", None)
+    path = SHAPES / "otlp_request.pb"
+    with pytest.raises(InputError, match=rf"{path}: reading OTLP protobuf needs the "
+                                         "opentelemetry-proto package"):
+        read_spans(path)

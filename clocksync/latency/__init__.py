@@ -10,6 +10,11 @@ hops with causality, and report percentiles with guaranteed intervals and alerts
     hops = compute_latencies(events, Corrector.from_store("tables/"))  # pyarrow.Table
     report = analyze(events, corrector, window_s=10.0)
 
+Traces (OTLP JSON/protobuf, Jaeger, Zipkin) are read into :class:`Span` records
+(:func:`read_spans`) and mapped to stage events by a :class:`TraceMapping` of
+:class:`StageRule`; :func:`inspect_traces` summarises what a file holds and what a map makes
+of it.
+
 Dask (optional extra ``clocksync[dask]``): ``clocksync.latency._dask.dask_latencies`` and
 ``dask_sketch``.
 """

@@ -24,6 +24,7 @@ _COMMANDS: dict[str, str] = {
     "ntp": "._ntp:ntp",
     "ptp": "._ptp:ptp",
     "skew": "._skew:skew",
+    "traces": "._traces:traces",
 }
 
 

@@ -26,6 +26,8 @@ from ..latency import (
     TraceMapping,
     analyze,
     hops_of,
+    input_format,
+    inspect_traces,
     read_inputs,
     write_events,
     write_latencies,
@@ -82,13 +84,54 @@ def _interval(lo: float, hi: float) -> str:
     return format_ns((lo + hi) / 2, (hi - lo) / 2)
 
 
-def render(report: LatencyReport) -> str:
+def _inputs(paths: tuple[str, ...], fmt: str) -> list[dict[str, Any]]:
+    """Each input with the format it is read as and how that was chosen."""
+    if fmt != "auto":
+        return [{"path": p, "format": fmt, "chosen": "named by --format"} for p in paths]
+    return [{"path": p, "format": input_format(p), "chosen": "detected from the content"}
+            for p in paths]
+
+
+def _empty_message(inputs: list[dict[str, Any]], fmt: str, mapping: TraceMapping | None,
+                   chain: tuple[str, ...], data: Events, report: LatencyReport) -> str:
+    """Why no request was formed, naming what was read and what was expected."""
+    traces = [i["path"] for i in inputs if i["format"] != "events"]
+    events = [i["path"] for i in inputs if i["format"] == "events"]
+    parts = []
+    if traces:
+        kind = None if fmt == "auto" else fmt
+        parts.append(inspect_traces(traces, mapping, kind, skip_bad=True)  # type: ignore[arg-type]
+                     .explain(chain))
+    if events or not traces:
+        table = data.table
+        stages: dict[str, int] = {}
+        if table.num_rows and "stage" in table.column_names:
+            for stage in table.column("stage").to_pylist():
+                stages[stage] = stages.get(stage, 0) + 1
+        seen = ", ".join(f"{k} ({v})" for k, v in sorted(stages.items())) or "none"
+        parts.append(f"no request formed: {data.records} input records"
+                     f" ({len(data.bad)} malformed) from {', '.join(events or traces)}; "
+                     f"stage events: {seen}; the stage chain needs: {', '.join(chain)} "
+                     "(a hop needs both its stages in one request)"
+                     + (f"; first malformed: {data.bad[0]}" if data.bad else ""))
+    r = report.result
+    counts = [f"{n} {what}" for n, what in (
+        (r.requests, "request ids seen"), (r.incomplete, "lacking a stage of the chain"),
+        (r.unknown_stage, "events of stages outside the chain"),
+        (r.uncorrectable, "requests with no guaranteed correction (skipped)")) if n]
+    if counts:
+        parts.append("  pipeline: " + ", ".join(counts))
+    return "\n".join(parts)
+
+
+def render(report: LatencyReport, inputs: list[dict[str, Any]] | None = None) -> str:
     """The readable report: hops table with P50/P90/P99/max ± bounds, counts, alerts."""
     r = report.result
     lines = [
         f"clocksync latency: {r.requests} requests, {report.records} input records"
         f" ({len(report.bad)} malformed, skipped), window {report.window_s:g} s",
     ]
+    lines += [f"  input {i['path']}: {i['format']} ({i['chosen']})" for i in inputs or ()]
     for b in report.bad[:10]:
         lines.append(f"  skipped {b}")
     if len(report.bad) > 10:
@@ -171,7 +214,10 @@ def render(report: LatencyReport) -> str:
               type=click.Choice(["auto", "events", "otlp", "jaeger", "zipkin"]),
               help="Input format (auto: by file name and content).")
 @click.option("--trace-map", type=click.Path(dir_okay=False),
-              help="JSON file mapping trace spans/events to stages and nodes.")
+              help="Trace map (TOML or JSON): which spans are which stages, on which node.")
+@click.option("--allow-empty", is_flag=True,
+              help="Exit 0 even when no request could be formed (default: an error that "
+                   "names what was read and what the map expected).")
 @click.option("--stages", default=",".join(DEFAULT_STAGES), show_default=True,
               help="Comma-separated stage chain.")
 @click.option("--min-wire-delay", "min_wire_s", default="0ns", show_default=True,
@@ -192,7 +238,8 @@ def render(report: LatencyReport) -> str:
 def latency(events: tuple[str, ...], tables_dir: str | None, store_url: str | None,
             out: str | None, save_events: str | None, as_json: bool, window_s: float,
             step_s: float | None,
-            skip_bad: bool, plot: str | None, fmt: str, trace_map: str | None, stages: str,
+            skip_bad: bool, plot: str | None, fmt: str, trace_map: str | None,
+            allow_empty: bool, stages: str,
             min_wire_s: float, causal_window_s: float, no_causal: bool, k_mad: float,
             max_clock_bound_s: float, strict: bool, sample_budget: float | None,
             table_key: TableKey | None) -> None:
@@ -215,7 +262,8 @@ def latency(events: tuple[str, ...], tables_dir: str | None, store_url: str | No
     if tables_dir is not None and not os.path.isdir(tables_dir):
         raise InputError(f"{tables_dir}: no such table directory")
     corrector = Corrector.from_store(url, table_key=table_key)
-    mapping = TraceMapping.from_json(trace_map) if trace_map else None
+    mapping = TraceMapping.load(trace_map) if trace_map else None
+    inputs = _inputs(events, fmt)
     big = sum(os.path.getsize(p) for p in events if os.path.isfile(p)) > _PROGRESS_BYTES
     if big and not as_json and sys.stderr.isatty():
         with click.progressbar(events, label="reading", file=sys.stderr) as bar:
@@ -241,6 +289,8 @@ def latency(events: tuple[str, ...], tables_dir: str | None, store_url: str | No
                      causal=causal, skip_bad=skip_bad, strict=strict,
                      alert_config=AlertConfig(k_mad=k_mad,
                                               max_clock_bound_ns=max_clock_bound_s * 1e9))
+    if report.result.table.num_rows == 0 and not allow_empty:
+        raise click.ClickException(_empty_message(inputs, fmt, mapping, chain, data, report))
     if out:
         write_latencies(report.result.table, out)
     if plot:
@@ -249,6 +299,7 @@ def latency(events: tuple[str, ...], tables_dir: str | None, store_url: str | No
         plot_report(report.result.table, report.windows, plot)
     if as_json:
         doc = report.to_dict()
+        doc["inputs"] = inputs
         if sampling is not None:
             doc["sampling"] = sampling
         click.echo(json.dumps(_clean(doc), indent=1, default=str))
@@ -258,4 +309,4 @@ def latency(events: tuple[str, ...], tables_dir: str | None, store_url: str | No
                        f"{sampling['requests_seen']} requests (p = {sampling['probability']:.3g},"
                        f" {sampling['outliers_kept']} slow outliers always kept); "
                        "percentiles weighted")
-        click.echo(render(report))
+        click.echo(render(report, inputs))

@@ -10,6 +10,11 @@ hops with causality, and report percentiles with guaranteed intervals and alerts
     hops = compute_latencies(events, Corrector.from_store("tables/"))  # pyarrow.Table
     report = analyze(events, corrector, window_s=10.0)
 
+Traces (OTLP JSON/protobuf, Jaeger, Zipkin) are read into :class:`Span` records
+(:func:`read_spans`) and mapped to stage events by a :class:`TraceMapping` of
+:class:`StageRule`; :func:`inspect_traces` summarises what a file holds and what a map makes
+of it.
+
 Dask (optional extra ``clocksync[dask]``): ``clocksync.latency._dask.dask_latencies`` and
 ``dask_sketch``.
 """
@@ -18,6 +23,7 @@ from ._alerts import Alert, AlertConfig, WorstRequest
 from ._causal import CausalAssumptions, CausalResult, PairWindow, tighten
 from ._events import concat_events, read_events_file
 from ._inputs import input_format, read_inputs
+from ._inspect import AttributeStats, RuleStats, SpanGroup, TraceSummary, inspect_traces
 from ._percentiles import QUANTILES, grouped_quantiles, percentile_table
 from ._pipeline import HopCount, HopResult, LatencyReport, analyze, compute_latencies, hop_table
 from ._plot import plot_report
@@ -25,47 +31,72 @@ from ._sampling import AdaptiveSampler, SampleBatch, SamplingConfig, request_uni
 from ._schema import DEFAULT_STAGES, EVENT_COLUMNS, BadRecord, Events, hop_name, hops_of
 from ._simulate import RequestModel, simulate_requests
 from ._sketch import QuantileSketch
+from ._spans import SPAN_KINDS, Span
 from ._storage import read_latencies, write_events, write_latencies
-from ._traces import StageRule, TraceMapping, read_trace_file
+from ._tracemap import (
+    SPAN_FIELDS,
+    AttributeMatch,
+    FieldRef,
+    StageRule,
+    TraceMapping,
+    node_of,
+    span_rows,
+)
+from ._traces import TraceFile, detect_format, read_spans, read_trace_file
 
 __all__ = [
     "DEFAULT_STAGES",
     "EVENT_COLUMNS",
     "QUANTILES",
+    "SPAN_FIELDS",
+    "SPAN_KINDS",
     "AdaptiveSampler",
     "Alert",
     "AlertConfig",
+    "AttributeMatch",
+    "AttributeStats",
     "BadRecord",
     "CausalAssumptions",
     "CausalResult",
     "Events",
+    "FieldRef",
     "HopCount",
     "HopResult",
     "LatencyReport",
     "PairWindow",
     "QuantileSketch",
     "RequestModel",
+    "RuleStats",
     "SampleBatch",
     "SamplingConfig",
+    "Span",
+    "SpanGroup",
     "StageRule",
+    "TraceFile",
     "TraceMapping",
+    "TraceSummary",
     "WorstRequest",
     "analyze",
     "compute_latencies",
     "concat_events",
+    "detect_format",
     "grouped_quantiles",
     "hop_name",
     "hop_table",
     "hops_of",
     "input_format",
+    "inspect_traces",
+    "node_of",
     "percentile_table",
     "plot_report",
     "read_events_file",
     "read_inputs",
     "read_latencies",
+    "read_spans",
     "read_trace_file",
     "request_uniform",
     "simulate_requests",
+    "span_rows",
     "tighten",
     "write_events",
     "write_latencies",

@@ -1,396 +1,184 @@
-"""Read traces as tracing systems export them and turn them into stage events.
+"""Read trace files as tracing systems write them and turn their spans into stage events.
 
-Formats (detected from the content, or named):
+Formats (docs/latency.md has the table):
 
-- ``otlp``: OTLP/JSON, one ``ExportTraceServiceRequest`` per file or per line (the
-  OpenTelemetry collector's file exporter writes JSONL): ``resourceSpans -> scopeSpans ->
-  spans``, times in ns (``startTimeUnixNano``), span ``events`` with ``timeUnixNano``.
-- ``jaeger``: Jaeger's JSON (``{"data": [{"traceID", "spans", "processes"}]}``), times in µs
-  (so the events carry µs resolution), span ``logs`` with an ``event`` field.
-- ``zipkin``: Zipkin v2 JSON (a list of spans), times in µs, ``annotations`` as events.
+- ``otlp``: OTLP JSON (one ``ExportTraceServiceRequest`` per file, per line as the
+  OpenTelemetry Collector's file exporter writes, or one after another) and OTLP protobuf;
+- ``jaeger``: the query API's ``{"data": [...]}``, a bare trace, a list of traces, a bare
+  span list or one span;
+- ``zipkin``: Zipkin v2, a list of spans, one span, or a list of traces.
 
-Each span becomes attributes (resource/process attributes, then span attributes, plus
-``service.name``), a name, a start, an end and named events. A :class:`TraceMapping` says
-which span boundary or event is which stage, which attribute names the node, and which
-attribute (default: the trace id) is the request id. Malformed spans are fatal by default
-(:class:`InputError` naming ``file:line``); with ``skip_bad`` they are skipped and returned
-as :class:`BadRecord` so they are counted and shown.
+The format is detected per document from its content (:func:`detect_format`) unless named.
+A named format that reads no span is an error naming what the file looks like instead.
+
+Each span becomes a :class:`Span`; a :class:`TraceMapping` turns spans into stage events.
+Malformed spans are fatal by default (:class:`InputError` naming ``file:line``); with
+``skip_bad`` they are skipped and returned as :class:`BadRecord` so they are counted and
+shown.
 """
 
 from __future__ import annotations
 
-import bisect
-import fnmatch
-import json
 import os
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from json import decoder as _jd
-from json import scanner as _js
-from typing import Any, Literal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from .._errors import InputError
-from .._tabular import _rows_to_table, file_format
-from ._schema import DEFAULT_STAGES, EVENT_COLUMNS, BadRecord, Events
+from .._tabular import _rows_to_table
+from ._detect import TraceFormat, detect_format, doc_shape, is_binary
+from ._fields import where_of
+from ._jaeger import jaeger_spans
+from ._jsontext import json_values, read_text
+from ._otlp import otlp_json_spans, otlp_proto_spans
+from ._schema import EVENT_COLUMNS, BadRecord, Events
+from ._spans import Span, SpanError
+from ._tracemap import TraceMapping, span_rows
+from ._zipkin import zipkin_spans
 
-__all__ = [
-    "StageRule",
-    "TraceFormat",
-    "TraceMapping",
-    "detect_format",
-    "read_trace_file",
-]
+__all__ = ["TraceFile", "TraceFormat", "detect_format", "iter_spans", "read_spans",
+           "read_trace_file"]
 
-TraceFormat = Literal["otlp", "jaeger", "zipkin"]
-_LINE = "__line__"
-_INT64_MAX = (1 << 63) - 1
-_json_object: Any = getattr(_jd, "JSONObject")  # noqa: B009 - untyped in typeshed
-_py_make_scanner: Any = getattr(_js, "py_make_scanner")  # noqa: B009
+_TEXT_SUFFIXES = (".json", ".jsonl", ".ndjson")
+_Extractor = Callable[[str, Any], Iterator[tuple[str, Span | str]]]
+_EXTRACTORS: dict[str, _Extractor] = {
+    "otlp": otlp_json_spans, "jaeger": jaeger_spans, "zipkin": zipkin_spans}
+_MALFORMED = (SpanError, AttributeError, TypeError, ValueError)  # what hostile JSON raises
+
+
+@dataclass(slots=True)
+class _Seen:
+    """What a read saw: formats and shapes per document, records, bad records."""
+
+    formats: dict[TraceFormat, int]
+    shapes: dict[str, int]
+    records: int = 0
 
 
 @dataclass(frozen=True, slots=True)
-class StageRule:
-    """Where a stage's timestamp comes from.
+class TraceFile:
+    """The spans of one trace file and how it was read.
 
     Attributes:
-        stage: stage name it produces (e.g. ``pp_exit``).
-        span: span name (Jaeger ``operationName``) to match, shell wildcards allowed.
-        at: ``"start"``, ``"end"``, or ``"event:NAME"`` (first span event / Jaeger log /
-            Zipkin annotation called NAME).
+        path: the file.
+        format: the trace format read (``None``: no document was a trace).
+        detected: whether the format was detected from the content (else named).
+        shapes: the document shapes seen, e.g. ``("OTLP JSON lines",)``.
+        spans: the spans read.
+        bad: malformed records skipped (empty unless ``skip_bad``).
+        records: records looked at (spans, documents that were no trace, bad lines).
     """
 
-    stage: str
-    span: str = "*"
-    at: str = "start"
+    path: str
+    format: TraceFormat | None
+    detected: bool
+    shapes: tuple[str, ...]
+    spans: tuple[Span, ...]
+    bad: tuple[BadRecord, ...]
+    records: int
 
-    def __post_init__(self) -> None:
-        if self.at not in ("start", "end") and not (
-            self.at.startswith("event:") and len(self.at) > 6
-        ):
-            raise ValueError(f"StageRule.at: expected start, end or event:NAME, got {self.at!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class TraceMapping:
-    """How spans map to stage events.
-
-    Attributes:
-        rules: stage rules; a span may feed several stages.
-        node_keys: attribute names tried in order for the node (resource/process attributes
-            and span attributes; ``service.name`` is always available).
-        request_id_key: span attribute holding the request id; ``None`` = the trace id.
-        context_keys: attributes copied into context columns of the events.
-    """
-
-    rules: tuple[StageRule, ...] = field(
-        default_factory=lambda: tuple(StageRule(s, "*", f"event:{s}") for s in DEFAULT_STAGES)
-    )
-    node_keys: tuple[str, ...] = ("service.instance.id", "host.name", "hostname")
-    request_id_key: str | None = None
-    context_keys: tuple[str, ...] = ()
-
-    @classmethod
-    def from_json(cls, path: str | os.PathLike[str]) -> TraceMapping:
-        """Load a mapping file: ``{"stages": [{"stage", "span", "at"}], "node_keys": [...],
-        "request_id_key": ..., "context_keys": [...]}`` (all but ``stages`` optional)."""
-        name = str(path)
-        try:
-            with open(name, encoding="utf-8") as handle:
-                obj = json.load(handle)
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"{name}: cannot read trace mapping ({exc})") from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("stages"), list):
-            raise InputError(f"{name}: field 'stages' must be a list of rules")
-        rules = []
-        for i, rule in enumerate(obj["stages"]):
-            try:
-                rules.append(StageRule(str(rule["stage"]), str(rule.get("span", "*")),
-                                       str(rule.get("at", "start"))))
-            except (KeyError, TypeError, AttributeError, ValueError) as exc:
-                raise InputError(f"{name}: stages[{i}]: bad rule ({exc})") from None
-        default = cls()
-        return cls(
-            rules=tuple(rules),
-            node_keys=tuple(obj.get("node_keys", default.node_keys)),
-            request_id_key=obj.get("request_id_key"),
-            context_keys=tuple(obj.get("context_keys", ())),
-        )
+    def describe(self) -> str:
+        """``FILE: otlp (OTLP JSON lines; detected from the content)``."""
+        how = "detected from the content" if self.detected else "named by --format"
+        shapes = ", ".join(self.shapes) or "no trace document"
+        return f"{self.path}: {self.format or 'unknown'} ({shapes}; {how})"
 
 
-@dataclass(frozen=True, slots=True)
-class _Span:
-    where: str
-    trace_id: str
-    name: str
-    start_ns: int
-    end_ns: int
-    attrs: Mapping[str, Any]
-    events: tuple[tuple[str, int], ...]
-
-
-class _SpanError(Exception):
-    """A span that cannot be read; the message names the field."""
-
-
-_MALFORMED = (_SpanError, AttributeError, TypeError, ValueError)  # what hostile JSON raises
-
-
-# --- JSON with line numbers -------------------------------------------------------------
-
-
-class _LineDecoder(_jd.JSONDecoder):
-    """A JSON decoder that stores the line where each object starts under ``__line__``
-    (``first_line`` is the line number of ``text``'s first line)."""
-
-    def __init__(self, text: str, first_line: int = 1) -> None:
-        super().__init__()
-        newlines = [i for i, ch in enumerate(text) if ch == "\n"]
-
-        def parse_object(s_and_end: tuple[str, int], *args: Any) -> tuple[Any, int]:
-            obj, end = _json_object(s_and_end, *args)
-            obj[_LINE] = bisect.bisect_left(newlines, s_and_end[1]) + first_line
-            return obj, end
-
-        self.parse_object = parse_object
-        self.memo: dict[str, str] = {}
-        self.scan_once = _py_make_scanner(self)
-
-
-def _json_docs(path: str, skip_bad: bool, bad: list[BadRecord]) -> Iterator[Any]:
-    """Every top-level JSON value of ``path``: one document (``.json``) or one per line."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
-    if file_format(path) == "jsonl" and not path.lower().endswith(".json"):
-        chunks = [(line, i) for i, line in enumerate(text.split("\n"), start=1)]
-    else:
-        chunks = [(text, 1)]
-    for chunk, first_line in chunks:
-        if not chunk.strip():
-            continue
-        try:
-            yield _LineDecoder(chunk, first_line).decode(chunk)
-        except json.JSONDecodeError as exc:
-            where = f"{path}:{exc.lineno + first_line - 1}"
-            if not skip_bad:
-                raise InputError(f"{where}: not valid JSON ({exc.msg})") from None
-            bad.append(BadRecord(where, f"not valid JSON ({exc.msg})"))
-
-
-def detect_format(doc: Any) -> TraceFormat | None:
-    """The trace format of one parsed JSON document, or ``None``."""
-    if isinstance(doc, dict):
-        if "resourceSpans" in doc:
-            return "otlp"
-        if isinstance(doc.get("data"), list):
-            return "jaeger"
-    if isinstance(doc, list) and doc and isinstance(doc[0], dict) and "traceId" in doc[0]:
-        return "zipkin"
-    return None
-
-
-# --- per-format span extraction -----------------------------------------------------------
-
-
-def _int(value: Any, what: str, scale: int = 1) -> int:
-    if isinstance(value, bool) or value is None:
-        raise _SpanError(f"field '{what}' is missing or not an integer")
-    try:
-        out = int(value) if not isinstance(value, float) or value.is_integer() else None
-    except (TypeError, ValueError):
-        out = None
-    if out is None or out < 0:
-        raise _SpanError(f"field '{what}' must be a non-negative integer, got {value!r}")
-    return out * scale
-
-
-def _str(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise _SpanError(f"field '{what}' is missing or not a string")
-    return value
-
-
-def _list(value: Any, what: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise _SpanError(f"field '{what}' must be a list")
-    return value
-
-
-def _otlp_value(value: Any) -> Any:
-    if not isinstance(value, dict):
-        return None
-    for key in ("stringValue", "boolValue", "doubleValue"):
-        if key in value:
-            return value[key]
-    if "intValue" in value:
-        return int(value["intValue"])
-    if "arrayValue" in value:
-        return [_otlp_value(v) for v in value["arrayValue"].get("values", [])]
-    return None
-
-
-def _otlp_attrs(items: Any, what: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for kv in _list(items, what):
-        if isinstance(kv, dict) and isinstance(kv.get("key"), str):
-            out[kv["key"]] = _otlp_value(kv.get("value"))
-    return out
-
-
-def _where(path: str, obj: Any) -> str:
-    return f"{path}:{obj.get(_LINE, '?')}" if isinstance(obj, dict) else f"{path}:?"
-
-
-def _otlp_spans(path: str, doc: Any) -> Iterator[tuple[str, _Span | str]]:
-    for rs in _list(doc.get("resourceSpans"), "resourceSpans"):
-        if not isinstance(rs, dict):
-            yield _where(path, doc), "resourceSpans: expected objects"
-            continue
-        res = rs.get("resource") or {}
-        res_attrs = _otlp_attrs(res.get("attributes"), "resource.attributes")
-        for ss in _list(rs.get("scopeSpans"), "scopeSpans"):
-            for sp in _list(ss.get("spans") if isinstance(ss, dict) else None, "spans"):
-                where = _where(path, sp)
-                try:
-                    if not isinstance(sp, dict):
-                        raise _SpanError("expected a span object")
-                    attrs = {**res_attrs, **_otlp_attrs(sp.get("attributes"), "attributes")}
-                    events = tuple(
-                        (_str(ev.get("name"), "events.name"),
-                         _int(ev.get("timeUnixNano"), "events.timeUnixNano"))
-                        for ev in _list(sp.get("events"), "events")
-                    )
-                    yield where, _Span(
-                        where, _str(sp.get("traceId"), "traceId"), _str(sp.get("name"), "name"),
-                        _int(sp.get("startTimeUnixNano"), "startTimeUnixNano"),
-                        _int(sp.get("endTimeUnixNano"), "endTimeUnixNano"), attrs, events)
-                except _MALFORMED as exc:
-                    yield where, str(exc) if isinstance(exc, _SpanError) else "malformed span"
-
-
-def _jaeger_tags(items: Any, what: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for kv in _list(items, what):
-        if isinstance(kv, dict) and isinstance(kv.get("key"), str):
-            out[kv["key"]] = kv.get("value")
-    return out
-
-
-def _jaeger_spans(path: str, doc: Any) -> Iterator[tuple[str, _Span | str]]:
-    for trace in _list(doc.get("data"), "data"):
-        if not isinstance(trace, dict):
-            yield _where(path, doc), "data: expected trace objects"
-            continue
-        processes = trace.get("processes") or {}
-        for sp in _list(trace.get("spans"), "spans"):
-            where = _where(path, sp)
-            try:
-                if not isinstance(sp, dict):
-                    raise _SpanError("expected a span object")
-                proc = processes.get(sp.get("processID")) or sp.get("process") or {}
-                attrs = {**_jaeger_tags(proc.get("tags"), "process.tags")}
-                if "serviceName" in proc:
-                    attrs["service.name"] = proc["serviceName"]
-                attrs.update(_jaeger_tags(sp.get("tags"), "tags"))
-                start = _int(sp.get("startTime"), "startTime", 1000)
-                events = []
-                for log in _list(sp.get("logs"), "logs"):
-                    fields = _jaeger_tags(log.get("fields"), "logs.fields")
-                    name = fields.get("event", fields.get("message"))
-                    events.append((_str(name, "logs.fields.event"),
-                                   _int(log.get("timestamp"), "logs.timestamp", 1000)))
-                yield where, _Span(
-                    where, _str(sp.get("traceID"), "traceID"),
-                    _str(sp.get("operationName"), "operationName"), start,
-                    start + _int(sp.get("duration"), "duration", 1000), attrs, tuple(events))
-            except _MALFORMED as exc:
-                yield where, str(exc) if isinstance(exc, _SpanError) else "malformed span"
-
-
-def _zipkin_spans(path: str, doc: Any) -> Iterator[tuple[str, _Span | str]]:
-    for sp in doc:
-        where = _where(path, sp)
-        try:
-            if not isinstance(sp, dict):
-                raise _SpanError("expected a span object")
-            endpoint = sp.get("localEndpoint") or {}
-            attrs: dict[str, Any] = {}
-            if "serviceName" in endpoint:
-                attrs["service.name"] = endpoint["serviceName"]
-            if "ipv4" in endpoint or "ipv6" in endpoint:
-                attrs["host.ip"] = endpoint.get("ipv4") or endpoint.get("ipv6")
-            tags = sp.get("tags") or {}
-            if not isinstance(tags, dict):
-                raise _SpanError("field 'tags' must be an object")
-            attrs.update(tags)
-            start = _int(sp.get("timestamp"), "timestamp", 1000)
-            events = tuple(
-                (_str(a.get("value"), "annotations.value"),
-                 _int(a.get("timestamp"), "annotations.timestamp", 1000))
-                for a in _list(sp.get("annotations"), "annotations")
-            )
-            yield where, _Span(
-                where, _str(sp.get("traceId"), "traceId"), _str(sp.get("name", ""), "name"),
-                start, start + _int(sp.get("duration", 0), "duration", 1000), attrs, events)
-        except _MALFORMED as exc:
-            yield where, str(exc) if isinstance(exc, _SpanError) else "malformed span"
-
-
-_EXTRACTORS = {"otlp": _otlp_spans, "jaeger": _jaeger_spans, "zipkin": _zipkin_spans}
-
-
-def _doc_spans(kind: TraceFormat, path: str, doc: Any) -> Iterator[tuple[str, _Span | str]]:
+def _doc_spans(kind: TraceFormat, path: str, doc: Any) -> Iterator[tuple[str, Span | str]]:
     """The extractor's spans; a document whose structure breaks it (``resourceSpans`` not a
     list, ``resource`` not an object...) ends in one bad record instead of an exception."""
     try:
         yield from _EXTRACTORS[kind](path, doc)
     except _MALFORMED as exc:
-        yield _where(path, doc), (str(exc) if isinstance(exc, _SpanError)
-                                  else f"malformed {kind} document")
+        yield where_of(path, doc), (str(exc) if isinstance(exc, SpanError)
+                                    else f"malformed {kind} document")
 
 
-# --- spans to stage events ----------------------------------------------------------------
-
-
-def _span_rows(span: _Span, mapping: TraceMapping) -> list[dict[str, Any]]:
-    """The stage events one span yields (empty when no rule matches)."""
-    rows: list[dict[str, Any]] = []
-    node: Any = None
-    for rule in mapping.rules:
-        if not fnmatch.fnmatchcase(span.name, rule.span):
+def _json_spans(path: str, text: str, fmt: TraceFormat | None, skip_bad: bool,
+                bad: list[BadRecord], seen: _Seen) -> Iterator[tuple[str, Span | str]]:
+    docs = 0
+    for line, doc in json_values(path, text, skip_bad, bad):
+        docs += 1
+        kind = fmt or detect_format(doc)
+        shape = doc_shape(doc, kind) if kind else None
+        if kind is None or shape is None:
+            other = detect_format(doc) if fmt else None
+            yield f"{path}:{line}", (
+                f"not a document of format {fmt}" if fmt
+                else "not an OTLP, Jaeger or Zipkin trace document") + (
+                f" (it looks like {other})" if other else "")
             continue
-        if rule.at == "start":
-            ts: int | None = span.start_ns
-        elif rule.at == "end":
-            ts = span.end_ns
-        else:
-            wanted = rule.at[6:]
-            ts = next((t for name, t in span.events if name == wanted), None)
-        if ts is None:
+        seen.formats[kind] = seen.formats.get(kind, 0) + 1
+        seen.shapes[shape] = seen.shapes.get(shape, 0) + 1
+        yield from _doc_spans(kind, path, doc)
+    if docs > 1 and seen.shapes.get("OTLP JSON"):
+        seen.shapes["OTLP JSON lines"] = seen.shapes.pop("OTLP JSON")
+
+
+def iter_spans(path: str | os.PathLike[str], fmt: TraceFormat | None = None,
+               skip_bad: bool = False, bad: list[BadRecord] | None = None,
+               seen: _Seen | None = None) -> Iterator[Span]:
+    """Every span of one trace file, in file order. Malformed records raise
+    :class:`InputError` naming ``file:line``, or with ``skip_bad`` are appended to
+    ``bad``."""
+    name = str(path)
+    bad = [] if bad is None else bad
+    seen = _Seen({}, {}) if seen is None else seen
+    try:
+        with open(name, "rb") as handle:
+            head = handle.read(65_536)
+    except OSError as exc:
+        raise InputError(f"{name}: cannot read ({exc.strerror})") from None
+    source: Iterator[tuple[str, Span | str]]
+    if fmt in (None, "otlp") and is_binary(head) and not name.lower().endswith(_TEXT_SUFFIXES):
+        with open(name, "rb") as handle:
+            data = handle.read()
+        seen.formats["otlp"] = 1
+        seen.shapes["OTLP protobuf"] = 1
+        source = otlp_proto_spans(name, data)
+    else:
+        source = _json_spans(name, read_text(name), fmt, skip_bad, bad, seen)
+    for where, span in source:
+        seen.records += 1
+        if isinstance(span, str):
+            if not skip_bad:
+                raise InputError(f"{where}: {span}")
+            bad.append(BadRecord(where, span))
             continue
-        if ts > _INT64_MAX:
-            raise _SpanError(f"timestamp {ts} ns of stage {rule.stage} is beyond int64")
-        if node is None:
-            node = next((span.attrs[k] for k in mapping.node_keys
-                         if span.attrs.get(k) not in (None, "")), None)
-            if node is None:
-                raise _SpanError(
-                    f"no node attribute (tried {', '.join(mapping.node_keys)})")
-        rid = span.attrs.get(mapping.request_id_key) if mapping.request_id_key else None
-        row: dict[str, Any] = {
-            "request_id": str(rid) if rid not in (None, "") else span.trace_id,
-            "stage": rule.stage, "node": str(node), "ts_ns": ts, "trace_id": span.trace_id,
-        }
-        for key in mapping.context_keys:
-            row[key] = span.attrs.get(key)
-        rows.append(row)
-    return rows
+        yield span
+    seen.records += sum(1 for b in bad if "not valid JSON" in b.reason)
+
+
+def _check_read(name: str, fmt: TraceFormat | None, spans: int, bad: int) -> None:
+    """A named format that read no span is an error naming what the file looks like."""
+    if fmt is None or spans:
+        return
+    try:
+        with open(name, "rb") as handle:
+            head = handle.read(65_536)
+    except OSError:
+        head = b""
+    from ._detect import sniff_format
+
+    looks = sniff_format(head)
+    hint = f"; the content looks like {looks}" if looks != fmt else ""
+    skipped = f" ({bad} malformed records skipped)" if bad else ""
+    raise InputError(f"{name}: read as {fmt} (named by --format), but no {fmt} span was "
+                     f"found{skipped}{hint}")
+
+
+def read_spans(path: str | os.PathLike[str], fmt: TraceFormat | None = None,
+               skip_bad: bool = False) -> TraceFile:
+    """All spans of one trace file, with the format and shapes read."""
+    name = str(path)
+    bad: list[BadRecord] = []
+    seen = _Seen({}, {})
+    spans = tuple(iter_spans(name, fmt, skip_bad, bad, seen))
+    _check_read(name, fmt, len(spans), len(bad))
+    ranked = sorted(seen.formats, key=seen.formats.__getitem__)
+    kind = fmt or (ranked[-1] if ranked else None)
+    return TraceFile(name, kind, fmt is None, tuple(seen.shapes), spans, tuple(bad),
+                     seen.records)
 
 
 def read_trace_file(
@@ -403,32 +191,20 @@ def read_trace_file(
     name = str(path)
     rules = mapping or TraceMapping()
     bad: list[BadRecord] = []
+    seen = _Seen({}, {})
     rows: list[dict[str, Any]] = []
     wheres: list[str] = []
-    records = 0
-
-    def fail(where: str, reason: str) -> None:
-        if not skip_bad:
-            raise InputError(f"{where}: {reason}")
-        bad.append(BadRecord(where, reason))
-
-    for doc in _json_docs(name, skip_bad, bad):
-        kind = fmt or detect_format(doc)
-        if kind is None:
-            records += 1
-            fail(_where(name, doc), "not an OTLP, Jaeger or Zipkin trace document")
+    spans = 0
+    for span in iter_spans(name, fmt, skip_bad, bad, seen):
+        spans += 1
+        try:
+            got = span_rows(span, rules)
+        except SpanError as exc:
+            if not skip_bad:
+                raise InputError(f"{span.where}: {exc}") from None
+            bad.append(BadRecord(span.where, str(exc)))
             continue
-        for where, span in _doc_spans(kind, name, doc):
-            records += 1
-            if isinstance(span, str):
-                fail(where, span)
-                continue
-            try:
-                got = _span_rows(span, rules)
-            except _SpanError as exc:
-                fail(where, str(exc))
-                continue
-            rows.extend(got)
-            wheres.extend([where] * len(got))
-    records += sum(1 for b in bad if "not valid JSON" in b.reason)
-    return Events(_rows_to_table(rows, wheres, EVENT_COLUMNS, name), tuple(bad), records)
+        rows.extend(got)
+        wheres.extend([span.where] * len(got))
+    _check_read(name, fmt, spans, len(bad))
+    return Events(_rows_to_table(rows, wheres, EVENT_COLUMNS, name), tuple(bad), seen.records)

@@ -1,7 +1,9 @@
 """Fuzz every event and trace reader with mutated realistic fixtures.
 
 Inputs start from the real fixtures of ``tests/latency/fixtures`` (events as JSONL, CSV and
-Parquet; traces as OTLP JSON and JSONL, Jaeger and Zipkin) and are mutated structurally
+Parquet; traces as OTLP JSON and JSONL, Jaeger and Zipkin, and every producer shape of
+``fixtures/shapes``: proto3-JSON defaults, collector JSON lines, OTLP protobuf, bare Jaeger
+traces/trace lists/span lists, single Zipkin spans and trace lists) and are mutated structurally
 (a field replaced by a nasty value or a random tree, deleted, duplicated, nudged) or at the
 byte level (junk spliced in, bytes cut).
 
@@ -26,9 +28,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from clocksync import InputError
+from clocksync.latency import TraceMapping, inspect_traces, read_trace_file
 from clocksync.latency._events import read_events_file
 from clocksync.latency._schema import Events
-from clocksync.latency._traces import TraceMapping, read_trace_file
 from tests._fuzz import fuzz_settings
 
 from .test_fuzz_table import NASTY, mutated
@@ -44,6 +46,18 @@ OTLP_LINES = [json.loads(line) for line in (FIX / "otlp.jsonl").read_text().spli
 EVENT_LINES = [json.loads(line) for line in (FIX / "events.jsonl").read_text().splitlines()
                if line.strip()]
 CSV_BYTES = (FIX / "events.csv").read_bytes()
+SHAPES = FIX / "shapes"
+SHAPE_EXPECTED = json.loads((SHAPES / "expected.json").read_text())
+SHAPE_DOCS = {name: json.loads((SHAPES / name).read_text()) for name in SHAPE_EXPECTED
+              if name.endswith(".json") and not name.endswith("_lines.json")}
+SHAPE_LINES = {name: [json.loads(line) for line in (SHAPES / name).read_text().splitlines()]
+               for name in SHAPE_EXPECTED if name.endswith("_lines.json")}
+SHAPE_BINARY = sorted(name for name in SHAPE_EXPECTED if name.endswith(("pb", "binpb")))
+SHAPE_MAPS = {name: TraceMapping.load(SHAPES / want["map"])
+              for name, want in SHAPE_EXPECTED.items()}
+MAP_DOCS = [json.loads((FIX / "trace_map.json").read_text())] + [
+    json.loads((SHAPES / m).read_text())
+    for m in ("defaults_map.json", "client_server_map.json", "address_map.json")]
 PARQUET = pq.read_table(FIX / "events.parquet")
 
 _SUPPRESS = [HealthCheck.too_slow, HealthCheck.data_too_large]
@@ -125,6 +139,69 @@ def test_trace_bytes_spliced(workdir: Path, name: str,
     path = workdir / f"bytes-{name}"
     path.write_bytes(_splice((FIX / name).read_bytes(), edits))
     _read(read_trace_file, path, mapping=MAPPING)
+
+
+def _inspect(path: Path, **kwargs: Any) -> None:
+    """``inspect_traces`` raises nothing but :class:`InputError` naming the file."""
+    for skip_bad in (False, True):
+        try:
+            inspect_traces([path], skip_bad=skip_bad, **kwargs)
+        except InputError as exc:
+            assert str(exc).startswith(str(path)), str(exc)
+
+
+@fuzz_settings(suppress_health_check=_SUPPRESS)
+@given(st.data(), st.sampled_from(sorted(SHAPE_DOCS)), st.sampled_from([None, "named"]))
+def test_mutated_shape_documents(workdir: Path, data: st.DataObject, name: str,
+                                 fmt: str | None) -> None:
+    doc = data.draw(mutated(SHAPE_DOCS[name], max_edits=3))
+    path = workdir / f"mut-{name}"
+    path.write_text(json.dumps(doc, allow_nan=True, indent=1))
+    kind = SHAPE_EXPECTED[name]["format"] if fmt else None
+    _read(read_trace_file, path, mapping=SHAPE_MAPS[name], fmt=kind)
+    _inspect(path, mapping=SHAPE_MAPS[name], fmt=kind)
+
+
+@fuzz_settings(suppress_health_check=_SUPPRESS)
+@given(st.data(), st.sampled_from(sorted(SHAPE_LINES)))
+def test_mutated_collector_lines(workdir: Path, data: st.DataObject, name: str) -> None:
+    docs = SHAPE_LINES[name]
+    lines = [json.dumps(doc) for doc in docs]
+    k = data.draw(st.integers(0, len(lines) - 1))
+    lines[k] = json.dumps(data.draw(mutated(docs[k], max_edits=3)), allow_nan=True)
+    path = workdir / f"mut-{name}"  # a .json name: JSON lines are found by content
+    path.write_text("\n".join(lines) + "\n")
+    _read(read_trace_file, path, mapping=SHAPE_MAPS[name])
+    _inspect(path, mapping=SHAPE_MAPS[name])
+
+
+@fuzz_settings(suppress_health_check=_SUPPRESS)
+@given(st.sampled_from([*SHAPE_BINARY, *sorted(SHAPE_DOCS), *sorted(SHAPE_LINES)]),
+       byte_edits)
+def test_shape_bytes_spliced(workdir: Path, name: str,
+                             edits: list[tuple[int, bytes, int]]) -> None:
+    """Protobuf (framed and bare) and every JSON shape with junk spliced in or bytes cut."""
+    path = workdir / f"bytes-{name}"
+    path.write_bytes(_splice((SHAPES / name).read_bytes(), edits))
+    _read(read_trace_file, path, mapping=SHAPE_MAPS[name])
+    _inspect(path, mapping=SHAPE_MAPS[name])
+
+
+@fuzz_settings(suppress_health_check=_SUPPRESS)
+@given(st.data(), st.sampled_from(range(len(MAP_DOCS))))
+def test_mutated_trace_maps(workdir: Path, data: st.DataObject, which: int) -> None:
+    """A mutated map file loads, or is refused with an InputError naming the file; a map
+    that loads reads the fixtures without anything but InputError."""
+    doc = data.draw(mutated(MAP_DOCS[which], max_edits=3))
+    path = workdir / "map.json"
+    path.write_text(json.dumps(doc, allow_nan=True))
+    try:
+        mapping = TraceMapping.load(path)
+    except InputError as exc:
+        assert str(exc).startswith(str(path)), str(exc)
+        return
+    for name in ("zipkin.json", "otlp.json"):
+        _read(read_trace_file, FIX / name, mapping=mapping)
 
 
 # --- events --------------------------------------------------------------------------------

@@ -94,6 +94,10 @@ def test_errors(setup: tuple[Path, Path], tmp_path: Path) -> None:
     assert res.exit_code == 1 and f"{bad}:1: field 'ts_ns'" in res.output
     res = CliRunner().invoke(main, ["latency", str(bad), "--tables", str(tables),
                                     "--skip-bad"])
+    assert res.exit_code == 1 and "no request formed: 1 input records (1 malformed" in \
+        res.output and f"{bad}:1: field 'ts_ns'" in res.output  # never a silent empty result
+    res = CliRunner().invoke(main, ["latency", str(bad), "--tables", str(tables),
+                                    "--skip-bad", "--allow-empty"])
     assert res.exit_code == 0, res.output
     assert "1 malformed" in res.output and f"skipped {bad}:1" in res.output
     res = CliRunner().invoke(main, ["latency", str(bad)])
@@ -142,7 +146,10 @@ def test_save_events_converts_to_the_fast_layout(setup: tuple[Path, Path],
     assert unique_dictionary(read_events_file(saved).table, "request_id")
     again = CliRunner().invoke(main, [*args, str(saved)])
     assert again.exit_code == 0, again.output
-    assert json.loads(again.output) == json.loads(first.output)
+    first_doc, again_doc = json.loads(first.output), json.loads(again.output)
+    assert [i["path"] for i in again_doc.pop("inputs")] == [str(saved)]
+    first_doc.pop("inputs")
+    assert again_doc == first_doc
 
 
 def test_cli_turns_off_numpy_hugepage_advice_unless_told(

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from clocksync._errors import InputError
+from clocksync.latency import StageRule, TraceMapping
 from clocksync.latency._inputs import input_format, read_inputs
-from clocksync.latency._traces import StageRule, TraceMapping
 
 FIX = Path(__file__).parent / "fixtures"
 EXPECTED = json.loads((FIX / "expected_events.json").read_text())

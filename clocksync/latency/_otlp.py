@@ -1,0 +1,236 @@
+"""OTLP traces: JSON (``ExportTraceServiceRequest`` / ``TracesData`` per the proto3 JSON
+mapping) and protobuf.
+
+JSON, as the proto3 JSON mapping allows producers to write it:
+
+- field names in lowerCamelCase (``startTimeUnixNano``) or as the proto field names
+  (``start_time_unix_nano``);
+- default values left out: no ``name`` (empty), no ``kind`` (unspecified), no
+  ``attributes``/``events``/``resource``;
+- int64 values as JSON strings or numbers; enums (``kind``) as numbers or names
+  (``SPAN_KIND_SERVER``);
+- ``resourceSpans -> scopeSpans -> spans``, or the older ``instrumentationLibrarySpans``;
+  a Jaeger API v3 answer (``{"result": {"resourceSpans": ...}}``) too.
+
+Protobuf: one ``ExportTraceServiceRequest`` (an OTLP/HTTP body), or several each preceded by
+its size as a 4-byte big-endian unsigned integer (the Collector's file exporter with
+``format: proto``); decoded with the ``opentelemetry-proto`` package's generated classes.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from .._errors import InputError
+from ._fields import as_int, as_list, as_str, hex_id, where_of
+from ._spans import Span, SpanError, kind_name
+
+__all__ = ["otlp_json_spans", "otlp_proto_spans", "otlp_shape"]
+
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def _snake(name: str) -> str:
+    return _CAMEL.sub("_", name).lower()
+
+
+_SNAKE: dict[str, str] = {}
+
+
+def _get(obj: dict[str, Any], name: str) -> Any:
+    """``obj[name]`` under its lowerCamel name or its proto field name."""
+    if name in obj:
+        return obj[name]
+    snake = _SNAKE.get(name)
+    if snake is None:
+        snake = _SNAKE.setdefault(name, _snake(name))
+    return obj.get(snake)
+
+
+def _obj(value: Any, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SpanError(f"field '{what}' must be an object")
+    return value
+
+
+def otlp_shape(doc: Any) -> str | None:
+    """``"OTLP JSON"`` for an OTLP JSON document (also a Jaeger API v3 answer), else None."""
+    if not isinstance(doc, dict):
+        return None
+    if _get(doc, "resourceSpans") is not None:
+        return "OTLP JSON"
+    result = doc.get("result")
+    if isinstance(result, dict) and _get(result, "resourceSpans") is not None:
+        return "OTLP JSON (Jaeger API v3 result)"
+    return None
+
+
+def _double(value: Any) -> float:
+    if isinstance(value, str):  # proto3 JSON writes NaN and infinities as strings
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SpanError(f"doubleValue must be a number, got {value!r}")
+    return float(value)
+
+
+def _any_value(value: Any) -> Any:
+    """An ``AnyValue`` as a Python value (absent or empty: ``None``)."""
+    if not isinstance(value, dict):
+        return None
+    for name in ("stringValue", "boolValue"):
+        got = _get(value, name)
+        if got is not None:
+            return got
+    got = _get(value, "intValue")
+    if got is not None:
+        if isinstance(got, bool) or not isinstance(got, int | str | float):
+            raise SpanError(f"intValue must be an integer, got {got!r}")
+        out = int(got) if not isinstance(got, float) else int(got) if got.is_integer() else None
+        if out is None:
+            raise SpanError(f"intValue must be an integer, got {got!r}")
+        return out
+    got = _get(value, "doubleValue")
+    if got is not None:
+        number = _double(got)
+        return number if math.isfinite(number) else str(number)
+    got = _get(value, "arrayValue")
+    if got is not None:
+        return [_any_value(v) for v in as_list(_obj(got, "arrayValue").get("values"), "values")]
+    got = _get(value, "kvlistValue")
+    if got is not None:
+        return _attrs(_obj(got, "kvlistValue").get("values"), "kvlistValue.values")
+    got = _get(value, "bytesValue")
+    if got is not None:
+        return base64.b64decode(str(got)).hex()
+    return None
+
+
+def _attrs(items: Any, what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kv in as_list(items, what):
+        if isinstance(kv, dict) and isinstance(kv.get("key"), str):
+            out[kv["key"]] = _any_value(kv.get("value"))
+    return out
+
+
+def _json_span(path: str, sp: Any, resource: dict[str, Any]) -> Span:
+    if not isinstance(sp, dict):
+        raise SpanError("expected a span object")
+    events = tuple(
+        (as_str(_get(_obj(ev, "events"), "name"), "events.name", default=""),
+         as_int(_get(ev, "timeUnixNano"), "events.timeUnixNano"))
+        for ev in as_list(_get(sp, "events"), "events")
+    )
+    return Span(
+        where_of(path, sp),
+        hex_id(_get(sp, "traceId"), "traceId", 16, required=True),
+        hex_id(_get(sp, "spanId"), "spanId", 8),
+        hex_id(_get(sp, "parentSpanId"), "parentSpanId", 8),
+        as_str(_get(sp, "name"), "name", default=""),
+        kind_name(_get(sp, "kind")),
+        as_int(_get(sp, "startTimeUnixNano"), "startTimeUnixNano"),
+        as_int(_get(sp, "endTimeUnixNano"), "endTimeUnixNano"),
+        _attrs(_get(sp, "attributes"), "attributes"), resource, events, 1)
+
+
+def otlp_json_spans(path: str, doc: Any) -> Iterator[tuple[str, Span | str]]:
+    """``(where, span or the reason it is bad)`` for every span of one OTLP JSON document;
+    a structure that breaks raises :class:`SpanError` (or what hostile JSON raises)."""
+    result = doc.get("result") if isinstance(doc, dict) else None
+    if isinstance(result, dict) and _get(doc, "resourceSpans") is None:
+        doc = result
+    for rs in as_list(_get(doc, "resourceSpans"), "resourceSpans"):
+        if not isinstance(rs, dict):
+            yield where_of(path, doc), "resourceSpans: expected objects"
+            continue
+        # (a resource that is not an object breaks the document: "malformed otlp document")
+        resource = _attrs((_get(rs, "resource") or {}).get("attributes"), "resource.attributes")
+        scopes = as_list(_get(rs, "scopeSpans"), "scopeSpans") + as_list(
+            _get(rs, "instrumentationLibrarySpans"), "instrumentationLibrarySpans")
+        for ss in scopes:
+            for sp in as_list(ss.get("spans") if isinstance(ss, dict) else None, "spans"):
+                try:
+                    yield where_of(path, sp), _json_span(path, sp, resource)
+                except (SpanError, AttributeError, TypeError, ValueError) as exc:
+                    yield where_of(path, sp), (str(exc) if isinstance(exc, SpanError)
+                                               else "malformed span")
+
+
+# --- protobuf ------------------------------------------------------------------------------
+
+
+def _pb_value(value: Any) -> Any:
+    which = value.WhichOneof("value")
+    if which is None:
+        return None
+    if which == "array_value":
+        return [_pb_value(v) for v in value.array_value.values]
+    if which == "kvlist_value":
+        return {kv.key: _pb_value(kv.value) for kv in value.kvlist_value.values}
+    if which == "bytes_value":
+        return bytes(value.bytes_value).hex()
+    got = getattr(value, which)
+    if isinstance(got, float) and not math.isfinite(got):
+        return str(got)
+    return got
+
+
+def _messages(path: str, data: bytes) -> list[bytes]:
+    """One message, or the file exporter's size-prefixed messages (when the sizes chain
+    exactly to the end of the file)."""
+    pos, parts = 0, []
+    while pos + 4 <= len(data):
+        size = int.from_bytes(data[pos:pos + 4], "big")
+        if pos + 4 + size > len(data):
+            break
+        parts.append(data[pos + 4:pos + 4 + size])
+        pos += 4 + size
+    if pos == len(data) and parts:
+        return parts
+    return [data]
+
+
+def otlp_proto_spans(path: str, data: bytes) -> Iterator[tuple[str, Span | str]]:
+    """``(where, span or reason)`` for every span of an OTLP protobuf file."""
+    try:
+        from google.protobuf.message import DecodeError
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+    except ImportError:
+        raise InputError(f"{path}: reading OTLP protobuf needs the opentelemetry-proto "
+                         "package (pip install opentelemetry-proto)") from None
+    for number, blob in enumerate(_messages(path, data), start=1):
+        where = f"{path}: message {number}"
+        request = ExportTraceServiceRequest()
+        try:
+            request.ParseFromString(blob)
+        except (DecodeError, ValueError, RuntimeError) as exc:
+            yield where, f"not an OTLP protobuf message ({exc})"
+            continue
+        for rs in request.resource_spans:
+            resource = {kv.key: _pb_value(kv.value) for kv in rs.resource.attributes}
+            for ss in rs.scope_spans:
+                for sp in ss.spans:
+                    try:
+                        span = Span(
+                            where, hex_id(bytes(sp.trace_id), "trace_id", 16),
+                            hex_id(bytes(sp.span_id), "span_id", 8),
+                            hex_id(bytes(sp.parent_span_id), "parent_span_id", 8), sp.name,
+                            kind_name(int(sp.kind)), int(sp.start_time_unix_nano),
+                            int(sp.end_time_unix_nano),
+                            {kv.key: _pb_value(kv.value) for kv in sp.attributes}, resource,
+                            tuple((ev.name, int(ev.time_unix_nano)) for ev in sp.events), 1)
+                    except SpanError as exc:
+                        yield where, str(exc)
+                        continue
+                    if not span.trace_id:
+                        yield where, "field 'trace_id' is missing"
+                        continue
+                    yield where, span

@@ -1,0 +1,503 @@
+"""Trace maps: which span is which stage, on which node, for which request.
+
+A :class:`StageRule` matches spans on any of: span name (shell pattern, exact, or regular
+expression), service, span kind, span attributes, resource attributes, an event name. All
+criteria given must hold. It takes the span's start, its end, or the time of one of its
+events, and may declare the stamp's resolution (the true time lies in
+``[t, t + resolution_ns)``).
+
+The node and the request id each come from a fallback chain of :class:`FieldRef`: an
+attribute (span, resource or either), or a span field (``trace_id``, ``span_id``,
+``parent_span_id``, ``name``, ``service``, ``kind``), optionally cut by a regular expression.
+A rule may take its request id from its own chain: pairing a parent span (request id
+``span_id``) with its children (``parent_span_id``) turns each parent->child pair into a
+request.
+
+A map file is TOML (``.toml``) or JSON (anything else); docs/latency.md describes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from typing import Any, Literal
+
+from .._errors import InputError
+from ._schema import DEFAULT_STAGES
+from ._spans import SPAN_KINDS, Span, SpanError, kind_name
+
+__all__ = [
+    "SPAN_FIELDS",
+    "AttributeMatch",
+    "FieldRef",
+    "StageRule",
+    "TraceMapping",
+    "node_of",
+    "span_rows",
+]
+
+#: Span fields a :class:`FieldRef` may name.
+SPAN_FIELDS: tuple[str, ...] = ("trace_id", "span_id", "parent_span_id", "name", "service",
+                                "kind")
+Scope = Literal["any", "span", "resource"]
+_INT64_MAX = (1 << 63) - 1
+
+
+def _text(value: Any) -> str | None:
+    """An attribute value as the text rules compare with (``None`` stays ``None``)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _compile(pattern: str | None, what: str) -> re.Pattern[str] | None:
+    if pattern is None:
+        return None
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"{what}: bad regular expression {pattern!r} ({exc})") from None
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRef:
+    """Where a value (a node, a request id) comes from.
+
+    Attributes:
+        attribute: attribute name; or
+        field: a span field, one of :data:`SPAN_FIELDS`.
+        scope: for an attribute: ``"span"``, ``"resource"``, or ``"any"`` (span first).
+        regex: if set, the value is cut to the first group of its first match (the whole
+            match if the pattern has no group); no match means "not found, try the next".
+    """
+
+    attribute: str | None = None
+    field: str | None = None
+    scope: Scope = "any"
+    regex: str | None = None
+    _re: re.Pattern[str] | None = dc_field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if (self.attribute is None) == (self.field is None):
+            raise ValueError("FieldRef: give exactly one of attribute or field")
+        if self.field is not None and self.field not in SPAN_FIELDS:
+            raise ValueError(f"FieldRef.field: expected one of {', '.join(SPAN_FIELDS)}, "
+                             f"got {self.field!r}")
+        if self.scope not in ("any", "span", "resource"):
+            raise ValueError(f"FieldRef.scope: expected any, span or resource, got "
+                             f"{self.scope!r}")
+        object.__setattr__(self, "_re", _compile(self.regex, "FieldRef.regex"))
+
+    def value(self, span: Span) -> str | None:
+        """The value in ``span`` (``None``: absent, empty, or the regex did not match)."""
+        raw: Any
+        if self.field is not None:
+            raw = getattr(span, self.field)
+        elif self.scope == "span":
+            raw = span.attributes.get(str(self.attribute))
+        elif self.scope == "resource":
+            raw = span.resource.get(str(self.attribute))
+        else:
+            raw = span.attribute(str(self.attribute))
+        text = _text(raw)
+        if not text:
+            return None
+        if self._re is not None:
+            match = self._re.search(text)
+            if match is None:
+                return None
+            text = match.group(1) if match.re.groups else match.group(0)
+        return text or None
+
+    def describe(self) -> str:
+        """Short text for reports: ``service.instance.id``, ``resource:host.name``,
+        ``@trace_id``, with ``~/regex/`` when cut."""
+        base = f"@{self.field}" if self.field else (
+            str(self.attribute) if self.scope == "any" else f"{self.scope}:{self.attribute}")
+        return base + (f" ~/{self.regex}/" if self.regex else "")
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeMatch:
+    """A condition on one attribute: it exists and equals ``equals`` (compared as text:
+    ``true``/``false`` for booleans, decimal for numbers), or it matches ``regex``
+    (``re.search``; ``""`` = exists). Give one of the two."""
+
+    key: str
+    equals: str | None = None
+    regex: str | None = None
+    _re: re.Pattern[str] | None = dc_field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if (self.equals is None) == (self.regex is None):
+            raise ValueError(f"AttributeMatch {self.key!r}: give exactly one of equals or regex")
+        object.__setattr__(self, "_re", _compile(self.regex, f"attribute {self.key!r}"))
+
+    def holds(self, values: Mapping[str, Any]) -> bool:
+        text = _text(values.get(self.key))
+        if text is None:
+            return False
+        if self._re is not None:
+            return self._re.search(text) is not None
+        return text == self.equals
+
+    def describe(self) -> str:
+        return f"{self.key}={self.equals}" if self.equals is not None else \
+            f"{self.key}~/{self.regex}/"
+
+
+@dataclass(frozen=True, slots=True)
+class StageRule:
+    """Which spans give a stage, and which of their times.
+
+    Every criterion given must hold:
+
+    Attributes:
+        stage: stage name it produces (e.g. ``pp_exit``).
+        span: span name (Jaeger ``operationName``) as a shell pattern (``"*"``: any).
+        at: ``"start"``, ``"end"``, or ``"event:NAME"`` (the first span event / Jaeger log /
+            Zipkin annotation called NAME; a span without it gives no stage).
+        name: the span name, exactly.
+        name_regex: a regular expression the span name matches (``re.search``; anchor
+            with ``^``/``$``).
+        service: the service (``service.name``), exactly.
+        kind: span kind, one of ``unspecified internal server client producer consumer``
+            (OTLP names and numbers and Zipkin's upper case are accepted).
+        attributes: conditions on span attributes.
+        resource: conditions on resource attributes (Jaeger process tags, Zipkin endpoint).
+        event: the span has an event of this name.
+        resolution_ns: the true time of the picked stamp lies in ``[t, t + resolution_ns)``
+            (e.g. a coarse clock); ``None``: the format's own resolution.
+        request_id: this rule's own request-id chain (``None``: the mapping's).
+    """
+
+    stage: str
+    span: str = "*"
+    at: str = "start"
+    name: str | None = None
+    name_regex: str | None = None
+    service: str | None = None
+    kind: str | None = None
+    attributes: tuple[AttributeMatch, ...] = ()
+    resource: tuple[AttributeMatch, ...] = ()
+    event: str | None = None
+    resolution_ns: int | None = None
+    request_id: tuple[FieldRef, ...] | None = None
+    _name_re: re.Pattern[str] | None = dc_field(default=None, init=False, repr=False,
+                                             compare=False)
+    _glob: re.Pattern[str] | None = dc_field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        import fnmatch
+
+        if not isinstance(self.stage, str) or not self.stage:
+            raise ValueError("StageRule.stage: expected a non-empty stage name")
+        if self.at not in ("start", "end") and not (
+            self.at.startswith("event:") and len(self.at) > 6
+        ):
+            raise ValueError(f"StageRule.at: expected start, end or event:NAME, got {self.at!r}")
+        if self.kind is not None:
+            try:
+                object.__setattr__(self, "kind", kind_name(self.kind))
+            except SpanError as exc:
+                raise ValueError(f"StageRule.kind: {exc}") from None
+        if self.resolution_ns is not None and (
+                isinstance(self.resolution_ns, bool) or not isinstance(self.resolution_ns, int)
+                or self.resolution_ns < 1):
+            raise ValueError(f"StageRule.resolution_ns: expected an integer >= 1, got "
+                             f"{self.resolution_ns!r}")
+        object.__setattr__(self, "_name_re", _compile(self.name_regex, "StageRule.name_regex"))
+        if self.span != "*":
+            object.__setattr__(self, "_glob", re.compile(fnmatch.translate(self.span)))
+
+    def matches(self, span: Span) -> bool:
+        """Whether every criterion of the rule holds for ``span`` and it has the stamp the
+        rule takes (``at = "event:NAME"``: the event)."""
+        if self._glob is not None and not self._glob.match(span.name):
+            return False
+        if self.name is not None and span.name != self.name:
+            return False
+        if self._name_re is not None and not self._name_re.search(span.name):
+            return False
+        if self.service is not None and span.service != self.service:
+            return False
+        if self.kind is not None and span.kind != self.kind:
+            return False
+        if not all(m.holds(span.attributes) for m in self.attributes):
+            return False
+        if not all(m.holds(span.resource) for m in self.resource):
+            return False
+        if self.event is not None and not any(n == self.event for n, _ in span.events):
+            return False
+        return self.at[:6] != "event:" or any(n == self.at[6:] for n, _ in span.events)
+
+    def time_ns(self, span: Span) -> int | None:
+        """The stamp this rule takes from ``span`` (``None``: the span lacks the event)."""
+        if self.at == "start":
+            return span.start_ns
+        if self.at == "end":
+            return span.end_ns
+        wanted = self.at[6:]
+        return next((t for n, t in span.events if n == wanted), None)
+
+    def describe(self) -> str:
+        """The rule's criteria, for reports: ``span 'pp.*', kind server -> start``."""
+        parts = []
+        if self.span != "*":
+            parts.append(f"span '{self.span}'")
+        if self.name is not None:
+            parts.append(f"name '{self.name}'")
+        if self.name_regex is not None:
+            parts.append(f"name ~/{self.name_regex}/")
+        if self.service is not None:
+            parts.append(f"service '{self.service}'")
+        if self.kind is not None:
+            parts.append(f"kind {self.kind}")
+        parts += [f"attribute {m.describe()}" for m in self.attributes]
+        parts += [f"resource {m.describe()}" for m in self.resource]
+        if self.event is not None:
+            parts.append(f"event '{self.event}'")
+        what = ", ".join(parts) or "any span"
+        extra = f", resolution {self.resolution_ns} ns" if self.resolution_ns else ""
+        return f"{what} -> {self.at}{extra}"
+
+
+def _ref(item: str | FieldRef) -> FieldRef:
+    return item if isinstance(item, FieldRef) else FieldRef(attribute=item)
+
+
+@dataclass(frozen=True, slots=True)
+class TraceMapping:
+    """How spans map to stage events.
+
+    Attributes:
+        rules: stage rules; a span may feed several stages.
+        node_keys: the node's fallback chain: attribute names (span, then resource) or
+            :class:`FieldRef`; the first present value is the node.
+        request_id_key: span/resource attribute holding the request id (legacy single key;
+            ``request_id_keys`` takes precedence).
+        request_id_keys: the request id's fallback chain; the trace id when none is present.
+        context_keys: attributes copied into context columns of the events.
+    """
+
+    rules: tuple[StageRule, ...] = dc_field(
+        default_factory=lambda: tuple(StageRule(s, "*", f"event:{s}") for s in DEFAULT_STAGES)
+    )
+    node_keys: tuple[str | FieldRef, ...] = (
+        "service.instance.id", "host.name", "hostname", "service.name", "host.ip")
+    request_id_key: str | None = None
+    request_id_keys: tuple[str | FieldRef, ...] = ()
+    context_keys: tuple[str, ...] = ()
+    _nodes: tuple[FieldRef, ...] = dc_field(default=(), init=False, repr=False, compare=False)
+    _requests: tuple[FieldRef, ...] = dc_field(default=(), init=False, repr=False,
+                                               compare=False)
+
+    def __post_init__(self) -> None:
+        keys = self.request_id_keys or ((self.request_id_key,) if self.request_id_key else ())
+        object.__setattr__(self, "_nodes", tuple(_ref(k) for k in self.node_keys))
+        object.__setattr__(self, "_requests", tuple(_ref(k) for k in keys))
+
+    @property
+    def node_chain(self) -> tuple[FieldRef, ...]:
+        """The node's fallback chain."""
+        return self._nodes
+
+    @property
+    def request_chain(self) -> tuple[FieldRef, ...]:
+        """The request id's fallback chain (the trace id after it)."""
+        return self._requests
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> TraceMapping:
+        """Load a map file: TOML when the name ends in ``.toml``, else JSON."""
+        name = str(path)
+        try:
+            if name.lower().endswith(".toml"):
+                with open(name, "rb") as handle:
+                    obj: Any = tomllib.load(handle)
+            else:
+                with open(name, encoding="utf-8") as handle:
+                    obj = json.load(handle)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise InputError(f"{name}: cannot read trace map ({exc})") from None
+        return cls.from_dict(obj, name)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike[str]) -> TraceMapping:
+        """Load a map file (JSON, or TOML by its ``.toml`` name): see :meth:`load`."""
+        return cls.load(path)
+
+    @classmethod
+    def from_dict(cls, obj: Any, source: str = "trace map") -> TraceMapping:
+        """A mapping from a parsed map file; :class:`InputError` naming ``source`` and the
+        key for anything wrong (unknown keys too, so a typo is not silently ignored)."""
+        if not isinstance(obj, dict):
+            raise InputError(f"{source}: expected an object/table at the top level")
+        _known(obj, _TOP_KEYS, source)
+        stages = _one_of(obj, ("stages", "stage"), source)
+        if not isinstance(stages, list) or not stages:
+            raise InputError(f"{source}: field 'stages' must be a non-empty list of rules")
+        rules = tuple(_rule(r, f"{source}: stages[{i}]") for i, r in enumerate(stages))
+        default = cls()
+        node = _one_of(obj, ("node", "node_keys"), source)
+        rid = _one_of(obj, ("request_id", "request_id_key"), source)
+        context = _one_of(obj, ("context", "context_keys"), source)
+        if context is not None and (not isinstance(context, list)
+                                    or not all(isinstance(c, str) for c in context)):
+            raise InputError(f"{source}: field 'context' must be a list of attribute names")
+        return cls(
+            rules=rules,
+            node_keys=default.node_keys if node is None else _refs(node, f"{source}: node"),
+            request_id_key=rid if isinstance(rid, str) and rid else None,
+            request_id_keys=() if rid is None or isinstance(rid, str)
+            else _refs(rid, f"{source}: request_id"),
+            context_keys=tuple(context or ()),
+        )
+
+
+_TOP_KEYS = {"stages", "stage", "node", "node_keys", "request_id", "request_id_key",
+             "context", "context_keys"}
+_RULE_KEYS = {"stage", "span", "at", "name", "name_regex", "service", "kind", "attributes",
+              "resource", "event", "resolution_ns", "request_id"}
+
+
+def _known(obj: dict[str, Any], keys: set[str], where: str) -> None:
+    unknown = sorted(set(obj) - keys)
+    if unknown:
+        raise InputError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))} "
+                         f"(known: {', '.join(sorted(keys))})")
+
+
+def _one_of(obj: dict[str, Any], names: tuple[str, str], where: str) -> Any:
+    if names[0] in obj and names[1] in obj:
+        raise InputError(f"{where}: give '{names[0]}' or '{names[1]}', not both")
+    return obj.get(names[0], obj.get(names[1]))
+
+
+def _refs(value: Any, where: str) -> tuple[FieldRef, ...]:
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for i, item in enumerate(items):
+        try:
+            if isinstance(item, str) and item:
+                out.append(FieldRef(attribute=item))
+            elif isinstance(item, dict):
+                _known(item, {"attribute", "field", "scope", "regex"}, f"{where}[{i}]")
+                out.append(FieldRef(attribute=item.get("attribute"), field=item.get("field"),
+                                    scope=item.get("scope", "any"), regex=item.get("regex")))
+            else:
+                raise ValueError("expected an attribute name or {attribute|field, scope, regex}")
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{where}[{i}]: {exc}") from None
+    if not out:
+        raise InputError(f"{where}: expected at least one key")
+    return tuple(out)
+
+
+def _matches(value: Any, where: str) -> tuple[AttributeMatch, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise InputError(f"{where}: expected a table/object of attribute conditions")
+    out = []
+    for key, cond in value.items():
+        try:
+            if isinstance(cond, dict):
+                _known(cond, {"regex", "equals"}, f"{where}.{key}")
+                out.append(AttributeMatch(key, equals=None if cond.get("equals") is None
+                                          else _text(cond["equals"]), regex=cond.get("regex")))
+            else:
+                out.append(AttributeMatch(key, equals=_text(cond)))
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{where}.{key}: {exc}") from None
+    return tuple(out)
+
+
+def _rule(obj: Any, where: str) -> StageRule:
+    if not isinstance(obj, dict):
+        raise InputError(f"{where}: expected a rule object/table")
+    _known(obj, _RULE_KEYS, where)
+    if not isinstance(obj.get("stage"), str) or not obj["stage"]:
+        raise InputError(f"{where}: field 'stage' must be a stage name")
+    for key in ("span", "at", "name", "name_regex", "service", "event"):
+        if key in obj and not isinstance(obj[key], str):
+            raise InputError(f"{where}: field '{key}' must be a string")
+    kind = obj.get("kind")
+    if kind is not None and kind not in SPAN_KINDS:
+        try:
+            kind = kind_name(kind)
+        except SpanError as exc:
+            raise InputError(f"{where}: field 'kind': {exc}") from None
+    try:
+        return StageRule(
+            stage=obj["stage"], span=obj.get("span", "*"), at=obj.get("at", "start"),
+            name=obj.get("name"), name_regex=obj.get("name_regex"),
+            service=obj.get("service"), kind=kind,
+            attributes=_matches(obj.get("attributes"), f"{where}.attributes"),
+            resource=_matches(obj.get("resource"), f"{where}.resource"),
+            event=obj.get("event"), resolution_ns=obj.get("resolution_ns"),
+            request_id=None if obj.get("request_id") is None
+            else _refs(obj["request_id"], f"{where}.request_id"))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{where}: {exc}") from None
+
+
+def node_of(span: Span, mapping: TraceMapping) -> tuple[str, FieldRef] | None:
+    """The span's node and the key that gave it, or ``None``."""
+    for ref in mapping.node_chain:
+        value = ref.value(span)
+        if value is not None:
+            return value, ref
+    return None
+
+
+def _request_id(span: Span, chain: Sequence[FieldRef]) -> str:
+    for ref in chain:
+        value = ref.value(span)
+        if value is not None:
+            return value
+    return span.trace_id
+
+
+def span_rows(span: Span, mapping: TraceMapping) -> list[dict[str, Any]]:
+    """The stage events one span yields (empty when no rule matches); :class:`SpanError`
+    when a rule matches but the span has no node or its stamp is beyond int64."""
+    rows: list[dict[str, Any]] = []
+    node: tuple[str, FieldRef] | None = None
+    default_chain = mapping.request_chain
+    for rule in mapping.rules:
+        if not rule.matches(span):
+            continue
+        ts = rule.time_ns(span)
+        if ts is None:
+            continue
+        if ts > _INT64_MAX:
+            raise SpanError(f"timestamp {ts} ns of stage {rule.stage} is beyond int64")
+        if node is None:
+            node = node_of(span, mapping)
+            if node is None:
+                tried = ", ".join(r.describe() for r in mapping.node_chain)
+                raise SpanError(f"no node attribute (tried {tried})")
+        chain = default_chain if rule.request_id is None else rule.request_id
+        row: dict[str, Any] = {
+            "request_id": _request_id(span, chain), "stage": rule.stage, "node": node[0],
+            "ts_ns": ts, "trace_id": span.trace_id,
+        }
+        resolution = max(rule.resolution_ns or 1, span.resolution_ns)
+        if resolution > 1:
+            row["resolution_ns"] = resolution
+        for key in mapping.context_keys:
+            row[key] = span.attribute(key)
+        rows.append(row)
+    return rows

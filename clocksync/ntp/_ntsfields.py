@@ -27,12 +27,14 @@ import enum
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESSIV
-
+from .._errors import InputError
 from ._errors import NtsRejectError, RejectReason
 from ._packet import HEADER_BYTES
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 __all__ = [
     "NONCE_BYTES",
@@ -124,6 +126,11 @@ def decode_fields(data: bytes) -> tuple[ExtensionField, ...]:
 
 
 def _siv(key: bytes) -> AESSIV:
+    try:  # the optional "nts" extra: the package loads without it
+        from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+    except ImportError:  # pragma: no cover - depends on the install
+        raise InputError("NTS needs the cryptography package: pip install "
+                         "'clocksync[nts]'") from None
     if len(key) != KEY_BYTES:
         raise ValueError(f"NTS key: {len(key)} octets, AES-SIV-CMAC-256 needs {KEY_BYTES}")
     return AESSIV(key)
@@ -200,8 +207,11 @@ def open_reply(data: bytes, *, unique_id: bytes, s2c_key: bytes) -> NtsReply:
         raise NtsRejectError(RejectReason.NTS_AUTH, f"authenticator lengths nonce {nonce_len}"
                              f", ciphertext {ct_len} do not fit its {len(body)} octets")
     nonce = body[nonce_at:nonce_at + nonce_len]
+    siv = _siv(s2c_key)
+    from cryptography.exceptions import InvalidTag
+
     try:
-        plain = _siv(s2c_key).decrypt(body[ct_at:ct_at + ct_len], [data[:start], nonce])
+        plain = siv.decrypt(body[ct_at:ct_at + ct_len], [data[:start], nonce])
     except InvalidTag:
         raise NtsRejectError(RejectReason.NTS_AUTH, "reply's authenticator does not verify "
                              "(forged or altered)") from None

@@ -21,10 +21,9 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from OpenSSL import SSL
-
+from .._errors import InputError
 from ._errors import NtsFailure, NtsKeyExchangeError
 from ._ntsrecords import (
     AEAD_AES_SIV_CMAC_256,
@@ -35,6 +34,10 @@ from ._ntsrecords import (
     parse_ke_response,
     split_record,
 )
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from OpenSSL import SSL
 
 __all__ = [
     "DEFAULT_KE_PORT",
@@ -100,6 +103,8 @@ def _host_matches(pattern: str, host: str) -> bool:
 def check_certificate_name(cert: x509.Certificate, host: str) -> None:
     """Raise unless ``host`` (a DNS name or IP literal) is in the certificate's
     subjectAltName (DNS names for names, IP addresses for addresses; no CN fallback)."""
+    from cryptography import x509
+
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -120,6 +125,8 @@ def check_certificate_name(cert: x509.Certificate, host: str) -> None:
 
 
 def _context(ca_file: str | None) -> SSL.Context:
+    from OpenSSL import SSL
+
     ctx = SSL.Context(SSL.TLS_METHOD)
     ctx.set_min_proto_version(SSL.TLS1_3_VERSION)
     ctx.set_alpn_protos([ALPN])
@@ -139,7 +146,10 @@ class _Io:
     """Drives a pyOpenSSL connection over a non-blocking socket until a deadline."""
 
     def __init__(self, conn: SSL.Connection, sock: socket.socket, deadline: float):
+        from OpenSSL import SSL
+
         self.conn, self.sock, self.deadline = conn, sock, deadline
+        self.ssl = SSL
 
     def _wait(self, write: bool) -> None:
         left = self.deadline - time.monotonic()
@@ -153,9 +163,9 @@ class _Io:
             try:
                 self.conn.do_handshake()
                 return
-            except SSL.WantReadError:
+            except self.ssl.WantReadError:
                 self._wait(False)
-            except SSL.WantWriteError:
+            except self.ssl.WantWriteError:
                 self._wait(True)
 
     def send_all(self, data: bytes) -> None:
@@ -163,20 +173,20 @@ class _Io:
         while view:
             try:
                 view = view[self.conn.send(bytes(view)):]
-            except SSL.WantReadError:
+            except self.ssl.WantReadError:
                 self._wait(False)
-            except SSL.WantWriteError:
+            except self.ssl.WantWriteError:
                 self._wait(True)
 
     def recv(self) -> bytes:
         while True:
             try:
                 return bytes(self.conn.recv(16_384))
-            except SSL.WantReadError:
+            except self.ssl.WantReadError:
                 self._wait(False)
-            except SSL.WantWriteError:
+            except self.ssl.WantWriteError:
                 self._wait(True)
-            except SSL.ZeroReturnError:
+            except self.ssl.ZeroReturnError:
                 return b""
 
 
@@ -196,7 +206,7 @@ def _read_response(io: _Io) -> bytes:
                                       f"{MAX_RESPONSE_BYTES} octets")
         try:
             chunk = io.recv()
-        except SSL.SysCallError:
+        except io.ssl.SysCallError:
             chunk = b""
         if not chunk:
             raise NtsKeyExchangeError(NtsFailure.KE, "NTS-KE server closed the connection "
@@ -220,6 +230,10 @@ def key_exchange(host: str, port: int = DEFAULT_KE_PORT, *, ca_file: str | None 
             ALPN ``ntske/1``, untrusted chain, or a certificate not for ``host``; ``ke`` —
             the records were refused or malformed (see :func:`parse_ke_response`).
     """
+    try:  # the optional "nts" extra: the package loads without it
+        from OpenSSL import SSL
+    except ImportError:  # pragma: no cover - depends on the install
+        raise InputError("NTS needs pyOpenSSL: pip install 'clocksync[nts]'") from None
     started = time.monotonic()
     deadline = started + timeout_s
     ctx = _context(ca_file)
@@ -272,6 +286,8 @@ def _result(keys: NtsKeys, response: KeResponse, host: str, duration_s: float) -
 
 
 def _describe(exc: BaseException) -> str:
+    from OpenSSL import SSL
+
     if isinstance(exc, SSL.Error) and exc.args and isinstance(exc.args[0], list):
         reasons = [str(item[2]) for item in exc.args[0] if len(item) > 2]
         if reasons:

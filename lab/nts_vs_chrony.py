@@ -94,13 +94,16 @@ def make_test_pki(directory: Path, san: str = "DNS:localhost,IP:127.0.0.1",
 
 
 def nts_server_conf(workdir: Path, pki: TestPki, *, bind: str, allow: str, port: int,
-                    ke_port: int) -> Path:
-    """Write a measure-only chronyd NTP + NTS-KE server config; returns its path."""
+                    ke_port: int, ntp_server: str | None = None) -> Path:
+    """Write a measure-only chronyd NTP + NTS-KE server config; returns its path.
+
+    ``ntp_server``: the NTP server address NTS-KE tells clients to use (chronyd's
+    ``ntsntpserver``; default: none, so clients use the NTS-KE server's address)."""
     lines = ["local stratum 1", f"bindaddress {bind}", f"allow {allow}", f"port {port}",
              f"ntsport {ke_port}", f"ntsserverkey {pki.server_key}",
              f"ntsservercert {pki.server_cert}", f"ntsdumpdir {workdir}", "ntsprocesses 1",
              "cmdport 0", f"pidfile {workdir}/chronyd.pid", f"driftfile {workdir}/drift",
-             f"logdir {workdir}"]
+             f"logdir {workdir}", *([f"ntsntpserver {ntp_server}"] if ntp_server else [])]
     conf = workdir / "nts-server.conf"
     conf.write_text("\n".join(lines) + "\n")
     return conf

@@ -175,8 +175,8 @@ def open_reply(data: bytes, *, unique_id: bytes, s2c_key: bytes) -> NtsReply:
     before it (so every header octet is covered); the encrypted fields' layout.
 
     Raises:
-        NtpRejectError: (``malformed``) fewer than 48 octets.
-        NtsRejectError: ``nts_unique_id``, ``nts_nak`` or ``nts_auth``, as above.
+        NtsRejectError: ``nts_unique_id``, ``nts_nak`` or ``nts_auth`` as above (fewer than
+            48 octets: ``nts_auth``). Nothing else, whatever the octets.
     """
     if len(data) < HEADER_BYTES:
         raise NtsRejectError(RejectReason.NTS_AUTH, f"NTS reply of {len(data)} octets, "

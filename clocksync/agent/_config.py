@@ -221,18 +221,18 @@ def _entries(spec: OptionSpec, value: Any, where: str,
         if not isinstance(item, Mapping):
             out.append(item)
             continue
-        name = f"{where}: key '{spec.key}[{i}]'"
+        base = f"{where}: key '{spec.key}[{i}]"
         target = item.get("server")
         if not isinstance(target, str):
-            raise InputError(f"{name}: a table entry needs server = \"HOST[:PORT]\"")
+            raise InputError(f"{base}': a table entry needs server = \"HOST[:PORT]\"")
         extra = sorted(set(item) - {"server", *spec.item_keys})
         if extra:
-            raise InputError(f"{name}: unknown key '{extra[0]}' (known: server, "
+            raise InputError(f"{base}.{extra[0]}': unknown key (known: server, "
                              f"{', '.join(spec.item_keys)})")
         for key in spec.item_keys:
             if key in item:
                 if not isinstance(item[key], bool):
-                    raise InputError(f"{name}.{key}: must be true or false, got "
+                    raise InputError(f"{base}.{key}': must be true or false, got "
                                      f"{item[key]!r}")
                 per_item.setdefault(target, {})[key] = item[key]
         out.append(target)

@@ -93,6 +93,7 @@ class NtsClient:
             "interleaved": interleaved, "source_address": source_address,
         }
         self.interleaved = interleaved
+        self._source_address = source_address
         self._ntp: NtpClient | None = None
         self._session: KeResult | None = None
         self._jar: collections.deque[bytes] = collections.deque(maxlen=MAX_COOKIES)
@@ -134,7 +135,8 @@ class NtsClient:
         """
         try:
             result = key_exchange(self.host, self.port, ca_file=self.ca_file,
-                                  timeout_s=self.ke_timeout_s)
+                                  timeout_s=self.ke_timeout_s,
+                                  source_address=self._source_address)
             self._connect(result)
         except NtsKeyExchangeError as exc:
             self.nts_failures[exc.reason.value] += 1

@@ -220,10 +220,11 @@ def _export(conn: SSL.Connection, direction: int) -> bytes:
 
 
 def key_exchange(host: str, port: int = DEFAULT_KE_PORT, *, ca_file: str | None = None,
-                 timeout_s: float = 5.0) -> KeResult:
+                 timeout_s: float = 5.0, source_address: str | None = None) -> KeResult:
     """Run NTS-KE with ``host:port``; return keys, cookies and the NTP server to use.
 
     ``ca_file``: PEM file of trusted CA certificates (default: the system trust store).
+    ``source_address``: local address to connect from (default: chosen by the kernel).
 
     Raises:
         NtsKeyExchangeError: ``tls`` — cannot connect, handshake failed, not TLS 1.3, no
@@ -238,7 +239,9 @@ def key_exchange(host: str, port: int = DEFAULT_KE_PORT, *, ca_file: str | None 
     deadline = started + timeout_s
     ctx = _context(ca_file)
     try:
-        sock = socket.create_connection((host, port), timeout=timeout_s)
+        sock = socket.create_connection(
+            (host, port), timeout=timeout_s,
+            source_address=(source_address, 0) if source_address else None)
     except (OSError, UnicodeError) as exc:
         raise NtsKeyExchangeError(NtsFailure.TLS, f"NTS-KE {host}:{port}: cannot connect "
                                   f"({exc})") from None

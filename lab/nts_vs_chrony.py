@@ -9,10 +9,13 @@ Topology (lab.netlab; all namespaces share one system clock, so the true offset 
     {prefix}b [our NTS client, our plain client, chronyd -x NTS client] 10.200.x.3 ...
 
 Each client polls every 0.25 s for ``--seconds`` from its own source address (servers keep
-interleaved-mode state per address); ours in interleaved mode (the default), chronyd as a
-``noselect`` NTS source whose raw offsets come from its ``measurements.log``. NTS-KE time
+interleaved-mode state per address); ours in interleaved mode (the default), NTS and plain,
+each once with single exchanges and once with the min-delay sample of a burst of 3
+exchanges 2 ms apart ("b3"); chronyd as a ``noselect`` NTS source (its defaults otherwise)
+whose raw offsets come from its ``measurements.log``. NTS-KE time
 is measured on the wire for both NTS clients alike, by a packet sniffer in the client
-namespace: from the client's TCP SYN to the first FIN of that connection (either side).
+namespace: from the client's TCP SYN to the first FIN or RST of that connection (either
+side); ours also in process (connect to keys exported, including loading the CA file).
 Our client runs ``--ke-runs`` NTS-KEs after measuring; chronyd's one at start is counted.
 
 Run as root: ``python -m lab.nts_vs_chrony [--seconds S]``. Nothing touches the clock:
@@ -129,9 +132,10 @@ def nts_client_conf(workdir: Path, server: str, ca_cert: Path, *, port: int, ke_
 
 
 def _ours(server: str, ca_file: str, seconds: float, source: str, nts: bool,
-          ke_runs: int) -> int:
-    """Every POLL_S one exchange; one JSON line per sample or error; then ``ke_runs``
-    NTS-KEs, one JSON line each with the in-process duration."""
+          ke_runs: int, burst: int) -> int:
+    """Every POLL_S one exchange (or the min-delay sample of a burst of ``burst`` exchanges
+    2 ms apart); one JSON line per sample or error; then ``ke_runs`` NTS-KEs, one JSON line
+    each with the in-process duration."""
     from clocksync.ntp import (
         NtpClient,
         NtpRejectError,
@@ -151,7 +155,8 @@ def _ours(server: str, ca_file: str, seconds: float, source: str, nts: bool,
         next_t = time.monotonic()
         while time.monotonic() < end:
             try:
-                s = client.exchange().sample
+                s = (client.exchange().sample if burst <= 1
+                     else client.burst(burst, interval_s=0.002).best.sample)
                 print(json.dumps({"offset_ns": s.offset_ns, "delay_ns": s.delay_ns,
                                   "bound_ns": s.bound}), flush=True)
             except (NtpRejectError, NtpTimeoutError, NtsKeyExchangeError, OSError) as exc:
@@ -172,7 +177,7 @@ _ETH_P_ALL = 0x0003  # (a socket for IPv4 only does not see outgoing frames on a
 
 def _sniff(interface: str, ke_port: int, seconds: float) -> int:
     """Print one JSON line per NTS-KE connection seen on ``interface``: client address and
-    the time (s) from the client's SYN to the first FIN of either side."""
+    the time (s) from the client's SYN to the first FIN or RST of either side."""
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ALL))
     sock.bind((interface, _ETH_P_ALL))
     started: dict[tuple[str, int], int] = {}
@@ -197,7 +202,7 @@ def _sniff(interface: str, ke_port: int, seconds: float) -> int:
             continue
         if flags & 0x02 and not flags & 0x10 and dport == ke_port:  # SYN
             started[key] = now_ns
-        elif flags & 0x01 and key in started:  # FIN
+        elif flags & 0x05 and key in started:  # FIN or RST (a close with unread data)
             print(json.dumps({"client": key[0], "ke_s": (now_ns - started.pop(key)) / 1e9}),
                   flush=True)
     return 0
@@ -212,6 +217,14 @@ class Row:
     stats: Stats
     ke_wire_s: tuple[float, ...] = ()
     ke_process_s: tuple[float, ...] = ()
+    offsets_ns: tuple[float, ...] = ()
+
+    @property
+    def p95_abs_ns(self) -> float:
+        """95th percentile of |offset| (ns): the error most samples stay under."""
+        if len(self.offsets_ns) < 2:
+            return math.nan
+        return statistics.quantiles([abs(o) for o in self.offsets_ns], n=20)[-1]
 
 
 def _rows(text: str) -> list[dict[str, object]]:
@@ -230,7 +243,8 @@ def run_lab(seconds: float, ke_runs: int, prefix: str = "csntsl",
             quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
             topo.spawn(topo.ns_a, ["chronyd", "-4", "-x", "-d", "-u", "_chrony", "-f",
                                    str(conf)], **quiet)
-            source = {"nts": f"{subnet}.3", "ntp": f"{subnet}.4", "chronyd": f"{subnet}.5"}
+            source = {"nts": f"{subnet}.3", "ntp": f"{subnet}.4", "chronyd": f"{subnet}.5",
+                      "nts3": f"{subnet}.6", "ntp3": f"{subnet}.7"}
             for address in source.values():
                 topo.add_address(topo.ns_b, address)
             sniffer = topo.spawn(topo.ns_b, [sys.executable, "-m", "lab.nts_vs_chrony",
@@ -249,10 +263,11 @@ def run_lab(seconds: float, ke_runs: int, prefix: str = "csntsl",
                                              "worker", topo.ip_a, "--ca-file",
                                              str(pki.ca_cert), "--seconds", str(seconds),
                                              "--source", source[kind], "--ke-runs",
-                                             str(ke_runs), *(["--nts"] if kind == "nts"
-                                                             else [])],
+                                             str(ke_runs if kind == "nts" else 0),
+                                             "--burst", "3" if kind.endswith("3") else "1",
+                                             *(["--nts"] if kind.startswith("nts") else [])],
                                  stdout=subprocess.PIPE)
-                for kind in ("nts", "ntp")
+                for kind in ("nts", "ntp", "nts3", "ntp3")
             }
             outs = {kind: proc.communicate(timeout=seconds + 60)[0].decode()
                     for kind, proc in ours.items()}
@@ -261,7 +276,8 @@ def run_lab(seconds: float, ke_runs: int, prefix: str = "csntsl",
             assert sniffer.stdout is not None
             sniffed = _rows(sniffer.stdout.read().decode())
         rows: list[Row] = []
-        for kind, label in (("nts", "clocksync NTS"), ("ntp", "clocksync NTP")):
+        for kind, label in (("nts", "clocksync NTS"), ("ntp", "clocksync NTP"),
+                            ("nts3", "clocksync NTS b3"), ("ntp3", "clocksync NTP b3")):
             data = _rows(outs[kind])
             stats = Stats.of([Measured(float(r["offset_ns"]), float(r["bound_ns"]),  # type: ignore[arg-type]
                                        float(r["delay_ns"]))  # type: ignore[arg-type]
@@ -269,12 +285,15 @@ def run_lab(seconds: float, ke_runs: int, prefix: str = "csntsl",
             wire = tuple(float(r["ke_s"]) for r in sniffed  # type: ignore[arg-type]
                          if r["client"] == source[kind])
             process = tuple(float(r["ke_s"]) for r in data if "ke_s" in r)  # type: ignore[arg-type]
-            rows.append(Row(label, stats, wire, process))
-        ours_addresses = {source["nts"], source["ntp"]}
-        rows.append(Row("chronyd NTS", Stats.of(parse_measurements(
-            dirs["cli"] / "measurements.log")),
-            tuple(float(r["ke_s"]) for r in sniffed  # type: ignore[arg-type]
-                  if r["client"] not in ours_addresses)))
+            offsets = tuple(float(r["offset_ns"]) for r in data  # type: ignore[arg-type]
+                            if "offset_ns" in r)
+            rows.append(Row(label, stats, wire, process, offsets))
+        ours_addresses = {a for k, a in source.items() if k != "chronyd"}
+        chrony_rows = parse_measurements(dirs["cli"] / "measurements.log")
+        rows.append(Row("chronyd NTS", Stats.of(chrony_rows),
+                        tuple(float(r["ke_s"]) for r in sniffed  # type: ignore[arg-type]
+                              if r["client"] not in ours_addresses), (),
+                        tuple(m.offset_ns for m in chrony_rows)))
         return rows
     finally:
         for path in dirs.values():
@@ -290,15 +309,16 @@ def _ms(values: Sequence[float]) -> str:
 
 
 def format_table(rows: Sequence[Row]) -> str:
-    head = (f"{'tool':<14} {'samples':>7} {'rms µs':>8} {'mean µs':>8} {'max|err| µs':>11} "
-            f"{'coverage':>8} {'med delay µs':>12} {'NTS-KE wire ms':>16} "
-            f"{'NTS-KE in-process ms':>20}")
+    head = (f"{'tool':<16} {'samples':>7} {'rms µs':>8} {'mean µs':>8} {'p95|err| µs':>11} "
+            f"{'max|err| µs':>11} {'coverage':>8} {'med delay µs':>12} "
+            f"{'NTS-KE wire ms':>16} {'NTS-KE in-process ms':>20}")
     lines = [head, "-" * len(head)]
     for r in rows:
         st = r.stats
         cov = "-" if math.isnan(st.coverage) else f"{st.coverage * 100:.1f}%"
-        lines.append(f"{r.tool:<14} {st.samples:>7} {_us(st.rms_ns):>8} {_us(st.mean_ns):>8} "
-                     f"{_us(st.max_abs_ns):>11} {cov:>8} {_us(st.median_delay_ns):>12} "
+        lines.append(f"{r.tool:<16} {st.samples:>7} {_us(st.rms_ns):>8} {_us(st.mean_ns):>8} "
+                     f"{_us(r.p95_abs_ns):>11} {_us(st.max_abs_ns):>11} {cov:>8} "
+                     f"{_us(st.median_delay_ns):>12} "
                      f"{_ms(r.ke_wire_s):>16} {_ms(r.ke_process_s):>20}")
     return "\n".join(lines)
 
@@ -314,6 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker.add_argument("--source", required=True)
     worker.add_argument("--nts", action="store_true")
     worker.add_argument("--ke-runs", type=int, default=0)
+    worker.add_argument("--burst", type=int, default=1)
     sniff = sub.add_parser("sniff", help=argparse.SUPPRESS)
     sniff.add_argument("interface")
     sniff.add_argument("--seconds", type=float, default=60.0)
@@ -324,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "worker":
         return _ours(args.server, args.ca_file, args.seconds, args.source, args.nts,
-                     args.ke_runs)
+                     args.ke_runs, args.burst)
     if args.command == "sniff":
         return _sniff(args.interface, KE_PORT, args.seconds)
     why = missing_requirements("chronyd", "openssl")
@@ -333,14 +354,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     rows = run_lab(args.seconds, args.ke_runs)
     print(format_table(rows))
-    nts_rms, ntp_rms = rows[0].stats.rms_ns, rows[1].stats.rms_ns
-    ratio = nts_rms / ntp_rms if ntp_rms > 0 else math.nan
+    ratio = rows[0].stats.rms_ns / rows[1].stats.rms_ns
+    ratio3 = rows[2].stats.rms_ns / rows[3].stats.rms_ns
     print(f"true offset is 0 (one shared system clock); coverage = share of samples with "
           f"|offset| <= the tool's bound (chronyd: its delay/2 + dispersion); NTS-KE wire = "
-          f"client SYN to first FIN, sniffed in the client namespace\n"
-          f"NTS rms / plain NTP rms = {ratio:.2f} ({'within' if ratio <= 1.2 else 'OVER'} "
-          "the 1.2x budget)")
-    return 0 if ratio <= 1.2 else 1
+          f"client SYN to first FIN or RST, sniffed in the client namespace (median)\n"
+          f"NTS rms / plain NTP rms = {ratio:.2f} single exchanges, {ratio3:.2f} min-delay "
+          f"bursts of 3 ({'within' if max(ratio, ratio3) <= 1.2 else 'OVER'} the 1.2x "
+          "budget)")
+    return 0 if max(ratio, ratio3) <= 1.2 else 1
 
 
 if __name__ == "__main__":

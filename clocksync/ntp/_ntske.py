@@ -231,10 +231,12 @@ def key_exchange(host: str, port: int = DEFAULT_KE_PORT, *, ca_file: str | None 
             ALPN ``ntske/1``, untrusted chain, or a certificate not for ``host``; ``ke`` —
             the records were refused or malformed (see :func:`parse_ke_response`).
     """
-    try:  # the optional "nts" extra: the package loads without it
+    try:  # the optional "nts" extra (the package loads without it); imported before the
+        from cryptography import x509  # noqa: F401 - clock starts: a first import takes ms
         from OpenSSL import SSL
     except ImportError:  # pragma: no cover - depends on the install
-        raise InputError("NTS needs pyOpenSSL: pip install 'clocksync[nts]'") from None
+        raise InputError("NTS needs pyOpenSSL and cryptography: pip install "
+                         "'clocksync[nts]'") from None
     started = time.monotonic()
     deadline = started + timeout_s
     ctx = _context(ca_file)

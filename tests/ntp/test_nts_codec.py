@@ -18,12 +18,14 @@ from clocksync.ntp import (
     ExtensionField,
     FieldType,
     KeRecord,
+    KissOfDeathError,
     NtpPacket,
     NtsKeyExchangeError,
     NtsRejectError,
     RecordType,
     RejectReason,
     check_certificate_name,
+    decode,
     decode_fields,
     decode_records,
     encode,
@@ -31,6 +33,7 @@ from clocksync.ntp import (
     open_reply,
     parse_ke_response,
     seal_request,
+    validate_reply,
 )
 
 from ._ntsreply import C2S, S2C, UID, nts_reply
@@ -142,6 +145,9 @@ def test_every_single_flipped_byte_is_refused() -> None:
     (nts_reply(after=ExtensionField(9, b"x" * 12).encode()), RejectReason.NTS_AUTH),
     (nts_reply(stratum=0, reference_id=int.from_bytes(b"NTSN", "big")), RejectReason.NTS_NAK),
     (nts_reply()[:47], RejectReason.NTS_AUTH),
+    # an unauthenticated Kiss-o'-Death other than NTSN is a forgery
+    (nts_reply(stratum=0, reference_id=int.from_bytes(b"DENY", "big"))[:48 + 36],
+     RejectReason.NTS_AUTH),
 ])
 def test_refused_replies(reply: bytes, reason: RejectReason) -> None:
     with pytest.raises(NtsRejectError) as caught:
@@ -175,3 +181,11 @@ def test_certificate_names() -> None:
         assert caught.value.reason.value == "tls"
     with pytest.raises(NtsKeyExchangeError, match="no subjectAltName"):
         check_certificate_name(_cert(), "ntp.example")  # the CN alone is not enough
+
+
+def test_an_authenticated_kiss_of_death_passes_to_header_validation() -> None:
+    data = nts_reply(stratum=0, reference_id=int.from_bytes(b"RATE", "big"))
+    open_reply(data, unique_id=UID, s2c_key=S2C)  # authentic: KoD handling decides
+    with pytest.raises(KissOfDeathError) as caught:
+        validate_reply(decode(data), 1)
+    assert caught.value.code == "RATE" and not caught.value.stop_polling

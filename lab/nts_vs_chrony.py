@@ -42,6 +42,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lab.netlab import Topology, missing_requirements
 from lab.ntp_vs_chrony import Measured, Stats, chrony_workdir, parse_measurements
@@ -227,7 +228,7 @@ class Row:
         return statistics.quantiles([abs(o) for o in self.offsets_ns], n=20)[-1]
 
 
-def _rows(text: str) -> list[dict[str, object]]:
+def _rows(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
@@ -279,19 +280,19 @@ def run_lab(seconds: float, ke_runs: int, prefix: str = "csntsl",
         for kind, label in (("nts", "clocksync NTS"), ("ntp", "clocksync NTP"),
                             ("nts3", "clocksync NTS b3"), ("ntp3", "clocksync NTP b3")):
             data = _rows(outs[kind])
-            stats = Stats.of([Measured(float(r["offset_ns"]), float(r["bound_ns"]),  # type: ignore[arg-type]
-                                       float(r["delay_ns"]))  # type: ignore[arg-type]
+            stats = Stats.of([Measured(float(r["offset_ns"]), float(r["bound_ns"]),
+                                       float(r["delay_ns"]))
                               for r in data if "offset_ns" in r])
-            wire = tuple(float(r["ke_s"]) for r in sniffed  # type: ignore[arg-type]
+            wire = tuple(float(r["ke_s"]) for r in sniffed
                          if r["client"] == source[kind])
-            process = tuple(float(r["ke_s"]) for r in data if "ke_s" in r)  # type: ignore[arg-type]
-            offsets = tuple(float(r["offset_ns"]) for r in data  # type: ignore[arg-type]
+            process = tuple(float(r["ke_s"]) for r in data if "ke_s" in r)
+            offsets = tuple(float(r["offset_ns"]) for r in data
                             if "offset_ns" in r)
             rows.append(Row(label, stats, wire, process, offsets))
         ours_addresses = {a for k, a in source.items() if k != "chronyd"}
         chrony_rows = parse_measurements(dirs["cli"] / "measurements.log")
         rows.append(Row("chronyd NTS", Stats.of(chrony_rows),
-                        tuple(float(r["ke_s"]) for r in sniffed  # type: ignore[arg-type]
+                        tuple(float(r["ke_s"]) for r in sniffed
                               if r["client"] not in ours_addresses), (),
                         tuple(m.offset_ns for m in chrony_rows)))
         return rows

@@ -11,7 +11,7 @@ import contextlib
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -21,10 +21,12 @@ __all__ = ["chronyd_process"]
 
 @contextlib.contextmanager
 def chronyd_process(conf: Path, workdir: Path, ready: Callable[[], bool], timeout_s: float,
-                    what: str) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``chronyd -x -d -f conf`` until the block ends; remove ``workdir`` afterwards."""
+                    what: str, extra_args: Sequence[str] = ()
+                    ) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``chronyd -x -d [extra_args] -f conf`` until the block ends; remove ``workdir``
+    afterwards."""
     log = open(workdir / "stderr.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(["chronyd", "-x", "-d", "-f", str(conf)], stdout=log,
+    proc = subprocess.Popen(["chronyd", "-x", "-d", *extra_args, "-f", str(conf)], stdout=log,
                             stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + timeout_s

@@ -72,7 +72,9 @@ def build_sources(config: AgentConfig, clock: Clock) -> list[Source]:
               "interleaved": config.interleaved}
     try:
         for target in config.ntp_servers:
-            sources.append(NtpSource(target, kind="ntp", **common))  # type: ignore[arg-type]
+            sources.append(NtpSource(target, kind="ntp", nts=config.uses_nts(target),
+                                     nts_ca_file=config.nts_ca_file,
+                                     **common))  # type: ignore[arg-type]
         for target in config.peers:
             sources.append(NtpSource(target, kind="peer", **common))  # type: ignore[arg-type]
         if config.chrony:
@@ -111,6 +113,7 @@ class SourceStatus:
     last_bound_ns: float | None
     last_error: str
     falseticker: bool = False
+    nts_failures: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +147,7 @@ class _SourceState:
     next_due: float = 0.0
     samples: int = 0
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
+    nts_failures: collections.Counter[str] = field(default_factory=collections.Counter)
     failures_in_row: int = 0
     answered: bool = False
     stopped: bool = False
@@ -319,6 +323,7 @@ class Agent:
             result = PollResult(None, ("internal",), reachable=False, message=str(exc))
         with self._lock:  # snapshot() copies these from the HTTP thread
             state.errors.update(result.errors)
+            state.nts_failures.update(result.nts_failures)
             if result.errors:
                 state.last_error = result.message
             if result.sample is not None:
@@ -534,7 +539,8 @@ class Agent:
                 stopped=s.stopped,
                 last_offset_ns=s.last_sample.offset_ns if s.last_sample else None,
                 last_bound_ns=s.last_sample.bound if s.last_sample else None,
-                last_error=s.last_error, falseticker=s.falseticker) for s in self._sources)
+                last_error=s.last_error, falseticker=s.falseticker,
+                nts_failures=dict(s.nts_failures)) for s in self._sources)
             check = self._check
         current = table.current if table is not None else None
         return AgentSnapshot(

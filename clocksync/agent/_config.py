@@ -8,7 +8,8 @@ defaults < file < flags. Errors name the file (or "command line") and the key.
 Example file::
 
     node = "pp-1"
-    ntp_servers = ["10.0.0.1", "ntp.example:123"]
+    ntp_servers = ["10.0.0.1", "ntp.example:123", { server = "time.example", nts = true }]
+    nts_ca_file = "/etc/clocksync/nts-ca.pem"   # default: the system trust store
     ptp_interfaces = ["eth1"]          # our measure-only PTP slave (root)
     ptp4l_uds = "/var/run/ptp4l"       # or: a local ptp4l's management socket
     stores = ["/var/lib/clocksync/tables", "redis://:secret@redis:6379/0?ttl_s=300"]
@@ -46,6 +47,8 @@ class OptionSpec:
     ``duration`` options are seconds; the file and flags also accept ``"500ms"``, ``"2m"``.
     ``list`` options are lists of strings in the file and repeatable flags (``flag``).
     ``choices``: the values a ``str`` option may take (empty: any).
+    ``item_keys``: boolean keys a ``list`` entry may carry when written in the file as a
+    table ``{ server = "HOST[:PORT]", KEY = true }`` instead of a string (per-entry options).
     """
 
     key: str
@@ -56,6 +59,7 @@ class OptionSpec:
     maximum: float | None = None
     flag: str | None = None
     choices: tuple[str, ...] = ()
+    item_keys: tuple[str, ...] = ()
 
     @property
     def flag_name(self) -> str:
@@ -66,7 +70,15 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("node", "str", "", "name of this node in samples and tables "
                "(default: the host name)"),
     OptionSpec("ntp_servers", "list", (), "NTP servers to measure against, HOST[:PORT] "
-               "(repeatable flag)", flag="ntp_server"),
+               "(repeatable flag); in the file an entry may be a table { server = "
+               "\"HOST[:PORT]\", nts = true } to choose NTS per server",
+               flag="ntp_server", item_keys=("nts",)),
+    OptionSpec("nts", "bool", False, "authenticate the NTP servers with NTS (RFC 8915); "
+               "their PORT is then the NTS-KE port (default 4460), and the NTP server and "
+               "port come from NTS-KE; a server's own nts key in the file overrides this. "
+               "An NTS server is never measured unauthenticated"),
+    OptionSpec("nts_ca_file", "str", "", "PEM file of CA certificates trusted for NTS-KE "
+               "(empty: the system trust store)"),
     OptionSpec("peers", "list", (), "other agents' NTP ports to measure against, HOST:PORT "
                "(repeatable flag)", flag="peer"),
     OptionSpec("chrony", "bool", False, "report through the local chronyd "
@@ -138,6 +150,8 @@ class AgentConfig:
 
     node: str
     ntp_servers: tuple[str, ...]
+    nts: bool
+    nts_ca_file: str
     peers: tuple[str, ...]
     chrony: bool
     chronyc_host: str
@@ -169,6 +183,12 @@ class AgentConfig:
     publish_backoff_max_s: float
     fit: dict[str, float] = field(default_factory=dict)
     source: str = "defaults"
+    #: per-server choices from the file: ``(HOST[:PORT], nts)`` for entries with an nts key
+    ntp_server_nts: tuple[tuple[str, bool], ...] = ()
+
+    def uses_nts(self, target: str) -> bool:
+        """Whether NTP server ``target`` is measured with NTS (its own key, else ``nts``)."""
+        return dict(self.ntp_server_nts).get(target, self.nts)
 
     @property
     def has_sources(self) -> bool:
@@ -188,6 +208,35 @@ class AgentConfig:
     def defaults(cls, **overrides: Any) -> AgentConfig:
         """The defaults with some options replaced (validated like flags)."""
         return load_config(None, overrides)
+
+
+def _entries(spec: OptionSpec, value: Any, where: str,
+             per_item: dict[str, dict[str, bool]]) -> Any:
+    """A list option whose entries may be tables with ``item_keys``: the strings, with each
+    table's keys recorded in ``per_item[entry]``."""
+    if not isinstance(value, list | tuple):
+        return value
+    out: list[Any] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            out.append(item)
+            continue
+        base = f"{where}: key '{spec.key}[{i}]"
+        target = item.get("server")
+        if not isinstance(target, str):
+            raise InputError(f"{base}': a table entry needs server = \"HOST[:PORT]\"")
+        extra = sorted(set(item) - {"server", *spec.item_keys})
+        if extra:
+            raise InputError(f"{base}.{extra[0]}': unknown key (known: server, "
+                             f"{', '.join(spec.item_keys)})")
+        for key in spec.item_keys:
+            if key in item:
+                if not isinstance(item[key], bool):
+                    raise InputError(f"{base}.{key}': must be true or false, got "
+                                     f"{item[key]!r}")
+                per_item.setdefault(target, {})[key] = item[key]
+        out.append(target)
+    return out
 
 
 def _convert(spec: OptionSpec, value: Any, where: str) -> Any:
@@ -289,6 +338,8 @@ def load_config(path: str | Path | None = None,
             message names the file (or "command line") and the key.
     """
     values: dict[str, Any] = {spec.key: spec.default for spec in OPTION_SPECS}
+    per_entry: dict[str, dict[str, dict[str, bool]]] = {}
+    per_item: dict[str, dict[str, bool]]
     fit: dict[str, float] = {}
     layers: list[tuple[str, Mapping[str, Any]]] = []
     if path is not None:
@@ -311,6 +362,10 @@ def load_config(path: str | Path | None = None,
             if spec is None:
                 known = ", ".join([*_SPECS, "fit"])
                 raise InputError(f"{where}: key '{key}': unknown option (known: {known})")
+            if spec.item_keys:
+                per_item = {}  # a later layer's list replaces the earlier one whole
+                value = _entries(spec, value, where, per_item)
+                per_entry[key] = per_item
             values[key] = _convert(spec, value, where)
     where = layers[-1][0] if layers else "defaults"
     if values["max_poll_s"] < values["min_poll_s"]:
@@ -319,7 +374,12 @@ def load_config(path: str | Path | None = None,
     if values["http_listen"]:
         parse_listen(values["http_listen"], f"{where}: key 'http_listen'")
     _check_ptp(values, where)
+    if values["nts_ca_file"] and not Path(values["nts_ca_file"]).is_file():
+        raise InputError(f"{where}: key 'nts_ca_file': no such file: "
+                         f"{values['nts_ca_file']!r}")
     if not values["node"]:
         values["node"] = socket.gethostname() or "local"
-    return AgentConfig(**values, fit=fit,
-                       source=str(path) if path is not None else "defaults")
+    nts_choices = tuple((target, options["nts"]) for target, options
+                        in per_entry.get("ntp_servers", {}).items() if "nts" in options)
+    return AgentConfig(**values, fit=fit, source=str(path) if path is not None else "defaults",
+                       ntp_server_nts=nts_choices)

@@ -27,15 +27,19 @@ from typing import Any
 
 from .._errors import InputError
 from .._table import STATUSES
+from ..ntp import NtsFailure
 from ._agent import AgentSnapshot
 from ._sources import FAILURE_REASONS
 
-__all__ = ["MAX_REQUEST_HEAD_BYTES", "REQUEST_TIMEOUT_S", "AgentCollector", "AgentHttpServer"]
+__all__ = ["MAX_REQUEST_HEAD_BYTES", "NTS_FAILURE_REASONS", "REQUEST_TIMEOUT_S",
+           "AgentCollector", "AgentHttpServer"]
 
 #: the whole request head (request line + headers) must arrive within this (s)
 REQUEST_TIMEOUT_S = 5.0
 #: largest request line + headers accepted (bytes); more is answered 431
 MAX_REQUEST_HEAD_BYTES = 8192
+#: every reason of ``clocksync_nts_failures_total``, exported from 0 for each NTS server
+NTS_FAILURE_REASONS = tuple(r.value for r in NtsFailure)
 #: /healthz fails when the loop has not run for this long plus the longest poll interval
 STALL_S = 30.0
 
@@ -98,6 +102,16 @@ class AgentCollector:
                 if reason not in FAILURE_REASONS:
                     rejected.add_metric([node, s.name, reason], count)
         yield from (samples, errors, rejected, poll, reachable)
+        nts = CounterMetricFamily("clocksync_nts_failures", "NTS failures by reason: tls "
+                                  "(TLS session or certificate), ke (NTS-KE records), nak "
+                                  "(server refused our cookie), auth (reply authenticator "
+                                  "missing or wrong), unique_id (reply not for our request)",
+                                  labels=["node", "server", "reason"])
+        for s in snap.sources:
+            if s.name.startswith("nts:"):
+                for reason in NTS_FAILURE_REASONS:
+                    nts.add_metric([node, s.name, reason], s.nts_failures.get(reason, 0))
+        yield nts
         falseticker = GaugeMetricFamily("clocksync_source_falseticker", "1 while the source's "
                                         "latest sample misses the offset interval a strict "
                                         "majority of sources agrees on", labels=["node",

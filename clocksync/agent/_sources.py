@@ -2,6 +2,9 @@
 
 * :class:`NtpSource` — an NTP server, measured with :class:`clocksync.ntp.NtpClient` (kernel
   timestamps, bursts with minimum-delay selection, interleaved mode).
+* :class:`NtpSource` with ``nts=True`` — an NTS server (:class:`clocksync.ntp.NtsClient`:
+  NTS-KE, cookies, authenticated exchanges; never unauthenticated), whose failures are
+  counted by reason (tls, ke, nak, auth, unique_id) in :attr:`PollResult.nts_failures`.
 * :class:`NtpSource` with ``kind="peer"`` — another agent's peer-mode NTP port.
 * :class:`ChronySource` — a chronyd already running on this node, read with
   ``chronyc -c tracking`` / ``-c sources``: chronyd's own estimate of the system clock's
@@ -27,10 +30,13 @@ from .._clock import Clock, SystemClock
 from .._errors import InputError
 from .._sample import TIMESTAMP_ERROR_NS, Sample
 from ..ntp import (
+    DEFAULT_KE_PORT,
     KissOfDeathError,
     NtpClient,
     NtpRejectError,
     NtpTimeoutError,
+    NtsClient,
+    NtsKeyExchangeError,
     parse_target,
 )
 
@@ -51,7 +57,8 @@ MAX_CLOCK_ERROR_PPM = 1.0
 
 #: error reasons that mean "no answer" (nothing came back, or the local tool failed); every
 #: other reason is an answer that was rejected (a bad reply, a falseticker's sample, ...)
-FAILURE_REASONS = frozenset({"timeout", "network", "chronyc", "internal", "ptp4l", "stale"})
+FAILURE_REASONS = frozenset({"timeout", "network", "chronyc", "internal", "ptp4l", "stale",
+                             "nts_tls", "nts_ke"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +73,8 @@ class PollResult:
         rate_limited: the server sent a Kiss-o'-Death RATE: poll less often.
         stop: the source must not be polled again (KoD DENY/RSTR, unusable setup).
         message: a human-readable note on the last error.
+        nts_failures: NTS failures since the previous poll, one entry per failure, by
+            :class:`clocksync.ntp.NtsFailure` value (tls, ke, nak, auth, unique_id).
     """
 
     sample: Sample | None
@@ -74,6 +83,7 @@ class PollResult:
     rate_limited: bool = False
     stop: bool = False
     message: str = ""
+    nts_failures: tuple[str, ...] = ()
 
 
 @runtime_checkable
@@ -109,20 +119,30 @@ class NtpSource:
         timeout_s: wait per exchange (s).
         interleaved: ask for interleaved mode.
         kind: ``"ntp"`` or ``"peer"`` (prefix of the sample's ``source``).
+        nts: measure with NTS; ``target``'s port is then the NTS-KE port (default 4460)
+            and the source is named ``nts:HOST:PORT``.
+        nts_ca_file: CA certificates trusted for NTS-KE (empty: the system store).
     """
 
     def __init__(self, target: str, *, node: str, clock: Clock | None = None, burst: int = 4,
                  burst_interval_s: float = 0.05, timeout_s: float = 1.0,
-                 interleaved: bool = True, kind: str = "ntp") -> None:
+                 interleaved: bool = True, kind: str = "ntp", nts: bool = False,
+                 nts_ca_file: str = "") -> None:
         if kind not in ("ntp", "peer"):
             raise InputError(f"source kind: must be ntp or peer, got {kind!r}")
-        host, port = parse_target(target)
-        self.name = f"{kind}:{host}:{port}"
+        host, port = parse_target(target, DEFAULT_KE_PORT if nts else 123)
+        self.name = f"{'nts' if nts else kind}:{host}:{port}"
         self.burst = burst
         self.burst_interval_s = burst_interval_s
-        self._client = NtpClient(host, port, node=node, clock=clock, timeout_s=timeout_s,
-                                 interleaved=interleaved)
+        self._client: NtpClient | NtsClient
+        if nts:
+            self._client = NtsClient(host, port, ca_file=nts_ca_file or None, node=node,
+                                     clock=clock, timeout_s=timeout_s, interleaved=interleaved)
+        else:
+            self._client = NtpClient(host, port, node=node, clock=clock, timeout_s=timeout_s,
+                                     interleaved=interleaved)
         self._rejected_seen: collections.Counter[str] = collections.Counter()
+        self._nts_seen: collections.Counter[str] = collections.Counter()
 
     def poll(self) -> PollResult:
         try:
@@ -130,15 +150,27 @@ class NtpSource:
         except KissOfDeathError as exc:
             return PollResult(None, self._rejected_since_last(), reachable=True,
                               rate_limited=not exc.stop_polling, stop=exc.stop_polling,
-                              message=str(exc))
+                              message=str(exc), nts_failures=self._nts_since_last())
+        except NtsKeyExchangeError as exc:
+            return PollResult(None, (f"nts_{exc.reason.value}", *self._rejected_since_last()),
+                              reachable=False, message=str(exc),
+                              nts_failures=self._nts_since_last())
         except (NtpTimeoutError, NtpRejectError, OSError) as exc:
             return PollResult(None, self._lost((exc,)) + self._rejected_since_last(),
-                              reachable=isinstance(exc, NtpRejectError), message=str(exc))
+                              reachable=isinstance(exc, NtpRejectError), message=str(exc),
+                              nts_failures=self._nts_since_last())
         errors = self._lost(burst.failures) + self._rejected_since_last()
         sample = dataclasses.replace(burst.best.sample, source=self.name)
         message = str(burst.failures[-1]) if burst.failures else (
             f"ignored {len(errors)} refused replies" if errors else "")
-        return PollResult(sample, errors, message=message)
+        return PollResult(sample, errors, message=message, nts_failures=self._nts_since_last())
+
+    def _nts_since_last(self) -> tuple[str, ...]:
+        if not isinstance(self._client, NtsClient):
+            return ()
+        fresh = self._client.nts_failures - self._nts_seen
+        self._nts_seen = self._client.nts_failures.copy()
+        return tuple(sorted(fresh.elements()))
 
     @staticmethod
     def _lost(failures: tuple[Exception, ...]) -> tuple[str, ...]:

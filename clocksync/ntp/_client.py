@@ -26,6 +26,11 @@ by which nonce it echoes.
 Replies that fail the origin check are ignored and the client keeps listening until the
 timeout (so a forged packet cannot cancel a genuine answer); any other failed check on a
 reply that matches our nonce raises at once.
+
+An optional :class:`RequestAuth` (NTS: :class:`~clocksync.ntp.NtsClient`) seals each request
+after it is built and before it is sent (so ``t1``, the kernel TX stamp, is unaffected), and
+checks each reply before anything else; replies it refuses as forged (wrong Unique
+Identifier, bad authenticator) are ignored like origin mismatches.
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ import contextlib
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from .._clock import Clock, SystemClock
 from .._errors import InputError
@@ -51,7 +58,23 @@ from ._errors import (
 from ._exchange import DEFAULT_FREQ_TOLERANCE_PPM, Exchange, exchange_bound_ns, select_min_delay
 from ._packet import MODE_CLIENT, NtpPacket, decode, encode, ntp_to_ns, validate_reply
 
-__all__ = ["Burst", "NtpClient", "NtpMeasurement", "resolve"]
+__all__ = ["IGNORED_REASONS", "Burst", "NtpClient", "NtpMeasurement", "RequestAuth", "resolve",
+           "run_burst"]
+
+#: refused replies after which the client keeps waiting for the genuine one (forged, stale)
+IGNORED_REASONS = frozenset({RejectReason.BAD_ORIGIN, RejectReason.MALFORMED,
+                             RejectReason.NTS_UNIQUE_ID, RejectReason.NTS_AUTH})
+
+
+class RequestAuth(Protocol):
+    """Authenticates requests and replies of one client (one request outstanding)."""
+
+    def seal(self, request: bytes) -> bytes:
+        """The wire octets for the 48-octet ``request`` header."""
+
+    def check(self, data: bytes) -> None:
+        """Raise :class:`NtpRejectError` unless ``data`` authentically answers the last
+        sealed request."""
 
 
 def resolve(host: str, port: int) -> tuple[int, tuple[str, int]]:
@@ -148,6 +171,7 @@ class NtpClient:
         source_address: local address to send from (default: chosen by the kernel). Servers
             keep interleaved state per client *address*, so clients sharing one address
             interrupt each other's interleaved chains.
+        auth: seals requests and checks replies (NTS); ``None``: plain NTP.
     """
 
     def __init__(
@@ -162,6 +186,7 @@ class NtpClient:
         poll_log2: int = 0,
         interleaved: bool = True,
         source_address: str | None = None,
+        auth: RequestAuth | None = None,
     ):
         if not timeout_s > 0:
             raise InputError(f"timeout_s: must be > 0, got {timeout_s!r}")
@@ -174,6 +199,7 @@ class NtpClient:
         self.freq_tolerance_ppm = freq_tolerance_ppm
         self.poll_log2 = poll_log2
         self.interleaved = interleaved
+        self.auth = auth
         self._prev: _Pending | None = None
         #: every reply refused so far, by reason (:class:`RejectReason` values) — including
         #: forged or stale replies that were ignored while the genuine reply still arrived.
@@ -247,6 +273,8 @@ class NtpClient:
             version=4, mode=MODE_CLIENT, poll=self.poll_log2,
             origin_ts=prev.reply.receive_ts if prev is not None else 0,
             receive_ts=xleave_nonce, transmit_ts=basic_nonce))
+        if self.auth is not None:
+            request = self.auth.seal(request)
         self._prev = None  # a failed exchange breaks the interleaved chain
         tx = self._sock.send(request, self._address)
         deadline = time.monotonic() + self.timeout_s
@@ -262,6 +290,8 @@ class NtpClient:
                 self.rejected["foreign_address"] += 1
                 continue
             try:
+                if self.auth is not None:
+                    self.auth.check(got.data)
                 reply = decode(got.data)
                 interleaved = prev is not None and reply.origin_ts == xleave_nonce
                 validate_reply(reply, xleave_nonce if interleaved else basic_nonce,
@@ -270,7 +300,7 @@ class NtpClient:
                 self.rejected[exc.reason.value] += 1
                 if isinstance(exc, KissOfDeathError):
                     raise
-                if exc.reason in (RejectReason.BAD_ORIGIN, RejectReason.MALFORMED):
+                if exc.reason in IGNORED_REASONS:
                     ignored = exc  # keep waiting for the genuine reply
                     continue
                 raise
@@ -331,22 +361,7 @@ class NtpClient:
             KissOfDeathError: the server asked us to back off or stop.
             NtpTimeoutError, NtpRejectError, OSError: every exchange failed (the last error).
         """
-        if count < 1:
-            raise InputError(f"count: must be >= 1, got {count}")
-        measurements: list[NtpMeasurement] = []
-        failures: list[Exception] = []
-        for i in range(count):
-            if i:
-                time.sleep(interval_s)
-            try:
-                measurements.append(self.exchange())
-            except KissOfDeathError:
-                raise
-            except (NtpTimeoutError, NtpRejectError, OSError) as exc:
-                failures.append(exc)
-        if not measurements:
-            raise failures[-1]
-        return Burst(tuple(measurements), tuple(failures))
+        return run_burst(self.exchange, count, interval_s)
 
     def sample(self, count: int = 4, interval_s: float = 0.05) -> Sample:
         """The minimum-delay sample of a burst of ``count`` exchanges."""
@@ -361,3 +376,24 @@ class NtpClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def run_burst(exchange: Callable[[], NtpMeasurement], count: int,
+              interval_s: float) -> Burst:
+    """``count`` calls of ``exchange`` ``interval_s`` apart, as :meth:`NtpClient.burst`."""
+    if count < 1:
+        raise InputError(f"count: must be >= 1, got {count}")
+    measurements: list[NtpMeasurement] = []
+    failures: list[Exception] = []
+    for i in range(count):
+        if i:
+            time.sleep(interval_s)
+        try:
+            measurements.append(exchange())
+        except KissOfDeathError:
+            raise
+        except (NtpTimeoutError, NtpRejectError, OSError) as exc:
+            failures.append(exc)
+    if not measurements:
+        raise failures[-1]
+    return Burst(tuple(measurements), tuple(failures))

@@ -8,6 +8,10 @@ Exception tree (all are :class:`~clocksync._errors.ClockSyncError`)::
         ├── NtpDecodeError     bytes that are not an NTP packet (reason MALFORMED)
         └── KissOfDeathError   stratum 0; ``.code`` ("RATE", "DENY", ...), ``.stop_polling``
     NtpTimeoutError            no valid reply before the deadline
+    NtsKeyExchangeError        NTS-KE failed; ``.reason`` is NtsFailure.TLS or NtsFailure.KE
+
+NTS replies that fail their own checks raise :class:`NtsRejectError` (an
+:class:`NtpRejectError` with reason ``nts_unique_id``, ``nts_auth`` or ``nts_nak``).
 
 Decoding and validating untrusted bytes raises nothing but :class:`NtpRejectError` (and its
 subclasses); the fuzz tests hold the codec to that.
@@ -25,6 +29,9 @@ __all__ = [
     "NtpDecodeError",
     "NtpRejectError",
     "NtpTimeoutError",
+    "NtsFailure",
+    "NtsKeyExchangeError",
+    "NtsRejectError",
     "RejectReason",
 ]
 
@@ -44,6 +51,19 @@ class RejectReason(enum.StrEnum):
     BAD_STRATUM = "bad_stratum"  #: stratum above 15 (16 = unsynchronised)
     ZERO_TRANSMIT = "zero_transmit"  #: transmit timestamp is zero
     ABSURD_TIMESTAMPS = "absurd_timestamps"  #: receive zero, t3 < t2, negative delay, ...
+    NTS_UNIQUE_ID = "nts_unique_id"  #: NTS: no Unique Identifier, or not our request's
+    NTS_AUTH = "nts_auth"  #: NTS: authenticator missing, misplaced or wrong; bad layout
+    NTS_NAK = "nts_nak"  #: NTS: Kiss-o'-Death NTSN: the server refused our cookie
+
+
+class NtsFailure(enum.StrEnum):
+    """Why an NTS step failed (the ``reason`` label of the NTS failure counter)."""
+
+    TLS = "tls"  #: no TLS 1.3 session with ALPN ntske/1 and a trusted, matching certificate
+    KE = "ke"  #: the NTS-KE records were refused, malformed or incomplete
+    NAK = "nak"  #: the NTP server answered NTS NAK (cookie refused): a new NTS-KE follows
+    AUTH = "auth"  #: a reply whose authenticator is missing or does not verify
+    UNIQUE_ID = "unique_id"  #: a reply that does not echo our request's Unique Identifier
 
 
 class NtpAddressError(InputError):
@@ -76,3 +96,27 @@ class KissOfDeathError(NtpRejectError):
 
 class NtpTimeoutError(ClockSyncError):
     """No valid reply arrived before the timeout."""
+
+
+class NtsKeyExchangeError(ClockSyncError):
+    """NTS key establishment failed; ``reason`` is :attr:`NtsFailure.TLS` or
+    :attr:`NtsFailure.KE`."""
+
+    def __init__(self, reason: NtsFailure, message: str):
+        super().__init__(f"{message} [nts {reason.value}]")
+        self.reason = reason
+
+
+_NTS_FAILURE = {
+    RejectReason.NTS_UNIQUE_ID: NtsFailure.UNIQUE_ID,
+    RejectReason.NTS_AUTH: NtsFailure.AUTH,
+    RejectReason.NTS_NAK: NtsFailure.NAK,
+}
+
+
+class NtsRejectError(NtpRejectError):
+    """A reply refused by an NTS check; ``failure`` is its :class:`NtsFailure`."""
+
+    def __init__(self, reason: RejectReason, message: str):
+        super().__init__(reason, message)
+        self.failure = _NTS_FAILURE[reason]

@@ -15,6 +15,8 @@ from .._errors import InputError
 from .._units import format_ns
 from ._client import NtpClient, NtpMeasurement
 from ._errors import KissOfDeathError, NtpAddressError, NtpRejectError, NtpTimeoutError
+from ._nts import NtsClient
+from ._ntske import DEFAULT_KE_PORT
 
 __all__ = [
     "ProbeSummary",
@@ -158,23 +160,34 @@ def iter_probe(
     clock: Clock | None = None,
     node: str = "local",
     interleaved: bool = True,
+    nts: bool = False,
+    nts_ca_file: str | None = None,
 ) -> Iterator[NtpMeasurement | NtpTimeoutError | NtpRejectError | OSError]:
     """Run ``count`` exchanges against ``HOST[:PORT]``; yield each measurement or failure.
 
     With ``interleaved`` (default) the client asks for interleaved mode from the second
-    exchange on (see :class:`~clocksync.ntp.NtpClient`).
+    exchange on (see :class:`~clocksync.ntp.NtpClient`). With ``nts``, ``PORT`` is the
+    NTS-KE port (default 4460) and every exchange is NTS-authenticated
+    (:class:`~clocksync.ntp.NtsClient`, trusting ``nts_ca_file`` or the system store).
 
     Raises:
         NtpAddressError: bad or unresolvable target.
         KissOfDeathError: the server sent a Kiss-o'-Death (the probe stops).
+        NtsKeyExchangeError: NTS-KE failed (the probe stops).
     """
     if count < 1:
         raise InputError(f"count: must be >= 1, got {count}")
     if interval_s < 0:
         raise InputError(f"interval: must be >= 0, got {interval_s}")
-    host, port = parse_target(target)
-    with NtpClient(host, port, node=node, clock=clock, timeout_s=timeout_s,
-                   interleaved=interleaved) as client:
+    host, port = parse_target(target, DEFAULT_KE_PORT if nts else DEFAULT_PORT)
+    client: NtpClient | NtsClient
+    if nts:
+        client = NtsClient(host, port, ca_file=nts_ca_file, node=node, clock=clock,
+                           timeout_s=timeout_s, interleaved=interleaved)
+    else:
+        client = NtpClient(host, port, node=node, clock=clock, timeout_s=timeout_s,
+                           interleaved=interleaved)
+    with client:
         for i in range(count):
             if i:
                 time.sleep(interval_s)
@@ -195,18 +208,22 @@ def probe(
     clock: Clock | None = None,
     node: str = "local",
     interleaved: bool = True,
+    nts: bool = False,
+    nts_ca_file: str | None = None,
 ) -> ProbeSummary:
     """Probe ``HOST[:PORT]`` ``count`` times and summarise (library form of ``ntp probe``).
 
     Raises:
         NtpAddressError: bad or unresolvable target.
         KissOfDeathError: the server sent a Kiss-o'-Death.
+        NtsKeyExchangeError: NTS-KE failed (with ``nts``).
         NtpTimeoutError, NtpRejectError, OSError: no exchange succeeded (the last error).
     """
     measurements: list[NtpMeasurement] = []
     failures: list[Exception] = []
     for result in iter_probe(target, count=count, interval_s=interval_s, timeout_s=timeout_s,
-                             clock=clock, node=node, interleaved=interleaved):
+                             clock=clock, node=node, interleaved=interleaved, nts=nts,
+                             nts_ca_file=nts_ca_file):
         if isinstance(result, NtpMeasurement):
             measurements.append(result)
         else:

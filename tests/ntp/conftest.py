@@ -72,7 +72,3 @@ def chronyd_loopback(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
 
         with chronyd_process(conf, workdir, ready, 10, f"chronyd on port {port}"):
             yield "127.0.0.1", port
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "fuzz: hypothesis searches over hostile inputs")

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from clocksync._timestamping import StampKind
 from clocksync.agent import Agent, AgentCollector, AgentConfig
 from clocksync.cli import main
+from clocksync.net import StampKind
 from clocksync.ntp import (
     MAX_COOKIES,
     NtpRejectError,

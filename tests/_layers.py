@@ -104,7 +104,24 @@ def _classes(hint: Any) -> Iterator[type]:
 
 
 def _annotations(obj: Any) -> dict[str, Any]:
-    return inspect.get_annotations(obj, eval_str=True)
+    try:
+        return inspect.get_annotations(obj, eval_str=True)
+    except NameError:  # a name imported only under ``if TYPE_CHECKING:``
+        module = sys.modules[obj.__module__]
+        return inspect.get_annotations(obj, eval_str=True,
+                                       locals=_type_checking_names(module))
+
+
+def _type_checking_names(module: types.ModuleType) -> dict[str, Any]:
+    """The names a module imports only for type checkers (``if TYPE_CHECKING:``)."""
+    names: dict[str, Any] = {}
+    for node in ast.parse(inspect.getsource(module)).body:
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"):
+            block = ast.Module(body=[n for n in node.body
+                                     if isinstance(n, ast.Import | ast.ImportFrom)],
+                               type_ignores=[])
+            exec(compile(block, module.__name__, "exec"), vars(module).copy(), names)
+    return names
 
 
 def _signature_hints(name: str, obj: Any) -> Iterator[tuple[str, Any]]:

@@ -20,11 +20,12 @@ send time being known only as the corrected midpoint ± ``β_send``.
 
 Within a window of ``window_s`` seconds, ``δ(t) = δ0 + ρ·(t - t_c) + r(t)`` with
 ``|r| <= R = wander·(window_s/2)²`` ns (``|δ''| <= 2·wander_ppb_per_s`` ns/s²) and
-``|ρ| <= 2·s``. The feasible set of ``(δ0, ρ)`` is a convex polygon; :func:`scipy.optimize.linprog`
-gives the least and greatest ``δ`` at the window's start and end and the drift range. The
-least ``δ`` over the polygon is concave in ``t``, so the chord between the two ends is a valid
-lower bound inside the window (and symmetrically for the greatest). Each message's latency
-interval then follows from its ``δ`` interval and is intersected with the tables' interval.
+``|ρ| <= 2·s``. The feasible set of ``(δ0, ρ)`` is a convex polygon; its vertices
+(:func:`solve_windows`) give the least and greatest ``δ`` at the window's start and end and
+the drift range. The least ``δ`` over the polygon is concave in ``t``, so the chord between
+the two ends is a valid lower bound inside the window (and symmetrically for the greatest).
+Each message's latency interval then follows from its ``δ`` interval and is intersected with
+the tables' interval.
 
 Failure is loud: an infeasible window (constraints contradict each other: a clock stepped,
 the wander assumption is broken, or ``min_wire_delay_ns`` is too large) or an empty
@@ -39,13 +40,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import linprog
 from scipy.spatial import ConvexHull, QhullError
 
 from .._fit._assumptions import Assumptions
 
-__all__ = ["CausalAssumptions", "CausalResult", "PairWindow", "hull_candidates", "solve_linprog",
-           "solve_windows", "tighten"]
+__all__ = ["CausalAssumptions", "CausalResult", "PairWindow", "hull_candidates", "solve_windows",
+           "tighten"]
 
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
@@ -258,53 +258,6 @@ def _bucket_filter(group: I64, pos: I64, span: int, n_groups: int, x: F64, y: F6
     return np.asarray(~(y < chord))
 
 
-def _vertices(a: F64, c: F64) -> F64:
-    """Vertices of the polygon ``{v : a @ v <= c}`` (2-D), by intersecting every pair of
-    constraint lines and keeping the feasible points; empty when infeasible."""
-    i, j = np.triu_indices(len(c), k=1)
-    det = a[i, 0] * a[j, 1] - a[j, 0] * a[i, 1]
-    ok = np.abs(det) > 1e-12
-    i, j, det = i[ok], j[ok], det[ok]
-    v0 = (c[i] * a[j, 1] - c[j] * a[i, 1]) / det
-    v1 = (a[i, 0] * c[j] - a[j, 0] * c[i]) / det
-    pts = np.column_stack([v0, v1])
-    slack = c[None, :] - pts @ a.T
-    tol = _FEAS_TOL_NS + 1e-9 * np.abs(c)[None, :]
-    return np.asarray(pts[np.all(slack >= -tol, axis=1)])
-
-
-def _solve(
-    lo_x: F64, lo_c: F64, up_x: F64, up_u: F64, xs: tuple[float, float], rho_max: float
-) -> tuple[F64, F64, tuple[float, float]] | None:
-    """Least and greatest linear-part δ at ``xs`` and the ρ range; ``None`` if infeasible.
-
-    A two-variable LP: ``min/max δ0 + ρ·x`` subject to ``δ0 + ρ·x_i >= c_i`` (A->B),
-    ``δ0 + ρ·x_j <= u_j`` (B->A), ``|ρ| <= rho_max``. Solved exactly by enumerating the
-    vertices of the feasible polygon (δ0 boxed at ±1e18 ns; hitting the box = unbounded);
-    :func:`solve_linprog` is the same LP through :func:`scipy.optimize.linprog`.
-    """
-    a = np.concatenate([
-        np.column_stack([-np.ones(len(lo_x)), -lo_x]),
-        np.column_stack([np.ones(len(up_x)), up_x]),
-        np.array([[0.0, 1.0], [0.0, -1.0], [1.0, 0.0], [-1.0, 0.0]]),
-    ])
-    c = np.concatenate([-lo_c, up_u, [rho_max, rho_max, _BOX_NS, _BOX_NS]])
-    verts = _vertices(a, c)
-    if not len(verts):
-        return None
-
-    def unbox(value: float) -> float:
-        return value if abs(value) < _BOX_NS / 2 else float(np.sign(value) * np.inf)
-
-    mins, maxs = [], []
-    for x in xs:
-        vals = verts[:, 0] + verts[:, 1] * x
-        mins.append(unbox(float(vals.min())) - _LP_TOL_NS)
-        maxs.append(unbox(float(vals.max())) + _LP_TOL_NS)
-    rho = (float(verts[:, 1].min()), float(verts[:, 1].max()))
-    return np.asarray(mins), np.asarray(maxs), rho
-
-
 _BATCH_ELEMENTS = 262_144  # (windows x vertex candidates x constraints) per pass: in cache
 
 
@@ -317,14 +270,20 @@ def solve_windows(
     x: F64, c: F64, lower: BoolA, group: I64, n_groups: int, xs: tuple[float, float],
     rho_max: float,
 ) -> tuple[F64, F64, BoolA]:
-    """:func:`_solve` for many windows at once: ``(ends, rho, feasible)``.
+    """Least and greatest linear-part δ at ``xs`` and the ρ range of many windows at once:
+    ``(ends, rho, feasible)``.
 
     Constraint ``i`` belongs to window ``group[i]``: ``δ0 + ρ·x_i >= c_i`` when
     ``lower[i]`` (A->B), else ``δ0 + ρ·x_i <= c_i`` (B->A). ``ends[k]`` = least δ at
     ``xs[0]``, ``xs[1]``, greatest δ at ``xs[0]``, ``xs[1]`` (NaN when infeasible),
-    ``rho[k]`` = the ρ range. The same vertex enumeration as :func:`_solve`, with every
-    window's constraints padded to a common count (rows ``0·v <= 1``, which meet no other
-    line) so a batch of windows is one array expression.
+    ``rho[k]`` = the ρ range.
+
+    Per window a two-variable LP: ``min/max δ0 + ρ·x`` subject to the constraints and
+    ``|ρ| <= rho_max``, solved exactly by enumerating the vertices of the feasible polygon
+    (δ0 boxed at ±1e18 ns; hitting the box = unbounded): every pair of constraint lines is
+    intersected and the feasible points kept. Every window's constraints are padded to a
+    common count (rows ``0·v <= 1``, which meet no other line) so a batch of windows is one
+    array expression.
     """
     ends = np.full((n_groups, 4), np.nan)
     rho = np.full((n_groups, 2), np.nan)
@@ -382,41 +341,6 @@ def solve_windows(
             rho[chunk, 0] = np.where(has, np.where(vert, v1, np.inf).min(axis=1), np.nan)
             rho[chunk, 1] = np.where(has, np.where(vert, v1, -np.inf).max(axis=1), np.nan)
     return ends, rho, feasible
-
-
-def solve_linprog(
-    lo_x: F64, lo_c: F64, up_x: F64, up_u: F64, xs: tuple[float, float], rho_max: float
-) -> tuple[F64, F64, tuple[float, float]] | None:
-    """The LP of :func:`_solve` through :func:`scipy.optimize.linprog` (HiGHS): slower,
-    kept as the reference the fast solver is tested against."""
-    a_ub = np.concatenate([np.column_stack([-np.ones(len(lo_x)), -lo_x]),
-                           np.column_stack([np.ones(len(up_x)), up_x])])
-    b_ub = np.concatenate([-lo_c, up_u])
-    bounds = [(None, None), (-rho_max, rho_max)]
-
-    def extreme(obj: list[float]) -> float | None:
-        res = linprog(obj, A_ub=a_ub if len(b_ub) else None, b_ub=b_ub if len(b_ub) else None,
-                      bounds=bounds, method="highs")
-        if res.status == 2:
-            return None
-        if res.status == 3:
-            return -np.inf
-        if res.status != 0:
-            raise RuntimeError(f"linprog failed: {res.message}")
-        return float(res.fun)
-
-    mins, maxs = [], []
-    for x in xs:
-        lo = extreme([1.0, x])
-        hi = extreme([-1.0, -x])
-        if lo is None or hi is None:
-            return None
-        mins.append(lo - _LP_TOL_NS)
-        maxs.append(-hi + _LP_TOL_NS)
-    rho_lo, rho_hi = extreme([0.0, 1.0]), extreme([0.0, -1.0])
-    if rho_lo is None or rho_hi is None:
-        return None
-    return np.asarray(mins), np.asarray(maxs), (rho_lo, -rho_hi)
 
 
 def _chords(v0: F64, v1: F64, gid: npt.NDArray[np.int64], lam: F64) -> F64:

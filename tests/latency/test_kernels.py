@@ -1,4 +1,4 @@
-"""The vectorized kernels of the throughput work against simple reference implementations on
+"""The vectorized kernels against simple reference implementations on
 random input: order-statistic selection, the all-groups hull filter of the causal LP, and
 the same-node latency of the corrector on unsorted input."""
 
@@ -180,45 +180,6 @@ def test_same_node_latency_independent_of_order() -> None:
         one = world.corrector.latency("n1", int(src[i]), "n1", int(dst[i]))
         assert one == (lat[i], bnd[i])
     assert np.all(bnd < 1_000.0)  # a same-node bound is the rate error only
-
-
-# -- percentiles: whole input and windows sharing one sort -----------------------------------
-def _random_hops(rng: np.random.Generator, n: int, weighted: bool) -> pa.Table:
-    hops = rng.choice(["a->b", "b->c", "a->c"], n)
-    nodes = ["n1", "n2", "n3"]
-    src = rng.choice(nodes, n)
-    dst = np.where(hops == "a->b", src, rng.choice(nodes, n))  # a->b: one pair per node
-    low = np.round(rng.lognormal(10, 1, n))
-    cols = {
-        "hop": pa.array(hops).dictionary_encode(),
-        "src_node": pa.array(src).dictionary_encode(),
-        "dst_node": pa.array(dst).dictionary_encode(),
-        "src_ref_ns": pa.array(rng.integers(0, 95 * 10**9, n) + 10**18, pa.int64()),
-        "low_ns": pa.array(low), "high_ns": pa.array(low + rng.exponential(1e3, n)),
-    }
-    if weighted:
-        cols["weight"] = pa.array(rng.choice([1.0, 4.0], n))
-    return pa.table(cols)
-
-
-@pytest.mark.parametrize(("n", "window_s", "step_s", "weighted"), [
-    (5000, 10.0, None, False), (120_000, 7.0, None, False), (3000, 10.0, 5.0, False),
-    (3000, 10.0, None, True), (1, 10.0, None, False)])
-def test_summary_and_windows_equal_two_tables(n: int, window_s: float, step_s: float | None,
-                                              weighted: bool) -> None:
-    from clocksync.latency._percentiles import percentile_table, summary_and_windows
-
-    def same(got: pa.Table, want: pa.Table) -> None:
-        assert got.schema == want.schema and got.num_rows == want.num_rows
-        for name in want.column_names:  # NaN (too few requests for a rank) equals NaN
-            np.testing.assert_array_equal(got.column(name).to_numpy(zero_copy_only=False),
-                                          want.column(name).to_numpy(zero_copy_only=False))
-
-    hops = _random_hops(np.random.default_rng(n), n, weighted)
-    summary, windows = summary_and_windows(hops, window_s, step_s)
-    same(summary, percentile_table(hops))
-    same(windows, percentile_table(hops, window_s=window_s, step_s=step_s))
-    assert windows.num_rows > summary.num_rows or n == 1
 
 
 # -- the pipeline's fast paths for node-grouped input ----------------------------------------

@@ -272,13 +272,13 @@ class _Level:
     dst: I64
 
 
-def _levels(keys: I64, n_win: int, n_nodes: int, windowed: bool, summary: bool,
+def _levels(keys: I64, n_nodes: int, windowed: bool, summary: bool,
             star: bool) -> list[_Level]:
-    """The levels of one hop whose fine groups have keys ``(src·n_nodes + dst)·n_win +
-    window`` (ascending): the fine groups (per pair and window, or per pair when not
+    """The levels of one hop whose fine groups have keys ``window·n_nodes² + src·n_nodes +
+    dst`` (ascending): the fine groups (per pair and window, or per pair when not
     ``windowed``), per pair (``summary`` of windowed rows), and, when ``star`` and the hop
     has more than one pair, ``*`` per window and over everything."""
-    g_pair, g_win = np.divmod(keys, n_win)
+    g_win, g_pair = np.divmod(keys, n_nodes * n_nodes)
     levels = [_Level(windowed, None, g_win, g_pair // n_nodes, g_pair % n_nodes)]
     pairs, by_pair = np.unique(g_pair, return_inverse=True)
     if windowed and summary:
@@ -298,12 +298,12 @@ def _levels(keys: I64, n_win: int, n_nodes: int, windowed: bool, summary: bool,
 
 
 def _unweighted_rows(key: npt.NDArray[Any], n_keys: int, low: F64, high: F64,
-                     hop_code: int, n_win: int, n_nodes: int, windowed: bool, summary: bool,
+                     hop_code: int, n_nodes: int, windowed: bool, summary: bool,
                      star: bool) -> list[tuple[bool, _GroupRows]]:
     """Every level's rows of one hop from one :class:`GroupedSelect` per value column (the
     P99 lower confidence rank rides on the lows)."""
     sel = GroupedSelect.of(key, n_keys, (low, high))
-    levels = _levels(sel.keys, n_win, n_nodes, windowed, summary, star)
+    levels = _levels(sel.keys, n_nodes, windowed, summary, star)
     sizes = [sel.level_sizes(lv.of_fine) for lv in levels]
     ranks = [_order_ranks(n, [q for _, q in QUANTILES]) for n in sizes]
     lcb_rank = np.split(_lower_confidence_ranks(np.concatenate(sizes), 0.99, P99_ALPHA),
@@ -316,27 +316,42 @@ def _unweighted_rows(key: npt.NDArray[Any], n_keys: int, low: F64, high: F64,
             for lv, n, lo, hi in zip(levels, sizes, q_low, q_high, strict=True)]
 
 
-def _weighted_rows(key: npt.NDArray[Any], low: F64, high: F64, weight: F64, pair: I64,
-                   n_pair: int, hop_code: int, n_win: int, n_nodes: int, windowed: bool,
+def _weighted_rows(key: npt.NDArray[Any], n_keys: int, low: F64, high: F64, weight: F64,
+                   pair: I64, n_pair: int, hop_code: int, n_nodes: int, windowed: bool,
                    summary: bool, star: bool) -> list[tuple[bool, _GroupRows]]:
     """Every level's rows of one hop, weighted: each level group's rows in pair order (in
-    row order within a pair), their values sorted and weights summed in that order."""
-    keys, fine = np.unique(key, return_inverse=True)
-    fine = fine.reshape(-1).astype(np.int64)
+    row order within a pair), their values sorted and weights summed in that order. The
+    rows sorted by key (window, then pair) serve every level whose groups are runs of
+    consecutive fine groups (the fine ones, ``*`` per window and over everything)."""
+    order = np.argsort(key.astype(np.uint16) if n_keys <= 65_536 else key, kind="stable")
+    k_sorted = key[order]
+    first = np.concatenate([[0], np.flatnonzero(k_sorted[1:] != k_sorted[:-1]) + 1])
+    fine_bounds = np.append(first, len(key)).astype(np.int64)
     qs = [q for _, q in QUANTILES]
     out = []
-    for lv in _levels(keys.astype(np.int64), n_win, n_nodes, windowed, summary, star):
-        group = fine if lv.of_fine is None else lv.of_fine[fine]
+    for lv in _levels(k_sorted[first].astype(np.int64), n_nodes, windowed, summary, star):
         n_groups = len(lv.window)
-        order = np.argsort(group * n_pair + pair, kind="stable")
-        bounds = np.zeros(n_groups + 1, dtype=np.int64)
-        np.cumsum(np.bincount(group, minlength=n_groups), out=bounds[1:])
-        weight_sum = np.add.reduceat(weight[order], bounds[:-1]) if len(order) else \
-            np.zeros(n_groups)  # (every level group holds rows)
+        if lv.of_fine is None:
+            lv_order, bounds = order, fine_bounds
+        elif np.all(lv.of_fine[1:] >= lv.of_fine[:-1]):  # runs of fine groups
+            cut = np.flatnonzero(np.diff(lv.of_fine)) + 1
+            lv_order, bounds = order, fine_bounds[np.concatenate([[0], cut, [len(first)]])]
+        else:  # the rows again, by the level's group, then pair
+            fine = np.empty(len(key), dtype=np.int64)
+            fine[order] = np.repeat(np.arange(len(first)), np.diff(fine_bounds))
+            group = lv.of_fine[fine]
+            by = group * n_pair + pair
+            lv_order = np.argsort(by.astype(np.uint16) if n_groups * n_pair <= 65_536 else by,
+                                  kind="stable")
+            bounds = np.zeros(n_groups + 1, dtype=np.int64)
+            np.cumsum(np.bincount(group, minlength=n_groups), out=bounds[1:])
+        weight_sum = (np.add.reduceat(weight[lv_order], bounds[:-1]) if len(lv_order)
+                      else np.zeros(n_groups))  # (every level group holds rows)
         out.append((lv.windowed, _GroupRows(
             lv.window, np.full(n_groups, hop_code), lv.src, lv.dst, np.diff(bounds),
-            weight_sum, _weighted_quantiles(low, weight, order, bounds, qs),
-            _weighted_quantiles(high, weight, order, bounds, qs), np.full(n_groups, np.nan))))
+            weight_sum, _weighted_quantiles(low, weight, lv_order, bounds, qs),
+            _weighted_quantiles(high, weight, lv_order, bounds, qs),
+            np.full(n_groups, np.nan))))
     return out
 
 
@@ -350,13 +365,14 @@ def _hop_groups(p: _HopRows, hop_code: int, n_nodes: int, spec: _WindowSpec | No
         return (_hop_groups(p, hop_code, n_nodes, None, False, True, star)
                 + _hop_groups(p, hop_code, n_nodes, spec, True, False, star))
     n_win = spec.n_win if windowed and spec is not None else 1
-    n_keys = n_nodes * n_nodes * n_win
+    n_pair = n_nodes * n_nodes
+    n_keys = n_pair * n_win
     code = np.int32 if n_keys < 2**31 else np.int64  # int32: half the memory traffic
     low, high, weight = p.low, p.high, p.weight
     pair: npt.NDArray[Any] = p.src.astype(code)
     pair *= code(n_nodes)
     pair += p.dst
-    key: npt.NDArray[Any] = pair * code(n_win)
+    key: npt.NDArray[Any] = pair
     if windowed and spec is not None:
         assert p.t_ns is not None
         w: npt.NDArray[Any] = spec.index(p.t_ns).astype(code)
@@ -364,15 +380,16 @@ def _hop_groups(p: _HopRows, hop_code: int, n_nodes: int, spec: _WindowSpec | No
             n = len(w)
             rows = np.tile(np.arange(n, dtype=np.int64), spec.per)
             w = np.concatenate([w - m for m in range(spec.per)])
-            key, pair = key[rows], pair[rows]
+            pair = pair[rows]
             low, high = low[rows], high[rows]
             weight = None if weight is None else weight[rows]
-        key += w
+        key = w * code(n_pair)
+        key += pair
     if weight is not None:
-        return _weighted_rows(key, low, high, weight, pair.astype(np.int64), n_nodes * n_nodes,
-                              hop_code, n_win, n_nodes, windowed, summary, star)
-    return _unweighted_rows(key, n_keys, low, high, hop_code, n_win, n_nodes, windowed,
-                            summary, star)
+        return _weighted_rows(key, n_keys, low, high, weight, pair.astype(np.int64), n_pair,
+                              hop_code, n_nodes, windowed, summary, star)
+    return _unweighted_rows(key, n_keys, low, high, hop_code, n_nodes, windowed, summary,
+                            star)
 
 
 def _tables(hops: pa.Table, window_s: float | None, step_s: float | None, summary: bool,

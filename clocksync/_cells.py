@@ -1,10 +1,22 @@
 """A correction table's cells compiled to flat arrays: located (per sorted run, or on a
-uniform grid) and evaluated (per cell's stretch of a sorted input, or gathered), and the
-same-node slope bound of a hop between two cells. Used by :class:`~._corrector.Corrector`
-and :class:`~._cellstack.CellStack`; see :mod:`._corrector` for what the numbers mean."""
+uniform grid) and evaluated, and the same-node interval of a hop between two cells. Used by
+:class:`~._corrector.Corrector` and :class:`~._cellstack.CellStack`; see :mod:`._corrector`
+for what the numbers mean.
+
+The correction of local time ``t`` in a cell starting at ``start`` has one formula and one
+operation order, whichever way the cell's coefficients reach it (one Python float per call,
+gathered per timestamp, or one scalar per cell's stretch of a sorted input)::
+
+    d = float(t - start)                  # ns since the cell's start
+    ref = t + rint(d * mid1_ns + mid0)    # mid1_ns = mid1·1e-9, offset ns per local ns
+    bound = d * half1_ns + half0
+
+so the scalar, gathered and per-run results are bit-identical by construction
+(:func:`correct_scalar`, :func:`evaluate_gather`, :func:`evaluate_runs`)."""
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from dataclasses import dataclass
@@ -18,8 +30,8 @@ from ._fit._envelope import VOID
 from ._table import CorrectionTable
 
 __all__ = ["CHUNK", "GRID_MIN", "MIN_RUN", "OUT_OF_RANGE", "ROUNDING_NS", "RUN_MIN", "Compiled",
-           "Grid", "Slopes", "check_nonnegative", "evaluate", "evaluate_gather", "evaluate_runs",
-           "midpoint", "slope_interval", "tighten_interval"]
+           "Grid", "Slopes", "check_nonnegative", "correct_scalar", "evaluate", "evaluate_gather",
+           "evaluate_runs", "invalid_as_inf", "same_node_interval"]
 
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
@@ -37,16 +49,16 @@ class Compiled:
 
     starts: I64  # m+1 entries: cell starts, then the end of the last cell
     mid0: F64  # m+2 entries (padded with invalid cells at both ends)
-    mid1: F64
+    mid1_ns: F64  # the midpoint's slope, ns of offset per ns of local time (mid1·1e-9)
     half0: F64
-    half1: F64
+    half1_ns: F64  # the half-width's slope, ns per ns (half1·1e-9)
     slopes: Slopes
     flags: npt.NDArray[np.uint8]
-    cell_start: I64  # m+2, start of each padded cell (for δ)
+    cell_start: I64  # m+2, start of each padded cell (for d)
     has_void: bool
-    disagree_ns: float  # how far two roundings of one correction can differ (see build)
     py_starts: list[int]
-    py_rows: list[tuple[int, float, float, float, float, bool]]
+    py_rows: list[tuple[int, float, float, float, float, bool]]  # per padded cell: start,
+    # mid1_ns, mid0, half1_ns, half0 as Python numbers, invalid
     grid: Grid
 
     @classmethod
@@ -73,27 +85,19 @@ class Compiled:
         mid1 = np.where(void, 0.0, mid1)
         half1 = np.where(void, 0.0, half1)
         cell_start = np.concatenate([[0], starts]).astype(np.int64)
-        # The gathered and the per-run evaluation (see evaluate_gather, evaluate_runs) round
-        # the same products in a different order: each is within 3 units of the 53-bit
-        # mantissa (u = 2^-53) of |mid0| + |mid1|·(cell length) (resp. half), so they differ
-        # by < 8u of it; 2e-15 > 16u. The refs, rounded to integers, may differ by 1 ns more.
-        length_s = np.diff(starts).astype(np.float64) * 1e-9
-        real = slice(1, m + 1)
-        spread = (np.abs(mid0[real]) + np.abs(mid1[real]) * length_s
-                  + np.abs(half0[real]) + np.abs(half1[real]) * length_s)
-        spread = spread[~void[real]]
-        disagree_ns = 1.0 + 2e-15 * float(spread.max()) if len(spread) else 1.0
+        mid1_ns = mid1 * 1e-9
+        half1_ns = half1 * 1e-9
         rows = [
-            (int(cell_start[i]), float(mid0[i]), float(mid1[i]), float(half0[i]),
-             float(half1[i]), bool(flags[i] & OUT_OF_RANGE))
+            (int(cell_start[i]), float(mid1_ns[i]), float(mid0[i]), float(half1_ns[i]),
+             float(half0[i]), bool(flags[i] & OUT_OF_RANGE))
             for i in range(m + 2)
         ]
         return cls(
-            starts=starts, mid0=mid0, mid1=mid1, half0=half0, half1=half1,
+            starts=starts, mid0=mid0, mid1_ns=mid1_ns, half0=half0, half1_ns=half1_ns,
             slopes=Slopes.build(pad(c.slo, 0.0), pad(c.shi, 0.0),
                                  pad(c.segment.astype(np.int32), -1).astype(np.int32)),
             flags=flags,
-            cell_start=cell_start, has_void=bool(void.any()), disagree_ns=disagree_ns,
+            cell_start=cell_start, has_void=bool(void.any()),
             grid=Grid.build(starts),
             py_starts=starts.tolist(), py_rows=rows,
         )
@@ -225,8 +229,8 @@ def check_nonnegative(out: I64, node: str) -> None:
 
 
 def slope_interval(slopes: Slopes, i1: npt.NDArray[np.integer[Any]],
-                    i2: npt.NDArray[np.integer[Any]], max_slope: float | F64,
-                    raw_ns: I64) -> tuple[F64, F64, npt.NDArray[np.bool_]]:
+                   i2: npt.NDArray[np.integer[Any]], max_slope: float | F64,
+                   raw_ns: I64) -> tuple[F64, F64, npt.NDArray[np.bool_]]:
     """Same-node hops (1-D) from padded cell ``i1`` to ``i2`` over ``raw_ns`` of local time:
     ``[lo, hi]`` bounds ``raw_ns`` plus the clock's offset change (at the two cells' slopes
     when they are neighbours, else at ±``max_slope``, a number or one per cell ``i1``; ±1 ns
@@ -261,12 +265,16 @@ def slope_interval(slopes: Slopes, i1: npt.NDArray[np.integer[Any]],
     return lo_d, hi_d, same
 
 
-def tighten_interval(lo_d: F64, hi_d: F64, same: npt.NDArray[np.bool_], two_lo: F64, two_hi: F64,
-             lat: F64, bound: F64) -> tuple[F64, F64]:
-    """``(latency, bound)`` of the intersection of the slope interval ``[lo_d, hi_d]`` (where
-    ``same``) with the two corrections' ``[two_lo, two_hi] = lat ∓ bound``; unchanged where
-    ``bound`` is not finite (an uncorrectable timestamp with ``on_invalid="inf"``).
-    ``lo_d`` and ``hi_d`` are overwritten."""
+def same_node_interval(slopes: Slopes, i1: npt.NDArray[np.integer[Any]],
+                       i2: npt.NDArray[np.integer[Any]], max_slope: float | F64, raw_ns: I64,
+                       lat: F64, bound: F64) -> tuple[F64, F64]:
+    """``(latency, bound)`` of same-node hops (1-D) from padded cell ``i1`` to ``i2``: the
+    intersection of the slope interval (:func:`slope_interval`, where one segment holds
+    both) with the two corrections' ``lat ∓ bound`` (``lat`` = the refs' difference,
+    ``bound`` = the sum of their bounds); unchanged where ``bound`` is not finite (an
+    uncorrectable timestamp with ``on_invalid="inf"``)."""
+    lo_d, hi_d, same = slope_interval(slopes, i1, i2, max_slope, raw_ns)
+    two_lo, two_hi = lat - bound, lat + bound
     if same.all():
         lo = np.maximum(lo_d, two_lo, out=lo_d)
         hi = np.minimum(hi_d, two_hi, out=hi_d)
@@ -275,21 +283,13 @@ def tighten_interval(lo_d: F64, hi_d: F64, same: npt.NDArray[np.bool_], two_lo: 
         hi = np.where(same, np.minimum(hi_d, two_hi, out=hi_d), two_hi)
     finite = np.isfinite(bound)
     with np.errstate(invalid="ignore"):  # inf - inf where on_invalid="inf"; unused
-        mid, half = midpoint(lo, hi, half=hi)
+        mid = np.add(lo, hi, out=two_lo)
+        mid /= 2
+        half = np.subtract(hi, lo, out=hi)
+        half /= 2
     if finite.all():
         return mid, half
     return np.where(finite, mid, lat), np.where(finite, half, bound)
-
-
-def midpoint(lo: F64, hi: F64, mid: F64 | None = None, half: F64 | None = None
-              ) -> tuple[F64, F64]:
-    """``[lo, hi]`` as ``(latency, bound)``: ``(lo + hi)/2, (hi - lo)/2`` (into ``mid``,
-    ``half`` if given; ``half`` may be ``hi``)."""
-    mid = np.add(lo, hi, out=mid)
-    mid /= 2
-    half = np.subtract(hi, lo, out=half)
-    half /= 2
-    return mid, half
 
 
 RUN_MIN = 256  #: sorted input uses per-cell runs when cells hold this many timestamps on average
@@ -297,11 +297,11 @@ CHUNK = 65_536  #: elements per in-cache chunk of a run
 
 
 def evaluate(c: Compiled, ts: I64, node: str, want_cells: bool
-              ) -> tuple[I64, F64, npt.NDArray[np.bool_] | None, Idx | None]:
+             ) -> tuple[I64, F64, npt.NDArray[np.bool_] | None, Idx | None]:
     """``(ref, bound, invalid or None, padded cells if want_cells)`` of ``ts`` (negative
-    timestamps refused): a sorted input dense in cells per cell's stretch (:func:`evaluate_runs`
-    rounding), any other gathered (:func:`evaluate_gather` rounding), its cells found per
-    sorted run when it has few, else on the grid."""
+    timestamps refused): a sorted input dense in cells per cell's stretch
+    (:func:`evaluate_runs`), any other gathered (:func:`evaluate_gather`), its cells found
+    per sorted run when it has few, else on the grid. Both give the same bits."""
     flat = ts.reshape(-1)
     runs = c.sorted_runs(flat)
     if runs is None:
@@ -323,36 +323,50 @@ def evaluate(c: Compiled, ts: I64, node: str, want_cells: bool
     return (*evaluate_gather(c, ts, idx), idx)
 
 
+def _correction(t: I64, d: I64, mid1_ns: Any, mid0: Any, half1_ns: Any, half0: Any,
+                ref: I64, bound: F64, off: F64) -> None:
+    """The correction formula (see the module docstring) into ``ref``, ``bound``: ``d`` =
+    ``t - start``; the coefficients one number per cell's stretch or one per timestamp
+    (``off`` is scratch and may be ``mid1_ns``; ``bound`` may be ``half1_ns``)."""
+    np.multiply(d, mid1_ns, out=off)
+    off += mid0
+    np.rint(off, out=off)
+    np.copyto(ref, off, casting="unsafe")
+    ref += t
+    np.multiply(d, half1_ns, out=bound)
+    bound += half0
+
+
+def correct_scalar(c: Compiled, t: int) -> tuple[int, float, bool]:
+    """``(ref, bound, invalid)`` of one non-negative timestamp: :func:`_correction` in
+    Python numbers (the same IEEE operations in the same order; ``round`` and ``rint`` both
+    round half to even)."""
+    start, mid1_ns, mid0, half1_ns, half0, invalid = c.py_rows[bisect.bisect_right(
+        c.py_starts, t)]
+    d = t - start
+    return t + round(d * mid1_ns + mid0), d * half1_ns + half0, invalid
+
+
 def evaluate_gather(c: Compiled, ts: I64, idx: npt.NDArray[np.intp]
-                 ) -> tuple[I64, F64, npt.NDArray[np.bool_] | None]:
-    """One gather of the cell coefficients per timestamp, in cache-sized chunks:
-    ``δ = (t - start)·1e-9`` s, ``ref = t + rint(mid1·δ + mid0)``,
-    ``bound = half1·δ + half0``."""
+                    ) -> tuple[I64, F64, npt.NDArray[np.bool_] | None]:
+    """:func:`_correction` with the coefficients gathered per timestamp, in cache-sized
+    chunks."""
     flat_t, flat_i = ts.reshape(-1), idx.reshape(-1)
     n = flat_t.size
     ref: I64 = np.empty(n, dtype=np.int64)
     bound: F64 = np.empty(n, dtype=np.float64)
     size = min(n, CHUNK)
-    buf_i = np.empty(size, dtype=np.int64)
-    buf_d, buf_o, buf_c = (np.empty(size, dtype=np.float64) for _ in range(3))
+    buf_d = np.empty(size, dtype=np.int64)
+    buf_m1, buf_m0, buf_h0 = (np.empty(size, dtype=np.float64) for _ in range(3))
     for x in range(0, n, CHUNK):
         y = min(x + CHUNK, n)
         m, t, i = y - x, flat_t[x:y], flat_i[x:y]
-        d = np.take(c.cell_start, i, out=buf_i[:m])
+        d = np.take(c.cell_start, i, out=buf_d[:m])
         np.subtract(t, d, out=d)
-        delta = buf_d[:m]
-        np.copyto(delta, d)
-        delta *= 1e-9
-        off = np.take(c.mid1, i, out=buf_o[:m])
-        off *= delta
-        off += np.take(c.mid0, i, out=buf_c[:m])
-        np.rint(off, out=off)
-        out = ref[x:y]
-        np.copyto(out, off, casting="unsafe")
-        out += t
-        bo = np.take(c.half1, i, out=bound[x:y])
-        bo *= delta
-        bo += np.take(c.half0, i, out=buf_c[:m])
+        m1 = np.take(c.mid1_ns, i, out=buf_m1[:m])
+        h1 = np.take(c.half1_ns, i, out=bound[x:y])
+        _correction(t, d, m1, np.take(c.mid0, i, out=buf_m0[:m]), h1,
+                    np.take(c.half0, i, out=buf_h0[:m]), ref[x:y], bound[x:y], m1)
     ref, bound = ref.reshape(ts.shape), bound.reshape(ts.shape)
     n_cells = len(c.starts)
     invalid: npt.NDArray[np.bool_] | None = None
@@ -366,15 +380,15 @@ def evaluate_gather(c: Compiled, ts: I64, idx: npt.NDArray[np.intp]
 
 
 def evaluate_runs(c: Compiled, flat: I64, bounds: npt.NDArray[np.intp],
-                   busy: npt.NDArray[np.intp], shape: tuple[int, ...]
-                   ) -> tuple[I64, F64, npt.NDArray[np.bool_] | None]:
-    """Sorted input: each cell's stretch is corrected with scalar coefficients, in
-    cache-sized chunks (no per-timestamp gather, no binary search):
-    ``ref = t + rint(mid0 + (t - start)·(mid1·1e-9))``, ``bound`` alike."""
+                  busy: npt.NDArray[np.intp], shape: tuple[int, ...]
+                  ) -> tuple[I64, F64, npt.NDArray[np.bool_] | None]:
+    """Sorted input: :func:`_correction` of each cell's stretch with the cell's
+    coefficients as scalars, in cache-sized chunks (no per-timestamp gather, no binary
+    search)."""
     n = flat.size
     ref = np.empty(n, dtype=np.int64)
     bound = np.empty(n, dtype=np.float64)
-    buf_i = np.empty(min(n, CHUNK), dtype=np.int64)
+    buf_d = np.empty(min(n, CHUNK), dtype=np.int64)
     buf_o = np.empty(min(n, CHUNK), dtype=np.float64)
     invalid: npt.NDArray[np.bool_] | None = None
     for k in busy.tolist():
@@ -383,22 +397,22 @@ def evaluate_runs(c: Compiled, flat: I64, bounds: npt.NDArray[np.intp],
             if invalid is None:
                 invalid = np.zeros(n, dtype=np.bool_)
             invalid[a:b] = True
-        start, m0, m1 = int(c.cell_start[k]), float(c.mid0[k]), float(c.mid1[k]) * 1e-9
-        h0, h1 = float(c.half0[k]), float(c.half1[k]) * 1e-9
+        start, mid1_ns, mid0, half1_ns, half0, _ = c.py_rows[k]
         for x in range(a, b, CHUNK):
             y = min(x + CHUNK, b)
             m = y - x
             seg = flat[x:y]
-            d = np.subtract(seg, start, out=buf_i[:m])
-            off = np.multiply(d, m1, out=buf_o[:m])
-            off += m0
-            np.rint(off, out=off)
-            out = ref[x:y]
-            np.copyto(out, off, casting="unsafe")
-            out += seg
-            bo = np.multiply(d, h1, out=bound[x:y])
-            bo += h0
+            d = np.subtract(seg, start, out=buf_d[:m])
+            _correction(seg, d, mid1_ns, mid0, half1_ns, half0, ref[x:y], bound[x:y],
+                        buf_o[:m])
     if invalid is not None:
         return ref.reshape(shape), bound.reshape(shape), invalid.reshape(shape)
     return ref.reshape(shape), bound.reshape(shape), None
 
+
+def invalid_as_inf(ts: I64, ref: I64, bound: F64, invalid: npt.NDArray[np.bool_] | None
+                   ) -> tuple[I64, F64]:
+    """``ref = t`` and ``bound = inf`` where ``invalid`` (``on_invalid="inf"``)."""
+    if invalid is None:
+        return ref, bound
+    return np.where(invalid, ts, ref), np.where(invalid, math.inf, bound)

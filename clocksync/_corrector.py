@@ -17,6 +17,9 @@ returns ``ref = t`` and ``bound = inf`` for those elements instead):
 Ambiguous times (inside a step gap, or after an unconfirmed step) are answered with the
 hull of every possibility: correct, but wide; :meth:`Corrector.flags` says so.
 
+Scalar, array, sorted and unsorted inputs are corrected by one formula in one operation
+order (see :mod:`._cells`): the same timestamp gets the same bits whichever way it comes.
+
 For many events of many nodes (the latency pipeline), :meth:`Corrector.cell_stack` gives a
 :class:`CellStack`: one locate per timestamp serves its correction, its flags and its cell
 (indices of several nodes' cells in one space), and same-node latencies then come from the
@@ -25,7 +28,6 @@ cells and the corrections already made, without locating or correcting again.
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
@@ -37,10 +39,10 @@ from ._cells import (
     OUT_OF_RANGE,
     Compiled,
     check_nonnegative,
+    correct_scalar,
     evaluate,
-    evaluate_gather,
-    slope_interval,
-    tighten_interval,
+    invalid_as_inf,
+    same_node_interval,
 )
 from ._cellstack import CellStack
 from ._errors import InvalidTimestampError, OutOfRangeError, UnknownNodeError
@@ -170,38 +172,21 @@ class Corrector:
         """:meth:`correct` of an array, with each timestamp's padded cell if ``want_cells``
         (found by the same locate that served the correction)."""
         ref, bound, invalid, cells = evaluate(c, ts, node, want_cells)
-        ref, bound = self._apply_invalid(node, c, ts, ref, bound, invalid, on_invalid)
+        if invalid is not None and on_invalid == "raise":
+            self._raise_out_of_range(node, c, ts, invalid)
+        ref, bound = invalid_as_inf(ts, ref, bound, invalid)
         return ref, bound, cells
-
-    def _correct_located(self, node: str, c: Compiled, ts: I64, idx: Idx,
-                         on_invalid: OnInvalid) -> tuple[I64, F64]:
-        """:meth:`correct` of non-negative timestamps whose cells ``idx`` are known."""
-        ref, bound, invalid = evaluate_gather(c, ts, idx)
-        return self._apply_invalid(node, c, ts, ref, bound, invalid, on_invalid)
-
-    def _apply_invalid(self, node: str, c: Compiled, ts: I64, ref: I64, bound: F64,
-                       invalid: npt.NDArray[np.bool_] | None, on_invalid: OnInvalid
-                       ) -> tuple[I64, F64]:
-        """Refuse (``"raise"``) or mark (``ref = t, bound = inf``) the uncorrectable ones."""
-        if invalid is not None:
-            if on_invalid == "raise":
-                self._raise_out_of_range(node, c, ts, invalid)
-            ref = np.where(invalid, ts, ref)
-            bound = np.where(invalid, math.inf, bound)
-        return ref, bound
 
     def _correct_scalar(self, node: str, c: Compiled, t: int, on_invalid: OnInvalid
                         ) -> tuple[int, float]:
         if t < 0:
             raise InvalidTimestampError(f"node {node}: timestamp {t} is negative")
-        i = bisect.bisect_right(c.py_starts, t)
-        start, m0, m1, h0, h1, invalid = c.py_rows[i]
+        ref, bound, invalid = correct_scalar(c, t)
         if invalid:
             if on_invalid == "raise":
                 self._raise_out_of_range(node, c, np.array([t]), np.array([True]))
             return t, math.inf
-        d = (t - start) / 1e9
-        return t + round(m0 + m1 * d), h0 + h1 * d
+        return ref, bound
 
     def interval(self, node: str, ts_ns: Any, *, on_invalid: OnInvalid = "raise") -> Any:
         """``(earliest_ns, latest_ns)``: the guaranteed interval of reference time."""
@@ -241,8 +226,12 @@ class Corrector:
             c = self._get(src_node)
             # locate each timestamp once: the cells serve the corrections and the slopes
             flat1, flat2 = src.reshape(-1), dst.reshape(-1)
-            lat, bound = self._latency_located(src_node, c, flat1, flat2, c.locate(flat1),
-                                               c.locate(flat2), on_invalid)
+            r1, b1, i1 = self._correct_array(src_node, c, flat1, on_invalid, want_cells=True)
+            r2, b2, i2 = self._correct_array(src_node, c, flat2, on_invalid, want_cells=True)
+            assert i1 is not None and i2 is not None
+            lat, bound = same_node_interval(
+                c.slopes, i1, i2, self._max_slope(src_node), flat2 - flat1,
+                np.asarray(r2 - r1, dtype=np.float64), np.asarray(b1 + b2, dtype=np.float64))
             lat, bound = lat.reshape(src.shape), bound.reshape(src.shape)
         else:
             r1, b1 = self.correct(src_node, src, on_invalid=on_invalid)
@@ -253,39 +242,20 @@ class Corrector:
             return float(lat), float(bound)
         return lat, bound
 
-    def _latency_located(self, node: str, c: Compiled, src: I64, dst: I64, i1: Idx, i2: Idx,
-                         on_invalid: OnInvalid) -> tuple[F64, F64]:
-        """Same-node :meth:`latency` of 1-D timestamps whose padded cells are known."""
-        r1, b1 = self._correct_located(node, c, src, i1, on_invalid)
-        r2, b2 = self._correct_located(node, c, dst, i2, on_invalid)
-        lat = np.asarray(r2 - r1, dtype=np.float64)
-        bound = np.asarray(b1 + b2, dtype=np.float64)
-        lo_d, hi_d, same = slope_interval(c.slopes, i1, i2, self._max_slope(node), dst - src)
-        return tighten_interval(lo_d, hi_d, same, lat - bound, lat + bound, lat, bound)
-
     # -- many nodes at once ---------------------------------------------------------------------
     def cell_stack(self, nodes: Sequence[str]) -> CellStack | None:
         """The cells of ``nodes``' tables in one index space (cached until :meth:`refresh`
         reloads); ``None`` when a node has no table, a table no ``max_skew_ppm`` or the
-        tables more than 700 million cells, or when a subclass changes :meth:`correct`,
-        :meth:`flags` or :meth:`latency` (the stack would bypass it): then use those."""
+        tables more than 700 million cells: then use :meth:`correct`, :meth:`flags` and
+        :meth:`latency`. The stack answers as those do from the tables, so a subclass that
+        changes what they answer overrides this method too (returning ``None``)."""
         key = tuple(nodes)
-        if any(getattr(type(self), f) is not getattr(Corrector, f)
-               for f in ("correct", "flags", "latency")):
-            return None
         if key not in self._stacks:
             if any(n not in self._tables
                    or "max_skew_ppm" not in self._tables[n].assumptions for n in key):
                 return None
             if 3 * sum(len(self._compiled[n].slopes.slo) for n in key) + 3 >= 2**31:
                 return None  # cell pairs must fit int32 (see slope_interval)
-            self._stacks[key] = CellStack.build(self, key)
+            self._stacks[key] = CellStack.build(
+                key, [self._compiled[n] for n in key], [self._max_slope(n) for n in key])
         return self._stacks[key]
-
-    def _correct_cells(self, node: str, ts: I64) -> tuple[I64, F64, U8, Idx]:
-        """``correct(node, ts, on_invalid="inf")``, ``flags(node, ts)`` and the padded cells,
-        from one locate."""
-        c = self._get(node)
-        ref, bound, cells = self._correct_array(node, c, ts, "inf", want_cells=True)
-        assert cells is not None
-        return ref, bound, np.asarray(c.flags[cells], dtype=np.uint8), cells

@@ -20,11 +20,12 @@ send time being known only as the corrected midpoint ± ``β_send``.
 
 Within a window of ``window_s`` seconds, ``δ(t) = δ0 + ρ·(t - t_c) + r(t)`` with
 ``|r| <= R = wander·(window_s/2)²`` ns (``|δ''| <= 2·wander_ppb_per_s`` ns/s²) and
-``|ρ| <= 2·s``. The feasible set of ``(δ0, ρ)`` is a convex polygon; :func:`scipy.optimize.linprog`
-gives the least and greatest ``δ`` at the window's start and end and the drift range. The
-least ``δ`` over the polygon is concave in ``t``, so the chord between the two ends is a valid
-lower bound inside the window (and symmetrically for the greatest). Each message's latency
-interval then follows from its ``δ`` interval and is intersected with the tables' interval.
+``|ρ| <= 2·s``. The feasible set of ``(δ0, ρ)`` is a convex polygon; its vertices
+(:func:`solve_windows`) give the least and greatest ``δ`` at the window's start and end and
+the drift range. The least ``δ`` over the polygon is concave in ``t``, so the chord between
+the two ends is a valid lower bound inside the window (and symmetrically for the greatest).
+Each message's latency interval then follows from its ``δ`` interval and is intersected with
+the tables' interval.
 
 Failure is loud: an infeasible window (constraints contradict each other: a clock stepped,
 the wander assumption is broken, or ``min_wire_delay_ns`` is too large) or an empty
@@ -39,13 +40,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import linprog
 from scipy.spatial import ConvexHull, QhullError
 
 from .._fit._assumptions import Assumptions
 
-__all__ = ["CausalAssumptions", "CausalResult", "PairWindow", "hull_candidates", "solve_linprog",
-           "solve_windows", "tighten"]
+__all__ = ["CausalAssumptions", "CausalResult", "PairWindow", "hull_candidates", "solve_windows",
+           "tighten"]
 
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
@@ -258,53 +258,6 @@ def _bucket_filter(group: I64, pos: I64, span: int, n_groups: int, x: F64, y: F6
     return np.asarray(~(y < chord))
 
 
-def _vertices(a: F64, c: F64) -> F64:
-    """Vertices of the polygon ``{v : a @ v <= c}`` (2-D), by intersecting every pair of
-    constraint lines and keeping the feasible points; empty when infeasible."""
-    i, j = np.triu_indices(len(c), k=1)
-    det = a[i, 0] * a[j, 1] - a[j, 0] * a[i, 1]
-    ok = np.abs(det) > 1e-12
-    i, j, det = i[ok], j[ok], det[ok]
-    v0 = (c[i] * a[j, 1] - c[j] * a[i, 1]) / det
-    v1 = (a[i, 0] * c[j] - a[j, 0] * c[i]) / det
-    pts = np.column_stack([v0, v1])
-    slack = c[None, :] - pts @ a.T
-    tol = _FEAS_TOL_NS + 1e-9 * np.abs(c)[None, :]
-    return np.asarray(pts[np.all(slack >= -tol, axis=1)])
-
-
-def _solve(
-    lo_x: F64, lo_c: F64, up_x: F64, up_u: F64, xs: tuple[float, float], rho_max: float
-) -> tuple[F64, F64, tuple[float, float]] | None:
-    """Least and greatest linear-part δ at ``xs`` and the ρ range; ``None`` if infeasible.
-
-    A two-variable LP: ``min/max δ0 + ρ·x`` subject to ``δ0 + ρ·x_i >= c_i`` (A->B),
-    ``δ0 + ρ·x_j <= u_j`` (B->A), ``|ρ| <= rho_max``. Solved exactly by enumerating the
-    vertices of the feasible polygon (δ0 boxed at ±1e18 ns; hitting the box = unbounded);
-    :func:`solve_linprog` is the same LP through :func:`scipy.optimize.linprog`.
-    """
-    a = np.concatenate([
-        np.column_stack([-np.ones(len(lo_x)), -lo_x]),
-        np.column_stack([np.ones(len(up_x)), up_x]),
-        np.array([[0.0, 1.0], [0.0, -1.0], [1.0, 0.0], [-1.0, 0.0]]),
-    ])
-    c = np.concatenate([-lo_c, up_u, [rho_max, rho_max, _BOX_NS, _BOX_NS]])
-    verts = _vertices(a, c)
-    if not len(verts):
-        return None
-
-    def unbox(value: float) -> float:
-        return value if abs(value) < _BOX_NS / 2 else float(np.sign(value) * np.inf)
-
-    mins, maxs = [], []
-    for x in xs:
-        vals = verts[:, 0] + verts[:, 1] * x
-        mins.append(unbox(float(vals.min())) - _LP_TOL_NS)
-        maxs.append(unbox(float(vals.max())) + _LP_TOL_NS)
-    rho = (float(verts[:, 1].min()), float(verts[:, 1].max()))
-    return np.asarray(mins), np.asarray(maxs), rho
-
-
 _BATCH_ELEMENTS = 262_144  # (windows x vertex candidates x constraints) per pass: in cache
 
 
@@ -317,14 +270,20 @@ def solve_windows(
     x: F64, c: F64, lower: BoolA, group: I64, n_groups: int, xs: tuple[float, float],
     rho_max: float,
 ) -> tuple[F64, F64, BoolA]:
-    """:func:`_solve` for many windows at once: ``(ends, rho, feasible)``.
+    """Least and greatest linear-part δ at ``xs`` and the ρ range of many windows at once:
+    ``(ends, rho, feasible)``.
 
     Constraint ``i`` belongs to window ``group[i]``: ``δ0 + ρ·x_i >= c_i`` when
     ``lower[i]`` (A->B), else ``δ0 + ρ·x_i <= c_i`` (B->A). ``ends[k]`` = least δ at
     ``xs[0]``, ``xs[1]``, greatest δ at ``xs[0]``, ``xs[1]`` (NaN when infeasible),
-    ``rho[k]`` = the ρ range. The same vertex enumeration as :func:`_solve`, with every
-    window's constraints padded to a common count (rows ``0·v <= 1``, which meet no other
-    line) so a batch of windows is one array expression.
+    ``rho[k]`` = the ρ range.
+
+    Per window a two-variable LP: ``min/max δ0 + ρ·x`` subject to the constraints and
+    ``|ρ| <= rho_max``, solved exactly by enumerating the vertices of the feasible polygon
+    (δ0 boxed at ±1e18 ns; hitting the box = unbounded): every pair of constraint lines is
+    intersected and the feasible points kept. Every window's constraints are padded to a
+    common count (rows ``0·v <= 1``, which meet no other line) so a batch of windows is one
+    array expression.
     """
     ends = np.full((n_groups, 4), np.nan)
     rho = np.full((n_groups, 2), np.nan)
@@ -384,41 +343,6 @@ def solve_windows(
     return ends, rho, feasible
 
 
-def solve_linprog(
-    lo_x: F64, lo_c: F64, up_x: F64, up_u: F64, xs: tuple[float, float], rho_max: float
-) -> tuple[F64, F64, tuple[float, float]] | None:
-    """The LP of :func:`_solve` through :func:`scipy.optimize.linprog` (HiGHS): slower,
-    kept as the reference the fast solver is tested against."""
-    a_ub = np.concatenate([np.column_stack([-np.ones(len(lo_x)), -lo_x]),
-                           np.column_stack([np.ones(len(up_x)), up_x])])
-    b_ub = np.concatenate([-lo_c, up_u])
-    bounds = [(None, None), (-rho_max, rho_max)]
-
-    def extreme(obj: list[float]) -> float | None:
-        res = linprog(obj, A_ub=a_ub if len(b_ub) else None, b_ub=b_ub if len(b_ub) else None,
-                      bounds=bounds, method="highs")
-        if res.status == 2:
-            return None
-        if res.status == 3:
-            return -np.inf
-        if res.status != 0:
-            raise RuntimeError(f"linprog failed: {res.message}")
-        return float(res.fun)
-
-    mins, maxs = [], []
-    for x in xs:
-        lo = extreme([1.0, x])
-        hi = extreme([-1.0, -x])
-        if lo is None or hi is None:
-            return None
-        mins.append(lo - _LP_TOL_NS)
-        maxs.append(-hi + _LP_TOL_NS)
-    rho_lo, rho_hi = extreme([0.0, 1.0]), extreme([0.0, -1.0])
-    if rho_lo is None or rho_hi is None:
-        return None
-    return np.asarray(mins), np.asarray(maxs), (rho_lo, -rho_hi)
-
-
 def _chords(v0: F64, v1: F64, gid: npt.NDArray[np.int64], lam: F64) -> F64:
     """Per element, the chord of its group ``gid`` between the ends ``v0`` (window start)
     and ``v1`` (end) at ``lam`` in ``[0, 1]`` (an infinite end gives that infinity; NaN
@@ -430,6 +354,187 @@ def _chords(v0: F64, v1: F64, gid: npt.NDArray[np.int64], lam: F64) -> F64:
     out *= lam
     out += base[gid]
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Groups:
+    """Cross-node messages grouped by node pair and window: group ``k`` is
+    ``[start[k], end[k])`` of the group order, its A->B messages first, then its B->A ones,
+    each in input order (so every per-group array is a slice, not a gather)."""
+
+    msg: I64  # per position in group order: the message (index into the inputs)
+    start: I64  # per group: its first position
+    end: I64  # per group: one past its last position
+    gid: I64  # per position: its group
+    fwd: BoolA  # per position: an A->B message (A = the lower node index)
+    n_fwd: I64  # per group: its A->B messages
+    window: I64  # per group: its window index (window ``w`` starts at ``w·win_ns``)
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.start)
+
+
+def _group_by_pair_and_window(src_node: I32, dst_node: I32, t_ref_ns: I64, cross: I64,
+                              n_nodes: int, win_ns: int) -> _Groups:
+    """The cross-node messages ``cross`` grouped by node pair and window of ``t_ref_ns``."""
+    every = len(cross) == len(src_node)  # (the pipeline passes cross-node messages only)
+    src_c = src_node if every else src_node[cross]
+    dst_c = dst_node if every else dst_node[cross]
+    a_c = np.minimum(src_c, dst_c).astype(np.int64)
+    win = np.floor_divide(t_ref_ns if every else t_ref_ns[cross], win_ns)
+    w0 = int(win.min())
+    key = a_c * n_nodes
+    key += np.maximum(src_c, dst_c)
+    key *= int(win.max()) - w0 + 1
+    key += win
+    key -= w0
+    back = src_c != a_c  # B->A
+    key2 = key * 2
+    key2 += back
+    order = np.argsort(key2.astype(np.uint16) if int(key2.max()) < 65_536 else key2,
+                       kind="stable")  # a radix sort when the codes fit 16 bits
+    key_s = key[order]
+    cuts = np.flatnonzero(key_s[1:] != key_s[:-1]) + 1
+    start = np.concatenate([[0], cuts]).astype(np.int64)
+    end = np.concatenate([cuts, [len(order)]]).astype(np.int64)
+    fwd = ~back[order]
+    return _Groups(
+        msg=order if every else cross[order], start=start, end=end,
+        gid=np.repeat(np.arange(len(start)), end - start), fwd=fwd,
+        n_fwd=np.add.reduceat(fwd.astype(np.int64), start), window=win[order[start]])
+
+
+@dataclass(frozen=True, slots=True)
+class _Constraints:
+    """Per message in group order: where it lies in its window and the bound on δ it
+    gives (``δ >= c`` for A->B, ``δ <= c`` for B->A, see the module docstring)."""
+
+    pos_ns: I64  # ns into its window
+    x_s: F64  # s from the window centre
+    raw_ns: F64
+    table_low_ns: F64
+    table_high_ns: F64
+    slack_ns: F64  # the receiver's clock moving over the flight, the send time's bound
+    c_ns: F64
+
+
+def _causal_constraints(g: _Groups, t_ref_ns: I64, src_bound_ns: F64, raw_ns: I64,
+                        table_low_ns: F64, table_high_ns: F64, ca: CausalAssumptions,
+                        win_ns: int) -> _Constraints:
+    """Each message's constraint on δ (module docstring: slack, residual ``R``)."""
+    s = ca.max_skew_ppm * 1e-6
+    r_ns = ca.residual_ns
+    pos = t_ref_ns[g.msg]
+    pos -= (g.window * win_ns)[g.gid]
+    x: F64 = np.asarray(pos - win_ns / 2, dtype=np.float64)
+    x /= 1e9
+    raw = raw_ns[g.msg].astype(np.float64)
+    t_low, t_high = table_low_ns[g.msg], table_high_ns[g.msg]
+    slack = np.maximum(t_high, 0.0)
+    slack *= s
+    slack += 2 * s * np.nan_to_num(src_bound_ns[g.msg])
+    c = np.where(g.fwd, ca.min_wire_delay_ns - raw - slack - r_ns,
+                 raw - ca.min_wire_delay_ns + slack + r_ns)
+    return _Constraints(pos_ns=pos, x_s=x, raw_ns=raw, table_low_ns=t_low,
+                        table_high_ns=t_high, slack_ns=slack, c_ns=c)
+
+
+def _binding_candidates(g: _Groups, con: _Constraints, win_ns: int) -> I64:
+    """Positions of the constraints that can bind (a superset of each window's hull):
+    those implied by two others are dropped for all groups at once (the B->A ones bound δ
+    from above, so their lower hull matters: negated); a window whose survivors on one
+    side are still many goes through qhull."""
+    keep = hull_candidates(g.gid * 2 + ~g.fwd, con.pos_ns, win_ns, 2 * g.n_groups, con.x_s,
+                           np.where(g.fwd, con.c_ns, -con.c_ns))
+    for side, upper in ((g.fwd, True), (~g.fwd, False)):
+        many = np.bincount(g.gid[keep & side], minlength=g.n_groups) > _HULL_MAX_POINTS
+        for k in np.flatnonzero(many).tolist():
+            idx = int(g.start[k]) + np.flatnonzero((keep & side)[g.start[k]:g.end[k]])
+            drop = np.ones(len(idx), dtype=bool)
+            drop[_reduce(con.x_s[idx], con.c_ns[idx], upper=upper)] = False
+            keep[idx[drop]] = False
+    return np.flatnonzero(keep)
+
+
+@dataclass(frozen=True, slots=True)
+class _Tightened:
+    """Per message in group order: its new interval, and whether it is taken."""
+
+    low_ns: F64
+    high_ns: F64
+    feasible: BoolA  # its window's constraints are consistent
+    disjoint: BoolA  # its causal interval misses its table interval
+
+
+def _tightened_intervals(g: _Groups, con: _Constraints, ends: F64, feasible: BoolA,
+                         ca: CausalAssumptions, win_ns: int) -> _Tightened:
+    """Every message's interval from its window's chords (all groups at once), intersected
+    with its table interval and with ``ℓ >= min_wire_delay_ns``."""
+    r_ns = ca.residual_ns
+    ok = feasible[g.gid]
+    lam = con.pos_ns / win_ns
+    d_lo = _chords(ends[:, 0], ends[:, 1], g.gid, lam)
+    d_lo -= r_ns
+    d_hi = _chords(ends[:, 2], ends[:, 3], g.gid, lam)
+    d_hi += r_ns
+    raw, fwd = con.raw_ns, g.fwd
+    with np.errstate(invalid="ignore"):  # infeasible groups (NaN) are masked out below
+        c_lo = np.where(fwd, raw + d_lo, raw - d_hi) - con.slack_ns
+        c_hi = np.where(fwd, raw + d_hi, raw - d_lo) + con.slack_ns
+        low = np.maximum(np.maximum(con.table_low_ns, c_lo), ca.min_wire_delay_ns)
+        high = np.minimum(con.table_high_ns, c_hi)
+        disjoint = ok & (low > high)
+    return _Tightened(low_ns=low, high_ns=high, feasible=ok, disjoint=disjoint)
+
+
+def _window_records(g: _Groups, con: _Constraints, ends: F64, rho: F64, feasible: BoolA,
+                    disjoint: BoolA, src_node: I32, dst_node: I32, raw_ns: I64,
+                    table_low_ns: F64, table_high_ns: F64, node_names: tuple[str, ...],
+                    ca: CausalAssumptions, win_ns: int) -> tuple[PairWindow, ...]:
+    """One :class:`PairWindow` per group: its nodes, the tables' δ at the message nearest
+    the centre (the first in input order among ties), the causal δ at the centre, the
+    drift range and the status (computed for all groups at once, then one record each)."""
+    n = len(raw_ns)
+    r_ns = ca.residual_ns
+    ax = np.abs(con.x_s)
+    nearest = ax == np.minimum.reduceat(ax, g.start)[g.gid]
+    near = np.minimum.reduceat(np.where(nearest, g.msg, n), g.start)
+    first = g.msg[g.start]
+    node_a = np.minimum(src_node[first], dst_node[first])
+    node_b = np.maximum(src_node[first], dst_node[first])
+    raw_near = raw_ns[near].astype(np.float64)
+    tl_near, th_near = table_low_ns[near], table_high_ns[near]
+    fwd_near = src_node[near] == node_a
+    t_lo = np.where(fwd_near, tl_near - raw_near, raw_near - th_near)
+    t_hi = np.where(fwd_near, th_near - raw_near, raw_near - tl_near)
+    every = np.arange(g.n_groups)
+    mid = np.full(g.n_groups, 0.5)
+    with np.errstate(invalid="ignore"):  # infeasible windows: NaN, replaced below
+        off_lo = _chords(ends[:, 0], ends[:, 1], every, mid) - r_ns
+        off_hi = _chords(ends[:, 2], ends[:, 3], every, mid) + r_ns
+    n_disjoint = np.add.reduceat(disjoint.astype(np.int64), g.start)
+    windows: list[PairWindow] = []
+    for a, b, w, n_ab, n_all, tl, th, ol, oh, (dl, dh), ok, n_bad in zip(
+            node_a.tolist(), node_b.tolist(), g.window.tolist(), g.n_fwd.tolist(),
+            (g.end - g.start).tolist(), t_lo.tolist(), t_hi.tolist(), off_lo.tolist(),
+            off_hi.tolist(), (rho / 1e3).tolist(), feasible.tolist(), n_disjoint.tolist(),
+            strict=True):
+        n_ba = n_all - n_ab
+        if ok:
+            status = "inconsistent" if n_bad else ("ok" if n_ab and n_ba else "one-way")
+            reason = _DISJOINT if n_bad else ""
+        else:  # no causal bound: every message keeps its table interval
+            ol = oh = dl = dh = math.nan
+            status, n_bad, reason = "inconsistent", n_all, _INFEASIBLE
+        start = w * win_ns
+        windows.append(PairWindow(
+            node_a=node_names[a], node_b=node_names[b], start_ns=start,
+            end_ns=start + win_ns, n_ab=n_ab, n_ba=n_ba, offset_low_ns=ol,
+            offset_high_ns=oh, table_offset_low_ns=tl, table_offset_high_ns=th,
+            drift_low_ppm=dl, drift_high_ppm=dh, status=status, n_inconsistent=n_bad,
+            reason=reason))
+    return tuple(windows)
 
 
 def tighten(
@@ -450,134 +555,27 @@ def tighten(
     Same-node entries are passed through with their table interval.
     """
     ca = assumptions or CausalAssumptions()
-    n = len(raw_ns)
     low = np.asarray(table_low_ns, dtype=np.float64).copy()
     high = np.asarray(table_high_ns, dtype=np.float64).copy()
-    flagged = np.zeros(n, dtype=bool)
-    s = ca.max_skew_ppm * 1e-6
-    rho_max = 2 * s * 1e9  # ns of δ per second
-    win_ns = round(ca.window_s * 1e9)
-    r_ns = ca.residual_ns
+    flagged = np.zeros(len(raw_ns), dtype=bool)
     cross = np.flatnonzero(src_node != dst_node)
     if not len(cross):
         return CausalResult(low, high, flagged, ())
-    every = len(cross) == n  # (the pipeline passes cross-node messages only)
-    src_c = src_node if every else src_node[cross]
-    dst_c = dst_node if every else dst_node[cross]
-    a_c = np.minimum(src_c, dst_c).astype(np.int64)
-    win = np.floor_divide(t_ref_ns if every else t_ref_ns[cross], win_ns)
-    # one group per node pair and window; inside a group the A->B messages come first, then
-    # the B->A ones, each in input order: every per-group array is a slice, not a gather
-    n_nodes = len(node_names)
-    w0 = int(win.min())
-    key = a_c * n_nodes
-    key += np.maximum(src_c, dst_c)
-    key *= int(win.max()) - w0 + 1
-    key += win
-    key -= w0
-    back = src_c != a_c  # B->A
-    key2 = key * 2
-    key2 += back
-    order = np.argsort(key2.astype(np.uint16) if int(key2.max()) < 65_536 else key2,
-                       kind="stable")  # a radix sort when the codes fit 16 bits
-    gs = order if every else cross[order]  # messages in group order
-    key_s = key[order]
-    cuts = np.flatnonzero(key_s[1:] != key_s[:-1]) + 1
-    g_start = np.concatenate([[0], cuts]).astype(np.int64)
-    g_end = np.concatenate([cuts, [len(gs)]]).astype(np.int64)
-    fwd_s = ~back[order]
-    n_fwd = np.add.reduceat(fwd_s.astype(np.int64), g_start)
-    g_win = win[order[g_start]]
-    start_s = g_win * win_ns  # per group, int64
-    gid = np.repeat(np.arange(len(g_start)), g_end - g_start)
-    pos_s = t_ref_ns[gs]
-    pos_s -= start_s[gid]  # ns into the window
-    x_all: F64 = np.asarray(pos_s - win_ns / 2, dtype=np.float64)
-    x_all /= 1e9
-    raw_s = raw_ns[gs].astype(np.float64)
-    tlo_s, thi_s = table_low_ns[gs], table_high_ns[gs]
-    slack_s = np.maximum(thi_s, 0.0)
-    slack_s *= s
-    slack_s += 2 * s * np.nan_to_num(src_bound_ns[gs])
-    c_all = np.where(fwd_s, ca.min_wire_delay_ns - raw_s - slack_s - r_ns,
-                     raw_s - ca.min_wire_delay_ns + slack_s + r_ns)
-    # the message nearest each window's centre (first in input order among ties)
-    ax = np.abs(x_all)
-    nearest = ax == np.minimum.reduceat(ax, g_start)[gid]
-    near_all = np.minimum.reduceat(np.where(nearest, gs, n), g_start)
-    n_groups = len(g_start)
-    # constraints implied by two others (most of them) are dropped for all groups at once;
-    # the B->A ones bound δ from above, so their lower hull matters: negate
-    keep = hull_candidates(gid * 2 + back[order], pos_s, win_ns, 2 * n_groups, x_all,
-                           np.where(fwd_s, c_all, -c_all))
-    # a window whose filtered constraints are still many: its side through qhull first
-    for side, upper in ((fwd_s, True), (~fwd_s, False)):
-        many = np.bincount(gid[keep & side], minlength=n_groups) > _HULL_MAX_POINTS
-        for k in np.flatnonzero(many).tolist():
-            idx = int(g_start[k]) + np.flatnonzero((keep & side)[g_start[k]:g_end[k]])
-            drop = np.ones(len(idx), dtype=bool)
-            drop[_reduce(x_all[idx], c_all[idx], upper=upper)] = False
-            keep[idx[drop]] = False
-    kept = np.flatnonzero(keep)
+    win_ns = round(ca.window_s * 1e9)
+    g = _group_by_pair_and_window(src_node, dst_node, t_ref_ns, cross, len(node_names),
+                                  win_ns)
+    con = _causal_constraints(g, t_ref_ns, src_bound_ns, raw_ns, table_low_ns,
+                              table_high_ns, ca, win_ns)
+    kept = _binding_candidates(g, con, win_ns)
     half = ca.window_s / 2
-    ends, rho_range, feasible = solve_windows(x_all[kept], c_all[kept], fwd_s[kept], gid[kept],
-                                              n_groups, (-half, half), rho_max)
-    # every message's interval from its window's chords, all groups at once
-    ok = feasible[gid]
-    lam = pos_s / win_ns
-    d_lo = _chords(ends[:, 0], ends[:, 1], gid, lam)
-    d_lo -= r_ns
-    d_hi = _chords(ends[:, 2], ends[:, 3], gid, lam)
-    d_hi += r_ns
-    with np.errstate(invalid="ignore"):  # infeasible groups (NaN) are masked out below
-        c_lo_m = np.where(fwd_s, raw_s + d_lo, raw_s - d_hi) - slack_s
-        c_hi_m = np.where(fwd_s, raw_s + d_hi, raw_s - d_lo) + slack_s
-        new_lo = np.maximum(np.maximum(tlo_s, c_lo_m), ca.min_wire_delay_ns)
-        new_hi = np.minimum(thi_s, c_hi_m)
-        bad = ok & (new_lo > new_hi)
-    take = ok & ~bad
-    low[gs] = np.where(take, new_lo, tlo_s)
-    high[gs] = np.where(take, new_hi, thi_s)
-    flagged[gs] = bad | ~ok
-    n_bad = np.add.reduceat(bad.astype(np.int64), g_start)
-    # per window, all at once: nodes, the tables' δ at the message nearest the centre, the
-    # causal δ at the centre; then one small record each
-    first = gs[g_start]
-    a_w = np.minimum(src_node[first], dst_node[first])
-    b_w = np.maximum(src_node[first], dst_node[first])
-    raw_near = raw_ns[near_all].astype(np.float64)
-    tl_near, th_near = table_low_ns[near_all], table_high_ns[near_all]
-    fwd_near = src_node[near_all] == a_w
-    t_lo = np.where(fwd_near, tl_near - raw_near, raw_near - th_near)
-    t_hi = np.where(fwd_near, th_near - raw_near, raw_near - tl_near)
-    every_w = np.arange(n_groups)
-    mid = np.full(n_groups, 0.5)
-    with np.errstate(invalid="ignore"):  # infeasible windows: NaN, replaced below
-        off_lo = _chords(ends[:, 0], ends[:, 1], every_w, mid) - r_ns
-        off_hi = _chords(ends[:, 2], ends[:, 3], every_w, mid) + r_ns
-    n_lo_w = n_fwd.tolist()
-    n_all_w = (g_end - g_start).tolist()
-    n_bad_w = n_bad.tolist()
-    rho_w = (rho_range / 1e3).tolist()
-    # one record per window, built positionally (hundreds of thousands with many node pairs)
-    names_a = [node_names[a] for a in a_w.tolist()]
-    names_b = [node_names[b] for b in b_w.tolist()]
-    windows: list[PairWindow] = []
-    add = windows.append
-    nan = math.nan
-    for k, (na, nb, w, tl, th, ol, oh, ok_k) in enumerate(zip(
-            names_a, names_b, g_win.tolist(), t_lo.tolist(), t_hi.tolist(),
-            off_lo.tolist(), off_hi.tolist(), feasible.tolist(), strict=True)):
-        n_lo = n_lo_w[k]
-        n_up = n_all_w[k] - n_lo
-        start = w * win_ns
-        if not ok_k:
-            add(PairWindow(na, nb, start, start + win_ns, n_lo, n_up, nan, nan, tl, th, nan,
-                           nan, "inconsistent", n_lo + n_up, _INFEASIBLE))
-            continue
-        nb_k = n_bad_w[k]
-        status = "inconsistent" if nb_k else ("ok" if n_lo and n_up else "one-way")
-        drift = rho_w[k]
-        add(PairWindow(na, nb, start, start + win_ns, n_lo, n_up, ol, oh, tl, th, drift[0],
-                       drift[1], status, nb_k, _DISJOINT if nb_k else ""))
-    return CausalResult(low, high, flagged, tuple(windows))
+    rho_max = 2 * (ca.max_skew_ppm * 1e-6) * 1e9  # |dδ/dt|, ns per s
+    ends, rho, feasible = solve_windows(con.x_s[kept], con.c_ns[kept], g.fwd[kept],
+                                        g.gid[kept], g.n_groups, (-half, half), rho_max)
+    new = _tightened_intervals(g, con, ends, feasible, ca, win_ns)
+    take = new.feasible & ~new.disjoint
+    low[g.msg] = np.where(take, new.low_ns, con.table_low_ns)
+    high[g.msg] = np.where(take, new.high_ns, con.table_high_ns)
+    flagged[g.msg] = new.disjoint | ~new.feasible
+    windows = _window_records(g, con, ends, rho, feasible, new.disjoint, src_node, dst_node,
+                              raw_ns, table_low_ns, table_high_ns, node_names, ca, win_ns)
+    return CausalResult(low, high, flagged, windows)

@@ -379,10 +379,28 @@ class HopArrays:
         return np.asarray(self.src_node != self.dst_node)
 
 
-def _stage_column(a: npt.NDArray[Any], k: int, req: I64, every: bool) -> npt.NDArray[Any]:
-    """Column ``k`` of a ``(request, stage)`` array at rows ``req`` (a plain column copy, no
-    gather, when ``req`` is every request)."""
-    return np.ascontiguousarray(a[:, k]) if every else np.asarray(a[req, k])
+@dataclass(frozen=True, slots=True)
+class _StageColumns:
+    """One stage's slots at a hop's requests: node, local time, correction and its bound."""
+
+    node: I32
+    ts_ns: I64
+    ref_ns: I64
+    bound_ns: F64
+
+    @classmethod
+    def of(cls, pivot: Pivot, stamps: StageStamps, k: int, req: I64 | None) -> _StageColumns:
+        """Stage ``k`` at rows ``req``; ``None``: every request (read-only column copies,
+        which the hops of the stage share)."""
+        if req is not None:
+            return cls(pivot.node[req, k], pivot.ts_ns[req, k], stamps.ref_ns[req, k],
+                       stamps.bound_ns[req, k])
+        out = cls(np.ascontiguousarray(pivot.node[:, k]), np.ascontiguousarray(pivot.ts_ns[:, k]),
+                  np.ascontiguousarray(stamps.ref_ns[:, k]),
+                  np.ascontiguousarray(stamps.bound_ns[:, k]))
+        for col in (out.node, out.ts_ns, out.ref_ns, out.bound_ns):
+            col.flags.writeable = False
+        return out
 
 
 def table_hops(pivot: Pivot, stamps: StageStamps, corrector: CorrectorLike) -> list[HopArrays]:
@@ -393,47 +411,42 @@ def table_hops(pivot: Pivot, stamps: StageStamps, corrector: CorrectorLike) -> l
     fast = stamps.cell is not None and stamps.stack is not None \
         and _cell_stack(corrector, pivot.node_names) is stamps.stack
     out: list[HopArrays] = []
-    columns: dict[tuple[int, int], npt.NDArray[Any]] = {}  # whole stage columns, shared
+    whole: dict[int, _StageColumns] = {}  # stage -> its columns at every request
     all_usable = bool(stamps.usable.all())
+    n_req = len(stamps.usable)
     for src_s, dst_s in hops_of(pivot.stages):
         i, j = index[src_s], index[dst_s]
-        req = (np.arange(len(stamps.usable), dtype=np.int64) if all_usable else
+        req = (np.arange(n_req, dtype=np.int64) if all_usable else
                np.flatnonzero(stamps.usable[:, i] & stamps.usable[:, j]).astype(np.int64))
-        every = len(req) == len(stamps.usable)
-
-        def pick(a: npt.NDArray[Any], k: int) -> npt.NDArray[Any]:
-            if not every:  # noqa: B023 - called in this iteration
-                return _stage_column(a, k, req, every)  # noqa: B023
-            key = (id(a), k)
-            if key not in columns:  # read-only below: hops share a stage's column
-                col = _stage_column(a, k, req, every)  # noqa: B023
-                col.flags.writeable = False
-                columns[key] = col
-            return columns[key]
-
-        src_node, dst_node = pick(pivot.node, i), pick(pivot.node, j)
-        src_ts, dst_ts = pick(pivot.ts_ns, i), pick(pivot.ts_ns, j)
-        src_ref, src_bnd = pick(stamps.ref_ns, i), pick(stamps.bound_ns, i)
+        every = len(req) == n_req
+        if every:
+            for k in (i, j):
+                if k not in whole:
+                    whole[k] = _StageColumns.of(pivot, stamps, k, None)
+            src, dst = whole[i], whole[j]
+        else:
+            src = _StageColumns.of(pivot, stamps, i, req)
+            dst = _StageColumns.of(pivot, stamps, j, req)
         # across nodes Corrector.latency is the difference of the two corrections with the
         # sum of their bounds: both are in the stamps already, so nothing is corrected twice
-        lat = (pick(stamps.ref_ns, j) - src_ref).astype(np.float64)
-        bnd = src_bnd + pick(stamps.bound_ns, j)
-        raw = dst_ts - src_ts
+        lat = (dst.ref_ns - src.ref_ns).astype(np.float64)
+        bnd = src.bound_ns + dst.bound_ns
+        raw = dst.ts_ns - src.ts_ns
         if fast:
             cells = stamps.cell
             assert cells is not None
             # the cells are read once: views (or the hop's rows), not column copies
             src_cell, dst_cell = ((cells[:, i], cells[:, j]) if every
                                   else (cells[req, i], cells[req, j]))
-            lat, bnd = _same_node_from_cells(stamps, src_cell, dst_cell, src_node, dst_node,
-                                             src_ts, dst_ts, raw, lat, bnd)
+            lat, bnd = _same_node_from_cells(stamps, src_cell, dst_cell, src.node, dst.node,
+                                             src.ts_ns, dst.ts_ns, raw, lat, bnd)
         else:
-            _same_node_per_node(corrector, pivot.node_names, src_node, dst_node, src_ts, dst_ts,
-                                lat, bnd)
+            _same_node_per_node(corrector, pivot.node_names, src.node, dst.node, src.ts_ns,
+                                dst.ts_ns, lat, bnd)
         out.append(HopArrays(
             name=hop_name(src_s, dst_s), src_stage=i, dst_stage=j, req=req,
-            src_node=src_node, dst_node=dst_node, src_ts_ns=src_ts, dst_ts_ns=dst_ts,
-            src_ref_ns=src_ref, src_bound_ns=src_bnd,
+            src_node=src.node, dst_node=dst.node, src_ts_ns=src.ts_ns, dst_ts_ns=dst.ts_ns,
+            src_ref_ns=src.ref_ns, src_bound_ns=src.bound_ns,
             raw_ns=raw, table_low_ns=lat - bnd, table_high_ns=lat + bnd,
         ))
     return out

@@ -15,6 +15,15 @@ The point value ``pXX_ns`` is the centre of that interval.
 latencies' P99 by the argument above (statistical, labelled as such). With sampling weights the same
 argument holds for the weighted quantile of the *sampled* requests (the sampling itself adds
 a statistical error, which is not part of the bound).
+
+One engine computes every table (:func:`percentile_table`, :func:`summary_and_windows`,
+:func:`grouped_quantiles`). The hop table is read Arrow chunk by chunk and split by hop;
+per hop, each row gets a *fine* group, its ``(node pair, window)``, and every group of the
+output is a *level*: a union of fine groups (each pair and window; each pair over the whole
+input; ``*`` = all pairs of a window, or of the whole input). The order statistics of all
+levels come from one :class:`~._select.GroupedSelect` per hop and value column (a fixed
+number of passes over the rows, no sort of them); weighted quantiles from a sort of each
+level group's values. Sliding windows repeat each row once per window that holds it.
 """
 
 from __future__ import annotations
@@ -29,8 +38,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy.stats import binom
 
-from ._arrow import dictionary_codes, group_order, shared_codes
-from ._select import GroupedSelect, select_ranks
+from ._arrow import group_order
+from ._select import GroupedSelect
 
 __all__ = ["P99_ALPHA", "QUANTILES", "grouped_quantiles", "lower_confidence_rank",
            "percentile_table", "summary_and_windows"]
@@ -40,11 +49,11 @@ P99_ALPHA = 0.05
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
 
 #: Reported quantiles: column prefix and level.
 QUANTILES: tuple[tuple[str, float], ...] = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99),
                                             ("max", 1.0))
-_KEYS = ("hop", "src_node", "dst_node")
 
 
 def lower_confidence_rank(n: int, q: float, alpha: float) -> int:
@@ -72,46 +81,20 @@ def _order_ranks(n: I64, qs: Sequence[float]) -> I64:
     return kth
 
 
-def _quantiles_in_groups(
-    values: F64, order: I64 | None, bounds: I64 | tuple[I64, I64], qs: Sequence[float],
-    weights: F64 | None, extra_ranks: I64 | None = None,
-) -> F64:
-    """One loop step per group (never per row): order statistics by :func:`select_ranks`,
-    weighted ones by a sort of the group's values and a cumulative-weight search.
-    ``order=None``: ``values`` (and ``weights``) are already in group order, and ``values``
-    is reordered inside each group (the caller passes an array it owns). ``bounds``:
-    group ``k`` is ``[bounds[k], bounds[k+1])``, or a pair ``(starts, ends)`` of arrays
-    (groups may then overlap). ``extra_ranks`` (unweighted only): one more 0-based rank per
-    group (-1 = none: NaN), returned as an extra last column from the same partition."""
-    if isinstance(bounds, tuple):
-        starts, ends = bounds
-    else:
-        starts, ends = bounds[:-1], bounds[1:]
-    n_groups = len(starts)
-    n_cols = len(qs) + (extra_ranks is not None)
-    out = np.full((n_groups, n_cols), np.nan)
+def _weighted_quantiles(values: F64, weights: F64, order: I64, bounds: I64,
+                        qs: Sequence[float]) -> F64:
+    """``(groups, len(qs))``: per group ``order[bounds[k]:bounds[k+1]]`` the smallest value
+    whose cumulative weight reaches ``q·total`` (the group's values sorted stably, their
+    weights summed in that order); NaN for an empty group."""
     q_arr = np.asarray(qs, dtype=np.float64)
-    ordered = values if order is None else values[order]
-    w_ordered = None if weights is None else (weights if order is None else weights[order])
-    extra = None if extra_ranks is None else extra_ranks.tolist()
-    ranks = _order_ranks(np.asarray(ends - starts, dtype=np.int64), qs).tolist()
-    for k in np.flatnonzero(ends > starts).tolist():
-        a, b = int(starts[k]), int(ends[k])
-        v = ordered[a:b]
-        n = b - a
-        if w_ordered is None:
-            kth = ranks[k]
-            if extra is not None:
-                kth.append(extra[k])
-            valid = sorted({r for r in kth if 0 <= r < n})
-            if valid:  # in place: only reorders inside the group's range
-                found = dict(zip(valid, select_ranks(v, valid).tolist(), strict=True))
-                out[k] = [found.get(r, np.nan) for r in kth]
-            continue
+    out = np.full((len(bounds) - 1, len(qs)), np.nan)
+    for k in np.flatnonzero(np.diff(bounds) > 0).tolist():
+        rows = order[bounds[k]:bounds[k + 1]]
+        v = values[rows]
         srt = np.argsort(v, kind="stable")
-        cw = np.cumsum(w_ordered[a:b][srt])
+        cw = np.cumsum(weights[rows][srt])
         idx = np.searchsorted(cw, q_arr * cw[-1] * (1 - 1e-12), side="left")
-        out[k] = v[srt][np.clip(idx, 0, n - 1)]
+        out[k] = v[srt][np.clip(idx, 0, len(v) - 1)]
     return out
 
 
@@ -123,167 +106,325 @@ def grouped_quantiles(
     ``group`` holds codes in ``[0, n_groups)``. Unweighted: the ``ceil(q·n)``-th smallest.
     Weighted: the smallest value whose cumulative weight reaches ``q·total``.
     """
-    order, bounds = group_order(group, n_groups)
-    return _quantiles_in_groups(values, order, bounds, qs, weights)
-
-
-def _window_starts(t_ns: I64, window_ns: int, step_ns: int) -> tuple[I64, I64]:
-    """``(row index, window start)`` for every window of length ``window_ns`` each row is in."""
-    per = window_ns // step_ns
-    base = np.floor_divide(t_ns, step_ns)
-    rows = np.tile(np.arange(len(t_ns), dtype=np.int64), per)
-    starts = np.concatenate([(base - m) * step_ns for m in range(per)]).astype(np.int64)
-    return rows, starts
-
-
-def _dense(key: I64) -> tuple[I64, int]:
-    """Dense group codes ``0..G-1`` (in key order) for non-negative keys, and ``G``."""
-    if len(key) and int(key.max()) < 64 * len(key) + 1_000_000:
-        present = np.bincount(key) > 0
-        remap = np.cumsum(present) - 1
-        return remap[key].astype(np.int64), int(present.sum())
-    uniq, inverse = np.unique(key, return_inverse=True)
-    return inverse.reshape(-1).astype(np.int64), len(uniq)
+    group = np.asarray(group, dtype=np.int64)
+    values = np.asarray(values, dtype=np.float64)
+    if weights is not None:
+        order, bounds = group_order(group, n_groups)
+        return _weighted_quantiles(values, np.asarray(weights, dtype=np.float64), order,
+                                   bounds, qs)
+    out = np.full((n_groups, len(qs)), np.nan)
+    if len(values):
+        sel = GroupedSelect.of(group, n_groups, (values,))
+        out[sel.keys] = sel.select(0, [(None, _order_ranks(sel.sizes, qs))])[0]
+    return out
 
 
 @dataclass(frozen=True, slots=True)
-class _Columns:
-    """What the percentile tables read from a hop table: int32 codes (half the memory
-    traffic of int64 on these row-long arrays) and the value columns."""
+class _HopRows:
+    """One hop's rows as numpy arrays (views of the Arrow buffers where they can be)."""
 
-    hop: npt.NDArray[np.int32]
-    hop_names: pa.Array
-    pair: npt.NDArray[np.int32]  # src * n_nodes + dst
-    node_names: pa.Array  # with "*" last
-    n_nodes: int
+    name: str | None
+    src: I32  # node codes into the shared node names
+    dst: I32
     low: F64
     high: F64
+    t_ns: I64 | None  # the source's corrected time (windows), None when not needed
     weight: F64 | None
 
-    @classmethod
-    def of(cls, hops: pa.Table) -> _Columns:
-        hop_c, hop_d = dictionary_codes(hops.column("hop"), np.int32)
-        src_c, dst_c, node_d = shared_codes(hops.column("src_node"), hops.column("dst_node"),
-                                            np.int32)
-        n_nodes = len(node_d) + 1  # the last code is "*"
-        pair = src_c * np.int32(n_nodes)
-        pair += dst_c
-        return cls(
-            hop=hop_c, hop_names=hop_d, pair=pair,
-            node_names=pa.concat_arrays([node_d.cast(pa.string()), pa.array(["*"], pa.string())]),
-            n_nodes=n_nodes,
-            low=hops.column("low_ns").to_numpy().astype(np.float64, copy=False),
-            high=hops.column("high_ns").to_numpy().astype(np.float64, copy=False),
-            weight=(hops.column("weight").to_numpy().astype(np.float64, copy=False)
-                    if "weight" in hops.column_names else None))
+
+def _string_codes(arr: pa.Array) -> tuple[npt.NDArray[Any], list[str | None]]:
+    """``(codes, values)`` of a chunk of a string-like column, dictionary-encoded or not
+    (a null is a value of its own)."""
+    if (pa.types.is_dictionary(arr.type) and pa.types.is_string(arr.type.value_type)
+            and not arr.null_count and not arr.dictionary.null_count):
+        return arr.indices.to_numpy(), arr.dictionary.to_pylist()
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    if not pa.types.is_string(arr.type):
+        arr = arr.cast(pa.string())
+    enc = pc.dictionary_encode(arr, null_encoding="encode")
+    return enc.indices.to_numpy(), enc.dictionary.to_pylist()
+
+
+def _hop_rows(hops: pa.Table, with_time: bool) -> tuple[list[_HopRows], list[str | None]]:
+    """The table's rows split by hop, in row order, Arrow chunk by chunk (a chunk of one hop,
+    as :func:`~._pipeline.hop_table` writes them, is used as it is; others are split), and
+    the node names the codes refer to. ``with_time``: read ``src_ref_ns`` too (no nulls)."""
+    node_code: dict[str | None, int] = {}
+    parts: dict[str | None, list[tuple[Any, ...]]] = {}
+    names = ["hop", "src_node", "dst_node", "low_ns", "high_ns"]
+    weighted = "weight" in hops.column_names
+    if with_time:
+        names.append("src_ref_ns")
+    if weighted:
+        names.append("weight")
+    for batch in hops.select(names).to_batches():
+        if not batch.num_rows:
+            continue
+        (hop, hop_d), (src, src_d), (dst, dst_d) = (_string_codes(batch.column(k))
+                                                    for k in range(3))
+        nodes = []
+        for codes, values in ((src, src_d), (dst, dst_d)):
+            lookup = np.array([node_code.setdefault(v, len(node_code)) for v in values],
+                              dtype=np.int32)
+            same = np.array_equal(lookup, np.arange(len(values)))
+            nodes.append(codes.astype(np.int32, copy=False) if same else lookup[codes])
+        cols: list[Any] = [*nodes, *(batch.column(k).to_numpy(zero_copy_only=False)
+                                     .astype(np.float64, copy=False) for k in (3, 4))]
+        t_arr = batch.column("src_ref_ns") if with_time else None
+        if t_arr is not None and t_arr.null_count:
+            raise ValueError("percentiles per window: src_ref_ns has nulls")
+        cols.append(None if t_arr is None else t_arr.to_numpy().astype(np.int64, copy=False))
+        cols.append(batch.column("weight").to_numpy(zero_copy_only=False)
+                    .astype(np.float64, copy=False) if weighted else None)
+        first, last = int(hop.min()), int(hop.max())
+        if first == last:
+            parts.setdefault(hop_d[first], []).append(tuple(cols))
+            continue
+        for code in np.flatnonzero(np.bincount(hop)).tolist():
+            rows = np.flatnonzero(hop == code)
+            parts.setdefault(hop_d[code], []).append(
+                tuple(None if c is None else c[rows] for c in cols))
+    out = []
+    for name, ps in parts.items():
+        cat = [ps[0][k] if len(ps) == 1 or ps[0][k] is None
+               else np.concatenate([p[k] for p in ps]) for k in range(6)]
+        out.append(_HopRows(name, *cat))
+    return out, list(node_code)
 
 
 @dataclass(frozen=True, slots=True)
-class _Windows:
-    """Tumbling or sliding windows: ``widx`` per row (or per ``rows`` entry when windows
-    overlap), window ``k`` starts at ``w0 + k·step_ns``."""
+class _WindowSpec:
+    """Windows of ``win_ns`` every ``step_ns``; window ``k`` starts at ``(base + k)·step_ns``
+    (``base`` from the earliest time), ``n_win`` of them."""
 
-    widx: npt.NDArray[np.int64] | npt.NDArray[np.int32]
-    rows: I64 | None
-    n_win: int
-    w0: int
     win_ns: int
     step_ns: int
+    base: int
+    n_win: int
+
+    @property
+    def per(self) -> int:
+        """Windows that hold each time."""
+        return self.win_ns // self.step_ns
 
     @classmethod
-    def of(cls, hops: pa.Table, window_s: float, step_s: float | None, n_outer: int,
-           n_pair: int) -> _Windows:
+    def of(cls, parts: Sequence[_HopRows], window_s: float, step_s: float | None
+           ) -> _WindowSpec:
         win_ns = round(window_s * 1e9)
         step_ns = round((step_s or window_s) * 1e9)
         if win_ns <= 0 or step_ns <= 0 or win_ns % step_ns:
             raise ValueError("window must be a positive multiple of the step")
-        t = hops.column("src_ref_ns").to_numpy().astype(np.int64, copy=False)
-        rows: I64 | None = None
-        if win_ns == step_ns:
-            widx = np.floor_divide(t, step_ns)
-        else:
-            rows, starts_ns = _window_starts(t, win_ns, step_ns)
-            widx = starts_ns // step_ns
-        base = int(widx.min()) if len(widx) else 0
-        widx -= base
-        n_win = int(widx.max()) + 1 if len(widx) else 1
-        wide = (n_outer * n_win + 1) * n_pair >= 2**31
-        return cls(widx.astype(np.int64 if wide else np.int32, copy=False), rows, n_win,
-                   base * step_ns, win_ns, step_ns)
+        times = [p.t_ns for p in parts if p.t_ns is not None and len(p.t_ns)]
+        if not times:
+            return cls(win_ns, step_ns, 0, 1)
+        first = min(int(t.min()) for t in times) // step_ns
+        last = max(int(t.max()) for t in times) // step_ns
+        base = first - (win_ns // step_ns - 1)
+        return cls(win_ns, step_ns, base, last - base + 1)
+
+    def index(self, t_ns: I64) -> I64:
+        """Per time, its latest window (the others precede it, one step apart)."""
+        w = np.floor_divide(t_ns, self.step_ns)
+        w -= self.base
+        return w
 
 
-def _group_ranges(
-    outer: npt.NDArray[Any], pair: npt.NDArray[Any], n_pair: int
-) -> tuple[I64, I64, I64, I64]:
-    """Rows sorted by ``(outer, pair)``: ``(order, bounds, g_outer, g_pair)`` with group
-    ``k`` at ``order[bounds[k]:bounds[k+1]]`` (non-empty groups only)."""
-    key = outer * outer.dtype.type(n_pair)
-    key += pair
-    n_keys = (int(outer.max()) + 1) * n_pair if len(key) else 0
-    if n_keys <= 65_536:  # few possible groups: sort by the key itself, drop the empty ones
-        order, key_bounds = group_order(key, n_keys)
-        present = np.flatnonzero(np.diff(key_bounds) > 0)
-        bounds = np.concatenate([key_bounds[present], [len(key)]]).astype(np.int64)
-        n_groups = len(present)
-    else:
-        inverse, n_groups = _dense(key)
-        order, bounds = group_order(inverse, n_groups)
-    g_first = order[bounds[:-1]] if n_groups else np.zeros(0, np.int64)
-    g_outer = outer[g_first].astype(np.int64) if n_groups else np.zeros(0, np.int64)
-    g_pair = pair[g_first].astype(np.int64) if n_groups else np.zeros(0, np.int64)
-    return order, bounds, g_outer, g_pair
+@dataclass(frozen=True, slots=True)
+class _GroupRows:
+    """Rows of a percentile table, before they become Arrow columns."""
+
+    window: I64  # window index (0 in the summary)
+    hop: I64
+    src: I64  # node codes, the node count for "*"
+    dst: I64
+    count: I64
+    weight_sum: F64 | None
+    low: F64  # (rows, len(QUANTILES)) order statistics of the lows
+    high: F64  # and of the highs
+    lcb: F64  # P99 lower confidence bound of the lows (NaN when weighted)
+
+    @classmethod
+    def concat(cls, parts: Sequence[_GroupRows], n_q: int, weighted: bool) -> _GroupRows:
+        if not parts:
+            empty = np.zeros(0, np.int64)
+            return cls(empty, empty, empty, empty, empty, np.zeros(0) if weighted else None,
+                       np.zeros((0, n_q)), np.zeros((0, n_q)), np.zeros(0))
+        def cat(field: str) -> Any:
+            return np.concatenate([getattr(r, field) for r in parts])
+
+        return cls(window=cat("window"), hop=cat("hop"), src=cat("src"), dst=cat("dst"),
+                   count=cat("count"),
+                   weight_sum=cat("weight_sum") if weighted else None,
+                   low=cat("low"), high=cat("high"), lcb=cat("lcb"))
 
 
-def _table(
-    cols: _Columns, low: F64, high: F64, weight: F64 | None, bounds: I64, g_outer: I64,
-    g_pair: I64, win: _Windows | None, all_pairs: bool,
-) -> pa.Table:
-    """The percentile table of groups that are contiguous ranges ``bounds`` of ``low``,
-    ``high`` (and ``weight``), sorted by ``(outer, pair)``; ``low``/``high`` are reordered
-    inside each range (the caller owns them)."""
-    n_nodes = cols.n_nodes
-    n_pair = n_nodes * n_nodes
-    star = n_nodes - 1
-    n_win = 1 if win is None else win.n_win
-    n_groups = len(bounds) - 1
-    starts, ends = bounds[:-1], bounds[1:]
-    if all_pairs and n_groups:
-        # "*" rows for the outer groups of hops that have more than one pair overall
-        hop_of = g_outer // n_win
-        pairs_per_hop = np.zeros(len(cols.hop_names), dtype=np.int64)
-        uniq_hp = np.unique(hop_of * n_pair + g_pair)
-        np.add.at(pairs_per_hop, uniq_hp // n_pair, 1)
-        cut = np.flatnonzero(np.diff(g_outer) != 0) + 1
-        o_start = np.concatenate([[0], cut])
-        o_end = np.concatenate([cut, [n_groups]])
-        multi = pairs_per_hop[hop_of[o_start]] > 1
-        starts = np.concatenate([starts, bounds[o_start[multi]]])
-        ends = np.concatenate([ends, bounds[o_end[multi]]])
-        g_outer = np.concatenate([g_outer, g_outer[o_start[multi]]])
-        g_pair = np.concatenate([g_pair, np.full(int(multi.sum()), star * n_nodes + star)])
-    ranges = (starts, ends)
+@dataclass(frozen=True, slots=True)
+class _Level:
+    """Groups of the output made of fine groups: ``of_fine[k]`` = the group of fine group
+    ``k`` (``None``: the fine groups themselves), and per group its window, source and
+    destination codes; ``windowed``: a row of the window table, else of the summary."""
+
+    windowed: bool
+    of_fine: I64 | None
+    window: I64
+    src: I64
+    dst: I64
+
+
+def _levels(keys: I64, n_nodes: int, windowed: bool, summary: bool,
+            star: bool) -> list[_Level]:
+    """The levels of one hop whose fine groups have keys ``window·n_nodes² + src·n_nodes +
+    dst`` (ascending): the fine groups (per pair and window, or per pair when not
+    ``windowed``), per pair (``summary`` of windowed rows), and, when ``star`` and the hop
+    has more than one pair, ``*`` per window and over everything."""
+    g_win, g_pair = np.divmod(keys, n_nodes * n_nodes)
+    levels = [_Level(windowed, None, g_win, g_pair // n_nodes, g_pair % n_nodes)]
+    pairs, by_pair = np.unique(g_pair, return_inverse=True)
+    if windowed and summary:
+        levels.append(_Level(False, by_pair.reshape(-1).astype(np.int64),
+                             np.zeros_like(pairs), pairs // n_nodes, pairs % n_nodes))
+    if star and len(pairs) > 1:
+        if windowed:
+            wins, by_win = np.unique(g_win, return_inverse=True)
+            stars = np.full_like(wins, n_nodes)
+            levels.append(_Level(True, by_win.reshape(-1).astype(np.int64), wins, stars,
+                                 stars))
+        if summary:
+            one = np.zeros(1, np.int64)
+            levels.append(_Level(False, np.zeros(len(keys), np.int64), one, one + n_nodes,
+                                 one + n_nodes))
+    return levels
+
+
+def _unweighted_rows(key: npt.NDArray[Any], n_keys: int, low: F64, high: F64,
+                     hop_code: int, n_nodes: int, windowed: bool, summary: bool,
+                     star: bool) -> list[tuple[bool, _GroupRows]]:
+    """Every level's rows of one hop from one :class:`GroupedSelect` per value column (the
+    P99 lower confidence rank rides on the lows)."""
+    sel = GroupedSelect.of(key, n_keys, (low, high))
+    levels = _levels(sel.keys, n_nodes, windowed, summary, star)
+    sizes = [sel.level_sizes(lv.of_fine) for lv in levels]
+    ranks = [_order_ranks(n, [q for _, q in QUANTILES]) for n in sizes]
+    lcb_rank = np.split(_lower_confidence_ranks(np.concatenate(sizes), 0.99, P99_ALPHA),
+                        np.cumsum([len(n) for n in sizes])[:-1])
+    q_low = sel.select(0, [(lv.of_fine, np.hstack([r, c[:, None]]))
+                           for lv, r, c in zip(levels, ranks, lcb_rank, strict=True)])
+    q_high = sel.select(1, [(lv.of_fine, r) for lv, r in zip(levels, ranks, strict=True)])
+    return [(lv.windowed, _GroupRows(lv.window, np.full(len(lv.window), hop_code), lv.src,
+                                     lv.dst, n, None, lo[:, :-1], hi, lo[:, -1]))
+            for lv, n, lo, hi in zip(levels, sizes, q_low, q_high, strict=True)]
+
+
+def _weighted_rows(key: npt.NDArray[Any], n_keys: int, low: F64, high: F64, weight: F64,
+                   pair: I64, n_pair: int, hop_code: int, n_nodes: int, windowed: bool,
+                   summary: bool, star: bool) -> list[tuple[bool, _GroupRows]]:
+    """Every level's rows of one hop, weighted: each level group's rows in pair order (in
+    row order within a pair), their values sorted and weights summed in that order. The
+    rows sorted by key (window, then pair) serve every level whose groups are runs of
+    consecutive fine groups (the fine ones, ``*`` per window and over everything)."""
+    order = np.argsort(key.astype(np.uint16) if n_keys <= 65_536 else key, kind="stable")
+    k_sorted = key[order]
+    first = np.concatenate([[0], np.flatnonzero(k_sorted[1:] != k_sorted[:-1]) + 1])
+    fine_bounds = np.append(first, len(key)).astype(np.int64)
     qs = [q for _, q in QUANTILES]
-    if weight is None:  # the P99 lower confidence rank rides on the lows' partition
-        lcb_rank = _lower_confidence_ranks(ends - starts, 0.99, P99_ALPHA)
-        low_cols = _quantiles_in_groups(low, None, ranges, qs, None, lcb_rank)
-        q_low, lcb = low_cols[:, :-1], low_cols[:, -1:]
-    else:
-        q_low = _quantiles_in_groups(low, None, ranges, qs, weight)
-        lcb = np.full((len(starts), 1), np.nan)
-    q_high = _quantiles_in_groups(high, None, ranges, qs, weight)
-    keys: dict[str, pa.Array] = {}
-    if win is not None:
-        start_of = win.w0 + (g_outer % n_win) * win.step_ns
-        keys["window_start_ns"] = pa.array(start_of, pa.int64())
-        keys["window_end_ns"] = pa.array(start_of + win.win_ns, pa.int64())
-    keys["hop"] = cols.hop_names.take(pa.array(g_outer // n_win))
-    keys["src_node"] = cols.node_names.take(pa.array(g_pair // n_nodes))
-    keys["dst_node"] = cols.node_names.take(pa.array(g_pair % n_nodes))
-    weight_sum = None
+    out = []
+    for lv in _levels(k_sorted[first].astype(np.int64), n_nodes, windowed, summary, star):
+        n_groups = len(lv.window)
+        if lv.of_fine is None:
+            lv_order, bounds = order, fine_bounds
+        elif np.all(lv.of_fine[1:] >= lv.of_fine[:-1]):  # runs of fine groups
+            cut = np.flatnonzero(np.diff(lv.of_fine)) + 1
+            lv_order, bounds = order, fine_bounds[np.concatenate([[0], cut, [len(first)]])]
+        else:  # the rows again, by the level's group, then pair
+            fine = np.empty(len(key), dtype=np.int64)
+            fine[order] = np.repeat(np.arange(len(first)), np.diff(fine_bounds))
+            group = lv.of_fine[fine]
+            by = group * n_pair + pair
+            lv_order = np.argsort(by.astype(np.uint16) if n_groups * n_pair <= 65_536 else by,
+                                  kind="stable")
+            bounds = np.zeros(n_groups + 1, dtype=np.int64)
+            np.cumsum(np.bincount(group, minlength=n_groups), out=bounds[1:])
+        weight_sum = (np.add.reduceat(weight[lv_order], bounds[:-1]) if len(lv_order)
+                      else np.zeros(n_groups))  # (every level group holds rows)
+        out.append((lv.windowed, _GroupRows(
+            lv.window, np.full(n_groups, hop_code), lv.src, lv.dst, np.diff(bounds),
+            weight_sum, _weighted_quantiles(low, weight, lv_order, bounds, qs),
+            _weighted_quantiles(high, weight, lv_order, bounds, qs),
+            np.full(n_groups, np.nan))))
+    return out
+
+
+def _hop_groups(p: _HopRows, hop_code: int, n_nodes: int, spec: _WindowSpec | None,
+                windowed: bool, summary: bool, star: bool) -> list[tuple[bool, _GroupRows]]:
+    """The rows of one hop's groups, each tagged with its table (``True``: the window
+    table, by ``spec``, when ``windowed``; ``False``: the summary, when ``summary``): from
+    one grouping of the rows when the windows tumble (or there are none), else the summary
+    from the rows and the windows from the rows repeated once per window that holds them."""
+    if windowed and summary and spec is not None and spec.per > 1:
+        return (_hop_groups(p, hop_code, n_nodes, None, False, True, star)
+                + _hop_groups(p, hop_code, n_nodes, spec, True, False, star))
+    n_win = spec.n_win if windowed and spec is not None else 1
+    n_pair = n_nodes * n_nodes
+    n_keys = n_pair * n_win
+    code = np.int32 if n_keys < 2**31 else np.int64  # int32: half the memory traffic
+    low, high, weight = p.low, p.high, p.weight
+    pair: npt.NDArray[Any] = p.src.astype(code)
+    pair *= code(n_nodes)
+    pair += p.dst
+    key: npt.NDArray[Any] = pair
+    if windowed and spec is not None:
+        assert p.t_ns is not None
+        w: npt.NDArray[Any] = spec.index(p.t_ns).astype(code)
+        if spec.per > 1:  # each row in each window that holds it: w, w - 1, ...
+            n = len(w)
+            rows = np.tile(np.arange(n, dtype=np.int64), spec.per)
+            w = np.concatenate([w - m for m in range(spec.per)])
+            pair = pair[rows]
+            low, high = low[rows], high[rows]
+            weight = None if weight is None else weight[rows]
+        key = w * code(n_pair)
+        key += pair
     if weight is not None:
-        cw = np.concatenate([[0.0], np.cumsum(weight)])
-        weight_sum = cw[ends] - cw[starts]
-    return _rows_table(keys, ends - starts, weight_sum, q_low, q_high, lcb[:, 0])
+        return _weighted_rows(key, n_keys, low, high, weight, pair.astype(np.int64), n_pair,
+                              hop_code, n_nodes, windowed, summary, star)
+    return _unweighted_rows(key, n_keys, low, high, hop_code, n_nodes, windowed, summary,
+                            star)
+
+
+def _tables(hops: pa.Table, window_s: float | None, step_s: float | None, summary: bool,
+            all_pairs: bool) -> tuple[pa.Table | None, pa.Table | None]:
+    """``(summary or None, window table or None)`` of a hop table: the one engine."""
+    parts, node_names = _hop_rows(hops, with_time=window_s is not None)
+    spec = None if window_s is None else _WindowSpec.of(parts, window_s, step_s)
+    n_nodes = len(node_names)
+    weighted = "weight" in hops.column_names
+    if spec is not None and (n_nodes + 1) ** 2 * spec.n_win >= 2**62:
+        raise ValueError("percentiles: too many windows for the node pairs")
+    rows: list[tuple[bool, _GroupRows]] = []
+    for hop_code, p in enumerate(parts):
+        rows += _hop_groups(p, hop_code, n_nodes, spec, spec is not None, summary, all_pairs)
+    hop_names = pa.array([p.name for p in parts], pa.string())
+    node_arr = pa.array([*node_names, "*"], pa.string())
+    n_q = len(QUANTILES)
+    out: list[pa.Table | None] = []
+    for windowed in (False, True):
+        if (windowed and spec is None) or (not windowed and not summary):
+            out.append(None)
+            continue
+        mine = _GroupRows.concat([r for tag, r in rows if tag == windowed], n_q, weighted)
+        keys: dict[str, pa.Array] = {}
+        if windowed:
+            assert spec is not None
+            start = (spec.base + mine.window) * spec.step_ns
+            keys["window_start_ns"] = pa.array(start, pa.int64())
+            keys["window_end_ns"] = pa.array(start + spec.win_ns, pa.int64())
+        keys["hop"] = hop_names.take(pa.array(mine.hop, pa.int64()))
+        keys["src_node"] = node_arr.take(pa.array(mine.src, pa.int64()))
+        keys["dst_node"] = node_arr.take(pa.array(mine.dst, pa.int64()))
+        out.append(_rows_table(keys, mine.count, mine.weight_sum, mine.low, mine.high,
+                               mine.lcb))
+    return out[0], out[1]
 
 
 def _rows_table(
@@ -298,12 +439,12 @@ def _rows_table(
     out = dict(keys)
     out["count"] = pa.array(count, pa.int64())
     if weight_sum is not None:
-        out["weight_sum"] = pa.array(weight_sum)
+        out["weight_sum"] = pa.array(weight_sum, pa.float64())
     for j, (name, _) in enumerate(QUANTILES):
-        out[f"{name}_ns"] = pa.array(q_mid[:, j])
-        out[f"{name}_low_ns"] = pa.array(q_low[:, j])
-        out[f"{name}_high_ns"] = pa.array(q_high[:, j])
-    out["p99_low_lcb_ns"] = pa.array(lcb)
+        out[f"{name}_ns"] = pa.array(q_mid[:, j], pa.float64())
+        out[f"{name}_low_ns"] = pa.array(q_low[:, j], pa.float64())
+        out[f"{name}_high_ns"] = pa.array(q_high[:, j], pa.float64())
+    out["p99_low_lcb_ns"] = pa.array(lcb, pa.float64())
     table = pa.table(out)
     sort = [("hop", "ascending"), ("src_node", "ascending"), ("dst_node", "ascending")]
     if "window_start_ns" in keys:
@@ -326,222 +467,17 @@ def percentile_table(
     ``all_pairs`` adds rows with ``src_node = dst_node = "*"`` over all node pairs of a hop
     that has more than one pair.
     """
-    cols = _Columns.of(hops)
-    n_pair = cols.n_nodes * cols.n_nodes
-    # groups are (outer, pair) with outer = hop (and window): sorting by outer then pair
-    # makes each outer's pairs contiguous, so its "*" group is one range of the same order
-    outer: npt.NDArray[Any] = cols.hop
-    pair: npt.NDArray[Any] = cols.pair
-    win = None
-    if window_s is not None:
-        win = _Windows.of(hops, window_s, step_s, len(cols.hop_names), n_pair)
-        hop = cols.hop if win.rows is None else cols.hop[win.rows]
-        outer = hop.astype(win.widx.dtype)
-        outer *= win.n_win
-        outer += win.widx
-        if win.rows is not None:
-            pair = pair[win.rows]
-    order, bounds, g_outer, g_pair = _group_ranges(outer, pair, n_pair)
-    src = order if win is None or win.rows is None else win.rows[order]
-    return _table(cols, cols.low[src], cols.high[src],
-                  None if cols.weight is None else cols.weight[src], bounds, g_outer, g_pair,
-                  win, all_pairs)
-
-
-@dataclass(frozen=True, slots=True)
-class _HopRows:
-    """One hop's rows as numpy arrays (views of the Arrow buffers where they can be)."""
-
-    name: str
-    src: npt.NDArray[np.int32]  # node codes into the shared node names
-    dst: npt.NDArray[np.int32]
-    low: F64
-    high: F64
-    t_ns: I64
-    t_key: tuple[int, int, int] | None  # (buffer address, offset, length) of ``t_ns``: the
-    # hops of one source stage share that column (and their window index); None: a copy
-
-
-def _string_codes(arr: pa.Array) -> tuple[npt.NDArray[Any], list[str]] | None:
-    """``(codes, dictionary values)`` of a string or dictionary<string> chunk; ``None`` when
-    it has nulls or another type (the general path takes those)."""
-    if pa.types.is_string(arr.type):
-        arr = pc.dictionary_encode(arr)
-    if (not pa.types.is_dictionary(arr.type) or not pa.types.is_string(arr.type.value_type)
-            or arr.null_count or arr.dictionary.null_count):
-        return None
-    return arr.indices.to_numpy(), arr.dictionary.to_pylist()
-
-
-def _hop_rows(hops: pa.Table) -> tuple[list[_HopRows], list[str]] | None:
-    """The table's rows split by hop, Arrow chunk by chunk (a chunk of one hop, as
-    :func:`~._pipeline.hop_table` writes them, is used as it is; others are split), and the
-    node names; ``None`` when a key or time is null or the table is empty."""
-    node_code: dict[str, int] = {}
-    parts: dict[str, list[tuple[Any, ...]]] = {}
-    names = ["hop", "src_node", "dst_node", "low_ns", "high_ns", "src_ref_ns"]
-    for batch in hops.select(names).to_batches():
-        if not batch.num_rows:
-            continue
-        keys = [_string_codes(batch.column(k)) for k in range(3)]
-        t_arr = batch.column(5)
-        if any(k is None for k in keys) or t_arr.null_count:
-            return None
-        (hop, hop_d), (src, src_d), (dst, dst_d) = keys  # type: ignore[misc]
-        nodes = []
-        for codes, values in ((src, src_d), (dst, dst_d)):
-            lookup = np.array([node_code.setdefault(v, len(node_code)) for v in values],
-                              dtype=np.int32)
-            same = np.array_equal(lookup, np.arange(len(values)))
-            nodes.append(codes.astype(np.int32, copy=False) if same else lookup[codes])
-        buf = t_arr.buffers()[1]
-        t_key = (0 if buf is None else buf.address, t_arr.offset, len(t_arr))
-        cols = [*nodes, *(batch.column(k).to_numpy(zero_copy_only=False)
-                          .astype(np.float64, copy=False) for k in (3, 4)),
-                t_arr.to_numpy().astype(np.int64, copy=False)]
-        first, last = int(hop.min()), int(hop.max())
-        if first == last:
-            parts.setdefault(hop_d[first], []).append((*cols, t_key))
-            continue
-        for code in np.flatnonzero(np.bincount(hop)).tolist():
-            rows = np.flatnonzero(hop == code)
-            parts.setdefault(hop_d[code], []).append(
-                (*(c[rows] for c in cols), None))
-    if not parts:
-        return None
-    out = []
-    for name, ps in parts.items():
-        if len(ps) == 1:
-            out.append(_HopRows(name, *ps[0]))
-        else:
-            src, dst, low, high, t = (np.concatenate([p[k] for p in ps]) for k in range(5))
-            out.append(_HopRows(name, src, dst, low, high, t, None))
-    return out, list(node_code)
-
-
-@dataclass(frozen=True, slots=True)
-class _GroupRows:
-    """Rows of a percentile table, before they become Arrow columns."""
-
-    window: I64  # window index (0 in the summary)
-    hop: I64
-    src: I64  # node codes, the node count for "*"
-    dst: I64
-    count: I64
-    low: F64  # (rows, len(QUANTILES)) order statistics of the lows
-    high: F64  # and of the highs
-    lcb: F64  # P99 lower confidence bound of the lows
-
-    @classmethod
-    def concat(cls, parts: Sequence[_GroupRows]) -> _GroupRows:
-        return cls(*(np.concatenate([getattr(r, f) for r in parts]) for f in cls.__slots__))
-
-
-def _one_hop(
-    sel: GroupedSelect, hop_code: int, n_nodes: int, n_win: int
-) -> tuple[list[_GroupRows], list[_GroupRows]]:
-    """``(summary rows, window rows)`` of one hop whose rows ``sel`` groups by
-    ``key = (src · n_nodes + dst) · n_win + window`` (its columns: lows, highs). The groups
-    of both tables are that key's fine groups or unions of them: each ``(pair, window)``
-    (window table), each pair (summary), and for a hop with more than one pair each
-    window's "*" (window table) and the whole hop's "*" (summary); the P99 lower
-    confidence rank rides on the lows."""
-    star = n_nodes
-    g_pair, g_win = np.divmod(sel.keys, n_win)
-    pairs, by_pair = np.unique(g_pair, return_inverse=True)
-    zero = np.zeros(1, np.int64)
-    # per level: in the window table?, fine group -> level group, (window, src, dst) per group
-    levels: list[tuple[bool, I64 | None, tuple[I64, I64, I64]]] = [
-        (True, None, (g_win, g_pair // n_nodes, g_pair % n_nodes)),
-        (False, by_pair.reshape(-1).astype(np.int64),
-         (np.zeros_like(pairs), pairs // n_nodes, pairs % n_nodes))]
-    if len(pairs) > 1:
-        wins, by_win = np.unique(g_win, return_inverse=True)
-        stars = np.full_like(wins, star)
-        levels.append((True, by_win.reshape(-1).astype(np.int64), (wins, stars, stars)))
-        levels.append((False, np.zeros(len(g_pair), np.int64), (zero, zero + star, zero + star)))
-    sizes = [sel.level_sizes(level) for _, level, _ in levels]
-    ranks = [_order_ranks(n, [q for _, q in QUANTILES]) for n in sizes]
-    lcb_rank = np.split(_lower_confidence_ranks(np.concatenate(sizes), 0.99, P99_ALPHA),
-                        np.cumsum([len(n) for n in sizes])[:-1])
-    q_low = sel.select(0, [(level, np.hstack([r, c[:, None]])) for (_, level, _), r, c
-                           in zip(levels, ranks, lcb_rank, strict=True)])
-    q_high = sel.select(1, [(level, r) for (_, level, _), r in zip(levels, ranks, strict=True)])
-    summary: list[_GroupRows] = []
-    windows: list[_GroupRows] = []
-    for (windowed, _, (win, src, dst)), n, lo, hi in zip(levels, sizes, q_low, q_high,
-                                                         strict=True):
-        rows = _GroupRows(win, np.full(len(win), hop_code), src, dst, n, lo[:, :-1], hi,
-                          lo[:, -1])
-        (windows if windowed else summary).append(rows)
-    return summary, windows
-
-
-def _tumbling_tables(
-    parts: list[_HopRows], node_names: list[str], window_ns: int
-) -> tuple[pa.Table, pa.Table] | None:
-    """``summary_and_windows`` for tumbling windows without weights: per hop, the rows are
-    grouped by ``(pair, window)`` (no sort) and one :class:`GroupedSelect` per value column
-    answers every group of both tables at once (:func:`_one_hop`); ``None`` when the keys
-    would not fit int64."""
-    n_nodes = len(node_names)
-    times = list({p.t_key or id(p): p.t_ns for p in parts}.values())  # shared ones once
-    base = min(int(t.min()) for t in times) // window_ns
-    n_win = max(int(t.max()) for t in times) // window_ns - base + 1
-    n_keys = n_nodes * n_nodes * n_win
-    if n_keys >= 2**62:
-        return None
-    code = np.int32 if n_keys < 2**31 else np.int64  # int32: half the memory traffic
-    windows_of: dict[tuple[int, int, int], npt.NDArray[Any]] = {}  # by time column
-    summary: list[_GroupRows] = []
-    windows: list[_GroupRows] = []
-    for hop_code, p in enumerate(parts):
-        w = None if p.t_key is None else windows_of.get(p.t_key)
-        if w is None:
-            w = np.subtract(p.t_ns, base * window_ns)
-            np.floor_divide(w, window_ns, out=w)
-            w = w.astype(code, copy=False)
-            if p.t_key is not None:
-                windows_of[p.t_key] = w
-        key: npt.NDArray[Any] = p.src.astype(code)  # (pair, window)
-        key *= code(n_nodes)
-        key += p.dst
-        key *= code(n_win)
-        key += w
-        sel = GroupedSelect.of(key, n_keys, (p.low, p.high))
-        s, w_rows = _one_hop(sel, hop_code, n_nodes, n_win)
-        summary += s
-        windows += w_rows
-    hop_names = pa.array([p.name for p in parts], pa.string())
-    node_arr = pa.array([*node_names, "*"], pa.string())
-    out = []
-    for rows, windowed in ((_GroupRows.concat(summary), False),
-                           (_GroupRows.concat(windows), True)):
-        keys: dict[str, pa.Array] = {}
-        if windowed:
-            start = (base + rows.window) * window_ns
-            keys["window_start_ns"] = pa.array(start, pa.int64())
-            keys["window_end_ns"] = pa.array(start + window_ns, pa.int64())
-        keys["hop"] = hop_names.take(pa.array(rows.hop))
-        keys["src_node"] = node_arr.take(pa.array(rows.src))
-        keys["dst_node"] = node_arr.take(pa.array(rows.dst))
-        out.append(_rows_table(keys, rows.count, None, rows.low, rows.high, rows.lcb))
-    return out[0], out[1]
+    summary, windows = _tables(hops, window_s, step_s, window_s is None, all_pairs)
+    table = summary if window_s is None else windows
+    assert table is not None
+    return table
 
 
 def summary_and_windows(
     hops: pa.Table, window_s: float, step_s: float | None = None
 ) -> tuple[pa.Table, pa.Table]:
-    """``(percentile_table(hops), percentile_table(hops, window_s, step_s))``, sharing the
-    work when the windows tumble and nothing is weighted: per hop (Arrow chunk by chunk,
-    nothing concatenated or sorted), one binning and count of each value column answers
-    every group of both tables (:func:`_tumbling_tables`). Other inputs (weights, sliding
-    windows, null keys or times) take :func:`percentile_table` twice."""
-    step = window_s if step_s is None else step_s
-    window_ns = round(window_s * 1e9)
-    if "weight" not in hops.column_names and round(step * 1e9) == window_ns > 0:
-        split = _hop_rows(hops)
-        tables = None if split is None else _tumbling_tables(split[0], split[1], window_ns)
-        if tables is not None:
-            return tables
-    return percentile_table(hops), percentile_table(hops, window_s, step_s)
+    """``(percentile_table(hops), percentile_table(hops, window_s, step_s))`` from one
+    reading of the hop table (and, for tumbling windows, one grouping of its rows)."""
+    summary, windows = _tables(hops, window_s, step_s, True, True)
+    assert summary is not None and windows is not None
+    return summary, windows

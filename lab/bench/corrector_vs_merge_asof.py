@@ -1,23 +1,44 @@
-"""Benchmark: Corrector.correct vs a pandas merge_asof implementation of the same correction.
+"""Benchmark: Corrector.correct vs a pandas merge_asof implementation of the same correction,
+and against the Corrector of another git revision.
 
 Both compute, for N local timestamps over a table of M cells, ``ref = t + rint(mid)`` and
 ``bound = half`` from the cell each timestamp falls in. Run side by side in one process,
-best of R repetitions each, and print the ratios (ours is faster when ratio > 1).
+best of R repetitions each, and print the ratios (ours is faster when ratio > 1). With
+``--baseline REV`` the ``clocksync`` package at git revision REV (extracted by
+``git archive``) is timed on the same inputs by the same harness, in alternating
+subprocesses pinned to the same CPU, and the ratios to it printed too.
 
-    python lab/bench/corrector_vs_merge_asof.py [--n 10000000] [--cells 1000] [--repeat 3]
+    python -m lab.bench.corrector_vs_merge_asof [--n 10000000] [--cells 1000] [--repeat 3]
+        [--baseline REV]
 """
 
 from __future__ import annotations
 
-import argparse
-import time
-import timeit
+import os
 
-import numpy as np
-import pandas as pd
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # before numpy loads: one core means one thread
 
-from clocksync import CorrectionTable, Corrector
-from clocksync._fit._envelope import Cells
+import argparse  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tarfile  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import timeit  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from clocksync import CorrectionTable, Corrector  # noqa: E402
+from clocksync._fit._envelope import Cells  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+T0_NS = 1_700_000_000 * 10**9
+SPAN_NS = 86_400 * 10**9
+SCALAR_LOOPS = 200_000
 
 
 def make_table(n_cells: int, t0_ns: int, span_ns: int, rng: np.random.Generator
@@ -38,6 +59,14 @@ def make_table(n_cells: int, t0_ns: int, span_ns: int, rng: np.random.Generator
                       LineEstimate(int(start[0]), 0.0, 0.0, 1.0, 1.0, 0.0, 2, int(start[0])))
     return CorrectionTable("bench", "", 0, "synchronised",
                            {"max_skew_ppm": 500.0}, 2, 0, (seg,), cells)
+
+
+def inputs(n: int, n_cells: int) -> tuple[CorrectionTable, np.ndarray, np.ndarray]:
+    """The table and the sorted and shuffled timestamps (the same for every tree)."""
+    rng = np.random.default_rng(7)
+    table = make_table(n_cells, T0_NS, SPAN_NS, rng)
+    ts_sorted = np.sort(rng.integers(T0_NS, T0_NS + SPAN_NS, n, dtype=np.int64))
+    return table, ts_sorted, rng.permutation(ts_sorted)
 
 
 def merge_asof_correct(table: CorrectionTable, ts: np.ndarray, presorted: bool
@@ -70,19 +99,66 @@ def best(fn, repeat: int) -> float:
     return min(timeit.repeat(fn, number=1, repeat=repeat))
 
 
+def corrector_times(n: int, n_cells: int, repeat: int) -> dict[str, float]:
+    """Best-of seconds of ``Corrector.correct``: sorted and shuffled arrays, one scalar."""
+    table, ts_sorted, ts_random = inputs(n, n_cells)
+    cor = Corrector([table])
+    scalar_t = int(ts_sorted[len(ts_sorted) // 2])
+    return {
+        "sorted": best(lambda: cor.correct("bench", ts_sorted), repeat),
+        "unsorted": best(lambda: cor.correct("bench", ts_random), repeat),
+        "scalar": min(timeit.repeat(lambda: cor.correct("bench", scalar_t),
+                                    number=SCALAR_LOOPS, repeat=repeat)) / SCALAR_LOOPS,
+    }
+
+
+#: run in a subprocess against one ``clocksync`` tree (first on PYTHONPATH); argv: n cells
+#: repeat; prints corrector_times as JSON
+_HARNESS = """
+import json, os, sys
+os.sched_setaffinity(0, {int(os.environ["BENCH_CPU"])})
+from lab.bench.corrector_vs_merge_asof import corrector_times
+print(json.dumps(corrector_times(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))))
+"""
+
+
+def _checkout(rev: str, into: Path) -> Path | None:
+    """The ``clocksync`` package at ``rev`` extracted under ``into`` (None: no git/rev)."""
+    archive = into / "base.tar"
+    try:
+        with archive.open("wb") as out:
+            subprocess.run(["git", "-C", str(REPO), "archive", rev, "clocksync"], stdout=out,
+                           stderr=subprocess.PIPE, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"baseline {rev}: not available ({exc}); skipped")
+        return None
+    root = into / "baseline"
+    with tarfile.open(archive) as tar:
+        tar.extractall(root, filter="data")
+    return root
+
+
+def _harness(tree: Path, n: int, n_cells: int, repeat: int, cpu: int) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{REPO}", "BENCH_CPU": str(cpu)}
+    out = subprocess.run([sys.executable, "-c", _HARNESS, str(n), str(n_cells), str(repeat)],
+                         env=env, cwd=tree, capture_output=True, text=True, check=True)
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000_000)
     parser.add_argument("--cells", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--baseline", default="",
+                        help="git revision of the Corrector to compare with ('' = none)")
     args = parser.parse_args()
-    rng = np.random.default_rng(7)
-    t0 = 1_700_000_000 * 10**9
-    span = 86_400 * 10**9
-    table = make_table(args.cells, t0, span, rng)
+    cpu = min(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cpu})
+    table, ts_sorted, ts_random = inputs(args.n, args.cells)
     cor = Corrector([table])
-    ts_sorted = np.sort(rng.integers(t0, t0 + span, args.n, dtype=np.int64))
-    ts_random = rng.permutation(ts_sorted)
 
     # same answers first
     for ts, pre in ((ts_sorted, True), (ts_random, False)):
@@ -96,15 +172,35 @@ def main() -> None:
         base = best(lambda ts=ts, pre=pre: merge_asof_correct(table, ts, pre), args.repeat)
         rows.append((label, ours, base))
     scalar_t = int(ts_sorted[len(ts_sorted) // 2])
-    loops = 200_000
-    scalar_s = min(timeit.repeat(lambda: cor.correct("bench", scalar_t), number=loops,
-                                 repeat=3)) / loops
+    scalar_s = min(timeit.repeat(lambda: cor.correct("bench", scalar_t), number=SCALAR_LOOPS,
+                                 repeat=3)) / SCALAR_LOOPS
     print(f"clocksync Corrector vs pandas merge_asof: {args.n:,} timestamps, "
-          f"{args.cells:,} cells, best of {args.repeat}")
+          f"{args.cells:,} cells, best of {args.repeat}, cpu {cpu}")
     print(f"{'input':<10} {'clocksync':>12} {'merge_asof':>12} {'ratio':>8}")
     for label, ours, base in rows:
         print(f"{label:<10} {ours * 1e3:>10.1f}ms {base * 1e3:>10.1f}ms {base / ours:>7.2f}x")
     print(f"scalar correct(): {scalar_s * 1e6:.2f} µs per call")
+
+    if args.baseline:
+        with tempfile.TemporaryDirectory() as tmp:
+            base_tree = _checkout(args.baseline, Path(tmp))
+            if base_tree is not None:
+                trees = {"this tree": REPO, f"baseline {args.baseline}": base_tree}
+                got: dict[str, dict[str, float]] = {}
+                for _ in range(args.repeat):  # alternating: drift in the load hits both
+                    for label, tree in trees.items():
+                        r = _harness(tree, args.n, args.cells, args.repeat, cpu)
+                        prev = got.setdefault(label, dict.fromkeys(r, np.inf))
+                        for k, v in r.items():
+                            prev[k] = min(prev[k], v)
+                new, old = got["this tree"], got[f"baseline {args.baseline}"]
+                print(f"\nCorrector.correct, this tree vs baseline {args.baseline} "
+                      f"(subprocesses, best of {args.repeat}x{args.repeat})")
+                print(f"{'input':<10} {'this tree':>12} {'baseline':>12} {'speed-up':>9}")
+                for k in ("sorted", "unsorted", "scalar"):
+                    unit, scale = ("µs", 1e6) if k == "scalar" else ("ms", 1e3)
+                    print(f"{k:<10} {new[k] * scale:>10.2f}{unit} {old[k] * scale:>10.2f}{unit}"
+                          f" {old[k] / new[k]:>8.2f}x")
     print(f"(run at {time.strftime('%Y-%m-%d %H:%M:%S')}, numpy {np.__version__}, "
           f"pandas {pd.__version__})")
 

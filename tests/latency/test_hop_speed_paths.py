@@ -1,10 +1,10 @@
-"""The pipeline's one-locate paths (:class:`clocksync._cellstack.CellStack`) against the
-Corrector's own calls: ``correct``/``flags``/``latency`` called directly, and the whole
-``correct_stamps`` + ``table_hops`` against a corrector that offers no ``cell_stack`` (so the
-pipeline asks ``correct``, ``flags`` and, per node, ``latency``). Bit-identical, on tables
-with a clock step (ambiguous cells, two segments), a void stretch, holdover and different
-``max_skew_ppm``; with timestamps before the first sample, in the void and past the holdover
-horizon; sorted (the corrector's per-run rounding) and shuffled input."""
+"""Corrections are bit-identical whichever way a timestamp comes (scalar, gathered, per
+sorted run, through the pipeline's :class:`clocksync._cellstack.CellStack`), and equal to the
+formula evaluated in Python from the table's cells; the pipeline with ``cell_stack`` against a
+corrector that offers none (so the pipeline asks ``correct``, ``flags`` and, per node,
+``latency``). On tables with a clock step (ambiguous cells, two segments), a void stretch,
+holdover and different ``max_skew_ppm``; with timestamps before the first sample, in the void
+and past the holdover horizon; sorted and shuffled input."""
 
 from __future__ import annotations
 
@@ -124,132 +124,93 @@ def _times(cor: Corrector, node: str, rng: np.random.Generator, n: int, dense: b
     return rng.integers(max(first - 5 * 10**9, 0), last + 120 * 10**9, n).astype(np.int64)
 
 
-@pytest.mark.parametrize("layout", ["sorted", "shuffled", "runs", "short"])
+def _formula(table: CorrectionTable, ts: npt.NDArray[np.int64]) -> tuple[list[int], list[float]]:
+    """``correct(on_invalid="inf")`` of ``ts`` from the table's cells, in Python numbers:
+    ``d = t - start``, ``ref = t + round(d·mid1·1e-9 + mid0)``, ``bound = d·half1·1e-9 +
+    half0 + 0.5`` (``inf`` before the first cell, in a void one, past the last)."""
+    c = table.cells
+    refs: list[int] = []
+    bounds: list[float] = []
+    for t in ts.tolist():
+        k = int(np.searchsorted(c.start_ns, t, side="right")) - 1
+        if k < 0 or t >= int(c.end_ns[-1]) or c.flags[k] & VOID:
+            refs.append(t)
+            bounds.append(np.inf)
+            continue
+        hi0, lo0, hi1, lo1 = (float(getattr(c, f)[k]) for f in ("hi0", "lo0", "hi1", "lo1"))
+        d = t - int(c.start_ns[k])
+        refs.append(t + round(d * (((hi1 + lo1) / 2) * 1e-9) + (hi0 + lo0) / 2))
+        bounds.append(d * (((hi1 - lo1) / 2) * 1e-9) + ((hi0 - lo0) / 2 + 0.5))
+    return refs, bounds
+
+
+@pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("dense", [True, False])
-def test_stack_correct_is_correct_and_flags(corrector: Corrector, layout: str,
-                                            dense: bool) -> None:
-    rng = np.random.default_rng(hash((layout, dense)) % 2**32)
+def test_every_path_gives_the_same_bits(corrector: Corrector, seed: int, dense: bool) -> None:
+    """Sorted input dense in cells (per-run), shuffled (gathered, across in-cache chunks),
+    a few sorted runs, scalars and the stack: the same bits, the formula's."""
+    rng = np.random.default_rng(seed)
     stack = corrector.cell_stack(NODES)
-    assert stack is not None and stack.nodes == NODES
+    assert stack is not None
     for code, node in enumerate(NODES):
-        ts = _times(corrector, node, rng, 40 if layout == "short" else 30_000, dense)
-        if layout == "sorted":
-            ts.sort()
-        elif layout == "runs":  # three sorted runs, as a node's rows of three row groups
-            ts = np.concatenate([np.sort(p) for p in np.array_split(ts, 3)])
-        ref, bound, flags, cell = stack.correct(code, ts)
-        want_ref, want_bound = corrector.correct(node, ts, on_invalid="inf")
-        assert _same_bits(ref, want_ref) and _same_bits(bound, want_bound)
-        assert _same_bits(flags, corrector.flags(node, ts))
-        local = cell.astype(np.intp) - int(stack.offsets[code])
-        assert _same_bits(local, corrector._compiled[node].locate(ts))
-        assert ((flags & OUT_OF_RANGE) != 0).tolist() == np.isinf(bound).tolist()
-        if not dense and layout != "short":  # the awkward times are there
-            assert np.isinf(bound).any() and (flags & HOLDOVER).any()
-            if node == "a":
-                assert (flags & VOID).any()
-
-
-def _formula(cor: Corrector, node: str, ts: npt.NDArray[np.int64], per_run: bool
-             ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    """The corrector's two roundings of ``ref = t + rint(mid0 + mid1·δ)``, ``bound = half0 +
-    half1·δ``: per sorted run of a cell, ``(t - start)·(mid1·1e-9)``; gathered,
-    ``mid1·((t - start)·1e-9)``. ``correct`` must give exactly one of them."""
-    c = cor._compiled[node]
-    idx = np.searchsorted(c.starts, ts, side="right")
-    d = (ts - c.cell_start[idx]).astype(np.float64)
-    if per_run:
-        off = d * (c.mid1[idx] * 1e-9) + c.mid0[idx]
-        bound = d * (c.half1[idx] * 1e-9) + c.half0[idx]
-    else:
-        delta = d * 1e-9
-        off = c.mid1[idx] * delta + c.mid0[idx]
-        bound = c.half1[idx] * delta + c.half0[idx]
-    bad = (c.flags[idx] & OUT_OF_RANGE) != 0
-    ref = np.where(bad, ts, ts + np.rint(off).astype(np.int64))
-    return ref, np.where(bad, np.inf, bound)
-
-
-@pytest.mark.parametrize("layout", ["sorted", "shuffled", "runs", "short", "sparse"])
-def test_which_rounding_correct_gives(corrector: Corrector, layout: str) -> None:
-    """Only a sorted input dense in cells is evaluated per run; any other (shuffled, a few
-    sorted runs, short, sorted but few per cell) is gathered; across several in-cache
-    chunks, and bit for bit."""
-    rng = np.random.default_rng(5)
-    for node in NODES:
-        n = {"short": 40, "sparse": 5_000}.get(layout, 150_000)
-        ts = _times(corrector, node, rng, n, dense=layout != "sparse")
-        if layout in ("sorted", "sparse"):
-            ts.sort()
-        elif layout == "runs":
-            ts = np.concatenate([np.sort(p) for p in np.array_split(ts, 4)])
+        ts = np.sort(_times(corrector, node, rng, 150_000, dense))
+        perm = rng.permutation(len(ts))
         ref, bound = corrector.correct(node, ts, on_invalid="inf")
-        want_ref, want_bound = _formula(corrector, node, ts, per_run=layout == "sorted")
-        assert _same_bits(ref, want_ref) and _same_bits(bound, want_bound)
-        assert _same_bits(corrector._compiled[node].locate(ts),
-                          np.searchsorted(corrector._compiled[node].starts, ts, side="right"))
-        if layout == "sorted":  # the two roundings do differ: the test can tell them apart
-            other = _formula(corrector, node, ts, per_run=False)
-            assert not _same_bits(bound, other[1])
+        shuffled = corrector.correct(node, ts[perm], on_invalid="inf")
+        runs = np.concatenate([np.sort(p) for p in np.array_split(ts[perm], 3)])
+        back = np.argsort(runs, kind="stable")
+        in_runs = corrector.correct(node, runs, on_invalid="inf")
+        assert _same_bits(shuffled[0], ref[perm]) and _same_bits(shuffled[1], bound[perm])
+        assert _same_bits(in_runs[0][back], ref) and _same_bits(in_runs[1][back], bound)
+        s_ref, s_bound, flags, _ = stack.correct(code, ts[perm])
+        assert _same_bits(s_ref, ref[perm]) and _same_bits(s_bound, bound[perm])
+        assert _same_bits(flags, corrector.flags(node, ts[perm]))
+        assert ((flags & OUT_OF_RANGE) != 0).tolist() == np.isinf(bound[perm]).tolist()
+        pick = rng.choice(len(ts), 300, replace=False)
+        want_ref, want_bound = _formula(corrector.table(node), ts[pick])
+        assert ref[pick].tolist() == want_ref
+        assert _same_bits(bound[pick], np.array(want_bound))
+        scalars = [corrector.correct(node, int(t), on_invalid="inf") for t in ts[pick]]
+        assert [r for r, _ in scalars] == want_ref and [b for _, b in scalars] == want_bound
+        if not dense:  # the awkward times are there
+            assert np.isinf(bound).any() and (flags & HOLDOVER).any()
 
 
-def _hop_pairs(corrector: Corrector, node: str, rng: np.random.Generator, n: int
-               ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Sorted timestamps around the step and hop pairs ``(src, dst)`` as indices into them:
-    mostly short hops, some long ones (far cells, across the step), some backwards."""
-    ts = np.sort(_times(corrector, node, rng, n, dense=True))
-    src = rng.integers(0, n, n)
-    step = rng.integers(0, 40, n)
-    kind = rng.random(n)
-    dst = np.where(kind < 0.8, src + step, rng.integers(0, n, n))
-    dst = np.where((kind >= 0.8) & (kind < 0.85), src - step, dst)
-    dst = np.clip(dst, 0, n - 1)
-    return ts, src, dst
-
-
-def test_same_node_latency_is_latency(corrector: Corrector) -> None:
+def test_stack_same_node_latency_is_latency(corrector: Corrector) -> None:
+    """The pipeline's same-node hops from the stack's cells and corrections (sorted
+    timestamps: per-run) = :meth:`Corrector.latency` of the shuffled hops (gathered), bit
+    for bit, nodes interleaved, hops across the step and backwards."""
     rng = np.random.default_rng(11)
     stack = corrector.cell_stack(NODES)
     assert stack is not None
     parts: dict[str, list[npt.NDArray[Any]]] = {k: [] for k in
                                                   ("src", "dst", "c1", "c2", "lat", "bnd", "k")}
-    rounding_differs = False
     for code, node in enumerate(NODES):
-        ts, src, dst = _hop_pairs(corrector, node, rng, 20_000)
-        ref, bound, _, cell = stack.correct(code, ts)  # sorted: the per-run evaluation
-        perm = rng.permutation(len(ts))  # shuffled: the gathered evaluation
-        g_ref, g_bound = np.empty_like(ref), np.empty_like(bound)
-        g_ref[perm], g_bound[perm] = corrector.correct(node, ts[perm], on_invalid="inf")
-        rounding_differs |= bool((g_bound != bound).any() or (g_ref != ref).any())
-        # what same_node_latency's margin rests on: the two roundings differ by less
-        assert np.abs(g_ref - ref).max() <= stack.disagree_ns
-        assert np.abs(g_bound - bound).max() <= stack.disagree_ns - 1
-        assert np.isfinite(bound).all()  # the window holds no uncorrectable time
+        n = 20_000
+        ts = np.sort(_times(corrector, node, rng, n, dense=True))
+        src = rng.integers(0, n, n)
+        step = rng.integers(0, 40, n)
+        dst = np.where(rng.random(n) < 0.8, src + step, rng.integers(0, n, n))
+        dst = np.clip(np.where(rng.random(n) < 0.05, src - step, dst), 0, n - 1)
+        ref, bound, _, cell = stack.correct(code, ts)
         parts["src"].append(ts[src])
         parts["dst"].append(ts[dst])
         parts["c1"].append(cell[src])
         parts["c2"].append(cell[dst])
         parts["lat"].append((ref[dst] - ref[src]).astype(np.float64))  # as table_hops does
         parts["bnd"].append(bound[src] + bound[dst])
-        parts["k"].append(np.full(len(src), code))
-    # the per-run and the gathered evaluations round differently somewhere: the stack must
-    # not let that show
-    assert rounding_differs
-    order = rng.permutation(sum(len(p) for p in parts["src"]))  # nodes interleaved
+        parts["k"].append(np.full(n, code))
+    order = rng.permutation(sum(len(p) for p in parts["src"]))
     cat = {k: np.concatenate(v)[order] for k, v in parts.items()}
     lat, bnd = stack.same_node_latency(cat["src"], cat["dst"], cat["c1"], cat["c2"],
                                        cat["lat"], cat["bnd"])
-    # any other rounding of the corrections, within the disagreement, gives the same
-    shake = stack.disagree_ns * rng.uniform(-1, 1, (2, len(order)))
-    lat2, bnd2 = stack.same_node_latency(cat["src"], cat["dst"], cat["c1"], cat["c2"],
-                                         cat["lat"] + 2 * shake[0], cat["bnd"] + 2 * shake[1])
-    assert _same_bits(lat, lat2) and _same_bits(bnd, bnd2)
     seg = stack.slopes.seg
     assert (seg[cat["c1"]] != seg[cat["c2"]]).any()  # hops across the step
     for code, node in enumerate(NODES):
         m = cat["k"] == code
         want_lat, want_bnd = corrector.latency(node, cat["src"][m], node, cat["dst"][m])
         assert _same_bits(lat[m], want_lat) and _same_bits(bnd[m], want_bnd)
+        assert (want_bnd < cat["bnd"][m]).mean() > 0.5  # the slopes did tighten
     empty = np.zeros(0, np.int64)
     e_lat, e_bnd = stack.same_node_latency(empty, empty, empty.astype(np.int32),
                                            empty.astype(np.int32), empty.astype(float),
@@ -376,14 +337,17 @@ def test_cell_stack_refuses_unknown_nodes_and_follows_refresh(corrector: Correct
     assert before is not None and after is not None and after is not before
 
 
-def test_subclass_with_its_own_correct_gets_no_stack(corrector: Corrector) -> None:
+def test_subclass_with_its_own_correct_and_no_stack(corrector: Corrector) -> None:
+    """A subclass that changes ``correct`` and offers no stack is asked ``correct``."""
     class Shifted(Corrector):
         def correct(self, node: str, ts_ns: Any, *, on_invalid: Any = "raise") -> Any:
             ref, bound = super().correct(node, ts_ns, on_invalid=on_invalid)
             return ref + 1000, bound
 
+        def cell_stack(self, nodes: Any) -> None:
+            return None
+
     shifted = Shifted(corrector.table(n) for n in NODES)
-    assert shifted.cell_stack(NODES) is None
     events = _events(corrector, np.random.default_rng(8), 500, True, "row groups")
     pivot = pivot_events(events, DEFAULT_STAGES)
     stamps = correct_stamps(pivot, shifted, skip_bad=True)

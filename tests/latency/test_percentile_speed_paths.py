@@ -1,11 +1,14 @@
-"""The fast paths of the percentile tables against simple references: :class:`GroupedSelect`
-against ``np.sort`` order statistics, and the tumbling-window path of
-:func:`summary_and_windows` against the general :func:`percentile_table`, on inputs laid
-out the ways the fast path reads them (one Arrow chunk per hop, hops sharing a time
-column, mixed chunks, several chunks and dictionaries per hop) and with awkward values
-(NaN, infinities, signed zeros, ties, outliers far from the bulk)."""
+"""The percentile engine against simple references: :class:`GroupedSelect` against
+``np.sort`` order statistics, and the tables of :func:`summary_and_windows` and
+:func:`percentile_table` against a per-group ``np.sort`` of the rows (tumbling and sliding
+windows, weighted rows, ``*`` rows), on inputs laid out the ways the engine reads them (one
+Arrow chunk per hop, hops sharing a time column, mixed chunks, several chunks and
+dictionaries per hop, large strings) and with awkward values (NaN, infinities, signed zeros,
+ties, outliers far from the bulk)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -15,7 +18,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clocksync.latency import _select
-from clocksync.latency._percentiles import _hop_rows, percentile_table, summary_and_windows
+from clocksync.latency._percentiles import (
+    P99_ALPHA,
+    lower_confidence_rank,
+    percentile_table,
+    summary_and_windows,
+)
 from clocksync.latency._select import GroupedSelect
 
 I64 = npt.NDArray[np.int64]
@@ -146,6 +154,10 @@ def _layout(tables: list[pa.Table], layout: str, rng: np.random.Generator) -> pa
         flat = pa.table(cols).combine_chunks()
         half = flat.num_rows // 2
         return pa.concat_tables([flat.slice(0, half), flat.slice(half)])
+    if layout == "large_strings":  # key columns the reader casts
+        return pa.table({c: (one.column(c).cast(pa.large_string())
+                             if pa.types.is_dictionary(one.column(c).type) else one.column(c))
+                         for c in one.column_names})
     # several chunks per hop, each with its own dictionaries in another order
     parts = []
     for t in tables:
@@ -160,34 +172,108 @@ def _layout(tables: list[pa.Table], layout: str, rng: np.random.Generator) -> pa
     return pa.concat_tables(parts)
 
 
-def _same(got: pa.Table, want: pa.Table) -> None:
-    assert got.schema == want.schema
-    assert got.num_rows == want.num_rows
-    for name in want.column_names:  # NaN (too few requests for a rank) equals NaN
-        np.testing.assert_array_equal(got.column(name).to_numpy(zero_copy_only=False),
-                                      want.column(name).to_numpy(zero_copy_only=False))
+def _reference(hops: pa.Table, window_s: float | None, step_s: float | None,
+               all_pairs: bool = True) -> dict[tuple[Any, ...], list[float]]:
+    """Per output row key ``(window start, hop, src, dst)``: count, weight sum, the
+    quantiles of the lows and highs and the P99 lower confidence bound, from a sort of the
+    group's rows (weighted: the smallest value whose cumulative weight reaches q·total)."""
+    hop, src, dst = (hops.column(c).cast(pa.string()).to_pylist()
+                     for c in ("hop", "src_node", "dst_node"))
+    low = hops.column("low_ns").to_numpy().astype(float)
+    high = hops.column("high_ns").to_numpy().astype(float)
+    weight = (hops.column("weight").to_numpy() if "weight" in hops.column_names
+              else np.ones(len(low)))
+    t = hops.column("src_ref_ns").to_numpy()
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    pairs: dict[str, set[tuple[str, str]]] = {}
+    for i in range(len(low)):
+        pairs.setdefault(hop[i], set()).add((src[i], dst[i]))
+    for i in range(len(low)):
+        starts: list[Any] = [None]
+        if window_s is not None:
+            step = round((step_s or window_s) * 1e9)
+            last = int(t[i]) // step
+            starts = [(last - m) * step for m in range(round(window_s * 1e9) // step)]
+        for w in starts:
+            groups.setdefault((w, hop[i], src[i], dst[i]), []).append(i)
+            if all_pairs and len(pairs[hop[i]]) > 1:
+                groups.setdefault((w, hop[i], "*", "*"), []).append(i)
+    out = {}
+    for key, rows in groups.items():
+        r = np.array(rows)
+        row = [float(len(r)), float(weight[r].sum())]
+        for values in (low[r], high[r]):
+            srt = np.argsort(values, kind="stable")
+            cw = np.cumsum(weight[r][srt])
+            for q in QS:
+                k = int(np.searchsorted(cw, q * cw[-1] * (1 - 1e-12)))
+                row.append(float(values[srt][min(k, len(r) - 1)]))
+        k = lower_confidence_rank(len(r), 0.99, P99_ALPHA)
+        row.append(float(np.sort(low[r])[k]) if k >= 0 and "weight" not in hops.column_names
+                   else np.nan)
+        out[key] = row
+    return out
 
 
-@pytest.mark.parametrize("layout", ["per_hop", "mixed_strings", "split_dictionaries"])
-@pytest.mark.parametrize(("n", "window_s", "nan"), [(20_000, 10.0, False), (3_000, 7.0, True),
-                                                    (1, 10.0, False)])
-def test_tumbling_path_equals_general_path(layout: str, n: int, window_s: float,
-                                           nan: bool) -> None:
+def _rows(table: pa.Table) -> dict[tuple[Any, ...], list[float]]:
+    """The table in the shape of :func:`_reference` (and its midpoints checked)."""
+    d = table.to_pydict()
+    weighted = "weight_sum" in d
+    out = {}
+    for i in range(table.num_rows):
+        w = d["window_start_ns"][i] if "window_start_ns" in d else None
+        row = [float(d["count"][i]), d["weight_sum"][i] if weighted else float(d["count"][i])]
+        row += [d[f"{n}_low_ns"][i] for n in ("p50", "p90", "p99", "max")]
+        row += [d[f"{n}_high_ns"][i] for n in ("p50", "p90", "p99", "max")]
+        row.append(d["p99_low_lcb_ns"][i])
+        for n in ("p50", "p90", "p99", "max"):
+            assert np.array_equal(d[f"{n}_ns"][i], (d[f"{n}_low_ns"][i] + d[f"{n}_high_ns"][i])
+                                  / 2, equal_nan=True)
+        out[(w, d["hop"][i], d["src_node"][i], d["dst_node"][i])] = row
+    return out
+
+
+def _same(table: pa.Table, want: dict[tuple[Any, ...], list[float]]) -> None:
+    got = _rows(table)
+    assert sorted(got, key=str) == sorted(want, key=str)
+    for key, row in want.items():
+        np.testing.assert_array_equal(np.array(got[key]), np.array(row), err_msg=str(key))
+
+
+@pytest.mark.parametrize("layout", ["per_hop", "mixed_strings", "split_dictionaries",
+                                    "large_strings"])
+@pytest.mark.parametrize(("n", "window_s", "step_s", "nan"), [
+    (3_000, 10.0, None, False), (1_500, 7.0, None, True), (1_500, 10.0, 2.5, True),
+    (1, 10.0, None, False)])
+def test_tables_equal_sorted_groups(layout: str, n: int, window_s: float,
+                                    step_s: float | None, nan: bool) -> None:
     rng = np.random.default_rng(n)
     hops = _layout(_hop_tables(rng, n, nan), layout, rng)
-    split = _hop_rows(hops)
-    assert split is not None  # the fast path reads this layout
-    assert sorted(p.name for p in split[0]) == ["a->b", "a->d", "b->c", "c->d"]
-    summary, windows = summary_and_windows(hops, window_s)
-    _same(summary, percentile_table(hops))
-    _same(windows, percentile_table(hops, window_s=window_s))
+    summary, windows = summary_and_windows(hops, window_s, step_s)
+    _same(summary, _reference(hops, None, None))
+    _same(windows, _reference(hops, window_s, step_s))
+    _same(percentile_table(hops, window_s=window_s, step_s=step_s, all_pairs=False),
+          _reference(hops, window_s, step_s, all_pairs=False))
     star = summary.filter(pa.compute.equal(summary.column("src_node"), "*"))
     assert "c->d" not in star.column("hop").to_pylist()  # c->d has one node pair...
     assert star.num_rows == (3 if n > 1 else 0)  # ...the others have several
 
 
-@pytest.mark.parametrize(("n", "n_nodes"), [(20_000, 100), (3_000, 300)])
-def test_tumbling_path_with_many_node_pairs(n: int, n_nodes: int) -> None:
+@pytest.mark.parametrize("step_s", [None, 5.0])
+def test_weighted_tables_equal_sorted_groups(step_s: float | None) -> None:
+    """Weights 1 and 4 (sums exact in any order): the weighted quantiles and weight sums."""
+    rng = np.random.default_rng(9)
+    hops = _layout(_hop_tables(rng, 2_000, True), "split_dictionaries", rng)
+    hops = hops.append_column("weight", pa.array(rng.choice([1.0, 4.0], hops.num_rows)))
+    summary, windows = summary_and_windows(hops, 10.0, step_s)
+    _same(summary, _reference(hops, None, None))
+    _same(windows, _reference(hops, 10.0, step_s))
+    assert "weight_sum" in windows.column_names and np.isnan(
+        windows.column("p99_low_lcb_ns").to_numpy()).all()
+
+
+@pytest.mark.parametrize(("n", "n_nodes"), [(6_000, 100), (3_000, 300)])
+def test_tables_with_many_node_pairs(n: int, n_nodes: int) -> None:
     """More possible (pair, window) keys than rows: the fine groups are found through a
     lookup of the present keys (100 nodes) or by hashing them (300 nodes)."""
     rng = np.random.default_rng(n_nodes)
@@ -200,32 +286,16 @@ def test_tumbling_path_with_many_node_pairs(n: int, n_nodes: int) -> None:
         "low_ns": low, "high_ns": low + rng.exponential(1e3, n),
         "src_ref_ns": pa.array(rng.integers(0, 95 * 10**9, n) + 10**18, pa.int64()),
     })
-    assert _hop_rows(hops) is not None
     summary, windows = summary_and_windows(hops, 10.0)
-    _same(summary, percentile_table(hops))
-    _same(windows, percentile_table(hops, window_s=10.0))
+    _same(summary, _reference(hops, None, None))
+    _same(windows, _reference(hops, 10.0, None))
     assert windows.num_rows > n // 2  # most (pair, window) groups hold one or two rows
 
 
-def test_hops_sharing_a_time_column_share_it() -> None:
-    """The first and last hop read one time column: one buffer, one window index."""
-    rng = np.random.default_rng(2)
-    split = _hop_rows(_layout(_hop_tables(rng, 500, False), "per_hop", rng))
-    assert split is not None
-    keys = {p.name: p.t_key for p in split[0]}
-    assert keys["a->b"] is not None
-    assert keys["a->b"] == keys["a->d"] != keys["b->c"]
-
-
-def test_other_key_types_take_the_general_path() -> None:
-    """Key columns the fast path does not read (here large strings) give the same tables
-    through :func:`percentile_table`."""
-    rng = np.random.default_rng(4)
-    hops = _layout(_hop_tables(rng, 2_000, False), "mixed_strings", rng)
-    at = hops.column_names.index("src_node")
-    hops = hops.set_column(at, "src_node", hops.column("src_node").cast(pa.large_string()))
-    assert _hop_rows(hops) is None
+def test_empty_tables_keep_their_columns() -> None:
+    rng = np.random.default_rng(1)
+    hops = _layout(_hop_tables(rng, 10, False), "per_hop", rng).slice(0, 0)
     summary, windows = summary_and_windows(hops, 10.0)
-    _same(summary, percentile_table(hops))
-    _same(windows, percentile_table(hops, window_s=10.0))
-    assert summary.num_rows > 4 and windows.num_rows > summary.num_rows
+    assert summary.num_rows == windows.num_rows == 0
+    assert windows.column_names[:2] == ["window_start_ns", "window_end_ns"]
+    assert summary.column_names == windows.column_names[2:]

@@ -10,8 +10,8 @@ hops with causality, and report percentiles with guaranteed intervals and alerts
     hops = compute_latencies(events, Corrector.from_store("tables/"))  # pyarrow.Table
     report = analyze(events, corrector, window_s=10.0)
 
-Dask (optional extra ``clocksync[dask]``): ``clocksync.latency._dask.dask_latencies`` and
-``dask_sketch``.
+Dask (optional extra ``clocksync[dask]``): :mod:`clocksync.latency.dask`
+(``dask_latencies``, ``dask_sketch``); ``clocksync latency --scheduler`` runs it.
 """
 
 from ._alerts import Alert, AlertConfig, WorstRequest
@@ -20,7 +20,7 @@ from ._events import concat_events, read_events_file
 from ._inputs import input_format, read_inputs
 from ._percentiles import QUANTILES, grouped_quantiles, percentile_table
 from ._pipeline import HopCount, HopResult, LatencyReport, analyze, compute_latencies, hop_table
-from ._plot import plot_report
+from ._plot import plain_axes, plot_report
 from ._sampling import AdaptiveSampler, SampleBatch, SamplingConfig, request_uniform
 from ._schema import DEFAULT_STAGES, EVENT_COLUMNS, BadRecord, Events, hop_name, hops_of
 from ._simulate import RequestModel, simulate_requests
@@ -59,6 +59,7 @@ __all__ = [
     "hops_of",
     "input_format",
     "percentile_table",
+    "plain_axes",
     "plot_report",
     "read_events_file",
     "read_inputs",

@@ -172,3 +172,51 @@ def test_prometheus_example_passes_promtool(tmp_path: Path) -> None:
     bad = subprocess.run([promtool, "check", "config", str(config)], capture_output=True,
                          text=True, timeout=60, check=False)
     assert bad.returncode != 0  # timeout longer than the interval: promtool does check
+
+
+def _deploy_snippets() -> list[str]:
+    """The TOML blocks and heredocs (<<'EOF' ... EOF) that docs/deploy.md has users write."""
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", text, re.S)
+    blocks += re.findall(r"<<'EOF'\n(.*?)\nEOF\n", text, re.S)
+    return blocks
+
+
+def test_deploy_guide_configs_load(tmp_path: Path) -> None:
+    """Every agent.toml the guide writes loads with the real loader; the credentials
+    drop-in it writes verifies with the unit."""
+    snippets = _deploy_snippets()
+    tomls = [s for s in snippets if not s.startswith("[Service]")]
+    assert len(tomls) >= 2  # the reference's and a node's
+    for i, snippet in enumerate(tomls):
+        path = tmp_path / f"agent{i}.toml"
+        path.write_text(snippet)
+        config = load_config(path)
+        assert config.http_listen == "0.0.0.0:9465" and config.data_dir == "/var/lib/clocksync"
+        assert config.has_sources or config.serve_port  # `agent run` accepts it
+    drop_ins = [s for s in snippets if s.startswith("[Service]")]
+    assert drop_ins
+    unit_dir = _copy_units(tmp_path)
+    drop = unit_dir / "clocksync-agent.service.d"
+    drop.mkdir()
+    (drop / "credentials.conf").write_text(drop_ins[0] + "\n")
+    res = _verify(unit_dir, "clocksync-agent.service")
+    assert res.returncode == 0 and res.stderr.strip() == "", res.stderr
+
+
+def test_readme_install_line_covers_the_documented_agent_command() -> None:
+    """The README's install line installs what its agent command (a Redis store, /metrics
+    on by default) and --plot import: their extras' packages, per pyproject.toml."""
+    readme = (ROOT / "README.md").read_text()
+    extras_given = re.search(r"pip install -e '\.\[([a-z,]+)\]'", readme)
+    assert extras_given, "an install line with extras"
+    extras = set(extras_given.group(1).split(","))
+    optional = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    installed = {re.split(r"[<>=\[ ]", req)[0].lower()
+                 for extra in extras for req in optional[extra]}
+    assert "--store 'redis://" in readme and "/metrics" in readme
+    assert {"redis", "prometheus-client", "matplotlib"} <= installed, installed
+    for extra in optional:  # the extras table names every extra
+        if extra != "dev":
+            assert f"| `{extra}` |" in readme, extra

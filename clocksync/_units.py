@@ -102,18 +102,18 @@ def column_digits(bounds: Iterable[float], scale: float, least: int = 1,
 
 
 def format_ns_column(values_ns: Sequence[float],
-                     bounds_ns: Sequence[float] | None = None) -> list[str]:
+                     bounds_ns: Sequence[float] | None = None, least: int = 1) -> list[str]:
     """One column of durations (with bounds, ``"412.3 ± 18.0 µs"``) in one unit and with one
     number of decimals, chosen for the whole column (:func:`column_unit`,
     :func:`column_digits`), so right-aligned cells line up on the decimal point. NaN values
-    read ``"n/a"``, an infinite bound ``"± unbounded"``."""
+    read ``"n/a"``, an infinite bound ``"± unbounded"``; ``least``: fewest decimals."""
     bounds = list(bounds_ns) if bounds_ns is not None else None
     mags = [abs(v) for v in values_ns]
     if bounds is not None:
         mags = [max(m, abs(b)) if math.isfinite(b) else m for m, b in zip(mags, bounds,
                                                                           strict=True)]
     scale, unit = column_unit(mags)
-    digits = column_digits(bounds if bounds is not None else [], scale)
+    digits = column_digits(bounds if bounds is not None else [], scale, least=least)
     out = []
     for i, value in enumerate(values_ns):
         if value != value:

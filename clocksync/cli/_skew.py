@@ -176,9 +176,9 @@ def report(store: str, as_json: bool, watch: float | None, at_ns: int | None,
     http://host:9465,http://host2:9465."""
     if sample_paths and plot_path is None:
         raise click.UsageError("--samples is only used with --plot")
-    history = load_sample_history(sample_paths) if sample_paths else None
-    corrector = Corrector.from_store(store, table_key=table_key)
     try:
+        history = load_sample_history(sample_paths) if sample_paths else None
+        corrector = Corrector.from_store(store, table_key=table_key)
         while True:
             now = at_ns if at_ns is not None else time.time_ns()
             rows = skew_rows(corrector, now)
@@ -202,4 +202,6 @@ def report(store: str, as_json: bool, watch: float | None, at_ns: int | None,
             if not as_json:
                 click.echo()
     except KeyboardInterrupt:  # Ctrl-C ends --watch: a normal, quiet exit
+        if watch is None:
+            raise
         return

@@ -124,3 +124,33 @@ def test_skew_plot_has_no_offset_notation(store: tuple[Path, int], tmp_path: Pat
     for ax in fig.axes:
         assert ax.yaxis.get_offset_text().get_text() == "", ax.get_title()
         assert ax.xaxis.get_offset_text().get_text() == "", ax.get_title()
+
+
+@pytest.mark.slow
+def test_watch_real_sigint_exits_zero(store: tuple[Path, int]) -> None:
+    """A real Ctrl-C (SIGINT) to the process once a refresh is out: exit 0, stderr empty."""
+    import signal
+    import subprocess
+    import sys
+
+    base, last = store
+    exe = Path(sys.executable).parent / "clocksync"
+    if not exe.exists():
+        pytest.skip(f"no clocksync script beside {sys.executable} (pip install -e .)")
+    proc = subprocess.Popen(
+        [str(exe), "skew", "report", "--store", str(base / "tables"), "--at-ns",
+         str(last + 10**9), "--watch", "0.5"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # blocks until the first refresh is printed
+        assert STAMP.match(first), first
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert err == "" and "Aborted" not in out

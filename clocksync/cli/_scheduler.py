@@ -2,12 +2,15 @@
 
 ``--scheduler local:N`` starts a ``distributed.LocalCluster`` of N worker processes on
 127.0.0.1 for this run; ``--scheduler tcp://HOST:PORT`` uses a running Dask scheduler. The
-events are read here, partitioned across the workers, shuffled by request id
+events are read here and cut into partitions of whole requests in time order (so no
+shuffle is needed), the per-request hops computed on the workers
 (:func:`clocksync.latency.dask.dask_latencies`), and the percentiles come back as one merged
 sketch (:func:`~clocksync.latency.dask.dask_sketch`): each end of an interval at most one
 bucket (a factor ``(1+α)/(1-α)``, α = ``--sketch-accuracy``) outside the exact interval of
-one process, and still guaranteed. Causal tightening runs per partition (valid, possibly
-looser). Windowed percentiles and alerts need one process and are not computed.
+one process, and still guaranteed. Causal tightening runs per partition: a causal window
+(node pair × ``--causal-window`` of corrected time) is whole unless a partition boundary
+cuts it, and only such a window's messages can get a wider (still valid) interval.
+Windowed percentiles and alerts need one process and are not computed.
 """
 
 from __future__ import annotations
@@ -104,6 +107,22 @@ def _plain_strings(table: pa.Table) -> pa.Table:
     return table
 
 
+def _by_request_time(table: pa.Table) -> pa.Table:
+    """Events indexed by their request's rank in time (its earliest local stamp), sorted:
+    partitions cut on this index hold whole requests, and consecutive stretches of time,
+    so causal windows (node pair x window of corrected time) stay whole except where a
+    cut falls inside one."""
+    if not table.num_rows:
+        return table.append_column("__request_rank", pa.array([], pa.int64()))
+    first = table.group_by("request_id").aggregate([("ts_ns", "min")])
+    order = pc.sort_indices(first, [("ts_ns_min", "ascending"), ("request_id", "ascending")])
+    ranked = first.take(order).append_column(
+        "__request_rank", pa.array(range(first.num_rows), pa.int64()))
+    joined = table.join(ranked.select(["request_id", "__request_rank"]), "request_id",
+                        join_type="inner", use_threads=False)
+    return joined.sort_by("__request_rank")
+
+
 def dask_summary(client: Any, events: Events, tables: list[Any], stages: tuple[str, ...],
                  causal: CausalAssumptions | None, skip_bad: bool,
                  accuracy: float) -> DaskSummary:
@@ -118,8 +137,11 @@ def dask_summary(client: Any, events: Events, tables: list[Any], stages: tuple[s
     requests = int(pc.count_distinct(table.column("request_id")).as_py()) if table.num_rows \
         else 0
     partitions = max(1, min(2 * workers, math.ceil(max(table.num_rows, 1) / 1_000)))
-    frame = dd.from_pandas(table.to_pandas(), npartitions=partitions, sort=False)
-    hops = dask_latencies(frame, tables, stages, causal, skip_bad).persist()
+    frame = dd.from_pandas(_by_request_time(table).to_pandas().set_index("__request_rank"),
+                           npartitions=partitions,
+                           sort=True)
+    # whole requests per partition already (the index): no shuffle
+    hops = dask_latencies(frame, tables, stages, causal, skip_bad, shuffle=False).persist()
     sketch = dask_sketch(hops, accuracy, all_pairs=True)
     order = [hop_name(a, b) for a, b in hops_of(stages)]
     counts = dask_hop_counts(hops, order)

@@ -66,18 +66,25 @@ def rows(doc: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
 
 def assert_within_sketch(dask: dict[str, Any], exact: dict[str, Any], same_hops: bool) -> None:
     """Same rows and counts; every sketch interval holds the exact one; with identical
-    per-request intervals (``same_hops``), each end is at most one bucket further out."""
+    per-request intervals (``same_hops``), each end is at most one bucket further out; with
+    causal tightening per partition, at least 90 % of the ends are."""
     got, want = rows(dask), rows(exact)
     assert got.keys() == want.keys()
+    ends = beyond = 0
     for key, w in want.items():
         g = got[key]
         assert g["count"] == w["count"], key
         for q in QS:
             lo, hi = w[f"{q}_low_ns"], w[f"{q}_high_ns"]
             assert g[f"{q}_low_ns"] <= lo + 1e-6 and g[f"{q}_high_ns"] >= hi - 1e-6, (key, q)
-            if same_hops:  # one bucket: v/γ <= edge <= v·γ (and 2 ns around zero)
-                assert lo - g[f"{q}_low_ns"] <= (GAMMA - 1) * abs(lo) + 2.0, (key, q)
-                assert g[f"{q}_high_ns"] - hi <= (GAMMA - 1) * abs(hi) + 2.0, (key, q)
+            # one bucket: v/γ <= edge <= v·γ (and 2 ns around zero)
+            out = [lo - g[f"{q}_low_ns"] > (GAMMA - 1) * abs(lo) + 2.0,
+                   g[f"{q}_high_ns"] - hi > (GAMMA - 1) * abs(hi) + 2.0]
+            if same_hops:
+                assert not any(out), (key, q)
+            ends += 2
+            beyond += sum(out)
+    assert beyond <= 0.1 * ends, f"{beyond} of {ends} percentile ends beyond the sketch"
     dh = {h["hop"]: h for h in dask["hops"]}
     for h in exact["hops"]:
         for k in ("requests", "cross_node", "negative_raw"):

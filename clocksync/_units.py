@@ -113,7 +113,9 @@ def format_ns_column(values_ns: Sequence[float],
         mags = [max(m, abs(b)) if math.isfinite(b) else m for m, b in zip(mags, bounds,
                                                                           strict=True)]
     scale, unit = column_unit(mags)
-    digits = column_digits(bounds if bounds is not None else [], scale, least=least)
+    shown = ([b for v, b in zip(values_ns, bounds, strict=True) if v == v]
+             if bounds is not None else [])  # a row shown as n/a sets no digits
+    digits = column_digits(shown, scale, least=least)
     out = []
     for i, value in enumerate(values_ns):
         if value != value:

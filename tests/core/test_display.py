@@ -154,3 +154,17 @@ def test_watch_real_sigint_exits_zero(store: tuple[Path, int]) -> None:
             proc.wait()
     assert proc.returncode == 0, err
     assert err == "" and "Aborted" not in out
+
+
+def test_column_helpers() -> None:
+    from clocksync._units import format_duration_column, format_ns_column, text_table
+
+    cells = format_ns_column([412_300.0, 2_200_000.0, float("nan"), 5.0],
+                             [18_000.0, 1_300.0, 1.0, math.inf])
+    assert cells == ["412.3 ± 18.0 µs", "2200.0 ± 1.3 µs", "n/a", "0.0 µs ± unbounded"]
+    assert format_ns_column([1.5e9, 2.5e9]) == ["1.5 s", "2.5 s"]
+    assert format_duration_column([30.0, 7200.0, 90_000.0, math.inf]) == [
+        "0.0 h", "2.0 h", "25.0 h", "n/a"]
+    lines = text_table(["name", "value"], [["a", "1.0 µs"], ["long-name", "22.5 µs"]])
+    assert lines == ["name" + " " * 9 + "value", "-" * 18,
+                     "a" + " " * 11 + "1.0 µs", "long-name  22.5 µs"]

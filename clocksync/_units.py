@@ -1,14 +1,26 @@
 """Human-readable time quantities: a value always shown with its bound, in one unit.
 
 ``format_ns(412_300, 18_000) == "412.3 µs ± 18.0 µs"``. The unit is chosen from the larger
-of |value| and bound, so value and bound are comparable at a glance.
+of |value| and bound, so value and bound are comparable at a glance. In a table, a column
+takes one unit and one number of decimals for all its cells (:func:`format_ns_column`), and
+:func:`text_table` right-aligns it under its header.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 
-__all__ = ["format_duration_s", "format_ns", "parse_duration_s"]
+__all__ = [
+    "column_digits",
+    "column_unit",
+    "format_duration_column",
+    "format_duration_s",
+    "format_ns",
+    "format_ns_column",
+    "parse_duration_s",
+    "text_table",
+]
 
 _UNITS = ((1e9, "s"), (1e6, "ms"), (1e3, "µs"), (1.0, "ns"))
 
@@ -67,3 +79,82 @@ def parse_duration_s(text: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"not a duration: {text!r}")
     return value
+
+
+def column_unit(magnitudes_ns: Iterable[float]) -> tuple[float, str]:
+    """``(scale_ns, name)`` for a column of durations: the largest of s/ms/µs/ns in which
+    the median finite magnitude is at least 1 (ns when the column has none)."""
+    finite = sorted(abs(v) for v in magnitudes_ns if v == v and math.isfinite(v))
+    if not finite:
+        return 1.0, "ns"
+    return _unit(finite[(len(finite) - 1) // 2])
+
+
+def column_digits(bounds: Iterable[float], scale: float, least: int = 1,
+                  most: int = 6) -> int:
+    """Decimals for a column in unit ``scale``: enough that its smallest positive finite
+    bound keeps two significant figures, within ``[least, most]``."""
+    positive = [b for b in bounds if b == b and math.isfinite(b) and b > 0]
+    if not positive:
+        return least
+    need = 1 - math.floor(math.log10(min(positive) / scale))
+    return max(least, min(most, need))
+
+
+def format_ns_column(values_ns: Sequence[float],
+                     bounds_ns: Sequence[float] | None = None, least: int = 1) -> list[str]:
+    """One column of durations (with bounds, ``"412.3 ± 18.0 µs"``) in one unit and with one
+    number of decimals, chosen for the whole column (:func:`column_unit`,
+    :func:`column_digits`), so right-aligned cells line up on the decimal point. NaN values
+    read ``"n/a"``, an infinite bound ``"± unbounded"``; ``least``: fewest decimals."""
+    bounds = list(bounds_ns) if bounds_ns is not None else None
+    mags = [abs(v) for v in values_ns]
+    if bounds is not None:
+        mags = [max(m, abs(b)) if math.isfinite(b) else m for m, b in zip(mags, bounds,
+                                                                          strict=True)]
+    scale, unit = column_unit(mags)
+    shown = ([b for v, b in zip(values_ns, bounds, strict=True) if v == v]
+             if bounds is not None else [])  # a row shown as n/a sets no digits
+    digits = column_digits(shown, scale, least=least)
+    out = []
+    for i, value in enumerate(values_ns):
+        if value != value:
+            out.append("n/a")
+            continue
+        text = f"{value / scale:.{digits}f}"
+        if bounds is None:
+            out.append(f"{text} {unit}")
+        elif not math.isfinite(bounds[i]):
+            out.append(f"{text} {unit} ± unbounded")
+        else:
+            out.append(f"{text} ± {bounds[i] / scale:.{digits}f} {unit}")
+    return out
+
+
+_DURATION_UNITS = ((86_400.0, "d"), (3_600.0, "h"), (60.0, "min"), (1.0, "s"))
+
+
+def format_duration_column(seconds: Sequence[float]) -> list[str]:
+    """A column of ages in one unit (d/h/min/s, the largest in which the median finite
+    value is at least 1; one decimal, none for seconds); non-finite read ``"n/a"``."""
+    finite = sorted(abs(s) for s in seconds if math.isfinite(s))
+    median = finite[(len(finite) - 1) // 2] if finite else 0.0
+    scale, unit = next(((f, u) for f, u in _DURATION_UNITS if median >= f), (1.0, "s"))
+    digits = 0 if unit == "s" else 1
+    return [f"{s / scale:.{digits}f} {unit}" if math.isfinite(s) else "n/a" for s in seconds]
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]],
+               left: Iterable[int] = (0,)) -> list[str]:
+    """Lines of a plain-text table: each column as wide as its widest cell, right-aligned
+    (the ``left`` column indices left-aligned), the header aligned like its column, a rule
+    under it. Trailing blanks are stripped."""
+    lefts = set(left)
+    widths = [max([len(header[j])] + [len(r[j]) for r in rows]) for j in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) if j in lefts else c.rjust(w)
+                         for j, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    head = line(header)
+    return [head, "-" * len(head), *(line(r) for r in rows)]

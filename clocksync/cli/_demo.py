@@ -8,7 +8,7 @@ from dataclasses import asdict
 import click
 
 from .._demo import run_demo
-from .._units import format_ns
+from .._units import format_ns, format_ns_column, text_table
 from ._skew import render_skew_table
 
 __all__ = ["demo"]
@@ -43,13 +43,16 @@ def demo(store_dir: str | None, seed: int, duration_s: float, as_json: bool) -> 
     click.echo(render_skew_table(result.report))
     click.echo("\nHidden truth at the same moment:")
     by_node = {r.node: r for r in result.report}
-    for t in result.truth:
-        r = by_node[t.node]
-        err = r.offset_now_ns - t.offset_ns
-        inside = "inside" if abs(err) <= r.bound_now_ns else "OUTSIDE"
-        click.echo(f"  {t.node:<12} true offset {format_ns(t.offset_ns):>12}, "
-                   f"true skew {t.skew_ppm:+.3f} ppm; "
-                   f"error {format_ns(err)} ({inside} the bound)")
+    errors = [by_node[t.node].offset_now_ns - t.offset_ns for t in result.truth]
+    offsets = format_ns_column([t.offset_ns for t in result.truth], least=4)
+    error_cells = format_ns_column(errors)
+    rows = [[t.node, off, f"{t.skew_ppm:+.4f} ppm", cell,
+             "inside" if abs(err) <= by_node[t.node].bound_now_ns else "OUTSIDE"]
+            for t, off, cell, err in zip(result.truth, offsets, error_cells, errors,
+                                         strict=True)]
+    for line in text_table(["node", "true offset", "true skew", "error", "bound"], rows,
+                           left=(0, 4)):
+        click.echo(f"  {line}")
     click.echo("\nPP exit -> Bifrost arrival, per request:")
     for h in result.hops:
         click.echo(

@@ -14,13 +14,15 @@ import click
 
 from .._errors import InputError
 from .._tablekey import TableKey
-from .._units import format_ns, parse_duration_s
+from .._units import format_ns, format_ns_column, parse_duration_s, text_table
 from ..latency import (
     DEFAULT_STAGES,
     AdaptiveSampler,
     AlertConfig,
+    BadRecord,
     CausalAssumptions,
     Events,
+    HopCount,
     LatencyReport,
     SamplingConfig,
     TraceMapping,
@@ -33,8 +35,15 @@ from ..latency import (
     write_latencies,
 )
 from ._options import table_key_option
+from ._scheduler import (
+    check_options,
+    dask_summary,
+    parse_scheduler,
+    render_dask,
+    scheduler_client,
+)
 
-__all__ = ["latency"]
+__all__ = ["bad_lines", "hop_lines", "latency", "render", "summary_lines"]
 
 _PROGRESS_BYTES = 64 * 1024 * 1024
 
@@ -65,6 +74,15 @@ def _duration(_ctx: click.Context, param: click.Parameter, value: str | None) ->
         raise click.BadParameter(str(exc), param=param) from None
 
 
+def _scheduler(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return parse_scheduler(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param=param) from None
+
+
 def _clean(value: Any) -> Any:
     """JSON-safe: non-finite floats become ``null``."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -80,8 +98,63 @@ def _when(ts_ns: int) -> str:
     return datetime.fromtimestamp(ts_ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
 
 
-def _interval(lo: float, hi: float) -> str:
-    return format_ns((lo + hi) / 2, (hi - lo) / 2)
+def _chain_key(order: list[str]) -> Any:
+    """Sort key for summary rows: the hop's place in the chain (``order``: consecutive hops
+    in stage order, end-to-end last; unknown hops after, by name), all pairs first, then
+    the node pairs by name."""
+    rank = {hop: i for i, hop in enumerate(order)}
+
+    def key(row: dict[str, Any]) -> tuple[int, str, bool, str, str]:
+        hop = str(row["hop"])
+        return (rank.get(hop, len(rank)), hop, row["src_node"] != "*", str(row["src_node"]),
+                str(row["dst_node"]))
+
+    return key
+
+
+def summary_lines(rows: list[dict[str, Any]], order: list[str]) -> list[str]:
+    """The percentile table: hops in chain order, each column in one unit, right-aligned."""
+    rows = sorted(rows, key=_chain_key(order))
+    header = ["hop", "nodes", "n", "P50", "P90", "P99", "max"]
+    columns = []
+    for q in ("p50", "p90", "p99", "max"):
+        lows = [float(row[f"{q}_low_ns"]) for row in rows]
+        highs = [float(row[f"{q}_high_ns"]) for row in rows]
+        columns.append(format_ns_column([(lo + hi) / 2 for lo, hi in zip(lows, highs,
+                                                                        strict=True)],
+                                        [(hi - lo) / 2 for lo, hi in zip(lows, highs,
+                                                                        strict=True)]))
+    cells = []
+    for i, row in enumerate(rows):
+        nodes = "all pairs" if row["src_node"] == "*" else f"{row['src_node']}->{row['dst_node']}"
+        cells.append([str(row["hop"]), nodes, f"{row['count']:.0f}",
+                      *(col[i] for col in columns)])
+    return text_table(header, cells, left=(0, 1))
+
+
+def bad_lines(bad: tuple[BadRecord, ...]) -> list[str]:
+    """The first ten skipped records, and how many more."""
+    lines = [f"  skipped {b}" for b in bad[:10]]
+    if len(bad) > 10:
+        lines.append(f"  ... and {len(bad) - 10} more malformed records")
+    return lines
+
+
+def hop_lines(hops: tuple[HopCount, ...]) -> list[str]:
+    """Per hop (chain order): negative raw latencies, order unknown, inconsistent, and the
+    median bound beside the tables-only one when causality tightened it."""
+    lines = ["per hop: raw < 0 = negative raw latency (local clocks as they are; never "
+             "clamped), order unknown = interval straddles 0"]
+    width = max((len(h.hop) for h in hops), default=0)
+    for h in hops:
+        extra = f", {h.inconsistent} INCONSISTENT" if h.inconsistent else ""
+        tight = ""
+        if h.median_width_ns < h.median_table_width_ns:
+            tight = (f", median bound ±{format_ns(h.median_width_ns / 2)} "
+                     f"(tables only ±{format_ns(h.median_table_width_ns / 2)})")
+        lines.append(f"  {h.hop:<{width}}  raw < 0: {h.negative_raw}/{h.requests}, "
+                     f"order unknown: {h.order_unknown}{extra}{tight}")
+    return lines
 
 
 def _inputs(paths: tuple[str, ...], fmt: str) -> list[dict[str, Any]]:
@@ -132,10 +205,7 @@ def render(report: LatencyReport, inputs: list[dict[str, Any]] | None = None) ->
         f" ({len(report.bad)} malformed, skipped), window {report.window_s:g} s",
     ]
     lines += [f"  input {i['path']}: {i['format']} ({i['chosen']})" for i in inputs or ()]
-    for b in report.bad[:10]:
-        lines.append(f"  skipped {b}")
-    if len(report.bad) > 10:
-        lines.append(f"  ... and {len(report.bad) - 10} more malformed records")
+    lines += bad_lines(report.bad)
     notes = []
     if r.incomplete:
         notes.append(f"{r.incomplete} requests lack some stage")
@@ -149,27 +219,10 @@ def render(report: LatencyReport, inputs: list[dict[str, Any]] | None = None) ->
                      f"({', '.join(f'{n}: {c} events' for n, c in r.uncorrectable_nodes.items())})")
     lines += [f"  note: {n}" for n in notes]
     lines.append("")
-    head = f"{'hop':<30} {'nodes':<22} {'n':>7}  {'P50':<22} {'P90':<22} {'P99':<22} {'max'}"
-    lines.append(head)
-    lines.append("-" * len(head))
-    s = report.summary.to_pylist()
-    for row in s:
-        nodes = "all pairs" if row["src_node"] == "*" else f"{row['src_node']}->{row['dst_node']}"
-        cells = [_interval(row[f"{q}_low_ns"], row[f"{q}_high_ns"]) for q in
-                 ("p50", "p90", "p99", "max")]
-        lines.append(f"{row['hop']:<30} {nodes:<22} {row['count']:>7}  {cells[0]:<22} "
-                     f"{cells[1]:<22} {cells[2]:<22} {cells[3]}")
+    order = [h.hop for h in r.hops]
+    lines += summary_lines(report.summary.to_pylist(), order)
     lines.append("")
-    lines.append("per hop: raw < 0 = negative raw latency (local clocks as they are; never "
-                 "clamped), order unknown = interval straddles 0")
-    for h in r.hops:
-        extra = f", {h.inconsistent} INCONSISTENT" if h.inconsistent else ""
-        tight = ""
-        if h.median_width_ns < h.median_table_width_ns:
-            tight = (f", median bound ±{format_ns(h.median_width_ns / 2)} "
-                     f"(tables only ±{format_ns(h.median_table_width_ns / 2)})")
-        lines.append(f"  {h.hop:<30} raw < 0: {h.negative_raw}/{h.requests}, "
-                     f"order unknown: {h.order_unknown}{extra}{tight}")
+    lines += hop_lines(r.hops)
     if r.pair_windows:
         counts: dict[str, int] = {}
         for pw in r.pair_windows:
@@ -184,9 +237,13 @@ def render(report: LatencyReport, inputs: list[dict[str, Any]] | None = None) ->
             when = (f"{_when(a.window_start_ns)} +{(a.window_end_ns - a.window_start_ns) / 1e9:g}s"
                     if a.window_end_ns else "whole input")
             lines.append(f"  [{a.kind}] {when}: {a.message}")
-            for w in a.worst:
+            cells = format_ns_column([(w.low_ns + w.high_ns) / 2 for w in a.worst],
+                                     [(w.high_ns - w.low_ns) / 2 for w in a.worst])
+            ids = max((len(str(w.request_id)) for w in a.worst), default=0) + 1
+            width = max((len(c) for c in cells), default=0)
+            for w, cell in zip(a.worst, cells, strict=True):
                 attrs = ", ".join(f"{k}={v}" for k, v in w.attributes)
-                lines.append(f"      {w.request_id}: {_interval(w.low_ns, w.high_ns)}"
+                lines.append(f"      {str(w.request_id) + ':':<{ids}} {cell:>{width}}"
                              + (f"  ({attrs})" if attrs else ""))
     return "\n".join(lines)
 
@@ -218,8 +275,10 @@ def render(report: LatencyReport, inputs: list[dict[str, Any]] | None = None) ->
 @click.option("--allow-empty", is_flag=True,
               help="Exit 0 even when no request could be formed (default: an error that "
                    "names what was read and what the map expected).")
-@click.option("--stages", default=",".join(DEFAULT_STAGES), show_default=True,
-              help="Comma-separated stage chain.")
+@click.option("--stages", default=None,
+              help="Comma-separated stage chain, in order (default: the --trace-map's "
+                   f"stages in the order of its rules, else {','.join(DEFAULT_STAGES)}); "
+                   "the report lists hops in this order, end-to-end last.")
 @click.option("--min-wire-delay", "min_wire_s", default="0ns", show_default=True,
               callback=_duration, help="Least true one-way message delay (causal bound).")
 @click.option("--causal-window", "causal_window_s", default="1s", show_default=True,
@@ -234,14 +293,25 @@ def render(report: LatencyReport, inputs: list[dict[str, Any]] | None = None) ->
 @click.option("--sample-budget", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Sample requests down to about this many events per second (slow "
                    "outliers always kept; percentiles weighted).")
+@click.option("--scheduler", default=None, callback=_scheduler,
+              help="Compute on Dask: local:N (a cluster of N worker processes on 127.0.0.1 "
+                   "for this run) or tcp://HOST:PORT (a running scheduler). Percentiles "
+                   "from merged sketches (see --sketch-accuracy); no windows or alerts. "
+                   "Needs clocksync[dask].")
+@click.option("--sketch-accuracy", type=click.FloatRange(0, 0.5, min_open=True,
+                                                         max_open=True),
+              default=0.01, show_default=True,
+              help="With --scheduler: the sketches' relative accuracy α (each end of an "
+                   "interval at most a factor (1+α)/(1-α) wider than one process's).")
 @table_key_option
 def latency(events: tuple[str, ...], tables_dir: str | None, store_url: str | None,
             out: str | None, save_events: str | None, as_json: bool, window_s: float,
             step_s: float | None,
             skip_bad: bool, plot: str | None, fmt: str, trace_map: str | None,
-            allow_empty: bool, stages: str,
+            allow_empty: bool, stages: str | None,
             min_wire_s: float, causal_window_s: float, no_causal: bool, k_mad: float,
             max_clock_bound_s: float, strict: bool, sample_budget: float | None,
+            scheduler: str | None, sketch_accuracy: float,
             table_key: TableKey | None) -> None:
     """Hop latencies of EVENTS (events files or OTLP/Jaeger/Zipkin traces) with bounds."""
     from .. import Corrector
@@ -249,7 +319,15 @@ def latency(events: tuple[str, ...], tables_dir: str | None, store_url: str | No
     _no_hugepage_advice()
     if (tables_dir is None) == (store_url is None):
         raise click.UsageError("give exactly one of --tables DIR or --store URL")
-    chain = tuple(s.strip() for s in stages.split(",") if s.strip())
+    if scheduler is not None:
+        check_options(**{"--out": out, "--plot": plot, "--strict": strict})
+    mapping = TraceMapping.load(trace_map) if trace_map else None
+    if stages is not None:
+        chain = tuple(s.strip() for s in stages.split(",") if s.strip())
+    elif mapping is not None:
+        chain = tuple(dict.fromkeys(rule.stage for rule in mapping.rules))
+    else:
+        chain = DEFAULT_STAGES
     try:
         hops_of(chain)
     except ValueError as exc:
@@ -262,7 +340,6 @@ def latency(events: tuple[str, ...], tables_dir: str | None, store_url: str | No
     if tables_dir is not None and not os.path.isdir(tables_dir):
         raise InputError(f"{tables_dir}: no such table directory")
     corrector = Corrector.from_store(url, table_key=table_key)
-    mapping = TraceMapping.load(trace_map) if trace_map else None
     inputs = _inputs(events, fmt)
     big = sum(os.path.getsize(p) for p in events if os.path.isfile(p)) > _PROGRESS_BYTES
     if big and not as_json and sys.stderr.isatty():
@@ -285,6 +362,25 @@ def latency(events: tuple[str, ...], tables_dir: str | None, store_url: str | No
         data = Events(batch.events, data.bad, data.records)
     causal = None if no_causal else CausalAssumptions(
         min_wire_delay_ns=min_wire_s * 1e9, window_s=causal_window_s)
+    if scheduler is not None:
+        with scheduler_client(scheduler) as client:
+            result = dask_summary(client, data, [corrector.table(n) for n in corrector.nodes],
+                                  chain, causal, skip_bad, sketch_accuracy)
+        if as_json:
+            doc = {"records": data.records, "bad_records": [str(b) for b in data.bad],
+                   "requests": result.requests,
+                   "hops": [{k: getattr(h, k) for k in h.__slots__} for h in result.hops],
+                   "summary": result.summary.to_pylist(), "window_s": None,
+                   "windows": None, "alerts": None,
+                   "dask": {"scheduler": scheduler, "workers": result.workers,
+                            "partitions": result.partitions,
+                            "sketch_accuracy": result.accuracy}}
+            if sampling is not None:
+                doc["sampling"] = sampling
+            click.echo(json.dumps(_clean(doc), indent=1, default=str))
+        else:
+            click.echo(render_dask(result, scheduler, data.records, data.bad))
+        return
     report = analyze(data, corrector, stages=chain, window_s=window_s, step_s=step_s,
                      causal=causal, skip_bad=skip_bad, strict=strict,
                      alert_config=AlertConfig(k_mad=k_mad,
@@ -296,7 +392,8 @@ def latency(events: tuple[str, ...], tables_dir: str | None, store_url: str | No
     if plot:
         from ..latency import plot_report
 
-        plot_report(report.result.table, report.windows, plot)
+        plot_report(report.result.table, report.windows, plot,
+                    order=[h.hop for h in report.result.hops])
     if as_json:
         doc = report.to_dict()
         doc["inputs"] = inputs

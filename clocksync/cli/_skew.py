@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
@@ -18,8 +21,12 @@ from .._report import SkewRow, skew_rows
 from .._samplefile import read_samples
 from .._table import LineEstimate
 from .._tablekey import TableKey
-from .._units import format_duration_s, format_ns
+from .._units import format_duration_column, format_ns_column, text_table
+from ..latency import plain_axes
 from ._options import table_key_option
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["load_sample_history", "plot_skew", "render_skew_table", "skew"]
 
@@ -27,19 +34,26 @@ _SAMPLE_SUFFIXES = (".parquet", ".pq", ".csv", ".jsonl", ".ndjson")
 
 
 def render_skew_table(rows: list[SkewRow]) -> str:
-    """Plain-text table of skew rows (offset = reference - local; skew > 0 = runs fast)."""
-    header = (f"{'node':<14} {'offset now ± bound':>26} {'skew ppm':>18} {'resid rms':>11} "
-              f"{'samples':>8} {'age':>9} {'status':<13} reference")
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        skew = (f"{r.skew_ppm:+.3f} ± {r.sigma_skew_ppm:.3f}"
-                if r.sigma_skew_ppm == r.sigma_skew_ppm and r.sigma_skew_ppm != float("inf")
-                else f"{r.skew_ppm:+.3f}")
-        lines.append(
-            f"{r.node:<14} {format_ns(r.offset_now_ns, r.bound_now_ns):>26} {skew:>18} "
-            f"{format_ns(r.residual_rms_ns):>11} {r.samples:>8} "
-            f"{format_duration_s(r.last_sample_age_s):>9} {r.status:<13} {r.reference}")
-    return "\n".join(lines)
+    """Plain-text table of skew rows (offset = reference - local; skew > 0 = runs fast).
+
+    Each column has one unit for all its rows and is right-aligned under its header; skew
+    is in ppm with four decimals (1 ppb reads ``0.0010``), ± its statistical 1σ.
+    """
+    offsets = format_ns_column([r.offset_now_ns for r in rows], [r.bound_now_ns for r in rows])
+    resid = format_ns_column([r.residual_rms_ns for r in rows])
+    ages = format_duration_column([r.last_sample_age_s for r in rows])
+    cells = []
+    for r, offset, rms, age in zip(rows, offsets, resid, ages, strict=True):
+        if r.skew_ppm != r.skew_ppm:
+            skew = "n/a"
+        elif math.isfinite(r.sigma_skew_ppm):
+            skew = f"{r.skew_ppm:+.4f} ± {r.sigma_skew_ppm:.4f} ppm"
+        else:
+            skew = f"{r.skew_ppm:+.4f} ppm"
+        cells.append([r.node, offset, skew, rms, str(r.samples), age, r.status, r.reference])
+    header = ["node", "offset now ± bound", "skew (1σ)", "resid rms", "samples", "age",
+              "status", "reference"]
+    return "\n".join(text_table(header, cells, left=(0, 6, 7)))
 
 
 def load_sample_history(paths: tuple[str, ...]) -> dict[str, SampleArrays]:
@@ -68,19 +82,18 @@ def load_sample_history(paths: tuple[str, ...]) -> dict[str, SampleArrays]:
 
 
 def plot_skew(corrector: Corrector, now_ns: int, path: str | os.PathLike[str],
-              history: dict[str, SampleArrays] | None = None, span_s: float = 3_600.0) -> None:
+              history: dict[str, SampleArrays] | None = None,
+              span_s: float = 3_600.0) -> Figure:
     """PNG, one panel per node: sample offsets with their bounds (from ``history``), the
-    fitted line of the newest segment, and the guaranteed bound band, over local time."""
+    fitted line of the newest segment, and the guaranteed bound band, over local time.
+    Axes show plain numbers (no offset notation). Returns the drawn figure."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError:  # pragma: no cover - depends on the install
         raise InputError("--plot needs matplotlib: pip install 'clocksync[plot]'") from None
     nodes = corrector.nodes
-    fig, axes = plt.subplots(max(1, len(nodes)), 2, figsize=(13, 2.8 * max(1, len(nodes))),
-                             squeeze=False)
+    fig = Figure(figsize=(13, 2.8 * max(1, len(nodes))))
+    axes = fig.subplots(max(1, len(nodes)), 2, squeeze=False)
     for (ax, rax), node in zip(axes, nodes, strict=False):
         table = corrector.table(node)
         line = table.current
@@ -123,12 +136,14 @@ def plot_skew(corrector: Corrector, now_ns: int, path: str | os.PathLike[str],
         rax.set_ylabel("residual (µs)")
         ax.legend(fontsize=7, loc="best")
         rax.legend(fontsize=7, loc="best")
+        plain_axes(ax)
+        plain_axes(rax)
     for axis in axes[-1]:
         axis.set_xlabel("local time relative to now (s)")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    return fig
 
 
 @click.group()
@@ -141,7 +156,8 @@ def skew() -> None:
               help="table store: a directory, file://DIR or redis://host:port/db")
 @click.option("--json", "as_json", is_flag=True, help="one JSON document instead of a table")
 @click.option("--watch", type=click.FloatRange(min=0.1), default=None,
-              help="refresh every N seconds until interrupted")
+              help="refresh every N seconds, each refresh stamped with the UTC time, until "
+                   "Ctrl-C (exit 0)")
 @click.option("--at-ns", type=click.IntRange(min=0), default=None,
               help="evaluate at this local time (ns) instead of now")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
@@ -160,21 +176,32 @@ def report(store: str, as_json: bool, watch: float | None, at_ns: int | None,
     http://host:9465,http://host2:9465."""
     if sample_paths and plot_path is None:
         raise click.UsageError("--samples is only used with --plot")
-    history = load_sample_history(sample_paths) if sample_paths else None
-    corrector = Corrector.from_store(store, table_key=table_key)
-    while True:
-        now = at_ns if at_ns is not None else time.time_ns()
-        rows = skew_rows(corrector, now)
-        if plot_path is not None:
-            plot_skew(corrector, now, plot_path, history, plot_span_s)
-        if as_json:
-            click.echo(json.dumps({"store": store, "now_ns": now,
-                                   "nodes": [r.to_dict() for r in rows]}))
-        else:
-            click.echo(render_skew_table(rows))
+    try:
+        history = load_sample_history(sample_paths) if sample_paths else None
+        corrector = Corrector.from_store(store, table_key=table_key)
+        while True:
+            now = at_ns if at_ns is not None else time.time_ns()
+            rows = skew_rows(corrector, now)
+            if plot_path is not None:
+                plot_skew(corrector, now, plot_path, history, plot_span_s)
+            stamp = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+            if as_json:
+                doc: dict[str, object] = {"store": store, "now_ns": now}
+                if watch is not None:
+                    doc["refreshed_at"] = stamp
+                doc["nodes"] = [r.to_dict() for r in rows]
+                click.echo(json.dumps(doc))
+            else:
+                if watch is not None:
+                    click.echo(f"{stamp}  (every {watch:g} s; Ctrl-C stops)")
+                click.echo(render_skew_table(rows))
+            if watch is None:
+                return
+            time.sleep(watch)
+            corrector.refresh()
+            if not as_json:
+                click.echo()
+    except KeyboardInterrupt:  # Ctrl-C ends --watch: a normal, quiet exit
         if watch is None:
-            return
-        time.sleep(watch)
-        corrector.refresh()
-        if not as_json:
-            click.echo()
+            raise
+        return

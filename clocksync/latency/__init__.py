@@ -15,8 +15,8 @@ Traces (OTLP JSON/protobuf, Jaeger, Zipkin) are read into :class:`Span` records
 :class:`StageRule`; :func:`inspect_traces` summarises what a file holds and what a map makes
 of it.
 
-Dask (optional extra ``clocksync[dask]``): ``clocksync.latency._dask.dask_latencies`` and
-``dask_sketch``.
+Dask (optional extra ``clocksync[dask]``): :mod:`clocksync.latency.dask`
+(``dask_latencies``, ``dask_sketch``); ``clocksync latency --scheduler`` runs it.
 """
 
 from ._alerts import Alert, AlertConfig, WorstRequest
@@ -26,7 +26,7 @@ from ._inputs import input_format, read_inputs
 from ._inspect import AttributeStats, RuleStats, SpanGroup, TraceSummary, inspect_traces
 from ._percentiles import QUANTILES, grouped_quantiles, percentile_table
 from ._pipeline import HopCount, HopResult, LatencyReport, analyze, compute_latencies, hop_table
-from ._plot import plot_report
+from ._plot import plain_axes, plot_report
 from ._sampling import AdaptiveSampler, SampleBatch, SamplingConfig, request_uniform
 from ._schema import DEFAULT_STAGES, EVENT_COLUMNS, BadRecord, Events, hop_name, hops_of
 from ._simulate import RequestModel, simulate_requests
@@ -88,6 +88,7 @@ __all__ = [
     "inspect_traces",
     "node_of",
     "percentile_table",
+    "plain_axes",
     "plot_report",
     "read_events_file",
     "read_inputs",

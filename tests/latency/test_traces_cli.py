@@ -132,7 +132,8 @@ def test_no_silent_empty_result(tables: Path) -> None:
 
 def test_map_matching_nothing_and_wrong_chain(tables: Path, tmp_path: Path) -> None:
     mapping = tmp_path / "map.json"
-    mapping.write_text(json.dumps({"stages": [{"stage": "pp_enqueue", "span": "nope"}]}))
+    mapping.write_text(json.dumps({"stages": [{"stage": "pp_enqueue", "span": "nope"},
+                                              {"stage": "pp_exit", "span": "nope"}]}))
     res = CliRunner().invoke(main, ["latency", str(FIX / "zipkin.json"), "--tables",
                                     str(tables), "--trace-map", str(mapping)])
     assert res.exit_code == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -350,3 +351,39 @@ def test_signed_tables_end_to_end(tmp_path: Path, ntp_server: NtpServer) -> None
     assert Corrector.from_store(store, table_key=key).nodes == ("n1",)
     with pytest.raises(SignatureError, match="signed with key"):
         Corrector.from_store(store, table_key=TableKey(b"x" * 32))
+
+
+def test_healthz_503_while_the_only_server_refuses(tmp_path: Path) -> None:
+    """The only NTP server's port is closed (every exchange draws ICMP port unreachable):
+    /healthz answers 503 with the reason, and the poll backs off to max_poll_s."""
+    port = free_port(socket.SOCK_DGRAM)  # nothing listens there
+    agent = Agent(_config(tmp_path, ntp_servers=[f"127.0.0.1:{port}"], min_poll_s=0.05,
+                          max_poll_s=0.4))
+    http = AgentHttpServer(agent.snapshot, "127.0.0.1", 0).start()
+    try:
+        with running(agent):
+            _wait(lambda: agent.snapshot().sources[0].errors.get("network", 0) >= 4)
+            status, _, body = _get(http.url + "/healthz")
+            health = json.loads(body)
+            assert status == 503 and health["ok"] is False
+            assert health["reason"] == "no usable sample yet"
+            assert health["status"] == "unknown" and health["samples"] == 0
+            # 0.1, 0.2, 0.4, 0.4 s: doubled per failure, capped at max_poll_s
+            _wait(lambda: agent.snapshot().sources[0].poll_s == 0.4)
+    finally:
+        http.stop()
+
+
+def test_reference_agent_is_healthy_and_serving(tmp_path: Path) -> None:
+    agent = Agent(_config(tmp_path))  # no sources: a reference
+    server = agent.start_server(port=0)
+    http = AgentHttpServer(agent.snapshot, "127.0.0.1", 0).start()
+    try:
+        assert server is not None and server.synchronised  # a reference serves as synced
+        with running(agent):
+            status, _, body = _get(http.url + "/healthz")
+            assert status == 200 and json.loads(body)["status"] == "serving"
+            assert _get(http.url + "/table")[0] == 404  # nothing to publish
+    finally:
+        http.stop()
+    assert agent.status == "stopped" and agent.table is None

@@ -4,8 +4,8 @@ Public surface (everything else is private and may change)::
 
     Sample, fit_table, CorrectionTable, Corrector, read_samples, write_samples,
     Assumptions, ASSUMPTION_SPECS, SimClock, SystemClock, open_store, TableKey,
-    load_table_key (signed tables), format_ns (a value with its bound, for humans), and the
-    exceptions.
+    load_table_key (signed tables), Status and PublisherBlock (the status contract),
+    format_ns (a value with its bound, for humans), and the exceptions.
 """
 
 from ._clock import Clock, SimClock, SystemClock
@@ -24,6 +24,7 @@ from ._errors import (
 from ._fit import ASSUMPTION_SPECS, Assumptions, SampleArrays, fit_table
 from ._sample import Sample
 from ._samplefile import read_samples, write_samples
+from ._status import STATUS_MEANINGS, PublisherBlock, Status
 from ._store import DirectoryStore, MemoryStore, TableStore, open_store
 from ._table import SCHEMA, CorrectionTable
 from ._tablekey import TableKey, load_table_key
@@ -35,6 +36,7 @@ __all__ = [
     "HOLDOVER",
     "OUT_OF_RANGE",
     "SCHEMA",
+    "STATUS_MEANINGS",
     "VOID",
     "Assumptions",
     "Clock",
@@ -47,11 +49,13 @@ __all__ = [
     "InvalidTimestampError",
     "MemoryStore",
     "OutOfRangeError",
+    "PublisherBlock",
     "Sample",
     "SampleArrays",
     "SchemaError",
     "SignatureError",
     "SimClock",
+    "Status",
     "StoreError",
     "SystemClock",
     "TableKey",

@@ -1,15 +1,15 @@
 """Skew report rows: plain records computed from tables; the CLI only renders them.
 
-Status follows AWS ClockBound: ``unknown`` (no table), ``synchronised``, ``free_running``
-(no sample for more than 8 poll intervals: the bound keeps growing from the holdover model),
-``disrupted`` (the newest samples disagree with the model: an unconfirmed step).
+The status values and their meanings are :class:`clocksync.Status`'s. A reader trusts the
+status an agent published while the agent is alive, judged by the table's ``publisher``
+block (:class:`clocksync.PublisherBlock`):
 
-A reader trusts the status the agent published while the table is fresh (a table fitted
-offline is judged by the age of its last sample). The agent
-refits at a limited rate, so the table's last fitted sample can be older than 8 poll
-intervals while fresh samples keep arriving. The agent republishes at least every
-:data:`REPUBLISH_S`, so a table not republished for ``8 × poll + 2 × REPUBLISH_S`` comes
-from an agent that stopped: the reader shows it as ``free_running``.
+* a table not republished for ``8 × poll_interval_s + 2 × republish_s`` comes from an agent
+  that stopped without saying so (killed, host gone): it reads ``free_running``;
+* a table published ``stopped`` (the agent shut down) reads ``stopped`` at once, and
+  ``free_running`` once its last sample is older than 8 poll intervals (ClockBound's rule);
+* a table without a publisher block was fitted offline: it reads ``free_running`` once its
+  last sample is older than 8 × its ``extra.poll_interval_s`` (the median sample spacing).
 """
 
 from __future__ import annotations
@@ -20,13 +20,30 @@ from typing import Any
 
 from ._corrector import Corrector
 from ._errors import OutOfRangeError
+from ._status import FREE_RUNNING_POLLS, REPUBLISH_S, Status
+from ._table import CorrectionTable
 
-__all__ = ["FREE_RUNNING_POLLS", "REPUBLISH_S", "SkewRow", "skew_rows"]
+__all__ = ["FREE_RUNNING_POLLS", "REPUBLISH_S", "SkewRow", "reader_status", "skew_rows"]
 
-#: a table with no sample for this many poll intervals is free-running (ClockBound's rule)
-FREE_RUNNING_POLLS = 8
-#: an agent republishes its table at least this often (s), also when nothing changed
-REPUBLISH_S = 60.0
+
+def reader_status(table: CorrectionTable, now_ns: int) -> Status:
+    """The status a reader shows for ``table`` at ``now_ns`` (see the module docstring)."""
+    status = Status(table.status)
+    last = table.last_sample_local_ns
+    age_s = (now_ns - last) / 1e9 if last is not None else math.inf
+    publisher = table.publisher
+    if publisher is None:  # fitted offline: how old is its last sample?
+        poll_s = float(table.extra.get("poll_interval_s") or 0.0)
+        if status == Status.SYNCHRONISED and poll_s > 0 and age_s > FREE_RUNNING_POLLS * poll_s:
+            return Status.FREE_RUNNING
+        return status
+    if status == Status.STOPPED:
+        return (Status.FREE_RUNNING if age_s > FREE_RUNNING_POLLS * publisher.poll_interval_s
+                else status)
+    silent_s = (now_ns - table.generated_at_ns) / 1e9
+    if status == Status.SYNCHRONISED and silent_s > publisher.stale_after_s():
+        return Status.FREE_RUNNING
+    return status
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,21 +82,11 @@ def skew_rows(corrector: Corrector, now_ns: int) -> list[SkewRow]:
             offset_now, bound_now = math.nan, math.inf
         last = table.last_sample_local_ns
         age_s = (now_ns - last) / 1e9 if last is not None else math.inf
-        agent = table.extra.get("agent")
-        status = table.status
-        if isinstance(agent, dict):  # published by a running agent: is it still publishing?
-            poll_s = float(agent.get("poll_interval_s") or 0.0)
-            stale_s = (now_ns - table.generated_at_ns) / 1e9
-            limit_s = FREE_RUNNING_POLLS * poll_s + 2 * REPUBLISH_S
-        else:  # fitted offline: how old is its last sample?
-            poll_s = float(table.extra.get("poll_interval_s") or 0.0)
-            stale_s, limit_s = age_s, FREE_RUNNING_POLLS * poll_s
-        if status == "synchronised" and poll_s > 0 and stale_s > limit_s:
-            status = "free_running"
+        status = reader_status(table, now_ns)
         rows.append(SkewRow(
             node=node,
             reference=table.reference,
-            status=status,
+            status=str(status),
             offset_now_ns=offset_now,
             bound_now_ns=bound_now,
             skew_ppm=current.skew_ppm if current else math.nan,

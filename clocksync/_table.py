@@ -22,6 +22,7 @@ import numpy as np
 
 from ._errors import SchemaError
 from ._fit._envelope import AMBIGUOUS, HOLDOVER, VOID, Cells
+from ._status import STATUSES, PublisherBlock
 from ._tablekey import TableKey, sign_table, verify_table
 
 __all__ = ["SCHEMA", "STATUSES", "CorrectionTable", "LineEstimate", "SegmentInfo"]
@@ -29,8 +30,6 @@ __all__ = ["SCHEMA", "STATUSES", "CorrectionTable", "LineEstimate", "SegmentInfo
 SCHEMA = "clocksync.table/1"
 _SCHEMA_PREFIX = "clocksync.table/"
 _VERSION = 1
-#: ClockBound's states, plus "disrupted" after a step (see docs/table-format.md).
-STATUSES = ("unknown", "synchronised", "free_running", "disrupted")
 _STARTS = ("start", "step", "level_shift", "unconfirmed")
 #: largest |envelope value| a cell may hold (ns, ~31.7 years): beyond it int64 correction
 #: arithmetic would overflow, and no clock error worth correcting is that large
@@ -87,6 +86,8 @@ class CorrectionTable:
     cells: Cells
     generation: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    #: written by an agent that published the table (None: fitted offline)
+    publisher: PublisherBlock | None = None
 
     @property
     def last_sample_local_ns(self) -> int | None:
@@ -148,6 +149,7 @@ class CorrectionTable:
                 "segment": c.segment.tolist(),
             },
             "extra": self.extra,
+            **({"publisher": self.publisher.to_dict()} if self.publisher is not None else {}),
         }
 
     def to_json(self, key: TableKey | None = None) -> str:
@@ -284,7 +286,21 @@ class _Loader:
             cells=cells,
             generation=self.int_(obj, "generation", "") if "generation" in obj else 0,
             extra=extra,
+            publisher=self.publisher(obj, extra),
         )
+
+    def publisher(self, obj: dict[str, Any], extra: dict[str, Any]) -> PublisherBlock | None:
+        """The ``publisher`` block; a table from before it existed may carry the same facts
+        in ``extra.agent`` (read when they validate, else the table counts as offline)."""
+        if "publisher" in obj:
+            return PublisherBlock.from_dict(obj["publisher"], self.source)
+        legacy = extra.get("agent")
+        if isinstance(legacy, dict):
+            try:
+                return PublisherBlock.from_dict(legacy, self.source, "extra.agent")
+            except SchemaError:
+                return None
+        return None
 
     def segment(self, obj: Any, i: int) -> SegmentInfo:
         path = f"segments[{i}]."

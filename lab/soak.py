@@ -46,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -239,9 +240,13 @@ def _proc_figures(pid: int) -> tuple[int, int, int]:
 
 
 def _get(url: str) -> str | None:
+    """The body (also of an error reply: /healthz answers 503 with its JSON), or None."""
     try:
         with urllib.request.urlopen(url, timeout=2) as reply:
             return str(reply.read().decode())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return str(exc.read().decode())
     except OSError:
         return None
 

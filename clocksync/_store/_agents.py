@@ -71,3 +71,6 @@ class AgentsStore:
         """Each node's ``(node, generation, generated_at_ns)`` (fetches every table)."""
         return tuple((t.node, t.generation, t.generated_at_ns)
                      for t in self.read_all().values())
+
+    def close(self) -> None:
+        """Nothing to release (each read opens and closes its own connections)."""

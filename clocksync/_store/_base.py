@@ -26,6 +26,9 @@ class TableStore(Protocol):
     def version(self) -> Any:
         """A value that changes whenever any table changes (cheap to compute)."""
 
+    def close(self) -> None:
+        """Release connections (idempotent; a store without any does nothing)."""
+
 
 def open_store(url: str, *, table_key: TableKey | None = None) -> TableStore:
     """``DIR``, ``file://DIR``, ``memory://NAME``, ``redis://[:password@]host:port/db`` or

@@ -87,3 +87,6 @@ class DirectoryStore:
                 continue
             out.append((file.name, st.st_mtime_ns, st.st_size))
         return tuple(out)
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -54,3 +54,6 @@ class MemoryStore:
     def version(self) -> int:
         with self._shelf.lock:
             return self._shelf.version
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -1,25 +1,33 @@
 """The node agent: sources -> sample log -> refit -> publish, plus HTTP and peer NTP.
 
-Modules: ``_config`` (options, declared once), ``_samplelog`` (Parquet segments),
-``_sources`` (NTP, peer, chrony), ``_status`` (ClockBound-style status, pure),
-``_agent`` (the loop), ``_http`` (/metrics, /table, /healthz). The agent only measures: it
-never sets, slews or steps the system clock.
+The agent is made of parts, each in its own module: ``_source`` (the :class:`Source`
+protocol, :class:`PollResult`, an in-memory :class:`MemorySource`), ``_sources`` and
+``_ptpsource`` (NTP, peer, chrony, PTP, ptp4l), ``_samplelog`` (Parquet segments),
+``_scheduler`` (:class:`Scheduler`: poll, refit and republish times, backoff, CPU share),
+``_publisher`` (:class:`Publisher`: stamping, signing, store retries), ``_status`` (status
+and health, pure), ``_time`` (injected time: :class:`Timer`, :class:`Sleeper`,
+:class:`SimTime`), ``_config`` (options, each declared once) and ``_agent`` (the
+:class:`Agent` wiring them), ``_http`` (/metrics, /table, /healthz). The agent only
+measures: it never sets, slews or steps the system clock.
 """
 
-from ._agent import REPUBLISH_S, Agent, AgentSnapshot, SourceStatus, build_sources
+from ._agent import REPUBLISH_S, Agent, AgentSnapshot, SourceStatus
 from ._config import OPTION_SPECS, AgentConfig, OptionSpec, load_config, parse_listen
 from ._http import AgentCollector, AgentHttpServer
+from ._publisher import Publisher
 from ._samplelog import SampleLog
+from ._scheduler import Scheduler, SourceSlot
+from ._source import MemorySource, PollResult, Source
 from ._sources import (
     ChronySource,
     ChronyTracking,
     NtpSource,
-    PollResult,
-    Source,
+    build_sources,
     parse_chrony_sources,
     parse_chrony_tracking,
 )
-from ._status import FREE_RUNNING_POLLS, UNREACHABLE_POLLS, agent_status
+from ._status import FREE_RUNNING_POLLS, UNREACHABLE_POLLS, agent_health, agent_status
+from ._time import EventSleeper, MonotonicTimer, SimTime, Sleeper, Timer
 
 __all__ = [
     "FREE_RUNNING_POLLS",
@@ -33,12 +41,22 @@ __all__ = [
     "AgentSnapshot",
     "ChronySource",
     "ChronyTracking",
+    "EventSleeper",
+    "MemorySource",
+    "MonotonicTimer",
     "NtpSource",
     "OptionSpec",
     "PollResult",
+    "Publisher",
     "SampleLog",
+    "Scheduler",
+    "SimTime",
+    "Sleeper",
     "Source",
+    "SourceSlot",
     "SourceStatus",
+    "Timer",
+    "agent_health",
     "agent_status",
     "build_sources",
     "load_config",

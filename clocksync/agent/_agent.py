@@ -1,28 +1,31 @@
-"""The agent loop: poll sources -> sample log -> refit the recent window -> publish.
+"""The agent: wires sources, the sample log, the fit, a :class:`~._scheduler.Scheduler` and a
+:class:`~._publisher.Publisher`; it holds no math of its own.
 
-One thread runs the loop; it sleeps on an event until the next source is due, a refit is
-allowed, or a failed publish should be retried, so a stop request (SIGTERM) wakes it at
-once. Stopping finishes the current poll, flushes the sample log, refits if new samples
-arrived, publishes, and returns.
+One thread runs the loop: :meth:`Agent.step` does whatever is due (poll sources, refit,
+publish, retry stores) and returns the wait until the next thing is due; the loop waits
+that long on the injected :class:`~._time.Sleeper`, which a stop request (SIGTERM) wakes
+at once. Time is injected: the node's clock (samples, tables), a
+:class:`~._time.Timer` (monotonic seconds for scheduling) and the sleeper; the defaults
+are the real ones, and :class:`~._time.SimTime` is all three in simulated time.
 
-* Polling: each source has its own interval from :class:`clocksync.ntp.PollPolicy` (fast
-  while the model is young or its bound wide; slower while tight; longer after a KoD RATE;
-  never again after DENY/RSTR).
-* Refitting: only the recent window (``window_s``, ``window_samples``) is fitted, and no more
-  often than ``refit_min_s`` nor than keeps fitting under ``fit_cpu_share`` of a core.
-* Publishing: every store gets the table with the agent's status; a failed write is retried
-  with exponential backoff (up to ``publish_backoff_max_s``) without blocking the loop. The
-  table is republished at least every :data:`REPUBLISH_S` (keeps Redis expiry alive) and
-  whenever the status changes.
+* Polling and refitting follow the scheduler (per-source intervals with backoff on
+  failures; refits rate-limited by ``refit_min_s`` and ``fit_cpu_share``).
+* Publishing: every store gets the table with the agent's status and its
+  :class:`clocksync.PublisherBlock`; the table is republished at least every
+  :data:`REPUBLISH_S` (keeps Redis expiry alive) and whenever the status or the sources'
+  agreement changes. Stopping finishes the current poll, flushes the sample log, refits if
+  new samples arrived and publishes a final table with status ``stopped``.
+* A reference agent (no sources) serves its clock and reports ``serving``; with nothing to
+  poll, fit or publish it wakes once per status check and sleeps otherwise.
 * Peer mode: an optional :class:`clocksync.ntp.NtpServer` serves this node's own clock; it
   announces itself unsynchronised (leap 3, stratum 16) unless the node is a reference (no
   sources) or its status is synchronised.
 * Agreement: after every sample and every round, the sources' latest fresh samples are
   cross-checked (:mod:`._crosscheck`, Marzullo); a source a strict majority disagrees with
-  is a falseticker: named in the snapshot, /metrics and the log, and — with
-  ``exclude_falsetickers`` (default) — its new samples stay out of the sample log and the
-  fit until it agrees again (counted as errors with reason ``falseticker``); while sources
-  disagree and no strict majority agrees, no new sample enters (reason ``no_majority``).
+  is a falseticker: named in the snapshot, /metrics, the publisher block and the log, and —
+  with ``exclude_falsetickers`` (default) — its new samples stay out of the sample log and
+  the fit until it agrees again (counted as errors with reason ``falseticker``); while
+  sources disagree and no strict majority agrees, no new sample enters (``no_majority``).
 
 The agent only measures: it never sets, slews or steps the system clock.
 """
@@ -30,20 +33,18 @@ The agent only measures: it never sets, slews or steps the system clock.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import logging
 import math
 import threading
-import time
 from dataclasses import dataclass, field
 
 from .._agreement import Agreement
 from .._clock import Clock, SystemClock
 from .._corrector import Corrector
-from .._errors import ClockSyncError, OutOfRangeError, StoreError
+from .._errors import ClockSyncError, OutOfRangeError
 from .._fit import Assumptions, fit_table
-from .._report import REPUBLISH_S
 from .._sample import Sample
+from .._status import REPUBLISH_S, PublisherBlock, Status
 from .._store import TableStore, open_store
 from .._table import CorrectionTable
 from .._tablekey import load_table_key
@@ -51,52 +52,20 @@ from .._units import format_ns
 from ..ntp import NtpServer, PollPolicy
 from ._config import AgentConfig
 from ._crosscheck import CrossCheck, cross_check
+from ._publisher import Publisher
 from ._samplelog import SampleLog
-from ._sources import ChronySource, NtpSource, PollResult, Source
-from ._status import UNREACHABLE_POLLS, agent_status
+from ._scheduler import Scheduler
+from ._source import PollResult, Source
+from ._sources import build_sources
+from ._status import UNREACHABLE_POLLS, agent_health, agent_status
+from ._time import EventSleeper, MonotonicTimer, Sleeper, Timer
 
-__all__ = ["REPUBLISH_S", "Agent", "AgentSnapshot", "SourceStatus", "build_sources"]
+__all__ = ["REPUBLISH_S", "STALL_S", "Agent", "AgentSnapshot", "SourceStatus", "build_sources"]
 
 log = logging.getLogger("clocksync.agent")
 
-#: first wait before retrying a failed publish (s)
-_BACKOFF_FIRST_S = 0.5
-
-
-def build_sources(config: AgentConfig, clock: Clock) -> list[Source]:
-    """The sources a config asks for, in the order ntp servers, peers, chrony, ptp
-    interfaces, ptp4l (the PTP module, and scapy with it, is imported only when asked)."""
-    sources: list[Source] = []
-    common = {"node": config.node, "clock": clock, "burst": config.burst,
-              "burst_interval_s": config.burst_interval_s, "timeout_s": config.timeout_s,
-              "interleaved": config.interleaved}
-    try:
-        for target in config.ntp_servers:
-            sources.append(NtpSource(target, kind="ntp", nts=config.uses_nts(target),
-                                     nts_ca_file=config.nts_ca_file,
-                                     **common))  # type: ignore[arg-type]
-        for target in config.peers:
-            sources.append(NtpSource(target, kind="peer", **common))  # type: ignore[arg-type]
-        if config.chrony:
-            sources.append(ChronySource(config.node, clock, config.chronyc_path,
-                                        config.chronyc_host))
-        if config.ptp_interfaces or config.ptp4l_uds:
-            from ._ptpsource import Ptp4lSource, PtpSource
-
-            max_skew_ppm = Assumptions.from_mapping(dict(config.fit)).max_skew_ppm
-            for iface in config.ptp_interfaces:
-                sources.append(PtpSource(iface, node=config.node, clock=clock,
-                                         transport=config.ptp_transport,
-                                         domain=config.ptp_domain, timeout_s=config.timeout_s,
-                                         max_skew_ppm=max_skew_ppm))
-            if config.ptp4l_uds:
-                sources.append(Ptp4lSource(config.ptp4l_uds, node=config.node, clock=clock,
-                                           timeout_s=config.timeout_s))
-    except Exception:
-        for source in sources:
-            source.close()
-        raise
-    return sources
+#: the loop counts as stalled when it has not run for this long plus the longest poll
+STALL_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +87,11 @@ class SourceStatus:
 
 @dataclass(frozen=True, slots=True)
 class AgentSnapshot:
-    """The agent's state at one instant (immutable; read by the HTTP thread)."""
+    """The agent's state at one instant (immutable; read by the HTTP thread).
+
+    ``healthy``/``health_reason``: what ``/healthz`` answers (503 with the reason when not
+    healthy; see :func:`clocksync.agent.agent_health`).
+    """
 
     node: str
     status: str
@@ -138,31 +111,21 @@ class AgentSnapshot:
     agreement: Agreement | None = None
     falsetickers: tuple[str, ...] = ()
     sources_agree: bool | None = None
+    healthy: bool = True
+    health_reason: str = ""
 
 
 @dataclass
 class _SourceState:
+    """What the agent reports about one source (its schedule is the scheduler's slot)."""
+
     source: Source
-    poll_s: float
-    next_due: float = 0.0
     samples: int = 0
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
     nts_failures: collections.Counter[str] = field(default_factory=collections.Counter)
-    failures_in_row: int = 0
-    answered: bool = False
-    stopped: bool = False
     last_sample: Sample | None = None
     last_error: str = ""
     falseticker: bool = False
-
-
-@dataclass
-class _StoreState:
-    store: TableStore
-    pending: CorrectionTable | None = None
-    failures: int = 0
-    next_try: float = 0.0
-    errors: int = 0
 
 
 class Agent:
@@ -170,53 +133,57 @@ class Agent:
 
     Args:
         config: validated options.
-        clock: the node's clock (default: the system clock; a SimClock in demos/tests).
+        clock: the node's clock: samples and tables are in its time (default: the system
+            clock; a SimClock or :class:`~._time.SimTime` in demos and tests).
+        timer: monotonic seconds for scheduling (default: ``time.monotonic``).
+        sleeper: where the loop waits (default: an event a stop request sets).
         sources: override the sources built from ``config``.
-        stores: override the stores opened from ``config.store_urls``.
+        stores: override the stores opened from ``config.store_urls`` (not closed by the
+            agent; those it opened, it closes).
     """
 
     def __init__(self, config: AgentConfig, *, clock: Clock | None = None,
+                 timer: Timer | None = None, sleeper: Sleeper | None = None,
                  sources: list[Source] | None = None,
                  stores: list[TableStore] | None = None) -> None:
         self.config = config
         self.node = config.node
         self.clock: Clock = clock if clock is not None else SystemClock()
-        self.policy = PollPolicy(min_poll_s=config.min_poll_s, max_poll_s=config.max_poll_s,
-                                 target_bound_ns=config.target_bound_ns)
+        self.timer: Timer = timer if timer is not None else MonotonicTimer()
+        self.sleeper: Sleeper = sleeper if sleeper is not None else EventSleeper()
         self.samples = SampleLog(config.samples_dir, config.node,
                                  segment_samples=config.segment_samples,
                                  retention_s=config.retention_s,
                                  keep_samples=config.window_samples)
-        self._own_stores = stores is None  # opened here: closed by shutdown()
-        self._table_key = (load_table_key(config.table_key_file) if config.table_key_file
-                           else None)
-        self._stores = [_StoreState(s) for s in
-                        (stores if stores is not None
-                         else [open_store(u, table_key=self._table_key)
-                               for u in config.store_urls])]
+        table_key = (load_table_key(config.table_key_file) if config.table_key_file
+                     else None)
+        self.publisher = Publisher(
+            stores if stores is not None
+            else [open_store(u, table_key=table_key) for u in config.store_urls],
+            self.timer, table_key=table_key, backoff_max_s=config.publish_backoff_max_s,
+            owns_stores=stores is None)
         built = sources if sources is not None else build_sources(config, self.clock)
-        self._sources = [_SourceState(s, config.min_poll_s) for s in built]
+        self._sources = [_SourceState(s) for s in built]
+        self.scheduler = Scheduler(
+            PollPolicy(min_poll_s=config.min_poll_s, max_poll_s=config.max_poll_s,
+                       target_bound_ns=config.target_bound_ns),
+            self.timer, len(built), refit_min_s=config.refit_min_s,
+            fit_cpu_share=config.fit_cpu_share)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._table: CorrectionTable | None = None
-        self._published: CorrectionTable | None = None
-        self._published_json: str | None = None
         self._corrector: Corrector | None = None
-        self._status = "unknown"
+        self._status = Status.SERVING if not built else Status.UNKNOWN
         self._fitted_count = -1  # samples appended when the last fit ran
-        self._next_refit = 0.0
-        self._last_publish = -math.inf
-        self._generation = 0
+        self._resumed = False
         self._fits = 0
         self._fit_errors = 0
-        self._publishes = 0
-        self._loop_mono = time.monotonic()
+        self._loop_mono = self.timer.monotonic()
         self._server: NtpServer | None = None
         self._max_skew_ppm = Assumptions.from_mapping(dict(config.fit)).max_skew_ppm
         self._check: CrossCheck | None = None
         self._check_key: tuple[bool | None, tuple[str, ...]] = (None, ())
         self._agreement_changed = False
-        self._fit_from_resumed()
 
     # -- lifecycle --------------------------------------------------------------------------
     @property
@@ -237,43 +204,52 @@ class Agent:
                                      synchronised=self._serves_synchronised()).start()
         return self._server
 
+    def resume(self) -> None:
+        """Fit and publish the samples resumed from the sample log (once; the first
+        :meth:`step` does it when not called before)."""
+        if not self._resumed:
+            self._resumed = True
+            if self.samples.resumed:
+                self._refit()
+
     def request_stop(self) -> None:
         """Ask the loop to finish (safe from signal handlers and other threads)."""
         self._stop.set()
+        self.sleeper.wake()
 
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
 
     def run(self) -> None:
-        """Run until :meth:`request_stop`; then flush, refit, publish and close."""
+        """Run until :meth:`request_stop`; then flush, refit, publish ``stopped``, close."""
         self.start_server()
         try:
             while not self._stop.is_set():
                 wait_s = self.step()
-                self._stop.wait(wait_s)
+                if not self._stop.is_set():
+                    self.sleeper.sleep(wait_s)
         finally:
             self.shutdown()
 
     def shutdown(self) -> None:
-        """Flush the sample log, refit if needed, publish (one try per store), close."""
+        """Flush the sample log, refit if needed, publish the final table with status
+        ``stopped`` (one try per store), close sources and stores."""
         try:
             self.samples.flush()
         except OSError as exc:
             log.error("sample log: final flush failed: %s", exc)
-        if self.samples.appended + self.samples.resumed and self._fitted_count \
-                != self.samples.appended:
-            self._refit(time.monotonic())
-        self._update_status()
+        if self.samples.appended + self.samples.resumed \
+                and self._fitted_count != self.samples.appended:
+            self._refit(publish=False)
+        self._status = Status.STOPPED
+        if self._server is not None:
+            self._server.synchronised = False
         if self._table is not None:
             self._publish(force=True)
         for s in self._sources:
             s.source.close()
-        if self._own_stores:
-            for state in self._stores:
-                close = getattr(state.store, "close", None)
-                if callable(close):
-                    close()
+        self.publisher.close()
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -281,41 +257,32 @@ class Agent:
     # -- one iteration ----------------------------------------------------------------------
     def step(self) -> float:
         """Do whatever is due now; returns seconds until something is due next."""
-        now = time.monotonic()
-        self._loop_mono = now
-        for state in self._sources:
+        self.resume()
+        timer, scheduler = self.timer, self.scheduler
+        self._loop_mono = timer.monotonic()
+        for i in scheduler.due(self._loop_mono):
             if self._stop.is_set():
                 break
-            if not state.stopped and now >= state.next_due:
-                self._poll(state)
-                now = time.monotonic()
+            self._poll(i)
         self._cross_check()  # samples age out of it while their sources stay silent
-        if self._refit_due(now):
+        new_samples = self._fitted_count != self.samples.appended
+        if scheduler.refit_due(timer.monotonic(), new_samples):
             try:  # before the refit publishes: a published table's samples are on disk
                 self.samples.flush()
             except OSError as exc:
                 log.error("sample log: flush failed: %s", exc)
-            self._refit(now)
+            self._refit()
         changed = self._update_status() or self._agreement_changed
         self._agreement_changed = False
-        if changed or time.monotonic() - self._last_publish >= REPUBLISH_S:
+        if changed or scheduler.republish_due(timer.monotonic()):
             self._publish()
-        now = time.monotonic()
-        for store in self._stores:
-            if store.pending is not None and now >= store.next_try:
-                self._try_store(store, now)
-        return self._next_wake(time.monotonic())
+        self.publisher.retry()
+        return scheduler.wait_s(timer.monotonic(),
+                                new_samples=self._fitted_count != self.samples.appended,
+                                retry_at=self.publisher.retry_at())
 
-    def _next_wake(self, now: float) -> float:
-        due = [s.next_due for s in self._sources if not s.stopped]
-        due += [s.next_try for s in self._stores if s.pending is not None]
-        if self._fitted_count != self.samples.appended:
-            due.append(self._next_refit)
-        due.append(self._last_publish + REPUBLISH_S)
-        due.append(now + 1.0)  # status (free-running) is re-evaluated at least every second
-        return max(0.0, min(due) - now)
-
-    def _poll(self, state: _SourceState) -> None:
+    def _poll(self, i: int) -> None:
+        state = self._sources[i]
         try:
             result = state.source.poll()
         except Exception as exc:  # a broken source must not kill the agent
@@ -324,16 +291,12 @@ class Agent:
         with self._lock:  # snapshot() copies these from the HTTP thread
             state.errors.update(result.errors)
             state.nts_failures.update(result.nts_failures)
+            state.nts_failures.update(result.nts_failures)
             if result.errors:
                 state.last_error = result.message
             if result.sample is not None:
                 state.samples += 1
-                state.failures_in_row = 0
-                state.answered = True
                 state.last_sample = result.sample
-            else:
-                state.failures_in_row += 1
-                state.answered = result.reachable
         if result.sample is not None:
             check = self._cross_check()
             held = ("falseticker" if state.falseticker else
@@ -344,23 +307,21 @@ class Agent:
                     state.last_error = f"{held}: sample left out of the fit"
             else:
                 self.samples.append([result.sample])
-        else:
-            log.warning("source %s: %s", state.source.name, result.message or "no sample")
+        bound_ns = self._bound_now() if self._corrector is not None else math.inf
+        with self._lock:
+            poll_s = self.scheduler.polled(i, result, bound_ns=bound_ns,
+                                           samples=len(self.samples))
+        if result.sample is None:
+            log.warning("source %s: %s (next poll in %.3g s)", state.source.name,
+                        result.message or "no sample", poll_s)
         if result.stop:
-            state.stopped = True
             log.error("source %s: stopped polling (%s)", state.source.name, result.message)
-        bound = self._bound_now() if self._corrector is not None else math.inf
-        if result.rate_limited:
-            state.poll_s = self.policy.after_rate_limit(state.poll_s)
-        else:
-            state.poll_s = self.policy.next_poll_s(state.poll_s, bound_ns=bound,
-                                                   samples=len(self.samples))
-        state.next_due = time.monotonic() + state.poll_s
 
     # -- agreement --------------------------------------------------------------------------
     def _cross_check(self) -> CrossCheck:
         """Cross-check the sources' latest fresh samples; mark falsetickers, log changes."""
-        latest = [(s.source.name, s.last_sample, s.poll_s) for s in self._sources
+        latest = [(s.source.name, s.last_sample, slot.poll_s)
+                  for s, slot in zip(self._sources, self.scheduler.slots, strict=True)
                   if s.last_sample is not None]
         check = cross_check(latest, now_local_ns=self.clock.now_ns(),
                             max_skew_ppm=self._max_skew_ppm)
@@ -397,34 +358,25 @@ class Agent:
         return check
 
     # -- fitting ----------------------------------------------------------------------------
-    def _refit_due(self, now: float) -> bool:
-        return self._fitted_count != self.samples.appended and now >= self._next_refit
-
-    def _fit_from_resumed(self) -> None:
-        if self.samples.resumed:
-            self._refit(time.monotonic())
-
-    def _refit(self, now: float) -> None:
+    def _refit(self, publish: bool = True) -> None:
         window = self.samples.recent(self.config.window_s, self.config.window_samples)
         self._fitted_count = self.samples.appended
         if not window:
             return
-        started = time.process_time()
         try:
-            table = fit_table(window, reference="", generated_at_ns=None, **self.config.fit)
+            table = self.scheduler.fit(lambda: fit_table(
+                window, reference="", generated_at_ns=None, **self.config.fit))
         except ClockSyncError as exc:
             self._fit_errors += 1
             log.error("fit failed on %d samples: %s", len(window), exc)
             return
-        cost_s = time.process_time() - started
         self._fits += 1
-        self._next_refit = now + max(self.config.refit_min_s,
-                                     cost_s / self.config.fit_cpu_share)
         corrector = Corrector([table])
         with self._lock:
             self._table, self._corrector = table, corrector
-        self._update_status()
-        self._publish()
+        if publish:
+            self._update_status()
+            self._publish()
 
     def _bound_now(self) -> float:
         offset = self._offset_now(self.clock.now_ns())
@@ -441,18 +393,16 @@ class Agent:
         return float(ref - local_ns), float(bound)
 
     # -- status and publishing ----------------------------------------------------------------
-    def _current_poll_s(self) -> float:
-        active = [s.poll_s for s in self._sources if not s.stopped]
-        return max(active) if active else self.config.max_poll_s
-
     def _update_status(self) -> bool:
-        active = [s for s in self._sources if not s.stopped]
-        all_unreachable = not active or all(
-            s.failures_in_row >= UNREACHABLE_POLLS for s in active)
+        if self._status == Status.STOPPED:
+            return False
+        slots = [s for s in self.scheduler.slots if not s.stopped]
+        all_unreachable = not slots or all(s.failures_in_row >= UNREACHABLE_POLLS
+                                           for s in slots)
         status = agent_status(self._table, now_local_ns=self.clock.now_ns(),
-                              poll_s=self._current_poll_s(),
-                              all_unreachable=bool(self._sources) and all_unreachable,
-                              last_sample_local_ns=self.samples.newest_t_local_ns)
+                              poll_s=self.scheduler.poll_s(), all_unreachable=all_unreachable,
+                              last_sample_local_ns=self.samples.newest_t_local_ns,
+                              has_sources=bool(self._sources))
         changed = status != self._status
         self._status = status
         if self._server is not None:
@@ -460,51 +410,21 @@ class Agent:
         return changed
 
     def _serves_synchronised(self) -> bool:
-        return not self._sources or self._status == "synchronised"
+        return self._status == Status.SERVING or self._status == Status.SYNCHRONISED
 
     def _publish(self, force: bool = False) -> None:
         table = self._table
         if table is None:
             return
-        self._generation += 1
-        extra = dict(table.extra)
         check = self._check
-        extra["agent"] = {"status": self._status, "poll_interval_s": self._current_poll_s(),
-                          "sources": [s.source.name for s in self._sources],
-                          "sources_agree": check.agree if check is not None else None,
-                          "falsetickers": list(check.falsetickers) if check is not None else []}
-        published = dataclasses.replace(table, status=self._status,
-                                        generated_at_ns=self.clock.now_ns(),
-                                        generation=self._generation, extra=extra)
-        text = published.to_json(self._table_key)
-        with self._lock:
-            self._published, self._published_json = published, text
-        self._last_publish = time.monotonic()
-        now = time.monotonic()
-        for state in self._stores:
-            state.pending = published
-            if force or now >= state.next_try:
-                self._try_store(state, now)
-
-    def _try_store(self, state: _StoreState, now: float) -> None:
-        table = state.pending
-        if table is None:
-            return
-        try:
-            state.store.write(table)
-        except (StoreError, OSError) as exc:
-            state.failures += 1
-            state.errors += 1
-            delay = min(self.config.publish_backoff_max_s,
-                        _BACKOFF_FIRST_S * 2 ** (state.failures - 1))
-            state.next_try = now + delay
-            log.warning("store %s: publish failed (retry in %.1f s): %s",
-                        state.store.url, delay, exc)
-            return
-        state.pending = None
-        state.failures = 0
-        state.next_try = now
-        self._publishes += 1
+        block = PublisherBlock(
+            poll_interval_s=self.scheduler.poll_s(), republish_s=self.scheduler.republish_s,
+            sources=tuple(s.source.name for s in self._sources),
+            sources_agree=check.agree if check is not None else None,
+            falsetickers=check.falsetickers if check is not None else ())
+        self.publisher.publish(table, status=self._status, block=block,
+                               now_local_ns=self.clock.now_ns(), force=force)
+        self.scheduler.published(self.timer.monotonic())
 
     # -- reading state ------------------------------------------------------------------------
     @property
@@ -514,38 +434,44 @@ class Agent:
     @property
     def store_urls(self) -> list[str]:
         """The stores' URLs (passwords redacted)."""
-        return [s.store.url for s in self._stores]
+        return self.publisher.urls
 
     @property
-    def status(self) -> str:
+    def status(self) -> Status:
         return self._status
 
     @property
     def table(self) -> CorrectionTable | None:
         """The last published table (with the agent's status)."""
-        with self._lock:
-            return self._published
+        return self.publisher.published[0]
 
     def snapshot(self) -> AgentSnapshot:
         """The state now (the HTTP thread calls this per request)."""
         now_local = self.clock.now_ns()
-        with self._lock:
-            table, table_json = self._published, self._published_json
+        table, table_json = self.publisher.published
         offset = self._offset_now(now_local)
         with self._lock:
             sources = tuple(SourceStatus(
-                name=s.source.name, poll_s=s.poll_s, samples=s.samples, errors=dict(s.errors),
-                reachable=s.failures_in_row < UNREACHABLE_POLLS and not s.stopped,
-                stopped=s.stopped,
+                name=s.source.name, poll_s=slot.poll_s, samples=s.samples,
+                errors=dict(s.errors),
+                reachable=slot.failures_in_row < UNREACHABLE_POLLS and not slot.stopped,
+                stopped=slot.stopped,
                 last_offset_ns=s.last_sample.offset_ns if s.last_sample else None,
                 last_bound_ns=s.last_sample.bound if s.last_sample else None,
                 last_error=s.last_error, falseticker=s.falseticker,
-                nts_failures=dict(s.nts_failures)) for s in self._sources)
+                nts_failures=dict(s.nts_failures))
+                for s, slot in zip(self._sources, self.scheduler.slots, strict=True))
             check = self._check
         current = table.current if table is not None else None
+        status = self._status
+        loop_age_s = self.timer.monotonic() - self._loop_mono
+        healthy, reason = agent_health(
+            status, has_table=self._corrector is not None, covers_now=offset is not None,
+            loop_age_s=loop_age_s,
+            stall_s=STALL_S + max((s.poll_s for s in sources), default=0.0))
         return AgentSnapshot(
             node=self.node,
-            status=self._status,
+            status=str(status),
             now_local_ns=now_local,
             table=table,
             table_json=table_json,
@@ -556,10 +482,12 @@ class Agent:
             sources=sources,
             fits=self._fits,
             fit_errors=self._fit_errors,
-            publishes=self._publishes,
-            publish_errors={s.store.url: s.errors for s in self._stores},
-            loop_age_s=time.monotonic() - self._loop_mono,
+            publishes=self.publisher.publishes,
+            publish_errors=self.publisher.errors(),
+            loop_age_s=loop_age_s,
             agreement=check.agreement if check is not None else None,
             falsetickers=check.falsetickers if check is not None else (),
             sources_agree=check.agree if check is not None else None,
+            healthy=healthy,
+            health_reason=reason,
         )

@@ -1,7 +1,9 @@
-"""Agent configuration: every option declared once, in :data:`OPTION_SPECS`.
+"""Agent configuration: every option declared once, as a field of :class:`AgentConfig`.
 
-The TOML loader (:func:`load_config`), range checks, and the ``clocksync agent run`` flags
-(``clocksync.cli._agent``) are all derived from that one table. The fit assumptions come from
+Each option field carries its kind, default, inclusive range, help, TOML key (the field
+name) and flag (``--`` + the key or ``flag``, dashes for underscores); :data:`OPTION_SPECS`
+is read from those fields, and the TOML loader (:func:`load_config`), the range checks and
+the ``clocksync agent run`` flags all derive from it. The fit assumptions come from
 :data:`clocksync.ASSUMPTION_SPECS` and live in the ``[fit]`` table of the file. Precedence:
 defaults < file < flags. Errors name the file (or "command line") and the key.
 
@@ -23,13 +25,14 @@ Example file::
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from .._errors import InputError
 from .._fit import Assumptions
@@ -38,6 +41,8 @@ from .._units import parse_duration_s
 __all__ = ["OPTION_SPECS", "AgentConfig", "OptionSpec", "load_config", "parse_listen"]
 
 Kind = Literal["str", "int", "float", "duration", "bool", "list"]
+T = TypeVar("T")
+_SPEC = "clocksync.option"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,121 +71,102 @@ class OptionSpec:
         return "--" + (self.flag or self.key).replace("_", "-")
 
 
-OPTION_SPECS: tuple[OptionSpec, ...] = (
-    OptionSpec("node", "str", "", "name of this node in samples and tables "
-               "(default: the host name)"),
-    OptionSpec("ntp_servers", "list", (), "NTP servers to measure against, HOST[:PORT] "
-               "(repeatable flag); in the file an entry may be a table { server = "
-               "\"HOST[:PORT]\", nts = true } to choose NTS per server",
-               flag="ntp_server", item_keys=("nts",)),
-    OptionSpec("nts", "bool", False, "authenticate the NTP servers with NTS (RFC 8915); "
-               "their PORT is then the NTS-KE port (default 4460), and the NTP server and "
-               "port come from NTS-KE; a server's own nts key in the file overrides this. "
-               "An NTS server is never measured unauthenticated"),
-    OptionSpec("nts_ca_file", "str", "", "PEM file of CA certificates trusted for NTS-KE "
-               "(empty: the system trust store)"),
-    OptionSpec("peers", "list", (), "other agents' NTP ports to measure against, HOST:PORT "
-               "(repeatable flag)", flag="peer"),
-    OptionSpec("chrony", "bool", False, "report through the local chronyd "
-               "(chronyc -c tracking / sources) instead of measuring twice"),
-    OptionSpec("chronyc_host", "str", "", "chronyc -h argument: the chronyd command socket "
-               "path or host (default: chronyc's own default)"),
-    OptionSpec("chronyc_path", "str", "chronyc", "the chronyc program"),
-    OptionSpec("ptp_interfaces", "list", (), "network interfaces on which our measure-only "
-               "PTP slave measures against the best master (E2E, kernel software "
-               "timestamps; needs root) (repeatable flag)", flag="ptp_interface"),
-    OptionSpec("ptp_transport", "str", "udp4", "PTP transport on ptp_interfaces: udp4 "
-               "(224.0.1.129, ports 319/320) or l2 (Ethernet, ethertype 0x88F7)",
-               choices=("udp4", "l2")),
-    OptionSpec("ptp_domain", "int", 0, "PTP domainNumber to listen to on ptp_interfaces",
-               0, 255),
-    OptionSpec("ptp4l_uds", "str", "", "read a local ptp4l's measurements through its "
-               "management socket at this path (its uds_address, e.g. /var/run/ptp4l); "
-               "empty = off"),
-    OptionSpec("exclude_falsetickers", "bool", True, "leave out of the fit the new samples "
-               "of a source whose interval misses the one a strict majority of sources "
-               "agrees on (a falseticker), and every new sample while sources disagree "
-               "without such a majority"),
-    OptionSpec("min_poll_s", "duration", 1.0, "shortest poll interval (s), used while the "
-               "model is young or its bound is wide", 0.01, 86_400.0),
-    OptionSpec("max_poll_s", "duration", 64.0, "longest poll interval (s)", 0.01, 86_400.0),
-    OptionSpec("target_bound_ns", "float", 100_000.0, "poll faster while the model's bound "
-               "exceeds this (ns), slower while it is under half of it", 1.0, 1e12),
-    OptionSpec("burst", "int", 4, "exchanges per NTP poll; the minimum-delay one is kept",
-               1, 32),
-    OptionSpec("burst_interval_s", "duration", 0.05, "pause between the exchanges of a "
-               "burst (s)", 0.0, 10.0),
-    OptionSpec("timeout_s", "duration", 1.0, "how long one exchange waits for its reply (s)",
-               0.001, 60.0),
-    OptionSpec("interleaved", "bool", True, "ask NTP servers for interleaved mode (exact "
-               "server send times)"),
-    OptionSpec("stores", "list", (), "table stores to publish to: DIR, file://DIR, "
-               "redis://... (repeatable flag; default DATA_DIR/tables)", flag="store"),
-    OptionSpec("table_key_file", "str", "", "shared HMAC key file: published tables (stores "
-               "and /table) are signed with it (docs/table-format.md); empty = unsigned"),
-    OptionSpec("data_dir", "str", "clocksync-data", "directory of the sample log "
-               "(DATA_DIR/samples) and the default table store"),
-    OptionSpec("http_listen", "str", "127.0.0.1:9465", "HOST:PORT of the read-only HTTP "
-               "endpoint (/metrics, /table, /healthz); empty disables it", flag="http"),
-    OptionSpec("serve_port", "int", 0, "answer NTP requests with this node's clock on this "
-               "UDP port (peer mode); 0 = off", 0, 65_535),
-    OptionSpec("serve_address", "str", "127.0.0.1", "address the peer-mode NTP server binds"),
-    OptionSpec("window_s", "duration", 3_600.0, "refit only the samples of this recent "
-               "history (s)", 1.0, 1e8),
-    OptionSpec("window_samples", "int", 2_000, "refit at most this many recent samples "
-               "(a fit costs about 0.25 ms per sample)", 8, 1_000_000),
-    OptionSpec("refit_min_s", "duration", 10.0, "shortest interval between refits (s)",
-               0.01, 86_400.0),
-    OptionSpec("fit_cpu_share", "float", 0.005, "refit no more often than keeps fitting "
-               "under this share of one core (0.005 = 0.5 %)", 1e-4, 1.0),
-    OptionSpec("segment_samples", "int", 1_000, "samples per sample-log segment before "
-               "it is rotated", 10, 10_000_000),
-    OptionSpec("retention_s", "duration", 7 * 86_400.0, "delete sample-log segments whose "
-               "newest sample is older than this (s)", 60.0, 1e10),
-    OptionSpec("publish_backoff_max_s", "duration", 60.0, "longest wait between retries of "
-               "a failed publish (s)", 0.01, 86_400.0),
-)
-
-_SPECS = {spec.key: spec for spec in OPTION_SPECS}
+def _option(default: T, help: str, minimum: float | None = None,
+            maximum: float | None = None, *, kind: Kind | None = None, flag: str | None = None,
+            choices: tuple[str, ...] = (), item_keys: tuple[str, ...] = ()) -> T:
+    """A config field declaring its option; ``kind`` defaults from the default's type."""
+    if kind is None:
+        kind = ("bool" if isinstance(default, bool) else "int" if isinstance(default, int)
+                else "float" if isinstance(default, float) else "list"
+                if isinstance(default, tuple) else "str")
+    spec = {"kind": kind, "default": default, "help": help, "minimum": minimum,
+            "maximum": maximum, "flag": flag, "choices": choices, "item_keys": item_keys}
+    made: T = field(default=default, metadata={_SPEC: spec})
+    return made
 
 
 @dataclass(frozen=True)
 class AgentConfig:
-    """Validated agent options (see :data:`OPTION_SPECS` for meaning and units)."""
+    """Validated agent options; each field declares its option (units in its help)."""
 
-    node: str
-    ntp_servers: tuple[str, ...]
-    nts: bool
-    nts_ca_file: str
-    peers: tuple[str, ...]
-    chrony: bool
-    chronyc_host: str
-    chronyc_path: str
-    ptp_interfaces: tuple[str, ...]
-    ptp_transport: str
-    ptp_domain: int
-    ptp4l_uds: str
-    exclude_falsetickers: bool
-    min_poll_s: float
-    max_poll_s: float
-    target_bound_ns: float
-    burst: int
-    burst_interval_s: float
-    timeout_s: float
-    interleaved: bool
-    stores: tuple[str, ...]
-    table_key_file: str
-    data_dir: str
-    http_listen: str
-    serve_port: int
-    serve_address: str
-    window_s: float
-    window_samples: int
-    refit_min_s: float
-    fit_cpu_share: float
-    segment_samples: int
-    retention_s: float
-    publish_backoff_max_s: float
+    node: str = _option("", "name of this node in samples and tables (default: the host name)")
+    ntp_servers: tuple[str, ...] = _option(
+        (), "NTP servers to measure against, HOST[:PORT] (repeatable flag); in the file an "
+            "entry may be a table { server = \"HOST[:PORT]\", nts = true } to choose NTS per "
+            "server", flag="ntp_server", item_keys=("nts",))
+    nts: bool = _option(False, "authenticate the NTP servers with NTS (RFC 8915); their PORT "
+                               "is then the NTS-KE port (default 4460), and the NTP server and "
+                               "port come from NTS-KE; a server's own nts key in the file "
+                               "overrides this. An NTS server is never measured "
+                               "unauthenticated")
+    nts_ca_file: str = _option("", "PEM file of CA certificates trusted for NTS-KE (empty: the "
+                                   "system trust store)")
+    peers: tuple[str, ...] = _option(
+        (), "other agents' NTP ports to measure against, HOST:PORT (repeatable flag)",
+        flag="peer")
+    chrony: bool = _option(False, "report through the local chronyd (chronyc -c tracking / "
+                                  "sources) instead of measuring twice")
+    chronyc_host: str = _option("", "chronyc -h argument: the chronyd command socket path or "
+                                    "host (default: chronyc's own default)")
+    chronyc_path: str = _option("chronyc", "the chronyc program")
+    ptp_interfaces: tuple[str, ...] = _option(
+        (), "network interfaces on which our measure-only PTP slave measures against the best "
+            "master (E2E, kernel software timestamps; needs root) (repeatable flag)",
+        flag="ptp_interface")
+    ptp_transport: str = _option("udp4", "PTP transport on ptp_interfaces: udp4 (224.0.1.129, "
+                                         "ports 319/320) or l2 (Ethernet, ethertype 0x88F7)",
+                                 choices=("udp4", "l2"))
+    ptp_domain: int = _option(0, "PTP domainNumber to listen to on ptp_interfaces", 0, 255)
+    ptp4l_uds: str = _option("", "read a local ptp4l's measurements through its management "
+                                 "socket at this path (its uds_address, e.g. /var/run/ptp4l); "
+                                 "empty = off")
+    exclude_falsetickers: bool = _option(
+        True, "leave out of the fit the new samples of a source whose interval misses the one "
+              "a strict majority of sources agrees on (a falseticker), and every new sample "
+              "while sources disagree without such a majority")
+    min_poll_s: float = _option(1.0, "shortest poll interval (s), used while the model is "
+                                     "young or its bound wide", 0.01, 86_400.0, kind="duration")
+    max_poll_s: float = _option(64.0, "longest poll interval (s); failed polls back off "
+                                      "(doubling) up to it", 0.01, 86_400.0, kind="duration")
+    target_bound_ns: float = _option(100_000.0, "poll faster while the model's bound exceeds "
+                                                "this (ns), slower while it is under half of "
+                                                "it", 1.0, 1e12)
+    burst: int = _option(4, "exchanges per NTP poll; the minimum-delay one is kept", 1, 32)
+    burst_interval_s: float = _option(0.05, "pause between the exchanges of a burst (s)",
+                                      0.0, 10.0, kind="duration")
+    timeout_s: float = _option(1.0, "how long one exchange waits for its reply (s)",
+                               0.001, 60.0, kind="duration")
+    interleaved: bool = _option(True, "ask NTP servers for interleaved mode (exact server "
+                                      "send times)")
+    stores: tuple[str, ...] = _option(
+        (), "table stores to publish to: DIR, file://DIR, redis://... (repeatable flag; "
+            "default DATA_DIR/tables)", flag="store")
+    table_key_file: str = _option("", "shared HMAC key file: published tables (stores and "
+                                      "/table) are signed with it (docs/table-format.md); "
+                                      "empty = unsigned")
+    data_dir: str = _option("clocksync-data", "directory of the sample log (DATA_DIR/samples) "
+                                              "and the default table store")
+    http_listen: str = _option("127.0.0.1:9465", "HOST:PORT of the read-only HTTP endpoint "
+                                                 "(/metrics, /table, /healthz); empty "
+                                                 "disables it", flag="http")
+    serve_port: int = _option(0, "answer NTP requests with this node's clock on this UDP "
+                                 "port (peer mode); 0 = off", 0, 65_535)
+    serve_address: str = _option("127.0.0.1", "address the peer-mode NTP server binds")
+    window_s: float = _option(3_600.0, "refit only the samples of this recent history (s)",
+                              1.0, 1e8, kind="duration")
+    window_samples: int = _option(2_000, "refit at most this many recent samples (a fit costs "
+                                         "about 0.25 ms per sample)", 8, 1_000_000)
+    refit_min_s: float = _option(10.0, "shortest interval between refits (s)", 0.01,
+                                 86_400.0, kind="duration")
+    fit_cpu_share: float = _option(0.005, "refit no more often than keeps fitting under this "
+                                          "share of one core (0.005 = 0.5 %)", 1e-4, 1.0)
+    segment_samples: int = _option(1_000, "samples per sample-log segment before it is "
+                                          "rotated", 10, 10_000_000)
+    retention_s: float = _option(7 * 86_400.0, "delete sample-log segments whose newest "
+                                               "sample is older than this (s)", 60.0, 1e10,
+                                 kind="duration")
+    publish_backoff_max_s: float = _option(60.0, "longest wait between retries of a failed "
+                                                 "publish (s)", 0.01, 86_400.0, kind="duration")
     fit: dict[str, float] = field(default_factory=dict)
     source: str = "defaults"
     #: per-server choices from the file: ``(HOST[:PORT], nts)`` for entries with an nts key
@@ -237,6 +223,12 @@ def _entries(spec: OptionSpec, value: Any, where: str,
                 per_item.setdefault(target, {})[key] = item[key]
         out.append(target)
     return out
+#: every option, read from the fields of :class:`AgentConfig` (their one declaration)
+OPTION_SPECS: tuple[OptionSpec, ...] = tuple(
+    OptionSpec(key=f.name, **f.metadata[_SPEC])
+    for f in dataclasses.fields(AgentConfig) if _SPEC in f.metadata)
+
+_SPECS = {spec.key: spec for spec in OPTION_SPECS}
 
 
 def _convert(spec: OptionSpec, value: Any, where: str) -> Any:

@@ -2,7 +2,9 @@
 
 * ``GET /metrics`` — Prometheus exposition (prometheus-client), see :class:`AgentCollector`;
 * ``GET /table``   — the published table JSON (404 before the first fit);
-* ``GET /healthz`` — 200 with a small JSON status while the loop runs, 503 if it stalled.
+* ``GET /healthz`` — a small JSON status: 200 while healthy, 503 with a ``reason`` while
+  the loop stalled, there is no usable sample yet, the table is past its holdover horizon,
+  or the agent stopped (a reference agent, status ``serving``, is healthy).
 
 Binds 127.0.0.1 unless configured otherwise. prometheus-client (the ``metrics`` extra) is
 imported only when the endpoint starts, so the package and the CLI load without it.
@@ -26,10 +28,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from .._errors import InputError
-from .._table import STATUSES
+from .._status import STATUSES
 from ..ntp import NtsFailure
 from ._agent import AgentSnapshot
-from ._sources import FAILURE_REASONS
+from ._source import FAILURE_REASONS
 
 __all__ = ["MAX_REQUEST_HEAD_BYTES", "NTS_FAILURE_REASONS", "REQUEST_TIMEOUT_S",
            "AgentCollector", "AgentHttpServer"]
@@ -40,8 +42,6 @@ REQUEST_TIMEOUT_S = 5.0
 MAX_REQUEST_HEAD_BYTES = 8192
 #: every reason of ``clocksync_nts_failures_total``, exported from 0 for each NTS server
 NTS_FAILURE_REASONS = tuple(r.value for r in NtsFailure)
-#: /healthz fails when the loop has not run for this long plus the longest poll interval
-STALL_S = 30.0
 
 
 class AgentCollector:
@@ -231,12 +231,10 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send(200, snap.table_json.encode(), "application/json", head)
         elif path == "/healthz":
-            stalled = snap.loop_age_s > STALL_S + max((s.poll_s for s in snap.sources),
-                                                      default=0.0)
-            self._json(503 if stalled else 200,
-                       {"node": snap.node, "status": snap.status, "loop_age_s": snap.loop_age_s,
-                        "samples": snap.samples_total, "ok": not stalled,
-                        "sources_agree": snap.sources_agree,
+            self._json(200 if snap.healthy else 503,
+                       {"node": snap.node, "status": snap.status, "ok": snap.healthy,
+                        "reason": snap.health_reason, "loop_age_s": snap.loop_age_s,
+                        "samples": snap.samples_total, "sources_agree": snap.sources_agree,
                         "falsetickers": list(snap.falsetickers)}, head)
         else:
             self._json(404, {"error": "not found", "paths": ["/metrics", "/table", "/healthz"]},

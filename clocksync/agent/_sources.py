@@ -1,4 +1,4 @@
-"""Measurement sources of the agent: a small protocol and one class per kind.
+"""Measurement sources of the agent: one class per kind behind :class:`Source`.
 
 * :class:`NtpSource` — an NTP server, measured with :class:`clocksync.ntp.NtpClient` (kernel
   timestamps, bursts with minimum-delay selection, interleaved mode).
@@ -24,10 +24,11 @@ import dataclasses
 import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
 from .._clock import Clock, SystemClock
 from .._errors import InputError
+from .._fit import Assumptions
 from .._sample import TIMESTAMP_ERROR_NS, Sample
 from ..ntp import (
     DEFAULT_KE_PORT,
@@ -39,6 +40,10 @@ from ..ntp import (
     NtsKeyExchangeError,
     parse_target,
 )
+from ._source import FAILURE_REASONS, PollResult, Source
+
+if TYPE_CHECKING:
+    from ._config import AgentConfig
 
 __all__ = [
     "FAILURE_REASONS",
@@ -48,55 +53,13 @@ __all__ = [
     "NtpSource",
     "PollResult",
     "Source",
+    "build_sources",
     "parse_chrony_sources",
     "parse_chrony_tracking",
 ]
 
 #: chrony's default ``maxclockerror`` (ppm): added to its skew when its dispersion ages
 MAX_CLOCK_ERROR_PPM = 1.0
-
-#: error reasons that mean "no answer" (nothing came back, or the local tool failed); every
-#: other reason is an answer that was rejected (a bad reply, a falseticker's sample, ...)
-FAILURE_REASONS = frozenset({"timeout", "network", "chronyc", "internal", "ptp4l", "stale",
-                             "nts_tls", "nts_ke"})
-
-
-@dataclass(frozen=True, slots=True)
-class PollResult:
-    """What one poll of a source produced.
-
-    Attributes:
-        sample: the sample (None when the poll failed).
-        errors: error kinds seen, e.g. ``("timeout", "bad_origin")``; NTP reject reasons
-            use :class:`clocksync.ntp.RejectReason` values.
-        reachable: the source answered at all (a rejected reply counts as an answer).
-        rate_limited: the server sent a Kiss-o'-Death RATE: poll less often.
-        stop: the source must not be polled again (KoD DENY/RSTR, unusable setup).
-        message: a human-readable note on the last error.
-        nts_failures: NTS failures since the previous poll, one entry per failure, by
-            :class:`clocksync.ntp.NtsFailure` value (tls, ke, nak, auth, unique_id).
-    """
-
-    sample: Sample | None
-    errors: tuple[str, ...] = ()
-    reachable: bool = True
-    rate_limited: bool = False
-    stop: bool = False
-    message: str = ""
-    nts_failures: tuple[str, ...] = ()
-
-
-@runtime_checkable
-class Source(Protocol):
-    """A measurement source of one node."""
-
-    name: str
-
-    def poll(self) -> PollResult:
-        """Measure once (may block up to the source's timeout)."""
-
-    def close(self) -> None:
-        """Release sockets."""
 
 
 def _error_kind(exc: Exception) -> str:
@@ -304,3 +267,40 @@ class ChronySource:
 
     def close(self) -> None:
         return None
+
+
+def build_sources(config: AgentConfig, clock: Clock) -> list[Source]:
+    """The sources a config asks for, in the order ntp servers, peers, chrony, ptp
+    interfaces, ptp4l (the PTP module, and scapy with it, is imported only when asked)."""
+    sources: list[Source] = []
+
+    def ntp(target: str, kind: str, nts: bool = False) -> NtpSource:
+        return NtpSource(target, kind=kind, node=config.node, clock=clock, burst=config.burst,
+                         burst_interval_s=config.burst_interval_s, timeout_s=config.timeout_s,
+                         interleaved=config.interleaved, nts=nts,
+                         nts_ca_file=config.nts_ca_file)
+
+    try:
+        sources += [ntp(target, "ntp", config.uses_nts(target))
+                    for target in config.ntp_servers]
+        sources += [ntp(target, "peer") for target in config.peers]
+        if config.chrony:
+            sources.append(ChronySource(config.node, clock, config.chronyc_path,
+                                        config.chronyc_host))
+        if config.ptp_interfaces or config.ptp4l_uds:
+            from ._ptpsource import Ptp4lSource, PtpSource
+
+            max_skew_ppm = Assumptions.from_mapping(dict(config.fit)).max_skew_ppm
+            for iface in config.ptp_interfaces:
+                sources.append(PtpSource(iface, node=config.node, clock=clock,
+                                         transport=config.ptp_transport,
+                                         domain=config.ptp_domain, timeout_s=config.timeout_s,
+                                         max_skew_ppm=max_skew_ppm))
+            if config.ptp4l_uds:
+                sources.append(Ptp4lSource(config.ptp4l_uds, node=config.node, clock=clock,
+                                           timeout_s=config.timeout_s))
+    except Exception:
+        for source in sources:
+            source.close()
+        raise
+    return sources

@@ -83,8 +83,8 @@ def agent() -> None:
 @assumption_options
 def run(config_path: str | None, log_level: str, **kwargs: Any) -> None:
     """Poll sources, log samples, refit the recent window, publish the table, serve
-    /metrics, /table and /healthz. SIGTERM or SIGINT: finish the current write, publish,
-    exit 0.
+    /metrics, /table and /healthz. SIGTERM or SIGINT: finish the current write, publish a
+    final table marked stopped, exit 0.
 
     Offsets are reference - local (positive: the local clock is behind).
     """
@@ -95,11 +95,11 @@ def run(config_path: str | None, log_level: str, **kwargs: Any) -> None:
     if fit:
         overrides["fit"] = fit
     config = load_config(config_path, overrides)
-    lean_process()
     if not (config.has_sources or config.serve_port):
         raise click.UsageError("nothing to do: give a source (--ntp-server, --peer, --chrony, "
                                "--ptp-interface, --ptp4l-uds) or serve as a reference "
                                "(--serve-port)")
+    lean_process()  # only once the agent will run: it changes what this process can import
     node_agent = Agent(config)
     http: AgentHttpServer | None = None
     try:

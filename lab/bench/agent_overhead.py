@@ -1,4 +1,5 @@
-"""Agent overhead at a 1 s poll: CPU % of one core and RSS of a real ``clocksync agent run``.
+"""Agent overhead at a 1 s poll: CPU % of one core and RSS of a real ``clocksync agent run``,
+measuring and as a reference.
 
 The agent runs as its own process (the CLI), measuring our NTP server on loopback (served
 from this process, so its CPU is not counted) with a fixed 1 s poll and the default burst of
@@ -16,7 +17,10 @@ interpreter start and imports); RSS from /proc/PID/status. The runs:
   scipy.stats for latency) — the difference is the CLI's import cost;
 * ``lib, no pandas``: the same with pandas hidden. pyarrow would import pandas (~48 MB)
   whenever pandas is installed; the agent process no longer imports pyarrow (its Parquet
-  work runs in a child), so this row should match ``library``.
+  work runs in a child), so this row should match ``library``;
+* ``reference``: a reference agent (the CLI with no source, ``--serve-port``): it serves
+  its clock over NTP and otherwise sleeps (the measuring agents of the other rows do not
+  poll it; its figures are the idle loop's).
 
 A baseline process (Python importing the agent package, then sleeping) is measured in the
 same run; the table prints the agent's figures and the ratio to it. The issue's budget:
@@ -68,8 +72,8 @@ def _usage(pid: int) -> Usage:
                  int(status["VmHWM"].split()[0]) / 1024)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
+def _free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
@@ -158,7 +162,8 @@ def main() -> None:
         runs = (("fresh", False, False, args.seconds),
                 ("full window", True, False, args.full_seconds),
                 ("library", False, True, args.seconds),
-                ("lib, no pandas", False, True, args.seconds))
+                ("lib, no pandas", False, True, args.seconds),
+                ("reference", False, False, args.seconds))
         for label, seed, library, seconds in runs:
             work = Path(tempfile.mkdtemp(prefix="csbench_agent_"))
             try:
@@ -175,6 +180,11 @@ def main() -> None:
                              f"127.0.0.1:{server.port}", "--min-poll-s", "1", "--max-poll-s",
                              "1", "--data-dir", str(work), "--http", f"127.0.0.1:{port}",
                              "--log-level", "error"])
+                if label == "reference":
+                    cmd = [sys.executable, "-c", "from clocksync.cli import main; main()",
+                           "agent", "run", "--node", "ref", "--serve-port",
+                           str(_free_port(socket.SOCK_DGRAM)), "--data-dir", str(work),
+                           "--http", f"127.0.0.1:{port}", "--log-level", "error"]
                 start, end, extra = _measure(cmd, seconds, args.warmup, port)
                 rows.append((label, seconds,
                              Usage(end.cpu_s - start.cpu_s, end.rss_mb, end.peak_rss_mb),

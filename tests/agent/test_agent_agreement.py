@@ -125,8 +125,8 @@ def test_agent_names_the_lying_server_and_keeps_it_out_of_the_fit(
             now = time.time_ns()
             ref, bound = table.correct("n1", now)
             assert abs(ref - now) <= bound < LIE_NS / 2
-            assert agent.table is not None
-            assert agent.table.extra["agent"]["falsetickers"] == [liar]
+            assert agent.table is not None and agent.table.publisher is not None
+            assert agent.table.publisher.falsetickers == (liar,)
             # none of the liar's samples entered the log: its first one, polled second in
             # the first round, met one other source and no majority (held as no_majority)
             assert not [s for s in agent.samples.recent(1e9, 10_000) if s.source == liar]

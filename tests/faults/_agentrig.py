@@ -117,9 +117,7 @@ class RecordingStore:
         return self.inner.version()
 
     def close(self) -> None:
-        close = getattr(self.inner, "close", None)
-        if callable(close):
-            close()
+        self.inner.close()
 
 
 class StoreReader:
@@ -169,9 +167,7 @@ class StoreReader:
                     self.generations.append(table.generation)
                 time.sleep(0.002)
         finally:
-            close = getattr(store, "close", None)
-            if callable(close):
-                close()
+            store.close()
 
     def check(self) -> None:
         assert not self.bad, self.bad[:5]

@@ -89,6 +89,8 @@ def test_reference_unreachable_then_back(tmp_path: Path, how: str) -> None:
             watch("synchronised")
             wait_for(lambda: agent.samples.appended >= before + 3)
             assert thread.is_alive()  # recovered in the same run, no restart
+            wait_for(lambda: _stored(tmp_path).status == "synchronised")
+            back = _stored(tmp_path)
     finally:
         server.stop()
 
@@ -118,11 +120,15 @@ def test_reference_unreachable_then_back(tmp_path: Path, how: str) -> None:
     assert later.bound_now_ns > outage.bound_now_ns
     assert outage.table is not None and outage.table.status == "free_running"
     check_holdover_rate(outage.table)
-    # the store got the free-running table, and later the synchronised one
-    final = Corrector.from_store(str(tmp_path / "data" / "tables")).table("n1")
-    assert final.status == "synchronised"
-    assert final.last_sample_local_ns is not None
-    assert final.last_sample_local_ns > outage.table.last_sample_local_ns  # type: ignore[operator]
+    # the store got the free-running table, later the synchronised one, and at the end
+    # the stopped agent's final table
+    assert back.last_sample_local_ns is not None
+    assert back.last_sample_local_ns > outage.table.last_sample_local_ns  # type: ignore[operator]
+    assert _stored(tmp_path).status == "stopped"
+
+
+def _stored(tmp_path: Path) -> CorrectionTable:
+    return Corrector.from_store(str(tmp_path / "data" / "tables")).table("n1")
 
 
 @pytest.mark.slow

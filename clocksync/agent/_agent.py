@@ -291,7 +291,6 @@ class Agent:
         with self._lock:  # snapshot() copies these from the HTTP thread
             state.errors.update(result.errors)
             state.nts_failures.update(result.nts_failures)
-            state.nts_failures.update(result.nts_failures)
             if result.errors:
                 state.last_error = result.message
             if result.sample is not None:

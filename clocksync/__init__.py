@@ -2,15 +2,28 @@
 
 Public surface (everything else is private and may change)::
 
-    Sample, fit_table, CorrectionTable, Corrector, read_samples, write_samples,
-    Assumptions, ASSUMPTION_SPECS, SimClock, SystemClock, open_store, TableKey,
-    load_table_key (signed tables), Status and PublisherBlock (the status contract),
-    format_ns (a value with its bound, for humans), and the exceptions.
+    Sample, SampleArrays, fit_table, CorrectionTable, Cells, Corrector, CellStack,
+    read_samples, write_samples, Assumptions, ASSUMPTION_SPECS, Clock, SimClock,
+    SystemClock, open_store, TableStore, DirectoryStore, MemoryStore, TableKey,
+    load_table_key (signed tables), Flag and its bits (HOLDOVER, AMBIGUOUS, VOID,
+    OUT_OF_RANGE), Status and PublisherBlock (the status contract), format_ns (a value
+    with its bound, for humans), and the exceptions.
+
+Beside it: :mod:`clocksync.ntp`, :mod:`clocksync.net` (kernel timestamps),
+:mod:`clocksync.agent`, :mod:`clocksync.latency`, :mod:`clocksync.testing` (simulated
+clocks, links, requests and sources) and the ``clocksync`` command (:mod:`clocksync.cli`).
+The layers are described in docs/architecture.md.
 """
 
-from ._clock import Clock, SimClock, SystemClock
-from ._corrector import AMBIGUOUS, HOLDOVER, OUT_OF_RANGE, VOID, Corrector
-from ._errors import (
+from ._correct._cellstack import CellStack
+from ._corrector import Corrector
+from ._fit import ASSUMPTION_SPECS, Assumptions, SampleArrays, fit_table
+from ._io._keyfile import load_table_key
+from ._io._samplefile import read_samples, write_samples
+from ._io._store import DirectoryStore, MemoryStore, TableStore, open_store
+from ._model._cells import Cells
+from ._model._clock import Clock, SimClock, SystemClock
+from ._model._errors import (
     ClockSyncError,
     InconsistentError,
     InputError,
@@ -21,14 +34,12 @@ from ._errors import (
     StoreError,
     UnknownNodeError,
 )
-from ._fit import ASSUMPTION_SPECS, Assumptions, SampleArrays, fit_table
-from ._sample import Sample
-from ._samplefile import read_samples, write_samples
-from ._status import STATUS_MEANINGS, PublisherBlock, Status
-from ._store import DirectoryStore, MemoryStore, TableStore, open_store
-from ._table import SCHEMA, CorrectionTable
-from ._tablekey import TableKey, load_table_key
-from ._units import format_ns
+from ._model._flags import AMBIGUOUS, HOLDOVER, OUT_OF_RANGE, VOID, Flag
+from ._model._sample import Sample
+from ._model._status import STATUS_MEANINGS, PublisherBlock, Status
+from ._model._table import SCHEMA, CorrectionTable
+from ._model._tablekey import TableKey
+from ._model._units import format_ns
 
 __all__ = [
     "AMBIGUOUS",
@@ -39,11 +50,14 @@ __all__ = [
     "STATUS_MEANINGS",
     "VOID",
     "Assumptions",
+    "CellStack",
+    "Cells",
     "Clock",
     "ClockSyncError",
     "CorrectionTable",
     "Corrector",
     "DirectoryStore",
+    "Flag",
     "InconsistentError",
     "InputError",
     "InvalidTimestampError",

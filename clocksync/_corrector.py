@@ -35,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from ._cells import (
+from ._correct._cells import (
     OUT_OF_RANGE,
     Compiled,
     check_nonnegative,
@@ -44,11 +44,11 @@ from ._cells import (
     invalid_as_inf,
     same_node_interval,
 )
-from ._cellstack import CellStack
-from ._errors import InvalidTimestampError, OutOfRangeError, UnknownNodeError
-from ._fit._envelope import AMBIGUOUS, HOLDOVER, VOID
-from ._table import CorrectionTable
-from ._tablekey import TableKey
+from ._correct._cellstack import CellStack
+from ._model._errors import InvalidTimestampError, OutOfRangeError, UnknownNodeError
+from ._model._flags import AMBIGUOUS, HOLDOVER, VOID
+from ._model._table import CorrectionTable
+from ._model._tablekey import TableKey
 
 __all__ = ["AMBIGUOUS", "HOLDOVER", "OUT_OF_RANGE", "VOID", "Corrector"]
 
@@ -106,7 +106,7 @@ class Corrector:
         ``redis://host:port/db`` or agent URLs. :meth:`refresh` reloads when the store changed.
         With ``table_key`` every table must be signed by that key (else
         :class:`~clocksync.SignatureError`)."""
-        from ._store import open_store
+        from ._io._store import open_store
 
         store = open_store(url, table_key=table_key)
         version = store.version()

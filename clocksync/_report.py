@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ._corrector import Corrector
-from ._errors import OutOfRangeError
-from ._status import FREE_RUNNING_POLLS, REPUBLISH_S, Status
-from ._table import CorrectionTable
+from ._model._errors import OutOfRangeError
+from ._model._status import FREE_RUNNING_POLLS, REPUBLISH_S, Status
+from ._model._table import CorrectionTable
 
 __all__ = ["FREE_RUNNING_POLLS", "REPUBLISH_S", "SkewRow", "reader_status", "skew_rows"]
 

@@ -13,4 +13,5 @@ echo "newest allowed versions:"
 "$UV" pip freeze --python .venv-latest/bin/python | sed 's/^/  /'
 .venv-latest/bin/ruff check clocksync ptp tests lab
 .venv-latest/bin/mypy
+.venv-latest/bin/lint-imports --no-cache
 exec .venv-latest/bin/python -m pytest -m "" -p no:cacheprovider "$@"

@@ -23,90 +23,21 @@ How cells are built (``W`` = max wander in ns/s²):
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from .._model._cells import EMPTY_CELLS, Cells, Row
+from .._model._flags import AMBIGUOUS, HOLDOVER, VOID
 from . import _polygon as pg
 
-__all__ = [
-    "AMBIGUOUS",
-    "HOLDOVER",
-    "INF_NS",
-    "VOID",
-    "Cells",
-    "compose",
-    "extrapolation_cells",
-    "interpolation_cells",
-]
+__all__ = ["compose", "extrapolation_cells", "interpolation_cells"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
-#: start, end, hi0, hi1, lo0, lo1, flags, segment, slope_lo, slope_hi
-Row = tuple[int, int, float, float, float, float, int, int, float, float]
 
-HOLDOVER = 1  #: extrapolated beyond the samples of its segment
-AMBIGUOUS = 2  #: several segments could hold this local time (step gap, unconfirmed step)
-VOID = 4  #: no segment can hold this local time (refused)
-INF_NS = int(np.iinfo(np.int64).max)
 _GEOMETRIC = 1.25
 _FIRST_CHORD_S = 1.0
-
-
-@dataclass(frozen=True)
-class Cells:
-    """Contiguous cells ``[start_ns[i], end_ns[i])`` with linear hi/lo envelopes."""
-
-    start_ns: I64
-    end_ns: I64
-    hi0: F64
-    hi1: F64
-    lo0: F64
-    lo1: F64
-    flags: npt.NDArray[np.uint8]
-    segment: npt.NDArray[np.int32]
-    slo: F64
-    shi: F64
-
-    def __len__(self) -> int:
-        return len(self.start_ns)
-
-    @staticmethod
-    def build(rows: list[Row]) -> Cells:
-        if not rows:
-            return EMPTY_CELLS
-        cols = list(zip(*rows, strict=True))
-        return Cells(
-            np.array(cols[0], dtype=np.int64), np.array(cols[1], dtype=np.int64),
-            np.array(cols[2], dtype=np.float64), np.array(cols[3], dtype=np.float64),
-            np.array(cols[4], dtype=np.float64), np.array(cols[5], dtype=np.float64),
-            np.array(cols[6], dtype=np.uint8), np.array(cols[7], dtype=np.int32),
-            np.array(cols[8], dtype=np.float64), np.array(cols[9], dtype=np.float64),
-        )
-
-    @staticmethod
-    def concat(parts: list[Cells]) -> Cells:
-        parts = [p for p in parts if len(p)]
-        if not parts:
-            return EMPTY_CELLS
-        return Cells(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS))
-
-    def row(self, i: int) -> Row:
-        return (int(self.start_ns[i]), int(self.end_ns[i]), float(self.hi0[i]),
-                float(self.hi1[i]), float(self.lo0[i]), float(self.lo1[i]),
-                int(self.flags[i]), int(self.segment[i]), float(self.slo[i]),
-                float(self.shi[i]))
-
-    def slice(self, i0: int, i1: int) -> Cells:
-        return Cells(*(getattr(self, f)[i0:i1] for f in _FIELDS))
-
-
-_FIELDS = ("start_ns", "end_ns", "hi0", "hi1", "lo0", "lo1", "flags", "segment", "slo", "shi")
-EMPTY_CELLS = Cells(
-    np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0),
-    np.zeros(0), np.zeros(0, np.uint8), np.zeros(0, np.int32), np.zeros(0), np.zeros(0),
-)
 
 
 def interpolation_cells(

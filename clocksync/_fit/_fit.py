@@ -23,15 +23,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .._errors import InputError
-from .._sample import Sample
-from .._table import CorrectionTable, LineEstimate, SegmentInfo
+from .._model._assumptions import Assumptions
+from .._model._cells import Cells
+from .._model._errors import InputError
+from .._model._sample import Sample
+from .._model._samples import SampleArrays, as_arrays
+from .._model._table import CorrectionTable, LineEstimate, SegmentInfo
 from . import _polygon as pg
-from ._assumptions import Assumptions
-from ._envelope import Cells, compose, extrapolation_cells, interpolation_cells
+from ._envelope import compose, extrapolation_cells, interpolation_cells
 from ._filter import Dynamics, filter_states, smooth
 from ._robust import fit_line
-from ._samples import SampleArrays, as_arrays
 from ._segment import SegmentSpan, bidirectional_segments, level_shifts
 
 __all__ = ["fit_table"]

@@ -38,17 +38,17 @@ import math
 import threading
 from dataclasses import dataclass, field
 
-from .._agreement import Agreement
-from .._clock import Clock, SystemClock
 from .._corrector import Corrector
-from .._errors import ClockSyncError, OutOfRangeError
 from .._fit import Assumptions, fit_table
-from .._sample import Sample
-from .._status import REPUBLISH_S, PublisherBlock, Status
-from .._store import TableStore, open_store
-from .._table import CorrectionTable
-from .._tablekey import load_table_key
-from .._units import format_ns
+from .._fit._agreement import Agreement
+from .._io._keyfile import load_table_key
+from .._io._store import TableStore, open_store
+from .._model._clock import Clock, SystemClock
+from .._model._errors import ClockSyncError, OutOfRangeError
+from .._model._sample import Sample
+from .._model._status import REPUBLISH_S, PublisherBlock, Status
+from .._model._table import CorrectionTable
+from .._model._units import format_ns
 from ..ntp import NtpServer, PollPolicy
 from ._config import AgentConfig
 from ._crosscheck import CrossCheck, cross_check

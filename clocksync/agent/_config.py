@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from .._errors import InputError
 from .._fit import Assumptions
-from .._units import parse_duration_s
+from .._model._errors import InputError
+from .._model._units import parse_duration_s
 
 __all__ = ["OPTION_SPECS", "AgentConfig", "OptionSpec", "load_config", "parse_listen"]
 

@@ -1,5 +1,5 @@
 """Do the sources agree? Their latest samples as intervals at one instant, Marzullo's
-intersection (:func:`clocksync._agreement.agree`), falsetickers named only by a majority.
+intersection (:func:`clocksync._fit._agreement.agree`), falsetickers named only by a majority.
 
 Pure: samples in, a :class:`CrossCheck` out; the agent decides what to do with it.
 
@@ -23,8 +23,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .._agreement import Agreement, SourceInterval, agree
-from .._sample import Sample
+from .._fit._agreement import Agreement, SourceInterval, agree
+from .._model._sample import Sample
 
 __all__ = ["FRESH_POLLS", "CrossCheck", "cross_check", "project"]
 

@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .._errors import InputError
-from .._status import STATUSES
+from .._model._errors import InputError
+from .._model._status import STATUSES
 from ..ntp import NtsFailure
 from ._agent import AgentSnapshot
 from ._source import FAILURE_REASONS

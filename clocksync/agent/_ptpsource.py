@@ -29,9 +29,9 @@ from collections import deque
 
 from ptp import PortConfig, Ptp4lClient, Ptp4lManagementError, PtpResult, PtpSlave, to_sample
 
-from .._clock import Clock, SystemClock
-from .._errors import InputError
-from ._sources import PollResult
+from .._model._clock import Clock, SystemClock
+from .._model._errors import InputError
+from ._source import PollResult
 
 __all__ = ["PTP_TRANSPORTS", "Ptp4lSource", "PtpSource"]
 

@@ -15,11 +15,11 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from .._errors import StoreError
-from .._status import PublisherBlock, Status
-from .._store import TableStore
-from .._table import CorrectionTable
-from .._tablekey import TableKey
+from .._io._store import TableStore
+from .._model._errors import StoreError
+from .._model._status import PublisherBlock, Status
+from .._model._table import CorrectionTable
+from .._model._tablekey import TableKey
 from ._time import Timer
 
 __all__ = ["BACKOFF_FIRST_S", "Publisher"]

@@ -39,9 +39,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._atomic import fsync_directory
-from .._errors import InputError
-from .._sample import Sample
+from .._io._atomic import fsync_directory
+from .._model._errors import InputError
+from .._model._sample import Sample
 from . import _segments
 
 __all__ = ["SampleLog", "Segment", "segment_files"]

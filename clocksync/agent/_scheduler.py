@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .._status import REPUBLISH_S
+from .._model._status import REPUBLISH_S
 from ..ntp import PollPolicy
 from ._source import PollResult
 from ._time import Timer

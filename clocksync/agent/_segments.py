@@ -73,7 +73,7 @@ def _last_t(path: str) -> int | None:
 
 
 def _scan(node: str, need: int, paths: list[str]) -> ScanResult:
-    from .._samplefile import read_samples
+    from .._io._samplefile import read_samples
 
     result: ScanResult = {"last": {}, "errors": {}, "rows": {}}
     for path in paths:
@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         if args[:1] == ["compact"] and len(args) == 3:
-            from .._samplefile import read_samples, write_samples
+            from .._io._samplefile import read_samples, write_samples
 
             write_samples(read_samples(args[1]), args[2])
             return 0

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from .._sample import Sample
+from .._model._sample import Sample
 
 __all__ = ["FAILURE_REASONS", "MemorySource", "PollResult", "Source"]
 

@@ -26,10 +26,10 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .._clock import Clock, SystemClock
-from .._errors import InputError
 from .._fit import Assumptions
-from .._sample import TIMESTAMP_ERROR_NS, Sample
+from .._model._clock import Clock, SystemClock
+from .._model._errors import InputError
+from .._model._sample import TIMESTAMP_ERROR_NS, Sample
 from ..ntp import (
     DEFAULT_KE_PORT,
     KissOfDeathError,

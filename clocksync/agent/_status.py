@@ -19,8 +19,8 @@ horizon), or once the agent stopped.
 
 from __future__ import annotations
 
-from .._status import FREE_RUNNING_POLLS, Status
-from .._table import CorrectionTable
+from .._model._status import FREE_RUNNING_POLLS, Status
+from .._model._table import CorrectionTable
 
 __all__ = ["FREE_RUNNING_POLLS", "UNREACHABLE_POLLS", "YOUNG_SEGMENT_SAMPLES", "agent_health",
            "agent_status"]

@@ -10,7 +10,7 @@ import importlib
 
 import click
 
-from .._errors import ClockSyncError
+from .._model._errors import ClockSyncError
 
 __all__ = ["main"]
 

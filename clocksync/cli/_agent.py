@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from .._units import parse_duration_s
+from .._model._units import parse_duration_s
 from ..agent import OPTION_SPECS, Agent, AgentHttpServer, OptionSpec, load_config, parse_listen
 from ..agent._lean import lean_process
 from ._options import assumption_options, collect_assumptions

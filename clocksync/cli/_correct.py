@@ -7,9 +7,9 @@ import numpy as np
 import pyarrow as pa
 
 from .._corrector import OUT_OF_RANGE, Corrector
-from .._errors import InputError
-from .._tablekey import TableKey
-from .._tabular import Column, read_rows, write_rows
+from .._io._tabular import Column, read_rows, write_rows
+from .._model._errors import InputError
+from .._model._tablekey import TableKey
 from ._options import table_key_option
 
 __all__ = ["correct"]

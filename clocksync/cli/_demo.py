@@ -7,8 +7,8 @@ from dataclasses import asdict
 
 import click
 
-from .._demo import run_demo
-from .._units import format_ns, format_ns_column, text_table
+from .._model._units import format_ns, format_ns_column, text_table
+from ._demorun import run_demo
 from ._skew import render_skew_table
 
 __all__ = ["demo"]

@@ -9,10 +9,10 @@ import click
 import numpy as np
 
 from .._fit import SampleArrays, fit_table
-from .._samplefile import read_samples
-from .._store import DirectoryStore
-from .._table import CorrectionTable
-from .._units import format_ns
+from .._io._samplefile import read_samples
+from .._io._store import DirectoryStore
+from .._model._table import CorrectionTable
+from .._model._units import format_ns
 from ._options import assumption_options, collect_assumptions
 
 __all__ = ["fit"]

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from .._units import format_ns
+from .._model._units import format_ns
 from ..ntp import (
     NtpMeasurement,
     iter_probe,

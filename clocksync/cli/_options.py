@@ -8,7 +8,8 @@ from typing import Any, TypeVar
 import click
 
 from .._fit import ASSUMPTION_SPECS
-from .._tablekey import TableKey, load_table_key
+from .._io._keyfile import load_table_key
+from .._model._tablekey import TableKey
 
 __all__ = ["assumption_options", "collect_assumptions", "table_key_option"]
 

@@ -27,8 +27,9 @@ import click
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._errors import InputError
+from .._model._errors import InputError
 from ..latency import CausalAssumptions, Events, HopCount, hop_name, hops_of
+from ._latencytext import bad_lines, hop_lines, summary_lines
 
 __all__ = [
     "DaskSummary",
@@ -158,8 +159,6 @@ def dask_summary(client: Any, events: Events, tables: list[Any], stages: tuple[s
 def render_dask(result: DaskSummary, scheduler: str, records: int,
                 bad: tuple[Any, ...]) -> str:
     """The readable report of a ``--scheduler`` run (same tables as one process)."""
-    from ._latency import bad_lines, hop_lines, summary_lines
-
     lines = [f"clocksync latency: {result.requests} requests, {records} input records "
              f"({len(bad)} malformed, skipped), on Dask {scheduler} ({result.workers} "
              f"workers, {result.partitions} partitions)", *bad_lines(bad),

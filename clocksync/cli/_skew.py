@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING
 import click
 import numpy as np
 
-from .._atomic import atomic_path
 from .._corrector import Corrector
-from .._errors import InputError
 from .._fit import SampleArrays
+from .._io._atomic import atomic_path
+from .._io._samplefile import read_samples
+from .._model._errors import InputError
+from .._model._table import LineEstimate
+from .._model._tablekey import TableKey
+from .._model._units import format_duration_column, format_ns_column, text_table
 from .._report import SkewRow, skew_rows
-from .._samplefile import read_samples
-from .._table import LineEstimate
-from .._tablekey import TableKey
-from .._units import format_duration_column, format_ns_column, text_table
 from ..latency import plain_axes
 from ._options import table_key_option
 

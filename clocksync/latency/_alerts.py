@@ -28,7 +28,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._units import format_ns
+from .._model._units import format_ns
 from ._causal import PairWindow
 
 __all__ = [

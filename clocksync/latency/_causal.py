@@ -42,7 +42,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.spatial import ConvexHull, QhullError
 
-from .._fit._assumptions import Assumptions
+from .._model._assumptions import Assumptions
 
 __all__ = ["CausalAssumptions", "CausalResult", "PairWindow", "hull_candidates", "solve_windows",
            "tighten"]

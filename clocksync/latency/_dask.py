@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from .._table import CorrectionTable
+from .._model._table import CorrectionTable
 from ._causal import CausalAssumptions
 from ._pipeline import HopCount, hop_table
 from ._schema import DEFAULT_STAGES

@@ -1,6 +1,6 @@
 """Read events files (JSONL, CSV, Parquet): ``request_id, stage, node, ts_ns`` + context.
 
-By default the first malformed record is fatal (:class:`~clocksync._errors.InputError`
+By default the first malformed record is fatal (:class:`~clocksync._model._errors.InputError`
 naming ``file:line`` and the field). With ``skip_bad=True`` every malformed record is
 skipped, and each one is returned as a :class:`BadRecord` so callers count and show them:
 nothing is dropped silently.
@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .._errors import InputError
-from .._tabular import Column, _convert, _rows_to_table, file_format, read_rows
+from .._io._tabular import Column, _convert, _rows_to_table, file_format, read_rows
+from .._model._errors import InputError
 from ._arrow import UNIQUE_DICTIONARY, join_disjoint_dictionaries
 from ._schema import EVENT_COLUMNS, BadRecord, Events
 from ._storage import WHOLE_REQUESTS_KEY

@@ -29,9 +29,9 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._cellstack import CellStack
+from .._correct._cellstack import CellStack
 from .._corrector import HOLDOVER
-from .._errors import InputError
+from .._model._errors import InputError
 from ._arrow import dictionary_codes, group_order, index_in, unique_dictionary
 from ._schema import hop_name, hops_of
 
@@ -194,7 +194,7 @@ class StageStamps:
         out_of_range: requests dropped because a timestamp has no guaranteed correction.
         out_of_range_nodes: ``node -> number of uncorrectable events``.
         cell: the cell of ``stack`` that corrected each slot (meaningful where usable), or
-            ``None`` when the corrector offers no :class:`~clocksync._cellstack.CellStack`.
+            ``None`` when the corrector offers no :class:`~clocksync._correct._cellstack.CellStack`.
         stack: the node tables' cells, in the order of :attr:`Pivot.node_names`.
     """
 

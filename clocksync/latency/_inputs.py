@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable
 from typing import Literal
 
-from .._errors import InputError
+from .._model._errors import InputError
 from ._detect import SniffedFormat, is_binary, sniff_format
 from ._events import concat_events, read_events_file
 from ._schema import Events

@@ -13,7 +13,7 @@ from json import decoder as _jd
 from json import scanner as _js
 from typing import Any
 
-from .._errors import InputError
+from .._model._errors import InputError
 from ._fields import LINE_KEY
 from ._schema import BadRecord
 

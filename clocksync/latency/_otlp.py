@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from .._errors import InputError
+from .._model._errors import InputError
 from ._fields import as_int, as_list, as_str, hex_id, where_of
 from ._spans import Span, SpanError, kind_name
 

@@ -19,7 +19,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._errors import InconsistentError
+from .._model._errors import InconsistentError
 from ._alerts import (
     Alert,
     AlertConfig,

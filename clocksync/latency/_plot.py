@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._atomic import atomic_path
-from .._errors import InputError
+from .._io._atomic import atomic_path
+from .._model._errors import InputError
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

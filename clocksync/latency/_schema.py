@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from .._tabular import Column
+from .._io._tabular import Column
 
 __all__ = [
     "DEFAULT_STAGES",

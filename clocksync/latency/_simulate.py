@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from .._clock import SimClock
+from .._model._clock import SimClock
 from ._schema import DEFAULT_STAGES
 
 __all__ = ["RequestModel", "simulate_requests"]

@@ -1,5 +1,5 @@
 """Columnar storage of raw events and per-request results: Parquet, zstd, timestamps
-``DELTA_BINARY_PACKED`` (via :func:`clocksync._tabular.write_rows`, atomic).
+``DELTA_BINARY_PACKED`` (via :func:`clocksync._io._tabular.write_rows`, atomic).
 
 Rows are sorted before writing so that the delta encoding sees small steps: events in row
 groups of about :data:`EVENT_ROW_GROUP_ROWS` events, whole requests in order of their
@@ -22,7 +22,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._tabular import read_rows, write_rows
+from .._io._tabular import read_rows, write_rows
 from ._arrow import dictionary_codes
 from ._schema import EVENT_COLUMNS
 

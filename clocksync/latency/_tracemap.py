@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Any, Literal
 
-from .._errors import InputError
+from .._model._errors import InputError
 from ._schema import DEFAULT_STAGES
 from ._spans import SPAN_KINDS, Span, SpanError, kind_name
 

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import InputError
-from .._tabular import _rows_to_table
+from .._io._tabular import _rows_to_table
+from .._model._errors import InputError
 from ._detect import TraceFormat, detect_format, doc_shape, is_binary
 from ._fields import where_of
 from ._jaeger import jaeger_spans

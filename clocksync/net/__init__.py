@@ -14,7 +14,7 @@ Stamps are system ``CLOCK_REALTIME`` nanoseconds; callers map them through a
 transports that read stamps themselves (e.g. TX stamps on a packet socket).
 """
 
-from .._stamps import Stamp, StampKind
+from .._model._stamps import Stamp, StampKind
 from ._timestamping import (
     IP_RECVERR,
     IPV6_RECVERR,

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .._stamps import Stamp, StampKind
+from .._model._stamps import Stamp, StampKind
 
 __all__ = [
     "IPV6_RECVERR",

@@ -9,7 +9,7 @@ Each exchange:
    in interleaved mode (below) the receive field carries a second nonce;
 2. takes ``t4`` from the kernel RX stamp of the reply;
 3. maps ``t1`` and ``t4`` (system ``CLOCK_REALTIME``) through the node's
-   :class:`~clocksync._clock.Clock`, so a :class:`~clocksync._clock.SimClock` makes the node
+   :class:`clocksync.Clock`, so a :class:`clocksync.SimClock` makes the node
    look skewed;
 4. validates the reply (:func:`~clocksync.ntp._packet.validate_reply`) and computes offset,
    delay and bound (:mod:`clocksync.ntp._exchange`).
@@ -44,9 +44,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from .._clock import Clock, SystemClock
-from .._errors import InputError
-from .._sample import Sample
+from .._model._clock import Clock, SystemClock
+from .._model._errors import InputError
+from .._model._sample import Sample
 from ..net import StampedSocket, StampKind
 from ._errors import (
     KissOfDeathError,

@@ -1,6 +1,6 @@
 """Exceptions of the NTP source, and the reason codes of rejected replies.
 
-Exception tree (all are :class:`~clocksync._errors.ClockSyncError`)::
+Exception tree (all are :class:`~clocksync._model._errors.ClockSyncError`)::
 
     InputError
     ├── NtpAddressError        SERVER[:PORT] that is malformed or does not resolve
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 
-from .._errors import ClockSyncError, InputError
+from .._model._errors import ClockSyncError, InputError
 
 __all__ = [
     "KissOfDeathError",

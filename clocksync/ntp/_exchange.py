@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .._sample import TIMESTAMP_ERROR_NS, default_bound_ns
-from .._stamps import StampKind
+from .._model._sample import TIMESTAMP_ERROR_NS, default_bound_ns
+from .._model._stamps import StampKind
 from ._errors import NtpRejectError, RejectReason
 
 __all__ = [

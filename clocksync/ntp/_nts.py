@@ -31,8 +31,8 @@ import contextlib
 import dataclasses
 import secrets
 
-from .._clock import Clock
-from .._errors import InputError
+from .._model._clock import Clock
+from .._model._errors import InputError
 from ._client import Burst, NtpClient, NtpMeasurement, run_burst
 from ._errors import (
     NtpAddressError,

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .._errors import InputError
+from .._model._errors import InputError
 from ._errors import NtsRejectError, RejectReason
 from ._packet import HEADER_BYTES
 

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .._errors import InputError
+from .._model._errors import InputError
 from ._errors import NtsFailure, NtsKeyExchangeError
 from ._ntsrecords import (
     AEAD_AES_SIV_CMAC_256,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .._errors import InputError
+from .._model._errors import InputError
 
 __all__ = ["PollPolicy"]
 

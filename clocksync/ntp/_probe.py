@@ -10,9 +10,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .._clock import Clock
-from .._errors import InputError
-from .._units import format_ns
+from .._model._clock import Clock
+from .._model._errors import InputError
+from .._model._units import format_ns
 from ._client import NtpClient, NtpMeasurement
 from ._errors import KissOfDeathError, NtpAddressError, NtpRejectError, NtpTimeoutError
 from ._nts import NtsClient

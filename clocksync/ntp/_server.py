@@ -37,8 +37,8 @@ import struct
 import threading
 from dataclasses import dataclass
 
-from .._clock import Clock, SystemClock
-from .._errors import InputError
+from .._model._clock import Clock, SystemClock
+from .._model._errors import InputError
 from ..net import Stamp, StampedSocket, StampKind
 from ._errors import NtpRejectError
 from ._packet import (

@@ -32,8 +32,11 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from clocksync import CorrectionTable, Corrector  # noqa: E402
-from clocksync._fit._envelope import Cells  # noqa: E402
+from clocksync import (  # noqa: E402
+    Cells,
+    CorrectionTable,
+    Corrector,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 T0_NS = 1_700_000_000 * 10**9
@@ -53,7 +56,7 @@ def make_table(n_cells: int, t0_ns: int, span_ns: int, rng: np.random.Generator
     cells = Cells(start, end, mid + half, slope, mid - half, slope,
                   np.zeros(n_cells, np.uint8), np.zeros(n_cells, np.int32),
                   slope - 10, slope + 10)
-    from clocksync._table import LineEstimate, SegmentInfo
+    from clocksync._model._table import LineEstimate, SegmentInfo
 
     seg = SegmentInfo(0, "start", int(start[0]), int(end[-1]), 2,
                       LineEstimate(int(start[0]), 0.0, 0.0, 1.0, 1.0, 0.0, 2, int(start[0])))

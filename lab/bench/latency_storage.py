@@ -16,11 +16,11 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from clocksync import Corrector, SimClock, fit_table
-from clocksync._simulate import LinkModel, simulate_samples
-from clocksync._tabular import write_rows
+from clocksync._io._tabular import write_rows
 from clocksync.latency._pipeline import compute_latencies
 from clocksync.latency._simulate import simulate_requests
 from clocksync.latency._storage import write_events, write_latencies
+from clocksync.testing._samples import LinkModel, simulate_samples
 
 T0 = 1_764_129_600_000_000_000
 

@@ -16,8 +16,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from clocksync import Corrector, SimClock
-from clocksync._clock import SystemClock
-from clocksync._sample import Sample
+from clocksync._model._clock import SystemClock
+from clocksync._model._sample import Sample
 from clocksync.agent import Agent, AgentHttpServer
 from clocksync.agent._crosscheck import cross_check, project
 from clocksync.ntp import NtpServer

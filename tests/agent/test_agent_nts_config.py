@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from clocksync._clock import SystemClock
-from clocksync._errors import InputError
+from clocksync._model._clock import SystemClock
+from clocksync._model._errors import InputError
 from clocksync.agent import AgentConfig, build_sources, load_config
 from clocksync.cli import main
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clocksync._agreement import SourceInterval, agree
+from clocksync._fit._agreement import SourceInterval, agree
 
 
 def test_all_agree() -> None:

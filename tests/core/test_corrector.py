@@ -19,7 +19,7 @@ from clocksync import (
     UnknownNodeError,
     fit_table,
 )
-from clocksync._simulate import LinkModel, simulate_samples
+from clocksync.testing._samples import LinkModel, simulate_samples
 
 T0 = 1_767_225_600 * 10**9
 
@@ -157,7 +157,7 @@ def test_directory_store_removes_its_stale_temporary_files(tmp_path: Path,
     import os
     import time
 
-    from clocksync._store._directory import STALE_TMP_S
+    from clocksync._io._store._directory import STALE_TMP_S
 
     store = DirectoryStore(tmp_path)
     stale, fresh = tmp_path / ".n1.table.json.abc.tmp", tmp_path / ".n1.table.json.def.tmp"

@@ -15,9 +15,9 @@ from click.testing import CliRunner
 
 from clocksync import Corrector, DirectoryStore, SimClock, fit_table, write_samples
 from clocksync._report import SkewRow
-from clocksync._simulate import LinkModel, simulate_samples
 from clocksync.cli import main
 from clocksync.cli._skew import load_sample_history, plot_skew, render_skew_table
+from clocksync.testing._samples import LinkModel, simulate_samples
 
 T0 = 1_767_225_600 * 10**9
 
@@ -157,7 +157,7 @@ def test_watch_real_sigint_exits_zero(store: tuple[Path, int]) -> None:
 
 
 def test_column_helpers() -> None:
-    from clocksync._units import format_duration_column, format_ns_column, text_table
+    from clocksync._model._units import format_duration_column, format_ns_column, text_table
 
     cells = format_ns_column([412_300.0, 2_200_000.0, float("nan"), 5.0],
                              [18_000.0, 1_300.0, 1.0, math.inf])

@@ -18,7 +18,7 @@ import numpy.typing as npt
 import pytest
 
 from clocksync import Corrector, SimClock
-from clocksync._store import open_store
+from clocksync._io._store import open_store
 from clocksync.agent import Agent
 from clocksync.agent._status import YOUNG_SEGMENT_SAMPLES
 from clocksync.ntp import NtpServer

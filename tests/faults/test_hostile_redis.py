@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clocksync import CorrectionTable, Sample, StoreError, fit_table, open_store
-from clocksync._store._redis import RedisStore, redact_url
+from clocksync._io._store._redis import RedisStore, redact_url
 from clocksync.ntp import NtpServer
 from tests.agent.conftest import (
     free_port,

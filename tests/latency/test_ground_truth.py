@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from clocksync._errors import InconsistentError, InputError
+from clocksync._model._errors import InconsistentError, InputError
 from clocksync.latency._causal import CausalAssumptions
 from clocksync.latency._pipeline import hop_table
 from clocksync.latency._simulate import simulate_requests

@@ -1,5 +1,5 @@
 """Corrections are bit-identical whichever way a timestamp comes (scalar, gathered, per
-sorted run, through the pipeline's :class:`clocksync._cellstack.CellStack`), and equal to the
+sorted run, through the pipeline's :class:`clocksync.CellStack`), and equal to the
 formula evaluated in Python from the table's cells; the pipeline with ``cell_stack`` against a
 corrector that offers none (so the pipeline asks ``correct``, ``flags`` and, per node,
 ``latency``). On tables with a clock step (ambiguous cells, two segments), a void stretch,
@@ -20,9 +20,8 @@ import pytest
 
 from clocksync import CorrectionTable, Corrector, SimClock, fit_table
 from clocksync._corrector import HOLDOVER, OUT_OF_RANGE, VOID
-from clocksync._errors import InputError
-from clocksync._simulate import LinkModel, simulate_samples
-from clocksync._store import open_store
+from clocksync._io._store import open_store
+from clocksync._model._errors import InputError
 from clocksync.latency._hops import (
     HopArrays,
     StageStamps,
@@ -31,6 +30,7 @@ from clocksync.latency._hops import (
     table_hops,
 )
 from clocksync.latency._schema import DEFAULT_STAGES
+from clocksync.testing._samples import LinkModel, simulate_samples
 
 T0 = 1_767_225_600 * 10**9
 STEP_S = 300  # local seconds after T0 of the clock steps

@@ -278,7 +278,7 @@ def test_corrector_grid_locate_matches_search(seed: int, n_cells: int, layout: s
     """The corrector's grid lookup of cells for unsorted timestamps gives exactly
     ``searchsorted(starts, t, side="right")``: even cells, ragged ones, cells far narrower
     than a bin (the search fallback), timestamps before, inside and past the table."""
-    from clocksync._cells import GRID_MIN, Grid
+    from clocksync._correct._cells import GRID_MIN, Grid
 
     rng = np.random.default_rng(seed)
     if layout == "even":

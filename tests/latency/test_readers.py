@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from clocksync._errors import InputError
+from clocksync._model._errors import InputError
 from clocksync.latency import StageRule, TraceMapping
 from clocksync.latency._inputs import input_format, read_inputs
 

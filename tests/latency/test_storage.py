@@ -160,7 +160,7 @@ def test_join_disjoint_dictionaries_only_for_the_row_group_layout() -> None:
 
 
 def test_write_rows_refuses_row_groups_that_do_not_split_the_table(tmp_path: Path) -> None:
-    from clocksync._tabular import write_rows
+    from clocksync._io._tabular import write_rows
 
     table = pa.table({"x": [1, 2, 3]})
     for sizes in ([1, 1], [2, 2], [3, 0]):
@@ -199,7 +199,7 @@ def test_false_whole_request_claim_is_caught(tmp_path: Path,
     hashing; the per-request table is the one of the same events without any claim."""
     import json
 
-    from clocksync._tabular import write_rows
+    from clocksync._io._tabular import write_rows
     from clocksync.latency import hop_table
     from clocksync.latency._arrow import unique_dictionary
     from clocksync.latency._simulate import simulate_requests

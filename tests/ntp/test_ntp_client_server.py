@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from clocksync._clock import SimClock
-from clocksync._errors import InputError
+from clocksync._model._clock import SimClock
+from clocksync._model._errors import InputError
 from clocksync.net import StampKind
 from clocksync.ntp import (
     NtpClient,

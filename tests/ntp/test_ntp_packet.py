@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clocksync._errors import InputError
+from clocksync._model._errors import InputError
 from clocksync.ntp import (
     KissOfDeathError,
     NtpDecodeError,

@@ -11,10 +11,10 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from .._model._errors import InputError
+from .._model._sample import Sample
+from .._model._samples import SampleArrays, as_arrays
 from ._columns import Column
-from ._errors import InputError
-from ._fit._samples import SampleArrays, as_arrays
-from ._sample import Sample
 
 __all__ = ["SAMPLE_COLUMNS", "read_samples", "write_samples"]
 

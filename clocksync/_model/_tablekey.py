@@ -19,14 +19,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ._errors import InputError, SignatureError
 
-__all__ = ["MIN_KEY_BYTES", "SIGNATURE_FIELD", "TableKey", "load_table_key", "sign_table",
+__all__ = ["MIN_KEY_BYTES", "SIGNATURE_FIELD", "TableKey", "sign_table",
            "verify_table"]
 
 SIGNATURE_FIELD = "signature"
@@ -52,18 +50,6 @@ class TableKey:
 
     def mac(self, obj: dict[str, Any]) -> str:
         return hmac.new(self.secret, _canonical(obj), hashlib.sha256).hexdigest()
-
-
-def load_table_key(path: str | os.PathLike[str]) -> TableKey:
-    """Read a key file (its bytes, surrounding whitespace stripped); errors name the file."""
-    try:
-        secret = Path(path).read_bytes().strip()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read table key file ({exc.strerror})") from None
-    try:
-        return TableKey(secret)
-    except InputError as exc:
-        raise InputError(f"{path}: {exc}") from None
 
 
 def _canonical(obj: dict[str, Any]) -> bytes:

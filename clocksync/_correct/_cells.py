@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._errors import InvalidTimestampError
-from ._fit._envelope import VOID
-from ._table import CorrectionTable
+from .._model._errors import InvalidTimestampError
+from .._model._flags import OUT_OF_RANGE, VOID
+from .._model._table import CorrectionTable
 
 __all__ = ["CHUNK", "GRID_MIN", "MIN_RUN", "OUT_OF_RANGE", "ROUNDING_NS", "RUN_MIN", "Compiled",
            "Grid", "Slopes", "check_nonnegative", "correct_scalar", "evaluate", "evaluate_gather",
@@ -38,7 +38,6 @@ I32 = npt.NDArray[np.int32]
 F64 = npt.NDArray[np.float64]
 U8 = npt.NDArray[np.uint8]
 Idx = npt.NDArray[np.intp]
-OUT_OF_RANGE = 8  #: flag: no answer for this timestamp (before the first sample, void, horizon)
 ROUNDING_NS = 0.5
 
 

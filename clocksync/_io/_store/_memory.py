@@ -6,8 +6,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .._table import CorrectionTable
-from .._tablekey import TableKey
+from ..._model._table import CorrectionTable
+from ..._model._tablekey import TableKey
 
 __all__ = ["MemoryStore"]
 

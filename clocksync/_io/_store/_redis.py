@@ -34,9 +34,9 @@ import time
 import urllib.parse
 from typing import Any
 
-from .._errors import StoreError
-from .._table import CorrectionTable
-from .._tablekey import TableKey
+from ..._model._errors import StoreError
+from ..._model._table import CorrectionTable
+from ..._model._tablekey import TableKey
 
 __all__ = ["PASSWORD_ENV", "RedisStore", "redact_url"]
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from ._clock import SimClock
-from ._fit._samples import SampleArrays
+from .._model._clock import SimClock
+from .._model._samples import SampleArrays
 
 __all__ = ["LinkModel", "simulate_samples"]
 

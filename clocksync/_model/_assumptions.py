@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import InputError
+from ._errors import InputError
 
 __all__ = ["ASSUMPTION_SPECS", "AssumptionSpec", "Assumptions"]
 

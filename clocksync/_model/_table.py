@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from ._cells import Cells
 from ._errors import SchemaError
-from ._fit._envelope import AMBIGUOUS, HOLDOVER, VOID, Cells
+from ._flags import AMBIGUOUS, HOLDOVER, VOID
 from ._status import STATUSES, PublisherBlock
 from ._tablekey import TableKey, sign_table, verify_table
 
@@ -167,7 +168,7 @@ class CorrectionTable:
         """Parse and validate; :class:`SchemaError` names ``source`` and the bad field.
 
         With ``key``, the table must carry a valid signature by that key
-        (:class:`SignatureError` otherwise; see :mod:`clocksync._tablekey`)."""
+        (:class:`SignatureError` otherwise; see :mod:`clocksync._model._tablekey`)."""
         try:
             obj = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -256,7 +257,7 @@ class _Loader:
         assumptions_obj = self.get(obj, "assumptions", "")
         if not isinstance(assumptions_obj, dict):
             raise self.fail("assumptions", "must be an object")
-        from ._fit._assumptions import Assumptions
+        from ._assumptions import Assumptions
 
         try:
             assumptions = Assumptions.from_mapping(assumptions_obj).to_dict()

@@ -21,9 +21,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from .._model._errors import InputError
 from ._atomic import atomic_path
 from ._columns import Column
-from ._errors import InputError
 
 __all__ = ["Column", "file_format", "read_rows", "write_rows"]
 

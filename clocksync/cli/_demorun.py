@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._clock import SimClock
-from ._corrector import Corrector
-from ._report import SkewRow, skew_rows
-from ._store import DirectoryStore
+from .._corrector import Corrector
+from .._io._store import DirectoryStore
+from .._model._clock import SimClock
+from .._report import SkewRow, skew_rows
 
 __all__ = ["DEFAULT_NODES", "DemoNode", "DemoResult", "HopCheck", "TruthRow", "run_demo"]
 
@@ -130,7 +130,7 @@ def run_demo(store_dir: str | None = None, duration_s: float = 15.0, poll_s: flo
              requests: int = 2_000) -> DemoResult:
     """Run the reference agent and one agent per node for ``duration_s`` of real time, then
     score the published tables against the simulated truth (see the module docstring)."""
-    from .agent import Agent, AgentConfig
+    from ..agent import Agent, AgentConfig
 
     rng = np.random.default_rng(seed)
     work = Path(tempfile.mkdtemp(prefix="clocksync-demo-"))

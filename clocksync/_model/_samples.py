@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .._errors import InputError
-from .._sample import TIMESTAMP_ERROR_NS, Sample
+from ._errors import InputError
+from ._sample import TIMESTAMP_ERROR_NS, Sample
 
 __all__ = ["SampleArrays", "as_arrays"]
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 
-from .._errors import StoreError
-from .._table import CorrectionTable
-from .._tablekey import TableKey
+from ..._model._errors import StoreError
+from ..._model._table import CorrectionTable
+from ..._model._tablekey import TableKey
 
 __all__ = ["AgentsStore"]
 

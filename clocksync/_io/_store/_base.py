@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-from .._errors import StoreError
-from .._table import CorrectionTable
-from .._tablekey import TableKey
+from ..._model._errors import StoreError
+from ..._model._table import CorrectionTable
+from ..._model._tablekey import TableKey
 
 __all__ = ["TableStore", "open_store"]
 
@@ -35,7 +35,7 @@ def open_store(url: str, *, table_key: TableKey | None = None) -> TableStore:
     ``http://agent:port[,http://agent2:port...]`` (read-only, from running agents).
 
     With ``table_key``, tables are signed on write and every table read must carry a valid
-    signature by that key (:mod:`clocksync._tablekey`)."""
+    signature by that key (:mod:`clocksync._model._tablekey`)."""
     if url.startswith(("redis://", "rediss://", "unix://")):
         from ._redis import RedisStore, redact_url
 

@@ -9,10 +9,10 @@ import re
 import time
 from pathlib import Path
 
+from ..._model._errors import StoreError
+from ..._model._table import CorrectionTable
+from ..._model._tablekey import TableKey
 from .._atomic import atomic_write_bytes
-from .._errors import StoreError
-from .._table import CorrectionTable
-from .._tablekey import TableKey
 
 __all__ = ["DirectoryStore", "table_filename"]
 

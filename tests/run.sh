@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything clocksync's tests need (tests/install.sh: Debian packages as root, Python
-# packages from uv.lock), then run ruff, mypy, the import contracts and the whole test suite: fast, slow, root,
-# soak and the stored fuzz corpus. CI runs exactly this (.ci/run).
+# packages from uv.lock), then run ruff, mypy, the import contracts (lint-imports) and the
+# whole test suite: fast, slow, root, soak and the stored fuzz corpus. CI runs exactly this
+# (.ci/run).
 #   bash tests/run.sh                  # everything
 #   bash tests/run.sh -k corrector     # extra arguments go to pytest
 set -euo pipefail

@@ -2,7 +2,8 @@
 
 Public surface (everything else is private and may change)::
 
-    Sample, SampleArrays, fit_table, CorrectionTable, Cells, Corrector, CellStack,
+    Sample, SampleArrays, fit_table, CorrectionTable (SegmentInfo, LineEstimate), Cells,
+    Corrector, CellStack (Compiled, Grid, Slopes),
     read_samples, write_samples, Assumptions, ASSUMPTION_SPECS, Clock, SimClock,
     SystemClock, open_store, TableStore, DirectoryStore, MemoryStore, TableKey,
     load_table_key (signed tables), Flag and its bits (HOLDOVER, AMBIGUOUS, VOID,
@@ -15,6 +16,7 @@ clocks, links, requests and sources) and the ``clocksync`` command (:mod:`clocks
 The layers are described in docs/architecture.md.
 """
 
+from ._correct._cells import Compiled, Grid, Slopes
 from ._correct._cellstack import CellStack
 from ._corrector import Corrector
 from ._fit import ASSUMPTION_SPECS, Assumptions, SampleArrays, fit_table
@@ -37,7 +39,7 @@ from ._model._errors import (
 from ._model._flags import AMBIGUOUS, HOLDOVER, OUT_OF_RANGE, VOID, Flag
 from ._model._sample import Sample
 from ._model._status import STATUS_MEANINGS, PublisherBlock, Status
-from ._model._table import SCHEMA, CorrectionTable
+from ._model._table import SCHEMA, CorrectionTable, LineEstimate, SegmentInfo
 from ._model._tablekey import TableKey
 from ._model._units import format_ns
 
@@ -54,21 +56,26 @@ __all__ = [
     "Cells",
     "Clock",
     "ClockSyncError",
+    "Compiled",
     "CorrectionTable",
     "Corrector",
     "DirectoryStore",
     "Flag",
+    "Grid",
     "InconsistentError",
     "InputError",
     "InvalidTimestampError",
+    "LineEstimate",
     "MemoryStore",
     "OutOfRangeError",
     "PublisherBlock",
     "Sample",
     "SampleArrays",
     "SchemaError",
+    "SegmentInfo",
     "SignatureError",
     "SimClock",
+    "Slopes",
     "Status",
     "StoreError",
     "SystemClock",

@@ -51,9 +51,8 @@ from types import FrameType
 
 import numpy as np
 
-from clocksync import Corrector, read_samples
-from clocksync._model._errors import ClockSyncError
-from clocksync.agent._samplelog import segment_files
+from clocksync import ClockSyncError, Corrector, read_samples
+from clocksync.agent import segment_files
 from lab.netlab import BridgeParams, Topology, missing_requirements
 from lab.ntp_vs_chrony import (
     Measured,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from clocksync import OUT_OF_RANGE, Corrector, SimClock, fit_table
-from clocksync.testing._samples import LinkModel, simulate_samples
+from clocksync.testing import LinkModel, simulate_samples
 
 T0 = 1_767_225_600 * 10**9
 

@@ -410,7 +410,7 @@ def _probe(pid: int, base: str, t_s: float, fault: str) -> Probe:
 def _summarise(result: SoakResult, alive: bool, final: Probe | None, code: int,
                stderr_text: str, data: Path, max_rss_growth_mb: float) -> None:
     from clocksync import read_samples
-    from clocksync.agent._samplelog import segment_files
+    from clocksync.agent import segment_files
 
     if final is not None:
         result.probes.append(final)

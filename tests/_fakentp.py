@@ -8,8 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from clocksync.ntp import NtpPacket, decode
-from clocksync.ntp._packet import ns_to_ntp
+from clocksync.ntp import NtpPacket, decode, ns_to_ntp
 
 __all__ = ["Craft", "FakeServer"]
 

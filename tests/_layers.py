@@ -73,7 +73,8 @@ def public_imports_only(module: str, package: str) -> list[str]:
     return bad
 
 
-_PUBLIC_NAMESPACES = ("clocksync", "clocksync.net", "clocksync.ntp", "ptp")
+_PUBLIC_NAMESPACES = ("clocksync", "clocksync.testing", "clocksync.net", "clocksync.ntp",
+                      "clocksync.agent", "clocksync.latency", "clocksync.latency.dask", "ptp")
 
 
 @cache

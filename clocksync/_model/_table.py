@@ -168,7 +168,7 @@ class CorrectionTable:
         """Parse and validate; :class:`SchemaError` names ``source`` and the bad field.
 
         With ``key``, the table must carry a valid signature by that key
-        (:class:`SignatureError` otherwise; see :mod:`clocksync._model._tablekey`)."""
+        (:class:`SignatureError` otherwise; see :class:`clocksync.TableKey`)."""
         try:
             obj = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -15,7 +15,7 @@ from ._agent import REPUBLISH_S, Agent, AgentSnapshot, SourceStatus
 from ._config import OPTION_SPECS, AgentConfig, OptionSpec, load_config, parse_listen
 from ._http import AgentCollector, AgentHttpServer
 from ._publisher import Publisher
-from ._samplelog import SampleLog
+from ._samplelog import SampleLog, segment_files
 from ._scheduler import Scheduler, SourceSlot
 from ._source import MemorySource, PollResult, Source
 from ._sources import (
@@ -26,7 +26,13 @@ from ._sources import (
     parse_chrony_sources,
     parse_chrony_tracking,
 )
-from ._status import FREE_RUNNING_POLLS, UNREACHABLE_POLLS, agent_health, agent_status
+from ._status import (
+    FREE_RUNNING_POLLS,
+    UNREACHABLE_POLLS,
+    YOUNG_SEGMENT_SAMPLES,
+    agent_health,
+    agent_status,
+)
 from ._time import EventSleeper, MonotonicTimer, SimTime, Sleeper, Timer
 
 __all__ = [
@@ -34,6 +40,7 @@ __all__ = [
     "OPTION_SPECS",
     "REPUBLISH_S",
     "UNREACHABLE_POLLS",
+    "YOUNG_SEGMENT_SAMPLES",
     "Agent",
     "AgentCollector",
     "AgentConfig",
@@ -63,4 +70,5 @@ __all__ = [
     "parse_chrony_sources",
     "parse_chrony_tracking",
     "parse_listen",
+    "segment_files",
 ]

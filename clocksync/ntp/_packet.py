@@ -227,7 +227,7 @@ def validate_reply(reply: NtpPacket, origin_ts: int, *, interleaved: bool = Fals
 
     ``origin_ts`` is our request's transmit timestamp (basic mode) or its receive timestamp
     (interleaved mode, where the reply's transmit timestamp belongs to the previous reply,
-    so the ``t3 >= t2`` check moves to :class:`~clocksync.ntp._exchange.Exchange`).
+    so the ``t3 >= t2`` check moves to :class:`clocksync.ntp.Exchange`).
     The checks run in the order of :class:`RejectReason`; the first failing one raises.
 
     Raises:

@@ -20,7 +20,7 @@ from clocksync._io._tabular import write_rows
 from clocksync.latency._pipeline import compute_latencies
 from clocksync.latency._simulate import simulate_requests
 from clocksync.latency._storage import write_events, write_latencies
-from clocksync.testing._samples import LinkModel, simulate_samples
+from clocksync.testing import LinkModel, simulate_samples
 
 T0 = 1_764_129_600_000_000_000
 

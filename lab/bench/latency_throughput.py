@@ -52,7 +52,7 @@ from clocksync.latency import (  # noqa: E402
     write_events,
 )
 from clocksync.latency._percentiles import summary_and_windows  # noqa: E402
-from clocksync.testing._samples import LinkModel, simulate_samples  # noqa: E402
+from clocksync.testing import LinkModel, simulate_samples  # noqa: E402
 
 T0 = 1_764_129_600_000_000_000
 #: the last commit before the vectorized causal hull filter, selection and int32 keys

@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 
 from clocksync import CorrectionTable, Corrector, Sample, StoreError, fit_table, open_store
-from clocksync._io._store._redis import PASSWORD_ENV, RedisStore
+from clocksync._io._store._redis import (  # tests the private module clocksync._io._store._redis
+    PASSWORD_ENV,
+    RedisStore,
+)
 
 from .conftest import (
     REDIS_PASSWORD,

@@ -9,7 +9,7 @@ import numpy as np
 
 from clocksync import SimClock, fit_table
 from clocksync.agent import FREE_RUNNING_POLLS, agent_status
-from clocksync.testing._samples import LinkModel, simulate_samples
+from clocksync.testing import LinkModel, simulate_samples
 
 T0 = 1_767_225_600 * 10**9
 

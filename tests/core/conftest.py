@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from clocksync import SimClock
-from clocksync.testing._samples import LinkModel, simulate_samples
+from clocksync.testing import LinkModel, simulate_samples
 
 T0 = 1_767_225_600 * 10**9
 

@@ -19,7 +19,7 @@ from clocksync import (
     UnknownNodeError,
     fit_table,
 )
-from clocksync.testing._samples import LinkModel, simulate_samples
+from clocksync.testing import LinkModel, simulate_samples
 
 T0 = 1_767_225_600 * 10**9
 

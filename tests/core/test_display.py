@@ -17,7 +17,7 @@ from clocksync import Corrector, DirectoryStore, SimClock, fit_table, write_samp
 from clocksync._report import SkewRow
 from clocksync.cli import main
 from clocksync.cli._skew import load_sample_history, plot_skew, render_skew_table
-from clocksync.testing._samples import LinkModel, simulate_samples
+from clocksync.testing import LinkModel, simulate_samples
 
 T0 = 1_767_225_600 * 10**9
 

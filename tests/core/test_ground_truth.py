@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from clocksync import AMBIGUOUS, HOLDOVER, OUT_OF_RANGE, Corrector, SimClock, fit_table
-from clocksync.testing._samples import LinkModel, simulate_samples
+from clocksync.testing import LinkModel, simulate_samples
 
 T0 = 1_767_225_600 * 10**9
 

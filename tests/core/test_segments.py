@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from clocksync import AMBIGUOUS, Corrector, SampleArrays, SimClock, fit_table
-from clocksync.testing._samples import LinkModel, simulate_samples
+from clocksync.testing import LinkModel, simulate_samples
 
 T0 = 1_767_225_600 * 10**9
 

@@ -22,8 +22,7 @@ from typing import Any
 
 import pytest
 
-from clocksync import CorrectionTable, StoreError
-from clocksync._io._store import TableStore, open_store
+from clocksync import CorrectionTable, StoreError, TableStore, open_store
 from clocksync.agent import Agent, AgentConfig
 from lab.soak import Tmpfs
 

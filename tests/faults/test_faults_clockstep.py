@@ -17,10 +17,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from clocksync import Corrector, SimClock
-from clocksync._io._store import open_store
-from clocksync.agent import Agent
-from clocksync.agent._status import YOUNG_SEGMENT_SAMPLES
+from clocksync import Corrector, SimClock, open_store
+from clocksync.agent import YOUNG_SEGMENT_SAMPLES, Agent
 from clocksync.ntp import NtpServer
 
 from ._agentrig import RecordingStore, agent_config, running, wait_for

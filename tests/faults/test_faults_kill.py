@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from clocksync import CorrectionTable, read_samples
-from clocksync.agent._samplelog import segment_files
+from clocksync.agent import segment_files
 from clocksync.ntp import NtpServer
 
 from ._agentrig import wait_for

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from clocksync import read_samples
-from clocksync._io._store import open_store
+from clocksync import open_store, read_samples
 from clocksync.agent import Agent
 from clocksync.ntp import NtpServer
 from tests.agent.conftest import free_port, kill_pid, needs_redis, start_redis

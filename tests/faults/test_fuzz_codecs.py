@@ -26,10 +26,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 import ptp
-from clocksync.ntp import NtpPacket, NtpRejectError, decode, encode, validate_reply
-from clocksync.ntp._packet import MAX_ROOT_NS, SANE_UNIX_S, ntp_to_ns
-from ptp._messages import MESSAGE_LENGTHS
-from ptp._port import DelayReqDue, PortConfig, PtpResult, SlavePort
+from clocksync.ntp import NtpPacket, NtpRejectError, decode, encode, ntp_to_ns, validate_reply
+from ptp import DelayReqDue, MessageType, PortConfig, PtpResult, SlavePort
 from tests._fuzz import fuzz_settings
 from tests.ptp.ptp_strategies import messages
 
@@ -38,6 +36,10 @@ pytestmark = pytest.mark.fuzz
 # --- NTP -----------------------------------------------------------------------------------
 
 NONCE = 0x0123_4567_89AB_CDEF
+#: what validate_reply accepts: server times in [2000-01-01, 2100-01-01) UTC, root delay and
+#: dispersion under 16 s (RFC 5905 MAXDISP)
+SANE_UNIX_S = (946_684_800, 4_102_444_800)
+MAX_ROOT_NS = 16_000_000_000
 _NOW = (3_976_000_000 << 32)  # an NTP time in 2025
 ntp_times = st.one_of(
     st.sampled_from([0, 1, NONCE, _NOW, _NOW + 1, (1 << 64) - 1, 1 << 63, (1 << 31) << 32,
@@ -92,6 +94,13 @@ def test_ntp_any_bytes_only_our_errors(data: bytes, origin: int) -> None:
 
 # --- PTP decoder ---------------------------------------------------------------------------
 
+#: messageType -> octets of header + body before any TLV (IEEE 1588-2019 Tables 25-31)
+MESSAGE_LENGTHS: dict[int, int] = {
+    MessageType.SYNC: 44, MessageType.DELAY_REQ: 44, MessageType.FOLLOW_UP: 44,
+    MessageType.DELAY_RESP: 54, MessageType.ANNOUNCE: 64, MessageType.PDELAY_REQ: 54,
+    MessageType.PDELAY_RESP: 54, MessageType.PDELAY_RESP_FOLLOW_UP: 54,
+    MessageType.SIGNALING: 44, MessageType.MANAGEMENT: 48,
+}
 _TYPES = sorted(MESSAGE_LENGTHS)
 _SUPPRESS = [HealthCheck.too_slow, HealthCheck.data_too_large]
 

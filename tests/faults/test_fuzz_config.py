@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from clocksync import ASSUMPTION_SPECS, InputError
-from clocksync.agent._config import OPTION_SPECS, AgentConfig, load_config, parse_listen
+from clocksync.agent import OPTION_SPECS, AgentConfig, load_config, parse_listen
 from tests._fuzz import fuzz_settings
 
 pytestmark = pytest.mark.fuzz

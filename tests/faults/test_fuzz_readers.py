@@ -28,9 +28,13 @@ from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from clocksync import InputError
-from clocksync.latency import TraceMapping, inspect_traces, read_trace_file
-from clocksync.latency._events import read_events_file
-from clocksync.latency._schema import Events
+from clocksync.latency import (
+    Events,
+    TraceMapping,
+    inspect_traces,
+    read_events_file,
+    read_trace_file,
+)
 from tests._fuzz import fuzz_settings
 
 from .test_fuzz_table import NASTY, mutated

@@ -31,7 +31,7 @@ from clocksync import (
     SimClock,
     fit_table,
 )
-from clocksync.testing._samples import LinkModel, simulate_samples
+from clocksync.testing import LinkModel, simulate_samples
 from tests._fuzz import fuzz_settings
 
 pytestmark = pytest.mark.fuzz

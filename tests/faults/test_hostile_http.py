@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from clocksync.agent import _http
-from clocksync.agent._agent import Agent
-from clocksync.agent._config import AgentConfig
-from clocksync.agent._http import MAX_REQUEST_HEAD_BYTES, AgentHttpServer
+from clocksync.agent import Agent, AgentConfig, AgentHttpServer
+from clocksync.agent import _http  # tests the private module clocksync.agent._http (its limits)
+from clocksync.agent._http import MAX_REQUEST_HEAD_BYTES
 
 DEADLINE_S = 1.0
 GENEROUS_S = 4.0

@@ -26,8 +26,9 @@ from clocksync.ntp import (
     NtpRejectError,
     RejectReason,
     encode,
+    ns_to_ntp,
+    ntp_to_ns,
 )
-from clocksync.ntp._packet import ns_to_ntp, ntp_to_ns
 from tests._fakentp import Craft, FakeServer
 
 Y2100_NTP = ns_to_ntp(4_102_444_800 * 10**9)  # 2100-01-01T00:00:00Z
@@ -259,9 +260,7 @@ def test_agent_exports_refused_replies_in_metrics(serve: Callable[[Craft], FakeS
     """Through the agent: every poll meets a forged reply (then the genuine one); the agent
     keeps sampling and /metrics counts the forgeries by reason."""
     pytest.importorskip("prometheus_client", reason="/metrics needs prometheus-client")
-    from clocksync.agent._agent import Agent
-    from clocksync.agent._config import AgentConfig
-    from clocksync.agent._http import AgentHttpServer
+    from clocksync.agent import Agent, AgentConfig, AgentHttpServer
 
     def craft(request: NtpPacket, t2: int) -> list[bytes]:
         forged = dataclasses.replace(genuine(request, t2), origin_ts=request.transmit_ts ^ 1)

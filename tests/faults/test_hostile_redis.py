@@ -21,7 +21,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clocksync import CorrectionTable, Sample, StoreError, fit_table, open_store
-from clocksync._io._store._redis import RedisStore, redact_url
+from clocksync._io._store._redis import (  # tests the private module clocksync._io._store._redis
+    RedisStore,
+    redact_url,
+)
 from clocksync.ntp import NtpServer
 from tests.agent.conftest import (
     free_port,
@@ -96,9 +99,7 @@ def test_agent_with_a_wrong_password_logs_and_exports_no_secret(
     pytest.importorskip("prometheus_client", reason="/metrics needs prometheus-client")
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from clocksync.agent._agent import Agent
-    from clocksync.agent._config import AgentConfig
-    from clocksync.agent._http import AgentCollector
+    from clocksync.agent import Agent, AgentCollector, AgentConfig
 
     caplog.set_level(logging.DEBUG)
     url = f"redis://:{WRONG}@127.0.0.1:{redis_port}/0?prefix=faults-agent"

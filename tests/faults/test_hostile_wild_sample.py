@@ -18,7 +18,7 @@ import numpy.typing as npt
 import pytest
 
 from clocksync import CorrectionTable, Corrector, SampleArrays, SimClock, fit_table
-from clocksync.testing._samples import LinkModel, simulate_samples
+from clocksync.testing import LinkModel, simulate_samples
 
 T0 = 1_767_225_600 * 10**9
 JUMP_NS = 1e9

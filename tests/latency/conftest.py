@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from clocksync import CorrectionTable, Corrector, SimClock, fit_table
-from clocksync.testing._samples import LinkModel, simulate_samples
+from clocksync.testing import LinkModel, simulate_samples
 
 T0 = 1_764_129_600_000_000_000
 DURATION_S = 300.0

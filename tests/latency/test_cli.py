@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from clocksync import DirectoryStore, SimClock, fit_table
 from clocksync.cli import main
 from clocksync.latency import RequestModel, simulate_requests, write_events
-from clocksync.testing._samples import LinkModel, simulate_samples
+from clocksync.testing import LinkModel, simulate_samples
 
 from .conftest import T0, World
 

@@ -30,7 +30,7 @@ from clocksync.latency._hops import (
     table_hops,
 )
 from clocksync.latency._schema import DEFAULT_STAGES
-from clocksync.testing._samples import LinkModel, simulate_samples
+from clocksync.testing import LinkModel, simulate_samples
 
 T0 = 1_767_225_600 * 10**9
 STEP_S = 300  # local seconds after T0 of the clock steps

@@ -35,7 +35,7 @@ def open_store(url: str, *, table_key: TableKey | None = None) -> TableStore:
     ``http://agent:port[,http://agent2:port...]`` (read-only, from running agents).
 
     With ``table_key``, tables are signed on write and every table read must carry a valid
-    signature by that key (:mod:`clocksync._model._tablekey`)."""
+    signature by that key (:class:`clocksync.TableKey`)."""
     if url.startswith(("redis://", "rediss://", "unix://")):
         from ._redis import RedisStore, redact_url
 

@@ -1,0 +1,102 @@
+"""The public API is exactly what the public packages' ``__all__`` say, every type in a
+public signature is exported, and nothing a user reads (README, docs/, the docstrings of the
+public names) sends them to a private module."""
+
+from __future__ import annotations
+
+import __future__
+import importlib
+import inspect
+import re
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests._layers import unexported_types
+
+ROOT = Path(__file__).resolve().parent.parent
+PUBLIC = ("clocksync", "clocksync.testing", "clocksync.net", "clocksync.ntp", "clocksync.agent",
+          "clocksync.latency", "clocksync.latency.dask", "ptp")
+#: a dotted name with a private part (``clocksync._io``, ``ptp._port.SlavePort``), or a
+#: private module's path (``clocksync/_fit/``, ``clocksync/agent/_agent.py``)
+PRIVATE = re.compile(r"\b(?:clocksync|ptp)(?:\.[A-Za-z]\w*)*\._[a-z]\w*"
+                     r"|\b(?:clocksync|ptp)(?:/[A-Za-z]\w*)*/_[a-z]\w*")
+
+
+def undeclared(module: types.ModuleType) -> tuple[set[str], set[str]]:
+    """(public names missing from ``__all__``, names in ``__all__`` that are missing or
+    private). Submodules and ``from __future__`` features are not names."""
+    public = {n for n, v in vars(module).items()
+              if not n.startswith("_") and not isinstance(v, types.ModuleType | __future__._Feature)}
+    listed = set(module.__all__)
+    return public - listed, {n for n in listed if n.startswith("_") or n not in public}
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+def test_all_is_exactly_the_public_names(name: str) -> None:
+    module = importlib.import_module(name)
+    assert undeclared(module) == (set(), set())
+    assert len(module.__all__) == len(set(module.__all__))
+
+
+def test_the_all_check_can_fail() -> None:
+    fake = types.ModuleType("fake")
+    fake.__dict__.update(shown=1, forgotten=2, helper=len, __all__=["shown", "ghost"])
+    assert undeclared(fake) == ({"forgotten", "helper"}, {"ghost"})
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+def test_public_signatures_name_exported_types(name: str) -> None:
+    assert unexported_types(name) == []
+
+
+def _public_docstrings() -> Iterator[tuple[str, str]]:
+    seen: set[int] = set()
+    for name in PUBLIC:
+        module = importlib.import_module(name)
+        yield name, module.__doc__ or ""
+        for attr in module.__all__:
+            obj = getattr(module, attr)
+            if id(obj) in seen:
+                continue
+            seen.add(id(obj))
+            yield f"{name}.{attr}", _doc(obj)
+            if inspect.isclass(obj):
+                for key, member in vars(obj).items():
+                    if not key.startswith("_") or key == "__init__":
+                        yield f"{name}.{attr}.{key}", _doc(member)
+
+
+def _doc(obj: Any) -> str:
+    if isinstance(obj, staticmethod | classmethod):
+        obj = obj.__func__
+    if isinstance(obj, property):
+        obj = obj.fget
+    doc = getattr(obj, "__doc__", None)
+    return doc if isinstance(doc, str) and inspect.isroutine(obj) or inspect.isclass(obj) \
+        or inspect.ismodule(obj) else ""
+
+
+def test_no_public_docstring_names_a_private_module() -> None:
+    bad = [f"{where}: {m.group()}" for where, doc in _public_docstrings()
+           for m in PRIVATE.finditer(doc or "")]
+    assert bad == []
+
+
+@pytest.mark.parametrize("path", ["README.md", *sorted(
+    str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))])
+def test_no_doc_names_a_private_module(path: str) -> None:
+    text = (ROOT / path).read_text()
+    bad = [f"{path}:{text.count(chr(10), 0, m.start()) + 1}: {m.group()}"
+           for m in PRIVATE.finditer(text)]
+    assert bad == []
+
+
+def test_the_private_name_check_can_fail() -> None:
+    found = [m.group() for m in PRIVATE.finditer(
+        "see clocksync._io._store, ptp._port.SlavePort and clocksync/agent/_agent.py; "
+        "clocksync.latency.dask and ptp.SlavePort are public")]
+    assert found == ["clocksync._io", "ptp._port", "clocksync/agent/_agent"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import __future__
 import importlib
+import importlib.util
 import inspect
 import re
 import types
@@ -86,8 +87,13 @@ def test_no_public_docstring_names_a_private_module() -> None:
     assert bad == []
 
 
+#: the contributors' map of the tree, which must name the private packages it maps
+ARCHITECTURE = "docs/architecture.md"
+
+
 @pytest.mark.parametrize("path", ["README.md", *sorted(
-    str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))])
+    str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md")
+    if str(p.relative_to(ROOT)) != ARCHITECTURE)])
 def test_no_doc_names_a_private_module(path: str) -> None:
     text = (ROOT / path).read_text()
     bad = [f"{path}:{text.count(chr(10), 0, m.start()) + 1}: {m.group()}"
@@ -100,3 +106,23 @@ def test_the_private_name_check_can_fail() -> None:
         "see clocksync._io._store, ptp._port.SlavePort and clocksync/agent/_agent.py; "
         "clocksync.latency.dask and ptp.SlavePort are public")]
     assert found == ["clocksync._io", "ptp._port", "clocksync/agent/_agent"]
+
+
+def test_architecture_doc_matches_the_tree() -> None:
+    """Every top-level part of the package is in docs/architecture.md, and every package or
+    module path it names exists."""
+    text = (ROOT / ARCHITECTURE).read_text()
+    parts = {p.stem if p.suffix == ".py" else p.name for p in (ROOT / "clocksync").iterdir()
+             if (p.suffix == ".py" or (p / "__init__.py").exists()) and p.name != "__init__.py"}
+    missing = [part for part in sorted(parts) if f"clocksync.{part}" not in text
+               and f"clocksync/{part}" not in text]
+    assert missing == []
+    for dotted in set(re.findall(r"\b(?:clocksync|ptp)(?:\.\w+)*", text)):
+        parts = dotted.split(".")
+        while len(parts) > 1 and importlib.util.find_spec(".".join(parts)) is None:
+            parts.pop()  # a name inside a module, e.g. clocksync.testing.__all__
+        module = importlib.import_module(".".join(parts))
+        rest = dotted.split(".")[len(parts):]
+        assert not rest or hasattr(module, rest[0]), dotted
+    for path in set(re.findall(r"`((?:clocksync|ptp)/[\w/]*)`", text)):
+        assert (ROOT / path).exists(), path

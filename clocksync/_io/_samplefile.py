@@ -1,4 +1,4 @@
-"""Sample files: JSONL, CSV or Parquet with the columns of DESIGN.md.
+"""Sample files: JSONL, CSV or Parquet with the columns of :class:`clocksync.Sample`.
 
 Required: ``node, t_local_ns, offset_ns, delay_ns``; optional: ``bound_ns, source,
 root_delay_ns, root_dispersion_ns, stratum``. Errors name the file, line/row and field.

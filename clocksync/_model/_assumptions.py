@@ -1,8 +1,8 @@
 """The assumptions a guaranteed bound rests on — each declared once, with unit, default,
 range and help; ``fit_table(**assumptions)``, the table JSON and the CLI all derive from here.
 
-Defaults are safe for commodity crystal oscillators (DESIGN.md): skew up to ±500 ppm,
-frequency wander up to 10 ppb/s, steps of any size at any time.
+Defaults are safe for commodity crystal oscillators: skew up to ±1000 ppm (a ±500 ppm
+crystal plus room for wander), frequency wander up to 10 ppb/s, steps of any size at any time.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The measurement record that flows from sources to the model fit.
 
-Sign convention (DESIGN.md): ``offset_ns = reference_time - local_time``; a positive offset
-means the local clock is *behind* the reference. ``bound_ns`` is a half-width: the true offset
-at ``t_local_ns`` lies in ``[offset_ns - bound_ns, offset_ns + bound_ns]``.
+Sign convention (project-wide, docs/model.md): ``offset_ns = reference_time - local_time``;
+a positive offset means the local clock is *behind* the reference. ``bound_ns`` is a
+half-width: the true offset at ``t_local_ns`` lies in ``[offset_ns - bound_ns, offset_ns +
+bound_ns]``.
 """
 
 from __future__ import annotations

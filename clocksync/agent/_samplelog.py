@@ -3,8 +3,8 @@
 Layout in ``DIR``:
 
 * ``seg-00000007.jsonl`` — the open segment, a journal: each :meth:`SampleLog.flush`
-  appends the samples not yet on disk (one JSON object per line, the sample columns of
-  DESIGN.md) and fsyncs. Appending costs what was added, not the whole segment.
+  appends the samples not yet on disk (one JSON object per line, the columns of
+  :class:`clocksync.Sample`) and fsyncs. Appending costs what was added, not the whole segment.
 * ``seg-00000001.parquet`` ... — closed segments: once a journal holds ``segment_samples``
   rows it is compacted to Parquet (``t_local_ns`` delta-encoded, zstd; see
   :func:`clocksync.write_samples`), atomically, and the journal is deleted. Compaction runs

@@ -5,8 +5,8 @@ its own long-running process: it writes its open segment as a JSONL journal and 
 ``python -m clocksync.agent._segments`` to do the two Parquet jobs, each a few times a day:
 
 * ``compact SRC.jsonl DST.parquet`` — a full journal becomes a Parquet segment (columns of
-  DESIGN.md, ``t_local_ns`` delta-encoded, zstd), written atomically; the caller then
-  deletes the journal;
+  :class:`clocksync.Sample`, ``t_local_ns`` delta-encoded, zstd), written atomically; the
+  caller then deletes the journal;
 * ``scan NODE NEED PATH...`` — on start: the newest local time of each Parquet segment (for
   retention) and, newest segment first, the samples of ``NODE`` until ``NEED`` are found
   (the history to resume). Prints one JSON document; unreadable segments are reported with

@@ -1,7 +1,7 @@
 """Names shared by the latency pipeline: the event columns, the default stage chain, and the
 record of a malformed input record.
 
-Stages (DESIGN.md): ``pp_enqueue`` and ``pp_exit`` are taken on the partition-processor (PP)
+Stages (docs/latency.md): ``pp_enqueue`` and ``pp_exit`` are taken on the partition-processor (PP)
 node, ``bifrost_arrive`` and ``bifrost_done`` on the Bifrost node. A *hop* is a pair of stages
 ``"<from>-><to>"``; the default hops are the consecutive pairs of the chain plus the
 end-to-end hop ``pp_enqueue->bifrost_done``.

@@ -20,7 +20,8 @@ Kernel software stamps and our user-space fallbacks both keep that order
   NTP 2^-32 s quantisation), user space 1000 ns (interpreter clock read around the system
   call; the project-wide default timestamping error of a sample);
 - frequency error during the exchange: ``freq_tolerance_ppm · 1e-6 · (t4 - t1)`` — the local
-  and server clocks may run up to that fast or slow while the exchange is in flight.
+  and server clocks may run up to that fast or slow while the exchange is in flight; the
+  default is the fit's ``max_skew_ppm`` (1000 ppm, :class:`clocksync.Assumptions`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from .._model._assumptions import Assumptions
 from .._model._sample import TIMESTAMP_ERROR_NS, default_bound_ns
 from .._model._stamps import StampKind
 from ._errors import NtpRejectError, RejectReason
@@ -46,8 +48,9 @@ STAMP_ERROR_NS: dict[StampKind, float] = {
     StampKind.KERNEL: 100.0,
     StampKind.USER: TIMESTAMP_ERROR_NS,
 }
-#: Largest frequency error assumed for either clock during one exchange (ppm).
-DEFAULT_FREQ_TOLERANCE_PPM = 500.0
+#: Largest frequency error assumed for either clock during one exchange (ppm): the shared
+#: ``max_skew_ppm`` default of :class:`clocksync.Assumptions`, as the fit and PTP use.
+DEFAULT_FREQ_TOLERANCE_PPM = Assumptions().max_skew_ppm
 
 
 @dataclass(frozen=True, slots=True)

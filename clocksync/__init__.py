@@ -42,6 +42,7 @@ from ._model._status import STATUS_MEANINGS, PublisherBlock, Status
 from ._model._table import SCHEMA, CorrectionTable, LineEstimate, SegmentInfo
 from ._model._tablekey import TableKey
 from ._model._units import format_ns
+from ._report import SkewRow, reader_status, skew_rows
 
 __all__ = [
     "AMBIGUOUS",
@@ -75,6 +76,7 @@ __all__ = [
     "SegmentInfo",
     "SignatureError",
     "SimClock",
+    "SkewRow",
     "Slopes",
     "Status",
     "StoreError",
@@ -87,5 +89,7 @@ __all__ = [
     "load_table_key",
     "open_store",
     "read_samples",
+    "reader_status",
+    "skew_rows",
     "write_samples",
 ]

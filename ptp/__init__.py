@@ -25,6 +25,7 @@ from ._exchange import DelayFilter, Exchange, Measurement, RateEstimator, measur
 from ._messages import (
     ETHERTYPE_PTP,
     EVENT_PORT,
+    FLAG_NAMES,
     GENERAL_PORT,
     Announce,
     DelayReq,
@@ -80,6 +81,7 @@ from ._types import ClockQuality, PortIdentity, Timestamp, format_clock_identity
 __all__ = [
     "ETHERTYPE_PTP",
     "EVENT_PORT",
+    "FLAG_NAMES",
     "GENERAL_PORT",
     "MASTER_OPTIONS",
     "PTP_PRIMARY_MAC",

@@ -3,8 +3,9 @@ public signature is exported, and nothing a user reads (README, docs/, the docst
 public names) sends them to a private module."""
 
 from __future__ import annotations
-
 import __future__
+
+import ast
 import importlib
 import importlib.util
 import inspect
@@ -30,8 +31,9 @@ PRIVATE = re.compile(r"\b(?:clocksync|ptp)(?:\.[A-Za-z]\w*)*\._[a-z]\w*"
 def undeclared(module: types.ModuleType) -> tuple[set[str], set[str]]:
     """(public names missing from ``__all__``, names in ``__all__`` that are missing or
     private). Submodules and ``from __future__`` features are not names."""
+    not_names = types.ModuleType | __future__._Feature
     public = {n for n, v in vars(module).items()
-              if not n.startswith("_") and not isinstance(v, types.ModuleType | __future__._Feature)}
+              if not n.startswith("_") and not isinstance(v, not_names)}
     listed = set(module.__all__)
     return public - listed, {n for n in listed if n.startswith("_") or n not in public}
 
@@ -77,7 +79,7 @@ def _doc(obj: Any) -> str:
     if isinstance(obj, property):
         obj = obj.fget
     doc = getattr(obj, "__doc__", None)
-    return doc if isinstance(doc, str) and inspect.isroutine(obj) or inspect.isclass(obj) \
+    return doc if (isinstance(doc, str) and inspect.isroutine(obj)) or inspect.isclass(obj) \
         or inspect.ismodule(obj) else ""
 
 
@@ -126,3 +128,64 @@ def test_architecture_doc_matches_the_tree() -> None:
         assert not rest or hasattr(module, rest[0]), dotted
     for path in set(re.findall(r"`((?:clocksync|ptp)/[\w/]*)`", text)):
         assert (ROOT / path).exists(), path
+
+
+#: the test files of private modules, and the private modules each of them tests; every
+#: other test file, and all of lab/, imports public names only
+PRIVATE_MODULE_TESTS = {
+    "tests/agent/test_agent_agreement.py": {"clocksync.agent._crosscheck"},
+    "tests/agent/test_agent_redis.py": {"clocksync._io._store._redis"},
+    "tests/agent/test_agent_samplelog.py": {"clocksync.agent._segments"},
+    "tests/core/test_agreement.py": {"clocksync._fit._agreement"},
+    "tests/core/test_display.py": {"clocksync._model._units", "clocksync.cli._skew"},
+    "tests/core/test_report.py": {"clocksync._report"},
+    "tests/core/test_robust.py": {"clocksync._fit._robust"},
+    "tests/faults/test_hostile_http.py": {"clocksync.agent._http"},
+    "tests/faults/test_hostile_redis.py": {"clocksync._io._store._redis"},
+    "tests/latency/_reference_lp.py": {"clocksync.latency._causal"},
+    "tests/latency/test_api.py": {"clocksync.latency._arrow"},
+    "tests/latency/test_causal.py": {"clocksync.latency._causal"},
+    "tests/latency/test_cli.py": {"clocksync.cli._latency", "clocksync.latency._arrow",
+                                  "clocksync.latency._storage"},
+    "tests/latency/test_cli_dask.py": {"clocksync.latency._dask"},
+    "tests/latency/test_hop_speed_paths.py": {"clocksync.latency._hops"},
+    "tests/latency/test_kernels.py": {"clocksync.latency._arrow", "clocksync._correct._cells",
+                                      "clocksync.latency._select", "clocksync.latency._causal"},
+    "tests/latency/test_percentile_speed_paths.py": {"clocksync.latency._percentiles",
+                                                     "clocksync.latency._select"},
+    "tests/latency/test_percentiles.py": {"clocksync.latency._percentiles"},
+    "tests/latency/test_sampling.py": {"clocksync.latency._sampling"},
+    "tests/latency/test_storage.py": {"clocksync.latency._storage", "clocksync.latency._arrow",
+                                      "clocksync._io._tabular"},
+    "tests/ntp/test_ntp_packet.py": {"clocksync.ntp._packet"},
+}
+_PRIVATE_PART = re.compile(r"^(?:clocksync|ptp)(?:\.\w+)*\._")
+
+
+def private_imports(path: Path) -> set[str]:
+    """The private clocksync/ptp modules (and private names) a file imports."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            if _PRIVATE_PART.match(node.module + "."):
+                found.add(node.module)
+            elif node.module.split(".")[0] in ("clocksync", "ptp"):
+                found |= {f"{node.module}.{a.name}" for a in node.names
+                          if a.name.startswith("_")}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if _PRIVATE_PART.match(a.name + ".")}
+    return found
+
+
+def test_tests_and_lab_import_public_names_only() -> None:
+    found = {str(p.relative_to(ROOT)): private_imports(p)
+             for base in ("tests", "lab") for p in sorted((ROOT / base).rglob("*.py"))}
+    assert {f: m for f, m in found.items() if m} == PRIVATE_MODULE_TESTS
+
+
+def test_the_private_import_check_can_fail(tmp_path: Path) -> None:
+    path = tmp_path / "t.py"
+    path.write_text("from clocksync._io._store import open_store\nimport ptp._port\n"
+                    "from clocksync import Corrector\nfrom clocksync.latency import _x\n")
+    assert private_imports(path) == {"clocksync._io._store", "ptp._port",
+                                     "clocksync.latency._x"}

@@ -11,6 +11,7 @@ and health, pure), ``_time`` (injected time: :class:`Timer`, :class:`Sleeper`,
 measures: it never sets, slews or steps the system clock.
 """
 
+from .._fit._agreement import Agreement
 from ._agent import REPUBLISH_S, Agent, AgentSnapshot, SourceStatus
 from ._config import OPTION_SPECS, AgentConfig, OptionSpec, load_config, parse_listen
 from ._http import AgentCollector, AgentHttpServer
@@ -46,6 +47,7 @@ __all__ = [
     "AgentConfig",
     "AgentHttpServer",
     "AgentSnapshot",
+    "Agreement",
     "ChronySource",
     "ChronyTracking",
     "EventSleeper",

@@ -19,12 +19,14 @@ Dask (optional extra ``clocksync[dask]``): :mod:`clocksync.latency.dask`
 (``dask_latencies``, ``dask_sketch``); ``clocksync latency --scheduler`` runs it.
 """
 
+from .._io._columns import Column
 from ._alerts import Alert, AlertConfig, WorstRequest
 from ._causal import CausalAssumptions, CausalResult, PairWindow, tighten
 from ._events import concat_events, read_events_file
+from ._hops import CorrectorLike, Pivot, StageStamps
 from ._inputs import input_format, read_inputs
 from ._inspect import AttributeStats, RuleStats, SpanGroup, TraceSummary, inspect_traces
-from ._percentiles import QUANTILES, grouped_quantiles, percentile_table
+from ._percentiles import QUANTILES, grouped_quantiles, percentile_table, summary_and_windows
 from ._pipeline import HopCount, HopResult, LatencyReport, analyze, compute_latencies, hop_table
 from ._plot import plain_axes, plot_report
 from ._sampling import AdaptiveSampler, SampleBatch, SamplingConfig, request_uniform
@@ -58,12 +60,15 @@ __all__ = [
     "BadRecord",
     "CausalAssumptions",
     "CausalResult",
+    "Column",
+    "CorrectorLike",
     "Events",
     "FieldRef",
     "HopCount",
     "HopResult",
     "LatencyReport",
     "PairWindow",
+    "Pivot",
     "QuantileSketch",
     "RequestModel",
     "RuleStats",
@@ -72,6 +77,7 @@ __all__ = [
     "Span",
     "SpanGroup",
     "StageRule",
+    "StageStamps",
     "TraceFile",
     "TraceMapping",
     "TraceSummary",
@@ -98,6 +104,7 @@ __all__ = [
     "request_uniform",
     "simulate_requests",
     "span_rows",
+    "summary_and_windows",
     "tighten",
     "write_events",
     "write_latencies",

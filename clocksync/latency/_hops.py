@@ -194,7 +194,7 @@ class StageStamps:
         out_of_range: requests dropped because a timestamp has no guaranteed correction.
         out_of_range_nodes: ``node -> number of uncorrectable events``.
         cell: the cell of ``stack`` that corrected each slot (meaningful where usable), or
-            ``None`` when the corrector offers no :class:`~clocksync._correct._cellstack.CellStack`.
+            ``None`` when the corrector offers no :class:`clocksync.CellStack`.
         stack: the node tables' cells, in the order of :attr:`Pivot.node_names`.
     """
 

@@ -50,7 +50,7 @@ from ._probe import (
     probe,
     summarize,
 )
-from ._server import NtpServer
+from ._server import NtpServer, ServerStats
 
 __all__ = [
     "AEAD_AES_SIV_CMAC_256",
@@ -84,6 +84,7 @@ __all__ = [
     "RecordType",
     "RejectReason",
     "RequestAuth",
+    "ServerStats",
     "check_certificate_name",
     "decode",
     "decode_fields",

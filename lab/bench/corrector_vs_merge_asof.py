@@ -32,11 +32,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from clocksync import (  # noqa: E402
-    Cells,
-    CorrectionTable,
-    Corrector,
-)
+from clocksync import CorrectionTable, Corrector  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 T0_NS = 1_700_000_000 * 10**9
@@ -46,6 +42,10 @@ SCALAR_LOOPS = 200_000
 
 def make_table(n_cells: int, t0_ns: int, span_ns: int, rng: np.random.Generator
                ) -> CorrectionTable:
+    """A synthetic table of ``n_cells`` cells. The baseline harness reads it back from its
+    JSON form (``BENCH_TABLE``), which every revision of the table format can load."""
+    from clocksync import Cells, LineEstimate, SegmentInfo
+
     edges = np.unique(rng.integers(1, span_ns // 1000, n_cells - 1)) * 1000
     n_cells = len(edges) + 1
     start = np.concatenate([[t0_ns], t0_ns + edges]).astype(np.int64)
@@ -56,8 +56,6 @@ def make_table(n_cells: int, t0_ns: int, span_ns: int, rng: np.random.Generator
     cells = Cells(start, end, mid + half, slope, mid - half, slope,
                   np.zeros(n_cells, np.uint8), np.zeros(n_cells, np.int32),
                   slope - 10, slope + 10)
-    from clocksync._model._table import LineEstimate, SegmentInfo
-
     seg = SegmentInfo(0, "start", int(start[0]), int(end[-1]), 2,
                       LineEstimate(int(start[0]), 0.0, 0.0, 1.0, 1.0, 0.0, 2, int(start[0])))
     return CorrectionTable("bench", "", 0, "synchronised",
@@ -66,8 +64,11 @@ def make_table(n_cells: int, t0_ns: int, span_ns: int, rng: np.random.Generator
 
 def inputs(n: int, n_cells: int) -> tuple[CorrectionTable, np.ndarray, np.ndarray]:
     """The table and the sorted and shuffled timestamps (the same for every tree)."""
-    rng = np.random.default_rng(7)
-    table = make_table(n_cells, T0_NS, SPAN_NS, rng)
+    if os.environ.get("BENCH_TABLE"):  # a harness run: the parent's table, by its JSON form
+        table = CorrectionTable.from_json(Path(os.environ["BENCH_TABLE"]).read_text())
+    else:
+        table = make_table(n_cells, T0_NS, SPAN_NS, np.random.default_rng(7))
+    rng = np.random.default_rng(8)
     ts_sorted = np.sort(rng.integers(T0_NS, T0_NS + SPAN_NS, n, dtype=np.int64))
     return table, ts_sorted, rng.permutation(ts_sorted)
 
@@ -141,8 +142,10 @@ def _checkout(rev: str, into: Path) -> Path | None:
     return root
 
 
-def _harness(tree: Path, n: int, n_cells: int, repeat: int, cpu: int) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{REPO}", "BENCH_CPU": str(cpu)}
+def _harness(tree: Path, n: int, n_cells: int, repeat: int, cpu: int,
+             table_json: Path) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{REPO}", "BENCH_CPU": str(cpu),
+           "BENCH_TABLE": str(table_json)}
     out = subprocess.run([sys.executable, "-c", _HARNESS, str(n), str(n_cells), str(repeat)],
                          env=env, cwd=tree, capture_output=True, text=True, check=True)
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -187,12 +190,14 @@ def main() -> None:
     if args.baseline:
         with tempfile.TemporaryDirectory() as tmp:
             base_tree = _checkout(args.baseline, Path(tmp))
+            table_json = Path(tmp) / "table.json"
+            table_json.write_text(table.to_json())
             if base_tree is not None:
                 trees = {"this tree": REPO, f"baseline {args.baseline}": base_tree}
                 got: dict[str, dict[str, float]] = {}
                 for _ in range(args.repeat):  # alternating: drift in the load hits both
                     for label, tree in trees.items():
-                        r = _harness(tree, args.n, args.cells, args.repeat, cpu)
+                        r = _harness(tree, args.n, args.cells, args.repeat, cpu, table_json)
                         prev = got.setdefault(label, dict.fromkeys(r, np.inf))
                         for k, v in r.items():
                             prev[k] = min(prev[k], v)

@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from clocksync import Corrector, SimClock
-from clocksync._model._clock import SystemClock
-from clocksync._model._sample import Sample
+from clocksync import Corrector, Sample, SimClock, SystemClock
 from clocksync.agent import Agent, AgentHttpServer
-from clocksync.agent._crosscheck import cross_check, project
+from clocksync.agent._crosscheck import (  # tests the private module clocksync.agent._crosscheck
+    cross_check,
+    project,
+)
 from clocksync.ntp import NtpServer
 
 from .test_agent_e2e import _config, _get, _wait, running

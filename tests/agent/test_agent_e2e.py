@@ -25,8 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from clocksync import CorrectionTable, Corrector
 from clocksync.agent import Agent, AgentConfig, AgentHttpServer
-from clocksync.ntp import NtpPacket, NtpServer, encode
-from clocksync.ntp._packet import MODE_SERVER, ns_to_ntp
+from clocksync.ntp import NtpPacket, NtpServer, encode, ns_to_ntp
 from tests._fakentp import Craft, FakeServer
 
 from .conftest import Chronyd, RedisServer, free_port, kill_pid, needs_redis, start_redis
@@ -148,14 +147,14 @@ def _forging(genuine: bool, deny: bool = False) -> Craft:
     Kiss-o'-Death DENY when ``deny``."""
 
     def reply(origin: int, t2: int) -> bytes:
-        return encode(NtpPacket(version=4, mode=MODE_SERVER, stratum=1, reference_id=1,
+        return encode(NtpPacket(version=4, mode=4, stratum=1, reference_id=1,
                                 origin_ts=origin, receive_ts=t2,
                                 transmit_ts=ns_to_ntp(time.time_ns())))
 
     def craft(request: NtpPacket, t2: int) -> list[bytes]:
         if deny:  # Kiss-o'-Death DENY: stop polling this server
             return [encode(NtpPacket(
-                version=4, mode=MODE_SERVER, stratum=0,
+                version=4, mode=4, stratum=0,
                 reference_id=int.from_bytes(b"DENY", "big"),
                 origin_ts=request.transmit_ts, receive_ts=t2, transmit_ts=t2))]
         # garbage, then a spoofed reply claiming the clock is 1 s ahead

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from clocksync._model._clock import SystemClock
-from clocksync._model._errors import InputError
+from clocksync import InputError, SystemClock
 from clocksync.agent import AgentConfig, build_sources, load_config
 from clocksync.cli import main
 

@@ -36,7 +36,7 @@ from clocksync import Corrector, InputError, SimClock
 from clocksync.agent import Agent, AgentConfig, load_config
 from lab.netlab import Topology
 from lab.ptp_vs_ptp4l import PtpLab, missing_requirements
-from ptp._port import PortConfig, SlavePort
+from ptp import PortConfig, SlavePort
 
 NODE = "ptpnode"
 LIE_NS = 5_000_000.0
@@ -47,7 +47,7 @@ FAST = {"min_poll_s": 0.25, "max_poll_s": 0.5, "refit_min_s": 0.5, "timeout_s": 
 _INJECT = """
 import socket, sys, time
 import ptp
-from ptp._transport import PTP_PRIMARY_MAC
+from ptp import PTP_PRIMARY_MAC
 transport, iface, address, count = sys.argv[1:]
 me = ptp.PortIdentity(clockIdentity=b"\\x42" * 8, portNumber=1)
 payloads = [b"\\x02junk", ptp.encode(ptp.Sync(domainNumber=7, sourcePortIdentity=me))]

@@ -136,7 +136,7 @@ def test_crash_between_compaction_and_journal_delete(tmp_path: Path) -> None:
 
 def test_failed_compaction_keeps_the_journal(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from clocksync.agent import _segments
+    from clocksync.agent import _segments  # the private module whose child is made to fail
 
     def broken(journal: Path, segment: Path) -> None:
         raise OSError("sample log: compact failed: No space left on device")

@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clocksync import Corrector, MemoryStore, Sample, Status
-from clocksync._report import skew_rows
+from clocksync import Corrector, MemoryStore, Sample, Status, skew_rows
 from clocksync.agent import (
     REPUBLISH_S,
     UNREACHABLE_POLLS,

@@ -6,7 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clocksync._fit._agreement import SourceInterval, agree
+from clocksync._fit._agreement import (  # tests the private module clocksync._fit._agreement
+    SourceInterval,
+    agree,
+)
 
 
 def test_all_agree() -> None:

@@ -157,14 +157,12 @@ def test_directory_store_removes_its_stale_temporary_files(tmp_path: Path,
     import os
     import time
 
-    from clocksync._io._store._directory import STALE_TMP_S
-
     store = DirectoryStore(tmp_path)
     stale, fresh = tmp_path / ".n1.table.json.abc.tmp", tmp_path / ".n1.table.json.def.tmp"
     other = tmp_path / ".n2.table.json.abc.tmp"
     for path in (stale, fresh, other):
         path.write_bytes(b"{")
-    old = time.time() - STALE_TMP_S - 5
+    old = time.time() - 86_400  # a day old: long past the store's minute of grace
     os.utime(stale, (old, old))
     os.utime(other, (old, old))
     store.write(fit_table(stepped_samples))

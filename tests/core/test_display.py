@@ -13,10 +13,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from clocksync import Corrector, DirectoryStore, SimClock, fit_table, write_samples
-from clocksync._report import SkewRow
+from clocksync import Corrector, DirectoryStore, SimClock, SkewRow, fit_table, write_samples
 from clocksync.cli import main
-from clocksync.cli._skew import load_sample_history, plot_skew, render_skew_table
+from clocksync.cli._skew import (  # tests the private module clocksync.cli._skew
+    load_sample_history,
+    plot_skew,
+    render_skew_table,
+)
 from clocksync.testing import LinkModel, simulate_samples
 
 T0 = 1_767_225_600 * 10**9
@@ -95,7 +98,7 @@ def test_watch_stamps_each_refresh_and_ctrl_c_exits_quietly(
         if len(calls) > 4:
             raise AssertionError("--watch kept going after Ctrl-C")
 
-    import clocksync.cli._skew as skew_cli
+    import clocksync.cli._skew as skew_cli  # the module under test: its clock is faked
 
     monkeypatch.setattr(skew_cli.time, "sleep", sleep)
     res = CliRunner().invoke(main, ["skew", "report", "--store", str(base / "tables"),
@@ -157,7 +160,11 @@ def test_watch_real_sigint_exits_zero(store: tuple[Path, int]) -> None:
 
 
 def test_column_helpers() -> None:
-    from clocksync._model._units import format_duration_column, format_ns_column, text_table
+    from clocksync._model._units import (  # tests the private module clocksync._model._units
+        format_duration_column,
+        format_ns_column,
+        text_table,
+    )
 
     cells = format_ns_column([412_300.0, 2_200_000.0, float("nan"), 5.0],
                              [18_000.0, 1_300.0, 1.0, math.inf])

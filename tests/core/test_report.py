@@ -18,7 +18,11 @@ from clocksync import (
     Status,
     fit_table,
 )
-from clocksync._report import FREE_RUNNING_POLLS, REPUBLISH_S, skew_rows
+from clocksync._report import (  # tests the private module clocksync._report
+    FREE_RUNNING_POLLS,
+    REPUBLISH_S,
+    skew_rows,
+)
 
 POLL_S = 16.0
 

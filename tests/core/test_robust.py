@@ -9,7 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import optimize
 
-from clocksync._fit._robust import fit_line, soft_l1_line
+from clocksync._fit._robust import (  # tests the private module clocksync._fit._robust
+    fit_line,
+    soft_l1_line,
+)
 
 
 def _scipy(x: np.ndarray, y: np.ndarray, w: np.ndarray, scale: float, a0: float,

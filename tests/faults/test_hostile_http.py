@@ -17,8 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from clocksync.agent import Agent, AgentConfig, AgentHttpServer
-from clocksync.agent import _http  # tests the private module clocksync.agent._http (its limits)
+from clocksync.agent import (
+    Agent,
+    AgentConfig,
+    AgentHttpServer,
+    _http,  # tests the private module clocksync.agent._http (its limits)
+)
 from clocksync.agent._http import MAX_REQUEST_HEAD_BYTES
 
 DEADLINE_S = 1.0

@@ -9,7 +9,11 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import linprog
 
-from clocksync.latency._causal import _BOX_NS, _FEAS_TOL_NS, _LP_TOL_NS
+from clocksync.latency._causal import (  # the tolerances of the private module it checks
+    _BOX_NS,
+    _FEAS_TOL_NS,
+    _LP_TOL_NS,
+)
 
 __all__ = ["_solve", "solve_linprog"]
 

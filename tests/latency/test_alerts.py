@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from clocksync.latency._alerts import AlertConfig
-from clocksync.latency._pipeline import analyze
-from clocksync.latency._simulate import RequestModel, simulate_requests
+from clocksync.latency import AlertConfig, RequestModel, analyze, simulate_requests
 
 from .conftest import T0, World, make_world
 

@@ -9,7 +9,12 @@ import numpy as np
 import pyarrow as pa
 
 import clocksync.latency as latency
-from clocksync.latency._arrow import dictionary_codes, group_order, index_in, shared_codes
+from clocksync.latency._arrow import (  # tests the private module clocksync.latency._arrow
+    dictionary_codes,
+    group_order,
+    index_in,
+    shared_codes,
+)
 
 
 def test_public_surface_and_module_all() -> None:

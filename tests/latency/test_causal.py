@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from clocksync.latency._causal import CausalAssumptions, tighten
+from clocksync.latency import CausalAssumptions, tighten
 
 T0 = 1_764_129_600_000_000_000
 
@@ -108,7 +108,7 @@ def test_assumptions_validated() -> None:
 
 @pytest.mark.parametrize("seed", range(12))
 def test_vertex_solver_matches_linprog(seed: int) -> None:
-    from clocksync.latency._causal import _reduce
+    from clocksync.latency._causal import _reduce  # tests the private module latency._causal
     from tests.latency._reference_lp import _solve, solve_linprog
 
     rng = np.random.default_rng(seed)

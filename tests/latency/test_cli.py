@@ -133,7 +133,7 @@ def test_save_events_converts_to_the_fast_layout(setup: tuple[Path, Path],
     """--save-events stores JSONL input as Parquet in the whole-request layout (the reader
     then joins its ids without hashing), and a run over the saved file reports the same."""
     from clocksync.latency import read_events_file
-    from clocksync.latency._arrow import unique_dictionary
+    from clocksync.latency._arrow import unique_dictionary  # the saved file's layout: private
     from clocksync.latency._storage import WHOLE_REQUESTS_KEY
 
     tables, events = setup
@@ -157,7 +157,7 @@ def test_cli_turns_off_numpy_hugepage_advice_unless_told(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The one-shot CLI stops numpy's huge-page advice (costly page faults on a cold run)
     unless NUMPY_MADVISE_HUGEPAGE is set, which it then leaves to numpy."""
-    from clocksync.cli._latency import _no_hugepage_advice
+    from clocksync.cli._latency import _no_hugepage_advice  # tests private cli._latency
 
     setter = np._core.multiarray._set_madvise_hugepage  # type: ignore[attr-defined]
     before = setter(True)

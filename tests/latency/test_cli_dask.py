@@ -143,7 +143,7 @@ def test_unreachable_scheduler(setup: tuple[Path, Path]) -> None:
 
 
 def test_public_dask_module_is_the_implementation() -> None:
-    import clocksync.latency._dask as impl
+    import clocksync.latency._dask as impl  # tests the private module latency._dask's wiring
     from clocksync.latency import dask
 
     for name in ("dask_latencies", "dask_sketch"):

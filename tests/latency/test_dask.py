@@ -33,7 +33,7 @@ def client() -> Iterator[object]:
 
 
 def test_dask_matches_local_and_sketch_brackets(world: World, client: object) -> None:
-    from clocksync.latency._dask import dask_latencies, dask_sketch
+    from clocksync.latency.dask import dask_latencies, dask_sketch
 
     events, truth = simulate_requests(world.clocks, ROUTES, 4000, T0 + 20 * 10**9, 200.0,
                                       np.random.default_rng(12))

@@ -10,10 +10,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from clocksync._model._errors import InconsistentError, InputError
-from clocksync.latency._causal import CausalAssumptions
-from clocksync.latency._pipeline import hop_table
-from clocksync.latency._simulate import simulate_requests
+from clocksync import InconsistentError, InputError
+from clocksync.latency import CausalAssumptions, hop_table, simulate_requests
 
 from .conftest import T0, World, make_world
 
@@ -115,7 +113,7 @@ def test_events_before_table_fatal_or_counted(world: World) -> None:
 def test_acks_give_the_other_direction(world: World) -> None:
     """One-way PP traffic n1 -> n2, but Bifrost acks back (pp_ack on n1): the acks bound
     the offset from the other side, so the cross-node hops tighten."""
-    from clocksync.latency._simulate import RequestModel
+    from clocksync.latency import RequestModel
 
     chain = ("pp_enqueue", "pp_exit", "bifrost_arrive", "bifrost_done", "pp_ack")
     events, truth = simulate_requests(world.clocks, [("n1", "n2")], 4000, T0 + 20 * 10**9,

@@ -18,18 +18,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from clocksync import CorrectionTable, Corrector, SimClock, fit_table
-from clocksync._corrector import HOLDOVER, OUT_OF_RANGE, VOID
-from clocksync._io._store import open_store
-from clocksync._model._errors import InputError
-from clocksync.latency._hops import (
+from clocksync import (
+    HOLDOVER,
+    OUT_OF_RANGE,
+    VOID,
+    CorrectionTable,
+    Corrector,
+    InputError,
+    SimClock,
+    fit_table,
+    open_store,
+)
+from clocksync.latency import DEFAULT_STAGES
+from clocksync.latency._hops import (  # tests the private module clocksync.latency._hops
     HopArrays,
     StageStamps,
     correct_stamps,
     pivot_events,
     table_hops,
 )
-from clocksync.latency._schema import DEFAULT_STAGES
 from clocksync.testing import LinkModel, simulate_samples
 
 T0 = 1_767_225_600 * 10**9

@@ -13,8 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clocksync.latency import _causal
-from clocksync.latency._causal import hull_candidates, tighten
+from clocksync.latency import (
+    _causal,  # tests the private modules latency._causal, _select
+    tighten,
+)
+from clocksync.latency._causal import hull_candidates
 from clocksync.latency._select import SAMPLE_MIN_SIZE, median, select_ranks
 
 F64 = npt.NDArray[np.float64]
@@ -186,8 +189,7 @@ def test_same_node_latency_independent_of_order() -> None:
 def test_hop_table_same_for_grouped_and_shuffled_rows() -> None:
     """Rows grouped by node (e.g. a small file from write_events) take the slice path of the
     corrections; shuffled rows the sorted-by-node path: the same per-request table."""
-    from clocksync.latency import hop_table
-    from clocksync.latency._simulate import simulate_requests
+    from clocksync.latency import hop_table, simulate_requests
     from tests.latency.conftest import T0, make_world
 
     world = make_world(3)
@@ -278,7 +280,8 @@ def test_corrector_grid_locate_matches_search(seed: int, n_cells: int, layout: s
     """The corrector's grid lookup of cells for unsorted timestamps gives exactly
     ``searchsorted(starts, t, side="right")``: even cells, ragged ones, cells far narrower
     than a bin (the search fallback), timestamps before, inside and past the table."""
-    from clocksync._correct._cells import GRID_MIN, Grid
+    from clocksync import Grid
+    from clocksync._correct._cells import GRID_MIN  # the private module clocksync._correct._cells
 
     rng = np.random.default_rng(seed)
     if layout == "even":

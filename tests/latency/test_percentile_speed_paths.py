@@ -17,13 +17,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clocksync.latency import _select
-from clocksync.latency._percentiles import (
-    P99_ALPHA,
-    lower_confidence_rank,
+from clocksync.latency import (
+    _select,  # tests the private modules latency._select, _percentiles
     percentile_table,
     summary_and_windows,
 )
+from clocksync.latency._percentiles import P99_ALPHA, lower_confidence_rank
 from clocksync.latency._select import GroupedSelect
 
 I64 = npt.NDArray[np.int64]

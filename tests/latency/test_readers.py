@@ -10,9 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from clocksync._model._errors import InputError
-from clocksync.latency import StageRule, TraceMapping
-from clocksync.latency._inputs import input_format, read_inputs
+from clocksync import InputError
+from clocksync.latency import StageRule, TraceMapping, input_format, read_inputs
 
 FIX = Path(__file__).parent / "fixtures"
 EXPECTED = json.loads((FIX / "expected_events.json").read_text())

@@ -81,7 +81,9 @@ def test_adaptive_threshold_and_rate_tracking(world: World) -> None:
 def test_longest_node_span_same_by_table_and_by_sort() -> None:
     """The per-request longest same-node span is the same from the (request, node) table
     (few nodes) and from the sorted events (many nodes), and equals a plain loop's."""
-    from clocksync.latency._sampling import _longest_node_span
+    from clocksync.latency._sampling import (  # tests the private module latency._sampling
+        _longest_node_span,
+    )
 
     rng = np.random.default_rng(4)
     n_req, n_nodes, n = 300, 7, 2000

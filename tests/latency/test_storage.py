@@ -11,8 +11,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from clocksync.latency._events import read_events_file
-from clocksync.latency._storage import read_latencies, write_events, write_latencies
+# tests the private modules clocksync.latency._storage and _arrow, clocksync._io._tabular
+from clocksync.latency import read_events_file, read_latencies, write_events, write_latencies
 
 
 def _encodings(path: Path, column: str) -> set[str]:
@@ -79,9 +79,12 @@ def test_parquet_dictionary_read_same_per_request_table(tmp_path: Path,
     keeps the claim in its metadata but is not trusted (its dictionaries are unified by
     hashing), with the same result; and a filtered dictionary column (unused ids left in
     its dictionary) counts only the requests present."""
-    from clocksync.latency import _storage, hop_table
+    from clocksync.latency import (
+        _storage,  # tests the private module latency._storage
+        hop_table,
+        simulate_requests,
+    )
     from clocksync.latency._arrow import unique_dictionary
-    from clocksync.latency._simulate import simulate_requests
     from tests.latency.conftest import T0, make_world
 
     world = make_world(5)
@@ -160,7 +163,7 @@ def test_join_disjoint_dictionaries_only_for_the_row_group_layout() -> None:
 
 
 def test_write_rows_refuses_row_groups_that_do_not_split_the_table(tmp_path: Path) -> None:
-    from clocksync._io._tabular import write_rows
+    from clocksync._io._tabular import write_rows  # tests the private module _io._tabular
 
     table = pa.table({"x": [1, 2, 3]})
     for sizes in ([1, 1], [2, 2], [3, 0]):
@@ -199,10 +202,9 @@ def test_false_whole_request_claim_is_caught(tmp_path: Path,
     hashing; the per-request table is the one of the same events without any claim."""
     import json
 
-    from clocksync._io._tabular import write_rows
-    from clocksync.latency import hop_table
+    from clocksync._io._tabular import write_rows  # to write a file that lies
+    from clocksync.latency import hop_table, simulate_requests
     from clocksync.latency._arrow import unique_dictionary
-    from clocksync.latency._simulate import simulate_requests
     from clocksync.latency._storage import WHOLE_REQUESTS_KEY
     from tests.latency.conftest import T0, make_world
 

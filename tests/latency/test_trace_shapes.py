@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from clocksync._model._errors import InputError
+from clocksync import InputError
 from clocksync.latency import (
     TraceMapping,
     detect_format,

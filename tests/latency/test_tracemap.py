@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from clocksync._model._errors import InputError
+from clocksync import InputError
 from clocksync.latency import (
     AttributeMatch,
     FieldRef,

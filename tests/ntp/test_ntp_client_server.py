@@ -7,8 +7,7 @@ import time
 
 import pytest
 
-from clocksync._model._clock import SimClock
-from clocksync._model._errors import InputError
+from clocksync import InputError, SimClock
 from clocksync.net import StampKind
 from clocksync.ntp import (
     NtpClient,

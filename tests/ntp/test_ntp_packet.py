@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clocksync._model._errors import InputError
+from clocksync import InputError
 from clocksync.ntp import (
     KissOfDeathError,
     NtpDecodeError,
@@ -19,7 +19,11 @@ from clocksync.ntp import (
     ntp_to_ns,
     validate_reply,
 )
-from clocksync.ntp._packet import NTP_EPOCH_OFFSET_S, ns_to_short, short_to_ns
+from clocksync.ntp._packet import (  # tests the private module clocksync.ntp._packet
+    NTP_EPOCH_OFFSET_S,
+    ns_to_short,
+    short_to_ns,
+)
 
 # A reply of chronyd 4.3 (local stratum 1) to our request with transmit nonce 0x0123456789abcdef,
 # captured on loopback.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clocksync._model._errors import InputError
+from clocksync import InputError
 from clocksync.ntp import PollPolicy
 
 POLICY = PollPolicy(min_poll_s=1, max_poll_s=64, target_bound_ns=100_000, young_samples=8)

@@ -16,8 +16,9 @@ from clocksync.ntp import (
     NtpTimeoutError,
     RejectReason,
     encode,
+    ns_to_ntp,
+    ntp_to_ns,
 )
-from clocksync.ntp._packet import ns_to_ntp, ntp_to_ns
 
 from .conftest import Craft, FakeServer
 

@@ -9,7 +9,7 @@ from scapy.packet import Raw
 
 import ptp
 from clocksync import InputError
-from ptp._messages import FLAG_NAMES
+from ptp import FLAG_NAMES
 
 
 def _sync(**kw: object) -> bytes:

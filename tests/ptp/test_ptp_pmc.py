@@ -12,7 +12,11 @@ from pathlib import Path
 import pytest
 
 import ptp
-from ptp._pmc import CURRENT_DATA_SET, TIME_STATUS_NP
+
+#: managementId of the TLVs the client asks for: IEEE 1588 CURRENT_DATA_SET (Table 59) and
+#: linuxptp's TIME_STATUS_NP (tlv.h)
+CURRENT_DATA_SET = 0x2001
+TIME_STATUS_NP = 0xC000
 
 
 class ScriptedPtp4l:

@@ -69,7 +69,7 @@ def test_errors_name_file_and_key(tmp_path: Path, text: str, needles: list[str])
 
 
 def test_flag_errors_name_the_command_line() -> None:
-    with pytest.raises(InputError, match=r"command line: key 'min_poll_s'"):
+    with pytest.raises(InputError, match=r"command line: flag --min-poll-s"):
         load_config(None, {"min_poll_s": 0.0})
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 
-from ..._model._errors import StoreError
+from ..._model._errors import ClockSyncError, StoreError
 from ..._model._table import CorrectionTable
 from ..._model._tablekey import TableKey
 
@@ -56,14 +56,20 @@ class AgentsStore:
         raise StoreError(f"{self.url}: agent URLs are read-only; agents publish their own "
                          "tables")
 
-    def read_all(self) -> dict[str, CorrectionTable]:
+    def read_all(self, errors: dict[str, str] | None = None) -> dict[str, CorrectionTable]:
         tables: dict[str, CorrectionTable] = {}
         for agent in self.agents:
-            table = self._fetch(agent)
-            if table is None:
+            try:
+                table = self._fetch(agent)
+                if table is None:
+                    continue
+                if table.node in tables:
+                    raise StoreError(f"{agent}/table: second table for node {table.node!r}")
+            except ClockSyncError as exc:
+                if errors is None:
+                    raise
+                errors[agent] = str(exc)
                 continue
-            if table.node in tables:
-                raise StoreError(f"{agent}/table: second table for node {table.node!r}")
             tables[table.node] = table
         return tables
 

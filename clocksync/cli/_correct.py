@@ -47,6 +47,8 @@ def correct(input_path: str, store: str, output: str, on_invalid: str,
     other nodes are corrected and the exit status is 2 (--strict: exit 1 at once).
     """
     table = read_rows(input_path, _COLUMNS)
+    if table.num_rows == 0:
+        raise InputError(f"{input_path}: no rows; there is nothing to correct")
     corrector = load_store(store, table_key, strict_tables, allow_empty)
     nodes = table.column("node").to_numpy(zero_copy_only=False)
     ts = table.column("ts_ns").to_numpy()

@@ -3,7 +3,8 @@
 Each agent serves its current table at ``GET /table`` (see :mod:`clocksync.agent._http`);
 this store fetches them all, so ``clocksync skew report --store http://a:9465,http://b:9465``
 reads a fleet without a shared directory or Redis. An agent that has no table yet (404) is
-left out; one that cannot be reached is an error naming its URL.
+left out; one that cannot be reached, or serves a bad table, is an error naming its URL
+(with ``read_all(errors)``: recorded there under its URL, and the others read).
 """
 
 from __future__ import annotations

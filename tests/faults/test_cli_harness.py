@@ -47,7 +47,14 @@ class Good:
         write_samples(samples, self.samples)
         self.tables = root / "tables"
         DirectoryStore(self.tables).write(fit_table(samples))
-        self.events = FIX / "events.jsonl"
+        self.events = root / "events.jsonl"
+        stages = ("pp_enqueue", "pp_exit", "bifrost_arrive", "bifrost_done")
+        self.events.write_text("".join(
+            json.dumps({"request_id": f"r{i}", "stage": stage, "node": "n1",
+                        "ts_ns": T0 + (30 + i) * 10**9 + k * 1000}) + "\n"
+            for i in range(20) for k, stage in enumerate(stages)))
+        self.blocker = root / "blocker"  # a file: an agent that got this far cannot start
+        self.blocker.write_text("")
         self.traces = FIX / "otlp.json"
         self.config = root / "agent.toml"
         self.config.write_text('node = "n1"\nntp_servers = ["127.0.0.1:1"]\nmin_poll_s = 1\n')
@@ -68,7 +75,7 @@ COMMANDS: dict[str, tuple[str, str, Argv]] = {
     "traces inspect": ("traces", ".json", lambda g, f, out: ["traces", "inspect", str(f)]),
     "agent run": ("config", ".toml",
                   lambda g, f, out: ["agent", "run", "--config", str(f), "--data-dir",
-                                     str(out), "--http-listen", ""]),
+                                     str(g.blocker / "data")]),
 }
 
 
@@ -194,3 +201,20 @@ def test_commands_on_damaged_files(good: Good, data: st.DataObject) -> None:
         if ": exit 0" in str(exc):
             return  # the damage left a valid input: nothing to check
         raise
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_the_valid_inputs_run(good: Good, command: str, tmp_path: Path) -> None:
+    """The control: each command runs on the valid input the malformed ones derive from, so
+    the failures above are the malformation's (the agent gets as far as its data dir)."""
+    what, suffix, argv = COMMANDS[command]
+    work = tmp_path / "valid"
+    work.mkdir()
+    path = work / (("n1" if command == "skew report" else "in") + suffix)
+    path.write_bytes(_valid_bytes(good, what))
+    out = work / ("out.parquet" if command == "latency" else "out.jsonl")
+    res = CliRunner().invoke(main, argv(good, path, out if command != "fit" else work / "t"))
+    if command == "agent run":
+        assert res.exit_code == 1 and str(good.blocker) in res.output, res.output
+    else:
+        assert res.exit_code == 0, res.output

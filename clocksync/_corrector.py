@@ -95,24 +95,41 @@ class Corrector:
         self._stacks: dict[tuple[str, ...], CellStack] = {}  # see cell_stack
         self._store: Any = None
         self._store_version: Any = None
+        self._strict = True
+        self._load_errors: dict[str, str] = {}
         for table in items:
             self._tables[table.node] = table
             self._compiled[table.node] = Compiled.build(table)
 
     # -- construction from stores -------------------------------------------------------------
     @classmethod
-    def from_store(cls, url: str, *, table_key: TableKey | None = None) -> Corrector:
+    def from_store(cls, url: str, *, table_key: TableKey | None = None,
+                   strict: bool = False) -> Corrector:
         """Load every table of a store: a directory path, ``file://DIR``,
         ``redis://host:port/db`` or agent URLs. :meth:`refresh` reloads when the store changed.
-        With ``table_key`` every table must be signed by that key (else
-        :class:`~clocksync.SignatureError`)."""
+        With ``table_key`` every table must be signed by that key.
+
+        A table that cannot be read (malformed, unsigned, badly signed) is left out and named
+        in :attr:`load_errors`; the good ones are loaded. With ``strict=True`` the first such
+        table raises its error (:class:`~clocksync.SchemaError`,
+        :class:`~clocksync.SignatureError`, :class:`~clocksync.StoreError`). A store that
+        cannot be reached at all always raises :class:`~clocksync.StoreError`."""
         from ._io._store import open_store
 
         store = open_store(url, table_key=table_key)
         version = store.version()
-        corrector = cls(store.read_all().values())
+        errors: dict[str, str] | None = None if strict else {}
+        corrector = cls(store.read_all(errors).values())
         corrector._store, corrector._store_version = store, version
+        corrector._strict, corrector._load_errors = strict, errors or {}
         return corrector
+
+    @property
+    def load_errors(self) -> dict[str, str]:
+        """Tables the last load from a store left out: node (or the file or agent URL when
+        the node is unknown) -> reason. Empty when every table loaded, and for a Corrector
+        built from tables."""
+        return dict(self._load_errors)
 
     def refresh(self) -> bool:
         """Reload from the store if it changed since the last load; True if reloaded."""
@@ -121,8 +138,10 @@ class Corrector:
         version = self._store.version()
         if version == self._store_version:
             return False
-        fresh = Corrector(self._store.read_all().values())
+        errors: dict[str, str] | None = None if self._strict else {}
+        fresh = Corrector(self._store.read_all(errors).values())
         self._tables, self._compiled = fresh._tables, fresh._compiled
+        self._load_errors = errors or {}
         self._stacks = {}
         self._store_version = version
         return True

@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from .._model._assumptions import Assumptions
 from .._model._cells import Cells
-from .._model._errors import InputError
+from .._model._errors import InputError, SchemaError
 from .._model._sample import Sample
 from .._model._samples import SampleArrays, as_arrays
 from .._model._table import CorrectionTable, LineEstimate, SegmentInfo
@@ -192,7 +192,7 @@ def fit_table(
     last_t = np.sort(arr.t_local_ns[spans[-1].indices])
     poll_s = float(np.median(np.diff(last_t))) / 1e9 if len(last_t) > 1 else 0.0
     status = "disrupted" if unconfirmed_tail else "synchronised"
-    return CorrectionTable(
+    table = CorrectionTable(
         node=node,
         reference=reference or arr.common_source(),
         generated_at_ns=time.time_ns() if generated_at_ns is None else generated_at_ns,
@@ -204,3 +204,16 @@ def fit_table(
         cells=cells,
         extra={"poll_interval_s": poll_s, "ambiguous_samples": len(ambiguous)},
     )
+    _check_readable(table)
+    return table
+
+
+def _check_readable(table: CorrectionTable) -> None:
+    """A table is only returned if its JSON form loads back: whatever fit_table writes, every
+    reader accepts."""
+    try:
+        CorrectionTable.from_json(table.to_json(), source=f"table of {table.node!r}")
+    except SchemaError as exc:
+        raise InputError(f"fit_table: the samples of node {table.node!r} give a table that "
+                         f"could not be read back ({exc}); check their units and "
+                         "magnitudes") from None

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ._errors import InputError
+
 __all__ = ["TIMESTAMP_ERROR_NS", "Sample", "default_bound_ns"]
 
 #: Default timestamping error added to a sample's bound when the source states none (ns).
@@ -59,15 +61,15 @@ class Sample:
 
     def __post_init__(self) -> None:
         if not self.node:
-            raise ValueError("Sample.node: must be a non-empty string")
+            raise InputError("Sample.node: must be a non-empty string")
         for name in ("offset_ns", "delay_ns", "root_delay_ns", "root_dispersion_ns"):
             value = getattr(self, name)
             if not math.isfinite(value):
-                raise ValueError(f"Sample.{name}: must be finite, got {value!r}")
+                raise InputError(f"Sample.{name}: must be finite, got {value!r}")
         if self.delay_ns < 0:
-            raise ValueError(f"Sample.delay_ns: must be >= 0, got {self.delay_ns!r}")
+            raise InputError(f"Sample.delay_ns: must be >= 0, got {self.delay_ns!r}")
         if self.t_local_ns < 0:
-            raise ValueError(f"Sample.t_local_ns: must be >= 0, got {self.t_local_ns!r}")
+            raise InputError(f"Sample.t_local_ns: must be >= 0, got {self.t_local_ns!r}")
         if self.bound_ns is None:
             object.__setattr__(
                 self,
@@ -75,7 +77,7 @@ class Sample:
                 default_bound_ns(self.delay_ns, self.root_delay_ns, self.root_dispersion_ns),
             )
         elif not (math.isfinite(self.bound_ns) and self.bound_ns > 0):
-            raise ValueError(f"Sample.bound_ns: must be finite and > 0, got {self.bound_ns!r}")
+            raise InputError(f"Sample.bound_ns: must be finite and > 0, got {self.bound_ns!r}")
 
     @property
     def bound(self) -> float:

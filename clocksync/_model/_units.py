@@ -20,6 +20,7 @@ __all__ = [
     "format_ns_column",
     "parse_duration_s",
     "text_table",
+    "unit_hint",
 ]
 
 _UNITS = ((1e9, "s"), (1e6, "ms"), (1e3, "µs"), (1.0, "ns"))
@@ -158,3 +159,30 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[str]],
 
     head = line(header)
     return [head, "-" * len(head), *(line(r) for r in rows)]
+
+
+def _date(ns: float) -> str:
+    import datetime
+
+    try:
+        when = datetime.datetime.fromtimestamp(ns / 1e9, datetime.UTC)
+    except (OverflowError, OSError, ValueError):
+        return "out of range"
+    return when.strftime("%Y-%m-%d")
+
+
+def unit_hint(column: str, value_ns: int | float, expected_ns: int | float) -> str:
+    """A hint when ``value_ns`` of ``column`` looks like µs, ms or s where ``expected_ns``
+    (e.g. a table's first sample) is the magnitude nanoseconds would have: ``"; ts_ns values
+    around 1.8e+15 look like µs (as ns since 1970 they fall on 1970-01-21; x1000 is
+    2026-12-07)"``; ``""`` when no unit fits."""
+    if not (value_ns > 0 and expected_ns > 0):
+        return ""
+    for factor, unit in ((1e3, "µs"), (1e6, "ms"), (1e9, "s")):
+        ratio = float(value_ns) * factor / float(expected_ns)
+        if 0.5 <= ratio <= 2.0:
+            return (f"; {column} values around {float(value_ns):.3g} look like {unit}, not ns "
+                    f"(as ns since 1970 they fall on {_date(value_ns)}; x{factor:g} is "
+                    f"{_date(value_ns * factor)}, near the table's "
+                    f"{_date(expected_ns)})")
+    return ""

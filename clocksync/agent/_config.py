@@ -5,7 +5,9 @@ name) and flag (``--`` + the key or ``flag``, dashes for underscores); :data:`OP
 is read from those fields, and the TOML loader (:func:`load_config`), the range checks and
 the ``clocksync agent run`` flags all derive from it. The fit assumptions come from
 :data:`clocksync.ASSUMPTION_SPECS` and live in the ``[fit]`` table of the file. Precedence:
-defaults < file < flags. Errors name the file (or "command line") and the key.
+defaults < file < flags. Errors name where the value came from: the file and the key
+(``agent.toml: key 'max_poll_s'``) or the flag (``command line: flag --max-poll-s``); a
+check across two options names each one's source.
 
 Example file::
 
@@ -29,7 +31,7 @@ import dataclasses
 import math
 import socket
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -231,9 +233,21 @@ OPTION_SPECS: tuple[OptionSpec, ...] = tuple(
 _SPECS = {spec.key: spec for spec in OPTION_SPECS}
 
 
+#: the source name of options given as flags (``load_config``'s ``overrides``)
+COMMAND_LINE = "command line"
+
+
+def _source(where: str, spec: OptionSpec) -> str:
+    """``FILE: key 'max_poll_s'`` or ``command line: flag --max-poll-s``."""
+    if where == COMMAND_LINE:
+        return f"{where}: flag {spec.flag_name}"
+    return f"{where}: key '{spec.key}'"
+
+
 def _convert(spec: OptionSpec, value: Any, where: str) -> Any:
-    """One value to the option's type, range-checked; InputError names ``where`` and key."""
-    name = f"{where}: key '{spec.key}'"
+    """One value to the option's type, range-checked; InputError names ``where`` and key
+    (or flag)."""
+    name = _source(where, spec)
     if spec.kind == "list":
         if isinstance(value, str):
             value = [value]
@@ -290,20 +304,20 @@ def parse_listen(text: str, where: str = "http_listen") -> tuple[str, int]:
 _UDS_PATH_MAX = 107
 
 
-def _check_ptp(values: dict[str, Any], where: str) -> None:
+def _check_ptp(values: dict[str, Any], source: Callable[[str], str]) -> None:
     """Interface names as the kernel allows them (1-15 octets, no '/', no blanks), no
     duplicates; a socket path that fits ``sun_path``."""
     seen: set[str] = set()
     for iface in values["ptp_interfaces"]:
         if not 0 < len(iface.encode()) <= 15 or "/" in iface or iface != iface.strip() \
                 or any(c.isspace() for c in iface):
-            raise InputError(f"{where}: key 'ptp_interfaces': not an interface name: "
+            raise InputError(f"{source('ptp_interfaces')}: not an interface name: "
                              f"{iface!r}")
         if iface in seen:
-            raise InputError(f"{where}: key 'ptp_interfaces': {iface!r} given twice")
+            raise InputError(f"{source('ptp_interfaces')}: {iface!r} given twice")
         seen.add(iface)
     if len(values["ptp4l_uds"].encode()) > _UDS_PATH_MAX:
-        raise InputError(f"{where}: key 'ptp4l_uds': a socket path is at most "
+        raise InputError(f"{source('ptp4l_uds')}: a socket path is at most "
                          f"{_UDS_PATH_MAX} octets, got {len(values['ptp4l_uds'].encode())}")
 
 
@@ -327,7 +341,7 @@ def load_config(path: str | Path | None = None,
 
     Raises:
         InputError: unreadable file, unknown key, wrong type or out-of-range value; the
-            message names the file (or "command line") and the key.
+            message names the file and the key, or the command-line flag.
     """
     values: dict[str, Any] = {spec.key: spec.default for spec in OPTION_SPECS}
     per_entry: dict[str, dict[str, dict[str, bool]]] = {}
@@ -337,7 +351,8 @@ def load_config(path: str | Path | None = None,
     if path is not None:
         layers.append((str(path), _read_file(Path(path))))
     if overrides:
-        layers.append(("command line", {k: v for k, v in overrides.items() if v is not None}))
+        layers.append((COMMAND_LINE, {k: v for k, v in overrides.items() if v is not None}))
+    origin: dict[str, str] = {}  # key -> the source that set it last
     for where, layer in layers:
         for key, value in layer.items():
             if key == "fit":
@@ -359,15 +374,20 @@ def load_config(path: str | Path | None = None,
                 value = _entries(spec, value, where, per_item)
                 per_entry[key] = per_item
             values[key] = _convert(spec, value, where)
-    where = layers[-1][0] if layers else "defaults"
+            origin[key] = where
+
+    def source(key: str) -> str:
+        return _source(origin.get(key, "defaults"), _SPECS[key])
+
     if values["max_poll_s"] < values["min_poll_s"]:
-        raise InputError(f"{where}: key 'max_poll_s': must be >= min_poll_s "
-                         f"({values['min_poll_s']:g} s), got {values['max_poll_s']:g}")
+        raise InputError(f"{source('max_poll_s')}: must be >= min_poll_s "
+                         f"({values['min_poll_s']:g} s, from {source('min_poll_s')}), got "
+                         f"{values['max_poll_s']:g}")
     if values["http_listen"]:
-        parse_listen(values["http_listen"], f"{where}: key 'http_listen'")
-    _check_ptp(values, where)
+        parse_listen(values["http_listen"], source("http_listen"))
+    _check_ptp(values, source)
     if values["nts_ca_file"] and not Path(values["nts_ca_file"]).is_file():
-        raise InputError(f"{where}: key 'nts_ca_file': no such file: "
+        raise InputError(f"{source('nts_ca_file')}: no such file: "
                          f"{values['nts_ca_file']!r}")
     if not values["node"]:
         values["node"] = socket.gethostname() or "local"

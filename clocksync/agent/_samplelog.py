@@ -171,7 +171,11 @@ class SampleLog:
         return samples
 
     def _open(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"{self.directory}: cannot create the sample log directory "
+                             f"({exc.strerror or exc})") from None
         for stale in self.directory.glob(".seg-*.tmp"):
             log.warning("sample log: removing %s, left by an interrupted write", stale)
             stale.unlink(missing_ok=True)

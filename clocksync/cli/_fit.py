@@ -11,6 +11,7 @@ import numpy as np
 from .._fit import SampleArrays, fit_table
 from .._io._samplefile import read_samples
 from .._io._store import DirectoryStore
+from .._model._errors import InputError
 from .._model._table import CorrectionTable
 from .._model._units import format_ns
 from ._options import assumption_options, collect_assumptions
@@ -38,6 +39,8 @@ def fit(samples: tuple[str, ...], out_dir: str, reference: str, as_json: bool,
     """
     assumptions = collect_assumptions(kwargs)
     arrays = _concat([read_samples(path) for path in samples])
+    if len(arrays) == 0:
+        raise InputError(f"{', '.join(samples)}: no samples; there is nothing to fit")
     tables: list[CorrectionTable] = [
         fit_table(arrays.for_node(node), reference=reference,
                   **assumptions)  # type: ignore[arg-type]

@@ -33,7 +33,7 @@ from ..latency import (
     write_latencies,
 )
 from ._latencytext import bad_lines, hop_lines, summary_lines
-from ._options import table_key_option
+from ._options import exit_for_load_errors, load_store, table_key_option
 from ._scheduler import (
     check_options,
     dask_summary,
@@ -129,8 +129,11 @@ def _empty_message(inputs: list[dict[str, Any]], fmt: str, mapping: TraceMapping
                      + (f"; first malformed: {data.bad[0]}" if data.bad else ""))
     r = report.result
     counts = [f"{n} {what}" for n, what in (
-        (r.requests, "request ids seen"), (r.incomplete, "lacking a stage of the chain"),
-        (r.unknown_stage, "events of stages outside the chain"),
+        (r.requests, "request ids seen"),
+        (r.incomplete, "lacking a stage of the chain (" + ", ".join(
+            f"{s}: {n}" for s, n in r.missing_stages.items()) + ")"),
+        (r.unknown_stage, "events of stages outside the chain (" + ", ".join(
+            f"{s!r}: {n}" for s, n in r.unknown_stages.items()) + ")"),
         (r.uncorrectable, "requests with no guaranteed correction (skipped)")) if n]
     if counts:
         parts.append("  pipeline: " + ", ".join(counts))
@@ -148,12 +151,15 @@ def render(report: LatencyReport, inputs: list[dict[str, Any]] | None = None) ->
     lines += bad_lines(report.bad)
     notes = []
     if r.incomplete:
-        notes.append(f"{r.incomplete} requests lack some stage")
+        notes.append(f"{r.incomplete} requests lack some stage: " + ", ".join(
+            f"{n} lack stage {s}" for s, n in r.missing_stages.items()))
     if r.duplicates:
         notes.append(f"{r.duplicates} duplicate stage events ignored (first kept; e.g. "
                      f"{', '.join(r.duplicate_examples[:3])})")
     if r.unknown_stage:
-        notes.append(f"{r.unknown_stage} events with stages outside the chain ignored")
+        notes.append(f"{r.unknown_stage} events with stages outside the chain ignored: "
+                     + ", ".join(f"{n} events with unknown stage {s!r}"
+                                 for s, n in r.unknown_stages.items()))
     if r.uncorrectable:
         notes.append(f"{r.uncorrectable} requests skipped: no guaranteed correction "
                      f"({', '.join(f'{n}: {c} events' for n, c in r.uncorrectable_nodes.items())})")
@@ -213,8 +219,9 @@ def render(report: LatencyReport, inputs: list[dict[str, Any]] | None = None) ->
 @click.option("--trace-map", type=click.Path(dir_okay=False),
               help="Trace map (TOML or JSON): which spans are which stages, on which node.")
 @click.option("--allow-empty", is_flag=True,
-              help="Exit 0 even when no request could be formed (default: an error that "
-                   "names what was read and what the map expected).")
+              help="Exit 0 even when no request could be formed, or the table store holds no "
+                   "table (default: an error that names what was read and what the map "
+                   "expected).")
 @click.option("--stages", default=None,
               help="Comma-separated stage chain, in order (default: the --trace-map's "
                    f"stages in the order of its rules, else {','.join(DEFAULT_STAGES)}); "
@@ -229,7 +236,9 @@ def render(report: LatencyReport, inputs: list[dict[str, Any]] | None = None) ->
 @click.option("--max-clock-bound", "max_clock_bound_s", default="1ms", show_default=True,
               callback=_duration, help="Clock alert when a node's bound exceeds this.")
 @click.option("--strict", is_flag=True,
-              help="Fail (exit 1) when causality contradicts the tables, instead of flagging.")
+              help="Fail (exit 1) when causality contradicts the tables, instead of flagging, "
+                   "or when a table cannot be read, instead of reporting it and going on "
+                   "with the other nodes (exit 2).")
 @click.option("--sample-budget", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Sample requests down to about this many events per second (slow "
                    "outliers always kept; percentiles weighted).")
@@ -253,9 +262,10 @@ def latency(events: tuple[str, ...], tables_dir: str | None, store_url: str | No
             max_clock_bound_s: float, strict: bool, sample_budget: float | None,
             scheduler: str | None, sketch_accuracy: float,
             table_key: TableKey | None) -> None:
-    """Hop latencies of EVENTS (events files or OTLP/Jaeger/Zipkin traces) with bounds."""
-    from .. import Corrector
+    """Hop latencies of EVENTS (events files or OTLP/Jaeger/Zipkin traces) with bounds.
 
+    A table that cannot be read is reported on stderr by node and reason and the other
+    nodes are analysed; the exit status is then 2 (--strict: exit 1 at once)."""
     _no_hugepage_advice()
     if (tables_dir is None) == (store_url is None):
         raise click.UsageError("give exactly one of --tables DIR or --store URL")
@@ -279,7 +289,7 @@ def latency(events: tuple[str, ...], tables_dir: str | None, store_url: str | No
     url = tables_dir if tables_dir is not None else str(store_url)
     if tables_dir is not None and not os.path.isdir(tables_dir):
         raise InputError(f"{tables_dir}: no such table directory")
-    corrector = Corrector.from_store(url, table_key=table_key)
+    corrector = load_store(url, table_key, strict, allow_empty)
     inputs = _inputs(events, fmt)
     big = sum(os.path.getsize(p) for p in events if os.path.isfile(p)) > _PROGRESS_BYTES
     if big and not as_json and sys.stderr.isatty():
@@ -320,6 +330,7 @@ def latency(events: tuple[str, ...], tables_dir: str | None, store_url: str | No
             click.echo(json.dumps(_clean(doc), indent=1, default=str))
         else:
             click.echo(render_dask(result, scheduler, data.records, data.bad))
+        exit_for_load_errors(corrector)
         return
     report = analyze(data, corrector, stages=chain, window_s=window_s, step_s=step_s,
                      causal=causal, skip_bad=skip_bad, strict=strict,
@@ -337,6 +348,7 @@ def latency(events: tuple[str, ...], tables_dir: str | None, store_url: str | No
     if as_json:
         doc = report.to_dict()
         doc["inputs"] = inputs
+        doc["load_errors"] = corrector.load_errors
         if sampling is not None:
             doc["sampling"] = sampling
         click.echo(json.dumps(_clean(doc), indent=1, default=str))
@@ -347,3 +359,4 @@ def latency(events: tuple[str, ...], tables_dir: str | None, store_url: str | No
                        f" {sampling['outliers_kept']} slow outliers always kept); "
                        "percentiles weighted")
         click.echo(render(report, inputs))
+    exit_for_load_errors(corrector)

@@ -7,11 +7,15 @@ from typing import Any, TypeVar
 
 import click
 
+from .._corrector import Corrector
 from .._fit import ASSUMPTION_SPECS
 from .._io._keyfile import load_table_key
+from .._model._errors import StoreError
 from .._model._tablekey import TableKey
 
-__all__ = ["assumption_options", "collect_assumptions", "table_key_option"]
+__all__ = ["allow_empty_option", "assumption_options", "collect_assumptions",
+           "exit_for_load_errors", "load_store", "report_load_errors", "strict_option",
+           "table_key_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,3 +57,49 @@ def collect_assumptions(kwargs: dict[str, Any]) -> dict[str, float]:
         if value is not None:
             out[spec.name] = float(value)
     return out
+
+
+def strict_option(func: F) -> F:
+    """``--strict``: any table that cannot be read is fatal (default: reported, exit 2)."""
+    return click.option(
+        "--strict", "strict_tables", is_flag=True,
+        help="fail (exit 1) on any table that cannot be read, instead of reporting it and "
+             "going on with the others (exit 2)")(func)
+
+
+def allow_empty_option(func: F) -> F:
+    """``--allow-empty``: a store without any table is not an error."""
+    return click.option(
+        "--allow-empty", "allow_empty", is_flag=True,
+        help="accept a store without any table (default: an error)")(func)
+
+
+def load_store(url: str, table_key: TableKey | None, strict: bool,
+               allow_empty: bool) -> Corrector:
+    """Load a store's tables for a command: each unreadable table is reported on stderr by
+    node and reason (fatal with ``strict``); a store none of whose tables can be read is an
+    error, and so is a store with no table at all unless ``allow_empty``."""
+    corrector = Corrector.from_store(url, table_key=table_key, strict=strict)
+    failed = corrector.load_errors
+    if not corrector.nodes and failed:
+        first = sorted(failed)[0]
+        raise StoreError(f"{url}: no table could be read ({len(failed)} failed; node "
+                         f"{first}: {failed[first]})")
+    report_load_errors(corrector)
+    if not corrector.nodes and not allow_empty:
+        raise StoreError(f"{url}: no tables in the store (--allow-empty accepts that)")
+    return corrector
+
+
+def report_load_errors(corrector: Corrector) -> None:
+    for node, reason in sorted(corrector.load_errors.items()):
+        click.echo(f"warning: node {node}: table not loaded: {reason}", err=True)
+
+
+def exit_for_load_errors(corrector: Corrector) -> None:
+    """Exit 2 when some table could not be read (after the command's output)."""
+    failed = corrector.load_errors
+    if failed:
+        click.echo(f"{len(failed)} node(s) failed to load: {', '.join(sorted(failed))} "
+                   "(exit 2; --strict makes this fatal)", err=True)
+        raise SystemExit(2)

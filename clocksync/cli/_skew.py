@@ -23,7 +23,14 @@ from .._model._tablekey import TableKey
 from .._model._units import format_duration_column, format_ns_column, text_table
 from .._report import SkewRow, skew_rows
 from ..latency import plain_axes
-from ._options import table_key_option
+from ._options import (
+    allow_empty_option,
+    exit_for_load_errors,
+    load_store,
+    report_load_errors,
+    strict_option,
+    table_key_option,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -168,17 +175,22 @@ def skew() -> None:
 @click.option("--plot-span", "plot_span_s", type=click.FloatRange(min=1.0), default=3_600.0,
               show_default=True, help="seconds of history in the plot")
 @table_key_option
+@strict_option
+@allow_empty_option
 def report(store: str, as_json: bool, watch: float | None, at_ns: int | None,
            plot_path: str | None, sample_paths: tuple[str, ...], plot_span_s: float,
-           table_key: TableKey | None) -> None:
+           table_key: TableKey | None, strict_tables: bool, allow_empty: bool) -> None:
     """Offset now ± guaranteed bound, skew (statistical), residual rms, samples, last
     sample age and status, per node. --store also takes agents' URLs:
-    http://host:9465,http://host2:9465."""
+    http://host:9465,http://host2:9465.
+
+    A table that cannot be read is reported on stderr by node and reason and the others are
+    shown; the exit status is then 2 (--strict: exit 1 at the first such table)."""
     if sample_paths and plot_path is None:
         raise click.UsageError("--samples is only used with --plot")
     try:
         history = load_sample_history(sample_paths) if sample_paths else None
-        corrector = Corrector.from_store(store, table_key=table_key)
+        corrector = load_store(store, table_key, strict_tables, allow_empty)
         while True:
             now = at_ns if at_ns is not None else time.time_ns()
             rows = skew_rows(corrector, now)
@@ -190,15 +202,18 @@ def report(store: str, as_json: bool, watch: float | None, at_ns: int | None,
                 if watch is not None:
                     doc["refreshed_at"] = stamp
                 doc["nodes"] = [r.to_dict() for r in rows]
+                doc["load_errors"] = corrector.load_errors
                 click.echo(json.dumps(doc))
             else:
                 if watch is not None:
                     click.echo(f"{stamp}  (every {watch:g} s; Ctrl-C stops)")
                 click.echo(render_skew_table(rows))
             if watch is None:
+                exit_for_load_errors(corrector)
                 return
             time.sleep(watch)
-            corrector.refresh()
+            if corrector.refresh():
+                report_load_errors(corrector)
             if not as_json:
                 click.echo()
     except KeyboardInterrupt:  # Ctrl-C ends --watch: a normal, quiet exit

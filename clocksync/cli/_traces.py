@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import click
 
+from .._model._errors import InputError
 from ..latency import AttributeStats, TraceMapping, TraceSummary, inspect_traces
 
 __all__ = ["render_summary", "traces"]
@@ -97,6 +98,11 @@ def inspect(files: tuple[str, ...], trace_map: str | None, fmt: str, skip_bad: b
     mapping = TraceMapping.load(trace_map) if trace_map else None
     summary = inspect_traces(files, mapping, None if fmt == "auto" else fmt,  # type: ignore[arg-type]
                              skip_bad)
+    if summary.spans == 0:
+        skipped = f" ({len(summary.bad)} malformed, first: {summary.bad[0]})" \
+            if summary.bad else ""
+        raise InputError(f"{', '.join(files)}: no spans found{skipped}; there is nothing to "
+                         "inspect")
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=1, default=str))
     else:

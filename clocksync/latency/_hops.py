@@ -19,9 +19,10 @@ correctors are asked ``correct``, ``flags`` and, per node, ``latency``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -31,7 +32,8 @@ import pyarrow.compute as pc
 
 from .._correct._cellstack import CellStack
 from .._corrector import HOLDOVER
-from .._model._errors import InputError
+from .._model._errors import ClockSyncError, InputError
+from .._model._units import unit_hint
 from ._arrow import dictionary_codes, group_order, index_in, unique_dictionary
 from ._schema import hop_name, hops_of
 
@@ -93,6 +95,7 @@ class Pivot:
         incomplete: requests lacking at least one stage of the chain.
         event_node: node index of every row of ``events``.
         event_ts: ``ts_ns`` of every row of ``events``.
+        unknown_stages: stage name -> events of that stage outside the chain.
     """
 
     events: pa.Table
@@ -108,6 +111,14 @@ class Pivot:
     incomplete: int
     event_node: npt.NDArray[np.int64]
     event_ts: I64
+    unknown_stages: dict[str, int] = field(default_factory=dict)
+
+    def missing_stages(self) -> dict[str, int]:
+        """Stage -> requests lacking it (stages no request lacks are left out)."""
+        if not self.incomplete:
+            return {}
+        lacking = (self.row < 0).sum(axis=0)
+        return {stage: int(n) for stage, n in zip(self.stages, lacking, strict=True) if n}
 
 
 def pivot_events(table: pa.Table, stages: Sequence[str]) -> Pivot:
@@ -123,7 +134,11 @@ def pivot_events(table: pa.Table, stages: Sequence[str]) -> Pivot:
     sidx = index_in(table.column("stage"), chain)
     known = sidx >= 0
     unknown = int((~known).sum())
+    unknown_stages: dict[str, int] = {}
     if unknown:
+        other = pc.value_counts(table.column("stage").filter(pa.array(~known)))
+        unknown_stages = {str(v["values"]): int(v["counts"]) for v in other.to_pylist()}
+        unknown_stages = dict(sorted(unknown_stages.items(), key=lambda kv: (-kv[1], kv[0])))
         table = table.filter(pa.array(known))
         sidx = sidx[known]
     claimed = unique_dictionary(table, "request_id")
@@ -134,7 +149,7 @@ def pivot_events(table: pa.Table, stages: Sequence[str]) -> Pivot:
             log.warning("request ids: the file's claim of whole requests per row group is "
                         "false (a request spans row groups); grouping ids by hashing")
             pivot = _pivot(table, chain, sidx, unknown, False)
-    return pivot
+    return dataclasses.replace(pivot, unknown_stages=unknown_stages) if unknown else pivot
 
 
 def _pivot(table: pa.Table, chain: tuple[str, ...], sidx: I64, unknown: int,
@@ -304,11 +319,12 @@ def correct_stamps(pivot: Pivot, corrector: CorrectorLike, skip_bad: bool = Fals
         if not np.isfinite(b).all():
             bad = ~np.isfinite(b)
             if not skip_bad:
+                first_bad = int(ts[bad][0])
                 raise InputError(
                     f"node {name}: {int(bad.sum())} event(s) have no guaranteed correction"
-                    f" (first at {int(ts[bad][0])} ns local; before the table's first sample,"
+                    f" (first at {first_bad} ns local; before the table's first sample,"
                     " in a void stretch or past holdover); use skip_bad/--skip-bad to skip"
-                    " those requests")
+                    " those requests" + _unit_hint(corrector, name, first_bad))
             oor_nodes[name] = int(bad.sum())
             mine.put(ev_ok, ~bad)
             b = np.where(bad, np.nan, b)
@@ -479,3 +495,15 @@ def _same_node_from_cells(stamps: StageStamps, src_cell: I32, dst_cell: I32, src
         lat[m], bnd[m] = stamps.stack.same_node_latency(
             src_ts[m], dst_ts[m], src_cell[m], dst_cell[m], lat[m], bnd[m], raw[m])
     return lat, bnd
+
+
+def _unit_hint(corrector: CorrectorLike, node: str, ts_ns: int) -> str:
+    """A hint naming the likely unit when ``ts_ns`` lies far below the node's table."""
+    table_of = getattr(corrector, "table", None)
+    try:
+        segments = table_of(node).segments if table_of is not None else ()
+    except (ClockSyncError, KeyError):
+        return ""
+    if not segments:
+        return ""
+    return unit_hint("ts_ns", ts_ns, segments[0].first_sample_local_ns)

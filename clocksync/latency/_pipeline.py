@@ -89,6 +89,16 @@ class HopResult:
     uncorrectable: int
     uncorrectable_nodes: dict[str, int]
     pivot: Pivot = field(repr=False)
+
+    @property
+    def missing_stages(self) -> dict[str, int]:
+        """Stage -> requests lacking it."""
+        return self.pivot.missing_stages()
+
+    @property
+    def unknown_stages(self) -> dict[str, int]:
+        """Stage name outside the chain -> events of it (ignored)."""
+        return dict(self.pivot.unknown_stages)
     stamps: StageStamps = field(repr=False)
 
 
@@ -286,9 +296,11 @@ class LatencyReport:
             "bad_records": [str(b) for b in self.bad],
             "requests": r.requests,
             "incomplete_requests": r.incomplete,
+            "missing_stages": r.missing_stages,
             "duplicate_events": r.duplicates,
             "duplicate_examples": list(r.duplicate_examples),
             "unknown_stage_events": r.unknown_stage,
+            "unknown_stages": r.unknown_stages,
             "uncorrectable_requests": r.uncorrectable,
             "uncorrectable_events_by_node": r.uncorrectable_nodes,
             "hops": [{k: getattr(h, k) for k in h.__slots__} for h in r.hops],

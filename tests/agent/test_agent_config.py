@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -69,7 +70,7 @@ def test_errors_name_file_and_key(tmp_path: Path, text: str, needles: list[str])
 
 
 def test_flag_errors_name_the_command_line() -> None:
-    with pytest.raises(InputError, match=r"command line: key 'min_poll_s'"):
+    with pytest.raises(InputError, match=r"command line: flag --min-poll-s"):
         load_config(None, {"min_poll_s": 0.0})
 
 
@@ -91,3 +92,21 @@ def test_cli_bad_flag_and_bad_config(tmp_path: Path) -> None:
     result = runner.invoke(main, ["agent", "run", "--config", str(tmp_path / "missing.toml")])
     assert result.exit_code == 1
     assert "missing.toml" in result.output
+
+
+def test_case9_a_cross_key_error_names_the_file_not_the_command_line(tmp_path: Path) -> None:
+    """issue 14 case 9: min/max poll set in the file are reported against the file's keys;
+    a flag that breaks the check is reported as the flag, the other side by its source."""
+    path = _write(tmp_path, "min_poll_s = 100\nmax_poll_s = 10\n")
+    with pytest.raises(InputError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: key 'max_poll_s': must be >= min_poll_s")
+    assert f"from {path}: key 'min_poll_s'" in message and "command line" not in message
+    with pytest.raises(InputError, match=r"^command line: flag --max-poll-s: .* from "
+                                         rf"{re.escape(str(path))}: key 'min_poll_s'"):
+        load_config(path, {"max_poll_s": 5.0})
+    runner = CliRunner()
+    result = runner.invoke(main, ["agent", "run", "--config", str(path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{path}: key 'max_poll_s'" in result.output

@@ -180,14 +180,14 @@ def test_agent_ptp_and_ptp4l_sources(lab: _Lab, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("options", "needles"), [
-    ({"ptp_transport": "udp6"}, ["key 'ptp_transport'", "udp4, l2"]),
-    ({"ptp_domain": 256}, ["key 'ptp_domain'", "within"]),
-    ({"ptp_interfaces": ["eth 0"]}, ["key 'ptp_interfaces'", "interface name"]),
-    ({"ptp_interfaces": ["eth0", "eth0"]}, ["key 'ptp_interfaces'", "twice"]),
-    ({"ptp4l_uds": "/" + "x" * 200}, ["key 'ptp4l_uds'", "at most"]),
+    ({"ptp_transport": "udp6"}, ["flag --ptp-transport", "udp4, l2"]),
+    ({"ptp_domain": 256}, ["flag --ptp-domain", "within"]),
+    ({"ptp_interfaces": ["eth 0"]}, ["flag --ptp-interface", "interface name"]),
+    ({"ptp_interfaces": ["eth0", "eth0"]}, ["flag --ptp-interface", "twice"]),
+    ({"ptp4l_uds": "/" + "x" * 200}, ["flag --ptp4l-uds", "at most"]),
 ])
-def test_ptp_options_are_validated_naming_the_key(options: dict[str, object],
-                                                  needles: list[str]) -> None:
+def test_ptp_options_are_validated_naming_the_flag(options: dict[str, object],
+                                                   needles: list[str]) -> None:
     with pytest.raises(InputError) as err:
         load_config(None, options)
     for needle in needles:

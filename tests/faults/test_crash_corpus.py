@@ -48,8 +48,9 @@ Check = Callable[[Path, Path], None]  # check(corpus file, tmp_path)
 # --- tables: SchemaError naming the source and the field ------------------------------------
 
 def table_refused(field: str, why: str) -> Check:
-    """``CorrectionTable.from_json`` and ``Corrector.from_store`` refuse the table with a
-    :class:`SchemaError` naming the file and ``field``."""
+    """``CorrectionTable.from_json`` and ``Corrector.from_store(strict=True)`` refuse the
+    table with a :class:`SchemaError` naming the file and ``field``; ``from_store`` leaves it
+    out with that reason in ``load_errors``."""
     def check(path: Path, tmp_path: Path) -> None:
         with pytest.raises(SchemaError) as info:
             CorrectionTable.from_json(path.read_bytes(), source=str(path))
@@ -59,8 +60,9 @@ def table_refused(field: str, why: str) -> Check:
         stored = tmp_path / "n1.table.json"
         shutil.copyfile(path, stored)
         with pytest.raises(SchemaError) as info:
-            Corrector.from_store(str(tmp_path))
+            Corrector.from_store(str(tmp_path), strict=True)
         assert str(stored) in str(info.value) and f"'{field}'" in str(info.value)
+        assert Corrector.from_store(str(tmp_path)).load_errors == {"n1": str(info.value)}
     return check
 
 

@@ -95,9 +95,11 @@ def test_corrector_refuses_the_table(tmp_path: Path, edit: Callable[[dict[str, A
     path = tmp_path / "n1.table.json"
     path.write_text(text)
     with pytest.raises(SchemaError) as info:
-        Corrector.from_store(str(tmp_path))
+        Corrector.from_store(str(tmp_path), strict=True)
     message = str(info.value)
     assert str(path) in message and named in message, message
+    lenient = Corrector.from_store(str(tmp_path))  # left out, named with its reason
+    assert lenient.nodes == () and lenient.load_errors == {"n1": message}
     with pytest.raises(SchemaError, match=r"pushed\.json"):
         CorrectionTable.from_json(text, source="pushed.json")
 

@@ -3,7 +3,8 @@
 Each agent serves its current table at ``GET /table`` (see :mod:`clocksync.agent._http`);
 this store fetches them all, so ``clocksync skew report --store http://a:9465,http://b:9465``
 reads a fleet without a shared directory or Redis. An agent that has no table yet (404) is
-left out; one that cannot be reached is an error naming its URL.
+left out; one that cannot be reached, or serves a bad table, is an error naming its URL
+(with ``read_all(errors)``: recorded there under its URL, and the others read).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 
-from ..._model._errors import StoreError
+from ..._model._errors import ClockSyncError, StoreError
 from ..._model._table import CorrectionTable
 from ..._model._tablekey import TableKey
 
@@ -56,14 +57,20 @@ class AgentsStore:
         raise StoreError(f"{self.url}: agent URLs are read-only; agents publish their own "
                          "tables")
 
-    def read_all(self) -> dict[str, CorrectionTable]:
+    def read_all(self, errors: dict[str, str] | None = None) -> dict[str, CorrectionTable]:
         tables: dict[str, CorrectionTable] = {}
         for agent in self.agents:
-            table = self._fetch(agent)
-            if table is None:
+            try:
+                table = self._fetch(agent)
+                if table is None:
+                    continue
+                if table.node in tables:
+                    raise StoreError(f"{agent}/table: second table for node {table.node!r}")
+            except ClockSyncError as exc:
+                if errors is None:
+                    raise
+                errors[agent] = str(exc)
                 continue
-            if table.node in tables:
-                raise StoreError(f"{agent}/table: second table for node {table.node!r}")
             tables[table.node] = table
         return tables
 

@@ -20,8 +20,10 @@ class TableStore(Protocol):
     def write(self, table: CorrectionTable) -> None:
         """Publish ``table`` (replacing the node's previous one) atomically."""
 
-    def read_all(self) -> dict[str, CorrectionTable]:
-        """Every node's current table."""
+    def read_all(self, errors: dict[str, str] | None = None) -> dict[str, CorrectionTable]:
+        """Every node's current table. With ``errors``, a table that cannot be read or
+        validated is left out and recorded there (node, or file/agent when the node is
+        unknown -> reason) instead of raising; failures of the whole store still raise."""
 
     def version(self) -> Any:
         """A value that changes whenever any table changes (cheap to compute)."""

@@ -9,17 +9,23 @@ import re
 import time
 from pathlib import Path
 
-from ..._model._errors import StoreError
+from ..._model._errors import ClockSyncError, StoreError
 from ..._model._table import CorrectionTable
 from ..._model._tablekey import TableKey
 from .._atomic import atomic_write_bytes
 
-__all__ = ["DirectoryStore", "table_filename"]
+__all__ = ["DirectoryStore", "node_of_filename", "table_filename"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 _SUFFIX = ".table.json"
 #: a temporary file of this node's table older than this (s) was left by a killed writer
 STALE_TMP_S = 60.0
+
+
+def node_of_filename(name: str) -> str:
+    """The node a table file name stands for (the inverse of :func:`table_filename`)."""
+    stem = name[:-len(_SUFFIX)] if name.endswith(_SUFFIX) else name
+    return re.sub(r"%([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), stem)
 
 
 def table_filename(node: str) -> str:
@@ -65,16 +71,22 @@ class DirectoryStore:
         return sorted(p for p in self.path.iterdir()
                       if p.name.endswith(_SUFFIX) and not p.name.startswith("."))
 
-    def read_all(self) -> dict[str, CorrectionTable]:
+    def read_all(self, errors: dict[str, str] | None = None) -> dict[str, CorrectionTable]:
         tables: dict[str, CorrectionTable] = {}
         for file in self._files():
             try:
-                text = file.read_bytes()
-            except OSError as exc:
-                raise StoreError(f"{file}: cannot read: {exc.strerror or exc}") from None
-            table = CorrectionTable.from_json(text, source=str(file), key=self.table_key)
-            if table.node in tables:
-                raise StoreError(f"{file}: second table for node {table.node!r}")
+                try:
+                    text = file.read_bytes()
+                except OSError as exc:
+                    raise StoreError(f"{file}: cannot read: {exc.strerror or exc}") from None
+                table = CorrectionTable.from_json(text, source=str(file), key=self.table_key)
+                if table.node in tables:
+                    raise StoreError(f"{file}: second table for node {table.node!r}")
+            except ClockSyncError as exc:
+                if errors is None:
+                    raise
+                errors[node_of_filename(file.name)] = str(exc)
+                continue
             tables[table.node] = table
         return tables
 

@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from ..._model._errors import ClockSyncError
 from ..._model._table import CorrectionTable
 from ..._model._tablekey import TableKey
 
@@ -44,12 +45,19 @@ class MemoryStore:
             self._shelf.json[table.node] = text
             self._shelf.version += 1
 
-    def read_all(self) -> dict[str, CorrectionTable]:
+    def read_all(self, errors: dict[str, str] | None = None) -> dict[str, CorrectionTable]:
         with self._shelf.lock:
             items = list(self._shelf.json.items())
-        return {node: CorrectionTable.from_json(text, source=f"{self.url}/{node}",
-                                                key=self.table_key)
-                for node, text in items}
+        tables: dict[str, CorrectionTable] = {}
+        for node, text in items:
+            try:
+                tables[node] = CorrectionTable.from_json(text, source=f"{self.url}/{node}",
+                                                         key=self.table_key)
+            except ClockSyncError as exc:
+                if errors is None:
+                    raise
+                errors[node] = str(exc)
+        return tables
 
     def version(self) -> int:
         with self._shelf.lock:

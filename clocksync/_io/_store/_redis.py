@@ -1,7 +1,7 @@
 """The Redis store: one key per node holding its table JSON, with an expiry as liveness.
 
 URL: ``redis://[[user]:password@]host:port/db`` or ``rediss://...`` (TLS), with optional
-query parameters (everything else in the query goes to redis-py as connection options)::
+query parameters::
 
     prefix=NAME         key prefix (default "clocksync")
     ttl_s=SECONDS       table expiry: a node that stops publishing vanishes after this
@@ -9,6 +9,9 @@ query parameters (everything else in the query goes to redis-py as connection op
     password_file=PATH  read the password from a file (keeps it out of URLs and ps output)
     ssl_ca_certs=PATH, ssl_certfile=PATH, ssl_keyfile=PATH, ssl_cert_reqs=required|none
                         TLS options (``rediss://`` only)
+
+and the connection options redis-py reads from a URL (``socket_timeout``,
+``health_check_interval``, ...). Any other parameter is an error listing the known ones.
 
 Without a password in the URL or a ``password_file``, ``$CLOCKSYNC_REDIS_PASSWORD`` is used
 when set.
@@ -34,7 +37,7 @@ import time
 import urllib.parse
 from typing import Any
 
-from ..._model._errors import StoreError
+from ..._model._errors import ClockSyncError, StoreError
 from ..._model._table import CorrectionTable
 from ..._model._tablekey import TableKey
 
@@ -43,7 +46,9 @@ __all__ = ["PASSWORD_ENV", "RedisStore", "redact_url"]
 PASSWORD_ENV = "CLOCKSYNC_REDIS_PASSWORD"
 DEFAULT_PREFIX = "clocksync"
 DEFAULT_TTL_S = 300.0
-_OWN_PARAMS = ("prefix", "ttl_s", "password_file")
+_OWN_PARAMS = ("ttl_s", "prefix", "password_file")
+_TLS_PARAMS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_ca_path",
+               "ssl_password")
 # One atomic snapshot (a script runs with no other command in between): the generation,
 # then node, table-or-false pairs. Keys are derived from the prefix, so single-instance only.
 _SNAPSHOT_LUA = """
@@ -54,6 +59,15 @@ for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 return out
 """
+
+
+def known_parameters() -> tuple[str, ...]:
+    """The query parameters a Redis store URL accepts: ours, the TLS files, and the
+    connection options redis-py parses from a URL."""
+    import redis.connection
+
+    parsed = tuple(getattr(redis.connection, "URL_QUERY_ARGUMENT_PARSERS", {}))
+    return tuple(dict.fromkeys(_OWN_PARAMS + _TLS_PARAMS + parsed))
 
 
 def redact_url(url: str) -> str:
@@ -77,6 +91,14 @@ class RedisStore:
         self.url = redact_url(url)
         parsed = urllib.parse.urlsplit(url)
         query = urllib.parse.parse_qs(parsed.query, keep_blank_values=True)
+        known = known_parameters()
+        unknown = sorted(k for k in query if k not in known)
+        if unknown:
+            raise StoreError(f"{self.url}: unknown parameter {unknown[0]!r} (known: "
+                             f"{', '.join(known)})")
+        tls = sorted(k for k in query if k.startswith("ssl_"))
+        if tls and parsed.scheme != "rediss":
+            raise StoreError(f"{self.url}: parameter {tls[0]!r} needs a rediss:// (TLS) URL")
         own = {k: v[-1] for k, v in query.items() if k in _OWN_PARAMS}
         rest = [(k, x) for k, v in query.items() if k not in _OWN_PARAMS for x in v]
         clean = urllib.parse.urlunsplit(parsed._replace(query=urllib.parse.urlencode(rest)))
@@ -138,7 +160,7 @@ class RedisStore:
         except redis.RedisError as exc:
             raise self._fail(f"write the table of {table.node!r}", exc) from None
 
-    def read_all(self) -> dict[str, CorrectionTable]:
+    def read_all(self, errors: dict[str, str] | None = None) -> dict[str, CorrectionTable]:
         import redis
 
         try:
@@ -152,8 +174,13 @@ class RedisStore:
             node = _text(node_raw)
             if value is None:
                 continue  # expired: the node stopped publishing
-            tables[node] = CorrectionTable.from_json(
-                value, source=f"{self.url} key {self._tables + node}", key=self.table_key)
+            try:
+                tables[node] = CorrectionTable.from_json(
+                    value, source=f"{self.url} key {self._tables + node}", key=self.table_key)
+            except ClockSyncError as exc:
+                if errors is None:
+                    raise
+                errors[node] = str(exc)
         return dict(sorted(tables.items()))
 
     def version(self) -> tuple[int, int]:

@@ -23,7 +23,6 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import tarfile  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import timeit  # noqa: E402
@@ -33,8 +32,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from clocksync import CorrectionTable, Corrector  # noqa: E402
+from lab.bench._baseline import REPO, checkout  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
 T0_NS = 1_700_000_000 * 10**9
 SPAN_NS = 86_400 * 10**9
 SCALAR_LOOPS = 200_000
@@ -126,22 +125,6 @@ print(json.dumps(corrector_times(int(sys.argv[1]), int(sys.argv[2]), int(sys.arg
 """
 
 
-def _checkout(rev: str, into: Path) -> Path | None:
-    """The ``clocksync`` package at ``rev`` extracted under ``into`` (None: no git/rev)."""
-    archive = into / "base.tar"
-    try:
-        with archive.open("wb") as out:
-            subprocess.run(["git", "-C", str(REPO), "archive", rev, "clocksync"], stdout=out,
-                           stderr=subprocess.PIPE, check=True)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        print(f"baseline {rev}: not available ({exc}); skipped")
-        return None
-    root = into / "baseline"
-    with tarfile.open(archive) as tar:
-        tar.extractall(root, filter="data")
-    return root
-
-
 def _harness(tree: Path, n: int, n_cells: int, repeat: int, cpu: int,
              table_json: Path) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{REPO}", "BENCH_CPU": str(cpu),
@@ -189,7 +172,7 @@ def main() -> None:
 
     if args.baseline:
         with tempfile.TemporaryDirectory() as tmp:
-            base_tree = _checkout(args.baseline, Path(tmp))
+            base_tree = checkout(args.baseline, Path(tmp))
             table_json = Path(tmp) / "table.json"
             table_json.write_text(table.to_json())
             if base_tree is not None:

@@ -32,7 +32,6 @@ import json  # noqa: E402
 import pstats  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import tarfile  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -55,11 +54,11 @@ from clocksync.latency import (  # noqa: E402
     write_events,
 )
 from clocksync.testing import LinkModel, simulate_samples  # noqa: E402
+from lab.bench._baseline import REPO, checkout  # noqa: E402
 
 T0 = 1_764_129_600_000_000_000
 #: the last commit before the vectorized causal hull filter, selection and int32 keys
 BASELINE_REV = "8a9da4d"
-REPO = Path(__file__).resolve().parents[2]
 
 #: run in a subprocess against one ``clocksync`` tree (PYTHONPATH): best-of (3 runs) wall and CPU of
 #: read Parquet + analyze, as JSON. argv: events.parquet tables_dir runs
@@ -86,22 +85,6 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
     w, c = time.perf_counter(), time.process_time()
     out = fn()
     return out, time.perf_counter() - w, time.process_time() - c
-
-
-def _checkout(rev: str, into: Path) -> Path | None:
-    """The ``clocksync`` package at ``rev`` extracted under ``into`` (None: no git/rev)."""
-    archive = into / "base.tar"
-    try:
-        with archive.open("wb") as out:
-            subprocess.run(["git", "-C", str(REPO), "archive", rev, "clocksync"], stdout=out,
-                           stderr=subprocess.PIPE, check=True)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        print(f"baseline {rev}: not available ({exc}); ratio skipped")
-        return None
-    root = into / "baseline"
-    with tarfile.open(archive) as tar:
-        tar.extractall(root, filter="data")
-    return root
 
 
 def _harness(tree: Path, events: Path, tables: Path, runs: int, cpu: int) -> dict[str, float]:
@@ -204,7 +187,7 @@ def main() -> None:
               f" Parquet {path.stat().st_size / 1e6:.1f} MB; 1 core (cpu {cpu}),"
               f" 1 Arrow thread, best of {args.repeat}")
         # 1. this tree against the baseline, same harness, alternating subprocesses
-        base_tree = _checkout(args.baseline, tmp) if args.baseline else None
+        base_tree = checkout(args.baseline, tmp) if args.baseline else None
         trees = {"this tree": REPO}
         if base_tree is not None:
             trees[f"baseline {args.baseline}"] = base_tree

@@ -211,6 +211,7 @@ def test_kiss_of_death_deny_stops_polling(tmp_path: Path) -> None:
     assert agent.snapshot().sources[0].errors == {"kod_deny": 1}
 
 
+@pytest.mark.slow
 def test_server_down_free_running_and_bound_grows(tmp_path: Path,
                                                   ntp_server: NtpServer) -> None:
     agent = Agent(_config(tmp_path, ntp_servers=[f"127.0.0.1:{ntp_server.port}"]))
@@ -233,6 +234,7 @@ def test_server_down_free_running_and_bound_grows(tmp_path: Path,
     assert not later.sources[0].reachable
 
 
+@pytest.mark.slow
 def test_restart_resumes_the_sample_log(tmp_path: Path, ntp_server: NtpServer) -> None:
     cfg = _config(tmp_path, ntp_servers=[f"127.0.0.1:{ntp_server.port}"])
     first = Agent(cfg)
@@ -250,6 +252,7 @@ def test_restart_resumes_the_sample_log(tmp_path: Path, ntp_server: NtpServer) -
               and second.table.sample_count >= taken + 3)
 
 
+@pytest.mark.slow
 def test_cli_sigterm_publishes_and_exits_zero(tmp_path: Path, ntp_server: NtpServer) -> None:
     http_port = free_port()
     data = tmp_path / "data"

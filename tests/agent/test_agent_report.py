@@ -18,6 +18,7 @@ from clocksync.ntp import NtpServer
 from .conftest import free_port
 
 
+@pytest.mark.slow
 def test_report_from_agent_urls_and_plot(tmp_path: Path, ntp_server: NtpServer) -> None:
     cfg = AgentConfig.defaults(node="edge-1", ntp_servers=[f"127.0.0.1:{ntp_server.port}"],
                                data_dir=str(tmp_path / "data"), http_listen="",

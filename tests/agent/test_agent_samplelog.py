@@ -24,6 +24,7 @@ def _samples(n: int, start_s: float = 0.0, step_s: float = 1.0, node: str = "n1"
                    40_000.0, source="ntp:test:123") for i in range(n)]
 
 
+@pytest.mark.slow
 def test_segments_rotate_encode_and_resume(tmp_path: Path) -> None:
     log = SampleLog(tmp_path, "n1", segment_samples=10, keep_samples=25)
     written = _samples(34)
@@ -78,6 +79,7 @@ def test_retention_deletes_old_segments(tmp_path: Path) -> None:
     assert len(names) == 2
 
 
+@pytest.mark.slow
 def test_torn_segment_is_skipped_with_a_warning(tmp_path: Path,
                                                 caplog: pytest.LogCaptureFixture) -> None:
     log = SampleLog(tmp_path, "n1", segment_samples=10)

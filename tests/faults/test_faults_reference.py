@@ -153,6 +153,7 @@ def test_fresh_samples_keep_the_status_synchronised_between_refits(
     assert set(statuses) == {"synchronised"}, sorted(set(statuses))
 
 
+@pytest.mark.slow
 def test_no_exchange_is_logged_twice_after_a_chain_restart(tmp_path: Path) -> None:
     """Every (re)start of the interleaved chain — agent start, or the first reply after an
     outage — begins with a basic exchange; its interleaved completion must not become a

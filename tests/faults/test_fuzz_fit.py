@@ -59,6 +59,7 @@ def valid_samples(draw: st.DrawFn) -> SampleArrays:
                         np.array([""] * n, dtype=object))
 
 
+@pytest.mark.slow
 @fuzz_settings(suppress_health_check=[HealthCheck.too_slow])
 @given(samples=valid_samples())
 def test_a_fitted_table_always_loads_back(samples: SampleArrays) -> None:

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,22 +65,21 @@ def _no_hugepage_advice() -> bool | None:
     return bool(setter(False)) if callable(setter) else None
 
 
-def _duration(_ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration_s(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param=param) from None
+def _parsed(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter,
+                                                      str | None], Any]:
+    """A click callback that parses a value with ``parse`` (its ValueError: a bad parameter)."""
+    def callback(_ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param=param) from None
+    return callback
 
 
-def _scheduler(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return parse_scheduler(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param=param) from None
+_duration = _parsed(parse_duration_s)
+_scheduler = _parsed(parse_scheduler)
 
 
 def _clean(value: Any) -> Any:

@@ -4,12 +4,14 @@ from simulated NTP-like samples (truthful bounds, asymmetric delays)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from clocksync import CorrectionTable, Corrector, SimClock, fit_table
-from clocksync.testing import LinkModel, simulate_samples
+from clocksync import CorrectionTable, Corrector, DirectoryStore, SimClock, fit_table
+from clocksync.latency import write_events
+from clocksync.testing import LinkModel, RequestModel, simulate_requests, simulate_samples
 
 T0 = 1_764_129_600_000_000_000
 DURATION_S = 300.0
@@ -41,6 +43,19 @@ def make_world(seed: int, offset_shift_ns: float = 0.0) -> World:
                                     samples.bound_ns, samples.source)
         tables[name] = fit_table(samples)
     return World(clocks, tables, Corrector(tables))
+
+
+def store_world(world: World, base: Path, requests: int, seed: int,
+                model: RequestModel | None = None) -> tuple[Path, Path]:
+    """The world's tables in a directory store under ``base`` and ``requests`` simulated
+    requests n1 <-> n2 (over 200 s from T0 + 20 s) in ``base/events.parquet``."""
+    store = DirectoryStore(base / "tables")
+    for table in world.tables.values():
+        store.write(table)
+    events, _ = simulate_requests(world.clocks, [("n1", "n2"), ("n2", "n1")], requests,
+                                  T0 + 20 * 10**9, 200.0, np.random.default_rng(seed), model)
+    write_events(events, base / "events.parquet")
+    return base / "tables", base / "events.parquet"
 
 
 @pytest.fixture(scope="session")

@@ -14,25 +14,17 @@ from click.testing import CliRunner
 
 from clocksync import DirectoryStore, SimClock, fit_table
 from clocksync.cli import main
-from clocksync.latency import RequestModel, simulate_requests, write_events
+from clocksync.latency import RequestModel, write_events
 from clocksync.testing import LinkModel, simulate_samples
 
-from .conftest import T0, World
+from .conftest import T0, World, store_world
 
-ROUTES = [("n1", "n2"), ("n2", "n1")]
 
 
 @pytest.fixture(scope="module")
 def setup(world: World, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    base = tmp_path_factory.mktemp("cli")
-    store = DirectoryStore(base / "tables")
-    for table in world.tables.values():
-        store.write(table)
-    events, _ = simulate_requests(world.clocks, ROUTES, 3000, T0 + 20 * 10**9, 200.0,
-                                  np.random.default_rng(3),
-                                  RequestModel(slow_after_s=120.0, slow_extra_ns=4_000_000.0))
-    write_events(events, base / "events.parquet")
-    return base / "tables", base / "events.parquet"
+    return store_world(world, tmp_path_factory.mktemp("cli"), 3000, 3,
+                       RequestModel(slow_after_s=120.0, slow_extra_ns=4_000_000.0))
 
 
 def test_readable_report(setup: tuple[Path, Path]) -> None:

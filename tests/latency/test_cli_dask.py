@@ -9,20 +9,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from clocksync import DirectoryStore
 from clocksync.cli import main
-from clocksync.latency import simulate_requests, write_events
 
-from .conftest import T0, World
+from .conftest import World, store_world
 
 distributed = pytest.importorskip("distributed", reason="needs Dask: pip install "
                                   "'clocksync[dask]'")
 
-ROUTES = [("n1", "n2"), ("n2", "n1")]
 ALPHA = 0.01
 GAMMA = (1 + ALPHA) / (1 - ALPHA)
 QS = ("p50", "p90", "p99", "max")
@@ -30,14 +26,7 @@ QS = ("p50", "p90", "p99", "max")
 
 @pytest.fixture(scope="module")
 def setup(world: World, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    base = tmp_path_factory.mktemp("dask-cli")
-    store = DirectoryStore(base / "tables")
-    for table in world.tables.values():
-        store.write(table)
-    events, _ = simulate_requests(world.clocks, ROUTES, 2000, T0 + 20 * 10**9, 200.0,
-                                  np.random.default_rng(21))
-    write_events(events, base / "events.parquet")
-    return base / "tables", base / "events.parquet"
+    return store_world(world, tmp_path_factory.mktemp("dask-cli"), 2000, 21)
 
 
 @pytest.fixture(scope="module")

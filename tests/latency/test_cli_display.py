@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from clocksync import DirectoryStore
 from clocksync.cli import main
 from clocksync.latency import (
     DEFAULT_STAGES,
@@ -19,27 +18,17 @@ from clocksync.latency import (
     hop_name,
     hops_of,
     plot_report,
-    simulate_requests,
-    write_events,
 )
 
-from .conftest import T0, World
+from .conftest import World, store_world
 
-ROUTES = [("n1", "n2"), ("n2", "n1")]
 CHAIN = [hop_name(a, b) for a, b in hops_of(DEFAULT_STAGES)]
 CELL = re.compile(r"^(-?\d+\.(\d+)) ± (\d+\.\d+) (ns|µs|ms|s)$")
 
 
 @pytest.fixture(scope="module")
 def setup(world: World, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    base = tmp_path_factory.mktemp("display")
-    store = DirectoryStore(base / "tables")
-    for table in world.tables.values():
-        store.write(table)
-    events, _ = simulate_requests(world.clocks, ROUTES, 1500, T0 + 20 * 10**9, 200.0,
-                                  np.random.default_rng(4))
-    write_events(events, base / "events.parquet")
-    return base / "tables", base / "events.parquet"
+    return store_world(world, tmp_path_factory.mktemp("display"), 1500, 4)
 
 
 def summary_table(output: str) -> tuple[str, list[str]]:

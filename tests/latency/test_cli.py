@@ -20,7 +20,6 @@ from clocksync.testing import LinkModel, simulate_samples
 from .conftest import T0, World, store_world
 
 
-
 @pytest.fixture(scope="module")
 def setup(world: World, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return store_world(world, tmp_path_factory.mktemp("cli"), 3000, 3,

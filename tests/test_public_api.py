@@ -21,7 +21,7 @@ from tests._layers import unexported_types
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = ("clocksync", "clocksync.testing", "clocksync.net", "clocksync.ntp", "clocksync.agent",
-          "clocksync.latency", "clocksync.latency.dask", "ptp")
+          "clocksync.latency", "clocksync.latency.dask", "clocksync.collector", "ptp")
 #: a dotted name with a private part (``clocksync._io``, ``ptp._port.SlavePort``), or a
 #: private module's path (``clocksync/_fit/``, ``clocksync/agent/_agent.py``)
 PRIVATE = re.compile(r"\b(?:clocksync|ptp)(?:\.[A-Za-z]\w*)*\._[a-z]\w*"

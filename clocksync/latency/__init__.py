@@ -29,6 +29,7 @@ from ._inspect import AttributeStats, RuleStats, SpanGroup, TraceSummary, inspec
 from ._percentiles import QUANTILES, grouped_quantiles, percentile_table, summary_and_windows
 from ._pipeline import HopCount, HopResult, LatencyReport, analyze, compute_latencies, hop_table
 from ._plot import plain_axes, plot_report
+from ._presets import PRESETS, RESTATE_START_RESOLUTION_NS, preset
 from ._sampling import AdaptiveSampler, SampleBatch, SamplingConfig, request_uniform
 from ._schema import DEFAULT_STAGES, EVENT_COLUMNS, BadRecord, Events, hop_name, hops_of
 from ._simulate import RequestModel, simulate_requests
@@ -49,7 +50,9 @@ from ._traces import TraceFile, detect_format, read_spans, read_trace_file
 __all__ = [
     "DEFAULT_STAGES",
     "EVENT_COLUMNS",
+    "PRESETS",
     "QUANTILES",
+    "RESTATE_START_RESOLUTION_NS",
     "SPAN_FIELDS",
     "SPAN_KINDS",
     "AdaptiveSampler",
@@ -96,6 +99,7 @@ __all__ = [
     "percentile_table",
     "plain_axes",
     "plot_report",
+    "preset",
     "read_events_file",
     "read_inputs",
     "read_latencies",

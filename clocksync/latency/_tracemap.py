@@ -289,6 +289,11 @@ class TraceMapping:
             ``request_id_keys`` takes precedence).
         request_id_keys: the request id's fallback chain; the trace id when none is present.
         context_keys: attributes copied into context columns of the events.
+        pair_by: ``"request"``: a request's stages form the stage chain (hops between
+            consecutive stages); ``"parent"``: every span matched by a rule is paired with
+            its parent span (same trace, ``span_id == parent_span_id``) when that one is
+            matched too, giving the hop ``"<parent stage>-><child stage>"`` whose request id
+            is the child's. Events then carry ``span_id`` and ``parent_span_id``.
     """
 
     rules: tuple[StageRule, ...] = dc_field(
@@ -299,11 +304,15 @@ class TraceMapping:
     request_id_key: str | None = None
     request_id_keys: tuple[str | FieldRef, ...] = ()
     context_keys: tuple[str, ...] = ()
+    pair_by: Literal["request", "parent"] = "request"
     _nodes: tuple[FieldRef, ...] = dc_field(default=(), init=False, repr=False, compare=False)
     _requests: tuple[FieldRef, ...] = dc_field(default=(), init=False, repr=False,
                                                compare=False)
 
     def __post_init__(self) -> None:
+        if self.pair_by not in ("request", "parent"):
+            raise ValueError(f"TraceMapping.pair_by: expected request or parent, got "
+                             f"{self.pair_by!r}")
         keys = self.request_id_keys or ((self.request_id_key,) if self.request_id_key else ())
         object.__setattr__(self, "_nodes", tuple(_ref(k) for k in self.node_keys))
         object.__setattr__(self, "_requests", tuple(_ref(k) for k in keys))
@@ -356,8 +365,12 @@ class TraceMapping:
         if context is not None and (not isinstance(context, list)
                                     or not all(isinstance(c, str) for c in context)):
             raise InputError(f"{source}: field 'context' must be a list of attribute names")
+        pair_by = obj.get("pair_by", "request")
+        if pair_by not in ("request", "parent"):
+            raise InputError(f"{source}: field 'pair_by' must be 'request' or 'parent', got "
+                             f"{pair_by!r}")
         return cls(
-            rules=rules,
+            rules=rules, pair_by=pair_by,
             node_keys=default.node_keys if node is None else _refs(node, f"{source}: node"),
             request_id_key=rid if isinstance(rid, str) and rid else None,
             request_id_keys=() if rid is None or isinstance(rid, str)
@@ -367,7 +380,7 @@ class TraceMapping:
 
 
 _TOP_KEYS = {"stages", "stage", "node", "node_keys", "request_id", "request_id_key",
-             "context", "context_keys"}
+             "context", "context_keys", "pair_by"}
 _RULE_KEYS = {"stage", "span", "at", "name", "name_regex", "service", "kind", "attributes",
               "resource", "event", "resolution_ns", "request_id"}
 
@@ -494,6 +507,9 @@ def span_rows(span: Span, mapping: TraceMapping) -> list[dict[str, Any]]:
             "request_id": _request_id(span, chain), "stage": rule.stage, "node": node[0],
             "ts_ns": ts, "trace_id": span.trace_id,
         }
+        if mapping.pair_by == "parent":
+            row["span_id"] = span.span_id
+            row["parent_span_id"] = span.parent_span_id
         resolution = max(rule.resolution_ns or 1, span.resolution_ns)
         if resolution > 1:
             row["resolution_ns"] = resolution

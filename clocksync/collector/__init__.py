@@ -1,0 +1,7 @@
+"""The live collector: OTLP spans and stage events in, corrected hop latencies with
+guaranteed bounds out (Prometheus ``/metrics``, a JSON ``/report``, raw Parquet segments).
+"""
+
+from ._sink import Accepted, Sink
+
+__all__ = ["Accepted", "Sink"]

@@ -26,7 +26,8 @@ from typing import Any
 
 import grimp
 
-__all__ = ["NETWORKING", "forbidden_chains", "public_imports_only", "unexported_types"]
+__all__ = ["NETWORKING", "PUBLIC_NAMESPACES", "forbidden_chains", "public_imports_only",
+           "unexported_types"]
 
 #: Modules a pure (socket-free) module may not reach.
 NETWORKING = ("socket", "select", "selectors", "ssl", "asyncio", "clocksync.net")
@@ -73,14 +74,16 @@ def public_imports_only(module: str, package: str) -> list[str]:
     return bad
 
 
-_PUBLIC_NAMESPACES = ("clocksync", "clocksync.testing", "clocksync.net", "clocksync.ntp",
-                      "clocksync.agent", "clocksync.latency", "clocksync.latency.dask", "ptp")
+#: the public packages: each one's ``__all__`` is exactly its public names
+PUBLIC_NAMESPACES = ("clocksync", "clocksync.testing", "clocksync.net", "clocksync.ntp",
+                     "clocksync.agent", "clocksync.latency", "clocksync.latency.dask",
+                     "clocksync.collector", "ptp")
 
 
 @cache
 def _exported() -> frozenset[int]:
     ids = set()
-    for name in _PUBLIC_NAMESPACES:
+    for name in PUBLIC_NAMESPACES:
         module = importlib.import_module(name)
         ids.update(id(getattr(module, n)) for n in module.__all__)
     return frozenset(ids)

@@ -17,11 +17,10 @@ from typing import Any
 
 import pytest
 
-from tests._layers import unexported_types
+from tests._layers import PUBLIC_NAMESPACES, unexported_types
 
 ROOT = Path(__file__).resolve().parent.parent
-PUBLIC = ("clocksync", "clocksync.testing", "clocksync.net", "clocksync.ntp", "clocksync.agent",
-          "clocksync.latency", "clocksync.latency.dask", "clocksync.collector", "ptp")
+PUBLIC = PUBLIC_NAMESPACES
 #: a dotted name with a private part (``clocksync._io``, ``ptp._port.SlavePort``), or a
 #: private module's path (``clocksync/_fit/``, ``clocksync/agent/_agent.py``)
 PRIVATE = re.compile(r"\b(?:clocksync|ptp)(?:\.[A-Za-z]\w*)*\._[a-z]\w*"

@@ -103,3 +103,28 @@ def exit_for_load_errors(corrector: Corrector) -> None:
         click.echo(f"{len(failed)} node(s) failed to load: {', '.join(sorted(failed))} "
                    "(exit 2; --strict makes this fatal)", err=True)
         raise SystemExit(2)
+
+
+def _mapping(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """``--trace-map FILE`` / ``--preset NAME`` -> the trace map, one of the two at most."""
+    from ..latency import TraceMapping, preset
+
+    if value is None:
+        return None
+    other = "preset" if param.name == "trace_map" else "trace_map"
+    if ctx.params.get(other) is not None:
+        raise click.UsageError("give --trace-map FILE or --preset NAME, not both")
+    return TraceMapping.load(value) if param.name == "trace_map" else preset(value)
+
+
+def trace_map_options(func: F) -> F:
+    """``--trace-map FILE`` and ``--preset NAME``: each parses into a ``TraceMapping``
+    (parameters ``trace_map`` and ``preset``; at most one is given)."""
+    from ..latency import PRESETS
+
+    func = click.option("--preset", type=click.Choice(sorted(PRESETS)), callback=_mapping,
+                        help="A built-in trace map (restate: Restate 1.7's spans, hops "
+                             "paired by parent span).")(func)
+    return click.option("--trace-map", type=click.Path(dir_okay=False), callback=_mapping,
+                        help="Trace map (TOML or JSON): which spans are which stages, on "
+                             "which node.")(func)

@@ -6,6 +6,9 @@
   truthful by construction.
 * :class:`RequestModel`, :func:`simulate_requests` — PP -> Bifrost requests on simulated
   clocks: stage events with their true times.
+* :class:`RestateModel`, :func:`simulate_restate` — Restate-shaped OTLP spans (ingress,
+  invocation start/attempt/end, cross-partition calls) on simulated clocks, with the true
+  latency of every parent->child hop.
 * :class:`MemorySource` — an agent source that replays given poll results.
 * :class:`SimTime` — simulated time (clock, timer and sleeper) for an agent under test.
 * :class:`MemoryStore` — an in-memory table store.
@@ -16,7 +19,8 @@ from .._model._clock import SimClock
 from ..agent._source import MemorySource
 from ..agent._time import SimTime
 from ..latency._simulate import RequestModel, simulate_requests
+from ._restate import RestateModel, simulate_restate
 from ._samples import LinkModel, simulate_samples
 
-__all__ = ["LinkModel", "MemorySource", "MemoryStore", "RequestModel", "SimClock", "SimTime",
-           "simulate_requests", "simulate_samples"]
+__all__ = ["LinkModel", "MemorySource", "MemoryStore", "RequestModel", "RestateModel",
+           "SimClock", "SimTime", "simulate_requests", "simulate_restate", "simulate_samples"]

@@ -27,7 +27,8 @@ from ._arrow import dictionary_codes
 from ._hops import Pivot, slot_resolution
 from ._schema import hop_name
 
-__all__ = ["PAIR_COLUMNS", "PAIR_STAGES", "PairPivot", "is_paired", "pair_pivot"]
+__all__ = ["PAIR_COLUMNS", "PAIR_STAGES", "PairPivot", "Paired", "is_paired", "pair_events",
+           "pair_layout", "pair_pivot", "pivot_of_pairs"]
 
 #: event columns that make a table pair by parent span
 PAIR_COLUMNS: tuple[str, ...] = ("trace_id", "span_id", "parent_span_id")
@@ -68,8 +69,25 @@ def _text(table: pa.Table, name: str) -> pa.Array:
     return pc.if_else(pc.is_null(arr), "", arr.cast(pa.string()))
 
 
-def pair_pivot(table: pa.Table) -> PairPivot:
-    """Pair every event with its parent span's event (see the module docstring)."""
+@dataclass(frozen=True, slots=True)
+class Paired:
+    """Events paired by parent span: ``parents[i]`` is the parent event of ``children[i]``
+    (row indices into the events).
+
+    Attributes:
+        duplicates: exact repeats dropped (same trace, span and stage).
+        orphans: ``"parent of <stage>"`` -> children whose parent gave no event.
+    """
+
+    parents: I64
+    children: I64
+    duplicates: int
+    orphans: dict[str, int]
+
+
+def pair_events(table: pa.Table) -> Paired:
+    """Pair every event of ``table`` with its parent span's event (see the module
+    docstring)."""
     trace, span, parent = (_text(table, n) for n in PAIR_COLUMNS)
     stage_code, stage_names = dictionary_codes(table.column("stage"))
     # exact repeats (same trace, span, stage): the first wins
@@ -77,7 +95,6 @@ def pair_pivot(table: pa.Table) -> PairPivot:
         trace, span, pa.array(stage_code.astype(str)), "/"))
     _, first = np.unique(key_codes, return_index=True)
     keep = np.sort(first)
-    duplicates = len(key_codes) - len(keep)
     own = pc.binary_join_element_wise(trace, span, "/").take(pa.array(keep))
     has_parent = pc.not_equal(parent, "").to_numpy(zero_copy_only=False)[keep]
     child_rows = keep[has_parent]
@@ -85,37 +102,62 @@ def pair_pivot(table: pa.Table) -> PairPivot:
     where = pc.index_in(parent_key, value_set=own)
     found = np.asarray(where.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
     paired = found >= 0
-    parents = keep[found[paired]]
-    children = child_rows[paired]
-    stages = stage_names.to_pylist()
-    orphans: dict[str, int] = {}
     lost = child_rows[~paired]
+    orphans: dict[str, int] = {}
     if len(lost):
+        stages = stage_names.to_pylist()
         counts = np.bincount(stage_code[lost], minlength=len(stages))
         orphans = {f"parent of {stages[k]}": int(n) for k, n in enumerate(counts) if n}
-    hop_code = stage_code[parents] * max(len(stages), 1) + stage_code[children]
+    return Paired(keep[found[paired]], child_rows[paired], len(key_codes) - len(keep), orphans)
+
+
+def pair_layout(parents: pa.Table, children: pa.Table) -> pa.Table:
+    """The events of pairs laid out for :func:`pivot_of_pairs`: the parent events, then the
+    child events in the same order, every row with its child's request id; the context
+    columns stay with their own rows."""
+    if parents.num_rows != children.num_rows:
+        raise ValueError("pair_layout: as many parents as children")
+    ids = children.column("request_id")
+    parents = parents.set_column(parents.schema.get_field_index("request_id"), "request_id",
+                                 ids)
+    return pa.concat_tables([parents, children], promote_options="default")
+
+
+def pivot_of_pairs(layout: pa.Table, duplicates: int = 0,
+                   orphans: dict[str, int] | None = None) -> PairPivot:
+    """Pairs (as laid out by :func:`pair_layout`) as a two-stage pivot."""
+    n = layout.num_rows // 2
+    stage_code, stage_names = dictionary_codes(layout.column("stage"))
+    stages = stage_names.to_pylist()
+    n_st = max(len(stages), 1)
+    hop_code = stage_code[:n] * n_st + stage_code[n:]
     distinct, first_seen, inverse = np.unique(hop_code, return_index=True, return_inverse=True)
     order = np.argsort(first_seen, kind="stable")  # hops in first-seen order
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
     hop = rank[inverse.reshape(-1)] if len(inverse) else np.zeros(0, dtype=np.int64)
-    n_st = max(len(stages), 1)
     names = tuple(hop_name(stages[int(c) // n_st], stages[int(c) % n_st])
                   for c in distinct[order])
-    row = np.stack([parents, children], axis=1).astype(np.int64).reshape(-1, 2)
-    nid, node_names = dictionary_codes(table.column("node"))
-    ts_all = table.column("ts_ns").to_numpy().astype(np.int64, copy=False)
-    used = np.zeros(table.num_rows, dtype=bool)
-    used[row.reshape(-1)] = True
-    request_ids = table.column("request_id").take(pa.array(children)).combine_chunks() \
-        if len(children) else pa.array([], pa.string())
+    at = np.arange(n, dtype=np.int64)
+    row = np.stack([at, at + n], axis=1)
+    nid, node_names = dictionary_codes(layout.column("node"))
+    ts_all = layout.column("ts_ns").to_numpy().astype(np.int64, copy=False)
+    request_ids = layout.column("request_id").slice(n).combine_chunks()
     if pa.types.is_dictionary(request_ids.type):
         request_ids = request_ids.cast(pa.string())
+    lost = orphans or {}
     pivot = Pivot(
-        events=table, request_ids=request_ids, stages=PAIR_STAGES,
+        events=layout, request_ids=request_ids, stages=PAIR_STAGES,
         node_names=tuple(node_names.to_pylist()), row=row, ts_ns=ts_all[row],
         node=nid.astype(np.int32)[row], duplicates=duplicates, duplicate_examples=(),
-        unknown_stage=0, incomplete=len(lost), event_node=nid, event_ts=ts_all,
-        resolution_ns=slot_resolution(table, row), all_rows_used=bool(used.all()),
-        missing_extra=orphans)
+        unknown_stage=0, incomplete=sum(lost.values()), event_node=nid, event_ts=ts_all,
+        resolution_ns=slot_resolution(layout, row), missing_extra=dict(lost))
     return PairPivot(pivot, hop.astype(np.int64), names)
+
+
+def pair_pivot(table: pa.Table) -> PairPivot:
+    """Pair the events of ``table`` by parent span and lay the pairs out as a pivot."""
+    paired = pair_events(table)
+    layout = pair_layout(table.take(pa.array(paired.parents)),
+                         table.take(pa.array(paired.children)))
+    return pivot_of_pairs(layout, paired.duplicates, paired.orphans)

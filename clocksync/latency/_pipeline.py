@@ -38,7 +38,7 @@ from ._hops import (
     pivot_events,
     table_hops,
 )
-from ._pairs import is_paired, pair_pivot
+from ._pairs import PairPivot, is_paired, pair_pivot
 from ._percentiles import summary_and_windows
 from ._schema import DEFAULT_STAGES, BadRecord, Events
 from ._select import median
@@ -50,6 +50,7 @@ __all__ = [
     "analyze",
     "compute_latencies",
     "hop_table",
+    "pairs_hop_table",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -283,21 +284,34 @@ def hop_table(
     ``inconsistent``, and every context column. ``causal=None`` turns tightening off.
     """
     table = events.table if isinstance(events, Events) else events
-    paired = is_paired(table)
-    order: tuple[int, ...]
-    if paired:
-        pairs = pair_pivot(table)
-        pivot, n_cons = pairs.pivot, 1
-        order = (1, 0)  # context: the child's first
-    else:
-        pivot, n_cons = pivot_events(table, stages), len(stages) - 1
-        order = tuple(range(len(stages)))
+    if is_paired(table):
+        return pairs_hop_table(pair_pivot(table), corrector, causal, skip_bad, strict)
+    pivot = pivot_events(table, stages)
+    return _hop_result(pivot, None, corrector, causal, skip_bad, strict)
+
+
+def pairs_hop_table(
+    pairs: PairPivot,
+    corrector: CorrectorLike,
+    causal: CausalAssumptions | None = CausalAssumptions(),  # noqa: B008 - frozen
+    skip_bad: bool = False,
+    strict: bool = False,
+) -> HopResult:
+    """:func:`hop_table` of events already paired by parent span."""
+    return _hop_result(pairs.pivot, pairs, corrector, causal, skip_bad, strict)
+
+
+def _hop_result(pivot: Pivot, pairs: PairPivot | None, corrector: CorrectorLike,
+                causal: CausalAssumptions | None, skip_bad: bool, strict: bool) -> HopResult:
+    n_cons = 1 if pairs is not None else len(pivot.stages) - 1
+    # context: a pair's child first, else the chain's order
+    order = (1, 0) if pairs is not None else tuple(range(len(pivot.stages)))
     stamps = correct_stamps(pivot, corrector, skip_bad=skip_bad)
     hops = table_hops(pivot, stamps, corrector)
     intervals, windows = _intervals(hops, n_cons, len(pivot.request_ids), pivot.node_names,
                                     causal, _resolutions(pivot, hops, causal))
     parts_in = list(zip(hops, intervals, strict=True))
-    if paired:
+    if pairs is not None:
         parts_in = _split(hops[0], intervals[0], pairs.hop, pairs.hop_names)
     names = pa.array(pivot.node_names, pa.string())
     hop_names = pa.array([h.name for h, _ in parts_in], pa.string())

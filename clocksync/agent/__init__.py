@@ -13,7 +13,16 @@ measures: it never sets, slews or steps the system clock.
 
 from .._fit._agreement import Agreement
 from ._agent import REPUBLISH_S, Agent, AgentSnapshot, SourceStatus
-from ._config import OPTION_SPECS, AgentConfig, OptionSpec, load_config, parse_listen
+from ._config import (
+    OPTION_SPECS,
+    AgentConfig,
+    OptionSpec,
+    layered_options,
+    load_config,
+    option_field,
+    option_source,
+    parse_listen,
+)
 from ._http import AgentCollector, AgentHttpServer
 from ._publisher import Publisher
 from ._samplelog import SampleLog, segment_files
@@ -68,7 +77,10 @@ __all__ = [
     "agent_health",
     "agent_status",
     "build_sources",
+    "layered_options",
     "load_config",
+    "option_field",
+    "option_source",
     "parse_chrony_sources",
     "parse_chrony_tracking",
     "parse_listen",

@@ -30,6 +30,9 @@ record and anything after it are dropped with a warning naming the offset, the b
 before it are kept. A crash between renaming a segment and deleting its journal is resolved
 in favour of the segment; temporary files of an interrupted write are deleted.
 
+Compaction (reading the journal back, sorting, zstd) runs on a worker thread by default,
+so :meth:`RawLayer.append` only ever writes a record; :meth:`RawLayer.close` waits for it.
+
 Errors: a write that fails (disk full, permissions) raises :class:`OSError` naming the
 path; the journal is cut back to its last whole record, so the failed batch is not stored
 and the next append starts clean. A failed compaction keeps the journal (its rows are on
@@ -230,6 +233,9 @@ class RawLayer:
             (bytes); ``None``: no limit.
         fsync_interval_s: longest time between journal fsyncs while appends or
             :meth:`maybe_rotate` calls keep coming (s).
+        compact_in_background: compact sealed journals into segments on a worker thread
+            (Parquet and zstd release the GIL), so that :meth:`append` never waits for one;
+            ``False``: the call that rotates compacts (deterministic, for tests).
         now_s: the wall clock (s since the epoch): arrival times, names, ages, retention.
 
     Raises:
@@ -240,7 +246,7 @@ class RawLayer:
     def __init__(self, data_dir: str | os.PathLike[str], *,
                  max_segment_bytes: int = 64 * _MiB, max_segment_age_s: float = 60.0,
                  retention_s: float | None = 7 * _DAY_S, retention_bytes: int | None = None,
-                 fsync_interval_s: float = 1.0,
+                 fsync_interval_s: float = 1.0, compact_in_background: bool = True,
                  now_s: Callable[[], float] = time.time) -> None:
         if max_segment_bytes < 1 or not max_segment_age_s > 0 or fsync_interval_s < 0:
             raise InputError("RawLayer: max_segment_bytes and max_segment_age_s must be > 0, "
@@ -251,8 +257,13 @@ class RawLayer:
         self.retention_s = retention_s
         self.retention_bytes = retention_bytes
         self.fsync_interval_s = fsync_interval_s
+        self.compact_in_background = compact_in_background
         self._now_s = now_s
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the state below
+        self._compacting = threading.Lock()  # one compactor at a time
+        self._wake = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._error: OSError | None = None  # the worker's last failure, for maybe_rotate
         self._segments: list[_Segment] = []
         self._journal: _Journal | None = None  # the open one (created by the first append)
         self._pending: list[_Journal] = []  # sealed, waiting to be compacted
@@ -289,7 +300,7 @@ class RawLayer:
         self._segments.sort(key=lambda s: s.seq)
         self._pending.sort(key=lambda j: j.seq)
         try:
-            self._compact_pending()
+            self._drain()
         except OSError as exc:  # the rows stay in the journal; maybe_rotate retries
             log.error("raw layer: recovery deferred: %s", exc)
         self._retain(self._now_s())
@@ -321,34 +332,34 @@ class RawLayer:
             if self._closed:
                 raise ValueError("raw layer: append after close")
             now = self._now_s()
-            journal = self._journal_for(events.schema, now)
+            sealed = self._seal_if_conflicting(events.schema)
+            journal = self._journal or self._start_journal(now, events.schema)
             self._write(journal, events, now)
             self._rows_written += events.num_rows
             self._sync_if_due(journal)
             if self._due(journal, now):
-                self._rotate(now, raise_errors=False)
+                self._seal(journal)
+                sealed = True
+        if sealed:
+            self._compact_sealed(raise_errors=False)
 
-    def _journal_for(self, schema: pa.Schema, now: float) -> _Journal:
-        """The open journal, started if there is none, rotated first if ``schema`` gives a
-        column another type than the journal's batches have (a segment has one type per
-        column)."""
+    def _seal_if_conflicting(self, schema: pa.Schema) -> bool:
+        """Seal the open journal if ``schema`` gives a column another type than its batches
+        have (a segment has one type per column); else note the new columns."""
         journal = self._journal
-        if journal is not None and journal.schema is not None:
-            try:
-                merged = pa.unify_schemas([journal.schema, _plain_schema(schema)],
-                                          promote_options="permissive")
-            except (pa.ArrowTypeError, pa.ArrowInvalid) as exc:
-                log.warning("raw layer: rotating %s early: %s", journal.path, exc)
-                self._rotate(now, raise_errors=False)
-                journal = None
-            else:
-                journal.schema = merged
-        if journal is None:
-            journal = self._start_journal(now)
-            journal.schema = _plain_schema(schema)
-        return journal
+        if journal is None or journal.schema is None:
+            return False
+        plain = _plain_schema(schema)
+        try:
+            journal.schema = pa.unify_schemas([journal.schema, plain],
+                                              promote_options="permissive")
+        except (pa.ArrowTypeError, pa.ArrowInvalid) as exc:
+            log.warning("raw layer: rotating %s early: %s", journal.path, exc)
+            self._seal(journal)
+            return True
+        return False
 
-    def _start_journal(self, now: float) -> _Journal:
+    def _start_journal(self, now: float, schema: pa.Schema) -> _Journal:
         stamp = time.strftime(_STAMP, time.gmtime(now))
         path = self.directory / f"events-{stamp}-{self._next_seq:08d}.journal"
         try:
@@ -356,7 +367,7 @@ class RawLayer:
                          0o644)
         except OSError as exc:
             raise _path_error(exc, "create the journal", path) from None
-        journal = _Journal(self._next_seq, path, now, now, fd=fd,
+        journal = _Journal(self._next_seq, path, now, now, fd=fd, schema=_plain_schema(schema),
                            synced_at=time.monotonic())
         self._next_seq += 1
         self._journal = journal
@@ -425,11 +436,15 @@ class RawLayer:
             if journal is not None:
                 self._sync_if_due(journal)
                 if self._due(journal, now):
-                    self._rotate(now, raise_errors=True)
-                    return
-            if self._pending:
-                self._compact_pending()
+                    self._seal(journal)
+            error, self._error = self._error, None
+            retry = bool(self._pending)
+        if retry:
+            self._compact_sealed(raise_errors=True)
+        with self._lock:
             self._retain(now)
+        if error is not None:
+            raise error
 
     def _seal(self, journal: _Journal) -> None:
         """Close the journal (fsynced) and queue it for compaction."""
@@ -442,31 +457,59 @@ class RawLayer:
                 self._pending.append(journal)
                 self._journal = None
 
-    def _rotate(self, now: float, raise_errors: bool) -> None:
-        """Seal the open journal, compact every sealed one, apply retention."""
+    def _compact_sealed(self, raise_errors: bool) -> None:
+        """Compact the sealed journals: wake the worker, or do it now."""
+        if self.compact_in_background:
+            self._kick()
+            return
         try:
-            if self._journal is not None:
-                self._seal(self._journal)
-            self._compact_pending()
+            self._drain()
         except OSError as exc:
             if raise_errors:
                 raise
             log.error("raw layer: rotation deferred: %s", exc)
-        self._retain(now)
 
-    def _compact_pending(self) -> None:
-        """Compact the sealed journals, oldest first (stops at the first that fails)."""
-        while self._pending:
-            journal = self._pending[0]
+    def _kick(self) -> None:
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._work, name="clocksync-raw-compact",
+                                            daemon=True)
+            self._worker.start()
+        self._wake.set()
+
+    def _work(self) -> None:
+        """The worker: drain the sealed journals each time it is woken, until close."""
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._closed:
+                return
             try:
-                segment = self._compact(journal)
-            except (pa.ArrowException, ValueError) as exc:  # not the disk: would fail again
-                self._quarantine(journal, exc)
-                segment = None
-            self._pending.pop(0)
-            if segment is not None:
-                self._segments.append(segment)
-                self._rotations += 1
+                self._drain()
+            except OSError as exc:  # kept for maybe_rotate, which wakes the worker again
+                log.error("raw layer: rotation deferred: %s", exc)
+                with self._lock:
+                    self._error = exc
+
+    def _drain(self) -> None:
+        """Compact the sealed journals, oldest first, each into a segment, applying retention
+        after each; the first failure stops (and raises)."""
+        with self._compacting:
+            while True:
+                with self._lock:
+                    if not self._pending:
+                        return
+                    journal = self._pending[0]
+                try:
+                    segment = self._compact(journal)
+                except (pa.ArrowException, ValueError) as exc:  # not the disk: would recur
+                    self._quarantine(journal, exc)
+                    segment = None
+                with self._lock:
+                    self._pending.pop(0)
+                    if segment is not None:
+                        self._segments.append(segment)
+                        self._rotations += 1
+                        self._retain(self._now_s())
 
     def _compact(self, journal: _Journal) -> _Segment | None:
         """Write a sealed journal as a segment (atomically, fsynced), then delete it
@@ -549,8 +592,15 @@ class RawLayer:
         """
         with self._lock:
             self._closed = True
-            if self._journal is not None or self._pending:
-                self._rotate(self._now_s(), raise_errors=True)
+            if self._journal is not None:
+                self._seal(self._journal)
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            self._wake.set()
+            worker.join()
+        self._drain()
+        with self._lock:
+            self._retain(self._now_s())
 
     def __enter__(self) -> RawLayer:
         return self

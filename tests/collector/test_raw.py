@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -19,10 +21,17 @@ import pytest
 
 from clocksync import InputError
 from clocksync.collector import RawLayer, _raw
-from clocksync.latency import read_inputs
+from clocksync.latency import read_inputs, write_events
 
 ROOT = Path(__file__).resolve().parents[2]
 T0_S = 1_740_830_400.0  # 2025-03-01T12:00:00Z
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _warm(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The first Parquet write in a process costs about 1 s (pyarrow initialises lazily):
+    paid once here, not by whichever test runs first."""
+    write_events(batch(0, 2), tmp_path_factory.mktemp("warm") / "warm.parquet")
 
 
 class Clock:
@@ -33,6 +42,11 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t_s
+
+
+def inline(directory: Path, clock: Clock, **options: Any) -> RawLayer:
+    """A layer that compacts in the call that rotates (no worker thread)."""
+    return RawLayer(directory, now_s=clock, compact_in_background=False, **options)
 
 
 def batch(first: int, n: int, **extra: Callable[[int], Any]) -> pa.Table:
@@ -125,7 +139,7 @@ def test_rotation_by_size(tmp_path: Path) -> None:
 
 def test_rotation_by_age(tmp_path: Path) -> None:
     clock = Clock()
-    layer = RawLayer(tmp_path, max_segment_age_s=10.0, now_s=clock)
+    layer = inline(tmp_path, clock, max_segment_age_s=10.0)
     layer.append(batch(0, 10))
     clock.t_s += 9.0
     layer.maybe_rotate()
@@ -146,7 +160,7 @@ def test_rotation_by_age(tmp_path: Path) -> None:
 
 def test_retention_by_age(tmp_path: Path) -> None:
     clock = Clock()
-    layer = RawLayer(tmp_path, max_segment_age_s=10.0, retention_s=100.0, now_s=clock)
+    layer = inline(tmp_path, clock, max_segment_age_s=10.0, retention_s=100.0)
     for k in range(5):
         layer.append(batch(10 * k, 10))
         clock.t_s += 30.0
@@ -162,7 +176,7 @@ def test_retention_by_age(tmp_path: Path) -> None:
 
 def test_retention_by_bytes_never_the_journal(tmp_path: Path) -> None:
     clock = Clock()
-    layer = RawLayer(tmp_path, max_segment_age_s=1.0, retention_s=None, now_s=clock)
+    layer = inline(tmp_path, clock, max_segment_age_s=1.0, retention_s=None)
     for k in range(4):
         layer.append(batch(10 * k, 10))
         clock.t_s += 1.0
@@ -332,9 +346,10 @@ def test_disk_full_mid_record_stores_nothing_of_it(tmp_path: Path,
     assert layer.stats().rows_written == 20
 
 
-def test_failed_compaction_keeps_the_journal(tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    layer = RawLayer(tmp_path, now_s=Clock())
+@pytest.mark.parametrize("background", [False, True])
+def test_failed_compaction_keeps_the_journal(tmp_path: Path, background: bool,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    layer = RawLayer(tmp_path, now_s=Clock(), compact_in_background=background)
     layer.append(batch(0, 10))
 
     def full(table: pa.Table, path: Path) -> None:
@@ -348,3 +363,44 @@ def test_failed_compaction_keeps_the_journal(tmp_path: Path,
     layer.close()  # retried
     assert as_rows([read_back(layer.segments())]) == as_rows([batch(0, 10)])
     assert files(tmp_path) == [p.name for p in layer.segments()]
+
+
+def test_maybe_rotate_reports_a_failed_background_compaction(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    layer = RawLayer(tmp_path, max_segment_age_s=1.0, now_s=clock)
+    failed = threading.Event()
+
+    def full(table: pa.Table, path: Path) -> None:
+        failed.set()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_raw, "write_events", full)
+    layer.append(batch(0, 10))
+    clock.t_s += 1.0
+    layer.append(batch(10, 10))  # rotates: the worker fails
+    assert failed.wait(5.0)
+    for _ in range(100):  # the worker records the error just after raising it
+        try:
+            layer.maybe_rotate()
+        except OSError as exc:
+            assert ".journal" in str(exc)
+            break
+        time.sleep(0.01)
+    else:
+        pytest.fail("maybe_rotate never reported the failure")
+    monkeypatch.undo()
+    layer.close()
+    assert as_rows([read_back(layer.segments())]) == as_rows([batch(0, 20)])
+
+
+def test_background_compaction_under_load(tmp_path: Path) -> None:
+    """Many rotations by size while appends go on: every row lands in a segment, once."""
+    layer = RawLayer(tmp_path, max_segment_bytes=20_000)
+    batches = [batch(200 * k, 200, trace_id=lambda i: f"t{i // 2}") for k in range(30)]
+    for b in batches:
+        layer.append(b)
+    layer.close()
+    assert layer.stats().rotations >= 10
+    assert as_rows([read_back(layer.segments())]) == as_rows(batches)
+    assert files(tmp_path) == sorted(p.name for p in layer.segments())

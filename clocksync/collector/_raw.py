@@ -239,8 +239,9 @@ class RawLayer:
         now_s: the wall clock (s since the epoch): arrival times, names, ages, retention.
 
     Raises:
-        OSError: ``data_dir`` cannot be created or listed, or a crash's journal cannot be
-            compacted (the message names the path).
+        OSError: ``data_dir`` cannot be created or listed (the message names it). A crash's
+            journal that cannot be compacted on open only logs: it stays, and
+            :meth:`maybe_rotate` retries.
     """
 
     def __init__(self, data_dir: str | os.PathLike[str], *,

@@ -2,6 +2,7 @@
 guaranteed bounds out (Prometheus ``/metrics``, a JSON ``/report``, raw Parquet segments).
 """
 
+from ._raw import RawLayer, RawStats
 from ._sink import Accepted, Sink
 
-__all__ = ["Accepted", "Sink"]
+__all__ = ["Accepted", "RawLayer", "RawStats", "Sink"]

@@ -49,6 +49,7 @@ __all__ = [
     "LatencyReport",
     "analyze",
     "compute_latencies",
+    "hop_counts",
     "hop_table",
     "pairs_hop_table",
 ]
@@ -254,6 +255,34 @@ def _split(h: HopArrays, interval: tuple[F64, F64, BoolA], codes: npt.NDArray[np
     return out
 
 
+def _count(hop: str, cross: BoolA, raw_ns: npt.NDArray[np.int64], low: F64, high: F64,
+           inconsistent: BoolA, table_width_ns: F64) -> HopCount:
+    """One hop's counts from its requests' columns."""
+    return HopCount(hop, len(raw_ns), int(np.count_nonzero(cross)), int((raw_ns < 0).sum()),
+                    int(((low < 0) & (high > 0)).sum()), int(np.count_nonzero(inconsistent)),
+                    median(high - low), median(table_width_ns))
+
+
+def hop_counts(hops: pa.Table) -> tuple[HopCount, ...]:
+    """Per hop (in first-seen order), the counts of a per-request hop table (as
+    :func:`hop_table` makes them for its whole input)."""
+    names = pc.cast(hops.column("hop"), pa.string())
+    cross = pc.not_equal(pc.cast(hops.column("src_node"), pa.string()),
+                         pc.cast(hops.column("dst_node"), pa.string()))
+    cols = {c: hops.column(c).to_numpy(zero_copy_only=False) for c in (
+        "raw_latency_ns", "low_ns", "high_ns", "inconsistent", "table_low_ns",
+        "table_high_ns")}
+    cross_a = np.asarray(cross.to_numpy(zero_copy_only=False), dtype=bool)
+    name_list = np.asarray(names.to_pylist(), dtype=object)
+    out = []
+    for name in dict.fromkeys(name_list.tolist()):
+        m = name_list == name
+        out.append(_count(str(name), cross_a[m], cols["raw_latency_ns"][m], cols["low_ns"][m],
+                          cols["high_ns"][m], np.asarray(cols["inconsistent"][m], dtype=bool),
+                          cols["table_high_ns"][m] - cols["table_low_ns"][m]))
+    return tuple(out)
+
+
 def hop_table(
     events: Events | pa.Table,
     corrector: CorrectorLike,
@@ -348,11 +377,8 @@ def _hop_result(pivot: Pivot, pairs: PairPivot | None, corrector: CorrectorLike,
         for name, arr in ctx.items():
             cols[name] = arr if req is None else arr.take(req)
         parts.append(pa.table(cols))
-        n = len(h.req)
-        counts.append(HopCount(
-            h.name, n, int(h.cross_node.sum()), int((h.raw_ns < 0).sum()),
-            int(unknown_order.sum()), int(bad.sum()),
-            median(high - low), median(h.table_high_ns - h.table_low_ns)))
+        counts.append(_count(h.name, h.cross_node, h.raw_ns, low, high, bad,
+                             h.table_high_ns - h.table_low_ns))
     out = pa.concat_tables(parts) if parts else pa.table({})
     if strict and any(c.inconsistent for c in counts):
         bad_windows = [w for w in windows if w.status == "inconsistent"]

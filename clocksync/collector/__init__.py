@@ -2,6 +2,8 @@
 guaranteed bounds out (Prometheus ``/metrics``, a JSON ``/report``, raw Parquet segments).
 """
 
+from ._grpc import CollectorGrpcServer
+from ._http import CollectorHttpServer
 from ._sink import Accepted, Sink
 
-__all__ = ["Accepted", "Sink"]
+__all__ = ["Accepted", "CollectorGrpcServer", "CollectorHttpServer", "Sink"]

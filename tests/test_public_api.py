@@ -135,6 +135,7 @@ PRIVATE_MODULE_TESTS = {
     "tests/agent/test_agent_agreement.py": {"clocksync.agent._crosscheck"},
     "tests/agent/test_agent_redis.py": {"clocksync._io._store._redis"},
     "tests/agent/test_agent_samplelog.py": {"clocksync.agent._segments"},
+    "tests/collector/test_http.py": {"clocksync.collector._otlpin"},
     "tests/core/test_agreement.py": {"clocksync._fit._agreement"},
     "tests/core/test_display.py": {"clocksync._model._units", "clocksync.cli._skew"},
     "tests/core/test_report.py": {"clocksync._report"},

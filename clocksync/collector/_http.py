@@ -315,7 +315,7 @@ class CollectorHttpServer:
             raise InputError(f"collector: cannot listen on {host}:{port} "
                              f"({exc.strerror or exc})") from None
         self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.2},
+                                        kwargs={"poll_interval": 0.05},
                                         name="clocksync-collector-http", daemon=True)
 
     @property

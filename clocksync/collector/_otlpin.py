@@ -163,7 +163,7 @@ def decode_traces(body: bytes, media: str, endpoint: str) -> tuple[list[Span], l
         return request_spans(request, endpoint)
     if media == JSON:
         try:
-            doc = json.loads(body)
+            doc = json.loads(body.decode("utf-8"))  # OTLP JSON is UTF-8 (no UTF-16 guess)
         except UnicodeDecodeError as exc:
             raise PayloadError(400, "not_utf8", f"body is not UTF-8 ({exc.reason} at byte "
                                f"{exc.start})") from None

@@ -204,7 +204,7 @@ class _PbAttributes(Mapping[str, Any]):
 
     def __init__(self, items: Any) -> None:
         # one slot, swapped whole (threads may read it meanwhile): the repeated KeyValue
-        # field, then (that field, key -> index), then the decoded dict
+        # field, then (that field, key -> KeyValue), then the decoded dict
         self._data: Any = (items, None)
 
     def _dict(self) -> dict[str, Any]:
@@ -221,10 +221,10 @@ class _PbAttributes(Mapping[str, Any]):
             return data.get(key, missing)
         items, index = data
         if index is None:
-            index = {kv.key: i for i, kv in enumerate(items)}  # the last of a repeated key
+            index = {kv.key: kv for kv in items}  # the last of a repeated key, as in a dict
             self._data = (items, index)
-        at = index.get(key)
-        return missing if at is None else _pb_value(items[at].value)
+        kv = index.get(key)
+        return missing if kv is None else _pb_value(kv.value)
 
     def __getitem__(self, key: str) -> Any:
         value = self._value(key, _MISSING)

@@ -402,3 +402,16 @@ def test_an_empty_protobuf_body_is_an_empty_export() -> None:
     spans, bad = decode_traces(req.SerializeToString(), PB, "/v1/traces")
     assert (spans, bad) == ([], [BadRecord("/v1/traces: span 1",
                                            "field 'trace_id' is missing")])
+
+
+def test_protobuf_span_attributes_behave_as_a_dict() -> None:
+    import pickle
+
+    (span, _), bad = decode_traces(restate_request().SerializeToString(), PB, "/v1/traces")
+    assert bad == []
+    assert span.attributes["n"] == -7 and span.attributes.get("ok") is True
+    with pytest.raises(KeyError):
+        span.attributes["missing"]
+    copy = pickle.loads(pickle.dumps(span))
+    assert type(copy.attributes) is dict and copy == span
+    assert len(span.attributes) == 9 and repr(span.attributes).startswith("{'restate.")

@@ -198,26 +198,32 @@ def _fast_events(body: bytes, endpoint: str) -> pa.Table | None:
     return table
 
 
-def _event_lines(text: str, endpoint: str) -> Iterator[tuple[str, dict[str, Any] | str]]:
-    for lineno, line in enumerate(text.splitlines(), start=1):
+def _event_lines(text: str, endpoint: str
+                 ) -> Iterator[tuple[str, dict[str, Any] | str, str]]:
+    """``(where, record or the reason it is bad, the line)`` per non-blank line."""
+    for lineno, line in enumerate(text.split("\n"), start=1):  # (U+2028 may be in a string)
         if not line.strip():
             continue
         where = f"{endpoint}:{lineno}"
         try:
             obj = json.loads(line)
         except ValueError as exc:
-            yield where, f"not valid JSON ({getattr(exc, 'msg', exc)})"
+            yield where, f"not valid JSON ({getattr(exc, 'msg', exc)})", line
             continue
         except RecursionError:
-            yield where, "not valid JSON (nested too deeply)"
+            yield where, "not valid JSON (nested too deeply)", line
             continue
-        yield where, obj if isinstance(obj, dict) else "expected a JSON object per line"
+        yield where, obj if isinstance(obj, dict) else "expected a JSON object per line", line
 
 
 def decode_events(body: bytes, endpoint: str) -> tuple[pa.Table, list[BadRecord]]:
     """Stage events of a JSONL body (columns ``request_id, stage, node, ts_ns`` + context),
     and a bad record ``"<endpoint>:LINE"`` per line that cannot be read or fails a check
-    (the checks of events files); :class:`PayloadError` for a body that is not UTF-8."""
+    (the checks of events files); :class:`PayloadError` for a body that is not UTF-8.
+
+    A clean body is read by pyarrow at once; otherwise each line is parsed, and the lines
+    that are JSON objects are read by pyarrow again (one line that is not JSON costs little)
+    unless one of them fails a check: then every line is checked on its own."""
     fast = _fast_events(body, endpoint) if body.strip() else None
     if fast is not None:
         return fast, []
@@ -226,10 +232,17 @@ def decode_events(body: bytes, endpoint: str) -> tuple[pa.Table, list[BadRecord]
     except UnicodeDecodeError as exc:
         raise PayloadError(400, "not_utf8", f"body is not UTF-8 ({exc.reason} at byte "
                            f"{exc.start})") from None
+    records = list(_event_lines(text, endpoint))
+    bad = [BadRecord(where, rec) for where, rec, _ in records if isinstance(rec, str)]
+    if bad and len(bad) < len(records):
+        objects = "\n".join(line for _, rec, line in records if not isinstance(rec, str))
+        retry = _fast_events(objects.encode(), endpoint)
+        if retry is not None:
+            return retry, bad
     rows: list[dict[str, Any]] = []
     wheres: list[str] = []
-    bad: list[BadRecord] = []
-    for where, rec in _event_lines(text, endpoint):
+    bad = []
+    for where, rec, _ in records:
         if isinstance(rec, str):
             bad.append(BadRecord(where, rec))
             continue

@@ -377,6 +377,9 @@ def test_events_decode_is_the_same_on_both_paths() -> None:
     dated, _ = decode_events(b'{"request_id": "r", "stage": "s", "node": "n", "ts_ns": 1, '
                              b'"day": "2024-01-01"}\n', "/v1/events")
     assert dated.column("day").to_pylist() == ["2024-01-01"]  # text, not a timestamp
+    odd, _ = decode_events(b'{"request_id": "r\xe2\x80\xa8", "stage": "s", "node": "n", '
+                           b'"ts_ns": 1}\n[]\n', "/v1/events")  # a raw U+2028 in a string
+    assert odd.column("request_id").to_pylist() == ["r\u2028"]
     empty, none = decode_events(b"\n\n", "/v1/events")
     assert (empty.num_rows, none) == (0, [])
 

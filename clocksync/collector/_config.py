@@ -5,7 +5,7 @@ messages that name the file and key or the flag all derive from the fields).
 Example file (``clocksync collector run --config collector.toml``)::
 
     listen = "127.0.0.1:4318"
-    stores = ["/var/lib/clocksync/tables"]
+    store = "/var/lib/clocksync/tables"
     preset = "restate"
     window = "10s"
     data_dir = "/var/lib/clocksync/raw"
@@ -38,9 +38,9 @@ class CollectorConfig:
                                "/report (port 0: any free port)")
     grpc_listen: str = option_field("", "OTLP/gRPC address HOST:PORT (needs the grpc extra); "
                                     "empty: off")
-    stores: tuple[str, ...] = option_field((), "table store URL(s) (DIR, file://DIR, "
-                                           "redis://...; repeatable flag), reread when they "
-                                           "change", flag="store")
+    store: str = option_field("", "table store URL: DIR, file://DIR, redis://..., or "
+                              "http://AGENT:PORT[,http://AGENT2:PORT] (running agents); reread "
+                              "when it changes")
     preset: str = option_field("", "built-in trace map: restate (empty: none)",
                                choices=("", *sorted(PRESETS)))
     trace_map: str = option_field("", "trace map file (TOML or JSON): which spans are which "
@@ -125,6 +125,9 @@ def load_collector_config(path: str | Path | None = None,
     def source(key: str) -> str:
         return option_source(COLLECTOR_OPTIONS, origin, key)
 
+    if not values["store"]:
+        raise InputError(f"{source('store')}: give the table store (--store URL or "
+                         "store = \"URL\" in the file)")
     parse_listen(values["listen"], source("listen"))
     if values["grpc_listen"]:
         parse_listen(values["grpc_listen"], source("grpc_listen"))

@@ -120,6 +120,7 @@ class Engine:
         self._mono = monotonic_s
         self._on_alert = on_alert
         self._lock = threading.Lock()
+        self._closing = False
         self._inbox: list[tuple[float, pa.Table]] = []
         self._inbox_bytes = 0
         self._pairs = PairCompleter(config.request_timeout_s)
@@ -142,6 +143,8 @@ class Engine:
 
     # -- receivers' side (any thread) -------------------------------------------------------
     def retry_after_s(self) -> float | None:
+        if self._closing:
+            return 1.0
         used = self._inbox_bytes + self.pending_bytes + self.window_bytes
         return 1.0 if used > self.config.memory_budget_bytes else None
 
@@ -179,6 +182,8 @@ class Engine:
 
     def _put(self, table: pa.Table) -> None:
         with self._lock:
+            if self._closing:  # after the last drain: refuse (the client is not acked)
+                raise RuntimeError("the collector is shutting down")
             self._inbox.append((self._mono(), table))
             self._inbox_bytes += table.nbytes
 
@@ -227,7 +232,10 @@ class Engine:
         return closed
 
     def close(self) -> None:
-        """Take in the inbox (into the raw layer too) and close the raw layer."""
+        """Refuse new input, take in the inbox (into the raw layer too) and close the raw
+        layer: nothing accepted is lost."""
+        with self._lock:
+            self._closing = True
         self.tick()
         if self.raw is not None:
             self.raw.close()

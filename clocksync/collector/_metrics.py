@@ -38,7 +38,10 @@ BUCKETS_S: tuple[float, ...] = tuple(
     float(f"{10.0 ** (k / BUCKETS_PER_DECADE - 6):.5g}")
     for k in range(8 * BUCKETS_PER_DECADE + 1))
 
-_EDGES_NS = np.array(BUCKETS_S) * 1e9
+#: the bucket edges in ns, then +inf: a value v (ns) counts in the first bucket whose edge is
+#: >= v (Prometheus' ``le``)
+_EDGES_NS = np.array([*BUCKETS_S, np.inf]) * 1e9
+_LOG10_FIRST_NS = float(np.log10(_EDGES_NS[0]))
 _N_BUCKETS = len(BUCKETS_S) + 1  # and +Inf
 _LE = [*map(repr, BUCKETS_S), "+Inf"]  # the `le` labels, as Go prints these floats
 _HOP_LABELS = ["hop", "src_node", "dst_node"]
@@ -131,6 +134,19 @@ def _add(counts: dict[_K, int], key: _K, n: int) -> None:
     counts[key] = counts.get(key, 0) + _nonneg(n)
 
 
+def _bucket_index(values_ns: NDArray[np.float64]) -> NDArray[np.intp]:
+    """Each value's bucket: the index of the first edge of ``_EDGES_NS`` >= it (what
+    ``np.searchsorted(_EDGES_NS, values_ns)`` gives, ten times faster on this machine's
+    numpy: the log-spacing guesses the index to within one, one comparison each way fixes
+    it). No NaN."""
+    clipped = np.clip(values_ns, _EDGES_NS[0], _EDGES_NS[-2] * 1.01)
+    guess = np.ceil((np.log10(clipped) - _LOG10_FIRST_NS) * BUCKETS_PER_DECADE)
+    idx = np.clip(guess, 0, len(BUCKETS_S)).astype(np.intp)
+    idx += values_ns > _EDGES_NS[idx]
+    idx -= (idx > 0) & (values_ns <= _EDGES_NS[np.maximum(idx - 1, 0)])
+    return idx
+
+
 class CollectorMetrics:
     """The collector's metrics, kept in memory and rendered at every scrape.
 
@@ -162,7 +178,8 @@ class CollectorMetrics:
         Args:
             low_ns, high_ns: each request's guaranteed latency interval (ns, same length,
                 ``low_ns <= high_ns``; a low ≤ 0 means the order of the two stages is
-                unknown; a high may be ``inf``).
+                unknown; a high may be ``inf``: counted in the ``+Inf`` bucket, left out
+                of the histogram's ``_sum``).
             order_unknown: how many of them have an unknown order (interval straddles 0).
             inconsistent: how many contradict causality (the tables disagree).
 
@@ -180,10 +197,10 @@ class CollectorMetrics:
                              f"must be in [0, {n}]")
         if not np.all(low <= high):  # also false for NaN
             raise ValueError("every low_ns must be <= its high_ns (and not NaN)")
-        # value v counts in the first bucket whose upper edge is >= v (Prometheus' `le`)
-        low_counts = np.bincount(np.searchsorted(_EDGES_NS, low), minlength=_N_BUCKETS)
-        high_counts = np.bincount(np.searchsorted(_EDGES_NS, high), minlength=_N_BUCKETS)
-        low_sum, high_sum = float(low.sum()), float(high.sum())
+        low_counts = np.bincount(_bucket_index(low), minlength=_N_BUCKETS)
+        high_counts = np.bincount(_bucket_index(high), minlength=_N_BUCKETS)
+        low_sum = float(low.sum(where=np.isfinite(low)))  # _sum: of the finite bounds
+        high_sum = float(high.sum(where=np.isfinite(high)))
         with self._lock:
             series = self._state.hops.get((hop, src_node, dst_node))
             if series is None:

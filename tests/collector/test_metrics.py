@@ -190,6 +190,21 @@ def test_bounds_at_and_beyond_the_ends_land_in_the_end_buckets() -> None:
     assert low_counts[1] == 4  # just above 1 µs: the next one
     assert low_counts[-2] == 5 and low_counts[-1] == 6  # 100 s is in le="100.0", 101 s: +Inf
     assert high_counts[0] == 3 and high_counts[-2] == 5 and high_counts[-1] == 6
+    finite = high[np.isfinite(high)].sum() / 1e9  # +inf is counted, not summed
+    assert list(values(m, "clocksync_hop_latency_high_seconds_sum").values()) == [
+        pytest.approx(finite)]
+
+
+def test_values_at_and_next_to_every_edge_count_in_the_right_bucket() -> None:
+    """A value v (ns) counts under ``le`` when v <= le·1e9: exactly, at every edge."""
+    edges_ns = np.array(BUCKETS_S) * 1e9
+    v = np.concatenate([edges_ns, np.nextafter(edges_ns, np.inf),
+                        np.nextafter(edges_ns, -np.inf), [-np.inf, np.inf]])
+    m = CollectorMetrics()
+    m.observe_hops("h", "a", "b", v, np.full(len(v), np.inf))
+    _, counts = buckets(m, "low", ("h", "a", "b"))
+    assert counts == [float((v <= e).sum()) for e in edges_ns] + [float(len(v))]
+    assert np.diff(counts[:-1]).tolist() == [3.0] * (len(BUCKETS_S) - 1)
 
 
 def test_series_are_per_hop_and_node_pair() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,6 +126,13 @@ def test_exposition_has_exactly_the_documented_names_types_and_labels() -> None:
             "clocksync_hop_latency_high_seconds_sum", "clocksync_collector_alerts_fired_total",
             "clocksync_hop_latency_seconds"} <= names
     assert not any(n.endswith("_created") for n in names)
+
+
+def test_the_documented_names_are_in_the_doc() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "collector-metrics.md").read_text()
+    missing = [name for name, (kind, _) in EXPECTED.items()
+               if (name + "_total" if kind == "counter" else name) not in doc]
+    assert missing == []
 
 
 def test_scalar_collector_metrics_have_their_values() -> None:

@@ -11,8 +11,7 @@ from typing import Any
 
 import click
 
-from ..collector import run_collector
-from ..collector._config import COLLECTOR_OPTIONS, load_collector_config
+from ..collector import COLLECTOR_OPTIONS, load_collector_config, run_collector
 from ._options import spec_options
 
 __all__ = ["collector"]

@@ -1,11 +1,23 @@
 """The live collector: OTLP spans and stage events in, corrected hop latencies with
 guaranteed bounds out (Prometheus ``/metrics``, a JSON ``/report``, raw Parquet segments).
+
+``clocksync collector run`` is :func:`run_collector` on a :class:`CollectorConfig`
+(:func:`load_collector_config` reads the TOML file and flags). The :class:`Engine` is the
+:class:`Sink` its receivers (:class:`CollectorHttpServer`, :class:`CollectorGrpcServer`)
+feed; :class:`CollectorMetrics` is its Prometheus side, :class:`RawLayer` its raw Parquet
+segments.
 """
 
+from ._config import COLLECTOR_OPTIONS, CollectorConfig, load_collector_config
+from ._engine import Engine, StepResult
 from ._grpc import CollectorGrpcServer
 from ._http import CollectorHttpServer
+from ._metrics import BUCKETS_PER_DECADE, BUCKETS_S, AlertKey, CollectorMetrics, QuantileRow
 from ._raw import RawLayer, RawStats
+from ._service import build_engine, run_collector
 from ._sink import Accepted, Sink
 
-__all__ = ["Accepted", "CollectorGrpcServer", "CollectorHttpServer", "RawLayer", "RawStats",
-           "Sink"]
+__all__ = ["BUCKETS_PER_DECADE", "BUCKETS_S", "COLLECTOR_OPTIONS", "Accepted", "AlertKey",
+           "CollectorConfig", "CollectorGrpcServer", "CollectorHttpServer", "CollectorMetrics",
+           "Engine", "QuantileRow", "RawLayer", "RawStats", "Sink", "StepResult",
+           "build_engine", "load_collector_config", "run_collector"]

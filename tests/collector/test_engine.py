@@ -50,8 +50,8 @@ def _spans(doc: dict) -> list:
 
 
 def _engine(world: dict, clock: Clock, **options: object) -> Engine:
-    config = load_collector_config(None, {"store": "unused", "preset": "restate", "window_s": 10.0,
-                                          "step_s": 5.0, **options})
+    config = load_collector_config(None, {"store": "unused", "preset": "restate",
+                                          "window_s": 10.0, "step_s": 5.0, **options})
     return Engine(config, world["corrector"], monotonic_s=clock)
 
 
@@ -136,7 +136,8 @@ def test_events_chain_live_equals_batch(world: dict) -> None:
     events, _ = simulate_requests(clocks, [("n1", "n2"), ("n2", "n1")], 3000,
                                   T0 + 20 * 10**9, 60.0, rng)
     clock = Clock()
-    config = load_collector_config(None, {"store": "unused", "window_s": 10.0, "lateness_s": 3600.0})
+    config = load_collector_config(None, {"store": "unused", "window_s": 10.0,
+                                          "lateness_s": 3600.0})
     engine = Engine(config, world["corrector"], monotonic_s=clock)
     shuffled = events.take(pa.array(rng.permutation(events.num_rows)))
     steps: list[StepResult] = []

@@ -51,7 +51,7 @@ def _spans(world: World, n: int = 30, seed: int = 3) -> list[FakeSpan]:
     """``n`` spans per node inside the tables' span, then the awkward ones: before n1's
     first sample, past its holdover horizon, a node without a table, a span without a node."""
     rng = np.random.default_rng(seed)
-    out = []
+    out: list[FakeSpan] = []
     for node in ("n1", "n2"):
         truths = T0 + rng.integers(10 * 10**9, int((DURATION_S - 10) * 1e9), n)
         locals_ = world.clocks[node].local_ns(truths)
@@ -246,7 +246,10 @@ Writer = Callable[[Path, list[FakeSpan]], None]
 
 
 def _write_json(doc_of: Callable[[list[FakeSpan]], Any]) -> Writer:
-    return lambda path, spans: path.write_text(json.dumps(doc_of(spans), indent=2))
+    def write(path: Path, spans: list[FakeSpan]) -> None:
+        path.write_text(json.dumps(doc_of(spans), indent=2))
+
+    return write
 
 
 def _write_lines(path: Path, spans: list[FakeSpan]) -> None:

@@ -236,39 +236,43 @@ class _Batch(Generic[T]):
         return res
 
     def add(self, target: T, span: Span) -> None:
-        self.spans += 1
         found = node_of(span, self.mapping)
-        if found is None:
+        self.add_node(target, None if found is None else found[0], span.start_ns,
+                      self.resolution(span) if self.start_rules else span.resolution_ns)
+
+    def add_node(self, target: T, node: str | None, start_ns: int, resolution_ns: int) -> None:
+        self.spans += 1
+        if node is None:
             self.no_node += 1
             return
-        group = self.groups.get(found[0])
+        group = self.groups.get(node)
         if group is None:
-            group = self.groups[found[0]] = ([], [], [])
+            group = self.groups[node] = ([], [], [])
         group[0].append(target)
-        group[1].append(span.start_ns)
-        group[2].append(self.resolution(span) if self.start_rules else span.resolution_ns)
+        group[1].append(start_ns)
+        group[2].append(resolution_ns)
 
     def add_bad(self) -> None:
         self.spans += 1
         self.bad += 1
 
-    def apply(self, corrector: Corrector, write: Callable[[T, Attrs], None]
+    def apply(self, corrector: Corrector, write: Callable[[T, str, int, int, str | None], None]
               ) -> AnnotationCounts:
+        """Correct each node's starts and ``write(target, node, ref_ns, bound_ns, reason)``
+        (``reason`` ``None``: corrected; else ref and bound are 0)."""
         nodes: dict[str, NodeCounts] = {}
         reasons: dict[str, int] = {}
         annotated = 0
         for node, (targets, starts, res) in self.groups.items():
             refs, bounds, whys = _correct_starts(corrector, node, starts, res)
-            good = 0
             for target, ref, bound, why in zip(targets, refs, bounds, whys, strict=True):
-                if why is None:
-                    write(target, [(_NODE, node), (_REF, ref), (_BOUND, bound)])
-                    good += 1
-                else:
-                    write(target, [(_NODE, node), (_STATUS, "uncorrectable"), (_REASON, why)])
+                write(target, node, ref, bound, why)
+            bad = len(whys) - whys.count(None)
+            for why in whys if bad else ():
+                if why is not None:
                     reasons[why] = reasons.get(why, 0) + 1
-            nodes[node] = NodeCounts(good, len(targets) - good)
-            annotated += good
+            nodes[node] = NodeCounts(len(targets) - bad, bad)
+            annotated += len(targets) - bad
         uncorrectable = sum(c.uncorrectable for c in nodes.values())
         return AnnotationCounts(self.spans, annotated, uncorrectable, self.no_node, self.bad,
                                 nodes, reasons)
@@ -288,23 +292,43 @@ def _pb_request_class(path: str) -> Any:
     return ExportTraceServiceRequest
 
 
-def _span_keys(mapping: TraceMapping, full: bool) -> frozenset[str] | None:
-    """The span attributes the node chain reads (``None``: all, for rule matching)."""
-    if full:
+def _span_keys(batch: _Batch[Any]) -> frozenset[str] | None:
+    """The span attributes the node chain and the coarse start rules read (``None``: the
+    whole span, events included, as a rule asks for an event)."""
+    if any(rule.event is not None for rule in batch.start_rules):
         return None
-    return frozenset(str(ref.attribute) for ref in mapping.node_chain
-                     if ref.attribute is not None and ref.scope != "resource")
+    return frozenset(
+        {str(ref.attribute) for ref in batch.mapping.node_chain
+         if ref.attribute is not None and ref.scope != "resource"}
+        | {m.key for rule in batch.start_rules for m in rule.attributes})
 
 
-def _set_pb(sp: Any, attrs: Attrs) -> None:
+def _attrs(node: str, ref: int, bound: int, why: str | None) -> Attrs:
+    """The attributes of one span: corrected (``why`` None), or uncorrectable and why."""
+    if why is None:
+        return [(_NODE, node), (_REF, ref), (_BOUND, bound)]
+    return [(_NODE, node), (_STATUS, "uncorrectable"), (_REASON, why)]
+
+
+def _set_pb(sp: Any, node: str, ref: int, bound: int, why: str | None) -> None:
     items = sp.attributes
-    for key, value in attrs:
+    kv = items.add()
+    kv.key = _NODE
+    kv.value.string_value = node
+    if why is None:
         kv = items.add()
-        kv.key = key
-        if isinstance(value, str):
-            kv.value.string_value = value
-        else:
-            kv.value.int_value = value
+        kv.key = _REF
+        kv.value.int_value = ref
+        kv = items.add()
+        kv.key = _BOUND
+        kv.value.int_value = bound
+    else:
+        kv = items.add()
+        kv.key = _STATUS
+        kv.value.string_value = "uncorrectable"
+        kv = items.add()
+        kv.key = _REASON
+        kv.value.string_value = why
 
 
 def _drop_ours_pb(sp: Any) -> None:
@@ -317,22 +341,42 @@ def _drop_ours_pb(sp: Any) -> None:
 def _add_request(batch: _Batch[Any], request: Any, where: str, bad: list[BadRecord]) -> None:
     """Put every span of an ``ExportTraceServiceRequest`` into ``batch`` (earlier
     ``clocksync.*`` attributes dropped); a span that cannot be read goes to ``bad``."""
-    full = bool(batch.start_rules)
-    keys = _span_keys(batch.mapping, full)
+    mapping = batch.mapping
+    keys = _span_keys(batch)
+    # the fast path: when the chain reads no span field and a span has none of the span
+    # attributes the chain and the rules read, its node is its resource's (found once per
+    # resource) and its resolution depends on its name and kind only (found once per pair)
+    by_resource = keys is not None and all(ref.field is None for ref in mapping.node_chain)
     for rs in request.resource_spans:
         resource = {kv.key: _pb_value(kv.value) for kv in rs.resource.attributes}
+        node: str | None = None
+        resolutions: dict[tuple[str, int], int] = {}
+        if by_resource:
+            found = node_of(Span(where, "", "", "", "", "unspecified", 0, 0, {}, resource),
+                            mapping)
+            node = None if found is None else found[0]
         for ss in rs.scope_spans:
             for sp in ss.spans:
-                attrs: dict[str, Any] = {}
-                ours = False
-                for kv in sp.attributes:
-                    key = kv.key
-                    if key in _OURS:
-                        ours = True
-                    if keys is None or key in keys:
-                        attrs[key] = _pb_value(kv.value)
-                if ours:
+                names = [kv.key for kv in sp.attributes]
+                if not _OURS.isdisjoint(names):
                     _drop_ours_pb(sp)
+                if by_resource and keys is not None and keys.isdisjoint(names):
+                    res = 1
+                    if batch.start_rules and node is not None:
+                        pair = (sp.name, int(sp.kind))
+                        found_res = resolutions.get(pair)
+                        if found_res is None:
+                            try:
+                                kind = kind_name(pair[1])
+                            except SpanError:
+                                kind = "unspecified"  # no rule can ask for a kind that is none
+                            found_res = resolutions[pair] = batch.resolution(Span(
+                                where, "", "", "", pair[0], kind, 0, 0, {}, resource))
+                        res = found_res
+                    batch.add_node(sp, node, sp.start_time_unix_nano, res)
+                    continue
+                attrs = {kv.key: _pb_value(kv.value) for kv in sp.attributes
+                         if keys is None or kv.key in keys}
                 try:
                     span = Span(
                         where, hex_id(bytes(sp.trace_id), "trace_id", 16),
@@ -341,7 +385,7 @@ def _add_request(batch: _Batch[Any], request: Any, where: str, bad: list[BadReco
                         kind_name(int(sp.kind)), int(sp.start_time_unix_nano),
                         int(sp.end_time_unix_nano), attrs, resource,
                         tuple((ev.name, int(ev.time_unix_nano)) for ev in sp.events)
-                        if full else (), 1)
+                        if keys is None else (), 1)
                 except SpanError as exc:
                     bad.append(BadRecord(where, str(exc)))
                     batch.add_bad()
@@ -403,16 +447,19 @@ def _tag(doc: Any) -> tuple[list[dict[str, Any]], list[Any]]:
     written to. Returns the objects and their lines; :func:`_untag` undoes it."""
     objs: list[dict[str, Any]] = []
     lines: list[Any] = []
-    stack = [doc]
+    stack: list[Any] = [doc]
+    pop, push = stack.pop, stack.append
     while stack:
-        value = stack.pop()
-        if isinstance(value, dict):
+        value = pop()
+        if type(value) is dict:
             lines.append(value.get(LINE_KEY))
             value[LINE_KEY] = len(objs)
             objs.append(value)
-            stack.extend(v for v in value.values() if isinstance(v, dict | list))
-        elif isinstance(value, list):
-            stack.extend(v for v in value if isinstance(v, dict | list))
+            value = value.values()
+        for item in value:  # (a list, or the object's values)
+            kind = type(item)
+            if kind is dict or kind is list:
+                push(item)
     return objs, lines
 
 
@@ -454,8 +501,9 @@ _JSON_WRITERS: dict[str, Callable[[dict[str, Any], Attrs], None]] = {
     "otlp": _set_otlp_json, "jaeger": _set_jaeger, "zipkin": _set_zipkin}
 
 
-def _write_json(target: tuple[str, dict[str, Any]], attrs: Attrs) -> None:
-    _JSON_WRITERS[target[0]](target[1], attrs)
+def _write_json(target: tuple[str, dict[str, Any]], node: str, ref: int, bound: int,
+                why: str | None) -> None:
+    _JSON_WRITERS[target[0]](target[1], _attrs(node, ref, bound, why))
 
 
 def _dumps(doc: Any) -> str:

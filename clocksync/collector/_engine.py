@@ -50,6 +50,7 @@ from ..latency import (
     percentile_table,
 )
 from ..latency._alerts import Alert, inconsistency_alerts, latency_alerts
+from ..latency._otlp import otlp_request
 from ..latency._pairs import is_paired, pair_layout, pivot_of_pairs
 from ..latency._pipeline import hop_counts, hop_table, pairs_hop_table
 from ..latency._traces import span_events
@@ -103,7 +104,8 @@ class Engine:
 
     def __init__(self, config: CollectorConfig, corrector: Corrector, *, metrics: Any = None,
                  raw: Any = None, monotonic_s: Callable[[], float] = time.monotonic,
-                 on_alert: Callable[[Alert], None] | None = None) -> None:
+                 on_alert: Callable[[Alert], None] | None = None,
+                 forwarder: Any = None) -> None:
         self.config = config
         self.corrector = corrector
         self.metrics = metrics
@@ -118,6 +120,7 @@ class Engine:
         self.causal = config.assumptions()
         self.alert_config = AlertConfig()
         self._mono = monotonic_s
+        self.forwarder = forwarder
         self._on_alert = on_alert
         self._lock = threading.Lock()
         self._closing = False
@@ -165,6 +168,18 @@ class Engine:
             self._put(events)
         self._count("events", events.num_rows + len(bad), len(bad))
         return Accepted(events.num_rows, len(bad), "; ".join(str(b) for b in bad[:3]))
+
+    def forward_body(self, body: bytes, media: str) -> None:
+        """Relay an accepted OTLP traces body upstream (when forwarding): the forwarder
+        annotates every span with its corrected start and bound, off this thread."""
+        if self.forwarder is None:
+            return
+        try:
+            request = otlp_request(body, media)
+        except ValueError as exc:
+            log.warning("forward: %s", exc)
+            return
+        self.forwarder.offer(request)
 
     def rejected_payload(self, endpoint: str, reason: str) -> None:
         if self.metrics is not None:

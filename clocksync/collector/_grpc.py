@@ -73,6 +73,9 @@ class _Export:
             else:
                 spans, bad = decode_traces(body, PROTOBUF, ENDPOINT)
                 accepted = self._sink.accept_spans(spans, bad)
+                forward = getattr(self._sink, "forward_body", None)
+                if forward is not None:  # the engine relays upstream (--forward)
+                    forward(body, PROTOBUF)
                 return export_response(accepted.rejected, accepted.message, PROTOBUF)[0]
         except PayloadError as exc:
             self._refuse(exc.reason)

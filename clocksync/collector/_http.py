@@ -212,6 +212,9 @@ class _Handler(BaseHTTPRequestHandler):
             if endpoint == TRACES:
                 spans, bad = decode_traces(data, media, endpoint)
                 accepted = sink.accept_spans(spans, bad)
+                forward = getattr(sink, "forward_body", None)
+                if forward is not None:  # the engine relays upstream (--forward)
+                    forward(data, media)
                 out, content_type = export_response(accepted.rejected, accepted.message,
                                                     answer_media)
                 self._send(200, out, content_type)

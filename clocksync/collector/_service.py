@@ -3,6 +3,7 @@ alert webhook wired together from a :class:`CollectorConfig`, run until told to 
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -10,9 +11,10 @@ from typing import Any
 
 from .._corrector import Corrector
 from ..agent import parse_listen
-from ..latency import Alert
+from ..latency import Alert, annotate_request
 from ._config import CollectorConfig
 from ._engine import Engine, post_alert
+from ._forward import Forwarder
 from ._http import CollectorHttpServer
 from ._metrics import CollectorMetrics
 from ._raw import RawLayer
@@ -43,7 +45,12 @@ def build_engine(config: CollectorConfig) -> Engine:
         def on_alert(alert: Alert) -> None:  # off the engine thread: a slow hook waits alone
             threading.Thread(target=post_alert, args=(url, alert), daemon=True).start()
 
-    return Engine(config, corrector, metrics=CollectorMetrics(), raw=raw, on_alert=on_alert)
+    forwarder = None
+    if config.forward:
+        forwarder = Forwarder(config.forward, annotate=functools.partial(
+            annotate_request, corrector=corrector, mapping=config.mapping()))
+    return Engine(config, corrector, metrics=CollectorMetrics(), raw=raw, on_alert=on_alert,
+                  forwarder=forwarder)
 
 
 def run_collector(config: CollectorConfig, stop: threading.Event,
@@ -74,4 +81,6 @@ def run_collector(config: CollectorConfig, stop: threading.Event,
         if grpc is not None:
             grpc.close()
         engine.close()
+        if engine.forwarder is not None:
+            engine.forwarder.close(5.0)
     return dict(engine.counts)

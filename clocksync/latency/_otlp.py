@@ -20,6 +20,7 @@ its size as a 4-byte big-endian unsigned integer (the Collector's file exporter 
 from __future__ import annotations
 
 import base64
+import json
 import math
 import re
 from collections.abc import Iterator, Mapping
@@ -29,7 +30,8 @@ from .._model._errors import InputError
 from ._fields import as_int, as_list, as_str, hex_id, where_of
 from ._spans import SPAN_KINDS, Span, SpanError, kind_name
 
-__all__ = ["otlp_json_spans", "otlp_proto_request_type", "otlp_proto_spans", "otlp_request_spans",
+__all__ = ["otlp_json_spans", "otlp_proto_request_type", "otlp_proto_spans", "otlp_request",
+           "otlp_request_spans",
            "otlp_shape"]
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
@@ -327,3 +329,42 @@ def otlp_proto_spans(path: str, data: bytes) -> Iterator[tuple[str, Span | str]]
             yield where, f"not an OTLP protobuf message ({exc})"
             continue
         yield from otlp_request_spans(where, request)
+
+
+def _hex_ids_to_base64(doc: Any) -> Any:
+    """A copy of an OTLP JSON document with its hex ids (OTLP/JSON) as base64 (the proto3
+    JSON mapping of bytes), for the protobuf JSON parser."""
+    copy = json.loads(json.dumps(doc))
+    for rs in as_list(_get(copy, "resourceSpans"), "resourceSpans"):
+        scopes = as_list(_get(rs, "scopeSpans"), "scopeSpans") if isinstance(rs, dict) else []
+        for ss in scopes:
+            for span in as_list(ss.get("spans") if isinstance(ss, dict) else None, "spans"):
+                if not isinstance(span, dict):
+                    continue
+                for key in ("traceId", "spanId", "parentSpanId", "trace_id", "span_id",
+                            "parent_span_id"):
+                    value = span.get(key)
+                    if isinstance(value, str) and value:
+                        try:
+                            span[key] = base64.b64encode(bytes.fromhex(value)).decode()
+                        except ValueError:
+                            raise ValueError(f"span field '{key}': not hex: {value!r}") \
+                                from None
+    return copy
+
+
+def otlp_request(body: bytes, media: str) -> Any:
+    """An OTLP/HTTP traces body (``application/x-protobuf`` or ``application/json``) as an
+    ``ExportTraceServiceRequest`` message (:class:`ValueError` when it is not one)."""
+    from google.protobuf import json_format
+    from google.protobuf.message import DecodeError
+
+    request = otlp_proto_request_type()()
+    try:
+        if media == "application/json":
+            json_format.ParseDict(_hex_ids_to_base64(json.loads(body)), request)
+        else:
+            request.ParseFromString(body)
+    except (DecodeError, json_format.ParseError, SpanError, ValueError, TypeError) as exc:
+        raise ValueError(f"not an OTLP traces request ({exc})") from None
+    return request

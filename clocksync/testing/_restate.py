@@ -12,7 +12,6 @@ attempt (same trace): the cross-partition call. Spans are OTLP JSON
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .._model._clock import SimClock
+from ..latency._otlp import otlp_request
 
 __all__ = ["RestateModel", "otlp_protobuf", "simulate_restate"]
 
@@ -143,20 +143,5 @@ def simulate_restate(
 def otlp_protobuf(doc: dict[str, Any]) -> bytes:
     """An OTLP JSON ``ExportTraceServiceRequest`` (hex ids, as OTLP/JSON writes them) as its
     protobuf body (needs the ``otlp`` extra)."""
-    from google.protobuf import json_format
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-        ExportTraceServiceRequest,
-    )
-
-    def b64(hex_id: str) -> str:
-        return base64.b64encode(bytes.fromhex(hex_id)).decode()
-
-    copy = json.loads(json.dumps(doc))
-    for rs in copy.get("resourceSpans", []):
-        for ss in rs.get("scopeSpans", []):
-            for span in ss.get("spans", []):
-                for key in ("traceId", "spanId", "parentSpanId"):
-                    if span.get(key):
-                        span[key] = b64(span[key])
-    message = json_format.ParseDict(copy, ExportTraceServiceRequest())
-    return bytes(message.SerializeToString())
+    request = otlp_request(json.dumps(doc).encode(), "application/json")
+    return bytes(request.SerializeToString())

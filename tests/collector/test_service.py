@@ -69,11 +69,13 @@ def test_collector_process_end_to_end(tmp_path: Path) -> None:
         store.write(fit_table(simulate_samples(clock, name, T0, 200.0, 1.0, LinkModel(), rng)))
     docs, truth = simulate_restate(clocks, 600, T0 + 20 * 10**9, 60.0, rng)
     port = _free_port()
+    upstream = _Upstream()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [*CLI, "collector", "run", "--listen", f"127.0.0.1:{port}", "--store",
          str(tmp_path / "tables"), "--preset", "restate", "--window", "10s",
-         "--lateness", "1h", "--data-dir", str(tmp_path / "raw")],
+         "--lateness", "1h", "--data-dir", str(tmp_path / "raw"),
+         "--forward", f"{upstream.url}/v1/traces"],
         cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -89,7 +91,15 @@ def test_collector_process_end_to_end(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
+        upstream.close()
     assert proc.returncode == 0, err
+    # the spans were relayed upstream, each with its node and corrected start
+    forwarded = [span for body in upstream.bodies for rs in body.resource_spans
+                 for ss in rs.scope_spans for span in ss.spans]
+    assert len(forwarded) == sum(len(d["resourceSpans"][0]["scopeSpans"][0]["spans"])
+                                 for d in docs)
+    keys = {kv.key for kv in forwarded[0].attributes}
+    assert {"clocksync.node", "clocksync.start_ref_ns", "clocksync.start_bound_ns"} <= keys
     # every accepted span is in the raw layer, and re-analyses to truth-covering hops
     segments = sorted((tmp_path / "raw").glob("*.parquet"))
     assert segments
@@ -107,6 +117,41 @@ def test_collector_process_end_to_end(tmp_path: Path) -> None:
         pc.cast(hops.column("hop"), "string").to_pylist(), strict=True)])
     assert np.all((hops.column("low_ns").to_numpy() <= true)
                   & (true <= hops.column("high_ns").to_numpy()))
+
+
+class _Upstream:
+    """An OTLP/HTTP receiver on loopback that keeps what it is sent."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from clocksync.latency._otlp import otlp_request
+
+        bodies: list = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                data = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    data = gzip.decompress(data)
+                bodies.append(otlp_request(data, "application/x-protobuf"))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.bodies = bodies
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 def _healthy(base: str) -> bool:

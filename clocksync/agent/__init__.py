@@ -13,7 +13,14 @@ measures: it never sets, slews or steps the system clock.
 
 from .._fit._agreement import Agreement
 from ._agent import REPUBLISH_S, Agent, AgentSnapshot, SourceStatus
-from ._config import OPTION_SPECS, AgentConfig, OptionSpec, load_config, parse_listen
+from ._config import (
+    OPTION_SPECS,
+    AgentConfig,
+    OptionSpec,
+    load_config,
+    parse_clock,
+    parse_listen,
+)
 from ._http import AgentCollector, AgentHttpServer
 from ._publisher import Publisher
 from ._samplelog import SampleLog, segment_files
@@ -71,6 +78,7 @@ __all__ = [
     "load_config",
     "parse_chrony_sources",
     "parse_chrony_tracking",
+    "parse_clock",
     "parse_listen",
     "segment_files",
 ]

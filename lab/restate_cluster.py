@@ -49,7 +49,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import shutil
 import signal
@@ -123,9 +122,10 @@ def coarse_tick(seconds: float = 0.3) -> dict[str, Any]:
     while time.monotonic() < end:
         values.append(time.clock_gettime_ns(coarse))
     steps = np.diff(np.unique(np.asarray(values, dtype=np.int64)))
+    kinds, counts = np.unique(steps, return_counts=True)
     return {"getres_ns": round(time.clock_getres(coarse) * 1e9),
-            "increments_ns": sorted({int(s) for s in steps}),
-            "increment_median_ns": float(np.median(steps)) if steps.size else math.nan}
+            "increments_ns": {int(k): int(c) for k, c in zip(kinds, counts, strict=True)},
+            "increment_mode_ns": int(kinds[np.argmax(counts)]) if kinds.size else None}
 
 
 def _stats(values: Sequence[float]) -> dict[str, float]:
@@ -302,7 +302,8 @@ def format_table(result: dict[str, Any]) -> str:
                   f"median {_ms(v.get('median_ns'))} max {_ms(v.get('max_ns'))}"
                   for k, v in result["stamp_gaps"].items()),
               f"CLOCK_REALTIME_COARSE: getres {result['coarse']['getres_ns']} ns, increments "
-              f"seen {result['coarse']['increments_ns']} ns"]
+              f"seen (ns: count) {result['coarse']['increments_ns']} (longer ones: this "
+              "process descheduled)"]
     if result.get("live"):
         lines.append(f"live collector: {result['live']}")
     return "\n".join(lines)

@@ -490,11 +490,11 @@ def run_outside(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return 3
     ns = f"csrestate{os.getpid()}"
     work = Path(tempfile.mkdtemp(prefix="csrestate_"))
-    subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
-    subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # clean up by PID on SIGTERM too
     inner: subprocess.Popen[bytes] | None = None
     try:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+        subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
         inner = subprocess.Popen(
             ["ip", "netns", "exec", ns, sys.executable, "-m", "lab.restate_cluster",
              *argv, "--inside", "--workdir", str(work), "--restate-server", str(binary),

@@ -21,6 +21,7 @@ from ._config import (
     load_config,
     option_field,
     option_source,
+    parse_clock,
     parse_listen,
 )
 from ._http import AgentCollector, AgentHttpServer
@@ -83,6 +84,7 @@ __all__ = [
     "option_source",
     "parse_chrony_sources",
     "parse_chrony_tracking",
+    "parse_clock",
     "parse_listen",
     "segment_files",
 ]

@@ -43,7 +43,7 @@ from .._fit import Assumptions, fit_table
 from .._fit._agreement import Agreement
 from .._io._keyfile import load_table_key
 from .._io._store import TableStore, open_store
-from .._model._clock import Clock, SystemClock
+from .._model._clock import Clock
 from .._model._errors import ClockSyncError, OutOfRangeError
 from .._model._sample import Sample
 from .._model._status import REPUBLISH_S, PublisherBlock, Status
@@ -133,8 +133,9 @@ class Agent:
 
     Args:
         config: validated options.
-        clock: the node's clock: samples and tables are in its time (default: the system
-            clock; a SimClock or :class:`~._time.SimTime` in demos and tests).
+        clock: the node's clock: samples and tables are in its time (default: the one the
+            ``clock`` option names, the system clock unless configured; a SimClock or
+            :class:`~._time.SimTime` in demos and tests).
         timer: monotonic seconds for scheduling (default: ``time.monotonic``).
         sleeper: where the loop waits (default: an event a stop request sets).
         sources: override the sources built from ``config``.
@@ -148,7 +149,7 @@ class Agent:
                  stores: list[TableStore] | None = None) -> None:
         self.config = config
         self.node = config.node
-        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.clock: Clock = clock if clock is not None else config.build_clock()
         self.timer: Timer = timer if timer is not None else MonotonicTimer()
         self.sleeper: Sleeper = sleeper if sleeper is not None else EventSleeper()
         self.samples = SampleLog(config.samples_dir, config.node,

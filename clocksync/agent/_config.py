@@ -20,6 +20,7 @@ Example file::
     min_poll_s = 1
     max_poll_s = "64s"
     http_listen = "127.0.0.1:9465"
+    clock = "system"                   # labs and demos: "sim:offset_ns=-2.5e9,skew_ppm=30,..."
 
     [fit]
     max_skew_ppm = 100
@@ -30,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import socket
+import time
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -37,11 +39,12 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from .._fit import Assumptions
+from .._model._clock import Clock, SimClock, SystemClock
 from .._model._errors import InputError
 from .._model._units import parse_duration_s
 
 __all__ = ["OPTION_SPECS", "AgentConfig", "OptionSpec", "layered_options", "load_config",
-           "option_field", "option_source", "parse_listen"]
+           "option_field", "option_source", "parse_clock", "parse_listen"]
 
 Kind = Literal["str", "int", "float", "duration", "bool", "list"]
 T = TypeVar("T")
@@ -168,6 +171,12 @@ class AgentConfig:
     retention_s: float = _option(7 * 86_400.0, "delete sample-log segments whose newest "
                                                "sample is older than this (s)", 60.0, 1e10,
                                  kind="duration")
+    clock: str = _option("system", "the node clock the agent stamps with: system (the "
+                                   "system's CLOCK_REALTIME) or, for labs and demos, a "
+                                   "simulated clock read through the system clock, "
+                                   "sim:offset_ns=N,skew_ppm=P[,t0_ns=T][,wander_ppb_per_s=W]"
+                                   "[,seed=S] (offset = reference - local at t0_ns; skew > 0: "
+                                   "runs fast; t0_ns default: when the agent starts)")
     publish_backoff_max_s: float = _option(60.0, "longest wait between retries of a failed "
                                                  "publish (s)", 0.01, 86_400.0, kind="duration")
     fit: dict[str, float] = field(default_factory=dict)
@@ -192,6 +201,10 @@ class AgentConfig:
     @property
     def samples_dir(self) -> Path:
         return Path(self.data_dir) / "samples"
+
+    def build_clock(self) -> Clock:
+        """The node clock ``clock`` names (a new one per call; ``t0_ns`` defaults to now)."""
+        return parse_clock(self.clock)
 
     @classmethod
     def defaults(cls, **overrides: Any) -> AgentConfig:
@@ -302,6 +315,76 @@ def parse_listen(text: str, where: str = "http_listen") -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65_536:
         raise InputError(f"{where}: expected HOST:PORT, got {text!r}")
     return host.strip("[]"), int(port)
+
+
+#: keys of ``sim:`` clocks -> whether the value is an integer
+_SIM_KEYS = {"offset_ns": False, "skew_ppm": False, "t0_ns": True, "wander_ppb_per_s": False,
+             "seed": True}
+#: largest simulated offset (ns): about three years, like the fit's physical limit ±1e17 ns
+_SIM_MAX_OFFSET_NS = 1e17
+_SIM_MAX_SKEW_PPM = 1e5
+
+
+def parse_clock(text: str, where: str = "clock") -> Clock:
+    """A node clock from its ``clock`` option text.
+
+    ``system``: :class:`clocksync.SystemClock`. ``sim:KEY=VALUE,...``: a
+    :class:`clocksync.SimClock` reading the system clock through a known error, for labs and
+    demos (all keys optional): ``offset_ns`` (reference - local at ``t0_ns``, the tables'
+    sign: ``-2.5e9`` is a clock 2.5 s ahead), ``skew_ppm`` (positive: runs fast),
+    ``t0_ns`` (system time at which the offset is ``offset_ns``; default: now),
+    ``wander_ppb_per_s`` and ``seed`` (a seeded random frequency wander). Two processes given
+    the same text with the same ``t0_ns`` read the same clock.
+
+    Raises:
+        InputError: naming ``where``, for an unknown kind or key or a bad value.
+    """
+    text = text.strip()
+    if text == "system":
+        return SystemClock()
+    kind, sep, rest = text.partition(":")
+    if kind != "sim" or not sep:
+        raise InputError(f"{where}: expected 'system' or 'sim:KEY=VALUE,...', got {text!r}")
+    values: dict[str, float | int] = {}
+    for item in (part.strip() for part in rest.split(",")):
+        if not item:
+            continue
+        key, eq, raw = (s.strip() for s in item.partition("="))
+        if key not in _SIM_KEYS or not eq:
+            raise InputError(f"{where}: sim clock: expected KEY=VALUE with KEY one of "
+                             f"{', '.join(_SIM_KEYS)}, got {item!r}")
+        if key in values:
+            raise InputError(f"{where}: sim clock: {key} given twice")
+        try:
+            number = float(raw)
+        except ValueError:
+            raise InputError(f"{where}: sim clock: {key} must be a number, got "
+                             f"{raw!r}") from None
+        if not math.isfinite(number):
+            raise InputError(f"{where}: sim clock: {key} must be finite, got {raw!r}")
+        if _SIM_KEYS[key]:
+            try:
+                values[key] = int(raw)
+            except ValueError:
+                if not number.is_integer():
+                    raise InputError(f"{where}: sim clock: {key} must be an integer, got "
+                                     f"{raw!r}") from None
+                values[key] = int(number)
+        else:
+            values[key] = number
+    limits = {"offset_ns": _SIM_MAX_OFFSET_NS, "skew_ppm": _SIM_MAX_SKEW_PPM,
+              "wander_ppb_per_s": 1e6, "t0_ns": 2.0 ** 62}
+    for key, limit in limits.items():
+        if key in values and abs(values[key]) > limit:
+            raise InputError(f"{where}: sim clock: {key} must be within ±{limit:g}, got "
+                             f"{values[key]!r}")
+    if values.get("wander_ppb_per_s", 0.0) < 0:
+        raise InputError(f"{where}: sim clock: wander_ppb_per_s must be >= 0")
+    return SimClock(t0_ns=int(values.get("t0_ns", time.time_ns())),
+                    offset0_ns=float(values.get("offset_ns", 0.0)),
+                    skew_ppm=float(values.get("skew_ppm", 0.0)),
+                    wander_ppb_per_s=float(values.get("wander_ppb_per_s", 0.0)),
+                    seed=int(values.get("seed", 0)))
 
 
 #: longest path of a UNIX-domain socket (sun_path holds 108 octets with the final NUL)
@@ -423,6 +506,7 @@ def load_config(path: str | Path | None = None,
     if values["http_listen"]:
         parse_listen(values["http_listen"], source("http_listen"))
     _check_ptp(values, source)
+    parse_clock(values["clock"], source("clock"))
     if values["nts_ca_file"] and not Path(values["nts_ca_file"]).is_file():
         raise InputError(f"{source('nts_ca_file')}: no such file: "
                          f"{values['nts_ca_file']!r}")

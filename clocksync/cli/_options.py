@@ -127,7 +127,14 @@ def _mapping(ctx: click.Context, param: click.Parameter, value: str | None) -> A
     other = "preset" if param.name == "trace_map" else "trace_map"
     if ctx.params.get(other) is not None:
         raise click.UsageError("give --trace-map FILE or --preset NAME, not both")
-    return TraceMapping.load(value) if param.name == "trace_map" else preset(value)
+    if param.name == "trace_map":
+        return TraceMapping.load(value)
+    from ..latency import resolution_warning
+
+    warning = resolution_warning(value)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+    return preset(value)
 
 
 def trace_map_options(func: F) -> F:

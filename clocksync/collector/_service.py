@@ -11,7 +11,7 @@ from typing import Any
 
 from .._corrector import Corrector
 from ..agent import parse_listen
-from ..latency import Alert, annotate_request
+from ..latency import Alert, annotate_request, resolution_warning
 from ._config import CollectorConfig
 from ._engine import Engine, post_alert
 from ._forward import Forwarder
@@ -30,6 +30,9 @@ TICK_S = 0.1
 def build_engine(config: CollectorConfig) -> Engine:
     """The engine of ``config``: tables from its store, metrics, raw layer (if
     ``data_dir``), alert webhook (if ``alert_webhook``)."""
+    warning = resolution_warning(config.preset) if config.preset else None
+    if warning:
+        log.warning("%s", warning)
     corrector = Corrector.from_store(config.store)
     for node, why in corrector.load_errors.items():
         log.warning("table %s left out: %s", node, why)

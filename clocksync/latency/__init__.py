@@ -30,7 +30,13 @@ from ._inspect import AttributeStats, RuleStats, SpanGroup, TraceSummary, inspec
 from ._percentiles import QUANTILES, grouped_quantiles, percentile_table, summary_and_windows
 from ._pipeline import HopCount, HopResult, LatencyReport, analyze, compute_latencies, hop_table
 from ._plot import plain_axes, plot_report
-from ._presets import PRESETS, RESTATE_START_RESOLUTION_NS, preset
+from ._presets import (
+    PRESETS,
+    RESTATE_START_RESOLUTION_NS,
+    coarse_tick_ns,
+    preset,
+    resolution_warning,
+)
 from ._sampling import AdaptiveSampler, SampleBatch, SamplingConfig, request_uniform
 from ._schema import DEFAULT_STAGES, EVENT_COLUMNS, BadRecord, Events, hop_name, hops_of
 from ._simulate import RequestModel, simulate_requests
@@ -100,6 +106,7 @@ __all__ = [
     "WorstRequest",
     "analyze",
     "annotate_request",
+    "coarse_tick_ns",
     "compute_latencies",
     "concat_events",
     "correct_trace_file",
@@ -121,6 +128,7 @@ __all__ = [
     "read_spans",
     "read_trace_file",
     "request_uniform",
+    "resolution_warning",
     "simulate_requests",
     "span_rows",
     "summary_and_windows",

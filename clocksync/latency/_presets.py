@@ -15,9 +15,13 @@ how that was measured).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+
 from ._tracemap import FieldRef, StageRule, TraceMapping
 
-__all__ = ["PRESETS", "RESTATE_START_RESOLUTION_NS", "preset"]
+__all__ = ["PRESETS", "RESTATE_START_RESOLUTION_NS", "coarse_tick_ns", "preset",
+           "resolution_warning"]
 
 #: Resolution of Restate's ``invocation-start`` stamp (ns).
 RESTATE_START_RESOLUTION_NS = 5_000_000
@@ -49,3 +53,38 @@ def preset(name: str) -> TraceMapping:
     except KeyError:
         raise ValueError(f"unknown preset {name!r} (known: {', '.join(sorted(PRESETS))})") \
             from None
+
+
+_CLOCK_REALTIME_COARSE = 5  # Linux
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+def coarse_tick_ns() -> int | None:
+    """This host's ``CLOCK_REALTIME_COARSE`` resolution (ns; the kernel tick), or ``None``
+    where it cannot be read (not Linux)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        res = _Timespec()
+        if libc.clock_getres(_CLOCK_REALTIME_COARSE, ctypes.byref(res)) != 0:
+            return None
+    except (OSError, AttributeError):
+        return None
+    return int(res.tv_sec) * 1_000_000_000 + int(res.tv_nsec)
+
+
+def resolution_warning(name: str) -> str | None:
+    """A warning when preset ``name`` assumes a coarse clock finer than this host's (the
+    coarse tick plus 1 ms of millisecond truncation), else ``None``."""
+    if name != "restate":
+        return None
+    tick = coarse_tick_ns()
+    if tick is None or tick + 1_000_000 <= RESTATE_START_RESOLUTION_NS:
+        return None
+    return (f"the restate preset assumes invocation-start stamps within "
+            f"{RESTATE_START_RESOLUTION_NS / 1e6:g} ms of the truth, but this host's coarse "
+            f"clock ticks every {tick / 1e6:g} ms (+1 ms truncation): if the Restate nodes "
+            f"run a kernel like this one, use a trace map with resolution_ns = "
+            f"{tick + 1_000_000} for invocation-start")

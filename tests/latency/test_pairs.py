@@ -18,8 +18,10 @@ from clocksync.latency import (
     RESTATE_START_RESOLUTION_NS,
     LatencyReport,
     analyze,
+    coarse_tick_ns,
     preset,
     read_inputs,
+    resolution_warning,
 )
 from clocksync.testing import LinkModel, simulate_restate, simulate_samples
 
@@ -139,3 +141,30 @@ def test_cli_latency_with_the_preset(cluster: Cluster, tmp_path: Path) -> None:
                                      "--trace-map", str(cluster.spans),
                                      "--tables", str(cluster.tables)])
     assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_the_coarse_clock_ticks_as_clock_getres_says_and_the_preset_knows_it() -> None:
+    """The kernel's coarse clock advances in steps of its resolution, and the restate
+    preset warns exactly when that tick plus 1 ms exceeds its invocation-start resolution."""
+    import ctypes
+
+    tick = coarse_tick_ns()
+    assert tick is not None and tick > 0
+
+    class Timespec(ctypes.Structure):
+        _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+    libc = ctypes.CDLL(None)
+    now = Timespec()
+    seen = []
+    for _ in range(200_000):
+        libc.clock_gettime(5, ctypes.byref(now))
+        seen.append(now.tv_sec * 1_000_000_000 + now.tv_nsec)
+        if len(set(seen)) > 4:
+            break
+    steps = np.diff(np.unique(seen))
+    # each step is a whole number of ticks (to the ns rounding of jiffies)
+    assert len(steps) and np.all(np.abs(steps - np.round(steps / tick) * tick) <= 1000)
+    assert np.all(steps >= tick - 1000)
+    assert (resolution_warning("restate") is None) == (
+        tick + 1_000_000 <= RESTATE_START_RESOLUTION_NS)

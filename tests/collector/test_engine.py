@@ -168,3 +168,11 @@ def test_late_data_is_counted_not_published(world: dict, tmp_path: Path) -> None
     # what came late changed no published step: no step is computed twice
     assert all(s.start_ns >= first_end for s in again)
     assert published > 0
+
+
+def test_every_option_is_documented() -> None:
+    from clocksync.collector import COLLECTOR_OPTIONS
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "collector.md").read_text()
+    for spec in COLLECTOR_OPTIONS:
+        assert f"| `{spec.key}` | `{spec.flag_name}` |" in doc, spec.key

@@ -106,8 +106,6 @@ def test_units_are_hardened(name: str) -> None:
     command = d["ExecStart"][0].split()
     assert command[1:] in (["agent", "run", "--config", "/etc/clocksync/agent.toml"],
                            ["collector", "run", "--config", "/etc/clocksync/collector.toml"])
-    if "collector" in name:
-        assert "NEEDS THE COLLECTOR" in text
 
 
 def test_drop_in_adds_only_the_ptp_and_port_123_capabilities() -> None:
@@ -116,6 +114,29 @@ def test_drop_in_adds_only_the_ptp_and_port_123_capabilities() -> None:
     assert set(d["CapabilityBoundingSet"][0].split()) == caps
     assert set(d["AmbientCapabilities"][0].split()) == caps
     assert "AF_PACKET" in d["RestrictAddressFamilies"][0].split()
+
+
+def test_collector_toml_example_parses_with_every_key_once() -> None:
+    from clocksync.collector import COLLECTOR_OPTIONS, load_collector_config
+
+    path = CONTRIB / "collector.toml.example"
+    config = load_collector_config(path)  # the real loader: types, ranges, cross-checks
+    assert config.preset == "restate" and config.store
+    raw = tomllib.loads(path.read_text())
+    assert set(raw) == {spec.key for spec in COLLECTOR_OPTIONS}, "every option, once"
+    examples = {"listen", "store", "preset", "data_dir"}
+    for spec in COLLECTOR_OPTIONS:
+        if spec.key in examples:
+            continue
+        got = getattr(config, spec.key)
+        assert (list(got) if spec.kind == "list" else got) == (
+            list(spec.default) if spec.kind == "list" else spec.default), spec.key
+    from click.testing import CliRunner
+
+    from clocksync.cli import main
+
+    res = CliRunner().invoke(main, ["collector", "run", "--config", str(path), "--help"])
+    assert res.exit_code == 0 and "--config" in res.output
 
 
 def test_agent_command_line_of_the_unit_exists() -> None:
@@ -158,6 +179,7 @@ def test_prometheus_example_passes_promtool(tmp_path: Path) -> None:
                     "installs it as root)")
     config = tmp_path / "prometheus.yml"
     shutil.copy(CONTRIB / "prometheus.yml.example", config)
+    shutil.copy(CONTRIB / "prometheus" / "clocksync-collector.rules.yml", tmp_path)
     res = subprocess.run([promtool, "check", "config", str(config)], capture_output=True,
                          text=True, timeout=60, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -165,8 +187,15 @@ def test_prometheus_example_passes_promtool(tmp_path: Path) -> None:
     port = int(next(s for s in OPTION_SPECS if s.key == "http_listen").default.split(":")[1])
     live = "\n".join(line for line in config.read_text().splitlines()
                      if not line.lstrip().startswith("#"))
-    targets = re.findall(r'"([\d.]+):(\d+)"', live)
+    agents = live[live.index("job_name: clocksync-agent"):
+                  live.index("job_name: clocksync-collector")]
+    targets = re.findall(r'"([\d.]+):(\d+)"', agents)
     assert targets and all(int(p) == port for _, p in targets)  # the agents' /metrics port
+    from clocksync.collector import COLLECTOR_OPTIONS
+
+    listen = next(s for s in COLLECTOR_OPTIONS if s.key == "listen").default
+    collector = re.findall(r'"([\d.]+):(\d+)"', live[live.index("job_name: clocksync-collector"):])
+    assert collector and all(p == listen.split(":")[1] for _, p in collector)
     config.write_text(config.read_text().replace("scrape_timeout: 5s",
                                                  "scrape_timeout: 50s"))
     bad = subprocess.run([promtool, "check", "config", str(config)], capture_output=True,

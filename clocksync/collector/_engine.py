@@ -49,7 +49,7 @@ from ..latency import (
     TraceMapping,
     percentile_table,
 )
-from ..latency._alerts import Alert, inconsistency_alerts, latency_alerts
+from ..latency._alerts import Alert, inconsistency_alerts, latency_alerts, worst_requests
 from ..latency._otlp import otlp_request
 from ..latency._pairs import is_paired, pair_layout, pivot_of_pairs
 from ..latency._pipeline import hop_counts, hop_table, pairs_hop_table
@@ -553,6 +553,7 @@ class Engine:
             "windows": [] if rows is None else rows.to_pylist(),
             "causal": [{k: getattr(w, k) for k in w.__slots__} for w in causal],
             "alerts": [a.to_dict() for a in self._active.values()],
+            "slowest": _slowest(window),
             "window_start_ns": start,
             "window_end_ns": end,
             "late": self.counts["late"],
@@ -592,6 +593,23 @@ class Engine:
             return b"", "text/plain; version=0.0.4"
         body, ctype = self.metrics.exposition()
         return body, ctype
+
+
+#: how many of a hop's slowest requests the report lists
+SLOWEST_PER_HOP = 5
+
+
+def _slowest(window: pa.Table) -> dict[str, list[dict[str, Any]]]:
+    """Per hop, its slowest requests of the window (by the upper end of their interval):
+    interval, the local stamps it was computed from, context."""
+    if not window.num_rows:
+        return {}
+    names = np.asarray(pc.cast(window.column("hop"), pa.string()).to_pylist(), dtype=object)
+    out = {}
+    for hop in dict.fromkeys(names.tolist()):
+        worst = worst_requests(window, names == hop, SLOWEST_PER_HOP)
+        out[str(hop)] = [w.to_dict() for w in worst]
+    return out
 
 
 def post_alert(url: str, alert: Alert, timeout_s: float = 5.0) -> None:

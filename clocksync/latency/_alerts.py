@@ -45,7 +45,7 @@ _MAD_TO_SIGMA = 1.4826
 _BASE_COLUMNS = frozenset({
     "request_id", "hop", "src_node", "dst_node", "src_ref_ns", "latency_ns", "low_ns",
     "high_ns", "raw_latency_ns", "table_low_ns", "table_high_ns", "order_unknown",
-    "inconsistent", "weight",
+    "inconsistent", "weight", "src_ts_ns", "dst_ts_ns",
 })
 
 
@@ -76,17 +76,21 @@ class AlertConfig:
 
 @dataclass(frozen=True, slots=True)
 class WorstRequest:
-    """One request an alert points at: its hop interval and context attributes."""
+    """One request an alert points at: its hop interval, the two local stamps it was
+    computed from (``None`` when the hop table lacks them), and context attributes."""
 
     request_id: str
     latency_ns: float
     low_ns: float
     high_ns: float
     attributes: tuple[tuple[str, Any], ...] = ()
+    src_ts_ns: int | None = None
+    dst_ts_ns: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"request_id": self.request_id, "latency_ns": self.latency_ns,
                 "low_ns": self.low_ns, "high_ns": self.high_ns,
+                "src_ts_ns": self.src_ts_ns, "dst_ts_ns": self.dst_ts_ns,
                 "attributes": dict(self.attributes)}
 
 
@@ -137,7 +141,8 @@ def worst_requests(hops: pa.Table, mask: npt.NDArray[np.bool_], n: int,
     ctx = [c for c in hops.column_names if c not in _BASE_COLUMNS]
     return tuple(
         WorstRequest(str(r["request_id"]), float(r["latency_ns"]), float(r["low_ns"]),
-                     float(r["high_ns"]), tuple((c, r[c]) for c in ctx))
+                     float(r["high_ns"]), tuple((c, r[c]) for c in ctx),
+                     r.get("src_ts_ns"), r.get("dst_ts_ns"))
         for r in rows)
 
 

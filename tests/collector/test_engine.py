@@ -114,6 +114,11 @@ def test_live_stamps_cover_the_truth_and_report(world: dict) -> None:
     report = engine.report()
     assert report["requests"] > 0 and report["summary"]
     assert {h["hop"] for h in report["hops"]} >= {"ingress->invocation-start"}
+    slow = report["slowest"]["ingress->invocation-start"][0]
+    row = hops.filter(pc.and_(pc.equal(hops.column("request_id"), slow["request_id"]),
+                              pc.equal(hops.column("hop"), "ingress->invocation-start")))
+    assert slow["src_ts_ns"] == row.column("src_ts_ns")[0].as_py()
+    assert slow["dst_ts_ns"] == row.column("dst_ts_ns")[0].as_py()
 
 
 def test_a_missing_parent_times_out_naming_it(world: dict) -> None:

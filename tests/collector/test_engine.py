@@ -181,3 +181,55 @@ def test_every_option_is_documented() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "collector.md").read_text()
     for spec in COLLECTOR_OPTIONS:
         assert f"| `{spec.key}` | `{spec.flag_name}` |" in doc, spec.key
+
+
+def test_over_the_memory_budget_the_oldest_are_evicted_and_payloads_wait(world: dict) -> None:
+    clock = Clock()
+    engine = _engine(world, clock, memory_budget_bytes=1 << 20)
+    orphans = [s for d in world["docs"] for s in _spans(d)
+               if s.name.startswith("invocation-start")]
+    assert engine.retry_after_s() is None
+    for at in range(0, len(orphans), 100):
+        engine.accept_spans(orphans[at:at + 100])
+        engine.tick()
+    assert engine.counts["evicted"] > 0  # the oldest pending children went first
+    assert engine.pending_bytes <= (1 << 20) / 2 + 100 * 4096
+    # a burst that is not yet taken in counts against the budget: 429 until the next round
+    for _ in range(40):
+        engine.accept_spans(orphans[:500])
+    assert engine.retry_after_s() is not None
+    engine.tick()
+    assert engine.retry_after_s() is None
+    assert engine.health()[0]
+
+
+def test_an_alert_reaches_the_webhook() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from clocksync.collector._engine import post_alert
+    from clocksync.latency import Alert
+
+    got: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        alert = Alert("latency_p99", 1, 2, "ingress->invocation-start", "n1", "n2", 5e6,
+                      1e6, "P99 rose")
+        post_alert(f"http://127.0.0.1:{server.server_address[1]}/hook", alert)
+        post_alert("http://127.0.0.1:1/nothing-listens", alert)  # logged, not raised
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert got and got[0]["kind"] == "latency_p99" and got[0]["src_node"] == "n1"

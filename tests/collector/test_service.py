@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -117,6 +118,22 @@ def test_collector_process_end_to_end(tmp_path: Path) -> None:
         pc.cast(hops.column("hop"), "string").to_pylist(), strict=True)])
     assert np.all((hops.column("low_ns").to_numpy() <= true)
                   & (true <= hops.column("high_ns").to_numpy()))
+    # the raw layer re-analyses to what the original spans give in batch, number for number
+    spans = tmp_path / "spans.jsonl"
+    spans.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    again = subprocess.run(
+        [*CLI, "latency", str(spans), "--format", "otlp", "--preset", "restate", "--tables",
+         str(tmp_path / "tables"), "--out", str(tmp_path / "batch.parquet")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    batch = read_latencies(tmp_path / "batch.parquet")
+
+    def key(t: pa.Table) -> pa.Table:
+        cols = {c: pc.cast(t.column(c), "string") for c in ("request_id", "hop")}
+        cols |= {c: t.column(c) for c in ("low_ns", "high_ns", "src_ts_ns", "dst_ts_ns")}
+        return pa.table(cols).sort_by([("request_id", "ascending"), ("hop", "ascending")])
+
+    assert key(hops).equals(key(batch))
 
 
 class _Upstream:

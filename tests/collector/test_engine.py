@@ -71,6 +71,7 @@ def _steps_hops(steps: list[StepResult]) -> pa.Table:
     return pa.concat_tables([s.hops for s in steps], promote_options="default")
 
 
+@pytest.mark.slow
 def test_live_equals_batch_whatever_the_arrival_order(world: dict) -> None:
     clock = Clock()
     engine = _engine(world, clock, lateness_s=3600.0)  # shuffled: nothing may come late
@@ -135,6 +136,7 @@ def test_a_missing_parent_times_out_naming_it(world: dict) -> None:
     assert engine.pending == 0
 
 
+@pytest.mark.slow
 def test_events_chain_live_equals_batch(world: dict) -> None:
     rng = np.random.default_rng(9)
     clocks = {k: world["clocks"][k] for k in ("n1", "n2")}

@@ -84,6 +84,7 @@ def test_restate_preset_pairs_by_parent_and_covers_the_truth(cluster: Cluster) -
     assert np.array_equal(raw, t.column("raw_latency_ns").to_numpy())
 
 
+@pytest.mark.slow
 def test_coarse_stamps_need_their_resolution(cluster: Cluster) -> None:
     """Without the invocation-start resolution the intervals miss the truth: the widening
     is what makes them cover it."""

@@ -31,7 +31,9 @@ def assert_all_bounded(records: list[dict[str, float]], minimum: int) -> None:
     assert len(records) >= minimum, records
     for r in records:
         assert abs(r["offset_ns"] - r["truth_ns"]) <= r["bound_ns"], r
-        assert r["delay_ns"] > 0
+        # the path delay estimate mixes the Sync and the Delay_Req exchanges, taken apart
+        # on a skewed clock: under load it can dip below 0, never by more than the bound
+        assert r["delay_ns"] > -r["bound_ns"], r
 
 
 def test_beside_ptp4l_every_sample_bounds_the_true_zero(lab: PtpLab) -> None:

@@ -43,8 +43,8 @@ from .._model._clock import Clock, SimClock, SystemClock
 from .._model._errors import InputError
 from .._model._units import parse_duration_s
 
-__all__ = ["OPTION_SPECS", "AgentConfig", "OptionSpec", "load_config", "parse_clock",
-           "parse_listen"]
+__all__ = ["OPTION_SPECS", "AgentConfig", "OptionSpec", "layered_options", "load_config",
+           "option_field", "option_source", "parse_clock", "parse_listen"]
 
 Kind = Literal["str", "int", "float", "duration", "bool", "list"]
 T = TypeVar("T")
@@ -239,6 +239,9 @@ def _entries(spec: OptionSpec, value: Any, where: str,
                 per_item.setdefault(target, {})[key] = item[key]
         out.append(target)
     return out
+#: a config field declaring its option (for other commands' option tables)
+option_field = _option
+
 #: every option, read from the fields of :class:`AgentConfig` (their one declaration)
 OPTION_SPECS: tuple[OptionSpec, ...] = tuple(
     OptionSpec(key=f.name, **f.metadata[_SPEC])
@@ -417,6 +420,57 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
+def layered_options(
+    specs: tuple[OptionSpec, ...], path: str | Path | None, overrides: Mapping[str, Any] | None,
+    tables: Mapping[str, Callable[[str, Any], None]] | None = None,
+) -> tuple[dict[str, Any], dict[str, str], dict[str, dict[str, dict[str, bool]]]]:
+    """Defaults, then the TOML file at ``path``, then ``overrides`` (flags; None = unset),
+    converted and range-checked by ``specs``.
+
+    ``tables``: keys that are not options but handled by a callback ``(source, value)``
+    (the agent's ``[fit]`` table). Returns ``(values, origin, per_entry)``: each key's
+    value, the source that set it last (absent: the default), and the per-entry keys of
+    list options with ``item_keys``.
+
+    Raises:
+        InputError: unreadable file, unknown key, wrong type or out-of-range value; the
+            message names the file and the key, or the command-line flag.
+    """
+    by_key = {spec.key: spec for spec in specs}
+    extra = dict(tables or {})
+    values: dict[str, Any] = {spec.key: spec.default for spec in specs}
+    per_entry: dict[str, dict[str, dict[str, bool]]] = {}
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    if path is not None:
+        layers.append((str(path), _read_file(Path(path))))
+    if overrides:
+        layers.append((COMMAND_LINE, {k: v for k, v in overrides.items() if v is not None}))
+    origin: dict[str, str] = {}  # key -> the source that set it last
+    for where, layer in layers:
+        for key, value in layer.items():
+            if key in extra:
+                extra[key](where, value)
+                continue
+            spec = by_key.get(key)
+            if spec is None:
+                known = ", ".join([*by_key, *extra])
+                raise InputError(f"{where}: key '{key}': unknown option (known: {known})")
+            if spec.item_keys:
+                per_item: dict[str, dict[str, bool]] = {}  # a later list replaces it whole
+                value = _entries(spec, value, where, per_item)
+                per_entry[key] = per_item
+            values[key] = _convert(spec, value, where)
+            origin[key] = where
+    return values, origin, per_entry
+
+
+def option_source(specs: tuple[OptionSpec, ...], origin: Mapping[str, str], key: str) -> str:
+    """Where option ``key`` came from, for messages: ``FILE: key 'k'``,
+    ``command line: flag --k`` or ``defaults: key 'k'``."""
+    spec = next(s for s in specs if s.key == key)
+    return _source(origin.get(key, "defaults"), spec)
+
+
 def load_config(path: str | Path | None = None,
                 overrides: Mapping[str, Any] | None = None) -> AgentConfig:
     """Defaults, then the TOML file at ``path``, then ``overrides`` (flags; None = unset).
@@ -427,38 +481,20 @@ def load_config(path: str | Path | None = None,
         InputError: unreadable file, unknown key, wrong type or out-of-range value; the
             message names the file and the key, or the command-line flag.
     """
-    values: dict[str, Any] = {spec.key: spec.default for spec in OPTION_SPECS}
-    per_entry: dict[str, dict[str, dict[str, bool]]] = {}
-    per_item: dict[str, dict[str, bool]]
     fit: dict[str, float] = {}
-    layers: list[tuple[str, Mapping[str, Any]]] = []
-    if path is not None:
-        layers.append((str(path), _read_file(Path(path))))
-    if overrides:
-        layers.append((COMMAND_LINE, {k: v for k, v in overrides.items() if v is not None}))
-    origin: dict[str, str] = {}  # key -> the source that set it last
-    for where, layer in layers:
-        for key, value in layer.items():
-            if key == "fit":
-                if not isinstance(value, Mapping):
-                    raise InputError(f"{where}: key 'fit': must be a table of assumptions")
-                try:
-                    Assumptions.from_mapping(dict(value), where=f"{where}: fit")  # validates
-                except OverflowError:  # an integer too large for a float
-                    raise InputError(f"{where}: key 'fit': values must be finite numbers "
-                                     f"within their ranges, got {dict(value)!r}") from None
-                fit.update({k: float(v) for k, v in value.items()})
-                continue
-            spec = _SPECS.get(key)
-            if spec is None:
-                known = ", ".join([*_SPECS, "fit"])
-                raise InputError(f"{where}: key '{key}': unknown option (known: {known})")
-            if spec.item_keys:
-                per_item = {}  # a later layer's list replaces the earlier one whole
-                value = _entries(spec, value, where, per_item)
-                per_entry[key] = per_item
-            values[key] = _convert(spec, value, where)
-            origin[key] = where
+
+    def take_fit(where: str, value: Any) -> None:
+        if not isinstance(value, Mapping):
+            raise InputError(f"{where}: key 'fit': must be a table of assumptions")
+        try:
+            Assumptions.from_mapping(dict(value), where=f"{where}: fit")  # validates
+        except OverflowError:  # an integer too large for a float
+            raise InputError(f"{where}: key 'fit': values must be finite numbers "
+                             f"within their ranges, got {dict(value)!r}") from None
+        fit.update({k: float(v) for k, v in value.items()})
+
+    values, origin, per_entry = layered_options(OPTION_SPECS, path, overrides,
+                                                {"fit": take_fit})
 
     def source(key: str) -> str:
         return _source(origin.get(key, "defaults"), _SPECS[key])

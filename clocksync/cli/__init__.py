@@ -25,6 +25,7 @@ _COMMANDS: dict[str, str] = {
     "ptp": "._ptp:ptp",
     "skew": "._skew:skew",
     "traces": "._traces:traces",
+    "collector": "._collector:collector",
 }
 
 

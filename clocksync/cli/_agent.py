@@ -10,63 +10,16 @@ from typing import Any, TypeVar
 
 import click
 
-from .._model._units import parse_duration_s
-from ..agent import OPTION_SPECS, Agent, AgentHttpServer, OptionSpec, load_config, parse_listen
+from ..agent import OPTION_SPECS, Agent, AgentHttpServer, load_config, parse_listen
 from ..agent._lean import lean_process
-from ._options import assumption_options, collect_assumptions
+from ._options import assumption_options, collect_assumptions, spec_options
 
 __all__ = ["agent"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class _Duration(click.ParamType[float]):
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> float:
-        if isinstance(value, float):
-            return value
-        try:
-            return parse_duration_s(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-def _click_type(spec: OptionSpec) -> Any:
-    if spec.kind == "int":
-        return click.IntRange(None if spec.minimum is None else int(spec.minimum),
-                              None if spec.maximum is None else int(spec.maximum))
-    if spec.kind == "float":
-        return click.FloatRange(spec.minimum, spec.maximum)
-    if spec.kind == "duration":
-        return _Duration()
-    return click.STRING
-
-
-def _show_default(spec: OptionSpec) -> str | None:
-    if spec.kind == "list" or spec.default in ("", None):
-        return None
-    if spec.kind == "bool":
-        return "on" if spec.default else "off"
-    return f"{spec.default:g}" if isinstance(spec.default, float) else str(spec.default)
-
-
-def config_options(func: F) -> F:
-    """One click option per :data:`OPTION_SPECS` entry (unset flags stay None)."""
-    for spec in reversed(OPTION_SPECS):
-        if spec.kind == "bool":
-            name = spec.flag_name
-            option = click.option(f"{name}/--no-{name[2:]}", spec.key, default=None,
-                                  show_default=_show_default(spec), help=spec.help)
-        elif spec.kind == "list":
-            option = click.option(spec.flag_name, spec.key, multiple=True, help=spec.help)
-        else:
-            option = click.option(spec.flag_name, spec.key, type=_click_type(spec),
-                                  default=None, show_default=_show_default(spec),
-                                  help=spec.help)
-        func = option(func)
-    return func
+config_options = spec_options(OPTION_SPECS)
 
 
 @click.group()

@@ -34,7 +34,7 @@ from ..latency import (
     write_latencies,
 )
 from ._latencytext import bad_lines, hop_lines, summary_lines
-from ._options import exit_for_load_errors, load_store, table_key_option
+from ._options import exit_for_load_errors, load_store, table_key_option, trace_map_options
 from ._scheduler import (
     check_options,
     dask_summary,
@@ -216,8 +216,7 @@ def render(report: LatencyReport, inputs: list[dict[str, Any]] | None = None) ->
 @click.option("--format", "fmt", default="auto", show_default=True,
               type=click.Choice(["auto", "events", "otlp", "jaeger", "zipkin"]),
               help="Input format (auto: by file name and content).")
-@click.option("--trace-map", type=click.Path(dir_okay=False),
-              help="Trace map (TOML or JSON): which spans are which stages, on which node.")
+@trace_map_options
 @click.option("--allow-empty", is_flag=True,
               help="Exit 0 even when no request could be formed, or the table store holds no "
                    "table (default: an error that names what was read and what the map "
@@ -256,7 +255,8 @@ def render(report: LatencyReport, inputs: list[dict[str, Any]] | None = None) ->
 def latency(events: tuple[str, ...], tables_dir: str | None, store_url: str | None,
             out: str | None, save_events: str | None, as_json: bool, window_s: float,
             step_s: float | None,
-            skip_bad: bool, plot: str | None, fmt: str, trace_map: str | None,
+            skip_bad: bool, plot: str | None, fmt: str, trace_map: TraceMapping | None,
+            preset: TraceMapping | None,
             allow_empty: bool, stages: str | None,
             min_wire_s: float, causal_window_s: float, no_causal: bool, k_mad: float,
             max_clock_bound_s: float, strict: bool, sample_budget: float | None,
@@ -271,7 +271,7 @@ def latency(events: tuple[str, ...], tables_dir: str | None, store_url: str | No
         raise click.UsageError("give exactly one of --tables DIR or --store URL")
     if scheduler is not None:
         check_options(**{"--out": out, "--plot": plot, "--strict": strict})
-    mapping = TraceMapping.load(trace_map) if trace_map else None
+    mapping = trace_map or preset
     if stages is not None:
         chain = tuple(s.strip() for s in stages.split(",") if s.strip())
     elif mapping is not None:

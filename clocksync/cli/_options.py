@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -12,10 +12,23 @@ from .._fit import ASSUMPTION_SPECS
 from .._io._keyfile import load_table_key
 from .._model._errors import StoreError
 from .._model._tablekey import TableKey
+from .._model._units import parse_duration_s
 
-__all__ = ["allow_empty_option", "assumption_options", "collect_assumptions",
-           "exit_for_load_errors", "load_store", "report_load_errors", "strict_option",
-           "table_key_option"]
+if TYPE_CHECKING:
+    from ..agent import OptionSpec
+
+__all__ = [
+    "allow_empty_option",
+    "assumption_options",
+    "collect_assumptions",
+    "exit_for_load_errors",
+    "load_store",
+    "report_load_errors",
+    "spec_options",
+    "strict_option",
+    "table_key_option",
+    "trace_map_options",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -103,3 +116,84 @@ def exit_for_load_errors(corrector: Corrector) -> None:
         click.echo(f"{len(failed)} node(s) failed to load: {', '.join(sorted(failed))} "
                    "(exit 2; --strict makes this fatal)", err=True)
         raise SystemExit(2)
+
+
+def _mapping(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """``--trace-map FILE`` / ``--preset NAME`` -> the trace map, one of the two at most."""
+    from ..latency import TraceMapping, preset
+
+    if value is None:
+        return None
+    other = "preset" if param.name == "trace_map" else "trace_map"
+    if ctx.params.get(other) is not None:
+        raise click.UsageError("give --trace-map FILE or --preset NAME, not both")
+    return TraceMapping.load(value) if param.name == "trace_map" else preset(value)
+
+
+def trace_map_options(func: F) -> F:
+    """``--trace-map FILE`` and ``--preset NAME``: each parses into a ``TraceMapping``
+    (parameters ``trace_map`` and ``preset``; at most one is given)."""
+    from ..latency import PRESETS
+
+    func = click.option("--preset", type=click.Choice(sorted(PRESETS)), callback=_mapping,
+                        help="A built-in trace map (restate: Restate 1.7's spans, hops "
+                             "paired by parent span).")(func)
+    return click.option("--trace-map", type=click.Path(dir_okay=False), callback=_mapping,
+                        help="Trace map (TOML or JSON): which spans are which stages, on "
+                             "which node.")(func)
+
+
+class _Duration(click.ParamType[float]):
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration_s(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _click_type(spec: OptionSpec) -> Any:
+    if spec.kind == "int":
+        return click.IntRange(None if spec.minimum is None else int(spec.minimum),
+                              None if spec.maximum is None else int(spec.maximum))
+    if spec.kind == "float":
+        return click.FloatRange(spec.minimum, spec.maximum)
+    if spec.kind == "duration":
+        return _Duration()
+    return click.STRING
+
+
+def _show_default(spec: OptionSpec) -> str | None:
+    if spec.kind == "list" or spec.default in ("", None):
+        return None
+    if spec.kind == "bool":
+        return "on" if spec.default else "off"
+    return f"{spec.default:g}" if isinstance(spec.default, float) else str(spec.default)
+
+
+def spec_options(specs: tuple[OptionSpec, ...]) -> Callable[[F], F]:
+    """A decorator adding one click option per entry of ``specs`` (an option table such
+    as the agent's or the collector's); unset flags stay None."""
+    def decorate(func: F) -> F:
+        return _spec_options(specs, func)
+    return decorate
+
+
+def _spec_options(specs: tuple[OptionSpec, ...], func: F) -> F:
+    for spec in reversed(specs):
+        if spec.kind == "bool":
+            name = spec.flag_name
+            option = click.option(f"{name}/--no-{name[2:]}", spec.key, default=None,
+                                  show_default=_show_default(spec), help=spec.help)
+        elif spec.kind == "list":
+            option = click.option(spec.flag_name, spec.key, multiple=True, help=spec.help)
+        else:
+            option = click.option(spec.flag_name, spec.key, type=_click_type(spec),
+                                  default=None, show_default=_show_default(spec),
+                                  help=spec.help)
+        func = option(func)
+    return func

@@ -1,6 +1,10 @@
 """``clocksync traces inspect``: what trace files hold (services, span names, kinds,
 attributes, events) and which rule of a trace map each kind of span matches; a thin layer
-over :func:`clocksync.latency.inspect_traces`."""
+over :func:`clocksync.latency.inspect_traces`.
+
+``clocksync traces correct``: a trace file with each span's corrected start and bound added
+as attributes, for tracing UIs; a thin layer over :func:`clocksync.latency.correct_trace_file`.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,16 @@ from collections.abc import Sequence
 import click
 
 from .._model._errors import InputError
-from ..latency import AttributeStats, TraceMapping, TraceSummary, inspect_traces
+from .._model._tablekey import TableKey
+from ..latency import (
+    AttributeStats,
+    TraceMapping,
+    TraceSummary,
+    correct_trace_file,
+    inspect_traces,
+    preset,
+)
+from ._options import exit_for_load_errors, load_store, strict_option, table_key_option
 
 __all__ = ["render_summary", "traces"]
 
@@ -107,3 +120,45 @@ def inspect(files: tuple[str, ...], trace_map: str | None, fmt: str, skip_bad: b
         click.echo(json.dumps(summary.to_dict(), indent=1, default=str))
     else:
         click.echo(render_summary(summary))
+
+
+@traces.command("correct")
+@click.argument("path", metavar="IN", type=click.Path(dir_okay=False))
+@click.option("--tables", "tables", required=True, metavar="DIR|URL",
+              help="Correction tables: a directory store or a store URL (file://, redis://, "
+                   "agent URLs).")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="Corrected copy to write (same format; written atomically, not at all "
+                   "on bad input).")
+@click.option("--format", "fmt", default="auto", show_default=True,
+              type=click.Choice(["auto", "otlp", "jaeger", "zipkin"]),
+              help="Trace format (auto: detected from the content).")
+@click.option("--preset", "preset_name", type=click.Choice(["restate"]),
+              help="Built-in trace map naming each span's node.")
+@click.option("--trace-map", type=click.Path(dir_okay=False),
+              help="Trace map (TOML or JSON) whose node chain names each span's node "
+                   "(default: service.instance.id, host.name, hostname, service.name, "
+                   "host.ip).")
+@click.option("--skip-bad", is_flag=True,
+              help="Skip (count, and copy as they are) malformed records.")
+@table_key_option
+@strict_option
+def correct(path: str, tables: str, out: str, fmt: str, preset_name: str | None,
+            trace_map: str | None, skip_bad: bool, table_key: TableKey | None,
+            strict_tables: bool) -> None:
+    """Write OUT: the trace file IN with clocksync.node, clocksync.start_ref_ns and
+    clocksync.start_bound_ns (the corrected start and its bound, ns) added to every span
+    with a node; spans the tables cannot correct get clocksync.status = "uncorrectable"
+    and clocksync.reason. The timestamps themselves are unchanged."""
+    if preset_name and trace_map:
+        raise click.UsageError("give --preset or --trace-map, not both")
+    mapping = preset(preset_name) if preset_name else (
+        TraceMapping.load(trace_map) if trace_map else None)
+    corrector = load_store(tables, table_key, strict_tables, allow_empty=False)
+    result = correct_trace_file(path, out, corrector, mapping,
+                                None if fmt == "auto" else fmt,  # type: ignore[arg-type]
+                                skip_bad)
+    click.echo(f"clocksync traces correct: {result.describe()}")
+    for bad in result.bad[:10]:
+        click.echo(f"  skipped {bad}", err=True)
+    exit_for_load_errors(corrector)

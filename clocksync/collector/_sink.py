@@ -4,6 +4,10 @@ A receiver decodes a payload (OTLP spans, JSONL stage events) and offers it to a
 :class:`Sink`; the sink maps, pairs, corrects and counts. Before decoding, a receiver asks
 :meth:`Sink.retry_after_s`: a number means "over the memory budget, answer 429/503 with this
 ``Retry-After``".
+
+A sink may also have ``forward_body(body: bytes, media: str)``: receivers call it with each
+accepted OTLP traces body (decompressed; ``media`` ``application/x-protobuf`` or
+``application/json``) so that the sink can relay it upstream.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ hops with causality, and report percentiles with guaranteed intervals and alerts
 Traces (OTLP JSON/protobuf, Jaeger, Zipkin) are read into :class:`Span` records
 (:func:`read_spans`) and mapped to stage events by a :class:`TraceMapping` of
 :class:`StageRule`; :func:`inspect_traces` summarises what a file holds and what a map makes
-of it.
+of it; :func:`correct_trace_file` and :func:`annotate_request` add each span's corrected
+start and bound as attributes (``clocksync.start_ref_ns``, ``clocksync.start_bound_ns``).
 
 Dask (optional extra ``clocksync[dask]``): :mod:`clocksync.latency.dask`
 (``dask_latencies``, ``dask_sketch``); ``clocksync latency --scheduler`` runs it.
@@ -36,6 +37,14 @@ from ._simulate import RequestModel, simulate_requests
 from ._sketch import QuantileSketch
 from ._spans import SPAN_KINDS, Span
 from ._storage import read_latencies, write_events, write_latencies
+from ._tracecorrect import (
+    CLOCKSYNC_ATTRIBUTES,
+    AnnotationCounts,
+    CorrectedTraceFile,
+    NodeCounts,
+    annotate_request,
+    correct_trace_file,
+)
 from ._tracemap import (
     SPAN_FIELDS,
     AttributeMatch,
@@ -48,6 +57,7 @@ from ._tracemap import (
 from ._traces import TraceFile, detect_format, read_spans, read_trace_file
 
 __all__ = [
+    "CLOCKSYNC_ATTRIBUTES",
     "DEFAULT_STAGES",
     "EVENT_COLUMNS",
     "PRESETS",
@@ -58,18 +68,21 @@ __all__ = [
     "AdaptiveSampler",
     "Alert",
     "AlertConfig",
+    "AnnotationCounts",
     "AttributeMatch",
     "AttributeStats",
     "BadRecord",
     "CausalAssumptions",
     "CausalResult",
     "Column",
+    "CorrectedTraceFile",
     "CorrectorLike",
     "Events",
     "FieldRef",
     "HopCount",
     "HopResult",
     "LatencyReport",
+    "NodeCounts",
     "PairWindow",
     "Pivot",
     "QuantileSketch",
@@ -86,8 +99,10 @@ __all__ = [
     "TraceSummary",
     "WorstRequest",
     "analyze",
+    "annotate_request",
     "compute_latencies",
     "concat_events",
+    "correct_trace_file",
     "detect_format",
     "grouped_quantiles",
     "hop_name",

@@ -96,6 +96,12 @@ class Pivot:
         event_node: node index of every row of ``events``.
         event_ts: ``ts_ns`` of every row of ``events``.
         unknown_stages: stage name -> events of that stage outside the chain.
+        resolution_ns: ``(R, S)`` stamp resolution (the true time lies in
+            ``[t, t + resolution)``; 0 for exact stamps), or ``None`` when every stamp is exact.
+        all_rows_used: every row of ``events`` fills a slot (else only the slots' rows are
+            corrected).
+        missing_extra: incomplete requests by what they lack, beyond missing chain stages
+            (pairs by parent: ``"parent of <stage>"``).
     """
 
     events: pa.Table
@@ -112,13 +118,17 @@ class Pivot:
     event_node: npt.NDArray[np.int64]
     event_ts: I64
     unknown_stages: dict[str, int] = field(default_factory=dict)
+    resolution_ns: I64 | None = None
+    all_rows_used: bool = True
+    missing_extra: dict[str, int] = field(default_factory=dict)
 
     def missing_stages(self) -> dict[str, int]:
         """Stage -> requests lacking it (stages no request lacks are left out)."""
         if not self.incomplete:
             return {}
         lacking = (self.row < 0).sum(axis=0)
-        return {stage: int(n) for stage, n in zip(self.stages, lacking, strict=True) if n}
+        out = {stage: int(n) for stage, n in zip(self.stages, lacking, strict=True) if n}
+        return out | self.missing_extra
 
 
 def pivot_events(table: pa.Table, stages: Sequence[str]) -> Pivot:
@@ -194,7 +204,21 @@ def _pivot(table: pa.Table, chain: tuple[str, ...], sidx: I64, unknown: int,
         incomplete=int((row < 0).any(axis=1).sum()),
         event_node=nid,
         event_ts=ts_all,
+        resolution_ns=slot_resolution(table, row),
     )
+
+
+def slot_resolution(table: pa.Table, row: npt.NDArray[np.int64]) -> I64 | None:
+    """The ``resolution_ns`` column at the slots ``row`` (-1: missing), 0 where a stamp is
+    exact (null, or at most 1 ns); ``None`` when every stamp is exact."""
+    if "resolution_ns" not in table.column_names:
+        return None
+    col = table.column("resolution_ns")
+    res = np.asarray(col.fill_null(0).to_numpy(), dtype=np.int64)
+    if not len(res) or int(res.max()) <= 1:
+        return None
+    res = np.where(res > 1, res, 0)
+    return np.where(row >= 0, res[np.maximum(row, 0)], 0).astype(np.int64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +317,8 @@ def correct_stamps(pivot: Pivot, corrector: CorrectorLike, skip_bad: bool = Fals
     # within time-ordered row groups (as written by write_events) hands the corrector sorted
     # runs (its fast path). Rows of dropped duplicates get node n_nodes: not corrected.
     n_ev = pivot.events.num_rows
-    if pivot.duplicates:
+    some_rows = bool(pivot.duplicates) or not pivot.all_rows_used
+    if some_rows:
         ev_node = np.full(n_ev, n_nodes, dtype=np.int64)
         ev_node[rows] = pivot.event_node[rows]
     else:  # every event fills its slot
@@ -333,7 +358,7 @@ def correct_stamps(pivot: Pivot, corrector: CorrectorLike, skip_bad: bool = Fals
         if stack is None:
             flags = corrector.flags(name, ts)
         mine.put(ev_hold, (np.asarray(flags) & HOLDOVER) != 0)
-    any_hold = bool(ev_hold[rows].any()) if pivot.duplicates else bool(ev_hold.any())
+    any_hold = bool(ev_hold[rows].any()) if some_rows else bool(ev_hold.any())
     if present is None:  # every slot present: plain gathers
         ref, bound = ev_ref[pivot.row], ev_bound[pivot.row]
         holdover = ev_hold[pivot.row] if any_hold else np.zeros(shape, dtype=bool)

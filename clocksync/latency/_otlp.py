@@ -20,16 +20,19 @@ its size as a 4-byte big-endian unsigned integer (the Collector's file exporter 
 from __future__ import annotations
 
 import base64
+import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .._model._errors import InputError
 from ._fields import as_int, as_list, as_str, hex_id, where_of
-from ._spans import Span, SpanError, kind_name
+from ._spans import SPAN_KINDS, Span, SpanError, kind_name
 
-__all__ = ["otlp_json_spans", "otlp_proto_spans", "otlp_shape"]
+__all__ = ["otlp_json_spans", "otlp_proto_request_type", "otlp_proto_spans", "otlp_request",
+           "otlp_request_spans",
+           "otlp_shape"]
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
@@ -166,6 +169,9 @@ def otlp_json_spans(path: str, doc: Any) -> Iterator[tuple[str, Span | str]]:
 
 
 def _pb_value(value: Any) -> Any:
+    text = value.string_value  # the common case first: one field read, no oneof lookup
+    if text:
+        return text
     which = value.WhichOneof("value")
     if which is None:
         return None
@@ -179,6 +185,75 @@ def _pb_value(value: Any) -> Any:
     if isinstance(got, float) and not math.isfinite(got):
         return str(got)
     return got
+
+
+def _pb_attributes(items: Any) -> dict[str, Any]:
+    return {kv.key: _pb_value(kv.value) for kv in items}
+
+
+class _PbAttributes(Mapping[str, Any]):
+    """The attributes of one protobuf span, decoded when read.
+
+    Reading a protobuf attribute costs about half a microsecond; a collector that maps spans
+    by name and reads two attributes of those it maps need not pay for all of them. ``get``
+    and ``[]`` decode the one value asked for (after indexing the keys once); iterating
+    decodes them all into a plain dict. Until then the mapping holds the parsed message,
+    so the whole request stays in memory while the span does. It compares, prints and
+    pickles as a dict.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, items: Any) -> None:
+        # one slot, swapped whole (threads may read it meanwhile): the repeated KeyValue
+        # field, then (that field, key -> KeyValue), then the decoded dict
+        self._data: Any = (items, None)
+
+    def _dict(self) -> dict[str, Any]:
+        data = self._data
+        if type(data) is dict:
+            return data
+        decoded = _pb_attributes(data[0])
+        self._data = decoded
+        return decoded
+
+    def _value(self, key: object, missing: Any) -> Any:
+        data = self._data
+        if type(data) is dict:
+            return data.get(key, missing)
+        items, index = data
+        if index is None:
+            index = {kv.key: kv for kv in items}  # the last of a repeated key, as in a dict
+            self._data = (items, index)
+        kv = index.get(key)
+        return missing if kv is None else _pb_value(kv.value)
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._value(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._value(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return self._value(key, _MISSING) is not _MISSING
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dict())
+
+    def __len__(self) -> int:
+        return len(self._dict())
+
+    def __repr__(self) -> str:
+        return repr(self._dict())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return dict, (self._dict(),)
+
+
+_MISSING = object()
 
 
 def _messages(path: str, data: bytes) -> list[bytes]:
@@ -196,41 +271,100 @@ def _messages(path: str, data: bytes) -> list[bytes]:
     return [data]
 
 
-def otlp_proto_spans(path: str, data: bytes) -> Iterator[tuple[str, Span | str]]:
-    """``(where, span or reason)`` for every span of an OTLP protobuf file."""
+def otlp_proto_request_type() -> Any:
+    """The generated ``ExportTraceServiceRequest`` class; :class:`InputError` naming the
+    package to install when opentelemetry-proto is missing."""
     try:
-        from google.protobuf.message import DecodeError
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
             ExportTraceServiceRequest,
         )
     except ImportError:
-        raise InputError(f"{path}: reading OTLP protobuf needs the opentelemetry-proto "
-                         "package (pip install opentelemetry-proto)") from None
+        raise InputError("reading OTLP protobuf needs the opentelemetry-proto package "
+                         "(pip install opentelemetry-proto)") from None
+    return ExportTraceServiceRequest
+
+
+def otlp_request_spans(where: str, request: Any) -> Iterator[tuple[str, Span | str]]:
+    """``(where, span or reason)`` for every span of a parsed ``ExportTraceServiceRequest``
+    (an OTLP/gRPC export hands one over as it is). Span attributes are decoded when first
+    read (a mapping that then behaves as a dict); resource attributes at once."""
+    kinds = SPAN_KINDS
+    for rs in request.resource_spans:
+        resource = _pb_attributes(rs.resource.attributes)
+        for ss in rs.scope_spans:
+            for sp in ss.spans:
+                trace_id = sp.trace_id
+                if not trace_id:
+                    yield where, "field 'trace_id' is missing"
+                    continue
+                kind = sp.kind
+                evs = sp.events
+                try:
+                    span = Span(
+                        where, trace_id.hex(), sp.span_id.hex(), sp.parent_span_id.hex(),
+                        sp.name, kinds[kind] if 0 <= kind < len(kinds) else kind_name(kind),
+                        sp.start_time_unix_nano, sp.end_time_unix_nano,
+                        _PbAttributes(sp.attributes), resource,
+                        tuple((ev.name, ev.time_unix_nano) for ev in evs) if evs else (), 1)
+                except SpanError as exc:
+                    yield where, str(exc)
+                    continue
+                yield where, span
+
+
+def otlp_proto_spans(path: str, data: bytes) -> Iterator[tuple[str, Span | str]]:
+    """``(where, span or reason)`` for every span of an OTLP protobuf file."""
+    try:
+        request_type = otlp_proto_request_type()
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    from google.protobuf.message import DecodeError
+
     for number, blob in enumerate(_messages(path, data), start=1):
         where = f"{path}: message {number}"
-        request = ExportTraceServiceRequest()
+        request = request_type()
         try:
             request.ParseFromString(blob)
         except (DecodeError, ValueError, RuntimeError) as exc:
             yield where, f"not an OTLP protobuf message ({exc})"
             continue
-        for rs in request.resource_spans:
-            resource = {kv.key: _pb_value(kv.value) for kv in rs.resource.attributes}
-            for ss in rs.scope_spans:
-                for sp in ss.spans:
-                    try:
-                        span = Span(
-                            where, hex_id(bytes(sp.trace_id), "trace_id", 16),
-                            hex_id(bytes(sp.span_id), "span_id", 8),
-                            hex_id(bytes(sp.parent_span_id), "parent_span_id", 8), sp.name,
-                            kind_name(int(sp.kind)), int(sp.start_time_unix_nano),
-                            int(sp.end_time_unix_nano),
-                            {kv.key: _pb_value(kv.value) for kv in sp.attributes}, resource,
-                            tuple((ev.name, int(ev.time_unix_nano)) for ev in sp.events), 1)
-                    except SpanError as exc:
-                        yield where, str(exc)
-                        continue
-                    if not span.trace_id:
-                        yield where, "field 'trace_id' is missing"
-                        continue
-                    yield where, span
+        yield from otlp_request_spans(where, request)
+
+
+def _hex_ids_to_base64(doc: Any) -> Any:
+    """A copy of an OTLP JSON document with its hex ids (OTLP/JSON) as base64 (the proto3
+    JSON mapping of bytes), for the protobuf JSON parser."""
+    copy = json.loads(json.dumps(doc))
+    for rs in as_list(_get(copy, "resourceSpans"), "resourceSpans"):
+        scopes = as_list(_get(rs, "scopeSpans"), "scopeSpans") if isinstance(rs, dict) else []
+        for ss in scopes:
+            for span in as_list(ss.get("spans") if isinstance(ss, dict) else None, "spans"):
+                if not isinstance(span, dict):
+                    continue
+                for key in ("traceId", "spanId", "parentSpanId", "trace_id", "span_id",
+                            "parent_span_id"):
+                    value = span.get(key)
+                    if isinstance(value, str) and value:
+                        try:
+                            span[key] = base64.b64encode(bytes.fromhex(value)).decode()
+                        except ValueError:
+                            raise ValueError(f"span field '{key}': not hex: {value!r}") \
+                                from None
+    return copy
+
+
+def otlp_request(body: bytes, media: str) -> Any:
+    """An OTLP/HTTP traces body (``application/x-protobuf`` or ``application/json``) as an
+    ``ExportTraceServiceRequest`` message (:class:`ValueError` when it is not one)."""
+    from google.protobuf import json_format
+    from google.protobuf.message import DecodeError
+
+    request = otlp_proto_request_type()()
+    try:
+        if media == "application/json":
+            json_format.ParseDict(_hex_ids_to_base64(json.loads(body)), request)
+        else:
+            request.ParseFromString(body)
+    except (DecodeError, json_format.ParseError, SpanError, ValueError, TypeError) as exc:
+        raise ValueError(f"not an OTLP traces request ({exc})") from None
+    return request

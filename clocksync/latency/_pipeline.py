@@ -11,6 +11,7 @@ intersected with its own table-only interval.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,7 @@ from ._hops import (
     pivot_events,
     table_hops,
 )
+from ._pairs import PairPivot, is_paired, pair_pivot
 from ._percentiles import summary_and_windows
 from ._schema import DEFAULT_STAGES, BadRecord, Events
 from ._select import median
@@ -47,7 +49,9 @@ __all__ = [
     "LatencyReport",
     "analyze",
     "compute_latencies",
+    "hop_counts",
     "hop_table",
+    "pairs_hop_table",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -102,32 +106,80 @@ class HopResult:
     stamps: StageStamps = field(repr=False)
 
 
-def _context(pivot: Pivot) -> dict[str, pa.Array]:
-    """Per request, each context column's first non-null value in stage order."""
-    base = {"request_id", "stage", "node", "ts_ns"}
+#: event columns that are not context: the key columns and what pairing and widening read
+_NOT_CONTEXT = frozenset({"request_id", "stage", "node", "ts_ns", "resolution_ns", "span_id",
+                          "parent_span_id"})
+
+
+def _context(pivot: Pivot, order: tuple[int, ...]) -> dict[str, pa.Array]:
+    """Per request, each context column's first non-null value over the stages in
+    ``order``."""
     out: dict[str, pa.Array] = {}
+    first = pivot.row[:, order[0]]
     for name in pivot.events.column_names:
-        if name in base:
+        if name in _NOT_CONTEXT:
             continue
         col = pivot.events.column(name)
-        if col.null_count == 0 and bool(np.all(pivot.row[:, 0] >= 0)):
+        if col.null_count == 0 and bool(np.all(first >= 0)):
             # no nulls, every request has its first stage: that stage's value is the first
-            out[name] = col.take(pa.array(pivot.row[:, 0])).combine_chunks()
+            out[name] = col.take(pa.array(first)).combine_chunks()
             continue
         vals = []
-        for k in range(len(pivot.stages)):
+        for k in order:
             rows = pivot.row[:, k]
             vals.append(col.take(pa.array(rows, mask=rows < 0)).combine_chunks())
         out[name] = pc.coalesce(*vals) if len(vals) > 1 else vals[0]
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Resolution:
+    """Stamp resolutions of one hop's requests (ns; 0 = exact) and the clocks' rate bound.
+
+    The true source time lies in ``[t_s, t_s + src)`` and the true destination time in
+    ``[t_d, t_d + dst)``. Tightening is done on the pair ``(t_s, t_d + dst)``: its latency
+    is at least the true one (so every causal lower limit holds for it), and the true
+    latency is then at most ``(src + dst)·(1 + rate)`` below it."""
+
+    src: F64
+    dst: F64
+    rate: float
+
+    def shift(self, h: HopArrays) -> HopArrays:
+        """``h`` with the destination stamp moved to the end of its resolution."""
+        return dataclasses.replace(
+            h, raw_ns=h.raw_ns + self.dst.astype(np.int64),
+            table_low_ns=h.table_low_ns + self.dst * (1 - self.rate),
+            table_high_ns=h.table_high_ns + self.dst * (1 + self.rate))
+
+    def widen(self, low: F64, high: F64) -> tuple[F64, F64]:
+        """The true latency's interval from the shifted pair's ``[low, high]``."""
+        return low - (self.src + self.dst) * (1 + self.rate), high
+
+
+def _resolutions(pivot: Pivot, hops: list[HopArrays], causal: CausalAssumptions | None
+                 ) -> list[_Resolution | None]:
+    """Each hop's stamp resolutions (``None`` where its stamps are exact)."""
+    res = pivot.resolution_ns
+    if res is None:
+        return [None] * len(hops)
+    rate = (causal or CausalAssumptions()).max_skew_ppm * 1e-6
+    out: list[_Resolution | None] = []
+    for h in hops:
+        src = res[h.req, h.src_stage].astype(np.float64)
+        dst = res[h.req, h.dst_stage].astype(np.float64)
+        out.append(_Resolution(src, dst, rate) if src.any() or dst.any() else None)
+    return out
+
+
 def _intervals(
     hops: list[HopArrays], n_consecutive: int, n_req: int, names: tuple[str, ...],
-    causal: CausalAssumptions | None,
+    causal: CausalAssumptions | None, resolution: list[_Resolution | None],
 ) -> tuple[list[tuple[F64, F64, BoolA]], tuple[PairWindow, ...]]:
     """``(low, high, inconsistent)`` per hop, and the causal windows. (Arrays may be shared
-    with ``hops`` and with each other: read-only from here on.)"""
+    with ``hops`` and with each other: read-only from here on.) Hops with coarse stamps
+    are tightened as the shifted pair of :class:`_Resolution`, then widened."""
+    hops = [h if r is None else r.shift(h) for h, r in zip(hops, resolution, strict=True)]
     out = [(h.table_low_ns, h.table_high_ns, np.zeros(len(h.req), dtype=bool)) for h in hops]
     windows: tuple[PairWindow, ...] = ()
     cons = hops[:n_consecutive]
@@ -154,6 +206,16 @@ def _intervals(
             low, high, bad = h.table_low_ns.copy(), h.table_high_ns.copy(), out[k][2]
             low[c], high[c], bad[c] = res.low_ns[sl], res.high_ns[sl], res.inconsistent[sl]
             out[k] = (low, high, bad)
+    for k, r in enumerate(resolution):
+        if r is None:
+            continue
+        low, high = r.widen(out[k][0], out[k][1])
+        if causal is not None and k < n_consecutive and len(crosses[k]):
+            # a message's true latency is at least the least wire delay: that holds for the
+            # widened interval too
+            low = low.copy()
+            low[crosses[k]] = np.maximum(low[crosses[k]], causal.min_wire_delay_ns)
+        out[k] = (low, high, out[k][2])
     # longer hops: sum of the consecutive intervals, intersected with the table's
     full_low = np.full((n_consecutive, n_req), np.nan)
     full_high = np.full((n_consecutive, n_req), np.nan)
@@ -162,16 +224,63 @@ def _intervals(
         full_low[k, at_req], full_high[k, at_req] = out[k][0], out[k][1]
     for k in range(n_consecutive, len(hops)):
         h = hops[k]
+        own_low, own_high = out[k][0], out[k][1]  # the tables' (widened) interval
         span = slice(h.src_stage, h.dst_stage)
         every = len(h.req) == n_req  # every request: no gather
         comp_low = (full_low[span] if every else full_low[span][:, h.req]).sum(axis=0)
         comp_high = (full_high[span] if every else full_high[span][:, h.req]).sum(axis=0)
-        low = np.where(np.isnan(comp_low), h.table_low_ns, np.maximum(h.table_low_ns, comp_low))
-        high = np.where(np.isnan(comp_high), h.table_high_ns,
-                        np.minimum(h.table_high_ns, comp_high))
+        low = np.where(np.isnan(comp_low), own_low, np.maximum(own_low, comp_low))
+        high = np.where(np.isnan(comp_high), own_high, np.minimum(own_high, comp_high))
         bad = low > high
-        out[k] = (np.where(bad, h.table_low_ns, low), np.where(bad, h.table_high_ns, high), bad)
+        out[k] = (np.where(bad, own_low, low), np.where(bad, own_high, high), bad)
     return out, windows
+
+
+def _split(h: HopArrays, interval: tuple[F64, F64, BoolA], codes: npt.NDArray[np.int64],
+           names: tuple[str, ...]) -> list[tuple[HopArrays, tuple[F64, F64, BoolA]]]:
+    """One hop array of pairs split by hop (``codes`` index ``names``, one per request)."""
+    code = codes[h.req]
+    out = []
+    for k, name in enumerate(names):
+        m = np.flatnonzero(code == k)
+        if not len(m):
+            continue
+        part = HopArrays(
+            name=name, src_stage=h.src_stage, dst_stage=h.dst_stage, req=h.req[m],
+            src_node=h.src_node[m], dst_node=h.dst_node[m], src_ts_ns=h.src_ts_ns[m],
+            dst_ts_ns=h.dst_ts_ns[m], src_ref_ns=h.src_ref_ns[m],
+            src_bound_ns=h.src_bound_ns[m], raw_ns=h.raw_ns[m],
+            table_low_ns=h.table_low_ns[m], table_high_ns=h.table_high_ns[m])
+        out.append((part, (interval[0][m], interval[1][m], interval[2][m])))
+    return out
+
+
+def _count(hop: str, cross: BoolA, raw_ns: npt.NDArray[np.int64], low: F64, high: F64,
+           inconsistent: BoolA, table_width_ns: F64) -> HopCount:
+    """One hop's counts from its requests' columns."""
+    return HopCount(hop, len(raw_ns), int(np.count_nonzero(cross)), int((raw_ns < 0).sum()),
+                    int(((low < 0) & (high > 0)).sum()), int(np.count_nonzero(inconsistent)),
+                    median(high - low), median(table_width_ns))
+
+
+def hop_counts(hops: pa.Table) -> tuple[HopCount, ...]:
+    """Per hop (in first-seen order), the counts of a per-request hop table (as
+    :func:`hop_table` makes them for its whole input)."""
+    names = pc.cast(hops.column("hop"), pa.string())
+    cross = pc.not_equal(pc.cast(hops.column("src_node"), pa.string()),
+                         pc.cast(hops.column("dst_node"), pa.string()))
+    cols = {c: hops.column(c).to_numpy(zero_copy_only=False) for c in (
+        "raw_latency_ns", "low_ns", "high_ns", "inconsistent", "table_low_ns",
+        "table_high_ns")}
+    cross_a = np.asarray(cross.to_numpy(zero_copy_only=False), dtype=bool)
+    name_list = np.asarray(names.to_pylist(), dtype=object)
+    out = []
+    for name in dict.fromkeys(name_list.tolist()):
+        m = name_list == name
+        out.append(_count(str(name), cross_a[m], cols["raw_latency_ns"][m], cols["low_ns"][m],
+                          cols["high_ns"][m], np.asarray(cols["inconsistent"][m], dtype=bool),
+                          cols["table_high_ns"][m] - cols["table_low_ns"][m]))
+    return tuple(out)
 
 
 def hop_table(
@@ -184,27 +293,59 @@ def hop_table(
 ) -> HopResult:
     """Per-request hops with bounds, and the counts a report needs.
 
+    Events that carry ``span_id`` and ``parent_span_id`` (a trace map with
+    ``pair_by = "parent"``) pair each span's event with its parent's: each pair is a hop
+    ``"<parent stage>-><child stage>"`` and ``stages`` is not used. Otherwise a request's
+    events form the stage chain ``stages``.
+
+    A stamp with a ``resolution_ns`` (the true time lies in ``[t, t + resolution)``)
+    widens its hops' intervals to cover every true time it allows.
+
     ``strict``: raise :class:`InconsistentError` (naming the node pairs, windows and
     request count) when causal constraints contradict the tables, instead of flagging.
 
     Output columns: ``request_id, hop, src_node, dst_node, latency_ns, low_ns, high_ns``
     (the four names dictionary-encoded: categoricals in pandas)
     (``latency_ns`` is the interval midpoint), then ``raw_latency_ns`` (local clocks as they
-    are, may be negative), ``table_low_ns, table_high_ns`` (tables only, before causal
-    tightening), ``src_ref_ns`` (corrected source time), ``order_unknown``,
+    are, may be negative), ``src_ts_ns, dst_ts_ns`` (the local stamps the hop was computed
+    from), ``table_low_ns, table_high_ns`` (tables only, before causal tightening and
+    resolution), ``src_ref_ns`` (corrected source time), ``order_unknown``,
     ``inconsistent``, and every context column. ``causal=None`` turns tightening off.
     """
     table = events.table if isinstance(events, Events) else events
+    if is_paired(table):
+        return pairs_hop_table(pair_pivot(table), corrector, causal, skip_bad, strict)
     pivot = pivot_events(table, stages)
+    return _hop_result(pivot, None, corrector, causal, skip_bad, strict)
+
+
+def pairs_hop_table(
+    pairs: PairPivot,
+    corrector: CorrectorLike,
+    causal: CausalAssumptions | None = CausalAssumptions(),  # noqa: B008 - frozen
+    skip_bad: bool = False,
+    strict: bool = False,
+) -> HopResult:
+    """:func:`hop_table` of events already paired by parent span."""
+    return _hop_result(pairs.pivot, pairs, corrector, causal, skip_bad, strict)
+
+
+def _hop_result(pivot: Pivot, pairs: PairPivot | None, corrector: CorrectorLike,
+                causal: CausalAssumptions | None, skip_bad: bool, strict: bool) -> HopResult:
+    n_cons = 1 if pairs is not None else len(pivot.stages) - 1
+    # context: a pair's child first, else the chain's order
+    order = (1, 0) if pairs is not None else tuple(range(len(pivot.stages)))
     stamps = correct_stamps(pivot, corrector, skip_bad=skip_bad)
     hops = table_hops(pivot, stamps, corrector)
-    n_cons = len(stages) - 1
     intervals, windows = _intervals(hops, n_cons, len(pivot.request_ids), pivot.node_names,
-                                    causal)
+                                    causal, _resolutions(pivot, hops, causal))
+    parts_in = list(zip(hops, intervals, strict=True))
+    if pairs is not None:
+        parts_in = _split(hops[0], intervals[0], pairs.hop, pairs.hop_names)
     names = pa.array(pivot.node_names, pa.string())
-    hop_names = pa.array([h.name for h in hops], pa.string())
+    hop_names = pa.array([h.name for h, _ in parts_in], pa.string())
     ids = pivot.request_ids.cast(pa.string())
-    ctx = _context(pivot)
+    ctx = _context(pivot, order)
     parts = []
     counts = []
 
@@ -212,7 +353,7 @@ def hop_table(
         return pa.DictionaryArray.from_arrays(
             pa.array(np.asarray(codes).astype(np.int32, copy=False)), dictionary)
 
-    for k, (h, (low, high, bad)) in enumerate(zip(hops, intervals, strict=True)):
+    for k, (h, (low, high, bad)) in enumerate(parts_in):
         every = len(h.req) == len(pivot.request_ids)  # every request: no take
         req = None if every else pa.array(h.req)
         unknown_order = (low < 0) & (high > 0)
@@ -225,6 +366,8 @@ def hop_table(
             "low_ns": pa.array(low),
             "high_ns": pa.array(high),
             "raw_latency_ns": pa.array(h.raw_ns, pa.int64()),
+            "src_ts_ns": pa.array(h.src_ts_ns, pa.int64()),
+            "dst_ts_ns": pa.array(h.dst_ts_ns, pa.int64()),
             "table_low_ns": pa.array(h.table_low_ns),
             "table_high_ns": pa.array(h.table_high_ns),
             "src_ref_ns": pa.array(h.src_ref_ns, pa.int64()),
@@ -234,11 +377,8 @@ def hop_table(
         for name, arr in ctx.items():
             cols[name] = arr if req is None else arr.take(req)
         parts.append(pa.table(cols))
-        n = len(h.req)
-        counts.append(HopCount(
-            h.name, n, int(h.cross_node.sum()), int((h.raw_ns < 0).sum()),
-            int(unknown_order.sum()), int(bad.sum()),
-            median(high - low), median(h.table_high_ns - h.table_low_ns)))
+        counts.append(_count(h.name, h.cross_node, h.raw_ns, low, high, bad,
+                             h.table_high_ns - h.table_low_ns))
     out = pa.concat_tables(parts) if parts else pa.table({})
     if strict and any(c.inconsistent for c in counts):
         bad_windows = [w for w in windows if w.status == "inconsistent"]

@@ -20,9 +20,11 @@ shown.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import pyarrow as pa
 
 from .._io._tabular import _rows_to_table
 from .._model._errors import InputError
@@ -36,8 +38,15 @@ from ._spans import Span, SpanError
 from ._tracemap import TraceMapping, span_rows
 from ._zipkin import zipkin_spans
 
-__all__ = ["TraceFile", "TraceFormat", "detect_format", "iter_spans", "read_spans",
-           "read_trace_file"]
+__all__ = [
+    "TraceFile",
+    "TraceFormat",
+    "detect_format",
+    "iter_spans",
+    "read_spans",
+    "read_trace_file",
+    "span_events",
+]
 
 _TEXT_SUFFIXES = (".json", ".jsonl", ".ndjson")
 _Extractor = Callable[[str, Any], Iterator[tuple[str, Span | str]]]
@@ -189,22 +198,43 @@ def read_trace_file(
 ) -> Events:
     """Stage events from one trace file (format detected per document unless ``fmt``)."""
     name = str(path)
-    rules = mapping or TraceMapping()
     bad: list[BadRecord] = []
     seen = _Seen({}, {})
+    counted = _Counted(iter_spans(name, fmt, skip_bad, bad, seen))
+    table = span_events(counted, mapping, bad if skip_bad else None, name)
+    _check_read(name, fmt, counted.n, len(bad))
+    return Events(table, tuple(bad), seen.records)
+
+
+class _Counted:
+    """Spans passed through, counted."""
+
+    def __init__(self, spans: Iterable[Span]) -> None:
+        self._spans, self.n = spans, 0
+
+    def __iter__(self) -> Iterator[Span]:
+        for span in self._spans:
+            self.n += 1
+            yield span
+
+
+def span_events(spans: Iterable[Span], mapping: TraceMapping | None = None,
+                bad: list[BadRecord] | None = None, source: str = "spans") -> pa.Table:
+    """The stage events of ``spans`` under ``mapping`` (default: :class:`TraceMapping`).
+
+    A span a rule matches but that gives no valid event (no node, a stamp beyond int64)
+    raises :class:`InputError` naming it, or is appended to ``bad`` when given."""
+    rules = mapping or TraceMapping()
     rows: list[dict[str, Any]] = []
     wheres: list[str] = []
-    spans = 0
-    for span in iter_spans(name, fmt, skip_bad, bad, seen):
-        spans += 1
+    for span in spans:
         try:
             got = span_rows(span, rules)
         except SpanError as exc:
-            if not skip_bad:
+            if bad is None:
                 raise InputError(f"{span.where}: {exc}") from None
             bad.append(BadRecord(span.where, str(exc)))
             continue
         rows.extend(got)
         wheres.extend([span.where] * len(got))
-    _check_read(name, fmt, spans, len(bad))
-    return Events(_rows_to_table(rows, wheres, EVENT_COLUMNS, name), tuple(bad), seen.records)
+    return _rows_to_table(rows, wheres, EVENT_COLUMNS, source)

@@ -1,0 +1,606 @@
+"""The collector's engine: decoded input in, corrected hops per step, windows out.
+
+Receivers (HTTP, gRPC threads) map spans to stage events and put them in an inbox; one
+engine thread (:meth:`Engine.tick`, every ``tick_s``) does everything else in order:
+
+1. appends the inbox to the raw layer, then completes pairs or requests
+   (:mod:`._online`);
+2. keeps the *watermark*: per node, the newest event's corrected time; the watermark is the
+   slowest active node's minus ``lateness_s`` (a node silent for ``max(10 s, 2·lateness)``
+   stops holding it back; with every node silent it advances with the monotonic clock);
+3. closes every step ``[k·step, (k+1)·step)`` (reference time) that the watermark passed:
+   the completed units whose approximate corrected time lies near the step are run through
+   the batch pipeline (:func:`clocksync.latency.hop_table` and its pair form) with the
+   newest tables, and the hops whose corrected source time lies in the step are the step's
+   result, published once and never recomputed;
+4. the window (the last ``window/step`` steps) gives the percentiles with their intervals,
+   latency alerts, metrics and the report.
+
+A step holds whole causal windows (the step is a multiple of the causal window), so causal
+tightening sees, per node pair and window, exactly the messages batch analysis sees: the
+same spans give the same numbers. A unit that completes after its step closed is counted
+late (it is in the raw layer, not in the metrics).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import math
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .._corrector import Corrector
+from .._model._errors import ClockSyncError
+from .._report import reader_status
+from ..latency import (
+    AlertConfig,
+    BadRecord,
+    Span,
+    TraceMapping,
+    percentile_table,
+)
+from ..latency._alerts import Alert, inconsistency_alerts, latency_alerts
+from ..latency._otlp import otlp_request
+from ..latency._pairs import is_paired, pair_layout, pivot_of_pairs
+from ..latency._pipeline import hop_counts, hop_table, pairs_hop_table
+from ..latency._traces import span_events
+from ._config import CollectorConfig
+from ._online import ChainCompleter, Completed, PairCompleter
+from ._sink import Accepted
+
+__all__ = ["Engine"]
+
+log = logging.getLogger(__name__)
+
+#: slack between a unit's correction at completion and at its step's close (ns)
+_MARGIN_NS = 1_000_000_000
+_IDLE_MIN_S = 10.0
+
+
+@dataclass(slots=True)
+class StepResult:
+    """One closed step: its hops, the causal windows they were tightened in, and the
+    percentile rows of the window that ends with it."""
+
+    start_ns: int
+    end_ns: int
+    hops: pa.Table
+    causal: tuple[Any, ...]
+    window: pa.Table | None = None
+
+
+@dataclass
+class _Done:
+    """Completed units of one tick, keyed by their approximate corrected time (ns)."""
+
+    key_ns: np.ndarray
+    parents: pa.Table | None
+    children: pa.Table | None
+    events: pa.Table | None
+    last_ns: int  # the largest time a unit here can reach (for retention)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(int(t.nbytes) for t in (self.parents, self.children, self.events)
+                   if t is not None)
+
+
+class Engine:
+    """Implements :class:`~clocksync.collector.Sink`; see the module docstring.
+
+    ``corrector``: its tables (a store-backed one is refreshed every ``refresh_s``);
+    ``metrics``: a :class:`CollectorMetrics` (or ``None``); ``raw``: a :class:`RawLayer`
+    (or ``None``); ``monotonic_s``: the clock of timeouts and idle watermarks."""
+
+    def __init__(self, config: CollectorConfig, corrector: Corrector, *, metrics: Any = None,
+                 raw: Any = None, monotonic_s: Callable[[], float] = time.monotonic,
+                 on_alert: Callable[[Alert], None] | None = None,
+                 forwarder: Any = None) -> None:
+        self.config = config
+        self.corrector = corrector
+        self.metrics = metrics
+        self.raw = raw
+        self.mapping: TraceMapping | None = config.mapping()
+        self.span_mapping = self.mapping or TraceMapping()
+        self.paired = self.mapping is not None and self.mapping.pair_by == "parent"
+        if self.mapping is not None and not self.paired:
+            self.chain = tuple(dict.fromkeys(r.stage for r in self.mapping.rules))
+        else:
+            self.chain = tuple(config.stages)
+        self.causal = config.assumptions()
+        self.alert_config = AlertConfig()
+        self._mono = monotonic_s
+        self.forwarder = forwarder
+        self._on_alert = on_alert
+        self._lock = threading.Lock()
+        self._closing = False
+        self._inbox: list[tuple[float, pa.Table]] = []
+        self._inbox_bytes = 0
+        self._pairs = PairCompleter(config.request_timeout_s)
+        self._chain = ChainCompleter(self.chain, config.request_timeout_s)
+        self._done: collections.deque[_Done] = collections.deque()
+        self._steps: collections.deque[StepResult] = collections.deque(
+            maxlen=max(1, config.window_ns // config.step_ns))
+        self._history: collections.deque[pa.Table] = collections.deque(
+            maxlen=self.alert_config.baseline_windows + 1)
+        self._closed_until: int | None = None  # end of the last closed step (ns)
+        self._node_ref: dict[str, tuple[int, float]] = {}  # node -> (newest ref, mono)
+        self._idle_wm: tuple[int, float] | None = None
+        self._last_refresh = -math.inf
+        self._report: dict[str, Any] = {}
+        self._active: dict[tuple[str, str, str, str], Alert] = {}
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.incomplete: collections.Counter[str] = collections.Counter()
+        self.uncorrectable: collections.Counter[str] = collections.Counter()
+        self.bad: collections.deque[str] = collections.deque(maxlen=20)
+
+    # -- receivers' side (any thread) -------------------------------------------------------
+    def retry_after_s(self) -> float | None:
+        if self._closing:
+            return 1.0
+        used = self._inbox_bytes + self.pending_bytes + self.window_bytes
+        return 1.0 if used > self.config.memory_budget_bytes else None
+
+    def accept_spans(self, spans: Sequence[Span], bad: Sequence[BadRecord] = ()) -> Accepted:
+        """Map spans to stage events (spans no rule matches are ignored) into the inbox."""
+        failed: list[BadRecord] = []
+        table = span_events(spans, self.span_mapping, failed, "spans")
+        rejected = len(bad) + len(failed)
+        why = "; ".join(str(b) for b in [*bad, *failed][:3])
+        if table.num_rows:
+            self._put(table)
+        self._count("spans", len(spans) + len(bad), rejected)
+        return Accepted(len(spans) - len(failed), rejected, why)
+
+    def accept_events(self, events: pa.Table, bad: Sequence[BadRecord] = ()) -> Accepted:
+        """Stage events (``request_id, stage, node, ts_ns`` + context) into the inbox."""
+        if events.num_rows:
+            self._put(events)
+        self._count("events", events.num_rows + len(bad), len(bad))
+        return Accepted(events.num_rows, len(bad), "; ".join(str(b) for b in bad[:3]))
+
+    def forward_body(self, body: bytes, media: str) -> None:
+        """Relay an accepted OTLP traces body upstream (when forwarding): the forwarder
+        annotates every span with its corrected start and bound, off this thread."""
+        if self.forwarder is None:
+            return
+        try:
+            request = otlp_request(body, media)
+        except ValueError as exc:
+            log.warning("forward: %s", exc)
+            return
+        self.forwarder.offer(request)
+
+    def rejected_payload(self, endpoint: str, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.count_rejected_payload(endpoint, reason)
+        self.counts["rejected_payloads"] += 1
+
+    def _count(self, endpoint: str, received: int, rejected: int) -> None:
+        with self._lock:
+            self.counts[f"received_{endpoint}"] += received
+            self.counts[f"rejected_{endpoint}"] += rejected
+        if self.metrics is not None:
+            self.metrics.count_received(endpoint, received)
+            if rejected:
+                self.metrics.count_rejected_items(endpoint, rejected)
+
+    def _put(self, table: pa.Table) -> None:
+        with self._lock:
+            if self._closing:  # after the last drain: refuse (the client is not acked)
+                raise RuntimeError("the collector is shutting down")
+            self._inbox.append((self._mono(), table))
+            self._inbox_bytes += table.nbytes
+
+    # -- engine thread ----------------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        return self._pairs.pending if self.paired else self._chain.pending
+
+    @property
+    def pending_bytes(self) -> int:
+        return int(self._pairs.pending_bytes if self.paired else self._chain.pending_bytes)
+
+    @property
+    def window_bytes(self) -> int:
+        done = sum(d.nbytes for d in self._done)
+        return int(done + sum(s.hops.nbytes for s in self._steps))
+
+    def tick(self, flush: bool = False) -> list[StepResult]:
+        """One round of the engine (see the module docstring); ``flush``: time out every
+        pending unit and close every step that holds data (shutdown, end of a replay).
+        Returns the steps closed."""
+        now = self._mono()
+        if now - self._last_refresh >= self.config.refresh_s:
+            self._refresh()
+            self._last_refresh = now
+        with self._lock:
+            inbox, self._inbox, self._inbox_bytes = self._inbox, [], 0
+        out = Completed()
+        for arrival, table in inbox:
+            if self.raw is not None:
+                self.raw.append(table)
+            self.counts["records"] += table.num_rows
+            self._watch(table, arrival)
+            self._add(table, arrival, out)
+        budget = self.config.memory_budget_bytes / 2
+        completer = self._pairs if self.paired else self._chain
+        if flush:
+            completer.flush(out)
+        else:
+            completer.expire(now, out, budget)
+        self._take(out)
+        if self.raw is not None:
+            self.raw.maybe_rotate()
+        closed = self._close_steps(now, flush)
+        self._publish_state(now)
+        return closed
+
+    def close(self) -> None:
+        """Refuse new input, take in the inbox (into the raw layer too) and close the raw
+        layer: nothing accepted is lost."""
+        with self._lock:
+            self._closing = True
+        self.tick()
+        if self.raw is not None:
+            self.raw.close()
+
+    def _refresh(self) -> None:
+        try:
+            self.corrector.refresh()
+        except ClockSyncError as exc:
+            log.warning("table store: %s (keeping the tables loaded)", exc)
+
+    def _add(self, table: pa.Table, arrival: float, out: Completed) -> None:
+        if self.paired:
+            if not is_paired(table) or "trace_id" not in table.column_names:
+                self.counts["unpairable_events"] += table.num_rows
+                return
+            self._pairs.add(table, arrival, out)
+        else:
+            self._chain.add(table, arrival, out)
+
+    def _approx_ref(self, node: pa.ChunkedArray | pa.Array, ts: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """Corrected times (ns, NaN where not correctable) and which rows they are."""
+        ref = np.full(len(ts), np.nan)
+        names = np.asarray(pc.cast(node, pa.string()).to_pylist(), dtype=object)
+        for name in set(names.tolist()):
+            m = names == name
+            try:
+                r, b = self.corrector.correct(str(name), ts[m], on_invalid="inf")
+            except ClockSyncError:
+                continue
+            ok = np.isfinite(np.asarray(b, dtype=np.float64))
+            ref[np.flatnonzero(m)[ok]] = np.asarray(r, dtype=np.float64)[ok]
+        return ref, ~np.isnan(ref)
+
+    def _watch(self, table: pa.Table, arrival: float) -> None:
+        """Each node's newest corrected event time."""
+        ts = table.column("ts_ns").to_numpy().astype(np.int64)
+        ref, ok = self._approx_ref(table.column("node"), ts)
+        if not ok.any():
+            return
+        nodes = np.asarray(pc.cast(table.column("node"), pa.string()).to_pylist(), dtype=object)
+        for name in set(nodes[ok].tolist()):
+            newest = int(np.nanmax(np.where(nodes == name, ref, np.nan)))
+            old = self._node_ref.get(name)
+            if old is None or newest > old[0]:
+                self._node_ref[name] = (newest, arrival)
+            else:
+                self._node_ref[name] = (old[0], arrival)
+
+    def watermark_ns(self, now: float) -> int | None:
+        """The reference time up to which steps may close (``None``: no data yet)."""
+        if not self._node_ref:
+            return None
+        lateness = round(self.config.lateness_s * 1e9)
+        idle = max(_IDLE_MIN_S, 2 * self.config.lateness_s)
+        active = [ref for ref, seen in self._node_ref.values() if now - seen < idle]
+        if active:
+            mark = min(active) - lateness
+            self._idle_wm = (mark, now)
+            return mark
+        newest_ref, newest_at = max(self._node_ref.values(), key=lambda v: v[1])
+        base, at = self._idle_wm or (newest_ref - lateness, newest_at)
+        return base + round((now - at) * 1e9)
+
+    def _take(self, out: Completed) -> None:
+        """Completed units into the buffer, keyed by their approximate corrected time."""
+        self.counts["duplicates"] += out.duplicates
+        self.counts["evicted"] += out.evicted
+        for stage, n in out.incomplete.items():
+            self.incomplete[stage] += n
+            if self.metrics is not None:
+                self.metrics.count_incomplete(stage, n)
+        if self.metrics is not None and out.evicted:
+            self.metrics.count_evicted(out.evicted)
+        if self.paired:
+            for parents, children in zip(out.parents, out.children, strict=True):
+                ts = parents.column("ts_ns").to_numpy().astype(np.int64)
+                key, ok = self._approx_ref(parents.column("node"), ts)
+                self._keep(key, ok, parents, children, None, parents)
+        else:
+            for events in out.events:
+                ts = events.column("ts_ns").to_numpy().astype(np.int64)
+                key, ok = self._approx_ref(events.column("node"), ts)
+                # a request's events share its earliest corrected time
+                from ..latency._arrow import dictionary_codes
+
+                rid, ids = dictionary_codes(events.column("request_id"))
+                first = np.full(len(ids), np.inf)
+                np.minimum.at(first, rid, np.where(ok, key, np.inf))
+                bad = ~np.isfinite(first)
+                whole_ok = ~bad[rid]
+                self._keep(np.where(whole_ok, first[rid], np.nan), whole_ok, None, None,
+                           events, events)
+
+    def _keep(self, key: np.ndarray, ok: np.ndarray, parents: pa.Table | None,
+              children: pa.Table | None, events: pa.Table | None, nodes_of: pa.Table) -> None:
+        if not ok.all():
+            bad_nodes = np.asarray(pc.cast(nodes_of.column("node"), pa.string()).to_pylist(),
+                                   dtype=object)[~ok]
+            for name, n in collections.Counter(bad_nodes.tolist()).items():
+                self.uncorrectable[str(name)] += n
+                if self.metrics is not None:
+                    self.metrics.count_uncorrectable(str(name), n)
+            keep = pa.array(np.flatnonzero(ok))
+            key = key[ok]
+            parents = None if parents is None else parents.take(keep)
+            children = None if children is None else children.take(keep)
+            events = None if events is None else events.take(keep)
+        if not len(key):
+            return
+        key_ns = key.astype(np.int64)
+        if self._closed_until is not None:
+            late = key_ns < self._closed_until - self._margin_lo()
+            if late.any():
+                self.counts["late"] += int(late.sum())
+                if self.metrics is not None:
+                    self.metrics.count_late(int(late.sum()))
+        span = round(self.config.request_timeout_s * 1e9) if events is not None else 0
+        self._done.append(_Done(key_ns, parents, children, events,
+                                int(key_ns.max()) + span + _MARGIN_NS))
+
+    def _margin_lo(self) -> int:
+        """How far before a step a unit's key may lie and still have a hop in it (ns)."""
+        if self.paired:
+            return _MARGIN_NS
+        return _MARGIN_NS + round(self.config.request_timeout_s * 1e9)
+
+    def _close_steps(self, now: float, flush: bool) -> list[StepResult]:
+        step = self.config.step_ns
+        closed: list[StepResult] = []
+        if flush:
+            if not self._done:
+                return closed
+            mark = max(d.last_ns for d in self._done) + step
+        else:
+            wm = self.watermark_ns(now)
+            if wm is None:
+                return closed
+            mark = wm
+            if self.metrics is not None:
+                self.metrics.set_watermark(wm)
+        if self._closed_until is None:
+            if not self._done:
+                return closed
+            first = min(int(d.key_ns.min()) for d in self._done)
+            if (first // step) * step + step > mark:
+                return closed  # the first step is still open: do not fix its start yet
+            self._closed_until = (first // step) * step
+        while self._closed_until + step <= mark:
+            start = self._closed_until
+            result = self._compute_step(start, start + step)
+            self._closed_until = start + step
+            self._drop_done(self._closed_until)
+            if result is not None:
+                self._steps.append(result)
+                closed.append(result)
+                self._publish_step(result)
+            if not self._done and not flush:
+                # nothing buffered: jump to the watermark's step
+                self._closed_until = max(self._closed_until, (mark // step) * step)
+        return closed
+
+    def _selection(self, lo: int, hi: int) -> list[tuple[np.ndarray, _Done]]:
+        out = []
+        for d in self._done:
+            m = (d.key_ns >= lo) & (d.key_ns < hi)
+            if m.any():
+                out.append((np.flatnonzero(m), d))
+        return out
+
+    def _compute_step(self, start: int, end: int) -> StepResult | None:
+        sel = self._selection(start - self._margin_lo(), end + _MARGIN_NS)
+        if not sel:
+            return None
+        try:
+            if self.paired:
+                parents = pa.concat_tables([d.parents.take(pa.array(m)) for m, d in sel
+                                            if d.parents is not None],
+                                           promote_options="default")
+                children = pa.concat_tables([d.children.take(pa.array(m)) for m, d in sel
+                                             if d.children is not None],
+                                            promote_options="default")
+                result = pairs_hop_table(pivot_of_pairs(pair_layout(parents, children)),
+                                         self.corrector, self.causal, skip_bad=True)
+            else:
+                events = pa.concat_tables([d.events.take(pa.array(m)) for m, d in sel
+                                           if d.events is not None], promote_options="default")
+                result = hop_table(events, self.corrector, self.chain, self.causal,
+                                   skip_bad=True)
+        except (ClockSyncError, ValueError) as exc:  # never let one step stop the engine
+            log.error("step %d..%d ns: %s", start, end, exc)
+            self.counts["failed_steps"] += 1
+            return None
+        hops = result.table
+        if not hops.num_rows:
+            return None
+        ref = hops.column("src_ref_ns")
+        mine = pc.and_(pc.greater_equal(ref, start), pc.less(ref, end))
+        hops = hops.filter(mine)
+        windows = tuple(w for w in result.pair_windows if start <= w.start_ns < end)
+        return StepResult(start, end, hops, windows)
+
+    def _drop_done(self, closed_until: int) -> None:
+        lo = closed_until - self._margin_lo()
+        while self._done and self._done[0].last_ns < lo:
+            self._done.popleft()
+        if len(self._done) > 1:  # out-of-order ticks: keep only what may still be needed
+            self._done = collections.deque(d for d in self._done if d.last_ns >= lo)
+
+    def window_hops(self) -> pa.Table:
+        """The hops of the current window (the last ``window/step`` closed steps)."""
+        parts = [s.hops for s in self._steps]
+        if not parts:
+            return pa.table({})
+        return pa.concat_tables(parts, promote_options="default")
+
+    def _publish_step(self, result: StepResult) -> None:
+        """Histograms and counters of a step's hops; window percentiles, alerts, report."""
+        hops = result.hops
+        if self.metrics is not None and hops.num_rows:
+            keys = hops.select(["hop", "src_node", "dst_node"]).to_pylist()
+            groups: dict[tuple[str, str, str], list[int]] = {}
+            for i, k in enumerate(keys):
+                groups.setdefault((k["hop"], k["src_node"], k["dst_node"]), []).append(i)
+            low = hops.column("low_ns").to_numpy()
+            high = hops.column("high_ns").to_numpy()
+            unknown = hops.column("order_unknown").to_numpy(zero_copy_only=False)
+            bad = hops.column("inconsistent").to_numpy(zero_copy_only=False)
+            for (hop, src, dst), idx in groups.items():
+                at = np.asarray(idx)
+                self.metrics.observe_hops(hop, src, dst, low[at], high[at],
+                                          int(unknown[at].sum()), int(bad[at].sum()))
+        window = self.window_hops()
+        end = result.end_ns
+        start = end - self.config.window_ns
+        rows: pa.Table | None = None
+        if window.num_rows:
+            table = percentile_table(window, self.config.window_s, self.config.step_s or None)
+            rows = table.filter(pc.equal(table.column("window_start_ns"), start))
+            result.window = rows
+            self._history.append(rows)
+            self._alerts(rows, window, start)
+            if self.metrics is not None:
+                self._publish_quantiles(rows)
+        self._report = self._make_report(window, rows, start, end)
+
+    def _publish_quantiles(self, rows: pa.Table) -> None:
+        from ._metrics import QuantileRow
+
+        out = []
+        for r in rows.to_pylist():
+            for q, name in ((0.5, "p50"), (0.9, "p90"), (0.99, "p99")):
+                out.append(QuantileRow(r["hop"], r["src_node"], r["dst_node"], q,
+                                       float(r[f"{name}_low_ns"]), float(r[f"{name}_high_ns"])))
+        self.metrics.set_quantiles(out)
+
+    def _alerts(self, rows: pa.Table, window: pa.Table, start: int) -> None:
+        history = pa.concat_tables(list(self._history), promote_options="default")
+        found = [a for a in latency_alerts(history, window, self.alert_config)
+                 if a.window_start_ns == start]
+        causal = tuple(w for s in self._steps for w in s.causal)
+        first_cross = next((h for h in window.column("hop").unique().to_pylist()), "")
+        found += [a for a in inconsistency_alerts(causal, window, str(first_cross),
+                                                  self.alert_config)
+                  if a.window_start_ns >= start]
+        active = {(a.kind, a.hop, a.src_node, a.dst_node): a for a in found}
+        for key, alert in active.items():
+            if key not in self._active:
+                self.counts["alerts"] += 1
+                if self.metrics is not None:
+                    self.metrics.count_alert(alert.kind)
+                if self._on_alert is not None:
+                    self._on_alert(alert)
+        self._active = active
+        if self.metrics is not None:
+            from ._metrics import AlertKey
+
+            self.metrics.set_alerts([AlertKey(*k) for k in active])
+
+    def _make_report(self, window: pa.Table, rows: pa.Table | None, start: int, end: int
+                     ) -> dict[str, Any]:
+        summary = percentile_table(window) if window.num_rows else pa.table({})
+        causal = [w for s in self._steps for w in s.causal]
+        return {
+            "records": self.counts["records"],
+            "bad_records": list(self.bad),
+            "requests": window.num_rows,
+            "incomplete_requests": sum(self.incomplete.values()),
+            "missing_stages": dict(self.incomplete),
+            "duplicate_events": self.counts["duplicates"],
+            "duplicate_examples": [],
+            "unknown_stage_events": sum(self._chain.unknown_stage.values()),
+            "unknown_stages": dict(self._chain.unknown_stage),
+            "uncorrectable_requests": sum(self.uncorrectable.values()),
+            "uncorrectable_events_by_node": dict(self.uncorrectable),
+            "hops": [{k: getattr(h, k) for k in h.__slots__}
+                     for h in (hop_counts(window) if window.num_rows else ())],
+            "summary": summary.to_pylist(),
+            "window_s": self.config.window_s,
+            "windows": [] if rows is None else rows.to_pylist(),
+            "causal": [{k: getattr(w, k) for k in w.__slots__} for w in causal],
+            "alerts": [a.to_dict() for a in self._active.values()],
+            "window_start_ns": start,
+            "window_end_ns": end,
+            "late": self.counts["late"],
+            "evicted": self.counts["evicted"],
+            "pending": self.pending,
+        }
+
+    def _publish_state(self, now: float) -> None:
+        if self.metrics is None:
+            return
+        self.metrics.set_pending(self.pending, self.pending_bytes + self.window_bytes,
+                                 self.config.memory_budget_bytes)
+        now_ns = time.time_ns()
+        rows = []
+        for node in self.corrector.nodes:
+            table = self.corrector.table(node)
+            last = table.last_sample_local_ns
+            age = (now_ns - last) / 1e9 if last is not None else math.inf
+            rows.append((node, age, str(reader_status(table, now_ns))))
+        self.metrics.set_tables(rows)
+
+    # -- outputs ----------------------------------------------------------------------------
+    def report(self) -> dict[str, Any]:
+        return dict(self._report) or {"requests": 0, "windows": [], "summary": [],
+                                      "hops": [], "window_s": self.config.window_s,
+                                      "pending": self.pending}
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        over = self.retry_after_s() is not None
+        details = {"pending": self.pending, "over_budget": over,
+                   "tables": len(self.corrector.nodes), "closed_until_ns": self._closed_until,
+                   "load_errors": self.corrector.load_errors}
+        return not over, details
+
+    def metrics_text(self) -> tuple[bytes, str]:
+        if self.metrics is None:
+            return b"", "text/plain; version=0.0.4"
+        body, ctype = self.metrics.exposition()
+        return body, ctype
+
+
+def post_alert(url: str, alert: Alert, timeout_s: float = 5.0) -> None:
+    """POST one alert as JSON to ``url`` (a webhook); failures are logged, not raised."""
+    body = json.dumps(alert.to_dict(), default=str).encode()
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            response.read()
+    except OSError as exc:
+        log.warning("alert webhook %s: %s", url, exc)

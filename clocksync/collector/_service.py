@@ -1,0 +1,86 @@
+"""The collector as a service: the engine, its receivers, metrics, raw layer, forwarder and
+alert webhook wired together from a :class:`CollectorConfig`, run until told to stop."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .._corrector import Corrector
+from ..agent import parse_listen
+from ..latency import Alert, annotate_request
+from ._config import CollectorConfig
+from ._engine import Engine, post_alert
+from ._forward import Forwarder
+from ._http import CollectorHttpServer
+from ._metrics import CollectorMetrics
+from ._raw import RawLayer
+
+__all__ = ["TICK_S", "build_engine", "run_collector"]
+
+log = logging.getLogger(__name__)
+
+#: how often the engine thread works through its inbox (s)
+TICK_S = 0.1
+
+
+def build_engine(config: CollectorConfig) -> Engine:
+    """The engine of ``config``: tables from its store, metrics, raw layer (if
+    ``data_dir``), alert webhook (if ``alert_webhook``)."""
+    corrector = Corrector.from_store(config.store)
+    for node, why in corrector.load_errors.items():
+        log.warning("table %s left out: %s", node, why)
+    raw = None
+    if config.data_dir:
+        raw = RawLayer(config.data_dir, max_segment_bytes=config.segment_max_bytes,
+                       max_segment_age_s=config.segment_max_age_s,
+                       retention_s=config.retention_s or None)
+    on_alert: Callable[[Alert], None] | None = None
+    if config.alert_webhook:
+        url = config.alert_webhook
+
+        def on_alert(alert: Alert) -> None:  # off the engine thread: a slow hook waits alone
+            threading.Thread(target=post_alert, args=(url, alert), daemon=True).start()
+
+    forwarder = None
+    if config.forward:
+        forwarder = Forwarder(config.forward, annotate=functools.partial(
+            annotate_request, corrector=corrector, mapping=config.mapping()))
+    return Engine(config, corrector, metrics=CollectorMetrics(), raw=raw, on_alert=on_alert,
+                  forwarder=forwarder)
+
+
+def run_collector(config: CollectorConfig, stop: threading.Event,
+                  on_start: Callable[[list[str]], None] | None = None) -> dict[str, Any]:
+    """Serve until ``stop`` is set; then stop accepting, take in everything accepted
+    (into the raw layer) and close. Returns the engine's counts."""
+    engine = build_engine(config)
+    host, port = parse_listen(config.listen, "listen")
+    http = CollectorHttpServer(engine, host, port).start()
+    grpc: Any = None
+    urls = [http.url]
+    try:
+        if config.grpc_listen:
+            from ._grpc import CollectorGrpcServer
+
+            g_host, g_port = parse_listen(config.grpc_listen, "grpc_listen")
+            grpc = CollectorGrpcServer(engine, g_host, g_port).start()
+            urls.append(f"grpc://{g_host}:{grpc.address[1]}")
+        if on_start is not None:
+            on_start(urls)
+        while not stop.wait(TICK_S):
+            try:
+                engine.tick()
+            except Exception:  # never let one bad round stop the service
+                log.exception("engine round failed")
+    finally:
+        http.close()
+        if grpc is not None:
+            grpc.close()
+        engine.close()
+        if engine.forwarder is not None:
+            engine.forwarder.close(5.0)
+    return dict(engine.counts)

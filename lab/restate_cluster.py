@@ -11,11 +11,12 @@ releases at start and must have no route out):
   −1.7 s and −25 ppm (``--equal-clocks``: all true time);
 * one relay per node (:mod:`lab.restate.relay`): it records each span's ORIGINAL stamps (the
   truth) and rewrites the stamps with the node's simulated clock before they go on to the
-  spans file (OTLP JSON lines) and, when available, the live collector;
+  spans file (OTLP JSON lines) and the live collector;
 * one clocksync agent per node measuring THAT node's simulated clock (``--clock sim:...``,
   the same clock text the relay uses) against a reference NTP server serving the system
   clock (a clocksync reference agent, ``--serve-port``), publishing its table to a
   directory store;
+* (``--live``) the clocksync collector and our own Prometheus, both on loopback;
 * a ``restate-sdk`` service (:mod:`lab.restate.service`, in the lab's own venv): ``Hop/call``
   calls the virtual object ``Counter/add`` on a per-invocation key, so calls cross partitions
   and nodes; registered with ``POST :admin/deployments``, driven through the three ingresses.
@@ -29,18 +30,29 @@ tracing pipeline sees — the span stamps — with a clock known to the nanoseco
 original stamps as ground truth, and needs nothing but the documented ``tracing-endpoint``.
 What it does not reproduce: Restate's own time-dependent behaviour under skew.
 
-Analysis: ``clocksync latency SPANS --format otlp --preset restate --tables DIR`` over the
-spans file (batch; in-process through ``clocksync.latency`` with the ``restate`` preset while
-the CLI has no ``--preset``), joined with the relays' truth by request (the callee's
-invocation id) and hop. Truth per request = ORIGINAL dst stamp − ORIGINAL src stamp: Restate
-stamps ``invocation-start`` from a coarse clock, so the truth is "on the stamps", not the
-true event times, and coverage asks whether ``[low, high]`` contains it. ``--live`` adds the
-live collector (``clocksync collector run``) when this checkout has it.
+Analysis, batch: ``clocksync latency SPANS --format otlp --preset restate --tables DIR
+--out requests.jsonl`` over the spans file; each per-request row is joined with the relays'
+records by its stamps (:mod:`lab.restate.analysis`). Truth = ORIGINAL dst stamp − ORIGINAL src
+stamp, widened by the ``invocation-start`` stamp's resolution (5 ms: the true event lies in
+``[t, t + 5 ms)``) and cut at 0 (a child span starts after its parent); a request is covered
+when its ``[low, high]`` contains all of that.
+
+Analysis, live (``--live``, the default): ``clocksync collector run --preset restate`` in the
+namespace, fed by the relays, one window longer than the run; our own Prometheus scrapes it
+with ``contrib/prometheus/clocksync-collector.rules.yml`` loaded. Heartbeat calls keep the
+nodes' spans flowing until the collector's window has closed past the driven calls; then its
+``/report`` and ``/metrics`` (one window) give, per cross-node hop and node pair, the P50/P90/
+P99 intervals, which must contain the TRUE quantiles of the requests in that window (members
+by ``src_ref_ns`` from the batch rows; their count must equal the window's). Prometheus' API
+must show the target up and every rule loaded and healthy. ``--serve`` then keeps everything
+running and bridges Prometheus and the collector to the host's loopback
+(:class:`lab.restate.live.Bridge`).
 
 Also reported: the distribution of (``invocation-start`` stamp − parent stamp) on the true
 stamps, and the kernel's ``CLOCK_REALTIME_COARSE`` tick (how coarse Restate's clock is).
 
-Run as root: ``python -m lab.restate_cluster [--invocations 300] [--seconds 30] [--json]``.
+Run as root: ``python -m lab.restate_cluster [--invocations 300] [--seconds 30] [--json]
+[--no-live] [--serve]``.
 Processes are stopped by PID and the namespace deleted on exit, Ctrl-C and failure.
 """
 

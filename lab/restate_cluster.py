@@ -11,11 +11,12 @@ releases at start and must have no route out):
   −1.7 s and −25 ppm (``--equal-clocks``: all true time);
 * one relay per node (:mod:`lab.restate.relay`): it records each span's ORIGINAL stamps (the
   truth) and rewrites the stamps with the node's simulated clock before they go on to the
-  spans file (OTLP JSON lines) and, when available, the live collector;
+  spans file (OTLP JSON lines) and the live collector;
 * one clocksync agent per node measuring THAT node's simulated clock (``--clock sim:...``,
   the same clock text the relay uses) against a reference NTP server serving the system
   clock (a clocksync reference agent, ``--serve-port``), publishing its table to a
   directory store;
+* (``--live``) the clocksync collector and our own Prometheus, both on loopback;
 * a ``restate-sdk`` service (:mod:`lab.restate.service`, in the lab's own venv): ``Hop/call``
   calls the virtual object ``Counter/add`` on a per-invocation key, so calls cross partitions
   and nodes; registered with ``POST :admin/deployments``, driven through the three ingresses.
@@ -29,18 +30,29 @@ tracing pipeline sees — the span stamps — with a clock known to the nanoseco
 original stamps as ground truth, and needs nothing but the documented ``tracing-endpoint``.
 What it does not reproduce: Restate's own time-dependent behaviour under skew.
 
-Analysis: ``clocksync latency SPANS --format otlp --preset restate --tables DIR`` over the
-spans file (batch; in-process through ``clocksync.latency`` with the ``restate`` preset while
-the CLI has no ``--preset``), joined with the relays' truth by request (the callee's
-invocation id) and hop. Truth per request = ORIGINAL dst stamp − ORIGINAL src stamp: Restate
-stamps ``invocation-start`` from a coarse clock, so the truth is "on the stamps", not the
-true event times, and coverage asks whether ``[low, high]`` contains it. ``--live`` adds the
-live collector (``clocksync collector run``) when this checkout has it.
+Analysis, batch: ``clocksync latency SPANS --format otlp --preset restate --tables DIR
+--out requests.jsonl`` over the spans file; each per-request row is joined with the relays'
+records by its stamps (:mod:`lab.restate.analysis`). Truth = ORIGINAL dst stamp − ORIGINAL src
+stamp, widened by the ``invocation-start`` stamp's resolution (5 ms: the true event lies in
+``[t, t + 5 ms)``) and cut at 0 (a child span starts after its parent); a request is covered
+when its ``[low, high]`` contains all of that.
+
+Analysis, live (``--live``, the default): ``clocksync collector run --preset restate`` in the
+namespace, fed by the relays, one window longer than the run; our own Prometheus scrapes it
+with ``contrib/prometheus/clocksync-collector.rules.yml`` loaded. Heartbeat calls keep the
+nodes' spans flowing until the collector's window has closed past the driven calls; then its
+``/report`` and ``/metrics`` (one window) give, per cross-node hop and node pair, the P50/P90/
+P99 intervals, which must contain the TRUE quantiles of the requests in that window (members
+by ``src_ref_ns`` from the batch rows; their count must equal the window's). Prometheus' API
+must show the target up and every rule loaded and healthy. ``--serve`` then keeps everything
+running and bridges Prometheus and the collector to the host's loopback
+(:class:`lab.restate.live.Bridge`).
 
 Also reported: the distribution of (``invocation-start`` stamp − parent stamp) on the true
 stamps, and the kernel's ``CLOCK_REALTIME_COARSE`` tick (how coarse Restate's clock is).
 
-Run as root: ``python -m lab.restate_cluster [--invocations 300] [--seconds 30] [--json]``.
+Run as root: ``python -m lab.restate_cluster [--invocations 300] [--seconds 30] [--json]
+[--no-live] [--serve]``.
 Processes are stopped by PID and the namespace deleted on exit, Ctrl-C and failure.
 """
 
@@ -55,6 +67,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -65,6 +78,7 @@ from typing import Any
 
 import numpy as np
 
+from lab.restate.analysis import covered, join_truth, live_quantiles, metric_gauges, summarize
 from lab.restate.cluster import (
     REPO_ROOT,
     LabUnavailableError,
@@ -78,8 +92,19 @@ from lab.restate.cluster import (
     restate_server,
     wait_until,
 )
+from lab.restate.live import (
+    Bridge,
+    LiveConfig,
+    heartbeat,
+    prometheus_available,
+    prometheus_status,
+    read_window,
+    start_collector,
+    start_prometheus,
+)
+from lab.restate.relay import Relay
 
-__all__ = ["CLOCKS", "coarse_tick", "main", "requirements", "stamp_gaps"]
+__all__ = ["CLOCKS", "EXPECTED_HOPS", "coarse_tick", "main", "requirements", "stamp_gaps"]
 
 #: (name, ahead of true time (ns), rate (ppm)) of each node's simulated clock
 CLOCKS: tuple[tuple[str, int, float], ...] = (
@@ -87,18 +112,20 @@ CLOCKS: tuple[tuple[str, int, float], ...] = (
 CLUSTER = "cslab"
 REFERENCE_PORT = 11123
 SERVICE_PORT = 9080
-COLLECTOR_PORT = 4400
 #: the hops that cross nodes in this service's traces
 EXPECTED_HOPS = ("ingress->invocation-start", "invocation-attempt->invocation-start")
 
 
-def requirements() -> tuple[Path, Path]:
+def requirements(live: bool = True) -> tuple[Path, Path]:
     """``(restate-server, lab python)``, fetched and cached on first use; raises
     :class:`LabUnavailableError` with the reason when the lab cannot run here."""
     if os.geteuid() != 0:
         raise LabUnavailableError("needs root: creates a network namespace")
     if shutil.which("ip") is None:
         raise LabUnavailableError("needs ip (iproute2) on PATH")
+    if live and not prometheus_available():
+        raise LabUnavailableError("needs prometheus (the Debian package: tests/install.sh) "
+                                  "for --live")
     return restate_server(), lab_python()
 
 
@@ -150,11 +177,11 @@ def stamp_gaps(truth: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return {stage: _stats(v) for stage, v in sorted(gaps.items())}
 
 
-def _driven(truth: Sequence[dict[str, Any]], from_ns: int) -> list[dict[str, Any]]:
-    """The records of the invocations whose ingress span starts at or after ``from_ns`` (the
-    driven ones, not the warm-up), callees included."""
+def _driven(truth: Sequence[dict[str, Any]], from_ns: int, to_ns: int) -> list[dict[str, Any]]:
+    """The records of the invocations whose ingress span starts in ``[from_ns, to_ns)`` (the
+    driven ones: not the warm-up, not the heartbeat), callees included."""
     keep = {r["invocation_id"] for r in truth
-            if _stage(r["name"]) == "ingress" and r["true_start_ns"] >= from_ns}
+            if _stage(r["name"]) == "ingress" and from_ns <= r["true_start_ns"] < to_ns}
     by_id = {r["span_id"]: r for r in truth if r["span_id"]}
     for r in sorted(truth, key=lambda r: r["true_start_ns"]):  # callees: parent kept
         parent = by_id.get(r["parent_span_id"])
@@ -169,182 +196,149 @@ def _stage(name: str) -> str:
 
 # -- analysis -------------------------------------------------------------------------------
 
-#: Stand-in for ``--preset restate`` while the CLI lacks it: the same stages, node and
-#: resolution, each parent->child pair its own request (a parent's rule keys it by its span
-#: id, ``invocation-start`` by its parent span id; docs/latency.md), so the hops are the
-#: preset's ``ingress->invocation-start`` and ``invocation-attempt->invocation-start``.
-PARENT_PAIR_MAP: dict[str, Any] = {
-    "node": [{"attribute": "service.instance.id", "scope": "resource", "regex": "([^/]+)$"}],
-    "stages": [
-        {"stage": "ingress", "name_regex": "^ingress( |$)",
-         "request_id": [{"field": "span_id"}]},
-        {"stage": "invocation-attempt", "name_regex": "^invocation-attempt( |$)",
-         "request_id": [{"field": "span_id"}]},
-        {"stage": "invocation-start", "name_regex": "^invocation-start( |$)",
-         "resolution_ns": 5_000_000, "request_id": [{"field": "parent_span_id"}]},
-    ],
-}
+BATCH_COMMAND = "clocksync latency spans.jsonl --format otlp --preset restate --tables tables"
 
 
-def _latency_cli(spans: Path, tables: Path, out: Path, *how: str
-                 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(_clocksync("latency", str(spans), "--format", "otlp", *how,
-                                     "--tables", str(tables), "--json", "--out", str(out)),
+def batch_requests(spans: Path, tables: Path, out: Path) -> list[dict[str, Any]]:
+    """Per-request hop rows of the spans file with the tables: ``clocksync latency SPANS
+    --format otlp --preset restate --tables DIR --json --out FILE.jsonl``."""
+    done = subprocess.run(_clocksync("latency", str(spans), "--format", "otlp", "--preset",
+                                     "restate", "--tables", str(tables), "--json", "--out",
+                                     str(out)),
                           capture_output=True, text=True, cwd=REPO_ROOT,
                           env={**os.environ, **_env()}, check=False)
-
-
-def batch_requests(spans: Path, tables: Path, out: Path) -> tuple[list[dict[str, Any]], str]:
-    """Per-request hop rows of the spans file with the tables (``clocksync latency ... --out
-    FILE.jsonl``): with ``--preset restate`` when the CLI has it, else with
-    :data:`PARENT_PAIR_MAP` as ``--trace-map``; ``(rows, the command's options)``."""
-    how: tuple[str, ...] = ("--preset", "restate")
-    done = _latency_cli(spans, tables, out, *how)
-    if done.returncode != 0 and "--preset" in done.stderr:
-        trace_map = out.with_name("restate-parent-pairs.json")
-        trace_map.write_text(json.dumps(PARENT_PAIR_MAP, indent=1))
-        how = ("--trace-map", str(trace_map), "--stages",
-               "ingress,invocation-attempt,invocation-start")
-        done = _latency_cli(spans, tables, out, *how)
     if done.returncode != 0:
-        raise RuntimeError(f"clocksync latency {' '.join(how)} failed ({done.returncode}): "
+        raise RuntimeError(f"clocksync latency --preset restate failed ({done.returncode}): "
                            f"{done.stderr.strip()[-800:]}")
-    rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
-    return rows, "clocksync latency SPANS --format otlp " + " ".join(
-        Path(h).name if h.endswith(".json") else h for h in how)
+    return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
 
 
-def join_truth(rows: Sequence[dict[str, Any]], truth: Sequence[dict[str, Any]]
-               ) -> list[dict[str, Any]]:
-    """Each row with its truth: the child span is the ``dst`` stage span of the request (its
-    invocation id, or the child of the parent span id the request is keyed by), its parent
-    the span it names; truth = their ORIGINAL stamps' difference.
-    Also checks that the rewritten stamps give the row's raw latency (the join is right)."""
-    by_id = {r["span_id"]: r for r in truth if r["span_id"]}
-    child: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in truth:
-        if r["invocation_id"]:
-            child.setdefault((r["invocation_id"], _stage(r["name"])), r)
-    by_parent: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in truth:
-        by_parent.setdefault((r["parent_span_id"], _stage(r["name"])), r)
-    joined = []
-    for row in rows:
-        src_stage, _, dst_stage = str(row["hop"]).partition("->")
-        request = str(row["request_id"])
-        if request in by_id:  # a parent->child pair keyed by the parent's span id
-            dst = by_parent.get((request, dst_stage))
-        else:  # keyed by the callee's invocation id
-            dst = child.get((request, dst_stage))
-        src = by_id.get(dst["parent_span_id"]) if dst is not None else None
-        if dst is None or src is None or _stage(src["name"]) != src_stage:
-            joined.append({**row, "truth_ns": None})
-            continue
-        raw = dst["sim_start_ns"] - src["sim_start_ns"]
-        joined.append({**row, "truth_ns": dst["true_start_ns"] - src["true_start_ns"],
-                       "src_true_ns": src["true_start_ns"],
-                       "join_ok": abs(raw - float(row["raw_latency_ns"])) <= 1})
-    return joined
+def _ms(ns: float | None, sign: bool = True) -> str:
+    if ns is None or ns != ns:
+        return "—"
+    return f"{ns / 1e6:+.3f}" if sign else f"{ns / 1e6:.3f}"
 
 
-def summarize(joined: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in joined:
-        groups[(row["hop"], row["src_node"], row["dst_node"])].append(row)
-    out = []
-    for (hop, src, dst), group in sorted(groups.items()):
-        with_truth = [r for r in group if r.get("truth_ns") is not None]
-        raw = np.asarray([float(r["raw_latency_ns"]) for r in group])
-        lat = np.asarray([float(r["latency_ns"]) for r in group])
-        half = np.asarray([(float(r["high_ns"]) - float(r["low_ns"])) / 2 for r in group])
-        covered = sum(1 for r in with_truth
-                      if float(r["low_ns"]) <= r["truth_ns"] <= float(r["high_ns"]))
-        out.append({
-            "hop": hop, "src_node": src, "dst_node": dst, "n": len(group),
-            "raw_median_ns": float(np.median(raw)), "raw_negative": int((raw < 0).sum()),
-            "corrected_median_ns": float(np.median(lat)),
-            "bound_median_ns": float(np.median(half)),
-            "truth_median_ns": (float(np.median([r["truth_ns"] for r in with_truth]))
-                                if with_truth else None),
-            "with_truth": len(with_truth), "covered": covered,
-            "coverage": covered / len(with_truth) if with_truth else None,
-            "join_mismatches": sum(1 for r in with_truth if not r.get("join_ok", True)),
-        })
-    return out
+def _pair(src: str, dst: str) -> str:
+    return f"{src.removeprefix('node-')}->{dst.removeprefix('node-')}"
 
 
-def _ms(ns: float | None) -> str:
-    return "—" if ns is None else f"{ns / 1e6:+.3f}"
+def _truth_text(lo: float | None, hi: float | None) -> str:
+    if lo is None or hi is None:
+        return "—"
+    return _ms(lo) if lo == hi else f"{_ms(lo)}..{_ms(hi)}"
+
+
+def format_batch(result: dict[str, Any]) -> list[str]:
+    lines = [f"{'hop':<38} {'pair':<5} {'n':>4} {'raw med ms':>12} {'neg':>4} "
+             f"{'corrected med ± bound ms':>25} {'clock ± µs':>10} {'truth med ms':>17} "
+             f"{'coverage':>8}"]
+    for r in result["rows"]:
+        cov = "—" if r["coverage"] is None else f"{100 * r['coverage']:.0f} %"
+        corrected = f"{_ms(r['corrected_median_ns'])} ± {_ms(r['bound_median_ns'], False)}"
+        lines.append(
+            f"{r['hop']:<38} {_pair(r['src_node'], r['dst_node']):<5} {r['n']:>4} "
+            f"{_ms(r['raw_median_ns']):>12} {r['raw_negative']:>4} {corrected:>25} "
+            f"{r['clock_bound_median_ns'] / 1e3:>10.1f} "
+            f"{_truth_text(r['truth_lo_median_ns'], r['truth_hi_median_ns']):>17} {cov:>8}")
+    return lines
+
+
+def format_live(result: dict[str, Any]) -> list[str]:
+    live = result["live"]
+    lines = [f"live collector window {live['window']} ({live['window_requests']} requests, "
+             f"late {live['late']}); per cross-node hop and pair: live interval (ms) / TRUE "
+             "quantile (ms) of that window's requests",
+             f"{'hop':<38} {'pair':<5} {'n':>4} {'P50 live':>15} {'P50 true':>15} "
+             f"{'P90 live':>15} {'P90 true':>15} {'P99 live':>15} {'P99 true':>15} "
+             f"{'contained':>9}"]
+    for e in live["quantiles"]:
+        cells = []
+        for q in e["quantiles"]:
+            cells.append(f"{_ms(q['low_ns'], False)}..{_ms(q['high_ns'], False)}")
+            cells.append(_truth_text(q["true_lo_ns"], q["true_hi_ns"]).replace("+", ""))
+        n = f"{e['n']}" if e["n"] == e["n_live"] else f"{e['n']}≠{e['n_live']}"
+        lines.append(f"{e['hop']:<38} {_pair(e['src_node'], e['dst_node']):<5} {n:>4} "
+                     + " ".join(f"{c:>15}" for c in cells)
+                     + f" {'yes' if e['contained'] else 'NO':>9}")
+    prom = live.get("prometheus") or {}
+    if prom:
+        target = (prom.get("targets") or [{}])[0]
+        lines.append(f"prometheus: target {target.get('url')} {target.get('health')}; rules "
+                     f"loaded {prom.get('rules_loaded')}/{prom.get('rules_expected')}, healthy "
+                     f"{prom.get('rules_ok')}; clocksync_hop_latency_seconds series "
+                     f"{prom.get('hop_latency_series')}" + (f"; {prom['error']}"
+                                                           if prom.get("error") else ""))
+    return lines
 
 
 def format_table(result: dict[str, Any]) -> str:
     lines = [f"Restate {result['restate_version']} cluster, 3 nodes, replication 2; "
              f"{result['invocations_ok']}/{result['invocations']} invocations in "
-             f"{result['drive_s']:.1f} s; analysis: {result['analysis']}",
+             f"{result['drive_s']:.1f} s (+ warm-up and heartbeat calls); batch: "
+             f"{BATCH_COMMAND}",
              "clocks (ahead of true time, rate): " + ", ".join(
                  f"{c['node']} {c['ahead_ns'] / 1e9:+g} s {c['rate_ppm']:+g} ppm"
-                 for c in result["clocks"]), "",
-             f"{'hop':<38} {'src->dst':<15} {'n':>4} {'raw med ms':>12} {'neg':>4} "
-             f"{'corrected med ± bound ms':>26} {'truth med ms':>13} {'coverage':>9}"]
-    for r in result["rows"]:
-        cov = "—" if r["coverage"] is None else f"{100 * r['coverage']:.0f} %"
-        corrected = f"{_ms(r['corrected_median_ns'])} ± {r['bound_median_ns'] / 1e6:.3f}"
-        lines.append(
-            f"{r['hop']:<38} {r['src_node'][-1] + '->' + r['dst_node'][-1]:<15} {r['n']:>4} "
-            f"{_ms(r['raw_median_ns']):>12} {r['raw_negative']:>4} "
-            f"{corrected:>26} "
-            f"{_ms(r['truth_median_ns']):>13} {cov:>9}")
-    lines += ["", f"coverage over all cross-node requests: {result['coverage_cross']}",
-              "truth = ORIGINAL dst stamp − ORIGINAL src stamp (relay records; on the stamps: "
-              "invocation-start comes from a coarse clock)", "",
-              "invocation-start stamp − parent stamp (true stamps, ms): " + "; ".join(
+                 for c in result["clocks"]), "", *format_batch(result), "",
+             f"coverage: cross-node {result['coverage_cross']}; every request "
+             f"{result['coverage_all']}",
+             "truth = ORIGINAL dst stamp − ORIGINAL src stamp (relay records), widened by the "
+             "invocation-start stamp's 5 ms resolution and cut at 0 (child after parent); "
+             "covered = [low, high] contains all of it"]
+    if result.get("live"):
+        lines += ["", *format_live(result)]
+    lines += ["", "invocation-start stamp − parent stamp (true stamps, driven calls, ms): "
+              + "; ".join(
                   f"parent {k}: n={v['n']} min {_ms(v.get('min_ns'))} p1 {_ms(v.get('p1_ns'))} "
                   f"median {_ms(v.get('median_ns'))} max {_ms(v.get('max_ns'))}"
                   for k, v in result["stamp_gaps"].items()),
               f"CLOCK_REALTIME_COARSE: getres {result['coarse']['getres_ns']} ns, increments "
               f"seen (ns: count) {result['coarse']['increments_ns']} (longer ones: this "
               "process descheduled)"]
-    if result.get("live"):
-        lines.append(f"live collector: {result['live']}")
     return "\n".join(lines)
+
+
+def _coverage_text(rows: Sequence[dict[str, Any]]) -> tuple[int, int, str]:
+    known = [r for r in rows if r.get("truth_ns") is not None]
+    n = sum(1 for r in known if covered(r))
+    return n, len(known), (f"{n}/{len(known)} = {100 * n / len(known):.1f} %" if known
+                           else "no request")
 
 
 # -- the run inside the namespace -----------------------------------------------------------
 
-def _collector_available() -> bool:
-    done = subprocess.run(_clocksync("collector", "run", "--help"), capture_output=True,
-                          cwd=REPO_ROOT, env={**os.environ, **_env()}, check=False)
-    return done.returncode == 0
+def _wait_quiet(relays: Sequence[Relay], quiet_s: int = 4) -> None:
+    """Until the relays have received no span for ``quiet_s`` seconds (the exporters flush
+    in batches a few seconds after the calls)."""
+    last, quiet = -1, 0
+    while quiet < quiet_s:
+        time.sleep(1.0)
+        now = sum(r.stats.spans for r in relays)
+        quiet = quiet + 1 if now == last else 0
+        last = now
 
 
-def start_collector(procs: Processes, tables: Path, data_dir: Path) -> str | None:
-    """The live collector (``clocksync collector run``), when this checkout has it: its
-    ``/v1/traces`` URL, else None."""
-    if not _collector_available():
-        return None
-    procs.start("collector", _clocksync(
-        "collector", "run", "--listen", f"127.0.0.1:{COLLECTOR_PORT}", "--store", str(tables),
-        "--preset", "restate", "--window", "10s", "--step", "1s", "--data-dir", str(data_dir)),
-        env=_env())
-    base = f"http://127.0.0.1:{COLLECTOR_PORT}"
-    wait_until(lambda: http_json(base + "/metrics", timeout_s=2)[0] == 200, 20, "collector",
-               procs.check)
-    return base + "/v1/traces"
-
-
-def _live_summary() -> dict[str, Any]:
-    base = f"http://127.0.0.1:{COLLECTOR_PORT}"
-    status, report = http_json(base + "/report", timeout_s=10)
-    metrics = http_json(base + "/metrics", timeout_s=10)[1]
-    gauges = [line for line in str(metrics).splitlines()
-              if line.startswith("clocksync_hop_latency_seconds{")]
-    hops = report.get("hops", []) if isinstance(report, dict) else []
-    return {"report_status": status, "hops": len(hops), "hop_latency_gauges": len(gauges)}
+def _live_result(live: LiveConfig, joined: Sequence[dict[str, Any]], report: dict[str, Any],
+                 metrics: str, prom: dict[str, Any] | None) -> dict[str, Any]:
+    quantiles = live_quantiles(metric_gauges(metrics), report, joined)
+    start, end = int(report["window_start_ns"]), int(report["window_end_ns"])
+    return {
+        "window": f"{live.window_s:g} s to {time.strftime('%H:%M:%S', time.gmtime(end / 1e9))}"
+                  " UTC",
+        "window_start_ns": start, "window_end_ns": end,
+        "window_requests": report.get("requests"), "late": report.get("late"),
+        "batch_requests_in_window": sum(1 for r in joined
+                                        if start <= int(r["src_ref_ns"]) < end),
+        "quantiles": quantiles,
+        "all_contained": bool(quantiles) and all(e["contained"] for e in quantiles),
+        "cross_hops": sorted({e["hop"] for e in quantiles}),
+        "prometheus": prom,
+    }
 
 
 def run_inside(args: argparse.Namespace) -> dict[str, Any]:
     from clocksync.agent import parse_clock
-    from lab.restate.relay import Relay, SpansFile, forward_to
+    from lab.restate.relay import SpansFile, forward_to
 
     work = Path(args.workdir)
     binary, python = Path(args.restate_server), Path(args.lab_python)
@@ -359,7 +353,10 @@ def run_inside(args: argparse.Namespace) -> dict[str, Any]:
     relays: list[Relay] = []
     spans = SpansFile(spans_path)
     truth = open(truth_path, "ab")  # noqa: SIM115 - closed below
-    result: dict[str, Any] = {}
+    live = LiveConfig(window_s=args.window)
+    beat_stop = threading.Event()
+    beats: dict[str, int] = {}
+    forward_retries: dict[str, int] = {}
     try:
         procs.start("reference", _clocksync(
             "agent", "run", "--node", "reference", "--serve-port", str(REFERENCE_PORT),
@@ -375,8 +372,12 @@ def run_inside(args: argparse.Namespace) -> dict[str, Any]:
         # every span must come after its node's first sample: tables first, then Restate
         wait_until(lambda: all((tables / f"{n.name}.table.json").is_file() for n in nodes), 60,
                    "the agents' first tables", procs.check)
-        live_url = start_collector(procs, tables, work / "collector") if args.live else None
-        sinks = [spans] + ([forward_to(live_url)] if live_url else [])
+        sinks: list[Any] = [spans]
+        if args.live:
+            sinks.append(forward_to(start_collector(procs, _clocksync, _env(), tables,
+                                                    work / "collector", live),
+                                    retries=forward_retries))
+            start_prometheus(procs, work, live)
         for node in nodes:
             relays.append(Relay(node.name, parse_clock(node.clock), truth, sinks,
                                 port=node.relay_port).start())
@@ -408,31 +409,42 @@ def run_inside(args: argparse.Namespace) -> dict[str, Any]:
         ready_s = time.monotonic() - started
         drive_from_ns = time.time_ns()  # the warm-up calls before this are left out
         done = drive(ports, args.invocations, args.seconds)
-        # spans leave in batches a few seconds later: wait until the relays stop receiving
-        last, quiet = -1, 0
-        while quiet < 4:
-            time.sleep(1.0)
-            now = sum(r.stats.spans for r in relays)
-            quiet = quiet + 1 if now == last else 0
-            last = now
-        live = _live_summary() if live_url else None
-        for node in nodes:  # a final table, published on stop, covers the whole run
-            procs.stop(f"agent-{node.name}")
-        rows, how = batch_requests(spans_path, tables, work / "requests.jsonl")
+        drive_to_ns = time.time_ns()
+        report: dict[str, Any] = {}
+        metrics, prom = "", None
+        live_wait_s = 0.0
+        if args.live:
+            # calls keep every node's spans flowing until the collector's window has closed
+            # past the driven calls (watermark: slowest node's newest event − lateness)
+            waited = time.monotonic()
+            beat = heartbeat(ports, beat_stop, counts=beats)
+            wait_until(lambda: int(http_json(live.collector + "/report", timeout_s=5)[1]
+                                   .get("window_end_ns") or 0) > drive_to_ns,
+                       60 + live.lateness_s, "the collector's window past the driven calls",
+                       procs.check, every_s=0.5)
+            if not args.serve:
+                beat_stop.set()
+                beat.join(15)
+            live_wait_s = time.monotonic() - waited
+            report, metrics = read_window(live)
+            prom = prometheus_status(live)
+        _wait_quiet(relays)
+        if not args.serve:
+            for node in nodes:  # a final table, published on stop, covers the whole run
+                procs.stop(f"agent-{node.name}")
+        rows = batch_requests(spans_path, tables, work / "requests.jsonl")
         records = [json.loads(line) for line in truth_path.read_text().splitlines() if line]
-        joined = [r for r in join_truth(rows, records)
-                  if r.get("truth_ns") is None or r["src_true_ns"] >= drive_from_ns]
-        driven = _driven(records, drive_from_ns)
-        summary = summarize(joined)
-        cross = [r for r in joined if r["src_node"] != r["dst_node"]
-                 and r.get("truth_ns") is not None]
-        covered = sum(1 for r in cross if float(r["low_ns"]) <= r["truth_ns"]
-                      <= float(r["high_ns"]))
+        joined = join_truth(rows, records)
+        cross = [r for r in joined if r["src_node"] != r["dst_node"]]
+        n_cross, k_cross, cross_text = _coverage_text(cross)
+        n_all, k_all, all_text = _coverage_text(joined)
         result = {
             "restate_version": binary.parent.parent.parent.name.removeprefix("restate-"),
             "invocations": args.invocations, "invocations_ok": done.ok,
             "invocation_errors": done.errors, "drive_s": done.seconds,
-            "startup_s": ready_s, "analysis": how,
+            "heartbeat_calls": beats, "collector_post_retries": forward_retries,
+            "startup_s": ready_s, "live_wait_s": live_wait_s,
+            "analysis": BATCH_COMMAND,
             "clocks": [{"node": n.name, "ahead_ns": n.ahead_ns, "rate_ppm": n.rate_ppm,
                         "clock": n.clock} for n in nodes],
             "spans": sum(r.stats.spans for r in relays),
@@ -440,21 +452,37 @@ def run_inside(args: argparse.Namespace) -> dict[str, Any]:
                              if r.stats.errors or r.stats.sink_errors},
             "requests": len(joined), "requests_without_truth": sum(
                 1 for r in joined if r.get("truth_ns") is None),
-            "rows": summary,
+            "rows": summarize(joined),
+            "hops": sorted({r["hop"] for r in joined}),
             "cross_hops": sorted({r["hop"] for r in cross}),
-            "cross_requests": len(cross), "cross_covered": covered,
-            "coverage_cross": (f"{covered}/{len(cross)} = {100 * covered / len(cross):.1f} %"
-                               if cross else "no cross-node request"),
-            "stamp_gaps": stamp_gaps(driven), "coarse": coarse_tick(), "live": live,
+            "cross_requests": k_cross, "cross_covered": n_cross, "coverage_cross": cross_text,
+            "all_requests": k_all, "all_covered": n_all, "coverage_all": all_text,
+            "stamp_gaps": stamp_gaps(_driven(records, drive_from_ns, drive_to_ns)),
+            "coarse": coarse_tick(),
+            "live": _live_result(live, joined, report, metrics, prom) if args.live else None,
             "workdir": str(work),
         }
+        if args.serve:
+            _serve(result, args, live, beat_stop)
         return result
     finally:
+        beat_stop.set()
         for relay in relays:
             relay.stop()
         procs.stop_all()
         spans.close()
         truth.close()
+
+
+def _serve(result: dict[str, Any], args: argparse.Namespace, live: LiveConfig,
+           beat_stop: threading.Event) -> None:
+    """Print the tables, then keep the cluster, agents, collector, Prometheus and the
+    heartbeat calls running until SIGTERM or Ctrl-C."""
+    print(json.dumps(result, indent=1, default=str) if args.json else format_table(result))
+    print(f"\nserving: Prometheus {live.prometheus} and the collector {live.collector} inside "
+          "the namespace (see the host URLs above); Ctrl-C stops everything", flush=True)
+    while not beat_stop.wait(3600):
+        pass
 
 
 # -- outside: fetch, namespace, clean-up ----------------------------------------------------
@@ -484,7 +512,7 @@ def _remove_namespace(ns: str) -> None:
 
 def run_outside(args: argparse.Namespace, argv: Sequence[str]) -> int:
     try:
-        binary, python = requirements()
+        binary, python = requirements(args.live)
     except LabUnavailableError as exc:
         print(f"cannot run: {exc}", file=sys.stderr)
         return 3
@@ -492,9 +520,18 @@ def run_outside(args: argparse.Namespace, argv: Sequence[str]) -> int:
     work = Path(tempfile.mkdtemp(prefix="csrestate_"))
     signal.signal(signal.SIGTERM, _raise_interrupt)  # clean up by PID on SIGTERM too
     inner: subprocess.Popen[bytes] | None = None
+    bridge: Bridge | None = None
     try:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
         subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
+        if args.serve:
+            routes = [(args.prometheus_host_port, LiveConfig().prometheus_port),
+                      (args.collector_host_port, LiveConfig().collector_port)]
+            bridge = Bridge(ns, routes).start()
+            print(f"Prometheus: http://127.0.0.1:{args.prometheus_host_port}/  collector: "
+                  f"http://127.0.0.1:{args.collector_host_port}/metrics and /report (host "
+                  "loopback, bridged into the lab namespace; up once the tables print)",
+                  flush=True)
         inner = subprocess.Popen(
             ["ip", "netns", "exec", ns, sys.executable, "-m", "lab.restate_cluster",
              *argv, "--inside", "--workdir", str(work), "--restate-server", str(binary),
@@ -512,6 +549,8 @@ def run_outside(args: argparse.Namespace, argv: Sequence[str]) -> int:
         print("interrupted: processes stopped, namespace removed", file=sys.stderr)
         return 130
     finally:
+        if bridge is not None:
+            bridge.stop()
         _remove_namespace(ns)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -528,8 +567,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--equal-clocks", action="store_true",
                         help="every node on true time (offsets and rates 0)")
     parser.add_argument("--live", action=argparse.BooleanOptionalAction, default=True,
-                        help="also feed the live collector when this checkout has "
-                             "'clocksync collector run' (default on)")
+                        help="also run the live collector and Prometheus in the namespace and "
+                             "check the live quantile intervals against the truth "
+                             "(default on)")
+    parser.add_argument("--window", type=float, default=120.0,
+                        help="the collector's window (s; default 120): longer than the run, "
+                             "so that its final window holds every request")
+    parser.add_argument("--serve", action="store_true",
+                        help="after the checks keep everything running (with a few calls a "
+                             "second) and bridge Prometheus and the collector to the host's "
+                             "loopback, until Ctrl-C or SIGTERM")
+    parser.add_argument("--prometheus-host-port", type=int, default=9390,
+                        help="--serve: host loopback port of Prometheus (default 9390)")
+    parser.add_argument("--collector-host-port", type=int, default=4390,
+                        help="--serve: host loopback port of the collector (default 4390)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
@@ -548,9 +599,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lab failed: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=1, default=str) if args.json else format_table(result))
-    complete = result["cross_requests"] > 0 and result["cross_covered"] == \
-        result["cross_requests"]
-    return 0 if complete else 1
+    return 0 if passed(result) else 1
+
+
+def passed(result: dict[str, Any]) -> bool:
+    """Every request covered (cross-node ones present), and with ``--live`` every live
+    quantile interval contains the true quantile and Prometheus scrapes with the rules."""
+    ok = bool(result["cross_requests"] > 0 and result["all_covered"] == result["all_requests"])
+    live = result.get("live")
+    if live:
+        prom = live.get("prometheus") or {}
+        ok = ok and bool(live["all_contained"]) and bool(prom.get("target_up")) \
+            and bool(prom.get("rules_healthy"))
+    return ok
 
 
 if __name__ == "__main__":

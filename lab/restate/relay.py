@@ -26,6 +26,8 @@ import gzip
 import json
 import logging
 import threading
+import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -89,14 +91,32 @@ class SpansFile:
             self._handle.close()
 
 
-def forward_to(url: str, timeout_s: float = 5.0) -> Sink:
-    """A sink POSTing the rewritten protobuf body to an OTLP/HTTP receiver (the collector)."""
+def forward_to(url: str, timeout_s: float = 5.0, attempts: int = 4,
+               retries: dict[str, int] | None = None) -> Sink:
+    """A sink POSTing the rewritten protobuf body to an OTLP/HTTP receiver (the collector);
+    a 5xx or 429 answer or a connection error is retried (``attempts`` in all, 0.2 s, 0.4 s,
+    ... apart), each retry counted in ``retries`` by its reason."""
+    tally = retries if retries is not None else {}
 
     def send(body: bytes, request: ExportTraceServiceRequest) -> None:
-        post = urllib.request.Request(url, data=body, method="POST",
-                                      headers={"Content-Type": "application/x-protobuf"})
-        with urllib.request.urlopen(post, timeout=timeout_s) as reply:
-            reply.read()
+        for attempt in range(attempts):
+            post = urllib.request.Request(url, data=body, method="POST",
+                                          headers={"Content-Type": "application/x-protobuf"})
+            try:
+                with urllib.request.urlopen(post, timeout=timeout_s) as reply:
+                    reply.read()
+                return
+            except urllib.error.HTTPError as exc:
+                exc.close()
+                if (exc.code < 500 and exc.code != 429) or attempt == attempts - 1:
+                    raise
+                reason = f"HTTP {exc.code}"
+            except urllib.error.URLError as exc:
+                if attempt == attempts - 1:
+                    raise
+                reason = str(exc.reason)
+            tally[reason] = tally.get(reason, 0) + 1
+            time.sleep(0.2 * (attempt + 1))
 
     return send
 

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 for pair in chronyd:chrony ptp4l:linuxptp redis-server:redis-server prometheus:prometheus \
-            tcpdump:tcpdump ethtool:ethtool ip:iproute2 openssl:openssl; do
+            tcpdump:tcpdump ethtool:ethtool ip:iproute2 openssl:openssl npm:npm; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
 done
 if [ "${#need[@]}" -gt 0 ]; then

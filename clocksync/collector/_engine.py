@@ -126,6 +126,8 @@ class Engine:
         self._closing = False
         self._inbox: list[tuple[float, pa.Table]] = []
         self._inbox_bytes = 0
+        self._held_bytes = 0  # pending + windowed bytes, as of the engine's last round
+        self._pending_count = 0  # pending units, as of the engine's last round
         self._pairs = PairCompleter(config.request_timeout_s)
         self._chain = ChainCompleter(self.chain, config.request_timeout_s)
         self._done: collections.deque[_Done] = collections.deque()
@@ -148,7 +150,7 @@ class Engine:
     def retry_after_s(self) -> float | None:
         if self._closing:
             return 1.0
-        used = self._inbox_bytes + self.pending_bytes + self.window_bytes
+        used = self._inbox_bytes + self._held_bytes  # plain ints: safe from any thread
         return 1.0 if used > self.config.memory_budget_bytes else None
 
     def accept_spans(self, spans: Sequence[Span], bad: Sequence[BadRecord] = ()) -> Accepted:
@@ -213,6 +215,7 @@ class Engine:
 
     @property
     def window_bytes(self) -> int:
+        """Bytes of completed units and the window's hops (engine thread only)."""
         done = sum(d.nbytes for d in self._done)
         return int(done + sum(s.hops.nbytes for s in self._steps))
 
@@ -243,6 +246,8 @@ class Engine:
         if self.raw is not None:
             self.raw.maybe_rotate()
         closed = self._close_steps(now, flush)
+        self._held_bytes = self.pending_bytes + self.window_bytes
+        self._pending_count = self.pending
         self._publish_state(now)
         return closed
 
@@ -579,11 +584,11 @@ class Engine:
     def report(self) -> dict[str, Any]:
         return dict(self._report) or {"requests": 0, "windows": [], "summary": [],
                                       "hops": [], "window_s": self.config.window_s,
-                                      "pending": self.pending}
+                                      "pending": self._pending_count}
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         over = self.retry_after_s() is not None
-        details = {"pending": self.pending, "over_budget": over,
+        details = {"pending": self._pending_count, "over_budget": over,
                    "tables": len(self.corrector.nodes), "closed_until_ns": self._closed_until,
                    "load_errors": self.corrector.load_errors}
         return not over, details

@@ -1,5 +1,5 @@
 """A real 3-node Restate 1.7 cluster whose nodes have different clocks: clocksync's corrected
-cross-node latencies against the truth (issue 12 §8).
+cross-node latencies against the truth.
 
 What runs (all inside one network namespace of our own with only ``lo``: Restate checks for
 releases at start and must have no route out):

@@ -126,6 +126,7 @@ class Engine:
         self._closing = False
         self._inbox: list[tuple[float, pa.Table]] = []
         self._inbox_bytes = 0
+        self._held_bytes = 0  # pending + window bytes, as of the last tick (engine thread)
         self._pairs = PairCompleter(config.request_timeout_s)
         self._chain = ChainCompleter(self.chain, config.request_timeout_s)
         self._done: collections.deque[_Done] = collections.deque()
@@ -148,7 +149,8 @@ class Engine:
     def retry_after_s(self) -> float | None:
         if self._closing:
             return 1.0
-        used = self._inbox_bytes + self.pending_bytes + self.window_bytes
+        # (the engine thread's own structures are not read here: it may be changing them)
+        used = self._inbox_bytes + self._held_bytes
         return 1.0 if used > self.config.memory_budget_bytes else None
 
     def accept_spans(self, spans: Sequence[Span], bad: Sequence[BadRecord] = ()) -> Accepted:
@@ -243,6 +245,7 @@ class Engine:
         if self.raw is not None:
             self.raw.maybe_rotate()
         closed = self._close_steps(now, flush)
+        self._held_bytes = self.pending_bytes + self.window_bytes
         self._publish_state(now)
         return closed
 

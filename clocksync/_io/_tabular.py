@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -77,7 +78,83 @@ def _convert(value: Any, col: Column, where: str) -> Any:
     return out
 
 
+#: the Python type each column kind's values already have when no conversion is needed
+_EXACT: dict[str, type] = {"int64": int, "float64": float, "string": str}
+
+
+def _clean_column(values: list[Any], col: Column) -> pa.Array | None:
+    """``values`` as the column's array when every value already is of its Python type (or
+    ``None`` where allowed) and passes its checks, so that :func:`_convert` would return
+    each unchanged; ``None`` when one needs :func:`_convert` (to convert it, or to name
+    what is wrong)."""
+    exact = _EXACT[col.kind]
+    if col.required:
+        if not all(type(v) is exact for v in values):
+            return None
+    elif not all(v is None or type(v) is exact for v in values):
+        return None
+    if col.kind == "string" and not col.nonnegative:
+        return pa.array(values, type=pa.string())
+    arr = np.asarray(values, dtype=np.int64 if col.kind == "int64" else np.float64) \
+        if col.required else None
+    if arr is None:
+        return None  # optional numbers: rare, the general path
+    if col.kind == "float64" and not np.isfinite(arr).all():
+        return None
+    if col.nonnegative and (arr < 0).any():
+        return None
+    return pa.array(arr)
+
+
+def _extra_array(values: list[Any]) -> pa.Array:
+    """A context column as pyarrow infers it; mixed types, or integers beyond int64, as
+    their JSON text."""
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return pa.array([None if v is None else json.dumps(v) for v in values])
+
+
+def _fast_columns(rows: list[dict[str, Any]], columns: list[Column]
+                  ) -> dict[str, pa.Array] | None:
+    """The declared columns when none needs :func:`_convert` (else ``None``)."""
+    out: dict[str, pa.Array] = {}
+    for col in columns:
+        values = [row.get(col.name) for row in rows]
+        present = col.required or any(v is not None for v in values)
+        if not present:
+            continue
+        try:
+            got = _clean_column(values, col)
+        except OverflowError:  # an integer beyond int64
+            return None
+        if got is None:
+            return None
+        out[col.name] = got
+    return out
+
+
 def _rows_to_table(
+    rows: list[dict[str, Any]], where: list[str], columns: list[Column], path: str
+) -> pa.Table:
+    """The rows as a table: declared columns converted and checked (:class:`InputError`
+    naming the row's ``where`` and the field), any other key a context column.
+
+    Columns whose values need no conversion are built at once; the others cell by cell."""
+    if not rows:
+        return pa.table({c.name: pa.array([], type=_ARROW[c.kind]) for c in columns
+                         if c.required})
+    fast = _fast_columns(rows, columns)
+    if fast is None:
+        return _rows_to_table_cells(rows, where, columns, path)
+    declared = {c.name for c in columns}
+    for key in dict.fromkeys(k for row in rows for k in row):
+        if key not in declared:
+            fast[key] = _extra_array([row.get(key) for row in rows])
+    return pa.table(fast)
+
+
+def _rows_to_table_cells(
     rows: list[dict[str, Any]], where: list[str], columns: list[Column], path: str
 ) -> pa.Table:
     declared = {c.name: c for c in columns}
@@ -97,13 +174,7 @@ def _rows_to_table(
         if col.required or any(v is not None for v in data[col.name]):
             arrays[col.name] = pa.array(data[col.name], type=_ARROW[col.kind])
     for key, values in extras.items():
-        try:
-            arrays[key] = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-            # mixed types, or integers beyond int64: kept as their JSON text
-            arrays[key] = pa.array([None if v is None else json.dumps(v) for v in values])
-    if not rows:
-        return pa.table({c.name: pa.array([], type=_ARROW[c.kind]) for c in columns if c.required})
+        arrays[key] = _extra_array(values)
     return pa.table(arrays)
 
 

@@ -275,15 +275,23 @@ class Engine:
         else:
             self._chain.add(table, arrival, out)
 
+    @staticmethod
+    def _node_codes(node: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, list[str]]:
+        """Each row's node as a code into the list of node names (-1: no node)."""
+        from ..latency._arrow import dictionary_codes
+
+        codes, names = dictionary_codes(pc.cast(node, pa.string()))
+        return codes, [str(n) for n in names.to_pylist()]
+
     def _approx_ref(self, node: pa.ChunkedArray | pa.Array, ts: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray]:
         """Corrected times (ns, NaN where not correctable) and which rows they are."""
         ref = np.full(len(ts), np.nan)
-        names = np.asarray(pc.cast(node, pa.string()).to_pylist(), dtype=object)
-        for name in set(names.tolist()):
-            m = names == name
+        codes, names = self._node_codes(node)
+        for k, name in enumerate(names):
+            m = codes == k
             try:
-                r, b = self.corrector.correct(str(name), ts[m], on_invalid="inf")
+                r, b = self.corrector.correct(name, ts[m], on_invalid="inf")
             except ClockSyncError:
                 continue
             ok = np.isfinite(np.asarray(b, dtype=np.float64))
@@ -296,9 +304,12 @@ class Engine:
         ref, ok = self._approx_ref(table.column("node"), ts)
         if not ok.any():
             return
-        nodes = np.asarray(pc.cast(table.column("node"), pa.string()).to_pylist(), dtype=object)
-        for name in set(nodes[ok].tolist()):
-            newest = int(np.nanmax(np.where(nodes == name, ref, np.nan)))
+        codes, names = self._node_codes(table.column("node"))
+        for k, name in enumerate(names):
+            mine = ok & (codes == k)
+            if not mine.any():
+                continue
+            newest = int(ref[mine].max())
             old = self._node_ref.get(name)
             if old is None or newest > old[0]:
                 self._node_ref[name] = (newest, arrival)

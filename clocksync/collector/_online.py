@@ -52,21 +52,30 @@ class Completed:
 
 
 def _take_rows(refs: list[tuple[pa.Table, int]]) -> pa.Table | None:
-    """The rows ``(table, index)`` as one table, in the order given."""
+    """The rows ``(table, index)`` as one table, in the order given (one ``take`` per
+    source table, then one to put the rows in order)."""
     if not refs:
         return None
-    parts: list[pa.Table] = []
-    run: list[int] = []
-    current: pa.Table | None = None
-    for table, row in refs:
-        if table is not current:
-            if current is not None:
-                parts.append(current.take(pa.array(run, pa.int64())))
-            current, run = table, []
-        run.append(row)
-    assert current is not None
-    parts.append(current.take(pa.array(run, pa.int64())))
-    return pa.concat_tables(parts, promote_options="default") if len(parts) > 1 else parts[0]
+    by_table: dict[int, tuple[pa.Table, list[int], list[int]]] = {}
+    for at, (table, row) in enumerate(refs):
+        got = by_table.get(id(table))
+        if got is None:
+            by_table[id(table)] = got = (table, [], [])
+        got[1].append(row)
+        got[2].append(at)
+    if len(by_table) == 1:
+        table, rows, _ = next(iter(by_table.values()))
+        return table.take(pa.array(rows, pa.int64()))
+    parts = [table.take(pa.array(rows, pa.int64())) for table, rows, _ in by_table.values()]
+    order = np.empty(len(refs), dtype=np.int64)  # position in the concatenation -> output
+    at = 0
+    for _, rows, where in by_table.values():
+        order[at:at + len(rows)] = where
+        at += len(rows)
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    whole = pa.concat_tables(parts, promote_options="default")
+    return whole.take(pa.array(inverse))
 
 
 @dataclass

@@ -224,16 +224,25 @@ class StageRule:
     def matches(self, span: Span) -> bool:
         """Whether every criterion of the rule holds for ``span`` and it has the stamp the
         rule takes (``at = "event:NAME"``: the event)."""
-        if self._glob is not None and not self._glob.match(span.name):
+        return self._matches_name(span.name, span.kind,
+                                  span.service if self.service is not None else "") \
+            and self._matches_rest(span)
+
+    def _matches_name(self, name: str, kind: str, service: str) -> bool:
+        """The criteria on the span's name, kind and service (``service`` is only read when
+        the rule names one)."""
+        if self._glob is not None and not self._glob.match(name):
             return False
-        if self.name is not None and span.name != self.name:
+        if self.name is not None and name != self.name:
             return False
-        if self._name_re is not None and not self._name_re.search(span.name):
+        if self._name_re is not None and not self._name_re.search(name):
             return False
-        if self.service is not None and span.service != self.service:
+        if self.service is not None and service != self.service:
             return False
-        if self.kind is not None and span.kind != self.kind:
-            return False
+        return self.kind is None or kind == self.kind
+
+    def _matches_rest(self, span: Span) -> bool:
+        """The other criteria: attributes, resource, events."""
         if not all(m.holds(span.attributes) for m in self.attributes):
             return False
         if not all(m.holds(span.resource) for m in self.resource):
@@ -483,14 +492,57 @@ def _request_id(span: Span, chain: Sequence[FieldRef]) -> str:
     return span.trace_id
 
 
+class RuleMemo:
+    """What :func:`span_rows` may remember across the spans of one batch: which rules a
+    span's name, kind and service admit (spans of a batch share a few names), and the node
+    of the last resource seen when the node comes from resource attributes only."""
+
+    __slots__ = ("_mapping", "_names", "_node", "_node_by_resource", "_resource", "_uses_service")
+
+    def __init__(self, mapping: TraceMapping) -> None:
+        self._mapping = mapping
+        self._names: dict[tuple[str, str, str], tuple[StageRule, ...]] = {}
+        self._uses_service = any(r.service is not None for r in mapping.rules)
+        self._node_by_resource = all(r.field is None and r.scope == "resource"
+                                     for r in mapping.node_chain)
+        self._resource: Any = None
+        self._node: tuple[str, FieldRef] | None = None
+
+    def rules(self, span: Span) -> tuple[StageRule, ...]:
+        """The rules whose name, kind and service criteria ``span`` meets."""
+        key = (span.name, span.kind, span.service if self._uses_service else "")
+        got = self._names.get(key)
+        if got is None:
+            if len(self._names) > 4096:
+                self._names.clear()
+            got = tuple(r for r in self._mapping.rules if r._matches_name(*key))
+            self._names[key] = got
+        return got
+
+    def node(self, span: Span) -> tuple[str, FieldRef] | None:
+        """:func:`node_of` the span (remembered per resource when only it can give it)."""
+        if not self._node_by_resource:
+            return node_of(span, self._mapping)
+        if span.resource is not self._resource:
+            self._resource = span.resource
+            self._node = node_of(span, self._mapping)
+        return self._node
+
+
 def span_rows(span: Span, mapping: TraceMapping) -> list[dict[str, Any]]:
     """The stage events one span yields (empty when no rule matches); :class:`SpanError`
     when a rule matches but the span has no node or its stamp is beyond int64."""
+    return memo_span_rows(span, mapping, RuleMemo(mapping))
+
+
+def memo_span_rows(span: Span, mapping: TraceMapping, memo: RuleMemo) -> list[dict[str, Any]]:
+    """:func:`span_rows` with a ``memo`` of the same ``mapping`` kept across the spans of a
+    batch (cheaper, not different)."""
     rows: list[dict[str, Any]] = []
     node: tuple[str, FieldRef] | None = None
     default_chain = mapping.request_chain
-    for rule in mapping.rules:
-        if not rule.matches(span):
+    for rule in memo.rules(span):
+        if not rule._matches_rest(span):
             continue
         ts = rule.time_ns(span)
         if ts is None:
@@ -498,7 +550,7 @@ def span_rows(span: Span, mapping: TraceMapping) -> list[dict[str, Any]]:
         if ts > _INT64_MAX:
             raise SpanError(f"timestamp {ts} ns of stage {rule.stage} is beyond int64")
         if node is None:
-            node = node_of(span, mapping)
+            node = memo.node(span)
             if node is None:
                 tried = ", ".join(r.describe() for r in mapping.node_chain)
                 raise SpanError(f"no node attribute (tried {tried})")

@@ -35,7 +35,7 @@ from ._jsontext import json_values, read_text
 from ._otlp import otlp_json_spans, otlp_proto_spans
 from ._schema import EVENT_COLUMNS, BadRecord, Events
 from ._spans import Span, SpanError
-from ._tracemap import TraceMapping, span_rows
+from ._tracemap import RuleMemo, TraceMapping, memo_span_rows
 from ._zipkin import zipkin_spans
 
 __all__ = [
@@ -225,11 +225,12 @@ def span_events(spans: Iterable[Span], mapping: TraceMapping | None = None,
     A span a rule matches but that gives no valid event (no node, a stamp beyond int64)
     raises :class:`InputError` naming it, or is appended to ``bad`` when given."""
     rules = mapping or TraceMapping()
+    memo = RuleMemo(rules)
     rows: list[dict[str, Any]] = []
     wheres: list[str] = []
     for span in spans:
         try:
-            got = span_rows(span, rules)
+            got = memo_span_rows(span, rules, memo)
         except SpanError as exc:
             if bad is None:
                 raise InputError(f"{span.where}: {exc}") from None

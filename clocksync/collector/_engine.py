@@ -84,6 +84,7 @@ class _Done:
     """Completed units of one tick, keyed by their approximate corrected time (ns)."""
 
     key_ns: np.ndarray
+    end_ns: np.ndarray  # per unit, its latest corrected time (chain: the request's last event)
     parents: pa.Table | None
     children: pa.Table | None
     events: pa.Table | None
@@ -345,7 +346,7 @@ class Engine:
             for parents, children in zip(out.parents, out.children, strict=True):
                 ts = parents.column("ts_ns").to_numpy().astype(np.int64)
                 key, ok = self._approx_ref(parents.column("node"), ts)
-                self._keep(key, ok, parents, children, None, parents)
+                self._keep(key, key, ok, parents, children, None, parents)
         else:
             for events in out.events:
                 ts = events.column("ts_ns").to_numpy().astype(np.int64)
@@ -356,13 +357,19 @@ class Engine:
                 rid, ids = dictionary_codes(events.column("request_id"))
                 first = np.full(len(ids), np.inf)
                 np.minimum.at(first, rid, np.where(ok, key, np.inf))
-                bad = ~np.isfinite(first)
-                whole_ok = ~bad[rid]
-                self._keep(np.where(whole_ok, first[rid], np.nan), whole_ok, None, None,
-                           events, events)
+                last = np.full(len(ids), -np.inf)
+                np.maximum.at(last, rid, np.where(ok, key, -np.inf))
+                whole_ok = np.isfinite(first)[rid]
+                self._keep(np.where(whole_ok, first[rid], np.nan),
+                           np.where(whole_ok, last[rid], np.nan), whole_ok, None, None,
+                           events, events, rid)
 
-    def _keep(self, key: np.ndarray, ok: np.ndarray, parents: pa.Table | None,
-              children: pa.Table | None, events: pa.Table | None, nodes_of: pa.Table) -> None:
+    def _keep(self, key: np.ndarray, end: np.ndarray, ok: np.ndarray,
+              parents: pa.Table | None, children: pa.Table | None, events: pa.Table | None,
+              nodes_of: pa.Table, rid: np.ndarray | None = None) -> None:
+        """Buffer completed units (rows: pairs, or the events of whole requests with their
+        request codes ``rid``) under their first (``key``) and last (``end``) corrected
+        times; uncorrectable ones are counted by node, late ones counted."""
         if not ok.all():
             bad_nodes = np.asarray(pc.cast(nodes_of.column("node"), pa.string()).to_pylist(),
                                    dtype=object)[~ok]
@@ -371,28 +378,23 @@ class Engine:
                 if self.metrics is not None:
                     self.metrics.count_uncorrectable(str(name), n)
             keep = pa.array(np.flatnonzero(ok))
-            key = key[ok]
+            key, end = key[ok], end[ok]
+            rid = None if rid is None else rid[ok]
             parents = None if parents is None else parents.take(keep)
             children = None if children is None else children.take(keep)
             events = None if events is None else events.take(keep)
         if not len(key):
             return
-        key_ns = key.astype(np.int64)
+        key_ns, end_ns = key.astype(np.int64), end.astype(np.int64)
         if self._closed_until is not None:
-            late = key_ns < self._closed_until - self._margin_lo()
-            if late.any():
-                self.counts["late"] += int(late.sum())
+            late = key_ns < self._closed_until - _MARGIN_NS  # a hop in a closed step
+            n_late = int(late.sum()) if rid is None else len(np.unique(rid[late]))
+            if n_late:
+                self.counts["late"] += n_late
                 if self.metrics is not None:
-                    self.metrics.count_late(int(late.sum()))
-        span = round(self.config.request_timeout_s * 1e9) if events is not None else 0
-        self._done.append(_Done(key_ns, parents, children, events,
-                                int(key_ns.max()) + span + _MARGIN_NS))
-
-    def _margin_lo(self) -> int:
-        """How far before a step a unit's key may lie and still have a hop in it (ns)."""
-        if self.paired:
-            return _MARGIN_NS
-        return _MARGIN_NS + round(self.config.request_timeout_s * 1e9)
+                    self.metrics.count_late(n_late)
+        self._done.append(_Done(key_ns, end_ns, parents, children, events,
+                                int(end_ns.max()) + _MARGIN_NS))
 
     def _close_steps(self, now: float, flush: bool) -> list[StepResult]:
         step = self.config.step_ns
@@ -432,13 +434,13 @@ class Engine:
     def _selection(self, lo: int, hi: int) -> list[tuple[np.ndarray, _Done]]:
         out = []
         for d in self._done:
-            m = (d.key_ns >= lo) & (d.key_ns < hi)
+            m = (d.key_ns < hi) & (d.end_ns >= lo)
             if m.any():
                 out.append((np.flatnonzero(m), d))
         return out
 
     def _compute_step(self, start: int, end: int) -> StepResult | None:
-        sel = self._selection(start - self._margin_lo(), end + _MARGIN_NS)
+        sel = self._selection(start - _MARGIN_NS, end + _MARGIN_NS)
         if not sel:
             return None
         try:
@@ -470,7 +472,7 @@ class Engine:
         return StepResult(start, end, hops, windows)
 
     def _drop_done(self, closed_until: int) -> None:
-        lo = closed_until - self._margin_lo()
+        lo = closed_until - _MARGIN_NS
         while self._done and self._done[0].last_ns < lo:
             self._done.popleft()
         if len(self._done) > 1:  # out-of-order ticks: keep only what may still be needed

@@ -50,6 +50,7 @@ from ..latency import (
     percentile_table,
 )
 from ..latency._alerts import Alert, inconsistency_alerts, latency_alerts, worst_requests
+from ..latency._arrow import dictionary_codes
 from ..latency._otlp import otlp_request
 from ..latency._pairs import is_paired, pair_layout, pivot_of_pairs
 from ..latency._pipeline import hop_counts, hop_table, pairs_hop_table
@@ -352,8 +353,6 @@ class Engine:
                 ts = events.column("ts_ns").to_numpy().astype(np.int64)
                 key, ok = self._approx_ref(events.column("node"), ts)
                 # a request's events share its earliest corrected time
-                from ..latency._arrow import dictionary_codes
-
                 rid, ids = dictionary_codes(events.column("request_id"))
                 first = np.full(len(ids), np.inf)
                 np.minimum.at(first, rid, np.where(ok, key, np.inf))
@@ -489,16 +488,11 @@ class Engine:
         """Histograms and counters of a step's hops; window percentiles, alerts, report."""
         hops = result.hops
         if self.metrics is not None and hops.num_rows:
-            keys = hops.select(["hop", "src_node", "dst_node"]).to_pylist()
-            groups: dict[tuple[str, str, str], list[int]] = {}
-            for i, k in enumerate(keys):
-                groups.setdefault((k["hop"], k["src_node"], k["dst_node"]), []).append(i)
             low = hops.column("low_ns").to_numpy()
             high = hops.column("high_ns").to_numpy()
             unknown = hops.column("order_unknown").to_numpy(zero_copy_only=False)
             bad = hops.column("inconsistent").to_numpy(zero_copy_only=False)
-            for (hop, src, dst), idx in groups.items():
-                at = np.asarray(idx)
+            for (hop, src, dst), at in _groups(hops):
                 self.metrics.observe_hops(hop, src, dst, low[at], high[at],
                                           int(unknown[at].sum()), int(bad[at].sum()))
         window = self.window_hops()
@@ -613,6 +607,27 @@ class Engine:
         return body, ctype
 
 
+def _groups(hops: pa.Table) -> list[tuple[tuple[str, str, str], np.ndarray]]:
+    """The rows of each ``(hop, src_node, dst_node)``, grouped by dictionary codes (no
+    Python work per row)."""
+    codes, names = [], []
+    for column in ("hop", "src_node", "dst_node"):
+        code, dictionary = dictionary_codes(hops.column(column))
+        codes.append(code)
+        names.append(dictionary.to_pylist())
+    key = (codes[0] * len(names[1]) + codes[1]) * len(names[2]) + codes[2]
+    distinct, inverse = np.unique(key, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(distinct) + 1))
+    out = []
+    for g, k in enumerate(distinct.tolist()):
+        rest, dst = divmod(k, len(names[2]))
+        hop, src = divmod(rest, len(names[1]))
+        out.append(((str(names[0][hop]), str(names[1][src]), str(names[2][dst])),
+                    order[bounds[g]:bounds[g + 1]]))
+    return out
+
+
 #: how many of a hop's slowest requests the report lists
 SLOWEST_PER_HOP = 5
 
@@ -622,11 +637,13 @@ def _slowest(window: pa.Table) -> dict[str, list[dict[str, Any]]]:
     interval, the local stamps it was computed from, context."""
     if not window.num_rows:
         return {}
-    names = np.asarray(pc.cast(window.column("hop"), pa.string()).to_pylist(), dtype=object)
+    code, dictionary = dictionary_codes(window.column("hop"))
     out = {}
-    for hop in dict.fromkeys(names.tolist()):
-        worst = worst_requests(window, names == hop, SLOWEST_PER_HOP)
-        out[str(hop)] = [w.to_dict() for w in worst]
+    for k, hop in enumerate(dictionary.to_pylist()):
+        mask = code == k
+        if mask.any():
+            worst = worst_requests(window, mask, SLOWEST_PER_HOP)
+            out[str(hop)] = [w.to_dict() for w in worst]
     return out
 
 

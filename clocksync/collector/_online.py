@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..latency._arrow import dictionary_codes, index_in
 
@@ -216,10 +217,10 @@ class ChainCompleter:
         ok = (sidx >= 0) & (rid >= 0)
         bits = np.zeros(len(ids), dtype=np.int64)
         np.bitwise_or.at(bits, rid[ok], np.left_shift(1, sidx[ok]))
-        id_list = ids.to_pylist()
-        opened = [k for k, rid_ in enumerate(id_list) if rid_ in self._open]
         whole = bits == self._full
-        whole[opened] = False
+        if self._open:  # requests of this batch that earlier batches opened: not whole here
+            seen = pc.is_in(ids, value_set=pa.array(list(self._open), pa.string()))
+            whole &= ~np.asarray(seen.to_numpy(zero_copy_only=False), dtype=bool)
         done_rows = np.flatnonzero(ok & whole[np.maximum(rid, 0)])
         if len(done_rows):  # whole within this batch: no Python work per request
             out.events.append(table.take(pa.array(done_rows)))
@@ -227,6 +228,7 @@ class ChainCompleter:
         if not len(rest):
             return
         batch = _Batch(self._seq, arrival_s, table)
+        id_list = ids.to_pylist()
         finished: list[tuple[pa.Table, int]] = []
         for row in rest.tolist():
             key = id_list[rid[row]]

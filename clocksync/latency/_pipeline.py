@@ -28,6 +28,7 @@ from ._alerts import (
     inconsistency_alerts,
     latency_alerts,
 )
+from ._arrow import dictionary_codes
 from ._causal import CausalAssumptions, PairWindow, tighten
 from ._hops import (
     CorrectorLike,
@@ -266,19 +267,19 @@ def _count(hop: str, cross: BoolA, raw_ns: npt.NDArray[np.int64], low: F64, high
 def hop_counts(hops: pa.Table) -> tuple[HopCount, ...]:
     """Per hop (in first-seen order), the counts of a per-request hop table (as
     :func:`hop_table` makes them for its whole input)."""
-    names = pc.cast(hops.column("hop"), pa.string())
-    cross = pc.not_equal(pc.cast(hops.column("src_node"), pa.string()),
-                         pc.cast(hops.column("dst_node"), pa.string()))
+    code, dictionary = dictionary_codes(hops.column("hop"))
+    src, dst = (pc.cast(hops.column(c), pa.string()) for c in ("src_node", "dst_node"))
+    cross = np.asarray(pc.not_equal(src, dst).to_numpy(zero_copy_only=False), dtype=bool)
     cols = {c: hops.column(c).to_numpy(zero_copy_only=False) for c in (
         "raw_latency_ns", "low_ns", "high_ns", "inconsistent", "table_low_ns",
         "table_high_ns")}
-    cross_a = np.asarray(cross.to_numpy(zero_copy_only=False), dtype=bool)
-    name_list = np.asarray(names.to_pylist(), dtype=object)
+    _, first = np.unique(code, return_index=True)
     out = []
-    for name in dict.fromkeys(name_list.tolist()):
-        m = name_list == name
-        out.append(_count(str(name), cross_a[m], cols["raw_latency_ns"][m], cols["low_ns"][m],
-                          cols["high_ns"][m], np.asarray(cols["inconsistent"][m], dtype=bool),
+    for k in code[np.sort(first)].tolist():  # hops in first-seen order
+        m = code == k
+        out.append(_count(str(dictionary[k]), cross[m], cols["raw_latency_ns"][m],
+                          cols["low_ns"][m], cols["high_ns"][m],
+                          np.asarray(cols["inconsistent"][m], dtype=bool),
                           cols["table_high_ns"][m] - cols["table_low_ns"][m]))
     return tuple(out)
 

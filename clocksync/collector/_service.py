@@ -4,6 +4,7 @@ alert webhook wired together from a :class:`CollectorConfig`, run until told to 
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import threading
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from ._http import CollectorHttpServer
 from ._metrics import CollectorMetrics
 from ._raw import RawLayer
 
-__all__ = ["TICK_S", "build_engine", "run_collector"]
+__all__ = ["GC_THRESHOLDS", "TICK_S", "build_engine", "run_collector"]
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,27 @@ def build_engine(config: CollectorConfig) -> Engine:
                   forwarder=forwarder)
 
 
+#: the collector's garbage-collector thresholds (gen0 allocations, gen1 and gen2 passes)
+GC_THRESHOLDS = (100_000, 50, 1000)
+
+
+def _tune_gc() -> None:
+    """Fewer, larger young-generation collections, and none of the objects made at start
+    scanned again: the engine keeps many long-lived objects (pending spans, buffered
+    tables), and Python's default thresholds (700 allocations) had the collector spend more
+    time in the cyclic garbage collector than decoding spans. Memory is still freed by
+    reference counting at once; only reference cycles wait longer."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run_collector(config: CollectorConfig, stop: threading.Event,
                   on_start: Callable[[list[str]], None] | None = None) -> dict[str, Any]:
     """Serve until ``stop`` is set; then stop accepting, take in everything accepted
     (into the raw layer) and close. Returns the engine's counts."""
     engine = build_engine(config)
+    _tune_gc()
     host, port = parse_listen(config.listen, "listen")
     http = CollectorHttpServer(engine, host, port).start()
     grpc: Any = None

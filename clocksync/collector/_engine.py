@@ -90,11 +90,11 @@ class _Done:
     children: pa.Table | None
     events: pa.Table | None
     last_ns: int  # the largest time a unit here can reach (for retention)
+    nbytes: int = 0  # of its tables
 
-    @property
-    def nbytes(self) -> int:
-        return sum(int(t.nbytes) for t in (self.parents, self.children, self.events)
-                   if t is not None)
+    def __post_init__(self) -> None:
+        self.nbytes = sum(int(t.nbytes) for t in (self.parents, self.children, self.events)
+                          if t is not None)
 
 
 class Engine:

@@ -100,13 +100,14 @@ class PairCompleter:
         self._waiting: dict[str, list[tuple[pa.Table, int, int]]] = {}  # trace/parent -> kids
         self._batches: collections.deque[_Batch] = collections.deque()
         self._seq = 0
+        self._orphans = 0  # children in _waiting
         self.pending_bytes = 0
 
     @property
     def pending(self) -> int:
         """Entries waiting: spans that may still get children, and children without
         their parent."""
-        return len(self._spans) + sum(len(v) for v in self._waiting.values())
+        return len(self._spans) + self._orphans
 
     def add(self, table: pa.Table, arrival_s: float, out: Completed) -> None:
         """Take a batch of events (with ``trace_id, span_id, parent_span_id``)."""
@@ -133,6 +134,7 @@ class PairCompleter:
                 batch.keys.append(key)
                 kids = waiting.pop(key, None)
                 if kids:
+                    self._orphans -= len(kids)
                     for kt, ki, _ in kids:
                         parents.append((table, i))
                         children.append((kt, ki))
@@ -144,6 +146,7 @@ class PairCompleter:
                     children.append((table, i))
                 else:
                     waiting.setdefault(pkey, []).append((table, i, batch.seq))
+                    self._orphans += 1
                     batch.waits.append(pkey)
         self._batches.append(batch)
         self.pending_bytes += table.nbytes + ENTRY_BYTES * table.num_rows
@@ -173,6 +176,7 @@ class PairCompleter:
                 if not kids:
                     continue
                 keep = [k for k in kids if k[2] != batch.seq]
+                self._orphans -= len(kids) - len(keep)
                 for _, row, _ in (k for k in kids if k[2] == batch.seq):
                     if over:
                         out.evicted += 1

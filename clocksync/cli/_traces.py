@@ -21,9 +21,14 @@ from ..latency import (
     TraceSummary,
     correct_trace_file,
     inspect_traces,
-    preset,
 )
-from ._options import exit_for_load_errors, load_store, strict_option, table_key_option
+from ._options import (
+    exit_for_load_errors,
+    load_store,
+    strict_option,
+    table_key_option,
+    trace_map_options,
+)
 
 __all__ = ["render_summary", "traces"]
 
@@ -96,19 +101,18 @@ def traces() -> None:
 
 @traces.command("inspect")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--trace-map", type=click.Path(dir_okay=False),
-              help="Trace map (TOML or JSON) to try on the spans (default: span events "
-                   "named like the stages).")
+@trace_map_options
 @click.option("--format", "fmt", default="auto", show_default=True,
               type=click.Choice(["auto", "otlp", "jaeger", "zipkin"]),
               help="Trace format (auto: detected from the content).")
 @click.option("--skip-bad", is_flag=True, help="Skip (and count) malformed spans.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary on stdout.")
-def inspect(files: tuple[str, ...], trace_map: str | None, fmt: str, skip_bad: bool,
-            as_json: bool) -> None:
+def inspect(files: tuple[str, ...], trace_map: TraceMapping | None,
+            preset: TraceMapping | None, fmt: str, skip_bad: bool, as_json: bool) -> None:
     """Services, span names, kinds, attributes and events of FILES, and which rule of the
-    trace map each kind of span matches: how to write a map in a minute."""
-    mapping = TraceMapping.load(trace_map) if trace_map else None
+    trace map (default: span events named like the stages) each kind of span matches: how
+    to write a map in a minute."""
+    mapping = trace_map or preset
     summary = inspect_traces(files, mapping, None if fmt == "auto" else fmt,  # type: ignore[arg-type]
                              skip_bad)
     if summary.spans == 0:
@@ -133,27 +137,21 @@ def inspect(files: tuple[str, ...], trace_map: str | None, fmt: str, skip_bad: b
 @click.option("--format", "fmt", default="auto", show_default=True,
               type=click.Choice(["auto", "otlp", "jaeger", "zipkin"]),
               help="Trace format (auto: detected from the content).")
-@click.option("--preset", "preset_name", type=click.Choice(["restate"]),
-              help="Built-in trace map naming each span's node.")
-@click.option("--trace-map", type=click.Path(dir_okay=False),
-              help="Trace map (TOML or JSON) whose node chain names each span's node "
-                   "(default: service.instance.id, host.name, hostname, service.name, "
-                   "host.ip).")
+@trace_map_options
 @click.option("--skip-bad", is_flag=True,
               help="Skip (count, and copy as they are) malformed records.")
 @table_key_option
 @strict_option
-def correct(path: str, tables: str, out: str, fmt: str, preset_name: str | None,
-            trace_map: str | None, skip_bad: bool, table_key: TableKey | None,
+def correct(path: str, tables: str, out: str, fmt: str, trace_map: TraceMapping | None,
+            preset: TraceMapping | None, skip_bad: bool, table_key: TableKey | None,
             strict_tables: bool) -> None:
     """Write OUT: the trace file IN with clocksync.node, clocksync.start_ref_ns and
     clocksync.start_bound_ns (the corrected start and its bound, ns) added to every span
     with a node; spans the tables cannot correct get clocksync.status = "uncorrectable"
-    and clocksync.reason. The timestamps themselves are unchanged."""
-    if preset_name and trace_map:
-        raise click.UsageError("give --preset or --trace-map, not both")
-    mapping = preset(preset_name) if preset_name else (
-        TraceMapping.load(trace_map) if trace_map else None)
+    and clocksync.reason. The timestamps themselves are unchanged. The trace map's node
+    chain names each span's node (default: service.instance.id, host.name, hostname,
+    service.name, host.ip)."""
+    mapping = trace_map or preset
     corrector = load_store(tables, table_key, strict_tables, allow_empty=False)
     result = correct_trace_file(path, out, corrector, mapping,
                                 None if fmt == "auto" else fmt,  # type: ignore[arg-type]

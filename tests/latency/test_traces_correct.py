@@ -426,7 +426,7 @@ def test_cli_summary_and_usage_errors(world: World, tables: Path, tmp_path: Path
     res = CliRunner().invoke(main, ["traces", "correct", str(src), "--tables", str(tables),
                                     "--out", str(out), "--preset", "restate", "--trace-map",
                                     str(src)])
-    assert res.exit_code == 2 and "--preset or --trace-map" in res.output
+    assert res.exit_code == 2 and "--trace-map FILE or --preset NAME, not both" in res.output
     # a map whose node chain finds nothing: an error, no output
     out.unlink()
     res = CliRunner().invoke(main, ["traces", "correct", str(src), "--tables", str(tables),

@@ -38,6 +38,7 @@ __all__ = [
     "Topology",
     "missing_requirements",
     "run_bridge",
+    "stop_process",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +58,20 @@ def missing_requirements(*tools: str) -> str | None:
 
 def _run(*argv: str) -> None:
     subprocess.run(list(argv), check=True, capture_output=True, text=True)
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 3.0) -> None:
+    """Stop a process we started: SIGTERM, then SIGKILL after ``timeout_s``, by its PID."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,15 +216,7 @@ class Topology:
 
     def stop(self, proc: subprocess.Popen[bytes], timeout_s: float = 3.0) -> None:
         """Stop one process we started: SIGTERM, then SIGKILL, by its PID."""
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout_s)
+        stop_process(proc, timeout_s)
 
     def close(self) -> None:
         """Stop our processes, then delete our namespaces (their veths go with them)."""

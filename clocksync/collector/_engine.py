@@ -47,7 +47,7 @@ from ..latency import (
     BadRecord,
     Span,
     TraceMapping,
-    percentile_table,
+    summary_and_windows,
 )
 from ..latency._alerts import Alert, inconsistency_alerts, latency_alerts, worst_requests
 from ..latency._arrow import dictionary_codes
@@ -56,6 +56,7 @@ from ..latency._pairs import is_paired, pair_layout, pivot_of_pairs
 from ..latency._pipeline import hop_counts, hop_table, pairs_hop_table
 from ..latency._traces import span_events
 from ._config import CollectorConfig
+from ._metrics import AlertKey, QuantileRow
 from ._online import ChainCompleter, Completed, PairCompleter
 from ._sink import Accepted
 
@@ -280,10 +281,17 @@ class Engine:
     @staticmethod
     def _node_codes(node: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, list[str]]:
         """Each row's node as a code into the list of node names (-1: no node)."""
-        from ..latency._arrow import dictionary_codes
-
         codes, names = dictionary_codes(pc.cast(node, pa.string()))
         return codes, [str(n) for n in names.to_pylist()]
+
+    def _correct_node(self, name: str, ts: np.ndarray) -> np.ndarray:
+        """Corrected times of node ``name``'s stamps (ns; NaN where not correctable)."""
+        try:
+            r, b = self.corrector.correct(name, ts, on_invalid="inf")
+        except ClockSyncError:
+            return np.full(len(ts), np.nan)
+        ok = np.isfinite(np.asarray(b, dtype=np.float64))
+        return np.where(ok, np.asarray(r, dtype=np.float64), np.nan)
 
     def _approx_ref(self, node: pa.ChunkedArray | pa.Array, ts: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray]:
@@ -292,31 +300,27 @@ class Engine:
         codes, names = self._node_codes(node)
         for k, name in enumerate(names):
             m = codes == k
-            try:
-                r, b = self.corrector.correct(name, ts[m], on_invalid="inf")
-            except ClockSyncError:
-                continue
-            ok = np.isfinite(np.asarray(b, dtype=np.float64))
-            ref[np.flatnonzero(m)[ok]] = np.asarray(r, dtype=np.float64)[ok]
+            ref[m] = self._correct_node(name, ts[m])
         return ref, ~np.isnan(ref)
 
     def _watch(self, table: pa.Table, arrival: float) -> None:
-        """Each node's newest corrected event time."""
+        """Each node's newest corrected event time: its newest local stamp, corrected (a
+        correction is monotonic in local time); all of its stamps when that one cannot be
+        corrected."""
         ts = table.column("ts_ns").to_numpy().astype(np.int64)
-        ref, ok = self._approx_ref(table.column("node"), ts)
-        if not ok.any():
-            return
         codes, names = self._node_codes(table.column("node"))
         for k, name in enumerate(names):
-            mine = ok & (codes == k)
-            if not mine.any():
+            mine = ts[codes == k]
+            if not len(mine):
                 continue
-            newest = int(ref[mine].max())
+            ref = self._correct_node(name, mine.max(keepdims=True))
+            if np.isnan(ref[0]):
+                ref = self._correct_node(name, mine)
+                if np.isnan(ref).all():
+                    continue
+            newest = int(np.nanmax(ref))
             old = self._node_ref.get(name)
-            if old is None or newest > old[0]:
-                self._node_ref[name] = (newest, arrival)
-            else:
-                self._node_ref[name] = (old[0], arrival)
+            self._node_ref[name] = (newest if old is None else max(newest, old[0]), arrival)
 
     def watermark_ns(self, now: float) -> int | None:
         """The reference time up to which steps may close (``None``: no data yet)."""
@@ -499,19 +503,19 @@ class Engine:
         end = result.end_ns
         start = end - self.config.window_ns
         rows: pa.Table | None = None
-        if window.num_rows:
-            table = percentile_table(window, self.config.window_s, self.config.step_s or None)
+        summary = pa.table({})
+        if window.num_rows:  # the window's summary and its window rows, from one reading
+            summary, table = summary_and_windows(window, self.config.window_s,
+                                                 self.config.step_s or None)
             rows = table.filter(pc.equal(table.column("window_start_ns"), start))
             result.window = rows
             self._history.append(rows)
             self._alerts(rows, window, start)
             if self.metrics is not None:
                 self._publish_quantiles(rows)
-        self._report = self._make_report(window, rows, start, end)
+        self._report = self._make_report(window, summary, rows, start, end)
 
     def _publish_quantiles(self, rows: pa.Table) -> None:
-        from ._metrics import QuantileRow
-
         out = []
         for r in rows.to_pylist():
             for q, name in ((0.5, "p50"), (0.9, "p90"), (0.99, "p99")):
@@ -538,13 +542,10 @@ class Engine:
                     self._on_alert(alert)
         self._active = active
         if self.metrics is not None:
-            from ._metrics import AlertKey
-
             self.metrics.set_alerts([AlertKey(*k) for k in active])
 
-    def _make_report(self, window: pa.Table, rows: pa.Table | None, start: int, end: int
-                     ) -> dict[str, Any]:
-        summary = percentile_table(window) if window.num_rows else pa.table({})
+    def _make_report(self, window: pa.Table, summary: pa.Table, rows: pa.Table | None,
+                     start: int, end: int) -> dict[str, Any]:
         causal = [w for s in self._steps for w in s.causal]
         return {
             "records": self.counts["records"],

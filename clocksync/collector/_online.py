@@ -88,20 +88,57 @@ class _Batch:
     table: pa.Table
     keys: list[str] = field(default_factory=list)  # span keys / request ids it added
     waits: list[str] = field(default_factory=list)  # parent keys its children wait on
+    nbytes: int = 0  # what it counts in pending_bytes
 
 
-class PairCompleter:
-    """Pairs by parent span, online (see the module docstring)."""
+class _Completer:
+    """Arrival batches held while their entries wait, expired oldest first."""
 
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
+        self._batches: collections.deque[_Batch] = collections.deque()
+        self._seq = 0
+        self.pending_bytes = 0
+
+    def _new_batch(self, table: pa.Table, arrival_s: float) -> _Batch:
+        self._seq += 1
+        return _Batch(self._seq, arrival_s, table)
+
+    def _hold(self, batch: _Batch, entries: int) -> None:
+        """Keep ``batch`` (its table and ``entries`` pending entries) until it expires."""
+        batch.nbytes = batch.table.nbytes + ENTRY_BYTES * entries
+        self.pending_bytes += batch.nbytes
+        self._batches.append(batch)
+
+    def _expired(self, now_s: float, budget_bytes: float) -> Iterator[tuple[_Batch, bool]]:
+        """``(batch, over budget)`` for each batch, oldest first, that is past the timeout
+        or must go to bring the pending bytes within ``budget_bytes``."""
+        while self._batches:
+            batch = self._batches[0]
+            over = self.pending_bytes > budget_bytes
+            if now_s - batch.arrival_s < self.timeout_s and not over:
+                return
+            self._batches.popleft()
+            self.pending_bytes -= batch.nbytes
+            yield batch, over
+
+    def expire(self, now_s: float, out: Completed, budget_bytes: float = np.inf) -> None:
+        raise NotImplementedError
+
+    def flush(self, out: Completed) -> None:
+        """Time every entry out now (shutdown, or the end of a replay)."""
+        self.expire(np.inf, out)
+
+
+class PairCompleter(_Completer):
+    """Pairs by parent span, online (see the module docstring)."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(timeout_s)
         self._spans: dict[str, tuple[pa.Table, int, int]] = {}  # trace/span -> first event
         self._seen: dict[str, int] = {}  # trace/span/stage -> batch seq
         self._waiting: dict[str, list[tuple[pa.Table, int, int]]] = {}  # trace/parent -> kids
-        self._batches: collections.deque[_Batch] = collections.deque()
-        self._seq = 0
         self._orphans = 0  # children in _waiting
-        self.pending_bytes = 0
 
     @property
     def pending(self) -> int:
@@ -111,8 +148,7 @@ class PairCompleter:
 
     def add(self, table: pa.Table, arrival_s: float, out: Completed) -> None:
         """Take a batch of events (with ``trace_id, span_id, parent_span_id``)."""
-        self._seq += 1
-        batch = _Batch(self._seq, arrival_s, table)
+        batch = self._new_batch(table, arrival_s)
         trace = table.column("trace_id").to_pylist()
         span = table.column("span_id").to_pylist()
         parent = table.column("parent_span_id").to_pylist()
@@ -148,8 +184,7 @@ class PairCompleter:
                     waiting.setdefault(pkey, []).append((table, i, batch.seq))
                     self._orphans += 1
                     batch.waits.append(pkey)
-        self._batches.append(batch)
-        self.pending_bytes += table.nbytes + ENTRY_BYTES * table.num_rows
+        self._hold(batch, table.num_rows)
         p, c = _take_rows(parents), _take_rows(children)
         if p is not None and c is not None:
             out.parents.append(p)
@@ -158,13 +193,7 @@ class PairCompleter:
     def expire(self, now_s: float, out: Completed, budget_bytes: float = np.inf) -> None:
         """Drop entries older than the timeout (children still waiting count as
         incomplete), and the oldest ones while over ``budget_bytes`` (counted evicted)."""
-        while self._batches:
-            batch = self._batches[0]
-            over = self.pending_bytes > budget_bytes
-            if now_s - batch.arrival_s < self.timeout_s and not over:
-                break
-            self._batches.popleft()
-            self.pending_bytes -= batch.table.nbytes + ENTRY_BYTES * batch.table.num_rows
+        for batch, over in self._expired(now_s, budget_bytes):
             for key in batch.keys:
                 if self._seen.get(key) == batch.seq:
                     del self._seen[key]
@@ -187,22 +216,15 @@ class PairCompleter:
                 else:
                     del self._waiting[pkey]
 
-    def flush(self, out: Completed) -> None:
-        """Time every entry out now (shutdown, or the end of a replay)."""
-        self.expire(np.inf, out)
 
-
-class ChainCompleter:
+class ChainCompleter(_Completer):
     """Whole requests of a stage chain, online (see the module docstring)."""
 
     def __init__(self, chain: tuple[str, ...], timeout_s: float) -> None:
+        super().__init__(timeout_s)
         self.chain = chain
-        self.timeout_s = timeout_s
         self._full = (1 << len(chain)) - 1
         self._open: dict[str, tuple[int, list[tuple[pa.Table, int]], int]] = {}
-        self._batches: collections.deque[_Batch] = collections.deque()
-        self._seq = 0
-        self.pending_bytes = 0
         self.unknown_stage: collections.Counter[str] = collections.Counter()
 
     @property
@@ -212,7 +234,6 @@ class ChainCompleter:
 
     def add(self, table: pa.Table, arrival_s: float, out: Completed) -> None:
         """Take a batch of events (``request_id, stage, node, ts_ns`` + context)."""
-        self._seq += 1
         sidx = index_in(table.column("stage"), self.chain)
         if (sidx < 0).any():
             for name in np.asarray(table.column("stage").to_pylist(), dtype=object)[sidx < 0]:
@@ -231,7 +252,7 @@ class ChainCompleter:
         rest = np.flatnonzero(ok & ~whole[np.maximum(rid, 0)])
         if not len(rest):
             return
-        batch = _Batch(self._seq, arrival_s, table)
+        batch = self._new_batch(table, arrival_s)
         id_list = ids.to_pylist()
         finished: list[tuple[pa.Table, int]] = []
         for row in rest.tolist():
@@ -247,8 +268,7 @@ class ChainCompleter:
                 self._open.pop(key, None)
             else:
                 self._open[key] = (have, rows, entry[2] if entry is not None else batch.seq)
-        self._batches.append(batch)
-        self.pending_bytes += table.nbytes + ENTRY_BYTES * len(rest)
+        self._hold(batch, len(rest))
         done = _take_rows(finished)
         if done is not None:
             out.events.append(done)
@@ -257,13 +277,7 @@ class ChainCompleter:
         """Release requests older than the timeout (counted incomplete by missing stage),
         and drop the oldest while over ``budget_bytes`` (counted evicted)."""
         released: list[tuple[pa.Table, int]] = []
-        while self._batches:
-            batch = self._batches[0]
-            over = self.pending_bytes > budget_bytes
-            if now_s - batch.arrival_s < self.timeout_s and not over:
-                break
-            self._batches.popleft()
-            self.pending_bytes -= batch.table.nbytes + ENTRY_BYTES * len(batch.keys)
+        for batch, over in self._expired(now_s, budget_bytes):
             for key in batch.keys:
                 entry = self._open.get(key)
                 if entry is None or entry[2] != batch.seq:
@@ -279,12 +293,3 @@ class ChainCompleter:
         done = _take_rows(released)
         if done is not None:
             out.events.append(done)
-
-    def flush(self, out: Completed) -> None:
-        """Time every request out now."""
-        self.expire(np.inf, out)
-
-
-def tables_of(parts: list[pa.Table]) -> Iterator[pa.Table]:
-    """Non-empty tables of ``parts``."""
-    return (t for t in parts if t.num_rows)

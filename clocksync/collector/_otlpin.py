@@ -26,10 +26,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.json as pajson
 
-from .._io._tabular import _check_arrow, _convert, _rows_to_table
+from .._io._tabular import _check_arrow
 from .._model._errors import InputError
 from ..latency import EVENT_COLUMNS, BadRecord, Span
-from ..latency._events import _reason
+from ..latency._events import checked_rows
 from ..latency._otlp import otlp_json_spans, otlp_proto_request_type, otlp_request_spans
 from ..latency._spans import SpanError
 
@@ -239,22 +239,9 @@ def decode_events(body: bytes, endpoint: str) -> tuple[pa.Table, list[BadRecord]
         retry = _fast_events(objects.encode(), endpoint)
         if retry is not None:
             return retry, bad
-    rows: list[dict[str, Any]] = []
-    wheres: list[str] = []
-    bad = []
-    for where, rec, _ in records:
-        if isinstance(rec, str):
-            bad.append(BadRecord(where, rec))
-            continue
-        try:
-            for col in EVENT_COLUMNS:
-                _convert(rec.get(col.name), col, where)
-        except InputError as exc:
-            bad.append(BadRecord(where, _reason(exc, where)))
-            continue
-        rows.append(rec)
-        wheres.append(where)
-    return _rows_to_table(rows, wheres, EVENT_COLUMNS, endpoint), bad
+    table, bad = checked_rows(((where, rec) for where, rec, _ in records), EVENT_COLUMNS,
+                              endpoint)
+    return table, bad
 
 
 # --- answers -------------------------------------------------------------------------------

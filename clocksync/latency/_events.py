@@ -25,7 +25,7 @@ from ._arrow import UNIQUE_DICTIONARY, join_disjoint_dictionaries
 from ._schema import EVENT_COLUMNS, BadRecord, Events
 from ._storage import WHOLE_REQUESTS_KEY
 
-__all__ = ["concat_events", "read_events_file"]
+__all__ = ["checked_rows", "concat_events", "read_events_file"]
 
 _DICTIONARY_READ = ("request_id", "stage", "node")
 
@@ -61,11 +61,14 @@ def _text_records(path: str, fmt: str) -> Iterator[tuple[str, dict[str, Any] | s
             yield where, obj if isinstance(obj, dict) else "expected a JSON object per line"
 
 
-def _tolerant_text(path: str, fmt: str, columns: list[Column]) -> Events:
+def checked_rows(records: Iterable[tuple[str, dict[str, Any] | str]], columns: list[Column],
+                 source: str) -> tuple[pa.Table, list[BadRecord]]:
+    """The records that pass the columns' checks as a table, and a :class:`BadRecord` for
+    each one that does not parse (given as its reason) or fails a check."""
     rows: list[dict[str, Any]] = []
     wheres: list[str] = []
     bad: list[BadRecord] = []
-    for where, rec in _text_records(path, fmt):
+    for where, rec in records:
         if isinstance(rec, str):
             bad.append(BadRecord(where, rec))
             continue
@@ -77,8 +80,12 @@ def _tolerant_text(path: str, fmt: str, columns: list[Column]) -> Events:
             continue
         rows.append(rec)
         wheres.append(where)
-    table = _rows_to_table(rows, wheres, columns, path)
-    return Events(table, tuple(bad), len(rows) + len(bad))
+    return _rows_to_table(rows, wheres, columns, source), bad
+
+
+def _tolerant_text(path: str, fmt: str, columns: list[Column]) -> Events:
+    table, bad = checked_rows(_text_records(path, fmt), columns, path)
+    return Events(table, tuple(bad), table.num_rows + len(bad))
 
 
 def _read_parquet(path: str, columns: list[Column], skip_bad: bool) -> Events:

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from lab.netlab import stop_process
 
 __all__ = [
     "CACHE",
@@ -213,27 +214,14 @@ class Processes:
     def stop(self, name: str, timeout_s: float = 10.0) -> int | None:
         for label, proc in self.procs:
             if label == name:
-                _stop(proc, timeout_s)
+                stop_process(proc, timeout_s)
                 return proc.returncode
         return None
 
     def stop_all(self) -> None:
         for _, proc in reversed(self.procs):
             with contextlib.suppress(Exception):
-                _stop(proc, 5.0)
-
-
-def _stop(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(5)
+                stop_process(proc, 5.0)
 
 
 def wait_until(ready: Callable[[], bool], timeout_s: float, what: str,

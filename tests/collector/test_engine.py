@@ -12,14 +12,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from clocksync import Corrector, SimClock, fit_table
 from clocksync.collector._config import load_collector_config
 from clocksync.collector._engine import Engine, StepResult
 from clocksync.latency import hop_table, percentile_table, preset, read_inputs
 from clocksync.latency._otlp import otlp_json_spans
-from clocksync.testing import LinkModel, simulate_requests, simulate_restate, simulate_samples
-
-T0 = 1_764_129_600_000_000_000
+from clocksync.testing import simulate_requests
+from tests._restate_world import T0, RestateWorld, restate_world
 
 
 class Clock:
@@ -31,28 +29,18 @@ class Clock:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    rng = np.random.default_rng(5)
-    clocks = {"n1": SimClock(t0_ns=T0, offset0_ns=0.0, skew_ppm=5.0, seed=1),
-              "n2": SimClock(t0_ns=T0, offset0_ns=2.5e9, skew_ppm=35.0, seed=2),
-              "n3": SimClock(t0_ns=T0, offset0_ns=-1.7e9, skew_ppm=-25.0, seed=3)}
-    tables = [fit_table(simulate_samples(c, n, T0, 200.0, 1.0, LinkModel(), rng))
-              for n, c in clocks.items()]
-    docs, truth = simulate_restate(clocks, 1200, T0 + 20 * 10**9, 60.0, rng)
-    path = tmp_path_factory.mktemp("engine") / "spans.jsonl"
-    path.write_text("".join(json.dumps(d) + "\n" for d in docs))
-    return {"clocks": clocks, "corrector": Corrector(tables), "docs": docs, "truth": truth,
-            "path": path}
+def world(tmp_path_factory: pytest.TempPathFactory) -> RestateWorld:
+    return restate_world(tmp_path_factory.mktemp("engine"), 5, 1200, 60.0, 200.0)
 
 
 def _spans(doc: dict) -> list:
     return [s for _, s in otlp_json_spans("test", doc)]
 
 
-def _engine(world: dict, clock: Clock, **options: object) -> Engine:
+def _engine(world: RestateWorld, clock: Clock, **options: object) -> Engine:
     config = load_collector_config(None, {"store": "unused", "preset": "restate",
                                           "window_s": 10.0, "step_s": 5.0, **options})
-    return Engine(config, world["corrector"], monotonic_s=clock)
+    return Engine(config, world.corrector, monotonic_s=clock)
 
 
 def _key(table: pa.Table) -> pa.Table:
@@ -62,9 +50,9 @@ def _key(table: pa.Table) -> pa.Table:
     return out.sort_by([("request_id", "ascending"), ("hop", "ascending")])
 
 
-def _batch(world: dict) -> pa.Table:
-    events = read_inputs([world["path"]], "otlp", preset("restate"))
-    return hop_table(events, world["corrector"]).table
+def _batch(world: RestateWorld) -> pa.Table:
+    events = read_inputs([world.spans], "otlp", preset("restate"))
+    return hop_table(events, world.corrector).table
 
 
 def _steps_hops(steps: list[StepResult]) -> pa.Table:
@@ -72,10 +60,10 @@ def _steps_hops(steps: list[StepResult]) -> pa.Table:
 
 
 @pytest.mark.slow
-def test_live_equals_batch_whatever_the_arrival_order(world: dict) -> None:
+def test_live_equals_batch_whatever_the_arrival_order(world: RestateWorld) -> None:
     clock = Clock()
     engine = _engine(world, clock, lateness_s=3600.0)  # shuffled: nothing may come late
-    docs = list(world["docs"])
+    docs = list(world.docs)
     order = np.random.default_rng(3).permutation(len(docs))
     steps: list[StepResult] = []
     for k, i in enumerate(order):
@@ -84,7 +72,7 @@ def test_live_equals_batch_whatever_the_arrival_order(world: dict) -> None:
             steps += engine.tick()
     steps += engine.tick(flush=True)
     live, batch = _key(_steps_hops(steps)), _key(_batch(world))
-    assert live.num_rows == batch.num_rows == len(world["truth"])
+    assert live.num_rows == batch.num_rows == len(world.truth)
     assert live.equals(batch)
     # every window's percentiles are batch's for that window
     windows = percentile_table(_batch(world), 10.0, 5.0)
@@ -101,14 +89,14 @@ def test_live_equals_batch_whatever_the_arrival_order(world: dict) -> None:
         assert mine.to_pylist() == theirs.to_pylist()
 
 
-def test_live_stamps_cover_the_truth_and_report(world: dict) -> None:
+def test_live_stamps_cover_the_truth_and_report(world: RestateWorld) -> None:
     clock = Clock()
     engine = _engine(world, clock)
-    for doc in world["docs"]:
+    for doc in world.docs:
         engine.accept_spans(_spans(doc))
     steps = engine.tick(flush=True)
     hops = _steps_hops(steps)
-    truth = np.array([world["truth"][(r, h)] for r, h in zip(
+    truth = np.array([world.truth[(r, h)] for r, h in zip(
         hops.column("request_id").to_pylist(), hops.column("hop").to_pylist(), strict=True)])
     assert np.all((hops.column("low_ns").to_numpy() <= truth)
                   & (truth <= hops.column("high_ns").to_numpy()))
@@ -122,10 +110,10 @@ def test_live_stamps_cover_the_truth_and_report(world: dict) -> None:
     assert slow["dst_ts_ns"] == row.column("dst_ts_ns")[0].as_py()
 
 
-def test_a_missing_parent_times_out_naming_it(world: dict) -> None:
+def test_a_missing_parent_times_out_naming_it(world: RestateWorld) -> None:
     clock = Clock()
     engine = _engine(world, clock, request_timeout_s=5.0)
-    doc = json.loads(json.dumps(world["docs"][0]))
+    doc = json.loads(json.dumps(world.docs[0]))
     spans = [s for s in _spans(doc) if s.name.startswith("invocation-start")]
     engine.accept_spans(spans)
     engine.tick()
@@ -137,15 +125,15 @@ def test_a_missing_parent_times_out_naming_it(world: dict) -> None:
 
 
 @pytest.mark.slow
-def test_events_chain_live_equals_batch(world: dict) -> None:
+def test_events_chain_live_equals_batch(world: RestateWorld) -> None:
     rng = np.random.default_rng(9)
-    clocks = {k: world["clocks"][k] for k in ("n1", "n2")}
+    clocks = {k: world.clocks[k] for k in ("n1", "n2")}
     events, _ = simulate_requests(clocks, [("n1", "n2"), ("n2", "n1")], 3000,
                                   T0 + 20 * 10**9, 60.0, rng)
     clock = Clock()
     config = load_collector_config(None, {"store": "unused", "window_s": 10.0,
                                           "lateness_s": 3600.0})
-    engine = Engine(config, world["corrector"], monotonic_s=clock)
+    engine = Engine(config, world.corrector, monotonic_s=clock)
     shuffled = events.take(pa.array(rng.permutation(events.num_rows)))
     steps: list[StepResult] = []
     for at in range(0, shuffled.num_rows, 1000):
@@ -153,14 +141,14 @@ def test_events_chain_live_equals_batch(world: dict) -> None:
         steps += engine.tick()
     steps += engine.tick(flush=True)
     live = _key(_steps_hops(steps))
-    batch = _key(hop_table(events, world["corrector"]).table)
+    batch = _key(hop_table(events, world.corrector).table)
     assert live.equals(batch)
 
 
-def test_late_data_is_counted_not_published(world: dict, tmp_path: Path) -> None:
+def test_late_data_is_counted_not_published(world: RestateWorld, tmp_path: Path) -> None:
     clock = Clock()
     engine = _engine(world, clock, lateness_s=0.0)
-    docs = world["docs"]
+    docs = world.docs
     half = len(docs) // 2
     for doc in docs[half:]:
         engine.accept_spans(_spans(doc))
@@ -185,10 +173,11 @@ def test_every_option_is_documented() -> None:
         assert f"| `{spec.key}` | `{spec.flag_name}` |" in doc, spec.key
 
 
-def test_over_the_memory_budget_the_oldest_are_evicted_and_payloads_wait(world: dict) -> None:
+def test_over_the_memory_budget_the_oldest_are_evicted_and_payloads_wait(
+        world: RestateWorld) -> None:
     clock = Clock()
     engine = _engine(world, clock, memory_budget_bytes=1 << 20)
-    orphans = [s for d in world["docs"] for s in _spans(d)
+    orphans = [s for d in world.docs for s in _spans(d)
                if s.name.startswith("invocation-start")]
     assert engine.retry_after_s() is None
     for at in range(0, len(orphans), 100):

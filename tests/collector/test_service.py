@@ -20,10 +20,9 @@ import pyarrow.compute as pc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from clocksync import DirectoryStore, SimClock, fit_table
-from clocksync.testing import LinkModel, otlp_protobuf, simulate_restate, simulate_samples
+from clocksync.testing import otlp_protobuf
+from tests._restate_world import restate_world
 
-T0 = 1_764_129_600_000_000_000
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "from clocksync.cli import main; main()"]
 
@@ -61,14 +60,8 @@ def _wait(predicate, what: str, timeout_s: float = 30.0):  # type: ignore[no-unt
 
 @pytest.mark.slow
 def test_collector_process_end_to_end(tmp_path: Path) -> None:
-    rng = np.random.default_rng(21)
-    clocks = {"n1": SimClock(t0_ns=T0, offset0_ns=0.0, skew_ppm=5.0, seed=1),
-              "n2": SimClock(t0_ns=T0, offset0_ns=2.5e9, skew_ppm=35.0, seed=2),
-              "n3": SimClock(t0_ns=T0, offset0_ns=-1.7e9, skew_ppm=-25.0, seed=3)}
-    store = DirectoryStore(tmp_path / "tables")
-    for name, clock in clocks.items():
-        store.write(fit_table(simulate_samples(clock, name, T0, 200.0, 1.0, LinkModel(), rng)))
-    docs, truth = simulate_restate(clocks, 600, T0 + 20 * 10**9, 60.0, rng)
+    world = restate_world(tmp_path, 21, 600, 60.0, 200.0)
+    docs, truth = world.docs, world.truth
     port = _free_port()
     upstream = _Upstream()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -119,8 +112,7 @@ def test_collector_process_end_to_end(tmp_path: Path) -> None:
     assert np.all((hops.column("low_ns").to_numpy() <= true)
                   & (true <= hops.column("high_ns").to_numpy()))
     # the raw layer re-analyses to what the original spans give in batch, number for number
-    spans = tmp_path / "spans.jsonl"
-    spans.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    spans = world.spans
     again = subprocess.run(
         [*CLI, "latency", str(spans), "--format", "otlp", "--preset", "restate", "--tables",
          str(tmp_path / "tables"), "--out", str(tmp_path / "batch.parquet")],

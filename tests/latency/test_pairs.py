@@ -12,7 +12,6 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
-from clocksync import Corrector, DirectoryStore, SimClock, fit_table
 from clocksync.cli import main
 from clocksync.latency import (
     RESTATE_START_RESOLUTION_NS,
@@ -23,38 +22,15 @@ from clocksync.latency import (
     read_inputs,
     resolution_warning,
 )
-from clocksync.testing import LinkModel, simulate_restate, simulate_samples
+from tests._restate_world import RestateWorld, restate_world
 
-T0 = 1_764_129_600_000_000_000
 HOPS = {"ingress->invocation-start", "invocation-start->invocation-attempt",
         "invocation-start->invocation-end", "invocation-attempt->invocation-start"}
 
 
-@dataclasses.dataclass(frozen=True)
-class Cluster:
-    corrector: Corrector
-    docs: list[dict]
-    truth: dict[tuple[str, str], float]
-    tables: Path
-    spans: Path
-
-
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Cluster:
-    rng = np.random.default_rng(11)
-    clocks = {"n1": SimClock(t0_ns=T0, offset0_ns=0.0, skew_ppm=5.0, seed=1),
-              "n2": SimClock(t0_ns=T0, offset0_ns=2.5e9, skew_ppm=35.0, seed=2),
-              "n3": SimClock(t0_ns=T0, offset0_ns=-1.7e9, skew_ppm=-25.0, seed=3)}
-    tables = [fit_table(simulate_samples(c, n, T0, 300.0, 1.0, LinkModel(), rng))
-              for n, c in clocks.items()]
-    docs, truth = simulate_restate(clocks, 1500, T0 + 20 * 10**9, 200.0, rng)
-    base = tmp_path_factory.mktemp("restate")
-    store = DirectoryStore(base / "tables")
-    for table in tables:
-        store.write(table)
-    spans = base / "spans.jsonl"
-    spans.write_text("".join(json.dumps(d) + "\n" for d in docs))
-    return Cluster(Corrector(tables), docs, truth, base / "tables", spans)
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> RestateWorld:
+    return restate_world(tmp_path_factory.mktemp("restate"), 11, 1500, 200.0, 300.0)
 
 
 def _coverage(report: LatencyReport, truth: dict[tuple[str, str], float]) -> dict[str, float]:
@@ -67,7 +43,7 @@ def _coverage(report: LatencyReport, truth: dict[tuple[str, str], float]) -> dic
     return {h: float(ok[by_hop == h].mean()) for h in sorted(set(hops))}
 
 
-def test_restate_preset_pairs_by_parent_and_covers_the_truth(cluster: Cluster) -> None:
+def test_restate_preset_pairs_by_parent_and_covers_the_truth(cluster: RestateWorld) -> None:
     events = read_inputs([cluster.spans], "otlp", preset("restate"))
     report = analyze(events, cluster.corrector, window_s=10.0)
     assert _coverage(report, cluster.truth) == dict.fromkeys(sorted(HOPS), 1.0)
@@ -85,7 +61,7 @@ def test_restate_preset_pairs_by_parent_and_covers_the_truth(cluster: Cluster) -
 
 
 @pytest.mark.slow
-def test_coarse_stamps_need_their_resolution(cluster: Cluster) -> None:
+def test_coarse_stamps_need_their_resolution(cluster: RestateWorld) -> None:
     """Without the invocation-start resolution the intervals miss the truth: the widening
     is what makes them cover it."""
     exact = preset("restate")
@@ -96,7 +72,7 @@ def test_coarse_stamps_need_their_resolution(cluster: Cluster) -> None:
     assert cov["ingress->invocation-start"] < 1.0
 
 
-def test_widening_is_the_resolution_and_no_more(cluster: Cluster) -> None:
+def test_widening_is_the_resolution_and_no_more(cluster: RestateWorld) -> None:
     events = read_inputs([cluster.spans], "otlp", preset("restate"))
     t = analyze(events, cluster.corrector, window_s=10.0).result.table
     same = t.filter(pa.compute.equal(t.column("hop"), "invocation-start->invocation-attempt"))
@@ -109,7 +85,7 @@ def test_widening_is_the_resolution_and_no_more(cluster: Cluster) -> None:
 
 
 def test_a_missing_parent_is_named_and_a_repeated_export_is_a_duplicate(
-        cluster: Cluster, tmp_path: Path) -> None:
+        cluster: RestateWorld, tmp_path: Path) -> None:
     docs = json.loads(json.dumps(cluster.docs))
     dropped = 0
     for doc in docs:
@@ -128,7 +104,7 @@ def test_a_missing_parent_is_named_and_a_repeated_export_is_a_duplicate(
     assert "ingress->invocation-start" not in {h.hop for h in report.result.hops}
 
 
-def test_cli_latency_with_the_preset(cluster: Cluster, tmp_path: Path) -> None:
+def test_cli_latency_with_the_preset(cluster: RestateWorld, tmp_path: Path) -> None:
     out = tmp_path / "hops.jsonl"
     res = CliRunner().invoke(main, ["latency", str(cluster.spans), "--format", "otlp",
                                     "--preset", "restate", "--tables", str(cluster.tables),

@@ -3,7 +3,8 @@ different clocks (seconds apart, tens of ppm), analysed in batch with ``--preset
 and live by the clocksync collector, which our own Prometheus scrapes with the rules loaded.
 
 Asserts: every request's corrected interval contains its truth (coverage 100 % on every hop
-and node pair), both cross-node hops present; every live P50/P90/P99 interval of every
+and node pair), both cross-node hops present, bounds of milliseconds and corrected medians
+within them of the truth's although raw medians are seconds off; every live P50/P90/P99 interval of every
 cross-node hop and pair contains the true quantile of the requests in the collector's window
 (the same requests live and in batch); Prometheus' target is up and every rule of
 contrib/prometheus/clocksync-collector.rules.yml loaded and healthy.
@@ -57,7 +58,14 @@ def test_restate_cluster_batch_and_live() -> None:
     assert set(EXPECTED_HOPS) <= set(result["cross_hops"])
     # the clocks really differ: some cross-node hop is seconds off before correction
     assert any(abs(r["raw_median_ns"]) > 1e9 for r in rows if r["src_node"] != r["dst_node"])
-    assert all(abs(r["corrected_median_ns"]) < 1e9 for r in rows)
+    # ...and correction removes that: each row's bound is milliseconds (the stamp resolution),
+    # the clocks' part of it under a millisecond, and its median sits within it of the truth's
+    # (a hop's own latency may be seconds: a retried invocation's start->end is)
+    assert [(r["hop"], r["src_node"], r["dst_node"], r["bound_median_ns"])
+            for r in rows if r["bound_median_ns"] > 10e6 or r["clock_bound_median_ns"] > 1e6] == []
+    assert [(r["hop"], r["src_node"], r["dst_node"], r["corrected_median_ns"],
+             r["truth_median_ns"]) for r in rows
+            if abs(r["corrected_median_ns"] - r["truth_median_ns"]) > 10e6] == []
     # live: each quantile interval contains the true quantile of the window's requests
     live = result["live"]
     assert live["late"] == 0

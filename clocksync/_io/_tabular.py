@@ -13,7 +13,7 @@ import csv
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +132,44 @@ def _fast_columns(rows: list[dict[str, Any]], columns: list[Column]
             return None
         out[col.name] = got
     return out
+
+
+def _columns_to_table(
+    values: dict[str, list[Any]], where: Callable[[], list[str]], columns: list[Column],
+    path: str,
+) -> pa.Table:
+    """Rows given as columns (aligned lists, ``None`` where a row has no value) as a table,
+    exactly as :func:`_rows_to_table` makes it from the same rows: declared columns first,
+    then the others in the order given. ``where`` gives each row's place for errors; it is
+    only called when a value needs converting or is wrong."""
+    n = len(next(iter(values.values()))) if values else 0
+    if not n:
+        return _rows_to_table([], [], columns, path)
+    fast: dict[str, pa.Array] = {}
+    clean = True
+    for col in columns:
+        got = values.get(col.name)
+        if got is None or not (col.required or any(v is not None for v in got)):
+            if col.required:
+                clean = False
+                break
+            continue
+        try:
+            arr = _clean_column(got, col)
+        except OverflowError:  # an integer beyond int64
+            arr = None
+        if arr is None:
+            clean = False
+            break
+        fast[col.name] = arr
+    if not clean:
+        rows = [{k: v[i] for k, v in values.items() if v[i] is not None} for i in range(n)]
+        return _rows_to_table_cells(rows, where(), columns, path)
+    declared = {c.name for c in columns}
+    for key, got in values.items():
+        if key not in declared:
+            fast[key] = _extra_array(got)
+    return pa.table(fast)
 
 
 def _rows_to_table(

@@ -20,7 +20,7 @@ import io
 import json
 import math
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -30,7 +30,8 @@ from .._io._tabular import _check_arrow
 from .._model._errors import InputError
 from ..latency import EVENT_COLUMNS, BadRecord, Span
 from ..latency._events import checked_rows
-from ..latency._otlp import otlp_json_spans, otlp_proto_request_type, otlp_request_spans
+from ..latency._otlp import otlp_json_spans, otlp_proto_request_type, otlp_request_batch
+from ..latency._spanbatch import SpanBatch
 from ..latency._spans import SpanError
 
 __all__ = [
@@ -124,26 +125,15 @@ def inflate(body: bytes, encoding: str | None, limit_bytes: int) -> bytes:
         raise PayloadError(400, "bad_gzip", f"not a gzip body ({exc})") from None
 
 
-def _split(endpoint: str, items: Iterable[tuple[str, Span | str]]
-           ) -> tuple[list[Span], list[BadRecord]]:
-    """Spans, and a bad record ``"<endpoint>: span N"`` (N counts the body's spans from 1)
-    for each span that cannot be read."""
-    spans: list[Span] = []
-    bad: list[BadRecord] = []
-    for number, (_, span) in enumerate(items, start=1):
-        if type(span) is Span:
-            spans.append(span)
-        else:
-            bad.append(BadRecord(f"{endpoint}: span {number}", str(span)))
-    return spans, bad
+def request_spans(request: Any, endpoint: str) -> tuple[SpanBatch, list[BadRecord]]:
+    """The spans of a parsed ``ExportTraceServiceRequest`` (OTLP/gRPC), and a bad record
+    ``"<endpoint>: span N"`` (N counts the request's spans from 1) for each span that
+    cannot be read."""
+    batch, bad = otlp_request_batch(endpoint, request)
+    return batch, [BadRecord(f"{endpoint}: span {number}", why) for number, why in bad]
 
 
-def request_spans(request: Any, endpoint: str) -> tuple[list[Span], list[BadRecord]]:
-    """The spans of a parsed ``ExportTraceServiceRequest`` (OTLP/gRPC)."""
-    return _split(endpoint, otlp_request_spans(endpoint, request))
-
-
-def decode_traces(body: bytes, media: str, endpoint: str) -> tuple[list[Span], list[BadRecord]]:
+def decode_traces(body: bytes, media: str, endpoint: str) -> tuple[SpanBatch, list[BadRecord]]:
     """The spans of an OTLP/HTTP traces body of media type ``media`` (:func:`media_type`):
     :data:`PROTOBUF` or :data:`JSON`; :class:`PayloadError` for a body that cannot be read
     at all (415 for another media type, 400 for a malformed body)."""
@@ -173,7 +163,11 @@ def decode_traces(body: bytes, media: str, endpoint: str) -> tuple[list[Span], l
             raise PayloadError(400, "bad_otlp", "expected an ExportTraceServiceRequest "
                                "JSON object")
         try:
-            return _split(endpoint, list(otlp_json_spans(endpoint, doc)))
+            items = list(otlp_json_spans(endpoint, doc))
+            spans = [span for _, span in items if type(span) is Span]
+            return SpanBatch.of_spans(spans), [
+                BadRecord(f"{endpoint}: span {number}", str(span))
+                for number, (_, span) in enumerate(items, start=1) if type(span) is not Span]
         except (SpanError, AttributeError, TypeError, ValueError) as exc:
             raise PayloadError(400, "bad_otlp", str(exc) if isinstance(exc, SpanError)
                                else "malformed OTLP JSON document") from None

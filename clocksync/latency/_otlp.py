@@ -20,18 +20,25 @@ its size as a 4-byte big-endian unsigned integer (the Collector's file exporter 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import math
 import re
 from collections.abc import Iterator, Mapping
+from operator import attrgetter
 from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .._model._errors import InputError
 from ._fields import as_int, as_list, as_str, hex_id, where_of
+from ._spanbatch import SpanBatch, gather
 from ._spans import SPAN_KINDS, Span, SpanError, kind_name
 
 __all__ = ["otlp_json_spans", "otlp_proto_request_type", "otlp_proto_spans", "otlp_request",
-           "otlp_request_spans",
+           "otlp_request_batch", "otlp_request_spans",
            "otlp_shape"]
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
@@ -284,32 +291,130 @@ def otlp_proto_request_type() -> Any:
     return ExportTraceServiceRequest
 
 
-def otlp_request_spans(where: str, request: Any) -> Iterator[tuple[str, Span | str]]:
-    """``(where, span or reason)`` for every span of a parsed ``ExportTraceServiceRequest``
-    (an OTLP/gRPC export hands one over as it is). Span attributes are decoded when first
-    read (a mapping that then behaves as a dict); resource attributes at once."""
-    kinds = SPAN_KINDS
+_TRACE_ID, _SPAN_ID, _PARENT_ID, _NAME, _KIND, _START, _END, _ATTRIBUTES, _KEY, _VALUE, \
+    _STRING = map(attrgetter, ("trace_id", "span_id", "parent_span_id", "name", "kind",
+                               "start_time_unix_nano", "end_time_unix_nano", "attributes",
+                               "key", "value", "value.string_value"))
+
+
+class _PbColumns:
+    """The protobuf spans of one request, kept for what a :class:`SpanBatch` reads late:
+    attributes (per key, for all spans at once), events, whole records."""
+
+    def __init__(self) -> None:
+        self.spans: list[Any] = []
+        self.attributes: list[Any] = []
+        self._flat: tuple[list[Any], np.ndarray, np.ndarray] | None = None
+
+    def attribute(self, key: str) -> list[Any]:
+        if self._flat is None:
+            flat = list(itertools.chain.from_iterable(self.attributes))
+            owner = np.repeat(np.arange(len(self.attributes)),
+                              np.fromiter(map(len, self.attributes), np.int64,
+                                          len(self.attributes)))
+            self._flat = (flat, pa.array(list(map(_KEY, flat)), pa.string()), owner)
+        flat, keys, owner = self._flat
+        at = np.flatnonzero(pc.equal(keys, key).to_numpy(zero_copy_only=False))
+        if not len(at):
+            return [None] * len(self.attributes)
+        kvs = gather(flat, at)
+        values = list(map(_STRING, kvs))
+        if not all(values):  # another type, or an empty string: the general decoding
+            values = [text or _pb_value(kv.value) for kv, text in zip(kvs, values, strict=True)]
+        spans = owner[at]
+        out: list[Any] = [None] * len(self.attributes)
+        for span, value in zip(spans.tolist(), values, strict=True):
+            out[span] = value  # the last of a repeated key, as in a dict
+        return out
+
+    def events(self) -> list[tuple[tuple[str, int], ...]]:
+        return [tuple((ev.name, ev.time_unix_nano) for ev in sp.events) if len(sp.events)
+                else () for sp in self.spans]
+
+
+def otlp_request_batch(where: str, request: Any) -> tuple[SpanBatch, list[tuple[int, str]]]:
+    """The spans of a parsed ``ExportTraceServiceRequest`` (an OTLP/gRPC export hands one
+    over as it is) as a :class:`SpanBatch` (``where`` for every span), and ``(N, reason)``
+    for each span that cannot be read (N counts the request's spans from 1). Span fields
+    are read a column at a time; attributes and events when the batch is asked for them;
+    resource attributes at once."""
+    kinds_ok = range(len(SPAN_KINDS))
+    keep = _PbColumns()
+    trace: list[bytes] = []
+    kinds: list[int] = []
+    codes: list[np.ndarray] = []
+    resources: list[Mapping[str, Any]] = []
+    bad: list[tuple[int, str]] = []
+    number = 0
     for rs in request.resource_spans:
         resource = _pb_attributes(rs.resource.attributes)
         for ss in rs.scope_spans:
-            for sp in ss.spans:
-                trace_id = sp.trace_id
-                if not trace_id:
-                    yield where, "field 'trace_id' is missing"
-                    continue
-                kind = sp.kind
-                evs = sp.events
-                try:
-                    span = Span(
-                        where, trace_id.hex(), sp.span_id.hex(), sp.parent_span_id.hex(),
-                        sp.name, kinds[kind] if 0 <= kind < len(kinds) else kind_name(kind),
-                        sp.start_time_unix_nano, sp.end_time_unix_nano,
-                        _PbAttributes(sp.attributes), resource,
-                        tuple((ev.name, ev.time_unix_nano) for ev in evs) if evs else (), 1)
-                except SpanError as exc:
-                    yield where, str(exc)
-                    continue
-                yield where, span
+            spans: Any = ss.spans
+            if not len(spans):
+                continue
+            tids = list(map(_TRACE_ID, spans))
+            ks = list(map(_KIND, spans))
+            if not all(tids) or min(ks) < 0 or max(ks) >= len(SPAN_KINDS):
+                good = []
+                for j, (tid, k) in enumerate(zip(tids, ks, strict=True)):
+                    if not tid:
+                        bad.append((number + j + 1, "field 'trace_id' is missing"))
+                    elif k not in kinds_ok:
+                        try:
+                            kind_name(k)
+                        except SpanError as exc:
+                            bad.append((number + j + 1, str(exc)))
+                    else:
+                        good.append(j)
+                spans = gather(spans, good)
+                tids, ks = gather(tids, good), gather(ks, good)
+            number += len(ss.spans)
+            if not spans:
+                continue
+            if not resources or resources[-1] is not resource:
+                resources.append(resource)
+            codes.append(np.full(len(spans), len(resources) - 1, np.int64))
+            keep.spans.extend(spans)
+            keep.attributes.extend(map(_ATTRIBUTES, spans))
+            trace.extend(tids)
+            kinds.extend(ks)
+    pb = keep.spans
+    n = len(pb)
+    hexed = bytes.hex
+    names = [SPAN_KINDS[k] for k in kinds] if n else []
+    batch = SpanBatch(
+        where=[where] * n, trace_id=list(map(hexed, trace)),
+        span_id=list(map(hexed, map(_SPAN_ID, pb))),
+        parent_span_id=list(map(hexed, map(_PARENT_ID, pb))), name=list(map(_NAME, pb)),
+        kind=names, start_ns=list(map(_START, pb)), end_ns=list(map(_END, pb)),
+        resolution_ns=[1] * n,
+        resource_code=np.concatenate(codes) if codes else np.zeros(0, np.int64),
+        resources=resources, attribute=keep.attribute, events=keep.events,
+        span=lambda i: _record(batch, keep, i))
+    return batch, bad
+
+
+def _record(batch: SpanBatch, keep: _PbColumns, i: int) -> Span:
+    return Span(batch.where[i], batch.trace_id[i], batch.span_id[i], batch.parent_span_id[i],
+                batch.name[i], batch.kind[i], batch.start_ns[i], batch.end_ns[i],
+                _PbAttributes(keep.attributes[i]), batch.resources[int(batch.resource_code[i])],
+                batch.events()[i], 1)
+
+
+def otlp_request_spans(where: str, request: Any) -> Iterator[tuple[str, Span | str]]:
+    """``(where, span or reason)`` for every span of a parsed ``ExportTraceServiceRequest``,
+    in order. Span attributes are decoded when first read (a mapping that then behaves as a
+    dict); resource attributes at once."""
+    batch, bad = otlp_request_batch(where, request)
+    spans = iter(batch)
+    number = 1
+    for at, reason in bad:
+        for _ in range(at - number):
+            yield where, next(spans)
+        yield where, reason
+        number = at + 1
+    for span in spans:
+        yield where, span
 
 
 def otlp_proto_spans(path: str, data: bytes) -> Iterator[tuple[str, Span | str]]:

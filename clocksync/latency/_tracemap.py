@@ -27,8 +27,11 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Any, Literal
 
+import numpy as np
+
 from .._model._errors import InputError
 from ._schema import DEFAULT_STAGES
+from ._spanbatch import SpanBatch, gather
 from ._spans import SPAN_KINDS, Span, SpanError, kind_name
 
 __all__ = [
@@ -37,6 +40,7 @@ __all__ = [
     "FieldRef",
     "StageRule",
     "TraceMapping",
+    "batch_columns",
     "node_of",
     "span_rows",
 ]
@@ -110,6 +114,11 @@ class FieldRef:
             raw = span.resource.get(str(self.attribute))
         else:
             raw = span.attribute(str(self.attribute))
+        return self.cut(raw)
+
+    def cut(self, raw: Any) -> str | None:
+        """A raw value (an attribute's, a span field's) as this reference gives it: as text,
+        cut by the regex; ``None`` when absent, empty or not matched."""
         text = _text(raw)
         if not text:
             return None
@@ -145,7 +154,12 @@ class AttributeMatch:
         object.__setattr__(self, "_re", _compile(self.regex, f"attribute {self.key!r}"))
 
     def holds(self, values: Mapping[str, Any]) -> bool:
-        text = _text(values.get(self.key))
+        """Whether the condition holds for the attributes ``values``."""
+        return self.test(values.get(self.key))
+
+    def test(self, value: Any) -> bool:
+        """Whether the condition holds for the attribute's value (``None``: absent)."""
+        text = _text(value)
         if text is None:
             return False
         if self._re is not None:
@@ -484,88 +498,219 @@ def node_of(span: Span, mapping: TraceMapping) -> tuple[str, FieldRef] | None:
     return None
 
 
-def _request_id(span: Span, chain: Sequence[FieldRef]) -> str:
-    for ref in chain:
-        value = ref.value(span)
-        if value is not None:
-            return value
-    return span.trace_id
-
-
 class RuleMemo:
-    """What :func:`span_rows` may remember across the spans of one batch: which rules a
-    span's name, kind and service admit (spans of a batch share a few names), and the node
-    of the last resource seen when the node comes from resource attributes only."""
+    """What :func:`batch_columns` may remember across batches of one mapping: which rules a
+    span's name, kind and service admit (spans share a few names)."""
 
-    __slots__ = ("_mapping", "_names", "_node", "_node_by_resource", "_resource", "_uses_service")
+    __slots__ = ("_admitted", "_mapping", "uses_service")
 
     def __init__(self, mapping: TraceMapping) -> None:
         self._mapping = mapping
-        self._names: dict[tuple[str, str, str], tuple[StageRule, ...]] = {}
-        self._uses_service = any(r.service is not None for r in mapping.rules)
-        self._node_by_resource = all(r.field is None and r.scope == "resource"
-                                     for r in mapping.node_chain)
-        self._resource: Any = None
-        self._node: tuple[str, FieldRef] | None = None
+        self._admitted: dict[tuple[str, str, str], tuple[int, ...]] = {}
+        self.uses_service = any(r.service is not None for r in mapping.rules)
 
-    def rules(self, span: Span) -> tuple[StageRule, ...]:
-        """The rules whose name, kind and service criteria ``span`` meets."""
-        key = (span.name, span.kind, span.service if self._uses_service else "")
-        got = self._names.get(key)
+    def admitted(self, key: tuple[str, str, str]) -> tuple[int, ...]:
+        """Positions of the rules whose name, kind and service criteria ``(name, kind,
+        service)`` meets (``service`` is ``""`` unless a rule names one)."""
+        got = self._admitted.get(key)
         if got is None:
-            if len(self._names) > 4096:
-                self._names.clear()
-            got = tuple(r for r in self._mapping.rules if r._matches_name(*key))
-            self._names[key] = got
+            if len(self._admitted) > 4096:
+                self._admitted.clear()
+            got = tuple(k for k, r in enumerate(self._mapping.rules) if r._matches_name(*key))
+            self._admitted[key] = got
         return got
 
-    def node(self, span: Span) -> tuple[str, FieldRef] | None:
-        """:func:`node_of` the span (remembered per resource when only it can give it)."""
-        if not self._node_by_resource:
-            return node_of(span, self._mapping)
-        if span.resource is not self._resource:
-            self._resource = span.resource
-            self._node = node_of(span, self._mapping)
-        return self._node
+
+def _field_values(batch: SpanBatch, name: str) -> Sequence[Any]:
+    if name == "service":
+        return batch.service()
+    values: Sequence[Any] = getattr(batch, name)  # (a field of SPAN_FIELDS)
+    return values
+
+
+def _raw_values(batch: SpanBatch, ref: FieldRef, at: np.ndarray) -> list[Any]:
+    """What ``ref`` reads of the spans ``at``, before :meth:`FieldRef.cut`."""
+    if ref.field is not None:
+        return gather(_field_values(batch, ref.field), at)
+    key = str(ref.attribute)
+    if ref.scope == "resource":
+        return batch.resource_values(key)[at].tolist()  # type: ignore[no-any-return]
+    mine = gather(batch.attribute(key), at)
+    if ref.scope == "span" or all(v is not None for v in mine):
+        return mine
+    res = batch.resource_values(key)[at].tolist()
+    return [r if v is None else v for v, r in zip(mine, res, strict=True)]
+
+
+def _cut_values(ref: FieldRef, raw: list[Any]) -> list[str | None]:
+    if ref.regex is None:  # text as it is: no call per value for the common case
+        return [(v or None) if type(v) is str else ref.cut(v) for v in raw]
+    return [ref.cut(v) for v in raw]
+
+
+def _chain_values(batch: SpanBatch, chain: Sequence[FieldRef], at: np.ndarray
+                  ) -> np.ndarray:
+    """The first value of the fallback ``chain`` each span ``at`` has (an object array,
+    ``None`` where none)."""
+    out = np.full(len(at), None, dtype=object)
+    todo = np.arange(len(at))
+    for ref in chain:
+        if not len(todo):
+            break
+        if ref.field is None and ref.scope == "resource":  # once per resource
+            per = np.empty(len(batch.resources), dtype=object)
+            per[:] = _cut_values(ref, [r.get(str(ref.attribute)) for r in batch.resources])
+            got = per[batch.resource_code[at[todo]]].tolist()
+        else:
+            got = _cut_values(ref, _raw_values(batch, ref, at[todo]))
+        found = np.fromiter((v is not None for v in got), bool, len(got))
+        if found.all():
+            out[todo] = got
+            todo = todo[:0]
+            continue
+        vals = np.empty(len(got), dtype=object)
+        vals[:] = got
+        out[todo[found]] = vals[found]
+        todo = todo[~found]
+    return out
+
+
+def _with_rules(batch: SpanBatch, memo: RuleMemo, n_rules: int) -> list[np.ndarray]:
+    """Per rule, the spans (ascending indices) whose name, kind and service it admits."""
+    n = len(batch)
+    service = batch.service() if memo.uses_service else [""] * n
+    keys = list(zip(batch.name, batch.kind, service, strict=True))
+    index = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    codes = np.fromiter(map(index.__getitem__, keys), np.int64, n) if len(index) > 1 \
+        else np.zeros(n, np.int64)
+    parts: list[list[np.ndarray]] = [[] for _ in range(n_rules)]
+    for key, k in index.items():
+        admitted = memo.admitted(key)
+        if admitted:
+            at = np.flatnonzero(codes == k) if len(index) > 1 else np.arange(n)
+            for r in admitted:
+                parts[r].append(at)
+    return [np.sort(np.concatenate(p)) if len(p) > 1 else p[0] if p
+            else np.zeros(0, np.int64) for p in parts]
+
+
+def _rest_holds(rule: StageRule, batch: SpanBatch, at: np.ndarray) -> np.ndarray:
+    """Which spans ``at`` meet the rule's other criteria: attributes, resource, events."""
+    ok = np.ones(len(at), dtype=bool)
+    for m in rule.attributes:
+        ok &= np.fromiter(map(m.test, gather(batch.attribute(m.key), at)), bool, len(at))
+    for m in rule.resource:
+        ok &= np.fromiter(map(m.test, batch.resource_values(m.key)[at]), bool, len(at))
+    for wanted in ([rule.event] if rule.event is not None else []) + (
+            [rule.at[6:]] if rule.at[:6] == "event:" else []):
+        ok &= np.fromiter((any(name == wanted for name, _ in evs)
+                           for evs in gather(batch.events(), at)), bool, len(at))
+    return ok
+
+
+def _stamps(rule: StageRule, batch: SpanBatch, at: np.ndarray) -> list[int]:
+    """The stamp the rule takes from each span ``at`` (which have it)."""
+    if rule.at == "start":
+        return gather(batch.start_ns, at)
+    if rule.at == "end":
+        return gather(batch.end_ns, at)
+    wanted = rule.at[6:]
+    return [next(t for name, t in evs if name == wanted) for evs in gather(batch.events(), at)]
+
+
+def _trace_ids(batch: SpanBatch, at: np.ndarray) -> np.ndarray:
+    out = np.empty(len(at), dtype=object)
+    out[:] = gather(batch.trace_id, at)
+    return out
+
+
+def batch_columns(batch: SpanBatch, mapping: TraceMapping, memo: RuleMemo
+                  ) -> tuple[dict[str, list[Any]], np.ndarray, list[tuple[int, str]]]:
+    """The stage events of a batch of spans as columns (``request_id, stage, node, ts_ns,
+    trace_id``; ``span_id, parent_span_id`` when pairing by parent; ``resolution_ns`` when a
+    stamp is coarser than 1 ns; the context keys), ordered by span and, within a span, by
+    rule; the span each row comes from; and ``(span, what is wrong)`` for each span a rule
+    matches but that gives no valid event (no node, a stamp beyond int64), which then gives
+    no row at all. ``memo`` belongs to ``mapping``."""
+    rules = mapping.rules
+    spans_of: list[np.ndarray] = []
+    rule_of: list[np.ndarray] = []
+    stamps: list[list[int]] = []
+    rids: list[np.ndarray] = []
+    for r, (rule, at) in enumerate(zip(rules, _with_rules(batch, memo, len(rules)),
+                                       strict=True)):
+        if not len(at):
+            continue
+        if rule.attributes or rule.resource or rule.event is not None or rule.at[:6] == "event:":
+            at = at[_rest_holds(rule, batch, at)]
+            if not len(at):
+                continue
+        spans_of.append(at)
+        rule_of.append(np.full(len(at), r, np.int64))
+        stamps.append(_stamps(rule, batch, at))
+        rid = _chain_values(batch, mapping.request_chain if rule.request_id is None
+                            else rule.request_id, at)
+        missing = np.fromiter((v is None for v in rid), bool, len(rid))
+        if missing.any():
+            rid[missing] = _trace_ids(batch, at[missing])
+        rids.append(rid)
+    if not spans_of:
+        return {}, np.zeros(0, np.int64), []
+    span_at = np.concatenate(spans_of)
+    order = np.argsort(span_at, kind="stable")  # by span, then by rule (rules came in order)
+    span_at, rule_at = span_at[order], np.concatenate(rule_of)[order]
+    ts_all = [t for part in stamps for t in part]
+    ts_list = gather(ts_all, order)
+    rid_all = np.concatenate(rids)[order]
+    # the node, once per span that gives a row
+    spans = np.unique(span_at)
+    node_of_span = _chain_values(batch, mapping.node_chain, spans)
+    node = node_of_span[np.searchsorted(spans, span_at)]
+    no_node = np.fromiter((v is None for v in node), bool, len(node))
+    too_big = np.zeros(len(ts_list), dtype=bool)
+    if max(ts_list) > _INT64_MAX:
+        too_big = np.fromiter((t > _INT64_MAX for t in ts_list), bool, len(ts_list))
+    bad: list[tuple[int, str]] = []
+    wrong = no_node | too_big
+    if wrong.any():  # a span's first wrong row (in rule order) names what is wrong
+        for row in np.flatnonzero(wrong).tolist():
+            span = int(span_at[row])
+            if bad and bad[-1][0] == span:
+                continue
+            if too_big[row]:
+                stage = rules[int(rule_at[row])].stage
+                bad.append((span, f"timestamp {ts_list[row]} ns of stage {stage} is beyond "
+                                  "int64"))
+            else:
+                tried = ", ".join(r.describe() for r in mapping.node_chain)
+                bad.append((span, f"no node attribute (tried {tried})"))
+        keep = ~np.isin(span_at, np.fromiter((b for b, _ in bad), np.int64, len(bad)))
+        span_at, rule_at, rid_all, node = span_at[keep], rule_at[keep], rid_all[keep], node[keep]
+        ts_list = gather(ts_list, np.flatnonzero(keep))
+    stage_names = np.empty(len(rules), dtype=object)
+    stage_names[:] = [r.stage for r in rules]
+    cols: dict[str, list[Any]] = {
+        "request_id": rid_all.tolist(), "stage": stage_names[rule_at].tolist(),
+        "node": node.tolist(), "ts_ns": ts_list,
+        "trace_id": gather(batch.trace_id, span_at)}
+    if mapping.pair_by == "parent":
+        cols["span_id"] = gather(batch.span_id, span_at)
+        cols["parent_span_id"] = gather(batch.parent_span_id, span_at)
+    rule_res = np.array([r.resolution_ns or 1 for r in rules], dtype=np.int64)[rule_at]
+    res = np.maximum(rule_res, np.asarray(gather(batch.resolution_ns, span_at), np.int64)
+                     if len(span_at) else rule_res)
+    if (res > 1).any():
+        cols["resolution_ns"] = [int(v) if v > 1 else None for v in res.tolist()]
+    for key in mapping.context_keys:
+        cols[key] = _raw_values(batch, FieldRef(attribute=key), span_at)
+    return cols, span_at, bad
 
 
 def span_rows(span: Span, mapping: TraceMapping) -> list[dict[str, Any]]:
     """The stage events one span yields (empty when no rule matches); :class:`SpanError`
     when a rule matches but the span has no node or its stamp is beyond int64."""
-    return memo_span_rows(span, mapping, RuleMemo(mapping))
-
-
-def memo_span_rows(span: Span, mapping: TraceMapping, memo: RuleMemo) -> list[dict[str, Any]]:
-    """:func:`span_rows` with a ``memo`` of the same ``mapping`` kept across the spans of a
-    batch (cheaper, not different)."""
-    rows: list[dict[str, Any]] = []
-    node: tuple[str, FieldRef] | None = None
-    default_chain = mapping.request_chain
-    for rule in memo.rules(span):
-        if not rule._matches_rest(span):
-            continue
-        ts = rule.time_ns(span)
-        if ts is None:
-            continue
-        if ts > _INT64_MAX:
-            raise SpanError(f"timestamp {ts} ns of stage {rule.stage} is beyond int64")
-        if node is None:
-            node = memo.node(span)
-            if node is None:
-                tried = ", ".join(r.describe() for r in mapping.node_chain)
-                raise SpanError(f"no node attribute (tried {tried})")
-        chain = default_chain if rule.request_id is None else rule.request_id
-        row: dict[str, Any] = {
-            "request_id": _request_id(span, chain), "stage": rule.stage, "node": node[0],
-            "ts_ns": ts, "trace_id": span.trace_id,
-        }
-        if mapping.pair_by == "parent":
-            row["span_id"] = span.span_id
-            row["parent_span_id"] = span.parent_span_id
-        resolution = max(rule.resolution_ns or 1, span.resolution_ns)
-        if resolution > 1:
-            row["resolution_ns"] = resolution
-        for key in mapping.context_keys:
-            row[key] = span.attribute(key)
-        rows.append(row)
-    return rows
+    cols, at, bad = batch_columns(SpanBatch.of_spans([span]), mapping, RuleMemo(mapping))
+    if bad:
+        raise SpanError(bad[0][1])
+    return [{k: v[i] for k, v in cols.items() if k != "resolution_ns" or v[i] is not None}
+            for i in range(len(at))]

@@ -19,6 +19,7 @@ shown.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from .._io._tabular import _rows_to_table
+from .._io._tabular import _columns_to_table
 from .._model._errors import InputError
 from ._detect import TraceFormat, detect_format, doc_shape, is_binary
 from ._fields import where_of
@@ -34,8 +35,9 @@ from ._jaeger import jaeger_spans
 from ._jsontext import json_values, read_text
 from ._otlp import otlp_json_spans, otlp_proto_spans
 from ._schema import EVENT_COLUMNS, BadRecord, Events
+from ._spanbatch import SpanBatch, gather
 from ._spans import Span, SpanError
-from ._tracemap import RuleMemo, TraceMapping, memo_span_rows
+from ._tracemap import RuleMemo, TraceMapping, batch_columns
 from ._zipkin import zipkin_spans
 
 __all__ = [
@@ -218,24 +220,45 @@ class _Counted:
             yield span
 
 
+#: spans mapped at a time (bounds the memory of the columns of one batch)
+_BATCH_SPANS = 65_536
+
+
+def _batches(spans: Iterable[Span]) -> Iterator[SpanBatch]:
+    if isinstance(spans, SpanBatch):
+        yield spans
+        return
+    it = iter(spans)
+    while part := list(itertools.islice(it, _BATCH_SPANS)):
+        yield SpanBatch.of_spans(part)
+
+
 def span_events(spans: Iterable[Span], mapping: TraceMapping | None = None,
                 bad: list[BadRecord] | None = None, source: str = "spans") -> pa.Table:
-    """The stage events of ``spans`` under ``mapping`` (default: :class:`TraceMapping`).
+    """The stage events of ``spans`` (records, or a :class:`SpanBatch`) under ``mapping``
+    (default: :class:`TraceMapping`).
 
     A span a rule matches but that gives no valid event (no node, a stamp beyond int64)
     raises :class:`InputError` naming it, or is appended to ``bad`` when given."""
     rules = mapping or TraceMapping()
     memo = RuleMemo(rules)
-    rows: list[dict[str, Any]] = []
+    cols: dict[str, list[Any]] = {}
     wheres: list[str] = []
-    for span in spans:
-        try:
-            got = memo_span_rows(span, rules, memo)
-        except SpanError as exc:
+    for batch in _batches(spans):
+        got, at, failed = batch_columns(batch, rules, memo)
+        if failed:
             if bad is None:
-                raise InputError(f"{span.where}: {exc}") from None
-            bad.append(BadRecord(span.where, str(exc)))
+                span, why = failed[0]
+                raise InputError(f"{batch.where[span]}: {why}")
+            bad.extend(BadRecord(batch.where[span], why) for span, why in failed)
+        if not cols:
+            cols, wheres = got, gather(batch.where, at)
             continue
-        rows.extend(got)
-        wheres.extend([span.where] * len(got))
-    return _rows_to_table(rows, wheres, EVENT_COLUMNS, source)
+        n_old, n_new = len(wheres), len(at)
+        for key, values in got.items():
+            cols.setdefault(key, [None] * n_old).extend(values)
+        for key, values in cols.items():
+            if key not in got:
+                values.extend([None] * n_new)
+        wheres.extend(gather(batch.where, at))
+    return _columns_to_table(cols, lambda: wheres, EVENT_COLUMNS, source)

@@ -4,9 +4,9 @@ and live by the clocksync collector, which our own Prometheus scrapes with the r
 
 Asserts: every request's corrected interval contains its truth (coverage 100 % on every hop
 and node pair), both cross-node hops present, bounds of milliseconds and corrected medians
-within them of the truth's although raw medians are seconds off; every live P50/P90/P99 interval of every
-cross-node hop and pair contains the true quantile of the requests in the collector's window
-(the same requests live and in batch); Prometheus' target is up and every rule of
+within them of the truth's although raw medians are seconds off; every live P50/P90/P99
+interval of every cross-node hop and pair contains the true quantile of the requests in the
+collector's window (the same requests live and in batch); Prometheus' target is up and every rule of
 contrib/prometheus/clocksync-collector.rules.yml loaded and healthy.
 
 Skips, with the reason, when not root, when Prometheus is not installed, or when the npm

@@ -1,0 +1,154 @@
+"""Spans as columns: one list per field, a value per span, which is what a trace map reads
+of a batch of spans (:func:`clocksync.latency.span_events`).
+
+A batch is made from :class:`Span` records (:meth:`SpanBatch.of_spans`) or straight from a
+parsed OTLP protobuf request without a record per span
+(:func:`clocksync.latency._otlp.otlp_request_batch`). Attributes, events and the records
+themselves are read only when asked for; a batch is also a sequence of its spans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from operator import attrgetter, itemgetter
+from typing import Any, overload
+
+import numpy as np
+
+from ._spans import Span
+
+__all__ = ["SpanBatch", "gather"]
+
+_WHERE, _TRACE, _SPAN, _PARENT, _NAME, _KIND, _START, _END, _RES, _RESOURCE, _ATTRS, \
+    _EVENTS = map(attrgetter, ("where", "trace_id", "span_id", "parent_span_id", "name",
+                               "kind", "start_ns", "end_ns", "resolution_ns", "resource",
+                               "attributes", "events"))
+
+
+def gather(values: Sequence[Any], at: Sequence[int] | np.ndarray) -> list[Any]:
+    """``[values[i] for i in at]``, without a Python step per item."""
+    if isinstance(at, np.ndarray):
+        at = at.tolist()
+    if not at:
+        return []
+    if len(at) == 1:
+        return [values[at[0]]]
+    return list(itemgetter(*at)(values))
+
+
+class SpanBatch(Sequence[Span]):
+    """A batch of spans as columns.
+
+    Attributes (aligned lists, one value per span, as :class:`Span` has them):
+        where, trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns,
+        resolution_ns.
+        resource_code: per span, its resource: an index into ``resources`` (spans of one
+            resource share it, so what is read from a resource is read once).
+        resources: the distinct resources' attributes.
+
+    ``attribute(key)`` gives a span attribute's values (``None`` where absent), ``events()``
+    the spans' events, ``service()`` their services; each is made once, when first asked.
+    """
+
+    __slots__ = ("_attribute", "_cache", "_events", "_span", "end_ns", "kind", "name",
+                 "parent_span_id", "resolution_ns", "resource_code", "resources", "span_id",
+                 "start_ns", "trace_id", "where")
+
+    def __init__(self, *, where: list[str], trace_id: list[str], span_id: list[str],
+                 parent_span_id: list[str], name: list[str], kind: list[str],
+                 start_ns: list[int], end_ns: list[int], resolution_ns: list[int],
+                 resource_code: np.ndarray, resources: list[Mapping[str, Any]],
+                 attribute: Callable[[str], list[Any]],
+                 events: Callable[[], list[tuple[tuple[str, int], ...]]],
+                 span: Callable[[int], Span]) -> None:
+        self.where, self.trace_id, self.span_id = where, trace_id, span_id
+        self.parent_span_id, self.name, self.kind = parent_span_id, name, kind
+        self.start_ns, self.end_ns, self.resolution_ns = start_ns, end_ns, resolution_ns
+        self.resource_code, self.resources = resource_code, resources
+        self._attribute, self._events, self._span = attribute, events, span
+        self._cache: dict[Any, Any] = {}
+
+    @classmethod
+    def of_spans(cls, spans: Sequence[Span]) -> SpanBatch:
+        """The batch of ``spans`` (records of any format)."""
+        spans = list(spans)
+        codes: dict[int, int] = {}
+        resources: list[Mapping[str, Any]] = []
+        for res in map(_RESOURCE, spans):
+            if id(res) not in codes:
+                codes[id(res)] = len(resources)
+                resources.append(res)
+        code = np.fromiter((codes[id(r)] for r in map(_RESOURCE, spans)), np.int64,
+                           len(spans))
+        return cls(where=list(map(_WHERE, spans)), trace_id=list(map(_TRACE, spans)),
+                   span_id=list(map(_SPAN, spans)), parent_span_id=list(map(_PARENT, spans)),
+                   name=list(map(_NAME, spans)), kind=list(map(_KIND, spans)),
+                   start_ns=list(map(_START, spans)), end_ns=list(map(_END, spans)),
+                   resolution_ns=list(map(_RES, spans)), resource_code=code,
+                   resources=resources,
+                   attribute=lambda key: [a.get(key) for a in map(_ATTRS, spans)],
+                   events=lambda: list(map(_EVENTS, spans)), span=spans.__getitem__)
+
+    def attribute(self, key: str) -> list[Any]:
+        """Span attribute ``key`` of every span (``None`` where absent)."""
+        got: list[Any] | None = self._cache.get(("attribute", key))
+        if got is None:
+            got = self._cache[("attribute", key)] = self._attribute(key)
+        return got
+
+    def resource_values(self, key: str) -> np.ndarray:
+        """Resource attribute ``key`` of every span (an object array, ``None`` where
+        absent)."""
+        got: np.ndarray | None = self._cache.get(("resource", key))
+        if got is None:
+            per = np.empty(len(self.resources), dtype=object)
+            for k, res in enumerate(self.resources):  # (one at a time: a value may be a list)
+                per[k] = res.get(key)
+            got = self._cache[("resource", key)] = per[self.resource_code]
+        return got
+
+    def service(self) -> list[str]:
+        """Every span's service (``service.name`` of its resource, ``""`` when absent)."""
+        got: list[str] | None = self._cache.get("service")
+        if got is None:
+            got = self._cache["service"] = [
+                "" if v is None else str(v) for v in self.resource_values("service.name")]
+        return got
+
+    def events(self) -> list[tuple[tuple[str, int], ...]]:
+        """Every span's events, ``(name, time_ns)``."""
+        got: list[tuple[tuple[str, int], ...]] | None = self._cache.get("events")
+        if got is None:
+            got = self._cache["events"] = self._events()
+        return got
+
+    def __len__(self) -> int:
+        return len(self.name)
+
+    @overload
+    def __getitem__(self, index: int) -> Span: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Span]: ...
+
+    def __getitem__(self, index: int | slice) -> Span | list[Span]:
+        if isinstance(index, slice):
+            return [self._span(i) for i in range(len(self))[index]]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("span index out of range")
+        return self._span(index)
+
+    def __iter__(self) -> Iterator[Span]:
+        return (self._span(i) for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"SpanBatch({len(self)} spans)"

@@ -1,0 +1,167 @@
+"""A trace map reads a batch of spans as columns (:func:`batch_columns`). Whatever the batch
+is made of (OTLP protobuf read a column at a time, or span records of any format), it gives
+the rows that mapping each span on its own gives, in span order and, within a span, in rule
+order; a span that cannot give a valid event gives no row and is named once."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from clocksync._io._tabular import _rows_to_table
+from clocksync.latency import (
+    EVENT_COLUMNS,
+    AttributeMatch,
+    FieldRef,
+    StageRule,
+    TraceMapping,
+    span_rows,
+)
+from clocksync.latency._otlp import otlp_request_batch, otlp_request_spans
+from clocksync.latency._spanbatch import SpanBatch
+from clocksync.latency._spans import SpanError
+from clocksync.latency._traces import span_events
+
+pb = pytest.importorskip("opentelemetry.proto.collector.trace.v1.trace_service_pb2",
+                         reason="reading OTLP protobuf needs opentelemetry-proto")
+
+T = 1_764_129_600_000_000_000
+NAMES = ("ingress a", "invocation-start a", "invocation-end b", "other", "pp.exit x")
+
+
+def _set(value_pb: Any, value: Any) -> None:
+    if isinstance(value, bool):
+        value_pb.bool_value = value
+    elif isinstance(value, int):
+        value_pb.int_value = value
+    elif isinstance(value, list):
+        for v in value:
+            _set(value_pb.array_value.values.add(), v)
+    else:
+        value_pb.string_value = value
+
+
+def _request(rng: random.Random, n_resources: int, n_spans: int) -> Any:
+    """An export of several resources and scopes whose spans vary in everything a trace map
+    reads: repeated and non-string attributes, events, missing values, bad spans."""
+    req = pb.ExportTraceServiceRequest()
+    for r in range(n_resources):
+        rs = req.resource_spans.add()
+        for key, value in (("service.instance.id", f"cl/node-{r % 3}"),
+                           ("service.name", rng.choice(["svc", "other"])),
+                           ("zone", rng.choice(["a", "b", ""]))):
+            if value or rng.random() < 0.5:
+                kv = rs.resource.attributes.add()
+                kv.key = key
+                _set(kv.value, value)
+        for _ in range(rng.randint(1, 2)):
+            ss = rs.scope_spans.add()
+            for _ in range(rng.randint(0, n_spans)):
+                sp = ss.spans.add()
+                if rng.random() > 0.03:
+                    sp.trace_id = rng.randbytes(16)
+                sp.span_id = rng.randbytes(8)
+                if rng.random() < 0.7:
+                    sp.parent_span_id = rng.randbytes(8)
+                sp.name = rng.choice(NAMES)
+                sp.kind = rng.choice([0, 1, 2, 3]) if rng.random() > 0.02 else 9
+                sp.start_time_unix_nano = T + rng.randrange(10**9)
+                sp.end_time_unix_nano = sp.start_time_unix_nano + rng.randrange(10**6)
+                if rng.random() < 0.02:
+                    sp.end_time_unix_nano = 2**63 + 5  # beyond int64
+                attrs: list[tuple[str, Any]] = [("inv.id", f"inv_{rng.randrange(10**6)}"),
+                         ("code", rng.choice([200, 500])), ("ok", rng.random() < 0.5),
+                         ("tags", ["x", 1]),
+                         ("node", rng.choice(["", "n-span"])), ("inv.id", "inv_last")]
+                for key, value in rng.sample(attrs, rng.randint(0, len(attrs))):
+                    kv = sp.attributes.add()
+                    kv.key = key
+                    _set(kv.value, value)
+                for name in rng.sample(["appended", "sent", "appended"], rng.randint(0, 3)):
+                    ev = sp.events.add()
+                    ev.name, ev.time_unix_nano = name, sp.start_time_unix_nano + 7
+    return req
+
+
+def _mapping(pair_by: str) -> TraceMapping:
+    return TraceMapping(
+        rules=(StageRule("in", name_regex="^ingress( |$)", resolution_ns=1000),
+               StageRule("start", span="invocation-start *"),
+               StageRule("end", span="invocation-end *", at="end",
+                         attributes=(AttributeMatch("code", "200"),)),
+               StageRule("app", at="event:appended", resource=(AttributeMatch("zone",
+                                                                              regex="^a$"),)),
+               StageRule("any", kind="server", request_id=(FieldRef(field="span_id"),)),
+               StageRule("ok", attributes=(AttributeMatch("ok", "true"),), event="sent")),
+        node_keys=(FieldRef(attribute="node", scope="span"),
+                   FieldRef(attribute="service.instance.id", scope="resource",
+                            regex="([^/]+)$")),
+        request_id_keys=(FieldRef(attribute="inv.id", regex="^inv_(.*)$"),),
+        context_keys=("code", "tags", "service.name"),
+        pair_by=pair_by)  # type: ignore[arg-type]
+
+
+def _one_by_one(spans: list[Any], mapping: TraceMapping) -> tuple[list[dict[str, Any]],
+                                                                    list[tuple[str, str]]]:
+    rows, bad = [], []
+    for span in spans:
+        try:
+            rows.extend(span_rows(span, mapping))
+        except SpanError as exc:
+            bad.append((span.where, str(exc)))
+    return rows, bad
+
+
+@pytest.mark.parametrize("pair_by", ["request", "parent"])
+@pytest.mark.parametrize("seed", range(6))
+def test_a_batch_gives_the_rows_of_each_span_alone(seed: int, pair_by: str) -> None:
+    rng = random.Random(seed)
+    mapping = _mapping(pair_by)
+    req = _request(rng, rng.randint(1, 4), 60)
+    batch, bad_spans = otlp_request_batch("body", req)
+    items = list(otlp_request_spans("body", req))
+    records = [s for _, s in items if not isinstance(s, str)]
+    assert [why for _, why in bad_spans] == [s for _, s in items if isinstance(s, str)]
+    assert len(batch) == len(records) and len(batch) + len(bad_spans) == sum(
+        len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
+    # the records a batch gives are the spans as read one at a time
+    assert list(batch) == records
+    rows, bad = _one_by_one(records, mapping)
+    assert rows, "the request should give rows"
+    expect = _rows_to_table(rows, ["?"] * len(rows), EVENT_COLUMNS, "spans")
+    for spans in (batch, SpanBatch.of_spans(records), records):
+        failed: list[Any] = []
+        table = span_events(spans, mapping, failed)
+        assert [(b.where, b.reason) for b in failed] == bad
+        for name in expect.column_names:
+            assert table.column(name).to_pylist() == expect.column(name).to_pylist(), name
+        assert set(table.column_names) == set(expect.column_names)
+
+
+def test_an_attribute_repeated_in_a_span_gives_its_last_value() -> None:
+    req = pb.ExportTraceServiceRequest()
+    sp = req.resource_spans.add().scope_spans.add().spans.add()
+    sp.trace_id, sp.name = b"\1" * 16, "s"
+    for value in ("first", "", "last"):
+        kv = sp.attributes.add()
+        kv.key, kv.value.string_value = "k", value
+    batch, _ = otlp_request_batch("body", req)
+    assert batch.attribute("k") == ["last"] == [batch[0].attributes["k"]]
+    assert batch.attribute("absent") == [None]
+
+
+def test_without_a_node_a_span_gives_no_row_and_is_named_once() -> None:
+    mapping = TraceMapping(rules=(StageRule("a"), StageRule("b")), node_keys=("nope",))
+    records = list(SpanBatch.of_spans([]))
+    assert records == []
+    req = pb.ExportTraceServiceRequest()
+    for k in range(3):
+        sp = req.resource_spans.add().scope_spans.add().spans.add()
+        sp.trace_id, sp.name, sp.start_time_unix_nano = bytes([k + 1]) * 16, "s", T
+    batch, _ = otlp_request_batch("body", req)
+    failed: list[Any] = []
+    table = span_events(batch, mapping, failed)
+    assert table.num_rows == 0 and table.column_names == ["request_id", "stage", "node", "ts_ns"]
+    assert [(b.where, b.reason) for b in failed] == [("body", "no node attribute (tried nope)")] * 3

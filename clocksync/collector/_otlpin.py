@@ -30,7 +30,7 @@ from .._io._tabular import _check_arrow
 from .._model._errors import InputError
 from ..latency import EVENT_COLUMNS, BadRecord, Span
 from ..latency._events import checked_rows
-from ..latency._otlp import otlp_json_spans, otlp_proto_request_type, otlp_request_batch
+from ..latency._otlp import otlp_json_spans, otlp_read_type, otlp_request_batch
 from ..latency._spanbatch import SpanBatch
 from ..latency._spans import SpanError
 
@@ -139,7 +139,7 @@ def decode_traces(body: bytes, media: str, endpoint: str) -> tuple[SpanBatch, li
     at all (415 for another media type, 400 for a malformed body)."""
     if media == PROTOBUF:
         try:
-            request_type = otlp_proto_request_type()
+            request_type = otlp_read_type()
         except InputError as exc:  # pragma: no cover - depends on the install
             raise PayloadError(415, "unsupported_media_type", str(exc)) from None
         from google.protobuf.message import DecodeError

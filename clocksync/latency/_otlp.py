@@ -14,13 +14,13 @@ JSON, as the proto3 JSON mapping allows producers to write it:
 
 Protobuf: one ``ExportTraceServiceRequest`` (an OTLP/HTTP body), or several each preceded by
 its size as a 4-byte big-endian unsigned integer (the Collector's file exporter with
-``format: proto``); decoded with the ``opentelemetry-proto`` package's generated classes.
+``format: proto``); decoded by protobuf with the ``opentelemetry-proto`` package's
+descriptors (:func:`otlp_read_type`: span attributes read as the map they are on the wire).
 """
 
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 import math
 import re
@@ -29,16 +29,14 @@ from operator import attrgetter
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from .._model._errors import InputError
 from ._fields import as_int, as_list, as_str, hex_id, where_of
 from ._spanbatch import SpanBatch, gather
 from ._spans import SPAN_KINDS, Span, SpanError, kind_name
 
-__all__ = ["otlp_json_spans", "otlp_proto_request_type", "otlp_proto_spans", "otlp_request",
-           "otlp_request_batch", "otlp_request_spans",
+__all__ = ["otlp_json_spans", "otlp_proto_request_type", "otlp_proto_spans", "otlp_read_type",
+           "otlp_request", "otlp_request_batch", "otlp_request_spans",
            "otlp_shape"]
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
@@ -203,24 +201,25 @@ class _PbAttributes(Mapping[str, Any]):
 
     Reading a protobuf attribute costs about half a microsecond; a collector that maps spans
     by name and reads two attributes of those it maps need not pay for all of them. ``get``
-    and ``[]`` decode the one value asked for (after indexing the keys once); iterating
-    decodes them all into a plain dict. Until then the mapping holds the parsed message,
-    so the whole request stays in memory while the span does. It compares, prints and
-    pickles as a dict.
+    and ``[]`` decode the one value asked for; iterating decodes them all into a plain dict,
+    in key order (a map keeps no order).
+    Until then the mapping holds the span's attribute map (see :func:`otlp_read_type`), so
+    the whole request stays in memory while the span does. It compares, prints and pickles
+    as a dict.
     """
 
     __slots__ = ("_data",)
 
     def __init__(self, items: Any) -> None:
-        # one slot, swapped whole (threads may read it meanwhile): the repeated KeyValue
-        # field, then (that field, key -> KeyValue), then the decoded dict
-        self._data: Any = (items, None)
+        # one slot, swapped whole (threads may read it meanwhile): the attribute map, then
+        # the decoded dict
+        self._data: Any = items
 
     def _dict(self) -> dict[str, Any]:
         data = self._data
         if type(data) is dict:
             return data
-        decoded = _pb_attributes(data[0])
+        decoded = {key: _pb_value(value) for key, value in sorted(data.items())}
         self._data = decoded
         return decoded
 
@@ -228,12 +227,8 @@ class _PbAttributes(Mapping[str, Any]):
         data = self._data
         if type(data) is dict:
             return data.get(key, missing)
-        items, index = data
-        if index is None:
-            index = {kv.key: kv for kv in items}  # the last of a repeated key, as in a dict
-            self._data = (items, index)
-        kv = index.get(key)
-        return missing if kv is None else _pb_value(kv.value)
+        value = data.get(key) if isinstance(key, str) else None
+        return missing if value is None else _pb_value(value)
 
     def __getitem__(self, key: str) -> Any:
         value = self._value(key, _MISSING)
@@ -278,6 +273,64 @@ def _messages(path: str, data: bytes) -> list[bytes]:
     return [data]
 
 
+_READ_TYPE: list[Any] = []
+
+
+def otlp_read_type() -> Any:
+    """The class trace exports are read with: opentelemetry-proto's
+    ``ExportTraceServiceRequest`` as protobuf builds it from the package's own descriptors,
+    but for ``Span.attributes``, which it reads as ``map<string, AnyValue>``.
+
+    On the wire the two are the same (a map is a repeated message of ``key = 1`` and
+    ``value = 2``, which is what ``KeyValue`` is); read as a map, one attribute is looked up
+    without a Python object for every other one, and a key given twice keeps its last value,
+    as a dict does. Messages to send on are made with :func:`otlp_proto_request_type`
+    (:func:`otlp_request`), which keeps the attributes' order. :class:`InputError` naming
+    the package to install when opentelemetry-proto is missing."""
+    otlp_proto_request_type()  # (names the package when it is missing)
+    if _READ_TYPE:
+        return _READ_TYPE[0]
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    from opentelemetry.proto.trace.v1 import trace_pb2
+
+    pool = descriptor_pool.DescriptorPool()
+    for dep in trace_pb2.DESCRIPTOR.dependencies:  # common, resource (as they are)
+        for sub in dep.dependencies:
+            _add_file(pool, sub, descriptor_pb2)
+        _add_file(pool, dep, descriptor_pb2)
+    trace = descriptor_pb2.FileDescriptorProto()
+    trace_pb2.DESCRIPTOR.CopyToProto(trace)
+    span = next(m for m in trace.message_type if m.name == "Span")
+    field = next(f for f in span.field if f.name == "attributes")
+    entry = span.nested_type.add(name="AttributesEntry")
+    entry.options.map_entry = True
+    entry.field.add(name="key", number=1, label=field.LABEL_OPTIONAL, type=field.TYPE_STRING)
+    entry.field.add(name="value", number=2, label=field.LABEL_OPTIONAL,
+                    type=field.TYPE_MESSAGE, type_name=field.type_name.replace(
+                        "KeyValue", "AnyValue"))
+    field.type_name = f".{trace.package}.Span.AttributesEntry"
+    pool.Add(trace)
+    service = descriptor_pb2.FileDescriptorProto(
+        name="clocksync/otlp_read.proto", package="clocksync.otlp_read",
+        dependency=[trace.name])
+    request = service.message_type.add(name="ExportTraceServiceRequest")
+    request.field.add(name="resource_spans", number=1, label=field.LABEL_REPEATED,
+                      type=field.TYPE_MESSAGE, type_name=f".{trace.package}.ResourceSpans")
+    pool.Add(service)
+    _READ_TYPE.append(message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("clocksync.otlp_read.ExportTraceServiceRequest")))
+    return _READ_TYPE[0]
+
+
+def _add_file(pool: Any, file: Any, descriptor_pb2: Any) -> None:
+    proto = descriptor_pb2.FileDescriptorProto()
+    file.CopyToProto(proto)
+    try:
+        pool.FindFileByName(proto.name)
+    except KeyError:
+        pool.Add(proto)
+
+
 def otlp_proto_request_type() -> Any:
     """The generated ``ExportTraceServiceRequest`` class; :class:`InputError` naming the
     package to install when opentelemetry-proto is missing."""
@@ -303,29 +356,15 @@ class _PbColumns:
 
     def __init__(self) -> None:
         self.spans: list[Any] = []
-        self.attributes: list[Any] = []
-        self._flat: tuple[list[Any], np.ndarray, np.ndarray] | None = None
+        self.attributes: list[Any] = []  # per span, its attribute map
 
     def attribute(self, key: str) -> list[Any]:
-        if self._flat is None:
-            flat = list(itertools.chain.from_iterable(self.attributes))
-            owner = np.repeat(np.arange(len(self.attributes)),
-                              np.fromiter(map(len, self.attributes), np.int64,
-                                          len(self.attributes)))
-            self._flat = (flat, pa.array(list(map(_KEY, flat)), pa.string()), owner)
-        flat, keys, owner = self._flat
-        at = np.flatnonzero(pc.equal(keys, key).to_numpy(zero_copy_only=False))
-        if not len(at):
-            return [None] * len(self.attributes)
-        kvs = gather(flat, at)
-        values = list(map(_STRING, kvs))
-        if not all(values):  # another type, or an empty string: the general decoding
-            values = [text or _pb_value(kv.value) for kv, text in zip(kvs, values, strict=True)]
-        spans = owner[at]
-        out: list[Any] = [None] * len(self.attributes)
-        for span, value in zip(spans.tolist(), values, strict=True):
-            out[span] = value  # the last of a repeated key, as in a dict
-        return out
+        found = [m.get(key) for m in self.attributes]
+        texts = [None if v is None else v.string_value for v in found]
+        if all(texts):
+            return texts
+        return [text or (None if v is None else _pb_value(v))  # another type, or ""
+                for v, text in zip(found, texts, strict=True)]
 
     def events(self) -> list[tuple[tuple[str, int], ...]]:
         return [tuple((ev.name, ev.time_unix_nano) for ev in sp.events) if len(sp.events)
@@ -333,11 +372,17 @@ class _PbColumns:
 
 
 def otlp_request_batch(where: str, request: Any) -> tuple[SpanBatch, list[tuple[int, str]]]:
-    """The spans of a parsed ``ExportTraceServiceRequest`` (an OTLP/gRPC export hands one
-    over as it is) as a :class:`SpanBatch` (``where`` for every span), and ``(N, reason)``
-    for each span that cannot be read (N counts the request's spans from 1). Span fields
-    are read a column at a time; attributes and events when the batch is asked for them;
-    resource attributes at once."""
+    """The spans of a parsed ``ExportTraceServiceRequest`` (read with
+    :func:`otlp_read_type`; one of :func:`otlp_proto_request_type` is read again as that)
+    as a :class:`SpanBatch` (``where`` for every span), and ``(N, reason)`` for each span
+    that cannot be read (N counts the request's spans from 1). Span fields are read a column
+    at a time; attributes and events when the batch is asked for them; resource attributes
+    at once."""
+    read_type = otlp_read_type()
+    if type(request) is not read_type:
+        copy = read_type()
+        copy.ParseFromString(request.SerializeToString())
+        request = copy
     kinds_ok = range(len(SPAN_KINDS))
     keep = _PbColumns()
     trace: list[bytes] = []
@@ -420,7 +465,7 @@ def otlp_request_spans(where: str, request: Any) -> Iterator[tuple[str, Span | s
 def otlp_proto_spans(path: str, data: bytes) -> Iterator[tuple[str, Span | str]]:
     """``(where, span or reason)`` for every span of an OTLP protobuf file."""
     try:
-        request_type = otlp_proto_request_type()
+        request_type = otlp_read_type()
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from None
     from google.protobuf.message import DecodeError

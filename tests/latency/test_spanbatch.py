@@ -19,7 +19,7 @@ from clocksync.latency import (
     TraceMapping,
     span_rows,
 )
-from clocksync.latency._otlp import otlp_request_batch, otlp_request_spans
+from clocksync.latency._otlp import _pb_value, otlp_request_batch, otlp_request_spans
 from clocksync.latency._spanbatch import SpanBatch
 from clocksync.latency._spans import SpanError
 from clocksync.latency._traces import span_events
@@ -138,6 +138,24 @@ def test_a_batch_gives_the_rows_of_each_span_alone(seed: int, pair_by: str) -> N
         for name in expect.column_names:
             assert table.column(name).to_pylist() == expect.column(name).to_pylist(), name
         assert set(table.column_names) == set(expect.column_names)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_read_as_a_map_the_attributes_are_those_of_the_generated_classes(seed: int) -> None:
+    rng = random.Random(seed)
+    req = _request(rng, 3, 40)
+    batch, bad = otlp_request_batch("body", req)  # (read again with otlp_read_type)
+    assert type(req) is pb.ExportTraceServiceRequest
+    spans = [sp for rs in req.resource_spans for ss in rs.scope_spans for sp in ss.spans]
+    kept = [sp for sp in spans if sp.trace_id and 0 <= sp.kind < 6]
+    assert len(kept) == len(batch) and len(bad) == len(spans) - len(kept)
+    for sp, record in zip(kept, batch, strict=True):
+        want = {kv.key: _pb_value(kv.value) for kv in sp.attributes}  # a dict: last wins
+        assert dict(record.attributes) == want
+        assert record.span_id == sp.span_id.hex() and record.start_ns == sp.start_time_unix_nano
+        assert record.events == tuple((e.name, e.time_unix_nano) for e in sp.events)
+    for key in ("inv.id", "code", "ok", "tags", "node", "absent"):
+        assert batch.attribute(key) == [r.attributes.get(key) for r in batch]
 
 
 def test_an_attribute_repeated_in_a_span_gives_its_last_value() -> None:

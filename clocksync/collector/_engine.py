@@ -448,10 +448,10 @@ class Engine:
             return None
         try:
             if self.paired:
-                parents = pa.concat_tables([d.parents.take(pa.array(m)) for m, d in sel
+                parents = pa.concat_tables([_rows(d.parents, m) for m, d in sel
                                             if d.parents is not None],
                                            promote_options="default")
-                children = pa.concat_tables([d.children.take(pa.array(m)) for m, d in sel
+                children = pa.concat_tables([_rows(d.children, m) for m, d in sel
                                              if d.children is not None],
                                             promote_options="default")
                 result = pairs_hop_table(pivot_of_pairs(pair_layout(parents, children)),
@@ -606,6 +606,12 @@ class Engine:
             return b"", "text/plain; version=0.0.4"
         body, ctype = self.metrics.exposition()
         return body, ctype
+
+
+def _rows(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """The rows ``rows`` (ascending, distinct) of ``table``: the table itself when they are
+    all of its rows (no copy)."""
+    return table if len(rows) == table.num_rows else table.take(pa.array(rows))
 
 
 def _groups(hops: pa.Table) -> list[tuple[tuple[str, str, str], np.ndarray]]:

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-__all__ = ["HIDDEN_PACKAGES", "lean_process"]
+__all__ = ["HIDDEN_PACKAGES", "hide_unused_packages", "lean_process"]
 
 #: packages the agent process never needs and pyarrow would otherwise import
 HIDDEN_PACKAGES = ("pandas",)
@@ -34,16 +34,22 @@ class _Hide(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
         if fullname.split(".", 1)[0] in HIDDEN_PACKAGES:
-            raise ImportError(f"{fullname} is not used by the clocksync agent process")
+            raise ImportError(f"{fullname} is not used by this clocksync process")
         return None
 
 
-def lean_process() -> None:
-    """Hide :data:`HIDDEN_PACKAGES` (unless already imported) and, if pyarrow is loaded,
-    use the system allocator for Arrow buffers. Idempotent."""
+def hide_unused_packages() -> None:
+    """Hide :data:`HIDDEN_PACKAGES` from imports (unless already imported). Idempotent.
+    ``clocksync collector run`` calls this alone: it keeps pyarrow's own allocator."""
     if not any(isinstance(f, _Hide) for f in sys.meta_path) and not any(
             name in sys.modules for name in HIDDEN_PACKAGES):
         sys.meta_path.insert(0, _Hide())
+
+
+def lean_process() -> None:
+    """:func:`hide_unused_packages` and, if pyarrow is loaded, use the system allocator
+    for Arrow buffers. Idempotent."""
+    hide_unused_packages()
     pa = sys.modules.get("pyarrow")
     if pa is not None:
         pa.set_memory_pool(pa.system_memory_pool())

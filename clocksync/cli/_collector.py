@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from ..agent._lean import hide_unused_packages
 from ..collector import COLLECTOR_OPTIONS, load_collector_config, run_collector
 from ._options import spec_options
 
@@ -38,6 +39,7 @@ def run(config_path: str | None, log_level: str, **kwargs: Any) -> None:
     """
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    hide_unused_packages()  # pyarrow would import pandas (~48 MB) only to look for its types
     overrides = {k: (None if v == () else v) for k, v in kwargs.items()}
     config = load_collector_config(config_path, overrides)
     stop = threading.Event()

@@ -82,6 +82,10 @@ def test_collector_process_end_to_end(tmp_path: Path) -> None:
                        if s.name.endswith("_total"))
         assert received == sum(len(d["resourceSpans"][0]["scopeSpans"][0]["spans"])
                                for d in docs)
+        _get(f"{base}/report")
+        # pyarrow looks for pandas when it converts columns: the collector hides it
+        maps = Path(f"/proc/{proc.pid}/maps").read_text()
+        assert "pyarrow" in maps and "/pandas/" not in maps
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)

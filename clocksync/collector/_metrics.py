@@ -288,10 +288,16 @@ class CollectorMetrics:
     # -- readers (scrapes) -----------------------------------------------------------------
 
     def exposition(self) -> tuple[bytes, str]:
-        """``(body, content type)`` of the Prometheus text exposition of :attr:`registry`."""
+        """``(body, content type)`` of the Prometheus text exposition of :attr:`registry`:
+        the same text prometheus-client writes for it, but for the two histogram families,
+        written here a series at a time (each series is 388 lines: prometheus-client's
+        line-by-line rendering of them took over 100 ms a scrape)."""
         from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        with self._lock:
+            state = self._state.copy()
+        others = generate_latest(_Families(self, state, histograms=False))
+        return others + _histograms_text(state).encode(), CONTENT_TYPE_LATEST
 
     def collect(self) -> Iterator[Metric]:
         """The metric families now (called by the registry at every scrape)."""
@@ -303,7 +309,7 @@ class CollectorMetrics:
         """The metric families without samples (the registry checks names with it)."""
         return self._families(_State())
 
-    def _families(self, s: _State) -> Iterator[Metric]:
+    def _families(self, s: _State, histograms: bool = True) -> Iterator[Metric]:
         from prometheus_client.core import (
             CounterMetricFamily,
             GaugeMetricFamily,
@@ -325,20 +331,11 @@ class CollectorMetrics:
             unknown.add_metric(list(key), s.hops[key].order_unknown)
             inconsistent.add_metric(list(key), s.hops[key].inconsistent)
         yield from (requests, unknown, inconsistent)
-        for side in ("low", "high"):
-            hist = HistogramMetricFamily(
-                f"clocksync_hop_latency_{side}_seconds",
-                f"Per-request guaranteed {'lower' if side == 'low' else 'upper'} bound of "
-                f"the hop latency (s); histogram_quantile of it is a "
-                f"{'lower' if side == 'low' else 'upper'} bound of the true quantile, to "
-                f"one bucket (<5 %)", labels=_HOP_LABELS)
-            for key in keys:
-                series = s.hops[key]
-                counts = series.low if side == "low" else series.high
-                total = series.low_sum_ns if side == "low" else series.high_sum_ns
-                cumulative = np.cumsum(counts).tolist()
-                hist.add_metric(list(key), list(zip(_LE, cumulative, strict=True)),
-                                total / 1e9)
+        for side in ("low", "high") if histograms else ():
+            name, doc = _histogram_name(side)
+            hist = HistogramMetricFamily(name, doc, labels=_HOP_LABELS)
+            for key, cumulative, total_s in _histogram_rows(s, side):
+                hist.add_metric(list(key), list(zip(_LE, cumulative, strict=True)), total_s)
             yield hist
         quantiles = GaugeMetricFamily(
             "clocksync_hop_latency_seconds", "Guaranteed interval of a hop latency quantile "
@@ -350,6 +347,59 @@ class CollectorMetrics:
             quantiles.add_metric([*labels, "high"], row.high_ns / 1e9)
         yield quantiles
         yield from _collector_families(s)
+
+
+class _Families:
+    """What ``generate_latest`` renders: the families of one state, with or without the
+    histograms."""
+
+    def __init__(self, metrics: CollectorMetrics, state: _State, histograms: bool) -> None:
+        self._metrics, self._state, self._histograms = metrics, state, histograms
+
+    def collect(self) -> Iterator[Metric]:
+        return self._metrics._families(self._state, self._histograms)
+
+
+def _histogram_name(side: str) -> tuple[str, str]:
+    """The name and help text of the histogram of the ``low`` or ``high`` bounds."""
+    bound = "lower" if side == "low" else "upper"
+    return (f"clocksync_hop_latency_{side}_seconds",
+            f"Per-request guaranteed {bound} bound of the hop latency (s); histogram_quantile "
+            f"of it is a {bound} bound of the true quantile, to one bucket (<5 %)")
+
+
+def _histogram_rows(s: _State, side: str) -> Iterator[tuple[_Key, list[int], float]]:
+    """Per series (in label order): its labels, cumulative bucket counts and sum (s)."""
+    for key in sorted(s.hops):
+        series = s.hops[key]
+        counts = series.low if side == "low" else series.high
+        total = series.low_sum_ns if side == "low" else series.high_sum_ns
+        yield key, np.cumsum(counts).tolist(), total / 1e9
+
+
+def _label(value: str) -> str:
+    """A label value escaped as the text exposition format wants it."""
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+
+
+def _histograms_text(s: _State) -> str:
+    """The two histogram families in the text exposition format, as prometheus-client
+    writes them (labels in name order, values as Go prints floats)."""
+    from prometheus_client.utils import floatToGoString
+
+    out: list[str] = []
+    for side in ("low", "high"):
+        name, doc = _histogram_name(side)
+        out += [f"# HELP {name} {doc}\n", f"# TYPE {name} histogram\n"]
+        for (hop, src, dst), cumulative, total_s in _histogram_rows(s, side):
+            labels = f'dst_node="{_label(dst)}",hop="{_label(hop)}"'
+            src_label = f'src_node="{_label(src)}"'
+            head, tail = f"{name}_bucket{{{labels},le=\"", f'",{src_label}}} '
+            values = [floatToGoString(c) for c in cumulative]
+            out += [f"{head}{le}{tail}{v}\n" for le, v in zip(_LE, values, strict=True)]
+            out.append(f"{name}_count{{{labels},{src_label}}} {values[-1]}\n")
+            out.append(f"{name}_sum{{{labels},{src_label}}} {floatToGoString(total_s)}\n")
+    return "".join(out)
 
 
 def _collector_families(s: _State) -> Iterator[Metric]:

@@ -374,3 +374,33 @@ def test_concurrent_writers_and_scrapers_see_whole_batches() -> None:
         writers * batches
     assert values(m, "clocksync_collector_received_items_total") == {
         (("endpoint", "otlp_http"),): writers * batches * size}
+
+
+def test_exposition_writes_what_prometheus_client_writes_for_the_registry() -> None:
+    from prometheus_client.exposition import generate_latest
+
+    m = CollectorMetrics()
+    rng = np.random.default_rng(5)
+    names = [("a->b", "n1", "n2"), ('we"ird\\hop\nname', "n-é", "n1"), ("a->b", "n1", "n1")]
+    for k, (hop, src, dst) in enumerate(names):
+        low = rng.lognormal(-7, 2, 2000 * (k + 1)) - 1e-5
+        m.observe_hops(hop, src, dst, low * 1e9, (low + rng.random(len(low)) * 1e-3) * 1e9)
+    big = np.full(20_000_000, 2e6)  # counts past 1e7 print in Go's exponent form
+    m.observe_hops("big", "n1", "n2", big, big)
+    m.count_received("/v1/traces", 7)
+
+    def families(text: bytes) -> dict[str, str]:
+        out: dict[str, str] = {}
+        name = ""
+        for line in text.decode().splitlines(keepends=True):
+            if line.startswith("# HELP "):
+                name = line.split()[2]
+            out[name] = out.get(name, "") + line
+        return out
+
+    fast, slow = families(m.exposition()[0]), families(generate_latest(m.registry))
+    assert fast == slow
+    assert "clocksync_hop_latency_low_seconds" in fast and 'le="+Inf"' in fast[
+        "clocksync_hop_latency_high_seconds"]
+    assert 'dst_node="n2",hop="big",le="+Inf",src_node="n1"} 2e+07' in fast[
+        "clocksync_hop_latency_low_seconds"]

@@ -13,9 +13,9 @@ made, so the package loads without it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -385,8 +385,9 @@ def _label(value: str) -> str:
 def _histograms_text(s: _State) -> str:
     """The two histogram families in the text exposition format, as prometheus-client
     writes them (labels in name order, values as Go prints floats)."""
-    from prometheus_client.utils import floatToGoString
+    from prometheus_client import utils
 
+    go = cast("Callable[[float], str]", utils.floatToGoString)  # (untyped in the package)
     out: list[str] = []
     for side in ("low", "high"):
         name, doc = _histogram_name(side)
@@ -395,10 +396,10 @@ def _histograms_text(s: _State) -> str:
             labels = f'dst_node="{_label(dst)}",hop="{_label(hop)}"'
             src_label = f'src_node="{_label(src)}"'
             head, tail = f"{name}_bucket{{{labels},le=\"", f'",{src_label}}} '
-            values = [floatToGoString(c) for c in cumulative]
+            values = [go(c) for c in cumulative]
             out += [f"{head}{le}{tail}{v}\n" for le, v in zip(_LE, values, strict=True)]
             out.append(f"{name}_count{{{labels},{src_label}}} {values[-1]}\n")
-            out.append(f"{name}_sum{{{labels},{src_label}}} {floatToGoString(total_s)}\n")
+            out.append(f"{name}_sum{{{labels},{src_label}}} {go(total_s)}\n")
     return "".join(out)
 
 

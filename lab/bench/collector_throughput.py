@@ -20,7 +20,8 @@ Phases, each with a fresh collector (``--window 2s --lateness 1s``):
    the whole collector sustains. Collector CPU is its utime+stime (``/proc``).
 2. *delay*: post at the target rate, replaying the simulated time in real time; every
    0.5 s a *marker* request (a one-hop request on a node ``mk`` of its own, with the current
-   simulated time) is posted, and ``/metrics`` is scraped every 0.1 s: a marker's delay is
+   simulated time) is posted, and ``/metrics`` is scraped every ``SCRAPE_S``: a marker's
+   delay is
    from its POST's answer to the scrape where ``clocksync_hop_requests_total{src_node="mk"}``
    first counts it (target: window + 2 s).
 3. *RSS*: 1 M stage events of 1 M requests that lack every other stage (so all stay pending;
@@ -68,6 +69,9 @@ TARGET_EVENTS = 500_000.0
 TARGET_RSS_MB = 500.0
 TARGET_PENDING = 1_000_000
 WINDOW_S, LATENESS_S = 2.0, 1.0
+#: how often the bench reads /metrics while it waits for data to show (s): the resolution of
+#: the delay and drain times (a scrape of the histograms is ~10 ms of the collector's core)
+SCRAPE_S = 0.25
 CLI = [sys.executable, "-c", "from clocksync.cli import main; main()"]
 _AR4, _AR8 = np.arange(4), np.arange(8)
 
@@ -460,7 +464,7 @@ def throughput(col: Collector, what: str, path: str, ctype: str, bodies: list[Bo
         if m.get("clocksync_collector_watermark_seconds", 0.0) >= goal:
             drain_s = time.perf_counter() - t_end
             break
-        time.sleep(0.05)
+        time.sleep(SCRAPE_S)
     cpu = col.cpu_s() - cpu0
     stop.set()
     watcher.join()
@@ -503,7 +507,7 @@ def delay(col: Collector, path: str, ctype: str, bodies: list[Body], conns: int,
             count = sum(v for k, v in m.items()
                         if k.startswith("clocksync_hop_requests_total{") and "src_node=mk" in k)
             seen.append((time.perf_counter(), count))
-            time.sleep(0.1)
+            time.sleep(SCRAPE_S)
 
     threads = [threading.Thread(target=markers), threading.Thread(target=scrape)]
     for th in threads:
@@ -709,7 +713,7 @@ def _delay_rows(rows: list[tuple[str, str, str, str]], notes: list[str], what: s
     else:
         rows.append((f"{what}: receipt -> metric delay, max s", "never", f"{target:.2f}", ""))
     notes.append(f"{what} delay: {len(delays)} markers at {rate:,.0f} {what}/s paced"
-                 f" (answers {sent.status}); scrape resolution 0.1 s")
+                 f" (answers {sent.status}); scrape every {SCRAPE_S:g} s")
 
 
 def _rss(rows: list[tuple[str, str, str, str]], notes: list[str], store: Path, cpu: int,

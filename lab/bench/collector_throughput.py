@@ -21,9 +21,8 @@ Phases, each with a fresh collector (``--window 2s --lateness 1s``):
 2. *delay*: post at the target rate, replaying the simulated time in real time; every
    0.5 s a *marker* request (a one-hop request on a node ``mk`` of its own, with the current
    simulated time) is posted, and ``/metrics`` is scraped every ``SCRAPE_S``: a marker's
-   delay is
-   from its POST's answer to the scrape where ``clocksync_hop_requests_total{src_node="mk"}``
-   first counts it (target: window + 2 s).
+   delay is from its POST's answer to the scrape where
+   ``clocksync_hop_requests_total{src_node="mk"}`` first counts it (target: window + 2 s).
 3. *RSS*: 1 M stage events of 1 M requests that lack every other stage (so all stay pending;
    ``--request-timeout 1h``, a budget that evicts nothing): the collector's ``VmRSS`` once its
    ``pending`` gauge reads 1 M (target: 500 MB).

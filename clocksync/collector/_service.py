@@ -7,6 +7,7 @@ import functools
 import gc
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +25,8 @@ __all__ = ["GC_THRESHOLDS", "TICK_S", "build_engine", "run_collector"]
 
 log = logging.getLogger(__name__)
 
-#: how often the engine thread works through its inbox (s)
+#: how often the engine thread works through its inbox (s; at once again when a round took
+#: longer)
 TICK_S = 0.1
 
 
@@ -91,7 +93,10 @@ def run_collector(config: CollectorConfig, stop: threading.Event,
             urls.append(f"grpc://{g_host}:{grpc.address[1]}")
         if on_start is not None:
             on_start(urls)
-        while not stop.wait(TICK_S):
+        next_s = time.monotonic() + TICK_S
+        while not stop.wait(max(0.0, next_s - time.monotonic())):
+            # a round every TICK_S; one after another while a round takes longer (backlog)
+            next_s = max(next_s + TICK_S, time.monotonic())
             try:
                 engine.tick()
             except Exception:  # never let one bad round stop the service

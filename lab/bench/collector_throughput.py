@@ -19,10 +19,11 @@ Phases, each with a fresh collector (``--window 2s --lateness 1s``):
    stamp soon after the posting stops (``drain``), so items / (posting + drain) is the rate
    the whole collector sustains. Collector CPU is its utime+stime (``/proc``).
 2. *delay*: post at the target rate, replaying the simulated time in real time; every
-   0.5 s a *marker* request (a one-hop request on a node ``mk`` of its own, with the current
-   simulated time) is posted, and ``/metrics`` is scraped every ``SCRAPE_S``: a marker's
-   delay is from its POST's answer to the scrape where
-   ``clocksync_hop_requests_total{src_node="mk"}`` first counts it (target: window + 2 s).
+   ``MARKER_S`` a *marker* request (a one-hop request on a node ``mk`` of its own, with the
+   current simulated time) is posted, and ``/metrics`` is scraped every ``SCRAPE_S``: a
+   marker's delay is from its POST's answer to the scrape where
+   ``clocksync_hop_requests_total{src_node="mk"}`` first counts it (target: window + 2 s),
+   over the markers posted while the data flows on for a step and the lateness after them.
 3. *RSS*: 1 M stage events of 1 M requests that lack every other stage (so all stay pending;
    ``--request-timeout 1h``, a budget that evicts nothing): the collector's ``VmRSS`` once its
    ``pending`` gauge reads 1 M (target: 500 MB).
@@ -71,6 +72,9 @@ WINDOW_S, LATENESS_S = 2.0, 1.0
 #: how often the bench reads /metrics while it waits for data to show (s): the resolution of
 #: the delay and drain times (a scrape of the histograms is ~10 ms of the collector's core)
 SCRAPE_S = 0.25
+#: how often a delay marker is posted (s): the marker node's newest stamp holds the
+#: watermark back by up to this much (a node that sends all the time does not)
+MARKER_S = 0.1
 CLI = [sys.executable, "-c", "from clocksync.cli import main; main()"]
 _AR4, _AR8 = np.arange(4), np.arange(8)
 
@@ -479,8 +483,10 @@ def throughput(col: Collector, what: str, path: str, ctype: str, bodies: list[Bo
 
 def delay(col: Collector, path: str, ctype: str, bodies: list[Body], conns: int,
           marker: Callable[[int, int], bytes]) -> tuple[list[float], Sent, float]:
-    """Replay ``bodies`` in real time with a marker every 0.5 s; each marker's delay (s)
-    from its POST's answer to the first ``/metrics`` scrape that counts it."""
+    """Replay ``bodies`` in real time with a marker every ``MARKER_S``; each marker's delay
+    (s) from its POST's answer to the first ``/metrics`` scrape that counts it, for the
+    markers whose step can close while the data still flows (``window + lateness + 1 s``
+    before it ends: after that the watermark waits for the silent nodes' idle timeout)."""
     stop = threading.Event()
     posted: list[float] = []  # answer time of marker i
     seen: list[tuple[float, float]] = []  # (scrape time, markers counted)
@@ -491,7 +497,7 @@ def delay(col: Collector, path: str, ctype: str, bodies: list[Body], conns: int,
         conn = http.client.HTTPConnection("127.0.0.1", col.port, timeout=120)
         headers = {"Content-Type": ctype, "Content-Encoding": "gzip"}
         i = 0
-        while not stop.wait(0.5):
+        while not stop.wait(MARKER_S):
             sim = sim0 + round((time.perf_counter() - t0) * 1e9)
             conn.request("POST", path, marker(i, sim), headers)
             conn.getresponse().read()
@@ -522,7 +528,7 @@ def delay(col: Collector, path: str, ctype: str, bodies: list[Body], conns: int,
     delays = []
     for i, at in enumerate(posted):
         when = next((t for t, n in seen if n >= i + 1), None)
-        if when is not None and at < t0 + post_s:
+        if when is not None and at < t0 + post_s - (WINDOW_S + LATENESS_S + 1.0):
             delays.append(when - at)
     return delays, sent, post_s
 

@@ -138,6 +138,7 @@ PRIVATE_MODULE_TESTS = {
     "tests/collector/test_engine.py": {"clocksync.collector._config", "clocksync.collector._engine",
                                        "clocksync.latency._otlp"},
     "tests/collector/test_http.py": {"clocksync.collector._otlpin"},
+    "tests/collector/test_online_pairs.py": {"clocksync.collector._online"},
     "tests/collector/test_service.py": {"clocksync.latency._otlp"},
     "tests/collector/test_raw.py": {"clocksync.collector._raw", "clocksync.latency._storage"},
     "tests/core/test_agreement.py": {"clocksync._fit._agreement"},

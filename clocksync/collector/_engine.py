@@ -50,7 +50,12 @@ from ..latency import (
     summary_and_windows,
 )
 from ..latency._alerts import Alert, inconsistency_alerts, latency_alerts, worst_requests
-from ..latency._arrow import dictionary_codes
+from ..latency._arrow import (
+    UNIQUE_DICTIONARY,
+    dictionary_codes,
+    first_seen_dictionary,
+    group_order,
+)
 from ..latency._otlp import otlp_request
 from ..latency._pairs import is_paired, pair_layout, pivot_of_pairs
 from ..latency._pipeline import hop_counts, hop_table, pairs_hop_table
@@ -64,6 +69,10 @@ __all__ = ["Engine"]
 
 log = logging.getLogger(__name__)
 
+#: the most values a dictionary the engine keeps (stage, node) may hold
+_DICTIONARY_MAX = 4096
+_NO_STRINGS = pa.nulls(0, pa.string())  # (pa.array would import pandas at start)
+_CODED = pa.dictionary(pa.int32(), pa.string())
 #: slack between a unit's correction at completion and at its step's close (ns)
 _MARGIN_NS = 1_000_000_000
 _IDLE_MIN_S = 10.0
@@ -148,6 +157,7 @@ class Engine:
         self.incomplete: collections.Counter[str] = collections.Counter()
         self.uncorrectable: collections.Counter[str] = collections.Counter()
         self.bad: collections.deque[str] = collections.deque(maxlen=20)
+        self._dictionaries: dict[str, pa.Array] = {}  # chain: stage and node values seen
 
     # -- receivers' side (any thread) -------------------------------------------------------
     def retry_after_s(self) -> float | None:
@@ -233,12 +243,15 @@ class Engine:
         with self._lock:
             inbox, self._inbox, self._inbox_bytes = self._inbox, [], 0
         out = Completed()
-        for arrival, table in inbox:
+        # chain: stage and node hashed once here, not again at every grouping by them
+        coded = inbox if self.paired else [(arrival, self._coded(table))
+                                           for arrival, table in inbox]
+        self._watch(coded)
+        for (arrival, table), (_, events) in zip(inbox, coded, strict=True):
             if self.raw is not None:
                 self.raw.append(table)
             self.counts["records"] += table.num_rows
-            self._watch(table, arrival)
-            self._add(table, arrival, out)
+            self._add(events, arrival, out)
         budget = self.config.memory_budget_bytes / 2
         completer = self._pairs if self.paired else self._chain
         if flush:
@@ -278,10 +291,36 @@ class Engine:
         else:
             self._chain.add(table, arrival, out)
 
+    def _coded(self, table: pa.Table) -> pa.Table:
+        """A chain's batch with ``stage`` and ``node`` dictionary-encoded over dictionaries
+        the engine keeps (values in the order they first came): hashed once here, and every
+        batch shares one dictionary, so nothing unifies them later. A dictionary that would
+        grow past :data:`_DICTIONARY_MAX` values is the batch's own."""
+        for name in ("stage", "node"):
+            at = table.schema.get_field_index(name)
+            if at < 0 or not pa.types.is_string(table.schema.field(at).type):
+                continue
+            column = table.column(at)
+            known = self._dictionaries.get(name, _NO_STRINGS)
+            where = pc.index_in(column, value_set=known)
+            if where.null_count > column.null_count:  # values not seen before
+                new = pc.unique(column.filter(pc.and_(pc.is_null(where), pc.is_valid(column))))
+                if len(known) + len(new) > _DICTIONARY_MAX:
+                    table = table.set_column(at, name, pc.dictionary_encode(column))
+                    continue
+                known = self._dictionaries[name] = pa.concat_arrays([known, new])
+                where = pc.index_in(column, value_set=known)
+            coded = [pa.DictionaryArray.from_arrays(c, known) for c in where.chunks]
+            table = table.set_column(at, name, pa.chunked_array(coded, _CODED))
+        return table
+
     @staticmethod
     def _node_codes(node: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, list[str]]:
-        """Each row's node as a code into the list of node names (-1: no node)."""
-        codes, names = dictionary_codes(pc.cast(node, pa.string()))
+        """Each row's node as a code into the list of node names (-1: no node); a column
+        the engine dictionary-encoded (distinct values: :meth:`_coded`) as it is."""
+        coded = pa.types.is_dictionary(node.type) and node.type.value_type == pa.string()
+        codes, names = dictionary_codes(node if coded else pc.cast(node, pa.string()),
+                                        unique=coded)
         return codes, [str(n) for n in names.to_pylist()]
 
     def _correct_node(self, name: str, ts: np.ndarray) -> np.ndarray:
@@ -303,24 +342,37 @@ class Engine:
             ref[m] = self._correct_node(name, ts[m])
         return ref, ~np.isnan(ref)
 
-    def _watch(self, table: pa.Table, arrival: float) -> None:
-        """Each node's newest corrected event time: its newest local stamp, corrected (a
-        correction is monotonic in local time); all of its stamps when that one cannot be
-        corrected."""
-        ts = table.column("ts_ns").to_numpy().astype(np.int64)
-        codes, names = self._node_codes(table.column("node"))
-        for k, name in enumerate(names):
-            mine = ts[codes == k]
-            if not len(mine):
-                continue
-            ref = self._correct_node(name, mine.max(keepdims=True))
-            if np.isnan(ref[0]):
-                ref = self._correct_node(name, mine)
-                if np.isnan(ref).all():
+    def _watch(self, inbox: Sequence[tuple[float, pa.Table]]) -> None:
+        """Each node's newest corrected event time, batch by batch: a batch's newest local
+        stamp of the node, corrected (a correction is monotonic in local time); all of its
+        stamps of the node when that one cannot be corrected. The newest stamps of a node
+        in every batch are corrected in one call."""
+        seen: list[tuple[int, str, int]] = []  # (batch, node, its newest stamp there)
+        stamps: list[tuple[np.ndarray, np.ndarray, list[str]]] = []
+        for b, (_, table) in enumerate(inbox):
+            ts = table.column("ts_ns").to_numpy().astype(np.int64)
+            codes, names = self._node_codes(table.column("node"))
+            stamps.append((ts, codes, names))
+            mine = codes >= 0
+            top = np.full(len(names), np.iinfo(np.int64).min)
+            np.maximum.at(top, codes[mine], ts[mine])
+            has = np.bincount(codes[mine], minlength=len(names)) > 0
+            seen += [(b, names[k], int(top[k])) for k in np.flatnonzero(has).tolist()]
+        corrected: dict[str, list[float]] = {}
+        for name in dict.fromkeys(n for _, n, _ in seen):
+            newest = np.array([t for _, n, t in seen if n == name], dtype=np.int64)
+            corrected[name] = self._correct_node(name, newest).tolist()[::-1]
+        for b, name, _ in seen:
+            ref = corrected[name].pop()
+            if math.isnan(ref):
+                ts, codes, names = stamps[b]
+                every = self._correct_node(name, ts[codes == names.index(name)])
+                if np.isnan(every).all():
                     continue
-            newest = int(np.nanmax(ref))
+                ref = float(np.nanmax(every))
             old = self._node_ref.get(name)
-            self._node_ref[name] = (newest if old is None else max(newest, old[0]), arrival)
+            self._node_ref[name] = (int(ref) if old is None else max(int(ref), old[0]),
+                                    inbox[b][0])
 
     def watermark_ns(self, now: float) -> int | None:
         """The reference time up to which steps may close (``None``: no data yet)."""
@@ -353,14 +405,27 @@ class Engine:
                 key, ok = self._approx_ref(parents.column("node"), ts)
                 self._keep(key, key, ok, parents, children, None, parents)
         else:
-            for events in out.events:
+            # one buffer entry per run of tables with one schema; a request's events (one
+            # code per request and table) share its earliest corrected time
+            at = 0
+            while at < len(out.events):
+                run = at + 1
+                while run < len(out.events) and out.events[run].schema == out.events[at].schema:
+                    run += 1
+                tables = out.events[at:run]
+                codes = [dictionary_codes(t.column("request_id"), unique=True)[0]
+                         for t in tables]
+                offsets = np.cumsum([0] + [len(c) and int(c.max()) + 1 for c in codes[:-1]])
+                rid = np.concatenate([c + o for c, o in zip(codes, offsets.tolist(),
+                                                            strict=True)])
+                events = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+                at = run
                 ts = events.column("ts_ns").to_numpy().astype(np.int64)
                 key, ok = self._approx_ref(events.column("node"), ts)
-                # a request's events share its earliest corrected time
-                rid, ids = dictionary_codes(events.column("request_id"))
-                first = np.full(len(ids), np.inf)
+                n_ids = int(rid.max()) + 1
+                first = np.full(n_ids, np.inf)
                 np.minimum.at(first, rid, np.where(ok, key, np.inf))
-                last = np.full(len(ids), -np.inf)
+                last = np.full(n_ids, -np.inf)
                 np.maximum.at(last, rid, np.where(ok, key, -np.inf))
                 whole_ok = np.isfinite(first)[rid]
                 self._keep(np.where(whole_ok, first[rid], np.nan),
@@ -457,10 +522,10 @@ class Engine:
                 result = pairs_hop_table(pivot_of_pairs(pair_layout(parents, children)),
                                          self.corrector, self.causal, skip_bad=True)
             else:
-                events = pa.concat_tables([d.events.take(pa.array(m)) for m, d in sel
+                events = pa.concat_tables([_rows(d.events, m) for m, d in sel
                                            if d.events is not None], promote_options="default")
-                result = hop_table(events, self.corrector, self.chain, self.causal,
-                                   skip_bad=True)
+                result = hop_table(_one_dictionary(events), self.corrector, self.chain,
+                                   self.causal, skip_bad=True)
         except (ClockSyncError, ValueError) as exc:  # never let one step stop the engine
             log.error("step %d..%d ns: %s", start, end, exc)
             self.counts["failed_steps"] += 1
@@ -609,9 +674,29 @@ class Engine:
 
 
 def _rows(table: pa.Table, rows: np.ndarray) -> pa.Table:
-    """The rows ``rows`` (ascending, distinct) of ``table``: the table itself when they are
-    all of its rows (no copy)."""
-    return table if len(rows) == table.num_rows else table.take(pa.array(rows))
+    """Rows ``rows`` (ascending) of ``table``: the table itself when they are all of them;
+    a filter, not a take, which would unify the chunks' dictionaries."""
+    if len(rows) == table.num_rows:
+        return table
+    keep = np.zeros(table.num_rows, dtype=bool)
+    keep[rows] = True
+    return table.filter(pa.array(keep))
+
+
+def _one_dictionary(events: pa.Table) -> pa.Table:
+    """A step's events with ``request_id`` and ``node`` (dictionary-encoded per batch) each
+    under one dictionary in the order the values first appear, as the batch pipeline would
+    encode them: it hashes no row again. The ids are marked distinct
+    (:data:`~clocksync.latency._arrow.UNIQUE_DICTIONARY`)."""
+    for name in ("request_id", "node"):
+        at = events.schema.get_field_index(name)
+        if at < 0 or not pa.types.is_dictionary(events.schema.field(at).type):
+            continue
+        column = first_seen_dictionary(events.column(at))
+        meta = {UNIQUE_DICTIONARY: b"1"} if name == "request_id" else None
+        events = events.set_column(at, pa.field(name, column.type, metadata=meta),
+                                   pa.chunked_array([column]))
+    return events
 
 
 def _groups(hops: pa.Table) -> list[tuple[tuple[str, str, str], np.ndarray]]:
@@ -623,9 +708,17 @@ def _groups(hops: pa.Table) -> list[tuple[tuple[str, str, str], np.ndarray]]:
         codes.append(code)
         names.append(dictionary.to_pylist())
     key = (codes[0] * len(names[1]) + codes[1]) * len(names[2]) + codes[2]
-    distinct, inverse = np.unique(key, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(len(distinct) + 1))
+    span = len(names[0]) * len(names[1]) * len(names[2])
+    if span <= 4 * len(key) + 1024 and all((c >= 0).all() for c in codes):
+        # few possible groups (and no null): counted, not sorted
+        present = np.bincount(key, minlength=span) > 0
+        distinct = np.flatnonzero(present)
+        inverse = (np.cumsum(present) - 1)[key]
+        order, bounds = group_order(inverse, len(distinct))
+    else:
+        distinct, inverse = np.unique(key, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.searchsorted(inverse[order], np.arange(len(distinct) + 1))
     out = []
     for g, k in enumerate(distinct.tolist()):
         rest, dst = divmod(k, len(names[2]))

@@ -7,8 +7,13 @@ Pairs follow :func:`clocksync.latency.hop_table`'s batch rules exactly: an event
 with the same trace, span and stage is a duplicate (the first wins); a child pairs with the
 first event its parent span gave; a child whose parent never comes lacks
 ``"parent of <stage>"``. A request of a chain is complete when every stage of the chain has
-an event; at its timeout it is released with what it has (as batch analysis would see it)
-and counted incomplete, naming the stages it lacks.
+an event, and is released at once with all its events: a batch first releases the requests
+it holds whole that none waits for (their events in arrival order), then takes its other
+events in arrival order, each completing its request when it gives the last missing stage
+(an event after that opens the request anew). At its timeout a request is released with what
+it has (as batch analysis would see it) and counted incomplete, naming the stages it lacks.
+Over the memory budget the oldest entries are dropped (counted evicted); an event of a stage
+outside the chain is counted, by stage.
 
 Time here is arrival time (a monotonic clock, s): an entry waits ``timeout_s`` after its
 arrival. Nothing here corrects a timestamp.
@@ -20,6 +25,7 @@ import collections
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -29,13 +35,17 @@ from ..latency._arrow import dictionary_codes, index_in
 
 __all__ = ["ChainCompleter", "Completed", "PairCompleter"]
 
-#: bytes one pending entry costs beyond its row's data (dict slots, keys, tuples)
-ENTRY_BYTES = 240
 #: bytes one pending entry of :class:`PairCompleter` costs beyond its batch's table: a span's
 #: key text with its dict slot and reference (or an orphan's parent key, slot and
 #: reference). tracemalloc measured 173 B an entry over 331k Restate spans (49-character
 #: keys: 32 hex digits of trace, 16 of span), whether spans or orphans
 PAIR_ENTRY_BYTES = 176
+#: bytes one pending request of a chain costs beyond its events (its id, dict entry and
+#: slot number, its slot in five arrays) and one pending event beyond its row (its link and
+#: holder): measured with tracemalloc over 1 M pending requests of one and of two events
+#: (173 and 190 B per request, growing arrays included)
+REQUEST_BYTES = 156
+EVENT_BYTES = 17
 
 
 @dataclass
@@ -44,7 +54,9 @@ class Completed:
 
     Attributes:
         parents, children: pairs mode: the parent and child event of each pair (aligned).
-        events: chain mode: the events of whole (or timed-out) requests.
+        events: chain mode: the events of whole (or timed-out) requests; ``request_id``
+            dictionary-encoded (one code per request id of the table, in the order the ids
+            first appear).
         duplicates: events dropped as exact repeats.
         incomplete: what timed-out units lacked -> how many.
         evicted: pending entries dropped to stay within the memory budget.
@@ -110,7 +122,7 @@ class _Completer:
         self._seq += 1
         return _Batch(self._seq, arrival_s, table)
 
-    def _hold(self, batch: _Batch, entries: int, entry_bytes: int = ENTRY_BYTES,
+    def _hold(self, batch: _Batch, entries: int, entry_bytes: int,
               table_bytes: int | None = None) -> None:
         """Keep ``batch`` (its table, of ``table_bytes``, by default its ``nbytes``, and
         ``entries`` pending entries of ``entry_bytes`` each) until it expires."""
@@ -447,79 +459,382 @@ class PairCompleter(_Completer):
                 out.incomplete[f"parent of {name}"] += k
 
 
+@dataclass
+class _ChainBatch(_Batch):
+    """An arrival batch of the chain completer: the rows of its events still pending
+    (``table``: all of the batch's rows, or only those) and the requests it opened."""
+
+    first_event: int = 0  # number of the event at row 0 of ``table`` (held without ids)
+    id_at: int = 0  # the position of ``request_id`` among the batch's columns
+    events: int = 0  # its events still pending
+    opened: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # slots, in order
+    table_bytes: int = 0  # what its rows count in ``nbytes``
+    held: bool = True  # still queued (its ``nbytes`` counted in ``pending_bytes``)
+
+
+_NO_ROWS = pa.table({})
+
+
 class ChainCompleter(_Completer):
-    """Whole requests of a stage chain, online (see the module docstring)."""
+    """Whole requests of a stage chain, online (see the module docstring).
+
+    A pending request is a *slot*: its id (bytes) maps to the slot's number, and numpy
+    arrays hold per slot its stages (bits), the batch that opened it and its first and last
+    pending event. Pending events are numbered in arrival order; per event, arrays hold the
+    next event of its request and the batch that holds its row. A batch keeps the rows of
+    its pending events (all of its rows when most are pending) until none is. Requests are
+    found, completed and released with numpy operations: Python works per pending request
+    (its dict entry), never per event."""
 
     def __init__(self, chain: tuple[str, ...], timeout_s: float) -> None:
         super().__init__(timeout_s)
+        if len(chain) > 63:
+            raise ValueError(f"a chain of at most 63 stages, got {len(chain)}")
         self.chain = chain
         self._full = (1 << len(chain)) - 1
-        self._open: dict[str, tuple[int, list[tuple[pa.Table, int]], int]] = {}
+        self._bit = np.left_shift(1, np.arange(len(chain), dtype=np.int64))
+        bits = next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64)
+                    if np.iinfo(t).bits >= len(chain))
         self.unknown_stage: collections.Counter[str] = collections.Counter()
+        self._slot_of: dict[bytes, int] = {}  # request id -> slot
+        self._ids = np.empty(0, dtype=object)  # slot -> request id (None: free)
+        self._have = np.empty(0, dtype=bits)  # slot -> stage bits
+        self._opener = np.empty(0, dtype=np.int64)  # slot -> seq of its batch (-1: free)
+        self._head = np.empty(0, dtype=np.int64)  # slot -> its first pending event
+        self._tail = np.empty(0, dtype=np.int64)  # slot -> its last pending event
+        self._free = np.empty(0, dtype=np.int64)  # free slots: _free[:_n_free]
+        self._n_free = 0
+        self._n_slots = 0  # slots ever used
+        self._next = np.empty(0, dtype=np.int64)  # event - _first -> next event (-1: none)
+        self._holder = np.empty(0, dtype=np.int64)  # event - _first -> seq of its batch
+        self._first = 0  # number of the event at _next[0]
+        self._end = 0  # number of the next event
+        self._held: dict[int, _ChainBatch] = {}  # seq -> batch with pending events
 
     @property
     def pending(self) -> int:
         """Requests waiting for a stage."""
-        return len(self._open)
+        return len(self._slot_of)
 
     def add(self, table: pa.Table, arrival_s: float, out: Completed) -> None:
-        """Take a batch of events (``request_id, stage, node, ts_ns`` + context)."""
-        sidx = index_in(table.column("stage"), self.chain)
-        if (sidx < 0).any():
-            for name in np.asarray(table.column("stage").to_pylist(), dtype=object)[sidx < 0]:
-                self.unknown_stage[str(name)] += 1
-        rid, ids = dictionary_codes(table.column("request_id"))
-        ok = (sidx >= 0) & (rid >= 0)
-        bits = np.zeros(len(ids), dtype=np.int64)
-        np.bitwise_or.at(bits, rid[ok], np.left_shift(1, sidx[ok]))
-        whole = bits == self._full
-        if self._open:  # requests of this batch that earlier batches opened: not whole here
-            seen = pc.is_in(ids, value_set=pa.array(list(self._open), pa.string()))
-            whole &= ~np.asarray(seen.to_numpy(zero_copy_only=False), dtype=bool)
-        done_rows = np.flatnonzero(ok & whole[np.maximum(rid, 0)])
-        if len(done_rows):  # whole within this batch: no Python work per request
-            out.events.append(table.take(pa.array(done_rows)))
-        rest = np.flatnonzero(ok & ~whole[np.maximum(rid, 0)])
-        if not len(rest):
+        """Take a batch of events (``request_id, stage, node, ts_ns`` + context); the
+        requests it completes go to ``out`` (all their events)."""
+        stage = table.column("stage")
+        sidx = index_in(stage, self.chain)
+        known = sidx >= 0
+        if not known.all():
+            counts = pc.value_counts(stage.filter(pa.array(~known)))
+            for name, n in zip(counts.field("values").to_pylist(),
+                               counts.field("counts").to_pylist(), strict=True):
+                self.unknown_stage[str(name)] += n
+        rid, ids = dictionary_codes(table.column("request_id"), np.int32)
+        id_at = table.schema.get_field_index("request_id")
+        rows_only = table.remove_column(id_at)  # the ids are kept as codes, not strings
+        ok = known & (rid >= 0)
+        if not ok.any():
             return
-        batch = self._new_batch(table, arrival_s)
-        id_list = ids.to_pylist()
-        finished: list[tuple[pa.Table, int]] = []
-        for row in rest.tolist():
-            key = id_list[rid[row]]
-            entry = self._open.get(key)
-            have, rows = (entry[0], entry[1]) if entry is not None else (0, [])
-            if entry is None:
-                batch.keys.append(key)
-            rows.append((table, row))
-            have |= 1 << int(sidx[row])
-            if have == self._full:
-                finished.extend(rows)
-                self._open.pop(key, None)
-            else:
-                self._open[key] = (have, rows, entry[2] if entry is not None else batch.seq)
-        self._hold(batch, len(rest))
-        done = _take_rows(finished)
-        if done is not None:
-            out.events.append(done)
+        n_ids, n_stages = len(ids), len(self.chain)
+        present = np.zeros(n_ids * n_stages, dtype=bool)
+        present[rid[ok] * n_stages + sidx[ok]] = True
+        bits = present.reshape(n_ids, n_stages) @ self._bit
+        keys: list[bytes] = []
+        slot = np.full(n_ids, -1, dtype=np.int64)
+        if self._slot_of:
+            keys = ids.cast(pa.binary()).to_pylist()
+            slot = np.fromiter(map(self._slot_of.get, keys, itertools.repeat(-1)),
+                               dtype=np.int64, count=n_ids)
+        whole = ok & ((bits == self._full) & (slot < 0))[rid]  # whole here, not opened before
+        done = np.flatnonzero(whole)
+        rest = np.flatnonzero(ok & ~whole)
+        if not len(rest):
+            if len(done):
+                out.events.append(_with_ids(rows_only.take(pa.array(done)), id_at, rid[done],
+                                            ids))
+            return
+        # the other rows in arrival order: a request completes at the row that gives its
+        # last missing stage, and a row after that opens it again (a part of its own)
+        part = rid[rest]
+        origin = np.arange(n_ids, dtype=np.int64)  # part -> request
+        have = np.zeros(n_ids, dtype=np.int64)
+        have[slot >= 0] = self._have[slot[slot >= 0]]
+        stage_of = sidx[rest]
+        done_at = self._completion(part, stage_of, have)
+        if (done_at[part] < np.arange(len(rest))).any():
+            part, origin, have, slot = self._split(part, stage_of, have, slot)
+            done_at = self._completion(part, stage_of, have)
+        n_parts = len(origin)
+        here = np.zeros(n_parts, dtype=bool)
+        here[part] = True
+        completes = here & (done_at < len(rest))
+        finished = np.flatnonzero(completes)
+        finished = finished[np.argsort(done_at[finished])]
+        rank = np.full(n_parts, -1, dtype=np.int64)
+        rank[finished] = np.arange(len(finished))
+        earlier = slot[finished]
+        opened_before = np.flatnonzero(earlier >= 0)
+        owner, events = self._events_of(earlier[opened_before])
+        row_done = completes[part]
+        mine = rest[row_done]
+        mine_rank = rank[part[row_done]]
+        # released: the whole requests' rows, then each completed request in the order of
+        # completion, its earlier events before this batch's rows
+        sources, position = self._sources(rows_only, events)
+        by_rank = np.argsort(np.concatenate([opened_before[owner] * 2, mine_rank * 2 + 1]),
+                             kind="stable")
+        rows = np.concatenate([done, np.concatenate([position, mine])[by_rank]])
+        if len(rows):
+            request = np.concatenate([origin[finished[opened_before[owner]]],
+                                      rid[mine]])[by_rank]
+            out.events.append(_with_ids(_take(sources, rows), id_at,
+                                        np.concatenate([rid[done], request]), ids))
+        if len(opened_before):
+            self._release(earlier[opened_before], events)
+        waiting = here & ~completes
+        keep = waiting[part]
+        if keep.any():
+            if not keys:
+                keys = ids.cast(pa.binary()).to_pylist()
+            self._hold_rows(rows_only, id_at, arrival_s, rest[keep], part[keep],
+                            stage_of[keep], slot, origin, keys)
 
     def expire(self, now_s: float, out: Completed, budget_bytes: float = np.inf) -> None:
         """Release requests older than the timeout (counted incomplete by missing stage),
         and drop the oldest while over ``budget_bytes`` (counted evicted)."""
-        released: list[tuple[pa.Table, int]] = []
-        for batch, over in self._expired(now_s, budget_bytes):
-            for key in batch.keys:
-                entry = self._open.get(key)
-                if entry is None or entry[2] != batch.seq:
-                    continue
-                del self._open[key]
-                if over:
-                    out.evicted += 1
-                    continue
-                for k, stage in enumerate(self.chain):
-                    if not entry[0] >> k & 1:
-                        out.incomplete[stage] += 1
-                released.extend(entry[1])
-        done = _take_rows(released)
-        if done is not None:
-            out.events.append(done)
+        tables: list[pa.Table] = []
+        names: list[bytes] = []
+        id_at = 0
+        for queued, over in self._expired(now_s, budget_bytes):
+            batch = cast(_ChainBatch, queued)
+            batch.held = False
+            slots = batch.opened[self._opener[batch.opened] == batch.seq]
+            if not len(slots):
+                continue
+            owner, events = self._events_of(slots)
+            if over:
+                out.evicted += len(slots)
+            else:
+                missing = (self._have[slots][:, None] & self._bit) == 0
+                first = np.where(missing.any(axis=0), missing.argmax(axis=0), len(slots))
+                for k in np.lexsort((np.arange(len(self.chain)), first)).tolist():
+                    if first[k] < len(slots):
+                        out.incomplete[self.chain[k]] += int(missing[:, k].sum())
+                sources, position = self._sources(None, events)
+                if not tables:
+                    id_at = batch.id_at
+                tables.append(_take(sources, position))
+                names.extend(self._ids[slots[owner]].tolist())
+            self._release(slots, events)
+        if tables:
+            codes: dict[bytes, int] = {}
+            request = np.fromiter((codes.setdefault(name, len(codes)) for name in names),
+                                  dtype=np.int64, count=len(names))
+            ids = pa.array(list(codes), pa.binary()).cast(pa.string())
+            released = (pa.concat_tables(tables, promote_options="default")
+                        if len(tables) > 1 else tables[0])
+            out.events.append(_with_ids(released, id_at, request, ids))
+
+    def _completion(self, part: np.ndarray, stage: np.ndarray, have: np.ndarray
+                    ) -> np.ndarray:
+        """Per request part: the position (among the rows ``part``) of the row that gives
+        it its last missing stage; ``len(part)`` when it stays incomplete."""
+        n, n_stages = len(part), len(self.chain)
+        first = np.full(len(have) * n_stages, n, dtype=np.int64)
+        np.minimum.at(first, part * n_stages + stage, np.arange(n, dtype=np.int64))
+        missing = (have[:, None] & self._bit) == 0
+        at: np.ndarray = np.where(missing, first.reshape(len(have), n_stages), -1).max(axis=1)
+        return at
+
+    def _split(self, part: np.ndarray, stage: np.ndarray, have: np.ndarray, slot: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Requests with rows after their completion (a stage repeated) split into parts
+        that each end where they complete; a part after the first is a new request.
+        Returns the rows' parts, each part's request, stages and slot (-1: new)."""
+        part = part.copy()
+        origin = list(range(len(have)))
+        done_at = self._completion(part, stage, have)
+        for request in np.unique(part[done_at[part] < np.arange(len(part))]).tolist():
+            now = request
+            bits = int(have[request])
+            for at, k in zip(np.flatnonzero(part == request).tolist(),
+                             stage[part == request].tolist(), strict=True):
+                part[at] = now
+                bits |= 1 << k
+                if bits == self._full:  # complete: the next row starts a new part
+                    bits, now = 0, len(origin)
+                    origin.append(request)
+        extra = len(origin) - len(have)
+        return (part, np.asarray(origin, dtype=np.int64),
+                np.concatenate([have, np.zeros(extra, dtype=np.int64)]),
+                np.concatenate([slot, np.full(extra, -1, dtype=np.int64)]))
+
+    def _events_of(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The pending events of ``slots``: ``(index into slots, event number)``, slot by
+        slot, each slot's in arrival order."""
+        index = np.arange(len(slots), dtype=np.int64)
+        event = self._head[slots]
+        indices, events = [index], [event]
+        while len(event):
+            following = self._next[event - self._first]
+            more = following >= 0
+            index, event = index[more], following[more]
+            indices.append(index)
+            events.append(event)
+        at, ev = np.concatenate(indices), np.concatenate(events)
+        order = np.argsort(at, kind="stable")
+        return at[order], ev[order]
+
+    def _sources(self, table: pa.Table | None, events: np.ndarray
+                 ) -> tuple[list[pa.Table], np.ndarray]:
+        """The tables holding ``events`` (after ``table``, when given) and each event's
+        row in their concatenation."""
+        sources = [] if table is None else [table]
+        at = 0 if table is None else table.num_rows
+        position = np.empty(len(events), dtype=np.int64)
+        holder = self._holder[events - self._first]
+        if len(events) and holder.min() == holder.max():
+            batch = self._held[int(holder[0])]
+            return [*sources, batch.table], events - batch.first_event + at
+        for seq in np.unique(holder).tolist():
+            batch = self._held[seq]
+            m = holder == seq
+            position[m] = events[m] - batch.first_event + at
+            sources.append(batch.table)
+            at += batch.table.num_rows
+        return sources, position
+
+    def _hold_rows(self, table: pa.Table, id_at: int, arrival_s: float, rows: np.ndarray,
+                   part: np.ndarray, stage: np.ndarray, slot: np.ndarray,
+                   origin: np.ndarray, names: list[bytes]) -> None:
+        """Keep ``rows`` of ``table`` (the batch without its ``request_id``, which was at
+        ``id_at``) pending: appended to their part's slot, or to a new slot that this batch
+        opens (``origin``: each part's request, ``names``: each request's id)."""
+        self._seq += 1
+        batch = _ChainBatch(self._seq, arrival_s, table, id_at=id_at)
+        if 2 * len(rows) < table.num_rows:  # keep only these rows
+            batch.table = table.take(pa.array(rows))
+            local = np.arange(len(rows), dtype=np.int64)
+        else:
+            local = rows
+        numbers = batch.table.num_rows
+        at = self._reserve(numbers)
+        batch.first_event = self._end
+        self._end += numbers
+        self._holder[at:at + numbers] = batch.seq
+        event = batch.first_event + local
+        # link each part's rows in order; its first row links from its slot's last event
+        order = np.argsort(part, kind="stable")
+        p, e = part[order], event[order]
+        same = p[1:] == p[:-1]
+        self._next[e[:-1][same] - self._first] = e[1:][same]
+        start = np.flatnonzero(np.concatenate([[True], ~same]))
+        end = np.append(start[1:], len(p)) - 1
+        self._next[e[end] - self._first] = -1
+        parts, first_ev, last_ev = p[start], e[start], e[end]
+        got = np.bitwise_or.reduceat(self._bit[stage[order]], start)
+        known = slot[parts]
+        old = known >= 0
+        s = known[old]
+        self._next[self._tail[s] - self._first] = first_ev[old]
+        self._tail[s] = last_ev[old]
+        self._have[s] = self._have[s] | got[old]
+        new = np.flatnonzero(~old)
+        new = new[np.argsort(first_ev[new])]  # opened in the order of their first row
+        s = self._alloc(len(new))
+        self._head[s], self._tail[s], self._have[s] = first_ev[new], last_ev[new], got[new]
+        self._opener[s] = batch.seq
+        opened = [names[i] for i in origin[parts[new]].tolist()]
+        self._ids[s] = opened
+        self._slot_of.update(zip(opened, s.tolist(), strict=True))
+        batch.opened = s
+        batch.events = len(rows)
+        batch.table_bytes = batch.table.get_total_buffer_size() + EVENT_BYTES * numbers
+        batch.nbytes = batch.table_bytes + REQUEST_BYTES * len(s)
+        self.pending_bytes += batch.nbytes
+        self._batches.append(batch)
+        self._held[batch.seq] = batch
+
+    def _release(self, slots: np.ndarray, events: np.ndarray) -> None:
+        """Forget ``slots`` and their pending ``events`` (a batch left without pending
+        events drops its rows)."""
+        owners, n = np.unique(self._opener[slots], return_counts=True)
+        for seq, count in zip(owners.tolist(), n.tolist(), strict=True):
+            self._charge(self._held[seq], -REQUEST_BYTES * count)
+        collections.deque(map(self._slot_of.__delitem__, self._ids[slots].tolist()), maxlen=0)
+        self._ids[slots] = None
+        self._opener[slots] = -1
+        self._have[slots] = 0
+        free = self._n_free + len(slots)
+        if free > len(self._free):
+            self._free = np.concatenate([self._free[:self._n_free],
+                                         np.empty(max(free, 2 * len(self._free)), np.int64)])
+        self._free[self._n_free:free] = slots
+        self._n_free = free
+        holders, n = np.unique(self._holder[events - self._first], return_counts=True)
+        for seq, count in zip(holders.tolist(), n.tolist(), strict=True):
+            batch = self._held[seq]
+            batch.events -= count
+            if not batch.events:
+                self._charge(batch, -batch.table_bytes)
+                batch.table = _NO_ROWS
+                del self._held[seq]
+
+    def _charge(self, batch: _ChainBatch, delta_bytes: int) -> None:
+        if batch.held:
+            batch.nbytes += delta_bytes
+            self.pending_bytes += delta_bytes
+
+    def _alloc(self, n: int) -> np.ndarray:
+        """``n`` free slots (reused ones first)."""
+        reuse = min(n, self._n_free)
+        out = self._free[self._n_free - reuse:self._n_free].copy()
+        self._n_free -= reuse
+        more = n - reuse
+        if more:
+            if self._n_slots + more > len(self._have):
+                size = max(2 * len(self._have), self._n_slots + more, 1024)
+                grow = size - len(self._have)
+                self._ids = np.concatenate([self._ids, np.full(grow, None, dtype=object)])
+                self._have = np.concatenate([self._have, np.zeros(grow, self._have.dtype)])
+                self._opener = np.concatenate([self._opener, np.full(grow, -1, np.int64)])
+                self._head = np.concatenate([self._head, np.full(grow, -1, np.int64)])
+                self._tail = np.concatenate([self._tail, np.full(grow, -1, np.int64)])
+            out = np.concatenate([out, np.arange(self._n_slots, self._n_slots + more)])
+            self._n_slots += more
+        return out
+
+    def _reserve(self, n: int) -> int:
+        """Room for ``n`` more events; returns the index of the first in ``_next``."""
+        live = self._end - self._first
+        if live + n > len(self._next):
+            oldest = next(iter(self._held.values())).first_event if self._held else self._end
+            keep = self._end - oldest
+            size = max(len(self._next), 2 * (keep + n), 4096)
+            nxt = np.empty(size, np.int64)
+            holder = np.empty(size, np.int64)
+            nxt[:keep] = self._next[oldest - self._first:live]
+            holder[:keep] = self._holder[oldest - self._first:live]
+            self._next, self._holder, self._first = nxt, holder, oldest
+        return self._end - self._first
+
+
+def _with_ids(table: pa.Table, at: int, request: np.ndarray, ids: pa.Array) -> pa.Table:
+    """``table`` with a ``request_id`` column at position ``at``: each row's ``request``
+    (a code into the strings ``ids``), dictionary-encoded with the ids it uses in the order
+    they first appear."""
+    n_ids = len(ids)
+    first = np.full(n_ids, len(request), dtype=np.int64)
+    np.minimum.at(first, request, np.arange(len(request), dtype=np.int64))
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(n_ids, dtype=np.int32)
+    rank[order] = np.arange(n_ids, dtype=np.int32)
+    used = order[:np.count_nonzero(first < len(request))]
+    column = pa.DictionaryArray.from_arrays(pa.array(rank[request], pa.int32()),
+                                            ids.take(pa.array(used)))
+    return table.add_column(at, "request_id", column)
+
+
+def _take(sources: list[pa.Table], rows: np.ndarray) -> pa.Table:
+    """Rows of the concatenation of ``sources`` (one ``take``)."""
+    whole = sources[0] if len(sources) == 1 else pa.concat_tables(
+        sources, promote_options="default")
+    return whole.take(pa.array(rows))

@@ -135,9 +135,17 @@ def worst_requests(hops: pa.Table, mask: npt.NDArray[np.bool_], n: int,
     idx = np.flatnonzero(mask)
     if not len(idx):
         return ()
-    values = hops.column(by).to_numpy()[idx]
-    top = idx[np.argsort(-values, kind="stable")[:n]]
-    rows = hops.take(pa.array(top)).to_pylist()
+    order = -hops.column(by).to_numpy()[idx]
+    pick = None
+    if len(order) > 4 * n > 0:  # the n smallest without sorting them all
+        kth = np.partition(order, n - 1)[n - 1]
+        if not np.isnan(kth):  # (ties with the n-th are kept: the stable order decides)
+            near = np.flatnonzero(order <= kth)
+            pick = near[np.argsort(order[near], kind="stable")[:n]]
+    if pick is None:
+        pick = np.argsort(order, kind="stable")[:n]
+    # one-row slices: a take of a chunked dictionary column would copy all of its chunks
+    rows = [r for i in idx[pick].tolist() for r in hops.slice(i, 1).to_pylist()]
     ctx = [c for c in hops.column_names if c not in _BASE_COLUMNS]
     return tuple(
         WorstRequest(str(r["request_id"]), float(r["latency_ns"]), float(r["low_ns"]),
@@ -146,15 +154,30 @@ def worst_requests(hops: pa.Table, mask: npt.NDArray[np.bool_], n: int,
         for r in rows)
 
 
+def _is_in(column: pa.ChunkedArray, values: list[str]) -> npt.NDArray[np.bool_]:
+    """Which rows of a string (or dictionary-typed) column hold one of ``values`` (a
+    dictionary-typed column is looked up by its dictionaries, not row by row)."""
+    value_set = pa.array(values, pa.string())
+    if not pa.types.is_dictionary(column.type):
+        hit = pc.is_in(column, value_set=value_set)
+        return np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool)
+    parts = []
+    for chunk in column.chunks:
+        known = pc.is_in(chunk.dictionary.cast(pa.string()), value_set=value_set)
+        lookup = np.append(np.asarray(known.to_numpy(zero_copy_only=False), dtype=bool), False)
+        codes = chunk.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+        parts.append(lookup[codes])  # (-1: null, never in)
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+
+
 def _group_mask(hops: pa.Table, hop: str, src: str, dst: str, start: int, end: int
                 ) -> npt.NDArray[np.bool_]:
-    m = pc.equal(hops.column("hop"), hop)
+    m = _is_in(hops.column("hop"), [hop])
     if src != "*":
-        m = pc.and_(m, pc.equal(hops.column("src_node"), src))
-        m = pc.and_(m, pc.equal(hops.column("dst_node"), dst))
-    t = hops.column("src_ref_ns")
-    m = pc.and_(m, pc.and_(pc.greater_equal(t, start), pc.less(t, end)))
-    return np.asarray(m.to_numpy(zero_copy_only=False), dtype=bool)
+        m &= _is_in(hops.column("src_node"), [src]) & _is_in(hops.column("dst_node"), [dst])
+    t = hops.column("src_ref_ns").to_numpy()
+    inside: npt.NDArray[np.bool_] = m & (t >= start) & (t < end)
+    return inside
 
 
 def _p99_message(hop: str, src: str, dst: str, value: float, median: float,
@@ -271,10 +294,8 @@ def inconsistency_alerts(windows: tuple[PairWindow, ...], hops: pa.Table, hop: s
         if w.status != "inconsistent":
             continue
         mask = _group_mask(hops, hop, "*", "*", w.start_ns, w.end_ns)
-        pair = pa.array([w.node_a, w.node_b])
-        nodes = pc.and_(pc.is_in(hops.column("src_node"), value_set=pair),
-                        pc.is_in(hops.column("dst_node"), value_set=pair))
-        mask &= np.asarray(nodes.to_numpy(zero_copy_only=False), dtype=bool)
+        pair = [w.node_a, w.node_b]
+        mask &= _is_in(hops.column("src_node"), pair) & _is_in(hops.column("dst_node"), pair)
         if "inconsistent" in hops.column_names:
             mask &= np.asarray(hops.column("inconsistent").to_numpy(zero_copy_only=False), bool)
         alerts.append(Alert(

@@ -10,8 +10,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["UNIQUE_DICTIONARY", "dictionary_codes", "group_order", "index_in",
-           "join_disjoint_dictionaries", "shared_codes", "unique_dictionary"]
+__all__ = ["UNIQUE_DICTIONARY", "dictionary_codes", "first_seen_dictionary", "group_order",
+           "index_in", "join_disjoint_dictionaries", "shared_codes", "unique_dictionary"]
 
 #: field metadata of a dictionary column whose chunks share one dictionary of distinct
 #: values (set by the event reader, see :func:`join_disjoint_dictionaries`)
@@ -57,8 +57,11 @@ def _unified(chunks: list[pa.DictionaryArray]) -> pa.DictionaryArray:
         return _with_dictionary(chunks, dictionary)
     parts: list[npt.NDArray[Any]] = []
     for c in chunks:
-        idx = c.indices.fill_null(-1).to_numpy(zero_copy_only=False)
         lookup = maps[distinct[_buffers(c.dictionary)]]
+        if not c.indices.null_count:  # (the common case: a plain gather)
+            parts.append(lookup[c.indices.to_numpy()])
+            continue
+        idx = c.indices.fill_null(-1).to_numpy(zero_copy_only=False)
         parts.append(np.where(idx >= 0, lookup[np.maximum(idx, 0)] if len(lookup) else -1, -1))
     codes = np.concatenate(parts).astype(np.int32, copy=False)
     return pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), dictionary)
@@ -158,8 +161,53 @@ def dictionary_codes(
     return idx.astype(dtype, copy=False), dictionary
 
 
+def first_seen_dictionary(arr: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
+    """``arr`` (strings, or dictionary-typed) as one dictionary array whose dictionary holds
+    its distinct values in the order they first appear in the rows: what
+    ``pc.dictionary_encode`` of its values gives, but a dictionary-typed column has only
+    its dictionaries hashed (its rows are mapped and ordered with numpy)."""
+    codes, dictionary = dictionary_codes(arr, np.int32)
+    n_rows, n_values = len(codes), len(dictionary)
+    named = codes >= 0
+    every = bool(named.all())
+    first = np.full(n_values, n_rows, dtype=np.int64)
+    if every:
+        np.minimum.at(first, codes, np.arange(n_rows, dtype=np.int64))
+    else:
+        np.minimum.at(first, codes[named], np.flatnonzero(named))
+    in_order = not n_values or (first[-1] < n_rows and bool((np.diff(first) > 0).all()))
+    if not in_order:  # (in order: every value used, in the order it first appears)
+        order = np.argsort(first, kind="stable")
+        rank = np.empty(n_values + 1, dtype=np.int32)
+        rank[order] = np.arange(n_values, dtype=np.int32)
+        rank[n_values] = -1  # (codes -1: null)
+        codes = rank[np.where(named, codes, n_values)]
+        dictionary = dictionary.take(pa.array(order[:np.count_nonzero(first < n_rows)]))
+    indices = pa.array(codes, pa.int32(), mask=None if every else ~named)
+    return pa.DictionaryArray.from_arrays(indices, dictionary)
+
+
 def index_in(arr: pa.ChunkedArray | pa.Array, values: tuple[str, ...]) -> npt.NDArray[np.int64]:
-    """Position of each element of ``arr`` in ``values``, -1 when absent (or null)."""
+    """Position of each element of ``arr`` in ``values``, -1 when absent (or null). A string
+    column is looked up row by row in a table of ``values``; a dictionary-typed one by its
+    dictionary."""
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        where = pc.index_in(arr, value_set=pa.array(values, arr.type))
+        return np.asarray(where.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    if pa.types.is_dictionary(arr.type) and pa.types.is_string(arr.type.value_type):
+        value_set = pa.array(values, pa.string())
+        lookups: dict[tuple[int | None, ...], npt.NDArray[np.int64]] = {}
+        parts = []  # each dictionary looked up once, the rows mapped through it
+        for chunk in chunks:
+            lookup = lookups.get(key := _buffers(chunk.dictionary))
+            if lookup is None:
+                where = pc.index_in(chunk.dictionary, value_set=value_set).fill_null(-1)
+                lookup = lookups[key] = np.append(where.to_numpy(), -1).astype(np.int64)
+            indices = chunk.indices
+            parts.append(lookup[indices.to_numpy() if not indices.null_count else
+                                indices.fill_null(-1).to_numpy()])
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
     codes, dictionary = dictionary_codes(arr)
     where = pc.index_in(dictionary, value_set=pa.array(values, pa.string()))
     lookup = np.asarray(where.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)

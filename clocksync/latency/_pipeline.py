@@ -28,7 +28,7 @@ from ._alerts import (
     inconsistency_alerts,
     latency_alerts,
 )
-from ._arrow import dictionary_codes
+from ._arrow import dictionary_codes, shared_codes
 from ._causal import CausalAssumptions, PairWindow, tighten
 from ._hops import (
     CorrectorLike,
@@ -268,14 +268,21 @@ def hop_counts(hops: pa.Table) -> tuple[HopCount, ...]:
     """Per hop (in first-seen order), the counts of a per-request hop table (as
     :func:`hop_table` makes them for its whole input)."""
     code, dictionary = dictionary_codes(hops.column("hop"))
-    src, dst = (pc.cast(hops.column(c), pa.string()) for c in ("src_node", "dst_node"))
-    cross = np.asarray(pc.not_equal(src, dst).to_numpy(zero_copy_only=False), dtype=bool)
+    src, dst = hops.column("src_node"), hops.column("dst_node")
+    if src.null_count or dst.null_count:
+        src, dst = pc.cast(src, pa.string()), pc.cast(dst, pa.string())
+        cross = np.asarray(pc.not_equal(src, dst).to_numpy(zero_copy_only=False), dtype=bool)
+    else:  # node codes in one dictionary: compared, not the names
+        src_code, dst_code, _ = shared_codes(src, dst)
+        cross = src_code != dst_code
     cols = {c: hops.column(c).to_numpy(zero_copy_only=False) for c in (
         "raw_latency_ns", "low_ns", "high_ns", "inconsistent", "table_low_ns",
         "table_high_ns")}
-    _, first = np.unique(code, return_index=True)
+    first = np.full(len(dictionary), len(code), dtype=np.int64)
+    named = code >= 0
+    np.minimum.at(first, code[named], np.flatnonzero(named))
     out = []
-    for k in code[np.sort(first)].tolist():  # hops in first-seen order
+    for k in code[np.sort(first[first < len(code)])].tolist():  # hops in first-seen order
         m = code == k
         out.append(_count(str(dictionary[k]), cross[m], cols["raw_latency_ns"][m],
                           cols["low_ns"][m], cols["high_ns"][m],

@@ -65,3 +65,20 @@ def test_inconsistency_alert_names_pair_and_requests() -> None:
     assert inc
     assert {inc[0].src_node, inc[0].dst_node} == {"n1", "n2"}
     assert "INCONSISTENT" in inc[0].message and inc[0].worst
+
+
+def test_worst_requests_are_the_stably_sorted_top() -> None:
+    import pyarrow as pa
+
+    from clocksync.latency._alerts import worst_requests  # (the private helper)
+
+    rng = np.random.default_rng(5)
+    for n_rows in (3, 30, 400):
+        high = rng.integers(0, 8, n_rows).astype(float)  # many ties
+        high[rng.random(n_rows) < 0.05] = np.nan
+        hops = pa.table({"request_id": [f"r{i}" for i in range(n_rows)],
+                         "latency_ns": high, "low_ns": high, "high_ns": high})
+        mask = rng.random(n_rows) < 0.7
+        idx = np.flatnonzero(mask)
+        want = [f"r{i}" for i in idx[np.argsort(-high[idx], kind="stable")[:5]]]
+        assert [w.request_id for w in worst_requests(hops, mask, 5)] == want

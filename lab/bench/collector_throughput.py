@@ -2,6 +2,7 @@
 core, against the targets of issue 12 §7 and against the batch pipeline on the same spans.
 
     python -m lab.bench.collector_throughput [--duration S] [--quick] [--conns N]
+        [--event-conns N]
         [--skip spans,events,rss,batch]
 
 The collector runs as its own process (the CLI), pinned to one CPU; this process is the
@@ -589,7 +590,12 @@ def main() -> None:
                         help="seconds of paced posting in the delay phases")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: a few seconds per phase, 100k pending")
-    parser.add_argument("--conns", type=int, default=4, help="keep-alive connections")
+    parser.add_argument("--conns", type=int, default=4,
+                        help="keep-alive connections posting spans")
+    parser.add_argument("--event-conns", type=int, default=12,
+                        help="keep-alive connections posting events (the collector answers a "
+                        "4096-event body in tens of ms while its engine works: 4 connections "
+                        "leave it a third idle)")
     parser.add_argument("--span-batch", type=int, default=512)
     parser.add_argument("--event-batch", type=int, default=4096)
     parser.add_argument("--span-rate", type=float, default=TARGET_SPANS,
@@ -617,7 +623,8 @@ def main() -> None:
         store = tmp / "tables"
         _tables(store, rng)
         print(f"collector on cpu {col_cpu}, load generator on cpu {gen_cpu}; window"
-              f" {WINDOW_S:g} s, lateness {LATENESS_S:g} s; {args.conns} connections;"
+              f" {WINDOW_S:g} s, lateness {LATENESS_S:g} s; {args.conns} connections for spans,"
+              f" {args.event_conns} for events;"
               f" {args.duration:g} s sustained")
         live_spans = np.nan
         if "spans" not in skip:
@@ -673,9 +680,9 @@ def main() -> None:
             col = Collector(store, col_cpu, [], _log("events"))
             try:
                 tp = throughput(col, "events", "/v1/events", "application/x-ndjson", bodies,
-                                args.conns, args.duration)
+                                args.event_conns, args.duration)
                 delays, sent, post_s = delay(col, "/v1/events", "application/x-ndjson",
-                                             paced, args.conns, event_marker)
+                                             paced, args.event_conns, event_marker)
             finally:
                 col.close()
             _report(rows, notes, tp, TARGET_EVENTS, "events")
@@ -737,7 +744,7 @@ def _rss(rows: list[tuple[str, str, str, str]], notes: list[str], store: Path, c
     try:
         base = col.status_kb("VmRSS")
         sent, _ = post_all(col.port, "/v1/events", "application/x-ndjson", bodies,
-                           args.conns, np.inf)
+                           args.event_conns, np.inf)
         deadline = time.monotonic() + 120
         pending = 0.0
         while time.monotonic() < deadline:

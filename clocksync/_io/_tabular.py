@@ -115,23 +115,29 @@ def _extra_array(values: list[Any]) -> pa.Array:
         return pa.array([None if v is None else json.dumps(v) for v in values])
 
 
-def _fast_columns(rows: list[dict[str, Any]], columns: list[Column]
+def _fast_columns(values: Callable[[str], list[Any]], columns: list[Column]
                   ) -> dict[str, pa.Array] | None:
-    """The declared columns when none needs :func:`_convert` (else ``None``)."""
+    """The declared columns (``values(name)``: the column's value per row, ``None`` where a
+    row has none) when none needs :func:`_convert` (else ``None``)."""
     out: dict[str, pa.Array] = {}
     for col in columns:
-        values = [row.get(col.name) for row in rows]
-        present = col.required or any(v is not None for v in values)
+        got = values(col.name)
+        present = col.required or any(v is not None for v in got)
         if not present:
             continue
         try:
-            got = _clean_column(values, col)
+            arr = _clean_column(got, col)
         except OverflowError:  # an integer beyond int64
             return None
-        if got is None:
+        if arr is None:
             return None
-        out[col.name] = got
+        out[col.name] = arr
     return out
+
+
+def _empty_table(columns: list[Column]) -> pa.Table:
+    return pa.table({c.name: pa.array([], type=_ARROW[c.kind]) for c in columns
+                     if c.required})
 
 
 def _columns_to_table(
@@ -144,25 +150,9 @@ def _columns_to_table(
     only called when a value needs converting or is wrong."""
     n = len(next(iter(values.values()))) if values else 0
     if not n:
-        return _rows_to_table([], [], columns, path)
-    fast: dict[str, pa.Array] = {}
-    clean = True
-    for col in columns:
-        got = values.get(col.name)
-        if got is None or not (col.required or any(v is not None for v in got)):
-            if col.required:
-                clean = False
-                break
-            continue
-        try:
-            arr = _clean_column(got, col)
-        except OverflowError:  # an integer beyond int64
-            arr = None
-        if arr is None:
-            clean = False
-            break
-        fast[col.name] = arr
-    if not clean:
+        return _empty_table(columns)
+    fast = _fast_columns(lambda name: values.get(name) or [None] * n, columns)
+    if fast is None:
         rows = [{k: v[i] for k, v in values.items() if v[i] is not None} for i in range(n)]
         return _rows_to_table_cells(rows, where(), columns, path)
     declared = {c.name for c in columns}
@@ -180,9 +170,8 @@ def _rows_to_table(
 
     Columns whose values need no conversion are built at once; the others cell by cell."""
     if not rows:
-        return pa.table({c.name: pa.array([], type=_ARROW[c.kind]) for c in columns
-                         if c.required})
-    fast = _fast_columns(rows, columns)
+        return _empty_table(columns)
+    fast = _fast_columns(lambda name: [row.get(name) for row in rows], columns)
     if fast is None:
         return _rows_to_table_cells(rows, where, columns, path)
     declared = {c.name for c in columns}

@@ -21,6 +21,7 @@ descriptors (:func:`otlp_read_type`: span attributes read as the map they are on
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 import re
@@ -273,9 +274,6 @@ def _messages(path: str, data: bytes) -> list[bytes]:
     return [data]
 
 
-_READ_TYPE: list[Any] = []
-
-
 def otlp_read_type() -> Any:
     """The class trace exports are read with: opentelemetry-proto's
     ``ExportTraceServiceRequest`` as protobuf builds it from the package's own descriptors,
@@ -288,15 +286,16 @@ def otlp_read_type() -> Any:
     (:func:`otlp_request`), which keeps the attributes' order. :class:`InputError` naming
     the package to install when opentelemetry-proto is missing."""
     otlp_proto_request_type()  # (names the package when it is missing)
-    if _READ_TYPE:
-        return _READ_TYPE[0]
+    return _read_type()
+
+
+@functools.cache
+def _read_type() -> Any:
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
     from opentelemetry.proto.trace.v1 import trace_pb2
 
     pool = descriptor_pool.DescriptorPool()
     for dep in trace_pb2.DESCRIPTOR.dependencies:  # common, resource (as they are)
-        for sub in dep.dependencies:
-            _add_file(pool, sub, descriptor_pb2)
         _add_file(pool, dep, descriptor_pb2)
     trace = descriptor_pb2.FileDescriptorProto()
     trace_pb2.DESCRIPTOR.CopyToProto(trace)
@@ -317,18 +316,22 @@ def otlp_read_type() -> Any:
     request.field.add(name="resource_spans", number=1, label=field.LABEL_REPEATED,
                       type=field.TYPE_MESSAGE, type_name=f".{trace.package}.ResourceSpans")
     pool.Add(service)
-    _READ_TYPE.append(message_factory.GetMessageClass(
-        pool.FindMessageTypeByName("clocksync.otlp_read.ExportTraceServiceRequest")))
-    return _READ_TYPE[0]
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("clocksync.otlp_read.ExportTraceServiceRequest"))
 
 
 def _add_file(pool: Any, file: Any, descriptor_pb2: Any) -> None:
+    """``file`` and what it depends on into ``pool`` (each once)."""
+    try:
+        pool.FindFileByName(file.name)
+        return
+    except KeyError:
+        pass
+    for dep in file.dependencies:
+        _add_file(pool, dep, descriptor_pb2)
     proto = descriptor_pb2.FileDescriptorProto()
     file.CopyToProto(proto)
-    try:
-        pool.FindFileByName(proto.name)
-    except KeyError:
-        pool.Add(proto)
+    pool.Add(proto)
 
 
 def otlp_proto_request_type() -> Any:

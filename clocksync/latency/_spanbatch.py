@@ -74,12 +74,13 @@ class SpanBatch(Sequence[Span]):
         spans = list(spans)
         codes: dict[int, int] = {}
         resources: list[Mapping[str, Any]] = []
-        for res in map(_RESOURCE, spans):
-            if id(res) not in codes:
-                codes[id(res)] = len(resources)
+        code = np.empty(len(spans), np.int64)
+        for k, res in enumerate(map(_RESOURCE, spans)):
+            at = codes.get(id(res))
+            if at is None:
+                at = codes[id(res)] = len(resources)
                 resources.append(res)
-        code = np.fromiter((codes[id(r)] for r in map(_RESOURCE, spans)), np.int64,
-                           len(spans))
+            code[k] = at
         return cls(where=list(map(_WHERE, spans)), trace_id=list(map(_TRACE, spans)),
                    span_id=list(map(_SPAN, spans)), parent_span_id=list(map(_PARENT, spans)),
                    name=list(map(_NAME, spans)), kind=list(map(_KIND, spans)),

@@ -57,7 +57,7 @@ import pyarrow.compute as pc
 
 from clocksync import DirectoryStore, SimClock, fit_table
 from clocksync.latency import simulate_requests
-from clocksync.testing import LinkModel, simulate_restate, simulate_samples
+from clocksync.testing import LinkModel, otlp_protobuf, simulate_restate, simulate_samples
 from lab.bench._baseline import REPO
 
 T0 = 1_764_129_600_000_000_000
@@ -120,43 +120,22 @@ def _restate_templates(n_invocations: int, rate: float, batch: int,
     """Protobuf bodies of ``n_invocations`` simulated Restate invocations on n1..n3 (spans
     per node in stamp order, ``batch`` a body, bodies in time order) spread so that they
     come at ``rate`` spans/s of simulated time; and that time span (ns)."""
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-        ExportTraceServiceRequest,
-    )
-
     clocks = {k: v for k, v in _clocks().items() if k != "mk"}
     duration_s = n_invocations * 5.5 / rate  # ~5.5 spans per invocation
     docs, _ = simulate_restate(clocks, n_invocations, START, duration_s, rng)
-    by_node: dict[str, list[dict[str, Any]]] = {}
+    by_node: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
     for doc in docs:
         rs = doc["resourceSpans"][0]
         node = rs["resource"]["attributes"][0]["value"]["stringValue"]
-        by_node.setdefault(node, []).extend(rs["scopeSpans"][0]["spans"])
+        by_node.setdefault(node, (rs["resource"], []))[1].extend(rs["scopeSpans"][0]["spans"])
     out = []
-    for node, spans in by_node.items():
+    for resource, spans in by_node.values():
         spans.sort(key=lambda s: int(s["startTimeUnixNano"]))
         for at in range(0, len(spans), batch):
-            request = ExportTraceServiceRequest()
-            rs_pb = request.resource_spans.add()
-            for key, value in (("service.instance.id", node), ("service.name", "restate-server")):
-                kv = rs_pb.resource.attributes.add()
-                kv.key, kv.value.string_value = key, value
-            ss = rs_pb.scope_spans.add()
-            ss.scope.name = "services"
             part = spans[at:at + batch]
-            for s in part:
-                sp = ss.spans.add()
-                sp.trace_id = bytes.fromhex(s["traceId"])
-                sp.span_id = bytes.fromhex(s["spanId"])
-                if s["parentSpanId"]:
-                    sp.parent_span_id = bytes.fromhex(s["parentSpanId"])
-                sp.name, sp.kind = s["name"], s["kind"]
-                sp.start_time_unix_nano = int(s["startTimeUnixNano"])
-                sp.end_time_unix_nano = int(s["endTimeUnixNano"])
-                for a in s["attributes"]:
-                    kv = sp.attributes.add()
-                    kv.key, kv.value.string_value = a["key"], a["value"]["stringValue"]
-            out.append(_locate(request.SerializeToString(), part))
+            body = otlp_protobuf({"resourceSpans": [{"resource": resource, "scopeSpans": [
+                {"scope": {"name": "services"}, "spans": part}]}]})
+            out.append(_locate(body, part))
     out.sort(key=lambda t: t.sim_ns)
     return out, round(duration_s * 1e9)
 
@@ -608,7 +587,7 @@ def main() -> None:
     parser.add_argument("--skip", default="", help="phases to skip: spans,events,rss,batch")
     args = parser.parse_args()
     if args.quick:
-        args.duration, args.delay_duration = 3.0, 4.0
+        args.duration, args.delay_duration = 3.0, 6.0
         args.pending = min(args.pending, 100_000)
         args.batch_spans = min(args.batch_spans, 20_000)
     skip = set(filter(None, args.skip.split(",")))
@@ -640,17 +619,11 @@ def main() -> None:
             print(f"spans: {n_spans:,} in {len(bodies)} bodies of <= {args.span_batch}"
                   f" ({sum(len(b.data) for b in bodies) / n_spans:.0f} B/span gzip),"
                   f" made in {time.perf_counter() - w:.0f} s")
-            col = Collector(store, col_cpu, ["--preset", "restate"], _log("spans"))
-            try:
-                tp = throughput(col, "spans", "/v1/traces", "application/x-protobuf", bodies,
-                                args.conns, args.duration)
-                delays, sent, post_s = delay(col, "/v1/traces", "application/x-protobuf",
-                                             paced, args.conns, span_marker)
-            finally:
-                col.close()
+            tp = _live(rows, notes, Collector(store, col_cpu, ["--preset", "restate"],
+                                              _log("spans")),
+                       "spans", "/v1/traces", "application/x-protobuf", bodies, paced,
+                       args.conns, args.duration, span_marker, TARGET_SPANS)
             live_spans = tp.sustained_rate
-            _report(rows, notes, tp, TARGET_SPANS, "spans")
-            _delay_rows(rows, notes, "spans", delays, sent, post_s)
             if "batch" not in skip:
                 spans_file = tmp / "spans.pb"
                 sample = bodies[:args.batch_spans // args.span_batch]
@@ -677,16 +650,9 @@ def main() -> None:
             print(f"events: {n_ev:,} in {len(bodies)} bodies of <= {args.event_batch}"
                   f" ({sum(len(b.data) for b in bodies) / n_ev:.0f} B/event gzip),"
                   f" made in {time.perf_counter() - w:.0f} s")
-            col = Collector(store, col_cpu, [], _log("events"))
-            try:
-                tp = throughput(col, "events", "/v1/events", "application/x-ndjson", bodies,
-                                args.event_conns, args.duration)
-                delays, sent, post_s = delay(col, "/v1/events", "application/x-ndjson",
-                                             paced, args.event_conns, event_marker)
-            finally:
-                col.close()
-            _report(rows, notes, tp, TARGET_EVENTS, "events")
-            _delay_rows(rows, notes, "events", delays, sent, post_s)
+            _live(rows, notes, Collector(store, col_cpu, [], _log("events")), "events",
+                  "/v1/events", "application/x-ndjson", bodies, paced, args.event_conns,
+                  args.duration, event_marker, TARGET_EVENTS)
         if "rss" not in skip:
             _rss(rows, notes, store, col_cpu, args)
     print(f"\n{'measure':<46} {'value':>14} {'target':>12} {'ratio':>7}")
@@ -695,6 +661,22 @@ def main() -> None:
     print()
     for note in notes:
         print(note)
+
+
+def _live(rows: list[tuple[str, str, str, str]], notes: list[str], col: Collector, what: str,
+          path: str, ctype: str, bodies: list[Body], paced: list[Body], conns: int,
+          duration_s: float, marker: Callable[[int, int], bytes], target: float
+          ) -> Throughput:
+    """The throughput and delay phases on a fresh collector ``col`` (closed after), into
+    the report."""
+    try:
+        tp = throughput(col, what, path, ctype, bodies, conns, duration_s)
+        delays, sent, post_s = delay(col, path, ctype, paced, conns, marker)
+    finally:
+        col.close()
+    _report(rows, notes, tp, target, what)
+    _delay_rows(rows, notes, what, delays, sent, post_s)
+    return tp
 
 
 def _report(rows: list[tuple[str, str, str, str]], notes: list[str], tp: Throughput,

@@ -65,7 +65,7 @@ from ._metrics import AlertKey, QuantileRow
 from ._online import ChainCompleter, Completed, PairCompleter
 from ._sink import Accepted
 
-__all__ = ["Engine"]
+__all__ = ["ROUND_YIELD_S", "Engine"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,8 @@ _CODED = pa.dictionary(pa.int32(), pa.string())
 #: slack between a unit's correction at completion and at its step's close (ns)
 _MARGIN_NS = 1_000_000_000
 _IDLE_MIN_S = 10.0
+#: the longest a receiver waits for the engine's round before it decodes anyway (s)
+ROUND_YIELD_S = 1.0
 
 
 @dataclass(slots=True)
@@ -135,6 +137,8 @@ class Engine:
         self.forwarder = forwarder
         self._on_alert = on_alert
         self._lock = threading.Lock()
+        self._between_rounds = threading.Event()  # clear while a round runs
+        self._between_rounds.set()
         self._closing = False
         self._inbox: list[tuple[float, pa.Table]] = []
         self._inbox_bytes = 0
@@ -165,6 +169,10 @@ class Engine:
             return 1.0
         used = self._inbox_bytes + self._held_bytes  # plain ints: safe from any thread
         return 1.0 if used > self.config.memory_budget_bytes else None
+
+    def yield_to_engine(self) -> None:
+        """Wait (at most :data:`ROUND_YIELD_S`) while a round runs."""
+        self._between_rounds.wait(ROUND_YIELD_S)
 
     def accept_spans(self, spans: Sequence[Span], bad: Sequence[BadRecord] = ()) -> Accepted:
         """Map spans to stage events (spans no rule matches are ignored) into the inbox."""
@@ -235,7 +243,15 @@ class Engine:
     def tick(self, flush: bool = False) -> list[StepResult]:
         """One round of the engine (see the module docstring); ``flush``: time out every
         pending unit and close every step that holds data (shutdown, end of a replay).
-        Returns the steps closed."""
+        Returns the steps closed. Receivers that call :meth:`yield_to_engine` meanwhile
+        wait for it to end."""
+        self._between_rounds.clear()
+        try:
+            return self._round(flush)
+        finally:
+            self._between_rounds.set()
+
+    def _round(self, flush: bool) -> list[StepResult]:
         now = self._mono()
         if now - self._last_refresh >= self.config.refresh_s:
             self._refresh()

@@ -71,6 +71,7 @@ class _Export:
                 message = f"over the collector's memory budget: retry after {wait_s:.3g} s"
                 failure = (codes.UNAVAILABLE, message, rpc_status(UNAVAILABLE, message, wait_s))
             else:
+                self._sink.yield_to_engine()
                 spans, bad = decode_traces(body, PROTOBUF, ENDPOINT)
                 accepted = self._sink.accept_spans(spans, bad)
                 forward = getattr(self._sink, "forward_body", None)

@@ -207,6 +207,7 @@ class _Handler(BaseHTTPRequestHandler):
                              f"retry after {wait_s:.3g} s", answer_media,
                              {"Retry-After": _retry_header(wait_s)})
                 return
+            sink.yield_to_engine()
             data = inflate(body, self.headers.get("Content-Encoding"),
                            self.server.max_decompressed_bytes)
             if endpoint == TRACES:

@@ -3,7 +3,10 @@
 A receiver decodes a payload (OTLP spans, JSONL stage events) and offers it to a
 :class:`Sink`; the sink maps, pairs, corrects and counts. Before decoding, a receiver asks
 :meth:`Sink.retry_after_s`: a number means "over the memory budget, answer 429/503 with this
-``Retry-After``".
+``Retry-After``"; then it calls :meth:`Sink.yield_to_engine`, which holds it while the
+engine works through a round (decoding and the engine's rounds share one interpreter lock,
+and a round that has to win the lock back from busy receivers after each of its many
+native calls takes several times its CPU time: the engine goes first).
 
 A sink may also have ``forward_body(body: bytes, media: str)``: receivers call it with each
 accepted OTLP traces body (decompressed; ``media`` ``application/x-protobuf`` or
@@ -43,6 +46,11 @@ class Sink(Protocol):
 
     def retry_after_s(self) -> float | None:
         """``None``: room for more; else seconds a client should wait (over budget)."""
+        ...
+
+    def yield_to_engine(self) -> None:
+        """Return once the engine is not in a round (at once when it is not), or after a
+        bounded wait."""
         ...
 
     def accept_spans(self, spans: Sequence[Span], bad: Sequence[BadRecord] = ()) -> Accepted:

@@ -34,9 +34,14 @@ class RecordingSink:
         self.retry: float | None = None
         self.fail = False
         self.healthy = True
+        self.held = threading.Event()  # clear: receivers wait in yield_to_engine
+        self.held.set()
 
     def retry_after_s(self) -> float | None:
         return self.retry
+
+    def yield_to_engine(self) -> None:
+        self.held.wait(30)
 
     def accept_spans(self, spans: Sequence[Span], bad: Sequence[BadRecord] = ()) -> Accepted:
         if self.fail:

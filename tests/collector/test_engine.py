@@ -5,6 +5,7 @@ what is late."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -224,3 +225,43 @@ def test_an_alert_reaches_the_webhook() -> None:
         server.shutdown()
         server.server_close()
     assert got and got[0]["kind"] == "latency_p99" and got[0]["src_node"] == "n1"
+
+
+def test_receivers_wait_while_a_round_runs(world: RestateWorld) -> None:
+    import threading
+
+    from clocksync.collector._engine import ROUND_YIELD_S
+
+    engine = _engine(world, Clock())
+    in_round, release = threading.Event(), threading.Event()
+    real_round = engine._round
+
+    def slow_round(flush: bool) -> list[StepResult]:
+        in_round.set()
+        release.wait(30)
+        return real_round(flush)
+
+    engine._round = slow_round  # type: ignore[method-assign]
+    engine.yield_to_engine()  # no round: at once
+    ticker = threading.Thread(target=engine.tick)
+    ticker.start()
+    assert in_round.wait(30)
+    waited = threading.Event()
+    receiver = threading.Thread(target=lambda: (engine.yield_to_engine(), waited.set()))
+    receiver.start()
+    assert not waited.wait(ROUND_YIELD_S / 4)  # held while the round runs
+    release.set()
+    assert waited.wait(30)  # and let go when it ends
+    ticker.join()
+    receiver.join()
+    # a round that never ends holds a receiver at most ROUND_YIELD_S
+    in_round.clear()
+    release.clear()
+    ticker = threading.Thread(target=engine.tick)
+    ticker.start()
+    assert in_round.wait(30)
+    started = time.monotonic()
+    engine.yield_to_engine()
+    assert ROUND_YIELD_S * 0.9 <= time.monotonic() - started < ROUND_YIELD_S * 10
+    release.set()
+    ticker.join()

@@ -244,6 +244,22 @@ def test_over_budget_is_429_with_retry_after_before_decoding(
     assert post(conn, "/v1/traces", restate_request().SerializeToString(), PB)[0] == 200
 
 
+def test_a_body_waits_for_the_engine_before_it_is_decoded(
+        conn: http.client.HTTPConnection, sink: RecordingSink) -> None:
+    import threading
+
+    sink.held.clear()  # the engine is in a round
+    got: list[int] = []
+    poster = threading.Thread(target=lambda: got.append(
+        post(conn, "/v1/traces", restate_request().SerializeToString(), PB)[0]))
+    poster.start()
+    poster.join(0.5)
+    assert poster.is_alive() and sink.spans == []  # read, not yet decoded nor accepted
+    sink.held.set()
+    poster.join(30)
+    assert got == [200] and len(sink.spans) == 2
+
+
 def test_closing_server_answers_503_on_open_connections(
         server: CollectorHttpServer, conn: http.client.HTTPConnection,
         sink: RecordingSink) -> None:

@@ -198,6 +198,22 @@ def _pair_dkeys(keys: pa.Array, table: pa.Table) -> list[str]:
     return out
 
 
+def _pair_order(made_p: list[np.ndarray], made_c: list[np.ndarray],
+                place: list[np.ndarray | None], base: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs ``(made_p, made_c)`` of one batch (whose references start at ``base``) in
+    the order the one-event-at-a-time rules make them. A pair's place is ``3 * row +
+    rank``: at a row that gives a span, the children that waited for it (rank 0, in the
+    order they came), then this batch's earlier children of it (rank 1); a child whose
+    parent came first pairs at its own row (rank 2; ``None``: every pair of its part)."""
+    parents, children = np.concatenate(made_p), np.concatenate(made_c)
+    if len(place) == 1 and place[0] is None:  # in row order already
+        return parents, children
+    where = np.concatenate([w if w is not None else (c - base) * 3 + 2
+                            for w, c in zip(place, made_c, strict=True)])
+    order = np.argsort(where, kind="stable")
+    return parents[order], children[order]
+
+
 class PairCompleter(_Completer):
     """Pairs by parent span, online (see the module docstring).
 
@@ -499,22 +515,6 @@ class _ChainBatch(_Batch):
 
 
 _NO_ROWS = pa.table({})
-
-
-def _pair_order(made_p: list[np.ndarray], made_c: list[np.ndarray],
-                place: list[np.ndarray | None], base: int) -> tuple[np.ndarray, np.ndarray]:
-    """The pairs ``(made_p, made_c)`` of one batch (whose references start at ``base``) in
-    the order the one-event-at-a-time rules make them. A pair's place is ``3 * row +
-    rank``: at a row that gives a span, the children that waited for it (rank 0, in the
-    order they came), then this batch's earlier children of it (rank 1); a child whose
-    parent came first pairs at its own row (rank 2; ``None``: every pair of its part)."""
-    parents, children = np.concatenate(made_p), np.concatenate(made_c)
-    if len(place) == 1 and place[0] is None:  # in row order already
-        return parents, children
-    where = np.concatenate([w if w is not None else (c - base) * 3 + 2
-                            for w, c in zip(place, made_c, strict=True)])
-    order = np.argsort(where, kind="stable")
-    return parents[order], children[order]
 
 
 class ChainCompleter(_Completer):

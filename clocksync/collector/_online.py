@@ -198,6 +198,22 @@ def _pair_dkeys(keys: pa.Array, table: pa.Table) -> list[str]:
     return out
 
 
+def _pair_order(made_p: list[np.ndarray], made_c: list[np.ndarray],
+                place: list[np.ndarray | None], base: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs ``(made_p, made_c)`` of one batch (whose references start at ``base``) in
+    the order the one-event-at-a-time rules make them. A pair's place is ``3 * row +
+    rank``: at a row that gives a span, the children that waited for it (rank 0, in the
+    order they came), then this batch's earlier children of it (rank 1); a child whose
+    parent came first pairs at its own row (rank 2; ``None``: every pair of its part)."""
+    parents, children = np.concatenate(made_p), np.concatenate(made_c)
+    if len(place) == 1 and place[0] is None:  # in row order already
+        return parents, children
+    where = np.concatenate([w if w is not None else (c - base) * 3 + 2
+                            for w, c in zip(place, made_c, strict=True)])
+    order = np.argsort(where, kind="stable")
+    return parents[order], children[order]
+
+
 class PairCompleter(_Completer):
     """Pairs by parent span, online (see the module docstring).
 
@@ -238,84 +254,76 @@ class PairCompleter(_Completer):
         key_arr = pc.binary_join_element_wise(trace, _pair_text(table, "span_id"), "/",
                                               null_handling="replace")
         keys: list[str] = key_arr.to_pylist()
-        spans, seen = self._spans, self._seen
-        dkeys: list[str] = []  # trace/span/stage of each row, made when needed
-        distinct = len(set(keys)) == n  # no span twice in the batch (the usual case)
-        if distinct and not seen:  # one probe a row: a known span keeps its first event
-            got = np.fromiter(map(spans.setdefault, keys, range(base, base + n)), np.int64, n)
-            known = np.where(got - base == np.arange(n), -1, got)
-            first_of_span = known < 0
-            new = self._pair_known(table, known, first_of_span)
-        else:
-            known = np.fromiter(map(spans.get, keys, itertools.repeat(-1)), np.int64, n)
-            new = self._pair_known(table, known, np.ones(n, dtype=bool))
-            dkeys = _pair_dkeys(key_arr, table)
-            if seen:
-                new &= ~np.fromiter(map(seen.__contains__, dkeys), np.bool_, n)
-            if not distinct:  # of repeats within the batch, the first counts
-                codes = pc.dictionary_encode(key_arr).indices.to_numpy().astype(np.int64)
-                stage = pc.dictionary_encode(_pair_stages(table)).indices.to_numpy()
-                _, first = np.unique(codes * n + stage, return_index=True)
-                new &= np.isin(np.arange(n), first)
-            # a span's first event: the first new row of a span unknown before the batch
-            first_of_span = np.zeros(n, dtype=bool)
-            rows = np.flatnonzero(new & (known < 0))
-            if not distinct:
-                rows = rows[np.unique(codes[rows], return_index=True)[1]]
-            first_of_span[rows] = True
-            spans.update(zip(map(keys.__getitem__, rows.tolist()), (rows + base).tolist(),
-                             strict=True))
+        new, first_of_span, dkeys = self._pair_first(table, key_arr, keys, base)
         other = np.flatnonzero(new & ~first_of_span)  # another stage of a known span
         if len(other):
             dkeys = dkeys or _pair_dkeys(key_arr, table)
             batch.seen = list(map(dkeys.__getitem__, other.tolist()))
-            seen.update(zip(batch.seen, itertools.repeat(seq)))
+            self._seen.update(zip(batch.seen, itertools.repeat(seq)))
         out.duplicates += n - int(np.count_nonzero(new))
         reg = np.flatnonzero(first_of_span)
         batch.keys = keys if len(reg) == n else list(map(keys.__getitem__, reg.tolist()))
-        # pairs, each placed where the one-by-one rules make it: a child whose parent came
-        # first pairs at its own row; children waiting for a span pair at the row that gave
-        # the span (those of earlier batches first, in arrival order, then this batch's)
+        # pairs, each placed where the one-by-one rules make it (see _pair_order)
         made_p: list[np.ndarray] = []
         made_c: list[np.ndarray] = []
-        place: list[np.ndarray | None] = []  # (row, rank, then) of each pair; None: own rows
+        place: list[np.ndarray | None] = []  # each pair's place; None: its child's row
         if self._waiting and batch.keys:
             self._pair_woken(batch.keys, made_p, made_c, place)
         parent_id = _pair_text(table, "parent_span_id")
         kids = np.flatnonzero(new & _pair_filled(parent_id))
         if len(kids):
-            pkeys: list[str] = pc.binary_join_element_wise(
-                trace, parent_id, "/", null_handling="replace").to_pylist()
-            if len(kids) < n:
-                pkeys = list(map(pkeys.__getitem__, kids.tolist()))
-            parent = np.fromiter(map(spans.get, pkeys, itertools.repeat(-1)), np.int64,
-                                 len(kids))
-            paired = parent >= 0
-            if paired.any():
-                p, c = parent[paired], kids[paired]
-                made_p.append(p)
-                made_c.append(c + base)
-                later = (p >> _PAIR_ROW_BITS == seq) & ((p & _PAIR_ROW_MASK) > c)
-                place.append(np.stack([np.where(later, p & _PAIR_ROW_MASK, c),
-                                       np.where(later, 1, 2), np.where(later, c, 0)])
-                             if later.any() else None)
-            if not paired.all():
-                lost = np.flatnonzero(~paired)
-                self._pair_wait(list(map(pkeys.__getitem__, lost.tolist())),
-                                (kids[lost] + base).tolist(), batch)
+            self._pair_kids(trace, parent_id, kids, batch, made_p, made_c, place)
         if made_p:
-            parents, children = np.concatenate(made_p), np.concatenate(made_c)
-            if len(place) > 1 or place[0] is not None:  # else: in row order already
-                where = np.concatenate([
-                    w if w is not None else np.stack([c - base, np.full(len(c), 2),
-                                                      np.zeros(len(c), dtype=np.int64)])
-                    for w, c in zip(place, made_c, strict=True)], axis=1)
-                order = np.lexsort((where[2], where[1], where[0]))
-                parents, children = parents[order], children[order]
-            self._made.append((parents, children))
+            self._made.append(_pair_order(made_p, made_c, place, base))
         # the buffers the table keeps alive (its nbytes takes ~30 us to sum)
         self._hold(batch, len(batch.keys) + len(batch.seen) + len(batch.waits),
                    PAIR_ENTRY_BYTES, table.get_total_buffer_size())
+
+    def _pair_first(self, table: pa.Table, key_arr: pa.Array, keys: list[str], base: int
+                    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Which rows are new (not repeats) and which give their span's first event (kept
+        in ``_spans`` from here on); with each row's ``"<trace>/<span>/<stage>"`` when that
+        was needed (else ``[]``)."""
+        n = len(keys)
+        if not self._seen:  # one probe a row: a known span keeps its first event
+            got = np.fromiter(map(self._spans.setdefault, keys, range(base, base + n)),
+                              np.int64, n)
+            first_of_span = got - base == np.arange(n)
+            if first_of_span.all():  # the usual case: every span new, none twice
+                return first_of_span, first_of_span, []
+            known = np.where(got >> _PAIR_ROW_BITS == base >> _PAIR_ROW_BITS, -1, got)
+            if len(set(keys)) == n:
+                return self._pair_known(table, known, first_of_span), first_of_span, []
+            # a span twice in the batch: its first row (always new here) is kept already
+            return self._pair_repeats(table, key_arr, keys, known, base, False)
+        known = np.fromiter(map(self._spans.get, keys, itertools.repeat(-1)), np.int64, n)
+        return self._pair_repeats(table, key_arr, keys, known, base, len(set(keys)) == n)
+
+    def _pair_repeats(self, table: pa.Table, key_arr: pa.Array, keys: list[str],
+                      known: np.ndarray, base: int, distinct: bool
+                      ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """:meth:`_pair_first` when events may repeat earlier ones or each other
+        (``known``: each row's span's first event before the batch, or -1; ``distinct``: no
+        span twice in the batch)."""
+        n = len(keys)
+        new = self._pair_known(table, known, np.ones(n, dtype=bool))
+        dkeys = _pair_dkeys(key_arr, table)
+        if self._seen:
+            new &= ~np.fromiter(map(self._seen.__contains__, dkeys), np.bool_, n)
+        if not distinct:  # of repeats within the batch, the first counts
+            codes = pc.dictionary_encode(key_arr).indices.to_numpy().astype(np.int64)
+            stage = pc.dictionary_encode(_pair_stages(table)).indices.to_numpy()
+            _, first = np.unique(codes * n + stage, return_index=True)
+            new &= np.isin(np.arange(n), first)
+        # a span's first event: the first new row of a span unknown before the batch
+        first_of_span = np.zeros(n, dtype=bool)
+        rows = np.flatnonzero(new & (known < 0))
+        if not distinct:
+            rows = rows[np.unique(codes[rows], return_index=True)[1]]
+        first_of_span[rows] = True
+        self._spans.update(zip(map(keys.__getitem__, rows.tolist()), (rows + base).tolist(),
+                               strict=True))
+        return new, first_of_span, dkeys
 
     def _pair_known(self, table: pa.Table, known: np.ndarray, new: np.ndarray
                     ) -> np.ndarray:
@@ -344,31 +352,55 @@ class PairCompleter(_Completer):
     def _pair_woken(self, reg_keys: list[str], made_p: list[np.ndarray],
                     made_c: list[np.ndarray], place: list[np.ndarray | None]) -> None:
         """Pair the children of earlier batches that waited for the spans ``reg_keys``
-        (just registered)."""
+        (just registered), each at its parent's row, in the order they came."""
         spans, waiting = self._spans, self._waiting
-        woken = waiting.keys() & reg_keys
+        # no span waited for was known before the batch: the smaller side is enough to scan
+        woken = ([key for key in waiting if key in spans] if len(waiting) < len(reg_keys)
+                 else waiting.keys() & reg_keys)
         if not woken:
             return
         p: list[int] = []
         c: list[int] = []
-        sub: list[int] = []
         for key in woken:
             got = waiting.pop(key)
             ref = spans[key]
             if isinstance(got, int):
                 p.append(ref)
                 c.append(got)
-                sub.append(0)
             else:
                 p.extend([ref] * len(got))
                 c.extend(got)
-                sub.extend(range(len(got)))
         self._orphans -= len(c)
         parents = np.array(p, dtype=np.int64)
         made_p.append(parents)
         made_c.append(np.array(c, dtype=np.int64))
-        place.append(np.stack([parents & _PAIR_ROW_MASK, np.zeros(len(p), dtype=np.int64),
-                               np.array(sub, dtype=np.int64)]))
+        place.append((parents & _PAIR_ROW_MASK) * 3)
+
+    def _pair_kids(self, trace: pa.Array, parent_id: pa.Array, kids: np.ndarray,
+                   batch: _PairBatch, made_p: list[np.ndarray], made_c: list[np.ndarray],
+                   place: list[np.ndarray | None]) -> None:
+        """Pair the children ``kids`` (rows of ``batch``) with their parent spans' first
+        events; those whose parent is not known yet wait for it."""
+        n, base = len(parent_id), batch.seq << _PAIR_ROW_BITS
+        pkeys: list[str] = pc.binary_join_element_wise(
+            trace, parent_id, "/", null_handling="replace").to_pylist()
+        if len(kids) < n:
+            pkeys = list(map(pkeys.__getitem__, kids.tolist()))
+        parent = np.fromiter(map(self._spans.get, pkeys, itertools.repeat(-1)), np.int64,
+                             len(kids))
+        paired = parent >= 0
+        every = bool(paired.all())
+        p, c = (parent, kids) if every else (parent[paired], kids[paired])
+        if len(p):
+            made_p.append(p)
+            made_c.append(c + base)
+            row = p - base  # in [0, n) for a parent of this batch
+            later = (row > c) & (row < n)  # pairs at its parent's row, after those woken
+            place.append(np.where(later, row * 3 + 1, c * 3 + 2) if later.any() else None)
+        if not every:
+            lost = np.flatnonzero(~paired)
+            self._pair_wait(list(map(pkeys.__getitem__, lost.tolist())),
+                            (kids[lost] + base).tolist(), batch)
 
     def _pair_wait(self, pkeys: list[str], refs: list[int], batch: _PairBatch) -> None:
         """Children ``refs`` wait for their parent spans ``pkeys``, after those that
@@ -388,9 +420,12 @@ class PairCompleter(_Completer):
         self._orphans += len(refs)
         batch.waits = pkeys
 
-    def _pair_rows(self, refs: np.ndarray) -> pa.Table:
-        """The events ``refs`` as one table, in the order given (one ``take``)."""
-        seqs, rows = refs >> _PAIR_ROW_BITS, refs & _PAIR_ROW_MASK
+    def _pair_rows(self, *refs: np.ndarray) -> list[pa.Table]:
+        """The events of each of ``refs`` as one table, in the order given: the batches
+        they use are concatenated once (when they share a schema) and taken from once a
+        table."""
+        every = refs[0] if len(refs) == 1 else np.concatenate(refs)
+        seqs, rows = every >> _PAIR_ROW_BITS, every & _PAIR_ROW_MASK
         low = int(seqs.min())
         if int(seqs.max()) - low < 1 << 20:  # (unless the numbers wrapped) without a sort
             used = np.flatnonzero(np.bincount(seqs - low)) + low
@@ -401,11 +436,18 @@ class PairCompleter(_Completer):
             used, which = np.unique(seqs, return_inverse=True)
         tables = [self._by_seq[s].table for s in used.tolist()]
         if len(tables) == 1:
-            return tables[0].take(pa.array(rows))
-        offset = np.cumsum([0] + [t.num_rows for t in tables[:-1]])
-        # one take from one chunk: faster than from the chunks of many batches
-        whole = pa.concat_tables(tables, promote_options="default").combine_chunks()
-        return whole.take(pa.array(offset[which.reshape(-1)] + rows))
+            whole = tables[0]
+        elif len(refs) > 1 and any(t.schema != tables[0].schema for t in tables):
+            return [table for part in refs for table in self._pair_rows(part)]
+        else:
+            offset = np.cumsum([0] + [t.num_rows for t in tables[:-1]])
+            rows = offset[which.reshape(-1)] + rows
+            # one take from one chunk: faster than from the chunks of many batches
+            whole = pa.concat_tables(tables, promote_options="default").combine_chunks()
+        index = pa.array(rows)
+        bounds = np.cumsum([0] + [len(part) for part in refs]).tolist()
+        return [whole.take(index.slice(start, end - start))
+                for start, end in itertools.pairwise(bounds)]
 
     def _emit(self, out: Completed) -> None:
         """The pairs made since the last call, as aligned tables."""
@@ -414,8 +456,9 @@ class PairCompleter(_Completer):
         parents = np.concatenate([p for p, _ in self._made])
         children = np.concatenate([c for _, c in self._made])
         self._made.clear()
-        out.parents.append(self._pair_rows(parents))
-        out.children.append(self._pair_rows(children))
+        taken_parents, taken_children = self._pair_rows(parents, children)
+        out.parents.append(taken_parents)
+        out.children.append(taken_children)
 
     def expire(self, now_s: float, out: Completed, budget_bytes: float = np.inf) -> None:
         """Emit the pairs made since the last call; then drop entries older than the
@@ -427,10 +470,9 @@ class PairCompleter(_Completer):
             batch = self._by_seq.pop(held.seq)
             # a key is set only while absent and dropped only here: the batch's keys are
             # still its own
-            for key in batch.keys:
-                del spans[key]
-            for key in batch.seen:
-                del seen[key]
+            collections.deque(map(spans.__delitem__, batch.keys), maxlen=0)
+            if batch.seen:
+                collections.deque(map(seen.__delitem__, batch.seen), maxlen=0)
             lost: list[int] = []
             for pkey, got in zip(batch.waits, map(waiting.get, batch.waits), strict=True):
                 if got is None:

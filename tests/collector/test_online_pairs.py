@@ -113,7 +113,8 @@ def _events(rng: np.random.Generator, n: int, one_stage: bool) -> list[Row]:
     return rows
 
 
-def _table(rows: list[Row], rng: np.random.Generator, coded: bool = False) -> pa.Table:
+def _table(rows: list[Row], rng: np.random.Generator, coded: bool = False,
+           noted: bool = False) -> pa.Table:
     trace, span, parent, stage, eid = (list(c) for c in zip(*rows, strict=True))
     table = pa.table({
         "request_id": pa.array([f"r{e}" for e in eid]),
@@ -127,6 +128,8 @@ def _table(rows: list[Row], rng: np.random.Generator, coded: bool = False) -> pa
     })
     if coded:  # dictionary-typed stages
         table = table.set_column(1, "stage", table.column("stage").dictionary_encode())
+    if noted:  # a column other batches lack
+        table = table.append_column("note", pa.array([f"n{e}" for e in eid]))
     if len(rows) > 1 and rng.random() < 0.3:  # several chunks
         half = len(rows) // 2
         table = pa.concat_tables([table.slice(0, half), table.slice(half)])
@@ -156,8 +159,29 @@ def test_large_batches_go_in_slices_and_batch_numbers_wrap(
     assert _compare(seed, timeout_s=0.5, n=600) > 64
 
 
-def _compare(seed: int, timeout_s: float | None = None, n: int | None = None) -> int:
-    """Feed random events to both in random batches; returns the batches (with slices)."""
+@pytest.mark.parametrize("seed", range(8))
+def test_batches_of_other_columns_give_each_table_the_columns_of_its_rows(seed: int) -> None:
+    _compare(seed, mixed=True)
+
+
+def _noted(out: Completed, noted: set[int], plain: set[int]) -> None:
+    """Each table has ``note`` when a row of it came from a batch with that column (and
+    then the note of those rows): ``noted`` / ``plain``: the events sent in batches with /
+    without it (a repeated event may be in both)."""
+    for table in [*out.parents, *out.children]:
+        eids = table.column("eid").to_pylist()
+        if "note" not in table.column_names:
+            assert plain.issuperset(eids)
+            continue
+        for eid, note in zip(eids, table.column("note").to_pylist(), strict=True):
+            assert eid in (plain if note is None else noted)
+            assert note in (None, f"n{eid}")
+
+
+def _compare(seed: int, timeout_s: float | None = None, n: int | None = None,
+             mixed: bool = False) -> int:
+    """Feed random events to both in random batches (``mixed``: some batches with a
+    column the others lack); returns the batches (with slices)."""
     rng = np.random.default_rng(seed)
     rows = _events(rng, n or int(rng.integers(20, 400)), one_stage=seed % 2 == 0)
     rows = [rows[i] for i in rng.permutation(len(rows))]
@@ -166,6 +190,8 @@ def _compare(seed: int, timeout_s: float | None = None, n: int | None = None) ->
     coded = seed % 4 == 1
     mine, ref = PairCompleter(timeout_s), Reference(timeout_s)
     now, at, made = 0.0, 0, 0
+    noted: set[int] = set()
+    plain: set[int] = set()
     while at < len(rows):
         out = Completed()
         for _ in range(int(rng.integers(1, 4))):  # a round: a few batches, then expiry
@@ -174,7 +200,9 @@ def _compare(seed: int, timeout_s: float | None = None, n: int | None = None) ->
             at += size
             if not batch:
                 break
-            mine.add(_table(batch, rng, coded), now, out)
+            note = mixed and rng.random() < 0.5
+            (noted if note else plain).update(row[4] for row in batch)
+            mine.add(_table(batch, rng, coded, note), now, out)
             made += -(-len(batch) // (_online._PAIR_ROW_MASK + 1))
             ref.add(batch, now)
             now += float(rng.random())
@@ -182,6 +210,7 @@ def _compare(seed: int, timeout_s: float | None = None, n: int | None = None) ->
         mine.expire(now, out, 0.0 if evict else np.inf)
         ref.expire(now, evict)
         assert _pairs(out) == ref.pairs
+        _noted(out, noted, plain)
         ref.pairs.clear()
         assert out.duplicates == ref.duplicates
         ref.duplicates = 0

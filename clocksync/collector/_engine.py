@@ -519,8 +519,10 @@ class Engine:
                 children = pa.concat_tables([_rows(d.children, m) for m, d in sel
                                              if d.children is not None],
                                             promote_options="default")
+                # the table holds the step's hops only: no output columns for the margin's
                 result = pairs_hop_table(pivot_of_pairs(pair_layout(parents, children)),
-                                         self.corrector, self.causal, skip_bad=True)
+                                         self.corrector, self.causal, skip_bad=True,
+                                         ref_range_ns=(start, end))
             else:
                 events = pa.concat_tables([_rows(d.events, m) for m, d in sel
                                            if d.events is not None], promote_options="default")
@@ -531,11 +533,14 @@ class Engine:
             self.counts["failed_steps"] += 1
             return None
         hops = result.table
-        if not hops.num_rows:
-            return None
-        ref = hops.column("src_ref_ns")
-        mine = pc.and_(pc.greater_equal(ref, start), pc.less(ref, end))
-        hops = hops.filter(mine)
+        if self.paired:
+            if not result.hops:  # no pair of the selection could be corrected
+                return None
+        else:
+            if not hops.num_rows:
+                return None
+            ref = hops.column("src_ref_ns")
+            hops = hops.filter(pc.and_(pc.greater_equal(ref, start), pc.less(ref, end)))
         windows = tuple(w for w in result.pair_windows if start <= w.start_ns < end)
         return StepResult(start, end, hops, windows)
 

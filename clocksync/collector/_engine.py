@@ -401,6 +401,8 @@ class Engine:
             self.metrics.count_evicted(out.evicted)
         if self.paired:
             for parents, children in zip(out.parents, out.children, strict=True):
+                # stage and node hashed once here, not at every step that reads the pair
+                parents, children = self._coded(parents), self._coded(children)
                 ts = parents.column("ts_ns").to_numpy().astype(np.int64)
                 key, ok = self._approx_ref(parents.column("node"), ts)
                 self._keep(key, key, ok, parents, children, None, parents)
@@ -520,7 +522,8 @@ class Engine:
                                              if d.children is not None],
                                             promote_options="default")
                 # the table holds the step's hops only: no output columns for the margin's
-                result = pairs_hop_table(pivot_of_pairs(pair_layout(parents, children)),
+                layout = _one_dictionary(pair_layout(parents, children))
+                result = pairs_hop_table(pivot_of_pairs(layout),
                                          self.corrector, self.causal, skip_bad=True,
                                          ref_range_ns=(start, end))
             else:

@@ -128,18 +128,23 @@ def _context(pivot: Pivot, order: tuple[int, ...], req: I64 | None = None
 
     first = rows(order[0])
     every_first = bool(np.all(first >= 0))
+    lo = int(first.min()) if len(first) else 0
+    hi = int(first.max()) + 1 if len(first) else 0
     for name in names:
-        col = pivot.events.column(name)
-        if col.null_count == 0 and every_first:
+        # (a take from one array is several times faster than from chunks)
+        column = pivot.events.column(name)
+        if column.null_count == 0 and every_first:
             # no nulls, every request has its first stage: that stage's value is the first
-            out[name] = col.take(pa.array(first)).combine_chunks()
+            # (only the rows from the first to the last one taken are joined)
+            out[name] = column.slice(lo, hi - lo).combine_chunks().take(pa.array(first - lo))
             continue
+        col = column.combine_chunks()
         valid = np.asarray(pc.is_valid(col).to_numpy(zero_copy_only=False), dtype=bool)
         pick = rows(order[-1])
         for k in order[-2::-1]:  # an earlier stage's row wherever it holds a value
             at = first if k == order[0] else rows(k)
             pick = np.where((at >= 0) & valid[np.maximum(at, 0)], at, pick)
-        out[name] = col.take(pa.array(pick, mask=pick < 0)).combine_chunks()
+        out[name] = col.take(pa.array(pick, mask=pick < 0))
     return out
 
 

@@ -521,7 +521,8 @@ class Engine:
                 children = pa.concat_tables([_rows(d.children, m) for m, d in sel
                                              if d.children is not None],
                                             promote_options="default")
-                # the table holds the step's hops only: no output columns for the margin's
+                # nodes coded in the order they first appear, as batch codes them; the
+                # table holds the step's hops only (no output rows for the margin's pairs)
                 layout = _one_dictionary(pair_layout(parents, children))
                 result = pairs_hop_table(pivot_of_pairs(layout),
                                          self.corrector, self.causal, skip_bad=True,
@@ -692,10 +693,10 @@ def _rows(table: pa.Table, rows: np.ndarray) -> pa.Table:
 
 
 def _one_dictionary(events: pa.Table) -> pa.Table:
-    """A step's events with ``request_id`` and ``node`` (dictionary-encoded per batch) each
-    under one dictionary in the order the values first appear, as the batch pipeline would
-    encode them: it hashes no row again. The ids are marked distinct
-    (:data:`~clocksync.latency._arrow.UNIQUE_DICTIONARY`)."""
+    """A step's events (or its pairs' layout) with ``request_id`` and ``node``, where
+    dictionary-encoded, each under one dictionary in the order the values first appear, as
+    the batch pipeline would encode them: it hashes no row again. The ids are marked
+    distinct (:data:`~clocksync.latency._arrow.UNIQUE_DICTIONARY`)."""
     for name in ("request_id", "node"):
         at = events.schema.get_field_index(name)
         if at < 0 or not pa.types.is_dictionary(events.schema.field(at).type):

@@ -158,6 +158,8 @@ PRIVATE_MODULE_TESTS = {
     "tests/latency/test_hop_speed_paths.py": {"clocksync.latency._hops"},
     "tests/latency/test_kernels.py": {"clocksync.latency._arrow", "clocksync._correct._cells",
                                       "clocksync.latency._select", "clocksync.latency._causal"},
+    "tests/latency/test_pair_steps.py": {"clocksync.latency._hops", "clocksync.latency._pairs",
+                                         "clocksync.latency._pipeline"},
     "tests/latency/test_percentile_speed_paths.py": {"clocksync.latency._percentiles",
                                                      "clocksync.latency._select"},
     "tests/latency/test_spanbatch.py": {"clocksync._io._tabular", "clocksync.latency._otlp",

@@ -417,6 +417,8 @@ class Engine:
             self.metrics.count_evicted(out.evicted)
         if self.paired:
             for parents, children in zip(out.parents, out.children, strict=True):
+                # stage and node hashed once here, not at every step that reads the pair
+                parents, children = self._coded(parents), self._coded(children)
                 ts = parents.column("ts_ns").to_numpy().astype(np.int64)
                 key, ok = self._approx_ref(parents.column("node"), ts)
                 self._keep(key, key, ok, parents, children, None, parents)
@@ -535,8 +537,12 @@ class Engine:
                 children = pa.concat_tables([_rows(d.children, m) for m, d in sel
                                              if d.children is not None],
                                             promote_options="default")
-                result = pairs_hop_table(pivot_of_pairs(pair_layout(parents, children)),
-                                         self.corrector, self.causal, skip_bad=True)
+                # nodes coded in the order they first appear, as batch codes them; the
+                # table holds the step's hops only (no output rows for the margin's pairs)
+                layout = _one_dictionary(pair_layout(parents, children))
+                result = pairs_hop_table(pivot_of_pairs(layout),
+                                         self.corrector, self.causal, skip_bad=True,
+                                         ref_range_ns=(start, end))
             else:
                 events = pa.concat_tables([_rows(d.events, m) for m, d in sel
                                            if d.events is not None], promote_options="default")
@@ -547,11 +553,14 @@ class Engine:
             self.counts["failed_steps"] += 1
             return None
         hops = result.table
-        if not hops.num_rows:
-            return None
-        ref = hops.column("src_ref_ns")
-        mine = pc.and_(pc.greater_equal(ref, start), pc.less(ref, end))
-        hops = hops.filter(mine)
+        if self.paired:
+            if not result.hops:  # no pair of the selection could be corrected
+                return None
+        else:
+            if not hops.num_rows:
+                return None
+            ref = hops.column("src_ref_ns")
+            hops = hops.filter(pc.and_(pc.greater_equal(ref, start), pc.less(ref, end)))
         windows = tuple(w for w in result.pair_windows if start <= w.start_ns < end)
         return StepResult(start, end, hops, windows)
 
@@ -700,10 +709,10 @@ def _rows(table: pa.Table, rows: np.ndarray) -> pa.Table:
 
 
 def _one_dictionary(events: pa.Table) -> pa.Table:
-    """A step's events with ``request_id`` and ``node`` (dictionary-encoded per batch) each
-    under one dictionary in the order the values first appear, as the batch pipeline would
-    encode them: it hashes no row again. The ids are marked distinct
-    (:data:`~clocksync.latency._arrow.UNIQUE_DICTIONARY`)."""
+    """A step's events (or its pairs' layout) with ``request_id`` and ``node``, where
+    dictionary-encoded, each under one dictionary in the order the values first appear, as
+    the batch pipeline would encode them: it hashes no row again. The ids are marked
+    distinct (:data:`~clocksync.latency._arrow.UNIQUE_DICTIONARY`)."""
     for name in ("request_id", "node"):
         at = events.schema.get_field_index(name)
         if at < 0 or not pa.types.is_dictionary(events.schema.field(at).type):

@@ -214,11 +214,13 @@ def slot_resolution(table: pa.Table, row: npt.NDArray[np.int64]) -> I64 | None:
     if "resolution_ns" not in table.column_names:
         return None
     col = table.column("resolution_ns")
-    res = np.asarray(col.fill_null(0).to_numpy(), dtype=np.int64)
+    res = np.asarray((col.fill_null(0) if col.null_count else col).to_numpy(), dtype=np.int64)
     if not len(res) or int(res.max()) <= 1:
         return None
-    res = np.where(res > 1, res, 0)
-    return np.where(row >= 0, res[np.maximum(row, 0)], 0).astype(np.int64)
+    coarse = np.empty(len(res) + 1, dtype=np.int64)
+    np.multiply(res, res > 1, out=coarse[:-1])
+    coarse[-1] = 0  # (row -1: a missing slot)
+    return coarse[row]
 
 
 @dataclass(frozen=True, slots=True)

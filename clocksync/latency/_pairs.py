@@ -123,6 +123,33 @@ def pair_layout(parents: pa.Table, children: pa.Table) -> pa.Table:
     return pa.concat_tables([parents, children], promote_options="default")
 
 
+def _first_seen_codes(code: I64, span: int) -> tuple[I64, I64]:
+    """``(rank, distinct)``: the distinct values of ``code`` in the order they first occur,
+    and each row's index into them. Codes in ``[0, span)`` with ``span`` small next to the
+    rows are counted, not sorted."""
+    n = len(code)
+    if not n:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if span > 4 * n + 1024 or int(code.min()) < 0:
+        distinct, first_seen, inverse = np.unique(code, return_index=True,
+                                                  return_inverse=True)
+        inverse = inverse.reshape(-1)
+    else:
+        distinct = np.flatnonzero(np.bincount(code, minlength=span))
+        first = np.full(span, n, dtype=np.int64)
+        np.minimum.at(first, code, np.arange(n, dtype=np.int64))
+        first_seen = first[distinct]
+        inverse = None
+    order = np.argsort(first_seen, kind="stable")  # first-seen order
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    if inverse is not None:
+        return rank[inverse], distinct[order]
+    by_code = np.zeros(span, dtype=np.int64)
+    by_code[distinct] = rank
+    return by_code[code], distinct[order]
+
+
 def pivot_of_pairs(layout: pa.Table, duplicates: int = 0,
                    orphans: dict[str, int] | None = None) -> PairPivot:
     """Pairs (as laid out by :func:`pair_layout`) as a two-stage pivot."""
@@ -131,13 +158,8 @@ def pivot_of_pairs(layout: pa.Table, duplicates: int = 0,
     stages = stage_names.to_pylist()
     n_st = max(len(stages), 1)
     hop_code = stage_code[:n] * n_st + stage_code[n:]
-    distinct, first_seen, inverse = np.unique(hop_code, return_index=True, return_inverse=True)
-    order = np.argsort(first_seen, kind="stable")  # hops in first-seen order
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    hop = rank[inverse.reshape(-1)] if len(inverse) else np.zeros(0, dtype=np.int64)
-    names = tuple(hop_name(stages[int(c) // n_st], stages[int(c) % n_st])
-                  for c in distinct[order])
+    hop, distinct = _first_seen_codes(hop_code, n_st * n_st)
+    names = tuple(hop_name(stages[int(c) // n_st], stages[int(c) % n_st]) for c in distinct)
     at = np.arange(n, dtype=np.int64)
     row = np.stack([at, at + n], axis=1)
     nid, node_names = dictionary_codes(layout.column("node"))

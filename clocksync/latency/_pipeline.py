@@ -28,7 +28,7 @@ from ._alerts import (
     inconsistency_alerts,
     latency_alerts,
 )
-from ._arrow import dictionary_codes, shared_codes
+from ._arrow import dictionary_codes, group_order, shared_codes
 from ._causal import CausalAssumptions, PairWindow, tighten
 from ._hops import (
     CorrectorLike,
@@ -56,6 +56,7 @@ __all__ = [
 ]
 
 F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
 BoolA = npt.NDArray[np.bool_]
 
 
@@ -112,24 +113,38 @@ _NOT_CONTEXT = frozenset({"request_id", "stage", "node", "ts_ns", "resolution_ns
                           "parent_span_id"})
 
 
-def _context(pivot: Pivot, order: tuple[int, ...]) -> dict[str, pa.Array]:
-    """Per request, each context column's first non-null value over the stages in
-    ``order``."""
+def _context(pivot: Pivot, order: tuple[int, ...], req: I64 | None = None
+             ) -> dict[str, pa.Array]:
+    """Per request (``req``: those requests, in that order; ``None``: every request), each
+    context column's first non-null value over the stages in ``order``: one take of the
+    event rows that hold it."""
     out: dict[str, pa.Array] = {}
-    first = pivot.row[:, order[0]]
-    for name in pivot.events.column_names:
-        if name in _NOT_CONTEXT:
-            continue
-        col = pivot.events.column(name)
-        if col.null_count == 0 and bool(np.all(first >= 0)):
+    names = [n for n in pivot.events.column_names if n not in _NOT_CONTEXT]
+    if not names:
+        return out
+
+    def rows(k: int) -> I64:
+        return pivot.row[:, k] if req is None else pivot.row[req, k]
+
+    first = rows(order[0])
+    every_first = bool(np.all(first >= 0))
+    lo = int(first.min()) if len(first) else 0
+    hi = int(first.max()) + 1 if len(first) else 0
+    for name in names:
+        # (a take from one array is several times faster than from chunks)
+        column = pivot.events.column(name)
+        if column.null_count == 0 and every_first:
             # no nulls, every request has its first stage: that stage's value is the first
-            out[name] = col.take(pa.array(first)).combine_chunks()
+            # (only the rows from the first to the last one taken are joined)
+            out[name] = column.slice(lo, hi - lo).combine_chunks().take(pa.array(first - lo))
             continue
-        vals = []
-        for k in order:
-            rows = pivot.row[:, k]
-            vals.append(col.take(pa.array(rows, mask=rows < 0)).combine_chunks())
-        out[name] = pc.coalesce(*vals) if len(vals) > 1 else vals[0]
+        col = column.combine_chunks()
+        valid = np.asarray(pc.is_valid(col).to_numpy(zero_copy_only=False), dtype=bool)
+        pick = rows(order[-1])
+        for k in order[-2::-1]:  # an earlier stage's row wherever it holds a value
+            at = first if k == order[0] else rows(k)
+            pick = np.where((at >= 0) & valid[np.maximum(at, 0)], at, pick)
+        out[name] = col.take(pa.array(pick, mask=pick < 0))
     return out
 
 
@@ -217,6 +232,8 @@ def _intervals(
             low = low.copy()
             low[crosses[k]] = np.maximum(low[crosses[k]], causal.min_wire_delay_ns)
         out[k] = (low, high, out[k][2])
+    if len(hops) == n_consecutive:  # no longer hop
+        return out, windows
     # longer hops: sum of the consecutive intervals, intersected with the table's
     full_low = np.full((n_consecutive, n_req), np.nan)
     full_high = np.full((n_consecutive, n_req), np.nan)
@@ -237,23 +254,77 @@ def _intervals(
     return out, windows
 
 
-def _split(h: HopArrays, interval: tuple[F64, F64, BoolA], codes: npt.NDArray[np.int64],
-           names: tuple[str, ...]) -> list[tuple[HopArrays, tuple[F64, F64, BoolA]]]:
-    """One hop array of pairs split by hop (``codes`` index ``names``, one per request)."""
-    code = codes[h.req]
-    out = []
-    for k, name in enumerate(names):
-        m = np.flatnonzero(code == k)
-        if not len(m):
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """The rows of the hop table of one hop: its columns, interval and context."""
+
+    hop: HopArrays
+    interval: tuple[F64, F64, BoolA]
+    context: dict[str, pa.Array]
+
+
+def _rows_of(h: HopArrays, interval: tuple[F64, F64, BoolA], at: I64 | slice, name: str
+             ) -> tuple[HopArrays, tuple[F64, F64, BoolA]]:
+    """Rows ``at`` (an index, or a slice: views) of a hop's columns and interval, named
+    ``name``."""
+    part = HopArrays(
+        name=name, src_stage=h.src_stage, dst_stage=h.dst_stage, req=h.req[at],
+        src_node=h.src_node[at], dst_node=h.dst_node[at], src_ts_ns=h.src_ts_ns[at],
+        dst_ts_ns=h.dst_ts_ns[at], src_ref_ns=h.src_ref_ns[at],
+        src_bound_ns=h.src_bound_ns[at], raw_ns=h.raw_ns[at],
+        table_low_ns=h.table_low_ns[at], table_high_ns=h.table_high_ns[at])
+    return part, (interval[0][at], interval[1][at], interval[2][at])
+
+
+def _chain_parts(pivot: Pivot, hops: list[HopArrays],
+                 intervals: list[tuple[F64, F64, BoolA]], order: tuple[int, ...]
+                 ) -> list[_Part]:
+    """One part per hop of the chain, each with its requests' context."""
+    ctx = _context(pivot, order)
+    parts = []
+    for h, interval in zip(hops, intervals, strict=True):
+        if len(h.req) == len(pivot.request_ids):  # every request: no take
+            parts.append(_Part(h, interval, ctx))
             continue
-        part = HopArrays(
-            name=name, src_stage=h.src_stage, dst_stage=h.dst_stage, req=h.req[m],
-            src_node=h.src_node[m], dst_node=h.dst_node[m], src_ts_ns=h.src_ts_ns[m],
-            dst_ts_ns=h.dst_ts_ns[m], src_ref_ns=h.src_ref_ns[m],
-            src_bound_ns=h.src_bound_ns[m], raw_ns=h.raw_ns[m],
-            table_low_ns=h.table_low_ns[m], table_high_ns=h.table_high_ns[m])
-        out.append((part, (interval[0][m], interval[1][m], interval[2][m])))
-    return out
+        req = pa.array(h.req)
+        parts.append(_Part(h, interval, {n: arr.take(req) for n, arr in ctx.items()}))
+    return parts
+
+
+def _pair_parts(pivot: Pivot, h: HopArrays, interval: tuple[F64, F64, BoolA],
+                pairs: PairPivot, order: tuple[int, ...],
+                ref_range_ns: tuple[int, int] | None) -> list[_Part]:
+    """The pairs' hop split by hop: one part per hop that has a pair, in the order of
+    :attr:`PairPivot.hop_names`, each its pairs in order. ``ref_range_ns``: a part holds
+    only the pairs whose corrected source time lies in ``[lo, hi)`` (and may be empty).
+    The rows are gathered once, in part order, and each part is a slice of them."""
+    n_hops = len(pairs.hop_names)
+    code = pairs.hop[h.req]
+    present = np.flatnonzero(np.bincount(code, minlength=n_hops))
+    if not len(present):
+        return []
+    kept: I64 | None = None
+    if ref_range_ns is not None:
+        lo, hi = ref_range_ns
+        kept = np.flatnonzero((h.src_ref_ns >= lo) & (h.src_ref_ns < hi))
+        code = code[kept]
+    at: I64 | slice
+    if kept is None and len(present) == 1:  # one hop, every pair: the columns as they are
+        at = slice(None)
+        bounds = np.zeros(n_hops + 1, dtype=np.int64)
+        bounds[present[0] + 1:] = len(code)
+    else:
+        by_hop, bounds = group_order(code, n_hops)
+        at = by_hop if kept is None else kept[by_hop]
+    rows, rows_interval = _rows_of(h, interval, at, h.name)
+    ctx = _context(pivot, order, rows.req)
+    parts = []
+    for k in present.tolist():
+        a, b = int(bounds[k]), int(bounds[k + 1])
+        part, part_interval = _rows_of(rows, rows_interval, slice(a, b), pairs.hop_names[k])
+        parts.append(_Part(part, part_interval, {n: arr.slice(a, b - a)
+                                                 for n, arr in ctx.items()}))
+    return parts
 
 
 def _count(hop: str, cross: BoolA, raw_ns: npt.NDArray[np.int64], low: F64, high: F64,
@@ -333,13 +404,21 @@ def pairs_hop_table(
     causal: CausalAssumptions | None = CausalAssumptions(),  # noqa: B008 - frozen
     skip_bad: bool = False,
     strict: bool = False,
+    ref_range_ns: tuple[int, int] | None = None,
 ) -> HopResult:
-    """:func:`hop_table` of events already paired by parent span."""
-    return _hop_result(pairs.pivot, pairs, corrector, causal, skip_bad, strict)
+    """:func:`hop_table` of events already paired by parent span.
+
+    ``ref_range_ns``: ``(lo, hi)``: the table holds only the hops whose corrected source
+    time (``src_ref_ns``) lies in ``[lo, hi)``, in the order and under the dictionaries of
+    the whole table, and the counts (:attr:`HopResult.hops`: one per hop that has a pair)
+    are those of its rows; causal tightening still sees every pair."""
+    return _hop_result(pairs.pivot, pairs, corrector, causal, skip_bad, strict,
+                       ref_range_ns)
 
 
 def _hop_result(pivot: Pivot, pairs: PairPivot | None, corrector: CorrectorLike,
-                causal: CausalAssumptions | None, skip_bad: bool, strict: bool) -> HopResult:
+                causal: CausalAssumptions | None, skip_bad: bool, strict: bool,
+                ref_range_ns: tuple[int, int] | None = None) -> HopResult:
     n_cons = 1 if pairs is not None else len(pivot.stages) - 1
     # context: a pair's child first, else the chain's order
     order = (1, 0) if pairs is not None else tuple(range(len(pivot.stages)))
@@ -347,13 +426,13 @@ def _hop_result(pivot: Pivot, pairs: PairPivot | None, corrector: CorrectorLike,
     hops = table_hops(pivot, stamps, corrector)
     intervals, windows = _intervals(hops, n_cons, len(pivot.request_ids), pivot.node_names,
                                     causal, _resolutions(pivot, hops, causal))
-    parts_in = list(zip(hops, intervals, strict=True))
     if pairs is not None:
-        parts_in = _split(hops[0], intervals[0], pairs.hop, pairs.hop_names)
+        parts_in = _pair_parts(pivot, hops[0], intervals[0], pairs, order, ref_range_ns)
+    else:
+        parts_in = _chain_parts(pivot, hops, intervals, order)
     names = pa.array(pivot.node_names, pa.string())
-    hop_names = pa.array([h.name for h, _ in parts_in], pa.string())
+    hop_names = pa.array([p.hop.name for p in parts_in], pa.string())
     ids = pivot.request_ids.cast(pa.string())
-    ctx = _context(pivot, order)
     parts = []
     counts = []
 
@@ -361,9 +440,8 @@ def _hop_result(pivot: Pivot, pairs: PairPivot | None, corrector: CorrectorLike,
         return pa.DictionaryArray.from_arrays(
             pa.array(np.asarray(codes).astype(np.int32, copy=False)), dictionary)
 
-    for k, (h, (low, high, bad)) in enumerate(parts_in):
-        every = len(h.req) == len(pivot.request_ids)  # every request: no take
-        req = None if every else pa.array(h.req)
+    for k, part in enumerate(parts_in):
+        h, (low, high, bad) = part.hop, part.interval
         unknown_order = (low < 0) & (high > 0)
         cols: dict[str, Any] = {
             "request_id": dict_col(h.req, ids),
@@ -382,8 +460,7 @@ def _hop_result(pivot: Pivot, pairs: PairPivot | None, corrector: CorrectorLike,
             "order_unknown": pa.array(unknown_order),
             "inconsistent": pa.array(bad),
         }
-        for name, arr in ctx.items():
-            cols[name] = arr if req is None else arr.take(req)
+        cols.update(part.context)
         parts.append(pa.table(cols))
         counts.append(_count(h.name, h.cross_node, h.raw_ns, low, high, bad,
                              h.table_high_ns - h.table_low_ns))

@@ -88,10 +88,7 @@ def _clean_column(values: list[Any], col: Column) -> pa.Array | None:
     each unchanged; ``None`` when one needs :func:`_convert` (to convert it, or to name
     what is wrong)."""
     exact = _EXACT[col.kind]
-    if col.required:
-        if not all(type(v) is exact for v in values):
-            return None
-    elif not all(v is None or type(v) is exact for v in values):
+    if not set(map(type, values)) <= ({exact} if col.required else {exact, _NONE}):
         return None
     if col.kind == "string" and not col.nonnegative:
         return pa.array(values, type=pa.string())
@@ -106,10 +103,20 @@ def _clean_column(values: list[Any], col: Column) -> pa.Array | None:
     return pa.array(arr)
 
 
+_NONE = type(None)
+#: context columns whose values are all of one of these types (or ``None``) are built as
+#: that arrow type, which is what pyarrow infers for them
+_INFERRED: dict[type, pa.DataType] = {str: pa.string(), int: pa.int64()}
+
+
 def _extra_array(values: list[Any]) -> pa.Array:
     """A context column as pyarrow infers it; mixed types, or integers beyond int64, as
     their JSON text."""
+    types = set(map(type, values))
+    types.discard(_NONE)
     try:
+        if len(types) == 1 and (kind := _INFERRED.get(types.pop())) is not None:
+            return pa.array(values, type=kind)
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         return pa.array([None if v is None else json.dumps(v) for v in values])
@@ -122,8 +129,7 @@ def _fast_columns(values: Callable[[str], list[Any]], columns: list[Column]
     out: dict[str, pa.Array] = {}
     for col in columns:
         got = values(col.name)
-        present = col.required or any(v is not None for v in got)
-        if not present:
+        if not col.required and got.count(None) == len(got):
             continue
         try:
             arr = _clean_column(got, col)

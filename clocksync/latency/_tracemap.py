@@ -22,9 +22,10 @@ import json
 import os
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
+from itertools import compress
 from typing import Any, Literal
 
 import numpy as np
@@ -242,7 +243,7 @@ class StageRule:
                                   span.service if self.service is not None else "") \
             and self._matches_rest(span)
 
-    def _matches_name(self, name: str, kind: str, service: str) -> bool:
+    def _matches_name(self, name: str, kind: str, service: str = "") -> bool:
         """The criteria on the span's name, kind and service (``service`` is only read when
         the rule names one)."""
         if self._glob is not None and not self._glob.match(name):
@@ -506,12 +507,12 @@ class RuleMemo:
 
     def __init__(self, mapping: TraceMapping) -> None:
         self._mapping = mapping
-        self._admitted: dict[tuple[str, str, str], tuple[int, ...]] = {}
+        self._admitted: dict[tuple[str, ...], tuple[int, ...]] = {}
         self.uses_service = any(r.service is not None for r in mapping.rules)
 
-    def admitted(self, key: tuple[str, str, str]) -> tuple[int, ...]:
+    def admitted(self, key: tuple[str, ...]) -> tuple[int, ...]:
         """Positions of the rules whose name, kind and service criteria ``(name, kind,
-        service)`` meets (``service`` is ``""`` unless a rule names one)."""
+        service)`` meets; ``(name, kind)`` when no rule names a service."""
         got = self._admitted.get(key)
         if got is None:
             if len(self._admitted) > 4096:
@@ -528,6 +529,15 @@ def _field_values(batch: SpanBatch, name: str) -> Sequence[Any]:
     return values
 
 
+def _texts(values: list[Any]) -> bool:
+    """Whether every value is a non-empty ``str`` (what :meth:`FieldRef.cut` without a
+    regex gives unchanged)."""
+    return set(map(type, values)) <= _STR and all(values)
+
+
+_STR = {str}
+
+
 def _raw_values(batch: SpanBatch, ref: FieldRef, at: np.ndarray) -> list[Any]:
     """What ``ref`` reads of the spans ``at``, before :meth:`FieldRef.cut`."""
     if ref.field is not None:
@@ -536,58 +546,61 @@ def _raw_values(batch: SpanBatch, ref: FieldRef, at: np.ndarray) -> list[Any]:
     if ref.scope == "resource":
         return batch.resource_values(key)[at].tolist()  # type: ignore[no-any-return]
     mine = gather(batch.attribute(key), at)
-    if ref.scope == "span" or all(v is not None for v in mine):
+    if ref.scope == "span" or None not in mine:
         return mine
     res = batch.resource_values(key)[at].tolist()
     return [r if v is None else v for v, r in zip(mine, res, strict=True)]
 
 
 def _cut_values(ref: FieldRef, raw: list[Any]) -> list[str | None]:
+    """:meth:`FieldRef.cut` of every value (``raw`` itself when that changes none)."""
     if ref.regex is None:  # text as it is: no call per value for the common case
+        if _texts(raw):
+            return raw
         return [(v or None) if type(v) is str else ref.cut(v) for v in raw]
     return [ref.cut(v) for v in raw]
 
 
+def _ref_values(batch: SpanBatch, ref: FieldRef, at: np.ndarray) -> list[str | None]:
+    """What ``ref`` gives for each span ``at`` (``None`` where nothing); a new list."""
+    if ref.field is None and ref.scope == "resource":  # once per resource
+        per = _cut_values(ref, [r.get(str(ref.attribute)) for r in batch.resources])
+        return gather(per, batch.resource_code[at])
+    return _cut_values(ref, _raw_values(batch, ref, at))
+
+
 def _chain_values(batch: SpanBatch, chain: Sequence[FieldRef], at: np.ndarray
-                  ) -> np.ndarray:
-    """The first value of the fallback ``chain`` each span ``at`` has (an object array,
-    ``None`` where none)."""
-    out = np.full(len(at), None, dtype=object)
-    todo = np.arange(len(at))
+                  ) -> list[str | None]:
+    """The first value of the fallback ``chain`` each span ``at`` has (``None`` where
+    none); a new list."""
+    out: list[str | None] = [None] * len(at)
+    todo = np.arange(len(at))  # the positions of ``out`` still without a value
     for ref in chain:
-        if not len(todo):
-            break
-        if ref.field is None and ref.scope == "resource":  # once per resource
-            per = np.empty(len(batch.resources), dtype=object)
-            per[:] = _cut_values(ref, [r.get(str(ref.attribute)) for r in batch.resources])
-            got = per[batch.resource_code[at[todo]]].tolist()
+        got = _ref_values(batch, ref, at[todo])
+        if len(todo) == len(out):
+            out = got
         else:
-            got = _cut_values(ref, _raw_values(batch, ref, at[todo]))
-        found = np.fromiter((v is not None for v in got), bool, len(got))
-        if found.all():
-            out[todo] = got
-            todo = todo[:0]
-            continue
-        vals = np.empty(len(got), dtype=object)
-        vals[:] = got
-        out[todo[found]] = vals[found]
-        todo = todo[~found]
+            for k, value in zip(compress(todo.tolist(), got), compress(got, got),
+                                strict=True):
+                out[k] = value
+        if all(got):  # (a value is a non-empty str or None)
+            break
+        todo = todo[~np.fromiter(map(bool, got), bool, len(got))]
     return out
 
 
 def _with_rules(batch: SpanBatch, memo: RuleMemo, n_rules: int) -> list[np.ndarray]:
     """Per rule, the spans (ascending indices) whose name, kind and service it admits."""
     n = len(batch)
-    service = batch.service() if memo.uses_service else [""] * n
-    keys = list(zip(batch.name, batch.kind, service, strict=True))
-    index = {k: i for i, k in enumerate(dict.fromkeys(keys))}
-    codes = np.fromiter(map(index.__getitem__, keys), np.int64, n) if len(index) > 1 \
-        else np.zeros(n, np.int64)
+    keys: Iterator[tuple[str, ...]] = zip(batch.name, batch.kind, batch.service(), strict=True) \
+        if memo.uses_service else zip(batch.name, batch.kind, strict=True)
+    first: dict[tuple[str, ...], int] = {}  # per (name, kind[, service]), its first span
+    codes = np.fromiter(map(first.setdefault, keys, range(n)), np.int64, n)
     parts: list[list[np.ndarray]] = [[] for _ in range(n_rules)]
-    for key, k in index.items():
+    for key, k in first.items():
         admitted = memo.admitted(key)
         if admitted:
-            at = np.flatnonzero(codes == k) if len(index) > 1 else np.arange(n)
+            at = np.flatnonzero(codes == k) if len(first) > 1 else np.arange(n)
             for r in admitted:
                 parts[r].append(at)
     return [np.sort(np.concatenate(p)) if len(p) > 1 else p[0] if p
@@ -618,10 +631,47 @@ def _stamps(rule: StageRule, batch: SpanBatch, at: np.ndarray) -> list[int]:
     return [next(t for name, t in evs if name == wanted) for evs in gather(batch.events(), at)]
 
 
-def _trace_ids(batch: SpanBatch, at: np.ndarray) -> np.ndarray:
-    out = np.empty(len(at), dtype=object)
-    out[:] = gather(batch.trace_id, at)
-    return out
+def _request_ids(batch: SpanBatch, chain: Sequence[FieldRef], at: np.ndarray
+                 ) -> list[str | None]:
+    """The request id of each span ``at``: the first value of ``chain``, else the trace
+    id."""
+    rid = _chain_values(batch, chain, at)
+    if all(rid):
+        return rid
+    return [v or t for v, t in zip(rid, gather(batch.trace_id, at), strict=True)]
+
+
+def _first_rows(span_at: np.ndarray) -> np.ndarray | None:
+    """For rows ordered by span: which row is its span's first (``None``: all are)."""
+    first = np.ones(len(span_at), dtype=bool)
+    np.not_equal(span_at[1:], span_at[:-1], out=first[1:])
+    return None if first.all() else first
+
+
+def _node_values(batch: SpanBatch, mapping: TraceMapping, span_at: np.ndarray
+                 ) -> list[str | None]:
+    """The node of each row's span (``span_at``, ascending), read once per span."""
+    first = _first_rows(span_at)
+    if first is None:
+        return _chain_values(batch, mapping.node_chain, span_at)
+    per_span = _chain_values(batch, mapping.node_chain, span_at[first])
+    return gather(per_span, np.cumsum(first) - 1)
+
+
+def _resolutions(batch: SpanBatch, rules: Sequence[StageRule], rule_at: np.ndarray,
+                 span_at: np.ndarray) -> list[int | None] | None:
+    """Each row's stamp resolution (``None`` where 1 ns); ``None`` when every row's is."""
+    per_rule = [r.resolution_ns or 1 for r in rules]
+    if batch.resolution_ns.count(1) == len(batch):  # the spans' own: 1 ns
+        if max(per_rule) == 1:
+            return None
+        got = gather([v if v > 1 else None for v in per_rule], rule_at)
+        return None if got.count(None) == len(got) else got
+    res = np.maximum(np.array(per_rule, dtype=np.int64)[rule_at],
+                     np.asarray(gather(batch.resolution_ns, span_at), np.int64))
+    if not (res > 1).any():
+        return None
+    return [int(v) if v > 1 else None for v in res.tolist()]
 
 
 def batch_columns(batch: SpanBatch, mapping: TraceMapping, memo: RuleMemo
@@ -634,9 +684,9 @@ def batch_columns(batch: SpanBatch, mapping: TraceMapping, memo: RuleMemo
     no row at all. ``memo`` belongs to ``mapping``."""
     rules = mapping.rules
     spans_of: list[np.ndarray] = []
-    rule_of: list[np.ndarray] = []
-    stamps: list[list[int]] = []
-    rids: list[np.ndarray] = []
+    rule_of: list[int] = []
+    stamps: list[int] = []
+    rids: list[str | None] = []
     for r, (rule, at) in enumerate(zip(rules, _with_rules(batch, memo, len(rules)),
                                        strict=True)):
         if not len(at):
@@ -646,64 +696,64 @@ def batch_columns(batch: SpanBatch, mapping: TraceMapping, memo: RuleMemo
             if not len(at):
                 continue
         spans_of.append(at)
-        rule_of.append(np.full(len(at), r, np.int64))
-        stamps.append(_stamps(rule, batch, at))
-        rid = _chain_values(batch, mapping.request_chain if rule.request_id is None
-                            else rule.request_id, at)
-        missing = np.fromiter((v is None for v in rid), bool, len(rid))
-        if missing.any():
-            rid[missing] = _trace_ids(batch, at[missing])
-        rids.append(rid)
+        rule_of.append(r)
+        stamps.extend(_stamps(rule, batch, at))
+        rids.extend(_request_ids(batch, mapping.request_chain if rule.request_id is None
+                                 else rule.request_id, at))
     if not spans_of:
         return {}, np.zeros(0, np.int64), []
     span_at = np.concatenate(spans_of)
-    order = np.argsort(span_at, kind="stable")  # by span, then by rule (rules came in order)
-    span_at, rule_at = span_at[order], np.concatenate(rule_of)[order]
-    ts_all = [t for part in stamps for t in part]
-    ts_list = gather(ts_all, order)
-    rid_all = np.concatenate(rids)[order]
-    # the node, once per span that gives a row
-    spans = np.unique(span_at)
-    node_of_span = _chain_values(batch, mapping.node_chain, spans)
-    node = node_of_span[np.searchsorted(spans, span_at)]
-    no_node = np.fromiter((v is None for v in node), bool, len(node))
-    too_big = np.zeros(len(ts_list), dtype=bool)
-    if max(ts_list) > _INT64_MAX:
-        too_big = np.fromiter((t > _INT64_MAX for t in ts_list), bool, len(ts_list))
-    bad: list[tuple[int, str]] = []
-    wrong = no_node | too_big
-    if wrong.any():  # a span's first wrong row (in rule order) names what is wrong
-        for row in np.flatnonzero(wrong).tolist():
-            span = int(span_at[row])
-            if bad and bad[-1][0] == span:
-                continue
-            if too_big[row]:
-                stage = rules[int(rule_at[row])].stage
-                bad.append((span, f"timestamp {ts_list[row]} ns of stage {stage} is beyond "
-                                  "int64"))
-            else:
-                tried = ", ".join(r.describe() for r in mapping.node_chain)
-                bad.append((span, f"no node attribute (tried {tried})"))
-        keep = ~np.isin(span_at, np.fromiter((b for b, _ in bad), np.int64, len(bad)))
-        span_at, rule_at, rid_all, node = span_at[keep], rule_at[keep], rid_all[keep], node[keep]
-        ts_list = gather(ts_list, np.flatnonzero(keep))
-    stage_names = np.empty(len(rules), dtype=object)
-    stage_names[:] = [r.stage for r in rules]
+    rule_at = np.repeat(np.array(rule_of, np.int64), [len(at) for at in spans_of])
+    ts_list, rid_all = stamps, rids
+    if len(spans_of) > 1:  # by span, then by rule (rules came in order)
+        order = np.argsort(span_at, kind="stable")
+        span_at, rule_at = span_at[order], rule_at[order]
+        ts_list, rid_all = gather(stamps, order), gather(rids, order)
+    node = _node_values(batch, mapping, span_at)
+    bad = _bad_spans(mapping, span_at, rule_at, node, ts_list)
+    if bad:
+        keep = np.flatnonzero(~np.isin(span_at, np.fromiter((b for b, _ in bad), np.int64,
+                                                            len(bad))))
+        span_at, rule_at = span_at[keep], rule_at[keep]
+        rid_all, node, ts_list = gather(rid_all, keep), gather(node, keep), gather(ts_list, keep)
     cols: dict[str, list[Any]] = {
-        "request_id": rid_all.tolist(), "stage": stage_names[rule_at].tolist(),
-        "node": node.tolist(), "ts_ns": ts_list,
-        "trace_id": gather(batch.trace_id, span_at)}
+        "request_id": rid_all, "stage": gather([r.stage for r in rules], rule_at),
+        "node": node, "ts_ns": ts_list, "trace_id": gather(batch.trace_id, span_at)}
     if mapping.pair_by == "parent":
         cols["span_id"] = gather(batch.span_id, span_at)
         cols["parent_span_id"] = gather(batch.parent_span_id, span_at)
-    rule_res = np.array([r.resolution_ns or 1 for r in rules], dtype=np.int64)[rule_at]
-    res = np.maximum(rule_res, np.asarray(gather(batch.resolution_ns, span_at), np.int64)
-                     if len(span_at) else rule_res)
-    if (res > 1).any():
-        cols["resolution_ns"] = [int(v) if v > 1 else None for v in res.tolist()]
+    res = _resolutions(batch, rules, rule_at, span_at)
+    if res is not None:
+        cols["resolution_ns"] = res
     for key in mapping.context_keys:
         cols[key] = _raw_values(batch, FieldRef(attribute=key), span_at)
     return cols, span_at, bad
+
+
+def _bad_spans(mapping: TraceMapping, span_at: np.ndarray, rule_at: np.ndarray,
+               node: list[str | None], ts_list: list[int]) -> list[tuple[int, str]]:
+    """``(span, what is wrong)`` for each span with a row that has no node or a stamp beyond
+    int64, named by its first such row (in rule order)."""
+    nodes_ok = all(node)  # (a node is a non-empty str or None)
+    stamps_ok = not ts_list or max(ts_list) <= _INT64_MAX
+    if nodes_ok and stamps_ok:
+        return []
+    n = len(node)
+    no_node = np.zeros(n, bool) if nodes_ok else ~np.fromiter(map(bool, node), bool, n)
+    too_big = np.zeros(n, bool) if stamps_ok else np.fromiter(
+        (t > _INT64_MAX for t in ts_list), bool, n)
+    bad: list[tuple[int, str]] = []
+    for row in np.flatnonzero(no_node | too_big).tolist():
+        span = int(span_at[row])
+        if bad and bad[-1][0] == span:
+            continue
+        if too_big[row]:
+            stage = mapping.rules[int(rule_at[row])].stage
+            bad.append((span, f"timestamp {ts_list[row]} ns of stage {stage} is beyond int64"))
+        else:
+            tried = ", ".join(r.describe() for r in mapping.node_chain)
+            bad.append((span, f"no node attribute (tried {tried})"))
+    return bad
 
 
 def span_rows(span: Span, mapping: TraceMapping) -> list[dict[str, Any]]:

@@ -26,8 +26,13 @@ _WHERE, _TRACE, _SPAN, _PARENT, _NAME, _KIND, _START, _END, _RES, _RESOURCE, _AT
 
 
 def gather(values: Sequence[Any], at: Sequence[int] | np.ndarray) -> list[Any]:
-    """``[values[i] for i in at]``, without a Python step per item."""
+    """``[values[i] for i in at]``, without a Python step per item (a copy of ``values``
+    when ``at`` is an array of every index in order)."""
     if isinstance(at, np.ndarray):
+        n = len(at)
+        if n == len(values) and n and at[0] == 0 and at[-1] == n - 1 and bool(
+                (at[1:] > at[:-1]).all()):
+            return list(values)
         at = at.tolist()
     if not at:
         return []

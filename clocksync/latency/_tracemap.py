@@ -18,18 +18,22 @@ A map file is TOML (``.toml``) or JSON (anything else); docs/latency.md describe
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from itertools import compress
+from operator import attrgetter
 from typing import Any, Literal
 
 import numpy as np
+import pyarrow as pa
 
+from .._io._tabular import Values, _as_list
 from .._model._errors import InputError
 from ._schema import DEFAULT_STAGES
 from ._spanbatch import SpanBatch, gather
@@ -501,14 +505,21 @@ def node_of(span: Span, mapping: TraceMapping) -> tuple[str, FieldRef] | None:
 
 class RuleMemo:
     """What :func:`batch_columns` may remember across batches of one mapping: which rules a
-    span's name, kind and service admit (spans share a few names)."""
+    span's name, kind and service admit (spans share a few names); the rules' stages and
+    resolutions as arrays (a row's is its rule's)."""
 
-    __slots__ = ("_admitted", "_mapping", "uses_service")
+    __slots__ = ("_admitted", "_mapping", "coarse", "resolutions", "stages", "uses_service")
 
     def __init__(self, mapping: TraceMapping) -> None:
         self._mapping = mapping
         self._admitted: dict[tuple[str, ...], tuple[int, ...]] = {}
         self.uses_service = any(r.service is not None for r in mapping.rules)
+        #: per rule: its stage; its resolution (null: 1 ns); whether that is coarser
+        self.stages = pa.array([r.stage for r in mapping.rules], pa.string())
+        coarse = [r.resolution_ns if (r.resolution_ns or 1) > 1 else None
+                  for r in mapping.rules]
+        self.resolutions = pa.array(coarse, pa.int64())
+        self.coarse = np.array([v is not None for v in coarse], dtype=bool)
 
     def admitted(self, key: tuple[str, ...]) -> tuple[int, ...]:
         """Positions of the rules whose name, kind and service criteria ``(name, kind,
@@ -561,11 +572,15 @@ def _cut_values(ref: FieldRef, raw: list[Any]) -> list[str | None]:
     return [ref.cut(v) for v in raw]
 
 
+def _resource_cut(batch: SpanBatch, ref: FieldRef) -> list[str | None]:
+    """What ``ref`` (a resource attribute) gives for each resource of the batch."""
+    return _cut_values(ref, [r.get(str(ref.attribute)) for r in batch.resources])
+
+
 def _ref_values(batch: SpanBatch, ref: FieldRef, at: np.ndarray) -> list[str | None]:
     """What ``ref`` gives for each span ``at`` (``None`` where nothing); a new list."""
     if ref.field is None and ref.scope == "resource":  # once per resource
-        per = _cut_values(ref, [r.get(str(ref.attribute)) for r in batch.resources])
-        return gather(per, batch.resource_code[at])
+        return gather(_resource_cut(batch, ref), batch.resource_code[at])
     return _cut_values(ref, _raw_values(batch, ref, at))
 
 
@@ -641,88 +656,143 @@ def _request_ids(batch: SpanBatch, chain: Sequence[FieldRef], at: np.ndarray
     return [v or t for v, t in zip(rid, gather(batch.trace_id, at), strict=True)]
 
 
-def _first_rows(span_at: np.ndarray) -> np.ndarray | None:
-    """For rows ordered by span: which row is its span's first (``None``: all are)."""
+def _rows(batch: SpanBatch, rules: Sequence[StageRule], memo: RuleMemo
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """The rows the rules give: each row's span and rule, by span and, within a span, by
+    rule."""
+    spans_of: list[np.ndarray] = []
+    rule_of: list[int] = []
+    for r, (rule, at) in enumerate(zip(rules, _with_rules(batch, memo, len(rules)),
+                                       strict=True)):
+        if len(at) and (rule.attributes or rule.resource or rule.event is not None
+                        or rule.at[:6] == "event:"):
+            at = at[_rest_holds(rule, batch, at)]
+        if len(at):
+            spans_of.append(at)
+            rule_of.append(r)
+    if not spans_of:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    span_at = np.concatenate(spans_of)
+    rule_at = np.repeat(np.array(rule_of, np.int64), [len(at) for at in spans_of])
+    if len(spans_of) > 1:  # (rules came in order)
+        order = np.argsort(span_at, kind="stable")
+        span_at, rule_at = span_at[order], rule_at[order]
+    return span_at, rule_at
+
+
+def _rule_groups(rules: Sequence[StageRule], rule_at: np.ndarray,
+                 key: Callable[[StageRule], Hashable]) -> list[tuple[StageRule, np.ndarray | None]]:
+    """The rows grouped by what their rules share (``key`` of a rule): per group, one of
+    its rules and its rows (``None``: all rows)."""
+    groups: dict[Hashable, list[int]] = {}
+    for r in np.unique(rule_at).tolist():
+        groups.setdefault(key(rules[r]), []).append(r)
+    if len(groups) == 1:
+        return [(rules[int(rule_at[0])], None)]
+    return [(rules[rs[0]], np.flatnonzero(np.isin(rule_at, rs))) for rs in groups.values()]
+
+
+def _joined(n: int, parts: list[tuple[np.ndarray | None, list[Any]]]) -> list[Any]:
+    """The values of ``n`` rows given in parts: ``(rows, their values)`` (``None``: all
+    rows)."""
+    if len(parts) == 1 and parts[0][0] is None:
+        return parts[0][1]
+    out: list[Any] = [None] * n
+    for rows, values in parts:
+        for row, value in zip(np.asarray(rows).tolist(), values, strict=True):
+            out[row] = value
+    return out
+
+
+def _per_span(read: Callable[[np.ndarray], list[Any]], span_at: np.ndarray) -> list[Any]:
+    """``read`` of the spans of rows ``span_at`` (ascending), read once per span."""
     first = np.ones(len(span_at), dtype=bool)
     np.not_equal(span_at[1:], span_at[:-1], out=first[1:])
-    return None if first.all() else first
+    if first.all():
+        return read(span_at)
+    return gather(read(span_at[first]), np.cumsum(first) - 1)
 
 
-def _node_values(batch: SpanBatch, mapping: TraceMapping, span_at: np.ndarray
-                 ) -> list[str | None]:
-    """The node of each row's span (``span_at``, ascending), read once per span."""
-    first = _first_rows(span_at)
-    if first is None:
-        return _chain_values(batch, mapping.node_chain, span_at)
-    per_span = _chain_values(batch, mapping.node_chain, span_at[first])
-    return gather(per_span, np.cumsum(first) - 1)
+def _row_stamps(batch: SpanBatch, rules: Sequence[StageRule], span_at: np.ndarray,
+                rule_at: np.ndarray) -> list[int]:
+    """Each row's stamp, as its rule takes it."""
+    return _joined(len(span_at), [
+        (rows, _stamps(rule, batch, span_at if rows is None else span_at[rows]))
+        for rule, rows in _rule_groups(rules, rule_at, attrgetter("at"))])
 
 
-def _resolutions(batch: SpanBatch, rules: Sequence[StageRule], rule_at: np.ndarray,
-                 span_at: np.ndarray) -> list[int | None] | None:
+def _row_request_ids(batch: SpanBatch, mapping: TraceMapping, span_at: np.ndarray,
+                     rule_at: np.ndarray) -> list[str]:
+    """Each row's request id, from its rule's chain (else the mapping's), else the trace
+    id."""
+    parts: list[tuple[np.ndarray | None, list[Any]]] = []
+    for rule, rows in _rule_groups(mapping.rules, rule_at, attrgetter("request_id")):
+        chain = mapping.request_chain if rule.request_id is None else rule.request_id
+        parts.append((rows, _per_span(functools.partial(_request_ids, batch, chain),
+                                      span_at if rows is None else span_at[rows])))
+    return _joined(len(span_at), parts)
+
+
+def _resolutions(batch: SpanBatch, memo: RuleMemo, rule_at: np.ndarray,
+                 span_at: np.ndarray) -> Values | None:
     """Each row's stamp resolution (``None`` where 1 ns); ``None`` when every row's is."""
-    per_rule = [r.resolution_ns or 1 for r in rules]
     if batch.resolution_ns.count(1) == len(batch):  # the spans' own: 1 ns
-        if max(per_rule) == 1:
-            return None
-        got = gather([v if v > 1 else None for v in per_rule], rule_at)
-        return None if got.count(None) == len(got) else got
-    res = np.maximum(np.array(per_rule, dtype=np.int64)[rule_at],
+        return memo.resolutions.take(rule_at) if memo.coarse[rule_at].any() else None
+    res = np.maximum(np.asarray(memo.resolutions.fill_null(1))[rule_at],
                      np.asarray(gather(batch.resolution_ns, span_at), np.int64))
     if not (res > 1).any():
         return None
     return [int(v) if v > 1 else None for v in res.tolist()]
 
 
+def _row_nodes(batch: SpanBatch, chain: Sequence[FieldRef], span_at: np.ndarray
+               ) -> tuple[Values, np.ndarray | None]:
+    """The node of each row's span (``span_at``, ascending), read once per span (once per
+    resource when ``chain`` reads resource attributes only), and which rows have none
+    (``None``: every row has one)."""
+    if all(ref.field is None and ref.scope == "resource" for ref in chain):
+        per: list[str | None] = [None] * len(batch.resources)
+        for ref in chain:
+            per = [v or got for v, got in zip(per, _resource_cut(batch, ref), strict=True)]
+        if set(map(type, per)) <= {str, type(None)}:
+            codes = batch.resource_code[span_at]
+            missing = [k for k, v in enumerate(per) if v is None]
+            return (pa.array(per, pa.string()).take(codes),
+                    np.isin(codes, missing) if missing else None)
+    node = _per_span(functools.partial(_chain_values, batch, chain), span_at)
+    return node, None if all(node) else ~np.fromiter(map(bool, node), bool, len(node))
+
+
 def batch_columns(batch: SpanBatch, mapping: TraceMapping, memo: RuleMemo
-                  ) -> tuple[dict[str, list[Any]], np.ndarray, list[tuple[int, str]]]:
-    """The stage events of a batch of spans as columns (``request_id, stage, node, ts_ns,
+                  ) -> tuple[dict[str, Values], np.ndarray, list[tuple[int, str]]]:
+    """The stage events of a batch of spans as columns (lists, or arrays of the table's
+    types: see :func:`clocksync._io._tabular._columns_to_table`) (``request_id, stage, node, ts_ns,
     trace_id``; ``span_id, parent_span_id`` when pairing by parent; ``resolution_ns`` when a
     stamp is coarser than 1 ns; the context keys), ordered by span and, within a span, by
     rule; the span each row comes from; and ``(span, what is wrong)`` for each span a rule
     matches but that gives no valid event (no node, a stamp beyond int64), which then gives
     no row at all. ``memo`` belongs to ``mapping``."""
     rules = mapping.rules
-    spans_of: list[np.ndarray] = []
-    rule_of: list[int] = []
-    stamps: list[int] = []
-    rids: list[str | None] = []
-    for r, (rule, at) in enumerate(zip(rules, _with_rules(batch, memo, len(rules)),
-                                       strict=True)):
-        if not len(at):
-            continue
-        if rule.attributes or rule.resource or rule.event is not None or rule.at[:6] == "event:":
-            at = at[_rest_holds(rule, batch, at)]
-            if not len(at):
-                continue
-        spans_of.append(at)
-        rule_of.append(r)
-        stamps.extend(_stamps(rule, batch, at))
-        rids.extend(_request_ids(batch, mapping.request_chain if rule.request_id is None
-                                 else rule.request_id, at))
-    if not spans_of:
-        return {}, np.zeros(0, np.int64), []
-    span_at = np.concatenate(spans_of)
-    rule_at = np.repeat(np.array(rule_of, np.int64), [len(at) for at in spans_of])
-    ts_list, rid_all = stamps, rids
-    if len(spans_of) > 1:  # by span, then by rule (rules came in order)
-        order = np.argsort(span_at, kind="stable")
-        span_at, rule_at = span_at[order], rule_at[order]
-        ts_list, rid_all = gather(stamps, order), gather(rids, order)
-    node = _node_values(batch, mapping, span_at)
-    bad = _bad_spans(mapping, span_at, rule_at, node, ts_list)
+    span_at, rule_at = _rows(batch, rules, memo)
+    if not len(span_at):
+        return {}, span_at, []
+    ts_list = _row_stamps(batch, rules, span_at, rule_at)
+    rid_all = _row_request_ids(batch, mapping, span_at, rule_at)
+    node, no_node = _row_nodes(batch, mapping.node_chain, span_at)
+    bad = _bad_spans(mapping, span_at, rule_at, no_node, ts_list)
     if bad:
         keep = np.flatnonzero(~np.isin(span_at, np.fromiter((b for b, _ in bad), np.int64,
                                                             len(bad))))
         span_at, rule_at = span_at[keep], rule_at[keep]
-        rid_all, node, ts_list = gather(rid_all, keep), gather(node, keep), gather(ts_list, keep)
-    cols: dict[str, list[Any]] = {
-        "request_id": rid_all, "stage": gather([r.stage for r in rules], rule_at),
-        "node": node, "ts_ns": ts_list, "trace_id": gather(batch.trace_id, span_at)}
+        rid_all, ts_list = gather(rid_all, keep), gather(ts_list, keep)
+        node = node.take(keep) if isinstance(node, pa.Array) else gather(node, keep)
+    cols: dict[str, Values] = {
+        "request_id": rid_all, "stage": memo.stages.take(rule_at), "node": node,
+        "ts_ns": ts_list, "trace_id": gather(batch.trace_id, span_at)}
     if mapping.pair_by == "parent":
         cols["span_id"] = gather(batch.span_id, span_at)
         cols["parent_span_id"] = gather(batch.parent_span_id, span_at)
-    res = _resolutions(batch, rules, rule_at, span_at)
+    res = _resolutions(batch, memo, rule_at, span_at)
     if res is not None:
         cols["resolution_ns"] = res
     for key in mapping.context_keys:
@@ -731,19 +801,19 @@ def batch_columns(batch: SpanBatch, mapping: TraceMapping, memo: RuleMemo
 
 
 def _bad_spans(mapping: TraceMapping, span_at: np.ndarray, rule_at: np.ndarray,
-               node: list[str | None], ts_list: list[int]) -> list[tuple[int, str]]:
-    """``(span, what is wrong)`` for each span with a row that has no node or a stamp beyond
-    int64, named by its first such row (in rule order)."""
-    nodes_ok = all(node)  # (a node is a non-empty str or None)
+               no_node: np.ndarray | None, ts_list: list[int]) -> list[tuple[int, str]]:
+    """``(span, what is wrong)`` for each span with a row that has no node (``no_node``:
+    those rows, ``None``: none) or a stamp beyond int64, named by its first such row (in
+    rule order)."""
     stamps_ok = not ts_list or max(ts_list) <= _INT64_MAX
-    if nodes_ok and stamps_ok:
+    if no_node is None and stamps_ok:
         return []
-    n = len(node)
-    no_node = np.zeros(n, bool) if nodes_ok else ~np.fromiter(map(bool, node), bool, n)
+    n = len(span_at)
     too_big = np.zeros(n, bool) if stamps_ok else np.fromiter(
         (t > _INT64_MAX for t in ts_list), bool, n)
+    wrong = too_big if no_node is None else no_node | too_big
     bad: list[tuple[int, str]] = []
-    for row in np.flatnonzero(no_node | too_big).tolist():
+    for row in np.flatnonzero(wrong).tolist():
         span = int(span_at[row])
         if bad and bad[-1][0] == span:
             continue
@@ -759,8 +829,9 @@ def _bad_spans(mapping: TraceMapping, span_at: np.ndarray, rule_at: np.ndarray,
 def span_rows(span: Span, mapping: TraceMapping) -> list[dict[str, Any]]:
     """The stage events one span yields (empty when no rule matches); :class:`SpanError`
     when a rule matches but the span has no node or its stamp is beyond int64."""
-    cols, at, bad = batch_columns(SpanBatch.of_spans([span]), mapping, RuleMemo(mapping))
+    got, at, bad = batch_columns(SpanBatch.of_spans([span]), mapping, RuleMemo(mapping))
     if bad:
         raise SpanError(bad[0][1])
+    cols = {k: _as_list(v) for k, v in got.items()}
     return [{k: v[i] for k, v in cols.items() if k != "resolution_ns" or v[i] is not None}
             for i in range(len(at))]

@@ -132,14 +132,26 @@ _INFERRED: dict[type, pa.DataType] = {str: pa.string(), int: pa.int64()}
 def _extra_array(values: list[Any]) -> pa.Array:
     """A context column as pyarrow infers it; mixed types, or integers beyond int64, as
     their JSON text."""
-    types = set(map(type, values))
-    types.discard(_NONE)
     try:
+        if _all_text(values):
+            return pa.array(values, type=pa.string())
+        types = set(map(type, values))
+        types.discard(_NONE)
         if len(types) == 1 and (kind := _INFERRED.get(types.pop())) is not None:
             return pa.array(values, type=kind)
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         return pa.array([None if v is None else json.dumps(v) for v in values])
+
+
+def _all_text(values: list[Any]) -> bool:
+    """Whether every value is a ``str`` (of any subclass: pyarrow infers ``string`` for
+    them all), checked by ``str.join``, which takes nothing else."""
+    try:
+        "".join(values)
+    except TypeError:
+        return False
+    return True
 
 
 def _fast_columns(values: Callable[[str], Values], columns: list[Column]

@@ -459,11 +459,11 @@ def otlp_request_batch(where: str, request: Any) -> tuple[SpanBatch, list[tuple[
         resolution_ns=[1] * n,
         resource_code=np.concatenate(codes) if codes else np.zeros(0, np.int64),
         resources=resources, attribute=keep.attribute, events=keep.events,
-        span=lambda i: _record(batch, keep, i))
+        span=functools.partial(_record, keep))  # (no reference back to the batch)
     return batch, bad
 
 
-def _record(batch: SpanBatch, keep: _PbColumns, i: int) -> Span:
+def _record(keep: _PbColumns, batch: SpanBatch, i: int) -> Span:
     return Span(batch.where[i], batch.trace_id[i], batch.span_id[i], batch.parent_span_id[i],
                 batch.name[i], batch.kind[i], batch.start_ns[i], batch.end_ns[i],
                 _PbAttributes(keep.attributes[i]), batch.resources[int(batch.resource_code[i])],

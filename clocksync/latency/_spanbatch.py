@@ -53,6 +53,8 @@ class SpanBatch(Sequence[Span]):
 
     ``attribute(key)`` gives a span attribute's values (``None`` where absent), ``events()``
     the spans' events, ``service()`` their services; each is made once, when first asked.
+    The record of span ``i`` is the constructor's ``span(batch, i)`` (given the batch, it
+    need not refer to it: a batch is freed as soon as it is dropped).
     """
 
     __slots__ = ("_attribute", "_cache", "_events", "_span", "end_ns", "kind", "name",
@@ -65,7 +67,7 @@ class SpanBatch(Sequence[Span]):
                  resource_code: np.ndarray, resources: list[Mapping[str, Any]],
                  attribute: Callable[[str], list[Any]],
                  events: Callable[[], list[tuple[tuple[str, int], ...]]],
-                 span: Callable[[int], Span]) -> None:
+                 span: Callable[[SpanBatch, int], Span]) -> None:
         self.where, self.trace_id, self.span_id = where, trace_id, span_id
         self.parent_span_id, self.name, self.kind = parent_span_id, name, kind
         self.start_ns, self.end_ns, self.resolution_ns = start_ns, end_ns, resolution_ns
@@ -93,7 +95,8 @@ class SpanBatch(Sequence[Span]):
                    resolution_ns=list(map(_RES, spans)), resource_code=code,
                    resources=resources,
                    attribute=lambda key: [a.get(key) for a in map(_ATTRS, spans)],
-                   events=lambda: list(map(_EVENTS, spans)), span=spans.__getitem__)
+                   events=lambda: list(map(_EVENTS, spans)),
+                   span=lambda _, i: spans[i])
 
     def attribute(self, key: str) -> list[Any]:
         """Span attribute ``key`` of every span (``None`` where absent)."""
@@ -139,15 +142,15 @@ class SpanBatch(Sequence[Span]):
 
     def __getitem__(self, index: int | slice) -> Span | list[Span]:
         if isinstance(index, slice):
-            return [self._span(i) for i in range(len(self))[index]]
+            return [self._span(self, i) for i in range(len(self))[index]]
         if index < 0:
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError("span index out of range")
-        return self._span(index)
+        return self._span(self, index)
 
     def __iter__(self) -> Iterator[Span]:
-        return (self._span(i) for i in range(len(self)))
+        return (self._span(self, i) for i in range(len(self)))
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Sequence) and not isinstance(other, str):

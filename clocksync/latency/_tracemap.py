@@ -607,10 +607,15 @@ def _chain_values(batch: SpanBatch, chain: Sequence[FieldRef], at: np.ndarray
 def _with_rules(batch: SpanBatch, memo: RuleMemo, n_rules: int) -> list[np.ndarray]:
     """Per rule, the spans (ascending indices) whose name, kind and service it admits."""
     n = len(batch)
-    keys: Iterator[tuple[str, ...]] = zip(batch.name, batch.kind, batch.service(), strict=True) \
-        if memo.uses_service else zip(batch.name, batch.kind, strict=True)
-    first: dict[tuple[str, ...], int] = {}  # per (name, kind[, service]), its first span
-    codes = np.fromiter(map(first.setdefault, keys, range(n)), np.int64, n)
+    first: dict[Any, int] = {}  # per (name, kind[, service]), or name, its first span
+    if not memo.uses_service and n and batch.kind.count(batch.kind[0]) == n:  # one kind
+        codes = np.fromiter(map(first.setdefault, batch.name, range(n)), np.int64, n)
+        first = {(name, batch.kind[0]): k for name, k in first.items()}
+    else:
+        keys: Iterator[tuple[str, ...]] = zip(batch.name, batch.kind, batch.service(),
+                                              strict=True) \
+            if memo.uses_service else zip(batch.name, batch.kind, strict=True)
+        codes = np.fromiter(map(first.setdefault, keys, range(n)), np.int64, n)
     parts: list[list[np.ndarray]] = [[] for _ in range(n_rules)]
     for key, k in first.items():
         admitted = memo.admitted(key)

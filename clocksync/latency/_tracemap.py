@@ -770,13 +770,13 @@ def _row_nodes(batch: SpanBatch, chain: Sequence[FieldRef], span_at: np.ndarray
 
 def batch_columns(batch: SpanBatch, mapping: TraceMapping, memo: RuleMemo
                   ) -> tuple[dict[str, Values], np.ndarray, list[tuple[int, str]]]:
-    """The stage events of a batch of spans as columns (lists, or arrays of the table's
-    types: see :func:`clocksync._io._tabular._columns_to_table`) (``request_id, stage, node, ts_ns,
+    """The stage events of a batch of spans as columns (``request_id, stage, node, ts_ns,
     trace_id``; ``span_id, parent_span_id`` when pairing by parent; ``resolution_ns`` when a
-    stamp is coarser than 1 ns; the context keys), ordered by span and, within a span, by
-    rule; the span each row comes from; and ``(span, what is wrong)`` for each span a rule
-    matches but that gives no valid event (no node, a stamp beyond int64), which then gives
-    no row at all. ``memo`` belongs to ``mapping``."""
+    stamp is coarser than 1 ns; the context keys; each a list, or an array already of the
+    table's type), ordered by span and, within a span, by rule; the span each row comes
+    from; and ``(span, what is wrong)`` for each span a rule matches but that gives no valid
+    event (no node, a stamp beyond int64), which then gives no row at all. ``memo`` belongs
+    to ``mapping``."""
     rules = mapping.rules
     span_at, rule_at = _rows(batch, rules, memo)
     if not len(span_at):

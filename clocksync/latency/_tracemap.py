@@ -33,7 +33,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from .._io._tabular import Values, _as_list
+from .._io._tabular import Values, _all_text, _as_list
 from .._model._errors import InputError
 from ._schema import DEFAULT_STAGES
 from ._spanbatch import SpanBatch, gather
@@ -543,10 +543,7 @@ def _field_values(batch: SpanBatch, name: str) -> Sequence[Any]:
 def _texts(values: list[Any]) -> bool:
     """Whether every value is a non-empty ``str`` (what :meth:`FieldRef.cut` without a
     regex gives unchanged)."""
-    return set(map(type, values)) <= _STR and all(values)
-
-
-_STR = {str}
+    return _all_text(values) and all(values)
 
 
 def _raw_values(batch: SpanBatch, ref: FieldRef, at: np.ndarray) -> list[Any]:

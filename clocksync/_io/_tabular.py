@@ -197,9 +197,9 @@ def _columns_to_table(
     """Rows given as columns (aligned lists, ``None`` where a row has no value, or arrays
     already of the table's type) as a table, exactly as :func:`_rows_to_table` makes it
     from the same rows: declared columns first, then the others in the order given (an
-    array of another column as it is: pyarrow's type for its values). ``where`` gives each
-    row's place for errors; it is only called when a value needs converting or is
-    wrong."""
+    array for one of those is taken as it is: it has the type pyarrow infers for its
+    values). ``where`` gives each row's place for errors; it is only called when a value
+    needs converting or is wrong."""
     n = len(next(iter(values.values()))) if values else 0
     if not n:
         return _empty_table(columns)

@@ -347,10 +347,10 @@ def otlp_proto_request_type() -> Any:
     return ExportTraceServiceRequest
 
 
-#: the span fields a batch reads of every span, in one call per span
-_SPAN_FIELDS = attrgetter("trace_id", "kind", "span_id", "parent_span_id", "name",
-                          "start_time_unix_nano", "end_time_unix_nano", "attributes")
-_SPAN_FIELDS_N = 8
+#: the span fields a batch reads of every span (in one call per span: :data:`_SPAN_FIELDS`)
+_SPAN_FIELD_NAMES = ("trace_id", "kind", "span_id", "parent_span_id", "name",
+                     "start_time_unix_nano", "end_time_unix_nano", "attributes")
+_SPAN_FIELDS = attrgetter(*_SPAN_FIELD_NAMES)
 _STRING = attrgetter("string_value")
 
 
@@ -428,7 +428,7 @@ def otlp_request_batch(where: str, request: Any) -> tuple[SpanBatch, list[tuple[
         copy.ParseFromString(request.SerializeToString())
         request = copy
     keep = _PbColumns()
-    columns: list[list[Any]] = [[] for _ in range(_SPAN_FIELDS_N)]
+    columns: list[list[Any]] = [[] for _ in _SPAN_FIELD_NAMES]
     codes: list[np.ndarray] = []
     resources: list[Mapping[str, Any]] = []
     bad: list[tuple[int, str]] = []

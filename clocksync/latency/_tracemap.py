@@ -521,6 +521,16 @@ class RuleMemo:
         self.resolutions = pa.array(coarse, pa.int64())
         self.coarse = np.array([v is not None for v in coarse], dtype=bool)
 
+    @classmethod
+    def of(cls, mapping: TraceMapping) -> RuleMemo:
+        """The memo of ``mapping``, kept across calls (for the last few mappings)."""
+        memo = _MEMOS.get(id(mapping))
+        if memo is None or memo._mapping is not mapping:
+            if len(_MEMOS) >= 16:
+                _MEMOS.clear()
+            memo = _MEMOS[id(mapping)] = cls(mapping)
+        return memo
+
     def admitted(self, key: tuple[str, ...]) -> tuple[int, ...]:
         """Positions of the rules whose name, kind and service criteria ``(name, kind,
         service)`` meets; ``(name, kind)`` when no rule names a service."""
@@ -531,6 +541,9 @@ class RuleMemo:
             got = tuple(k for k, r in enumerate(self._mapping.rules) if r._matches_name(*key))
             self._admitted[key] = got
         return got
+
+
+_MEMOS: dict[int, RuleMemo] = {}  # by id of the mapping (the memo holds it)
 
 
 def _field_values(batch: SpanBatch, name: str) -> Sequence[Any]:

@@ -241,7 +241,7 @@ def span_events(spans: Iterable[Span], mapping: TraceMapping | None = None,
     A span a rule matches but that gives no valid event (no node, a stamp beyond int64)
     raises :class:`InputError` naming it, or is appended to ``bad`` when given."""
     rules = mapping or TraceMapping()
-    memo = RuleMemo(rules)
+    memo = RuleMemo.of(rules)
     cols: dict[str, Values] = {}
     wheres: list[str] = []
     for batch in _batches(spans):

@@ -26,6 +26,7 @@ import json
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from itertools import repeat
 from operator import attrgetter
 from typing import Any
 
@@ -349,14 +350,15 @@ def otlp_proto_request_type() -> Any:
 
 #: the span fields a batch reads of every span (in one call per span: :data:`_SPAN_FIELDS`)
 _SPAN_FIELD_NAMES = ("trace_id", "kind", "span_id", "parent_span_id", "name",
-                     "start_time_unix_nano", "end_time_unix_nano", "attributes")
+                     "start_time_unix_nano", "attributes")
 _SPAN_FIELDS = attrgetter(*_SPAN_FIELD_NAMES)
+_END = attrgetter("end_time_unix_nano")
 _STRING = attrgetter("string_value")
 
 
 class _PbColumns:
     """The protobuf spans of one request, kept for what a :class:`SpanBatch` reads late:
-    attributes (per key, for all spans at once), events, whole records."""
+    attributes (per key, for all spans at once), end times, events, whole records."""
 
     def __init__(self) -> None:
         self.attributes: list[Any] = []  # per span, its attribute map
@@ -377,7 +379,10 @@ class _PbColumns:
         return self._spans
 
     def attribute(self, key: str) -> list[Any]:
-        found = [m.get(key) for m in self.attributes]
+        maps = self.attributes
+        if not maps:
+            return []
+        found = list(map(type(maps[0]).get, maps, repeat(key)))  # (no bound method each)
         if all(found):  # (a message is true, absent is None) every span has it
             texts = list(map(_STRING, found))
             if all(texts):
@@ -386,6 +391,9 @@ class _PbColumns:
             texts = [None if v is None else v.string_value for v in found]
         return [text or (None if v is None else _pb_value(v))  # another type, or ""
                 for v, text in zip(found, texts, strict=True)]
+
+    def end_times(self) -> list[int]:
+        return list(map(_END, self.spans))
 
     def events(self) -> list[tuple[tuple[str, int], ...]]:
         return [tuple((ev.name, ev.time_unix_nano) for ev in sp.events) if len(sp.events)
@@ -420,8 +428,8 @@ def otlp_request_batch(where: str, request: Any) -> tuple[SpanBatch, list[tuple[
     :func:`otlp_read_type`; one of :func:`otlp_proto_request_type` is read again as that)
     as a :class:`SpanBatch` (``where`` for every span), and ``(N, reason)`` for each span
     that cannot be read (N counts the request's spans from 1). Span fields are read a span
-    at a time, all at once, into columns; attributes and events when the batch is asked for
-    them; resource attributes at once."""
+    at a time, all at once, into columns; attributes, end times and events when the batch
+    is asked for them; resource attributes at once."""
     read_type = otlp_read_type()
     if type(request) is not read_type:
         copy = read_type()
@@ -449,13 +457,13 @@ def otlp_request_batch(where: str, request: Any) -> tuple[SpanBatch, list[tuple[
             keep.add(spans, kept)
             for column, part in zip(columns, got, strict=True):
                 column.extend(part)
-    trace, kinds, span_ids, parents, names, starts, ends, keep.attributes = columns
+    trace, kinds, span_ids, parents, names, starts, keep.attributes = columns
     n = len(trace)
     hexed = bytes.hex
     batch = SpanBatch(
         where=[where] * n, trace_id=list(map(hexed, trace)),
         span_id=list(map(hexed, span_ids)), parent_span_id=list(map(hexed, parents)),
-        name=names, kind=gather(SPAN_KINDS, kinds), start_ns=starts, end_ns=ends,
+        name=names, kind=gather(SPAN_KINDS, kinds), start_ns=starts, end_ns=keep.end_times,
         resolution_ns=[1] * n,
         resource_code=np.concatenate(codes) if codes else np.zeros(0, np.int64),
         resources=resources, attribute=keep.attribute, events=keep.events,

@@ -57,20 +57,21 @@ class SpanBatch(Sequence[Span]):
     need not refer to it: a batch is freed as soon as it is dropped).
     """
 
-    __slots__ = ("_attribute", "_cache", "_events", "_span", "end_ns", "kind", "name",
+    __slots__ = ("_attribute", "_cache", "_end_ns", "_events", "_span", "kind", "name",
                  "parent_span_id", "resolution_ns", "resource_code", "resources", "span_id",
                  "start_ns", "trace_id", "where")
 
     def __init__(self, *, where: list[str], trace_id: list[str], span_id: list[str],
                  parent_span_id: list[str], name: list[str], kind: list[str],
-                 start_ns: list[int], end_ns: list[int], resolution_ns: list[int],
+                 start_ns: list[int], end_ns: list[int] | Callable[[], list[int]],
+                 resolution_ns: list[int],
                  resource_code: np.ndarray, resources: list[Mapping[str, Any]],
                  attribute: Callable[[str], list[Any]],
                  events: Callable[[], list[tuple[tuple[str, int], ...]]],
                  span: Callable[[SpanBatch, int], Span]) -> None:
         self.where, self.trace_id, self.span_id = where, trace_id, span_id
         self.parent_span_id, self.name, self.kind = parent_span_id, name, kind
-        self.start_ns, self.end_ns, self.resolution_ns = start_ns, end_ns, resolution_ns
+        self.start_ns, self._end_ns, self.resolution_ns = start_ns, end_ns, resolution_ns
         self.resource_code, self.resources = resource_code, resources
         self._attribute, self._events, self._span = attribute, events, span
         self._cache: dict[Any, Any] = {}
@@ -97,6 +98,14 @@ class SpanBatch(Sequence[Span]):
                    attribute=lambda key: [a.get(key) for a in map(_ATTRS, spans)],
                    events=lambda: list(map(_EVENTS, spans)),
                    span=lambda _, i: spans[i])
+
+    @property
+    def end_ns(self) -> list[int]:
+        """Every span's end (read when first asked, when given as a function)."""
+        got = self._end_ns
+        if callable(got):
+            got = self._end_ns = got()
+        return got
 
     def attribute(self, key: str) -> list[Any]:
         """Span attribute ``key`` of every span (``None`` where absent)."""

@@ -13,9 +13,9 @@ import csv
 import json
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +27,10 @@ from ._atomic import atomic_path
 from ._columns import Column
 
 __all__ = ["Column", "file_format", "read_rows", "write_rows"]
+
+#: a column of rows: their values (``None`` where a row has none), or an array of them
+#: already of the table's type
+Values: TypeAlias = list[Any] | pa.Array
 
 _ARROW: dict[str, pa.DataType] = {
     "int64": pa.int64(), "float64": pa.float64(), "string": pa.string(),
@@ -82,16 +86,16 @@ def _convert(value: Any, col: Column, where: str) -> Any:
 _EXACT: dict[str, type] = {"int64": int, "float64": float, "string": str}
 
 
-def _clean_column(values: list[Any], col: Column) -> pa.Array | None:
+def _clean_column(values: Values, col: Column) -> pa.Array | None:
     """``values`` as the column's array when every value already is of its Python type (or
     ``None`` where allowed) and passes its checks, so that :func:`_convert` would return
     each unchanged; ``None`` when one needs :func:`_convert` (to convert it, or to name
-    what is wrong)."""
+    what is wrong). An array passes as it is when it has the column's type and passes its
+    checks."""
+    if isinstance(values, pa.Array):
+        return values if _clean_array(values, col) else None
     exact = _EXACT[col.kind]
-    if col.required:
-        if not all(type(v) is exact for v in values):
-            return None
-    elif not all(v is None or type(v) is exact for v in values):
+    if not set(map(type, values)) <= ({exact} if col.required else {exact, _NONE}):
         return None
     if col.kind == "string" and not col.nonnegative:
         return pa.array(values, type=pa.string())
@@ -106,24 +110,58 @@ def _clean_column(values: list[Any], col: Column) -> pa.Array | None:
     return pa.array(arr)
 
 
+def _clean_array(arr: pa.Array, col: Column) -> bool:
+    """Whether ``arr`` is the column as :func:`_convert` would make it from its values: of
+    the column's type, without nulls when required, finite and nonnegative when it must
+    be."""
+    import pyarrow.compute as pc
+
+    if arr.type != _ARROW[col.kind] or (col.required and arr.null_count):
+        return False
+    if col.kind == "float64" and not pc.all(pc.is_finite(arr)).as_py():
+        return False
+    return not (col.nonnegative and arr.null_count < len(arr) and pc.min(arr).as_py() < 0)
+
+
+_NONE = type(None)
+#: context columns whose values are all of one of these types (or ``None``) are built as
+#: that arrow type, which is what pyarrow infers for them
+_INFERRED: dict[type, pa.DataType] = {str: pa.string(), int: pa.int64()}
+
+
 def _extra_array(values: list[Any]) -> pa.Array:
     """A context column as pyarrow infers it; mixed types, or integers beyond int64, as
     their JSON text."""
     try:
+        if _all_text(values):
+            return pa.array(values, type=pa.string())
+        types = set(map(type, values))
+        types.discard(_NONE)
+        if len(types) == 1 and (kind := _INFERRED.get(types.pop())) is not None:
+            return pa.array(values, type=kind)
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         return pa.array([None if v is None else json.dumps(v) for v in values])
 
 
-def _fast_columns(values: Callable[[str], list[Any]], columns: list[Column]
+def _all_text(values: list[Any]) -> bool:
+    """Whether every value is a ``str`` (of any subclass: pyarrow infers ``string`` for
+    them all), checked by ``str.join``, which takes nothing else."""
+    try:
+        "".join(values)
+    except TypeError:
+        return False
+    return True
+
+
+def _fast_columns(values: Callable[[str], Values], columns: list[Column]
                   ) -> dict[str, pa.Array] | None:
     """The declared columns (``values(name)``: the column's value per row, ``None`` where a
     row has none) when none needs :func:`_convert` (else ``None``)."""
     out: dict[str, pa.Array] = {}
     for col in columns:
         got = values(col.name)
-        present = col.required or any(v is not None for v in got)
-        if not present:
+        if not col.required and _absent(got):
             continue
         try:
             arr = _clean_column(got, col)
@@ -135,31 +173,51 @@ def _fast_columns(values: Callable[[str], list[Any]], columns: list[Column]
     return out
 
 
+def _absent(values: Values) -> bool:
+    """Whether no row has a value."""
+    if isinstance(values, pa.Array):
+        return bool(values.null_count == len(values))
+    return values.count(None) == len(values)
+
+
+def _as_list(values: Values) -> list[Any]:
+    """The values as a list."""
+    return values.to_pylist() if isinstance(values, pa.Array) else values
+
+
 def _empty_table(columns: list[Column]) -> pa.Table:
     return pa.table({c.name: pa.array([], type=_ARROW[c.kind]) for c in columns
                      if c.required})
 
 
 def _columns_to_table(
-    values: dict[str, list[Any]], where: Callable[[], list[str]], columns: list[Column],
+    values: Mapping[str, Values], where: Callable[[], list[str]], columns: list[Column],
     path: str,
 ) -> pa.Table:
-    """Rows given as columns (aligned lists, ``None`` where a row has no value) as a table,
-    exactly as :func:`_rows_to_table` makes it from the same rows: declared columns first,
-    then the others in the order given. ``where`` gives each row's place for errors; it is
-    only called when a value needs converting or is wrong."""
+    """Rows given as columns (aligned lists, ``None`` where a row has no value, or arrays
+    already of the table's type) as a table, exactly as :func:`_rows_to_table` makes it
+    from the same rows: declared columns first, then the others in the order given (an
+    array for one of those is taken as it is: it has the type pyarrow infers for its
+    values). ``where`` gives each row's place for errors; it is only called when a value
+    needs converting or is wrong."""
     n = len(next(iter(values.values()))) if values else 0
     if not n:
         return _empty_table(columns)
-    fast = _fast_columns(lambda name: values.get(name) or [None] * n, columns)
+    fast = _fast_columns(lambda name: _or_none(values.get(name), n), columns)
     if fast is None:
-        rows = [{k: v[i] for k, v in values.items() if v[i] is not None} for i in range(n)]
+        lists = {k: _as_list(v) for k, v in values.items()}
+        rows = [{k: v[i] for k, v in lists.items() if v[i] is not None} for i in range(n)]
         return _rows_to_table_cells(rows, where(), columns, path)
     declared = {c.name for c in columns}
     for key, got in values.items():
         if key not in declared:
-            fast[key] = _extra_array(got)
+            fast[key] = got if isinstance(got, pa.Array) else _extra_array(got)
     return pa.table(fast)
+
+
+def _or_none(values: Values | None, n: int) -> Values:
+    """The values, or ``None`` for each of ``n`` rows when there are none."""
+    return [None] * n if values is None else values
 
 
 def _rows_to_table(

@@ -25,7 +25,8 @@ import functools
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from itertools import repeat
 from operator import attrgetter
 from typing import Any
 
@@ -347,49 +348,95 @@ def otlp_proto_request_type() -> Any:
     return ExportTraceServiceRequest
 
 
-_TRACE_ID, _SPAN_ID, _PARENT_ID, _NAME, _KIND, _START, _END, _ATTRIBUTES, _KEY, _VALUE, \
-    _STRING = map(attrgetter, ("trace_id", "span_id", "parent_span_id", "name", "kind",
-                               "start_time_unix_nano", "end_time_unix_nano", "attributes",
-                               "key", "value", "value.string_value"))
+#: the span fields a batch reads of every span (in one call per span: :data:`_SPAN_FIELDS`)
+_SPAN_FIELD_NAMES = ("trace_id", "kind", "span_id", "parent_span_id", "name",
+                     "start_time_unix_nano", "attributes")
+_SPAN_FIELDS = attrgetter(*_SPAN_FIELD_NAMES)
+_END = attrgetter("end_time_unix_nano")
+_STRING = attrgetter("string_value")
 
 
 class _PbColumns:
     """The protobuf spans of one request, kept for what a :class:`SpanBatch` reads late:
-    attributes (per key, for all spans at once), events, whole records."""
+    attributes (per key, for all spans at once), end times, events, whole records."""
 
     def __init__(self) -> None:
-        self.spans: list[Any] = []
         self.attributes: list[Any] = []  # per span, its attribute map
+        self._parts: list[tuple[Any, list[int] | None]] = []  # spans, kept ones (None: all)
+        self._spans: list[Any] | None = None
+
+    def add(self, spans: Any, kept: list[int] | None) -> None:
+        """Keep the spans ``kept`` (``None``: all) of one repeated spans field."""
+        self._parts.append((spans, kept))
+        self._spans = None
+
+    @property
+    def spans(self) -> list[Any]:
+        """The kept protobuf spans, in order."""
+        if self._spans is None:
+            self._spans = [sp for spans, kept in self._parts
+                           for sp in (spans if kept is None else gather(spans, kept))]
+        return self._spans
 
     def attribute(self, key: str) -> list[Any]:
-        found = [m.get(key) for m in self.attributes]
-        texts = [None if v is None else v.string_value for v in found]
-        if all(texts):
-            return texts
+        maps = self.attributes
+        if not maps:
+            return []
+        found = list(map(type(maps[0]).get, maps, repeat(key)))  # (no bound method each)
+        if all(found):  # (a message is true, absent is None) every span has it
+            texts = list(map(_STRING, found))
+            if all(texts):
+                return texts
+        else:
+            texts = [None if v is None else v.string_value for v in found]
         return [text or (None if v is None else _pb_value(v))  # another type, or ""
                 for v, text in zip(found, texts, strict=True)]
+
+    def end_times(self) -> list[int]:
+        return list(map(_END, self.spans))
 
     def events(self) -> list[tuple[tuple[str, int], ...]]:
         return [tuple((ev.name, ev.time_unix_nano) for ev in sp.events) if len(sp.events)
                 else () for sp in self.spans]
 
 
+def _scope_fields(spans: Any, number: int, bad: list[tuple[int, str]]
+                  ) -> tuple[list[Sequence[Any]], list[int] | None]:
+    """The fields (:data:`_SPAN_FIELDS`, a column each) of the readable spans of one scope,
+    and which those are (``None``: all); appends ``(N, reason)`` to ``bad`` for the others
+    (``number`` spans of the request came before)."""
+    columns: list[Sequence[Any]] = list(zip(*map(_SPAN_FIELDS, spans), strict=True))
+    tids, ks = columns[0], columns[1]
+    if all(tids) and min(ks) >= 0 and max(ks) < len(SPAN_KINDS):
+        return columns, None
+    kept = []
+    for j, (tid, k) in enumerate(zip(tids, ks, strict=True)):
+        if not tid:
+            bad.append((number + j + 1, "field 'trace_id' is missing"))
+        elif not 0 <= k < len(SPAN_KINDS):
+            try:
+                kind_name(k)
+            except SpanError as exc:
+                bad.append((number + j + 1, str(exc)))
+        else:
+            kept.append(j)
+    return [gather(column, kept) for column in columns], kept
+
+
 def otlp_request_batch(where: str, request: Any) -> tuple[SpanBatch, list[tuple[int, str]]]:
     """The spans of a parsed ``ExportTraceServiceRequest`` (read with
     :func:`otlp_read_type`; one of :func:`otlp_proto_request_type` is read again as that)
     as a :class:`SpanBatch` (``where`` for every span), and ``(N, reason)`` for each span
-    that cannot be read (N counts the request's spans from 1). Span fields are read a column
-    at a time; attributes and events when the batch is asked for them; resource attributes
-    at once."""
+    that cannot be read (N counts the request's spans from 1). Span fields are read a span
+    at a time, all at once, into columns; attributes, end times and events when the batch
+    is asked for them; resource attributes at once."""
     read_type = otlp_read_type()
     if type(request) is not read_type:
         copy = read_type()
         copy.ParseFromString(request.SerializeToString())
         request = copy
-    kinds_ok = range(len(SPAN_KINDS))
     keep = _PbColumns()
-    trace: list[bytes] = []
-    kinds: list[int] = []
+    columns: list[list[Any]] = [[] for _ in _SPAN_FIELD_NAMES]
     codes: list[np.ndarray] = []
     resources: list[Mapping[str, Any]] = []
     bad: list[tuple[int, str]] = []
@@ -400,49 +447,31 @@ def otlp_request_batch(where: str, request: Any) -> tuple[SpanBatch, list[tuple[
             spans: Any = ss.spans
             if not len(spans):
                 continue
-            tids = list(map(_TRACE_ID, spans))
-            ks = list(map(_KIND, spans))
-            if not all(tids) or min(ks) < 0 or max(ks) >= len(SPAN_KINDS):
-                good = []
-                for j, (tid, k) in enumerate(zip(tids, ks, strict=True)):
-                    if not tid:
-                        bad.append((number + j + 1, "field 'trace_id' is missing"))
-                    elif k not in kinds_ok:
-                        try:
-                            kind_name(k)
-                        except SpanError as exc:
-                            bad.append((number + j + 1, str(exc)))
-                    else:
-                        good.append(j)
-                spans = gather(spans, good)
-                tids, ks = gather(tids, good), gather(ks, good)
-            number += len(ss.spans)
-            if not spans:
+            got, kept = _scope_fields(spans, number, bad)
+            number += len(spans)
+            if not got[0]:
                 continue
             if not resources or resources[-1] is not resource:
                 resources.append(resource)
-            codes.append(np.full(len(spans), len(resources) - 1, np.int64))
-            keep.spans.extend(spans)
-            keep.attributes.extend(map(_ATTRIBUTES, spans))
-            trace.extend(tids)
-            kinds.extend(ks)
-    pb = keep.spans
-    n = len(pb)
+            codes.append(np.full(len(got[0]), len(resources) - 1, np.int64))
+            keep.add(spans, kept)
+            for column, part in zip(columns, got, strict=True):
+                column.extend(part)
+    trace, kinds, span_ids, parents, names, starts, keep.attributes = columns
+    n = len(trace)
     hexed = bytes.hex
-    names = [SPAN_KINDS[k] for k in kinds] if n else []
     batch = SpanBatch(
         where=[where] * n, trace_id=list(map(hexed, trace)),
-        span_id=list(map(hexed, map(_SPAN_ID, pb))),
-        parent_span_id=list(map(hexed, map(_PARENT_ID, pb))), name=list(map(_NAME, pb)),
-        kind=names, start_ns=list(map(_START, pb)), end_ns=list(map(_END, pb)),
+        span_id=list(map(hexed, span_ids)), parent_span_id=list(map(hexed, parents)),
+        name=names, kind=gather(SPAN_KINDS, kinds), start_ns=starts, end_ns=keep.end_times,
         resolution_ns=[1] * n,
         resource_code=np.concatenate(codes) if codes else np.zeros(0, np.int64),
         resources=resources, attribute=keep.attribute, events=keep.events,
-        span=lambda i: _record(batch, keep, i))
+        span=functools.partial(_record, keep))  # (no reference back to the batch)
     return batch, bad
 
 
-def _record(batch: SpanBatch, keep: _PbColumns, i: int) -> Span:
+def _record(keep: _PbColumns, batch: SpanBatch, i: int) -> Span:
     return Span(batch.where[i], batch.trace_id[i], batch.span_id[i], batch.parent_span_id[i],
                 batch.name[i], batch.kind[i], batch.start_ns[i], batch.end_ns[i],
                 _PbAttributes(keep.attributes[i]), batch.resources[int(batch.resource_code[i])],

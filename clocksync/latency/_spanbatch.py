@@ -26,8 +26,13 @@ _WHERE, _TRACE, _SPAN, _PARENT, _NAME, _KIND, _START, _END, _RES, _RESOURCE, _AT
 
 
 def gather(values: Sequence[Any], at: Sequence[int] | np.ndarray) -> list[Any]:
-    """``[values[i] for i in at]``, without a Python step per item."""
+    """``[values[i] for i in at]``, without a Python step per item (a copy of ``values``
+    when ``at`` is an array of every index in order)."""
     if isinstance(at, np.ndarray):
+        n = len(at)
+        if n == len(values) and n and at[0] == 0 and at[-1] == n - 1 and bool(
+                (at[1:] > at[:-1]).all()):
+            return list(values)
         at = at.tolist()
     if not at:
         return []
@@ -48,22 +53,25 @@ class SpanBatch(Sequence[Span]):
 
     ``attribute(key)`` gives a span attribute's values (``None`` where absent), ``events()``
     the spans' events, ``service()`` their services; each is made once, when first asked.
+    The record of span ``i`` is the constructor's ``span(batch, i)`` (given the batch, it
+    need not refer to it: a batch is freed as soon as it is dropped).
     """
 
-    __slots__ = ("_attribute", "_cache", "_events", "_span", "end_ns", "kind", "name",
+    __slots__ = ("_attribute", "_cache", "_end_ns", "_events", "_span", "kind", "name",
                  "parent_span_id", "resolution_ns", "resource_code", "resources", "span_id",
                  "start_ns", "trace_id", "where")
 
     def __init__(self, *, where: list[str], trace_id: list[str], span_id: list[str],
                  parent_span_id: list[str], name: list[str], kind: list[str],
-                 start_ns: list[int], end_ns: list[int], resolution_ns: list[int],
+                 start_ns: list[int], end_ns: list[int] | Callable[[], list[int]],
+                 resolution_ns: list[int],
                  resource_code: np.ndarray, resources: list[Mapping[str, Any]],
                  attribute: Callable[[str], list[Any]],
                  events: Callable[[], list[tuple[tuple[str, int], ...]]],
-                 span: Callable[[int], Span]) -> None:
+                 span: Callable[[SpanBatch, int], Span]) -> None:
         self.where, self.trace_id, self.span_id = where, trace_id, span_id
         self.parent_span_id, self.name, self.kind = parent_span_id, name, kind
-        self.start_ns, self.end_ns, self.resolution_ns = start_ns, end_ns, resolution_ns
+        self.start_ns, self._end_ns, self.resolution_ns = start_ns, end_ns, resolution_ns
         self.resource_code, self.resources = resource_code, resources
         self._attribute, self._events, self._span = attribute, events, span
         self._cache: dict[Any, Any] = {}
@@ -88,7 +96,16 @@ class SpanBatch(Sequence[Span]):
                    resolution_ns=list(map(_RES, spans)), resource_code=code,
                    resources=resources,
                    attribute=lambda key: [a.get(key) for a in map(_ATTRS, spans)],
-                   events=lambda: list(map(_EVENTS, spans)), span=spans.__getitem__)
+                   events=lambda: list(map(_EVENTS, spans)),
+                   span=lambda _, i: spans[i])
+
+    @property
+    def end_ns(self) -> list[int]:
+        """Every span's end (read when first asked, when given as a function)."""
+        got = self._end_ns
+        if callable(got):
+            got = self._end_ns = got()
+        return got
 
     def attribute(self, key: str) -> list[Any]:
         """Span attribute ``key`` of every span (``None`` where absent)."""
@@ -134,15 +151,15 @@ class SpanBatch(Sequence[Span]):
 
     def __getitem__(self, index: int | slice) -> Span | list[Span]:
         if isinstance(index, slice):
-            return [self._span(i) for i in range(len(self))[index]]
+            return [self._span(self, i) for i in range(len(self))[index]]
         if index < 0:
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError("span index out of range")
-        return self._span(index)
+        return self._span(self, index)
 
     def __iter__(self) -> Iterator[Span]:
-        return (self._span(i) for i in range(len(self)))
+        return (self._span(self, i) for i in range(len(self)))
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Sequence) and not isinstance(other, str):

@@ -18,17 +18,22 @@ A map file is TOML (``.toml``) or JSON (anything else); docs/latency.md describe
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
+from itertools import compress
+from operator import attrgetter
 from typing import Any, Literal
 
 import numpy as np
+import pyarrow as pa
 
+from .._io._tabular import Values, _all_text, _as_list
 from .._model._errors import InputError
 from ._schema import DEFAULT_STAGES
 from ._spanbatch import SpanBatch, gather
@@ -242,7 +247,7 @@ class StageRule:
                                   span.service if self.service is not None else "") \
             and self._matches_rest(span)
 
-    def _matches_name(self, name: str, kind: str, service: str) -> bool:
+    def _matches_name(self, name: str, kind: str, service: str = "") -> bool:
         """The criteria on the span's name, kind and service (``service`` is only read when
         the rule names one)."""
         if self._glob is not None and not self._glob.match(name):
@@ -500,18 +505,35 @@ def node_of(span: Span, mapping: TraceMapping) -> tuple[str, FieldRef] | None:
 
 class RuleMemo:
     """What :func:`batch_columns` may remember across batches of one mapping: which rules a
-    span's name, kind and service admit (spans share a few names)."""
+    span's name, kind and service admit (spans share a few names); the rules' stages and
+    resolutions as arrays (a row's is its rule's)."""
 
-    __slots__ = ("_admitted", "_mapping", "uses_service")
+    __slots__ = ("_admitted", "_mapping", "coarse", "resolutions", "stages", "uses_service")
 
     def __init__(self, mapping: TraceMapping) -> None:
         self._mapping = mapping
-        self._admitted: dict[tuple[str, str, str], tuple[int, ...]] = {}
+        self._admitted: dict[tuple[str, ...], tuple[int, ...]] = {}
         self.uses_service = any(r.service is not None for r in mapping.rules)
+        #: per rule: its stage; its resolution (null: 1 ns); whether that is coarser
+        self.stages = pa.array([r.stage for r in mapping.rules], pa.string())
+        coarse = [r.resolution_ns if (r.resolution_ns or 1) > 1 else None
+                  for r in mapping.rules]
+        self.resolutions = pa.array(coarse, pa.int64())
+        self.coarse = np.array([v is not None for v in coarse], dtype=bool)
 
-    def admitted(self, key: tuple[str, str, str]) -> tuple[int, ...]:
+    @classmethod
+    def of(cls, mapping: TraceMapping) -> RuleMemo:
+        """The memo of ``mapping``, kept across calls (for the last few mappings)."""
+        memo = _MEMOS.get(id(mapping))
+        if memo is None or memo._mapping is not mapping:
+            if len(_MEMOS) >= 16:
+                _MEMOS.clear()
+            memo = _MEMOS[id(mapping)] = cls(mapping)
+        return memo
+
+    def admitted(self, key: tuple[str, ...]) -> tuple[int, ...]:
         """Positions of the rules whose name, kind and service criteria ``(name, kind,
-        service)`` meets (``service`` is ``""`` unless a rule names one)."""
+        service)`` meets; ``(name, kind)`` when no rule names a service."""
         got = self._admitted.get(key)
         if got is None:
             if len(self._admitted) > 4096:
@@ -521,11 +543,20 @@ class RuleMemo:
         return got
 
 
+_MEMOS: dict[int, RuleMemo] = {}  # by id of the mapping (the memo holds it)
+
+
 def _field_values(batch: SpanBatch, name: str) -> Sequence[Any]:
     if name == "service":
         return batch.service()
     values: Sequence[Any] = getattr(batch, name)  # (a field of SPAN_FIELDS)
     return values
+
+
+def _texts(values: list[Any]) -> bool:
+    """Whether every value is a non-empty ``str`` (what :meth:`FieldRef.cut` without a
+    regex gives unchanged)."""
+    return _all_text(values) and all(values)
 
 
 def _raw_values(batch: SpanBatch, ref: FieldRef, at: np.ndarray) -> list[Any]:
@@ -536,58 +567,70 @@ def _raw_values(batch: SpanBatch, ref: FieldRef, at: np.ndarray) -> list[Any]:
     if ref.scope == "resource":
         return batch.resource_values(key)[at].tolist()  # type: ignore[no-any-return]
     mine = gather(batch.attribute(key), at)
-    if ref.scope == "span" or all(v is not None for v in mine):
+    if ref.scope == "span" or None not in mine:
         return mine
     res = batch.resource_values(key)[at].tolist()
     return [r if v is None else v for v, r in zip(mine, res, strict=True)]
 
 
 def _cut_values(ref: FieldRef, raw: list[Any]) -> list[str | None]:
+    """:meth:`FieldRef.cut` of every value (``raw`` itself when that changes none)."""
     if ref.regex is None:  # text as it is: no call per value for the common case
+        if _texts(raw):
+            return raw
         return [(v or None) if type(v) is str else ref.cut(v) for v in raw]
     return [ref.cut(v) for v in raw]
 
 
+def _resource_cut(batch: SpanBatch, ref: FieldRef) -> list[str | None]:
+    """What ``ref`` (a resource attribute) gives for each resource of the batch."""
+    return _cut_values(ref, [r.get(str(ref.attribute)) for r in batch.resources])
+
+
+def _ref_values(batch: SpanBatch, ref: FieldRef, at: np.ndarray) -> list[str | None]:
+    """What ``ref`` gives for each span ``at`` (``None`` where nothing); a new list."""
+    if ref.field is None and ref.scope == "resource":  # once per resource
+        return gather(_resource_cut(batch, ref), batch.resource_code[at])
+    return _cut_values(ref, _raw_values(batch, ref, at))
+
+
 def _chain_values(batch: SpanBatch, chain: Sequence[FieldRef], at: np.ndarray
-                  ) -> np.ndarray:
-    """The first value of the fallback ``chain`` each span ``at`` has (an object array,
-    ``None`` where none)."""
-    out = np.full(len(at), None, dtype=object)
-    todo = np.arange(len(at))
+                  ) -> list[str | None]:
+    """The first value of the fallback ``chain`` each span ``at`` has (``None`` where
+    none); a new list."""
+    out: list[str | None] = [None] * len(at)
+    todo = np.arange(len(at))  # the positions of ``out`` still without a value
     for ref in chain:
-        if not len(todo):
-            break
-        if ref.field is None and ref.scope == "resource":  # once per resource
-            per = np.empty(len(batch.resources), dtype=object)
-            per[:] = _cut_values(ref, [r.get(str(ref.attribute)) for r in batch.resources])
-            got = per[batch.resource_code[at[todo]]].tolist()
+        got = _ref_values(batch, ref, at[todo])
+        if len(todo) == len(out):
+            out = got
         else:
-            got = _cut_values(ref, _raw_values(batch, ref, at[todo]))
-        found = np.fromiter((v is not None for v in got), bool, len(got))
-        if found.all():
-            out[todo] = got
-            todo = todo[:0]
-            continue
-        vals = np.empty(len(got), dtype=object)
-        vals[:] = got
-        out[todo[found]] = vals[found]
-        todo = todo[~found]
+            for k, value in zip(compress(todo.tolist(), got), compress(got, got),
+                                strict=True):
+                out[k] = value
+        if all(got):  # (a value is a non-empty str or None)
+            break
+        todo = todo[~np.fromiter(map(bool, got), bool, len(got))]
     return out
 
 
 def _with_rules(batch: SpanBatch, memo: RuleMemo, n_rules: int) -> list[np.ndarray]:
     """Per rule, the spans (ascending indices) whose name, kind and service it admits."""
     n = len(batch)
-    service = batch.service() if memo.uses_service else [""] * n
-    keys = list(zip(batch.name, batch.kind, service, strict=True))
-    index = {k: i for i, k in enumerate(dict.fromkeys(keys))}
-    codes = np.fromiter(map(index.__getitem__, keys), np.int64, n) if len(index) > 1 \
-        else np.zeros(n, np.int64)
+    first: dict[Any, int] = {}  # per (name, kind[, service]), or name, its first span
+    if not memo.uses_service and n and batch.kind.count(batch.kind[0]) == n:  # one kind
+        codes = np.fromiter(map(first.setdefault, batch.name, range(n)), np.int64, n)
+        first = {(name, batch.kind[0]): k for name, k in first.items()}
+    else:
+        keys: Iterator[tuple[str, ...]] = zip(batch.name, batch.kind, batch.service(),
+                                              strict=True) \
+            if memo.uses_service else zip(batch.name, batch.kind, strict=True)
+        codes = np.fromiter(map(first.setdefault, keys, range(n)), np.int64, n)
     parts: list[list[np.ndarray]] = [[] for _ in range(n_rules)]
-    for key, k in index.items():
+    for key, k in first.items():
         admitted = memo.admitted(key)
         if admitted:
-            at = np.flatnonzero(codes == k) if len(index) > 1 else np.arange(n)
+            at = np.flatnonzero(codes == k) if len(first) > 1 else np.arange(n)
             for r in admitted:
                 parts[r].append(at)
     return [np.sort(np.concatenate(p)) if len(p) > 1 else p[0] if p
@@ -618,99 +661,192 @@ def _stamps(rule: StageRule, batch: SpanBatch, at: np.ndarray) -> list[int]:
     return [next(t for name, t in evs if name == wanted) for evs in gather(batch.events(), at)]
 
 
-def _trace_ids(batch: SpanBatch, at: np.ndarray) -> np.ndarray:
-    out = np.empty(len(at), dtype=object)
-    out[:] = gather(batch.trace_id, at)
+def _request_ids(batch: SpanBatch, chain: Sequence[FieldRef], at: np.ndarray
+                 ) -> list[str | None]:
+    """The request id of each span ``at``: the first value of ``chain``, else the trace
+    id."""
+    rid = _chain_values(batch, chain, at)
+    if all(rid):
+        return rid
+    return [v or t for v, t in zip(rid, gather(batch.trace_id, at), strict=True)]
+
+
+def _rows(batch: SpanBatch, rules: Sequence[StageRule], memo: RuleMemo
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """The rows the rules give: each row's span and rule, by span and, within a span, by
+    rule."""
+    spans_of: list[np.ndarray] = []
+    rule_of: list[int] = []
+    for r, (rule, at) in enumerate(zip(rules, _with_rules(batch, memo, len(rules)),
+                                       strict=True)):
+        if len(at) and (rule.attributes or rule.resource or rule.event is not None
+                        or rule.at[:6] == "event:"):
+            at = at[_rest_holds(rule, batch, at)]
+        if len(at):
+            spans_of.append(at)
+            rule_of.append(r)
+    if not spans_of:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    span_at = np.concatenate(spans_of)
+    rule_at = np.repeat(np.array(rule_of, np.int64), [len(at) for at in spans_of])
+    if len(spans_of) > 1:  # (rules came in order)
+        order = np.argsort(span_at, kind="stable")
+        span_at, rule_at = span_at[order], rule_at[order]
+    return span_at, rule_at
+
+
+def _rule_groups(rules: Sequence[StageRule], rule_at: np.ndarray,
+                 key: Callable[[StageRule], Hashable]) -> list[tuple[StageRule, np.ndarray | None]]:
+    """The rows grouped by what their rules share (``key`` of a rule): per group, one of
+    its rules and its rows (``None``: all rows)."""
+    groups: dict[Hashable, list[int]] = {}
+    for r in np.unique(rule_at).tolist():
+        groups.setdefault(key(rules[r]), []).append(r)
+    if len(groups) == 1:
+        return [(rules[int(rule_at[0])], None)]
+    return [(rules[rs[0]], np.flatnonzero(np.isin(rule_at, rs))) for rs in groups.values()]
+
+
+def _joined(n: int, parts: list[tuple[np.ndarray | None, list[Any]]]) -> list[Any]:
+    """The values of ``n`` rows given in parts: ``(rows, their values)`` (``None``: all
+    rows)."""
+    if len(parts) == 1 and parts[0][0] is None:
+        return parts[0][1]
+    out: list[Any] = [None] * n
+    for rows, values in parts:
+        for row, value in zip(np.asarray(rows).tolist(), values, strict=True):
+            out[row] = value
     return out
 
 
+def _per_span(read: Callable[[np.ndarray], list[Any]], span_at: np.ndarray) -> list[Any]:
+    """``read`` of the spans of rows ``span_at`` (ascending), read once per span."""
+    first = np.ones(len(span_at), dtype=bool)
+    np.not_equal(span_at[1:], span_at[:-1], out=first[1:])
+    if first.all():
+        return read(span_at)
+    return gather(read(span_at[first]), np.cumsum(first) - 1)
+
+
+def _row_stamps(batch: SpanBatch, rules: Sequence[StageRule], span_at: np.ndarray,
+                rule_at: np.ndarray) -> list[int]:
+    """Each row's stamp, as its rule takes it."""
+    return _joined(len(span_at), [
+        (rows, _stamps(rule, batch, span_at if rows is None else span_at[rows]))
+        for rule, rows in _rule_groups(rules, rule_at, attrgetter("at"))])
+
+
+def _row_request_ids(batch: SpanBatch, mapping: TraceMapping, span_at: np.ndarray,
+                     rule_at: np.ndarray) -> list[str]:
+    """Each row's request id, from its rule's chain (else the mapping's), else the trace
+    id."""
+    parts: list[tuple[np.ndarray | None, list[Any]]] = []
+    for rule, rows in _rule_groups(mapping.rules, rule_at, attrgetter("request_id")):
+        chain = mapping.request_chain if rule.request_id is None else rule.request_id
+        parts.append((rows, _per_span(functools.partial(_request_ids, batch, chain),
+                                      span_at if rows is None else span_at[rows])))
+    return _joined(len(span_at), parts)
+
+
+def _resolutions(batch: SpanBatch, memo: RuleMemo, rule_at: np.ndarray,
+                 span_at: np.ndarray) -> Values | None:
+    """Each row's stamp resolution (``None`` where 1 ns); ``None`` when every row's is."""
+    if batch.resolution_ns.count(1) == len(batch):  # the spans' own: 1 ns
+        return memo.resolutions.take(rule_at) if memo.coarse[rule_at].any() else None
+    res = np.maximum(np.asarray(memo.resolutions.fill_null(1))[rule_at],
+                     np.asarray(gather(batch.resolution_ns, span_at), np.int64))
+    if not (res > 1).any():
+        return None
+    return [int(v) if v > 1 else None for v in res.tolist()]
+
+
+def _row_nodes(batch: SpanBatch, chain: Sequence[FieldRef], span_at: np.ndarray
+               ) -> tuple[Values, np.ndarray | None]:
+    """The node of each row's span (``span_at``, ascending), read once per span (once per
+    resource when ``chain`` reads resource attributes only), and which rows have none
+    (``None``: every row has one)."""
+    if all(ref.field is None and ref.scope == "resource" for ref in chain):
+        per: list[str | None] = [None] * len(batch.resources)
+        for ref in chain:
+            per = [v or got for v, got in zip(per, _resource_cut(batch, ref), strict=True)]
+        if set(map(type, per)) <= {str, type(None)}:
+            codes = batch.resource_code[span_at]
+            missing = [k for k, v in enumerate(per) if v is None]
+            return (pa.array(per, pa.string()).take(codes),
+                    np.isin(codes, missing) if missing else None)
+    node = _per_span(functools.partial(_chain_values, batch, chain), span_at)
+    return node, None if all(node) else ~np.fromiter(map(bool, node), bool, len(node))
+
+
 def batch_columns(batch: SpanBatch, mapping: TraceMapping, memo: RuleMemo
-                  ) -> tuple[dict[str, list[Any]], np.ndarray, list[tuple[int, str]]]:
+                  ) -> tuple[dict[str, Values], np.ndarray, list[tuple[int, str]]]:
     """The stage events of a batch of spans as columns (``request_id, stage, node, ts_ns,
     trace_id``; ``span_id, parent_span_id`` when pairing by parent; ``resolution_ns`` when a
-    stamp is coarser than 1 ns; the context keys), ordered by span and, within a span, by
-    rule; the span each row comes from; and ``(span, what is wrong)`` for each span a rule
-    matches but that gives no valid event (no node, a stamp beyond int64), which then gives
-    no row at all. ``memo`` belongs to ``mapping``."""
+    stamp is coarser than 1 ns; the context keys; each a list, or an array already of the
+    table's type), ordered by span and, within a span, by rule; the span each row comes
+    from; and ``(span, what is wrong)`` for each span a rule matches but that gives no valid
+    event (no node, a stamp beyond int64), which then gives no row at all. ``memo`` belongs
+    to ``mapping``."""
     rules = mapping.rules
-    spans_of: list[np.ndarray] = []
-    rule_of: list[np.ndarray] = []
-    stamps: list[list[int]] = []
-    rids: list[np.ndarray] = []
-    for r, (rule, at) in enumerate(zip(rules, _with_rules(batch, memo, len(rules)),
-                                       strict=True)):
-        if not len(at):
-            continue
-        if rule.attributes or rule.resource or rule.event is not None or rule.at[:6] == "event:":
-            at = at[_rest_holds(rule, batch, at)]
-            if not len(at):
-                continue
-        spans_of.append(at)
-        rule_of.append(np.full(len(at), r, np.int64))
-        stamps.append(_stamps(rule, batch, at))
-        rid = _chain_values(batch, mapping.request_chain if rule.request_id is None
-                            else rule.request_id, at)
-        missing = np.fromiter((v is None for v in rid), bool, len(rid))
-        if missing.any():
-            rid[missing] = _trace_ids(batch, at[missing])
-        rids.append(rid)
-    if not spans_of:
-        return {}, np.zeros(0, np.int64), []
-    span_at = np.concatenate(spans_of)
-    order = np.argsort(span_at, kind="stable")  # by span, then by rule (rules came in order)
-    span_at, rule_at = span_at[order], np.concatenate(rule_of)[order]
-    ts_all = [t for part in stamps for t in part]
-    ts_list = gather(ts_all, order)
-    rid_all = np.concatenate(rids)[order]
-    # the node, once per span that gives a row
-    spans = np.unique(span_at)
-    node_of_span = _chain_values(batch, mapping.node_chain, spans)
-    node = node_of_span[np.searchsorted(spans, span_at)]
-    no_node = np.fromiter((v is None for v in node), bool, len(node))
-    too_big = np.zeros(len(ts_list), dtype=bool)
-    if max(ts_list) > _INT64_MAX:
-        too_big = np.fromiter((t > _INT64_MAX for t in ts_list), bool, len(ts_list))
-    bad: list[tuple[int, str]] = []
-    wrong = no_node | too_big
-    if wrong.any():  # a span's first wrong row (in rule order) names what is wrong
-        for row in np.flatnonzero(wrong).tolist():
-            span = int(span_at[row])
-            if bad and bad[-1][0] == span:
-                continue
-            if too_big[row]:
-                stage = rules[int(rule_at[row])].stage
-                bad.append((span, f"timestamp {ts_list[row]} ns of stage {stage} is beyond "
-                                  "int64"))
-            else:
-                tried = ", ".join(r.describe() for r in mapping.node_chain)
-                bad.append((span, f"no node attribute (tried {tried})"))
-        keep = ~np.isin(span_at, np.fromiter((b for b, _ in bad), np.int64, len(bad)))
-        span_at, rule_at, rid_all, node = span_at[keep], rule_at[keep], rid_all[keep], node[keep]
-        ts_list = gather(ts_list, np.flatnonzero(keep))
-    stage_names = np.empty(len(rules), dtype=object)
-    stage_names[:] = [r.stage for r in rules]
-    cols: dict[str, list[Any]] = {
-        "request_id": rid_all.tolist(), "stage": stage_names[rule_at].tolist(),
-        "node": node.tolist(), "ts_ns": ts_list,
-        "trace_id": gather(batch.trace_id, span_at)}
+    span_at, rule_at = _rows(batch, rules, memo)
+    if not len(span_at):
+        return {}, span_at, []
+    ts_list = _row_stamps(batch, rules, span_at, rule_at)
+    rid_all = _row_request_ids(batch, mapping, span_at, rule_at)
+    node, no_node = _row_nodes(batch, mapping.node_chain, span_at)
+    bad = _bad_spans(mapping, span_at, rule_at, no_node, ts_list)
+    if bad:
+        keep = np.flatnonzero(~np.isin(span_at, np.fromiter((b for b, _ in bad), np.int64,
+                                                            len(bad))))
+        span_at, rule_at = span_at[keep], rule_at[keep]
+        rid_all, ts_list = gather(rid_all, keep), gather(ts_list, keep)
+        node = node.take(keep) if isinstance(node, pa.Array) else gather(node, keep)
+    cols: dict[str, Values] = {
+        "request_id": rid_all, "stage": memo.stages.take(rule_at), "node": node,
+        "ts_ns": ts_list, "trace_id": gather(batch.trace_id, span_at)}
     if mapping.pair_by == "parent":
         cols["span_id"] = gather(batch.span_id, span_at)
         cols["parent_span_id"] = gather(batch.parent_span_id, span_at)
-    rule_res = np.array([r.resolution_ns or 1 for r in rules], dtype=np.int64)[rule_at]
-    res = np.maximum(rule_res, np.asarray(gather(batch.resolution_ns, span_at), np.int64)
-                     if len(span_at) else rule_res)
-    if (res > 1).any():
-        cols["resolution_ns"] = [int(v) if v > 1 else None for v in res.tolist()]
+    res = _resolutions(batch, memo, rule_at, span_at)
+    if res is not None:
+        cols["resolution_ns"] = res
     for key in mapping.context_keys:
         cols[key] = _raw_values(batch, FieldRef(attribute=key), span_at)
     return cols, span_at, bad
 
 
+def _bad_spans(mapping: TraceMapping, span_at: np.ndarray, rule_at: np.ndarray,
+               no_node: np.ndarray | None, ts_list: list[int]) -> list[tuple[int, str]]:
+    """``(span, what is wrong)`` for each span with a row that has no node (``no_node``:
+    those rows, ``None``: none) or a stamp beyond int64, named by its first such row (in
+    rule order)."""
+    stamps_ok = not ts_list or max(ts_list) <= _INT64_MAX
+    if no_node is None and stamps_ok:
+        return []
+    n = len(span_at)
+    too_big = np.zeros(n, bool) if stamps_ok else np.fromiter(
+        (t > _INT64_MAX for t in ts_list), bool, n)
+    wrong = too_big if no_node is None else no_node | too_big
+    bad: list[tuple[int, str]] = []
+    for row in np.flatnonzero(wrong).tolist():
+        span = int(span_at[row])
+        if bad and bad[-1][0] == span:
+            continue
+        if too_big[row]:
+            stage = mapping.rules[int(rule_at[row])].stage
+            bad.append((span, f"timestamp {ts_list[row]} ns of stage {stage} is beyond int64"))
+        else:
+            tried = ", ".join(r.describe() for r in mapping.node_chain)
+            bad.append((span, f"no node attribute (tried {tried})"))
+    return bad
+
+
 def span_rows(span: Span, mapping: TraceMapping) -> list[dict[str, Any]]:
     """The stage events one span yields (empty when no rule matches); :class:`SpanError`
     when a rule matches but the span has no node or its stamp is beyond int64."""
-    cols, at, bad = batch_columns(SpanBatch.of_spans([span]), mapping, RuleMemo(mapping))
+    got, at, bad = batch_columns(SpanBatch.of_spans([span]), mapping, RuleMemo(mapping))
     if bad:
         raise SpanError(bad[0][1])
+    cols = {k: _as_list(v) for k, v in got.items()}
     return [{k: v[i] for k, v in cols.items() if k != "resolution_ns" or v[i] is not None}
             for i in range(len(at))]

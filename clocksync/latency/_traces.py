@@ -27,7 +27,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from .._io._tabular import _columns_to_table
+from .._io._tabular import Values, _as_list, _columns_to_table
 from .._model._errors import InputError
 from ._detect import TraceFormat, detect_format, doc_shape, is_binary
 from ._fields import where_of
@@ -241,8 +241,8 @@ def span_events(spans: Iterable[Span], mapping: TraceMapping | None = None,
     A span a rule matches but that gives no valid event (no node, a stamp beyond int64)
     raises :class:`InputError` naming it, or is appended to ``bad`` when given."""
     rules = mapping or TraceMapping()
-    memo = RuleMemo(rules)
-    cols: dict[str, list[Any]] = {}
+    memo = RuleMemo.of(rules)
+    cols: dict[str, Values] = {}
     wheres: list[str] = []
     for batch in _batches(spans):
         got, at, failed = batch_columns(batch, rules, memo)
@@ -255,10 +255,9 @@ def span_events(spans: Iterable[Span], mapping: TraceMapping | None = None,
             cols, wheres = got, gather(batch.where, at)
             continue
         n_old, n_new = len(wheres), len(at)
-        for key, values in got.items():
-            cols.setdefault(key, [None] * n_old).extend(values)
-        for key, values in cols.items():
-            if key not in got:
-                values.extend([None] * n_new)
+        for key in [*cols, *(k for k in got if k not in cols)]:  # (in order)
+            merged = _as_list(cols[key]) if key in cols else [None] * n_old
+            merged.extend(_as_list(got[key]) if key in got else [None] * n_new)
+            cols[key] = merged
         wheres.extend(gather(batch.where, at))
     return _columns_to_table(cols, lambda: wheres, EVENT_COLUMNS, source)

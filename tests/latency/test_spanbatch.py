@@ -8,15 +8,19 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
-from clocksync._io._tabular import _rows_to_table
+from clocksync import InputError
+from clocksync._io._tabular import _columns_to_table, _rows_to_table
 from clocksync.latency import (
     EVENT_COLUMNS,
     AttributeMatch,
     FieldRef,
     StageRule,
     TraceMapping,
+    _traces,
+    preset,
     span_rows,
 )
 from clocksync.latency._otlp import _pb_value, otlp_request_batch, otlp_request_spans
@@ -183,3 +187,117 @@ def test_without_a_node_a_span_gives_no_row_and_is_named_once() -> None:
     table = span_events(batch, mapping, failed)
     assert table.num_rows == 0 and table.column_names == ["request_id", "stage", "node", "ts_ns"]
     assert [(b.where, b.reason) for b in failed] == [("body", "no node attribute (tried nope)")] * 3
+
+
+_RESTATE_BREAKS = ("none", "missing id", "empty id", "int id", "missing target", "int target",
+                   "beyond int64", "no node", "mixed kinds", "one span")
+
+
+def _restate_request(rng: random.Random, n_spans: int, brk: str) -> Any:
+    """A Restate-like export: every span matched by the preset, every resource with a node,
+    every span with a string invocation id and target; ``brk`` breaks one of these for
+    one span (or resource)."""
+    req = pb.ExportTraceServiceRequest()
+    stages = ("ingress", "invocation-start", "invocation-attempt", "invocation-end")
+    for r in range(2):
+        rs = req.resource_spans.add()
+        if not (brk == "no node" and r == 1):
+            kv = rs.resource.attributes.add()
+            kv.key, kv.value.string_value = "service.instance.id", f"cl/n{r}"
+        ss = rs.scope_spans.add()
+        for k in range(1 if brk == "one span" else n_spans):
+            sp = ss.spans.add()
+            sp.trace_id, sp.span_id = rng.randbytes(16), rng.randbytes(8)
+            sp.parent_span_id = rng.randbytes(8) if k % 4 else b""
+            sp.name, sp.kind = f"{stages[k % 4]} Greeter/greet", 2 if brk == "mixed kinds" \
+                and k % 3 == 0 else 1
+            sp.start_time_unix_nano = T + rng.randrange(10**9)
+            if brk == "beyond int64" and (r, k) == (0, 5):
+                sp.start_time_unix_nano = 2**63 + 1
+            sp.end_time_unix_nano = sp.start_time_unix_nano + 5
+            broken = r == 0 and k == 5
+            for key, what in (("restate.invocation.id", "id"), ("restate.invocation.target",
+                                                                 "target")):
+                if broken and brk == f"missing {what}":
+                    continue
+                kv = sp.attributes.add()
+                kv.key = key
+                if broken and brk == f"int {what}":
+                    kv.value.int_value = 7
+                else:
+                    kv.value.string_value = "" if broken and brk == f"empty {what}" \
+                        else f"{what}_{k // 4}"
+    return req
+
+
+def _restate_mappings() -> list[TraceMapping]:
+    base = preset("restate")
+    return [base, TraceMapping(  # a span may give two rows, the second by its own chain
+        rules=(*base.rules, StageRule("any", at="end", request_id=(FieldRef(field="span_id"),))),
+        node_keys=base.node_keys, request_id_keys=base.request_id_keys,
+        context_keys=base.context_keys, pair_by=base.pair_by)]
+
+
+@pytest.mark.parametrize("brk", _RESTATE_BREAKS)
+def test_a_batch_that_every_rule_reads_whole_gives_the_rows_of_each_span_alone(brk: str
+                                                                               ) -> None:
+    """The paths taken when every span has what the mapping reads (and when one does not)
+    give the rows, column types and bad spans that mapping each span alone gives."""
+    req = _restate_request(random.Random(brk), 12, brk)
+    batch, bad_spans = otlp_request_batch("body", req)
+    assert not bad_spans
+    for mapping in _restate_mappings():
+        rows, bad = _one_by_one(list(batch), mapping)
+        expect = _rows_to_table(rows, ["?"] * len(rows), EVENT_COLUMNS, "spans")
+        fresh, _ = otlp_request_batch("body", req)  # (a batch caches what it read)
+        failed: list[Any] = []
+        table = span_events(fresh, mapping, failed)
+        assert [(b.where, b.reason) for b in failed] == bad
+        assert set(table.column_names) == set(expect.column_names)
+        for name in expect.column_names:
+            assert table.column(name).to_pylist() == expect.column(name).to_pylist(), name
+            assert table.schema.field(name).type == expect.schema.field(name).type, name
+        assert bool(bad) == (brk in ("beyond int64", "no node"))
+
+
+def test_spans_mapped_in_several_batches_give_the_table_of_one_batch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(7)
+    req = _request(rng, 4, 60)
+    records = [s for _, s in otlp_request_spans("body", req) if not isinstance(s, str)]
+    for mapping in (_mapping("parent"), *_restate_mappings()):
+        whole = span_events(records, mapping, [])
+        monkeypatch.setattr(_traces, "_BATCH_SPANS", 7)
+        parts = span_events(records, mapping, [])
+        monkeypatch.undo()
+        assert parts.schema == whole.schema and parts.equals(whole)
+
+
+@pytest.mark.parametrize("case", ["clean", "null", "negative", "type"])
+def test_arrays_given_as_columns_make_the_table_their_values_make(case: str) -> None:
+    """An array in place of a column's values passes as it is only when converting its
+    values would give it back; else its values take the general path (and its errors)."""
+    n = 4
+    values: dict[str, Any] = {
+        "request_id": ["r0", "r1", "r2", "r3"], "stage": ["a", "b", "a", "b"],
+        "node": ["n"] * n, "ts_ns": [5, 6, 7, 8], "extra": [1, None, 3, None]}
+    if case == "null":
+        values["node"] = ["n", None, "n", "n"]
+    elif case == "negative":
+        values["ts_ns"] = [5, -6, 7, 8]
+    elif case == "type":
+        values["stage"] = [1, 2, 1, 2]
+    typed = {k: pa.array(v) for k, v in values.items()}
+    where = [f"row {i}" for i in range(n)]
+    outcomes = []
+    for given in (values, typed):
+        try:
+            outcomes.append(_columns_to_table(given, lambda: where, EVENT_COLUMNS, "x"))
+        except InputError as exc:
+            outcomes.append(str(exc))
+    if case in ("null", "negative"):
+        assert isinstance(outcomes[0], str)
+    else:
+        assert outcomes[0].schema.field("stage").type == pa.string()
+    assert outcomes[1] == outcomes[0] if isinstance(outcomes[0], str) else \
+        outcomes[1].equals(outcomes[0])

@@ -6,10 +6,13 @@ from __future__ import annotations
 import functools
 import gc
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+import pyarrow as pa
 
 from .._corrector import Corrector
 from ..agent import parse_listen
@@ -21,7 +24,7 @@ from ._http import CollectorHttpServer
 from ._metrics import CollectorMetrics
 from ._raw import RawLayer
 
-__all__ = ["GC_THRESHOLDS", "TICK_S", "build_engine", "run_collector"]
+__all__ = ["GC_THRESHOLDS", "TICK_S", "arrow_memory_pool", "build_engine", "run_collector"]
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +77,26 @@ def _tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+def arrow_memory_pool() -> str:
+    """Use jemalloc for Arrow's buffers (the system allocator where this pyarrow has no
+    jemalloc), unless ``ARROW_DEFAULT_MEMORY_POOL`` names a pool; returns the pool's name.
+    The engine allocates and frees tens of MB of short-lived buffers a second; with
+    pyarrow's default (mimalloc) much of a step's time went to the kernel, handing fresh
+    pages back and forth (measured: 10.4-13.1 us of CPU per span with mimalloc, 8.2-8.4
+    with jemalloc, 9.1-9.7 with the system allocator, in process on the bench's spans)."""
+    if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        try:
+            pa.set_memory_pool(pa.jemalloc_memory_pool())
+        except NotImplementedError:  # a pyarrow built without jemalloc
+            pa.set_memory_pool(pa.system_memory_pool())
+    return str(pa.default_memory_pool().backend_name)
+
+
 def run_collector(config: CollectorConfig, stop: threading.Event,
                   on_start: Callable[[list[str]], None] | None = None) -> dict[str, Any]:
     """Serve until ``stop`` is set; then stop accepting, take in everything accepted
     (into the raw layer) and close. Returns the engine's counts."""
+    log.info("Arrow memory pool: %s", arrow_memory_pool())
     engine = build_engine(config)
     _tune_gc()
     host, port = parse_listen(config.listen, "listen")

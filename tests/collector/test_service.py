@@ -172,3 +172,16 @@ def _healthy(base: str) -> bool:
         return json.loads(_get(f"{base}/healthz")) is not None
     except OSError:
         return False
+
+
+@pytest.mark.parametrize("env, expected", [({}, "jemalloc"),
+                                           ({"ARROW_DEFAULT_MEMORY_POOL": "system"}, "system")])
+def test_the_collector_puts_arrow_on_jemalloc_unless_told(env: dict[str, str],
+                                                          expected: str) -> None:
+    code = ("import pyarrow as pa; from clocksync.collector import arrow_memory_pool;"
+            " name = arrow_memory_pool();"
+            " print(name, pa.default_memory_pool().backend_name, pa.array([1]).sum())")
+    clean = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == [expected, expected, "1"]

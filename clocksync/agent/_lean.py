@@ -40,7 +40,8 @@ class _Hide(importlib.abc.MetaPathFinder):
 
 def hide_unused_packages() -> None:
     """Hide :data:`HIDDEN_PACKAGES` from imports (unless already imported). Idempotent.
-    ``clocksync collector run`` calls this alone: it keeps pyarrow's own allocator."""
+    ``clocksync collector run`` calls this alone: it picks its own Arrow pool
+    (:func:`clocksync.collector.arrow_memory_pool`)."""
     if not any(isinstance(f, _Hide) for f in sys.meta_path) and not any(
             name in sys.modules for name in HIDDEN_PACKAGES):
         sys.meta_path.insert(0, _Hide())

@@ -10,8 +10,9 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["UNIQUE_DICTIONARY", "dictionary_codes", "first_seen_dictionary", "group_order",
-           "index_in", "join_disjoint_dictionaries", "shared_codes", "unique_dictionary"]
+__all__ = ["UNIQUE_DICTIONARY", "dictionary_codes", "first_seen_dictionary", "first_seen_order",
+           "group_order", "index_in", "join_disjoint_dictionaries", "shared_codes",
+           "unique_dictionary"]
 
 #: field metadata of a dictionary column whose chunks share one dictionary of distinct
 #: values (set by the event reader, see :func:`join_disjoint_dictionaries`)
@@ -161,28 +162,37 @@ def dictionary_codes(
     return idx.astype(dtype, copy=False), dictionary
 
 
+def first_seen_order(codes: npt.NDArray[np.integer[Any]], n_values: int
+                     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """``(order, rank)`` of codes in ``[0, n_values)`` (-1: none): the values that occur,
+    in the order they first occur, and each value's place in that order (-1: it does not
+    occur). Counted, not sorted: one pass over the rows."""
+    n_rows = len(codes)
+    first = np.full(n_values, n_rows, dtype=np.int64)
+    named = codes >= 0
+    if named.all():
+        np.minimum.at(first, codes, np.arange(n_rows, dtype=np.int64))
+    else:
+        np.minimum.at(first, codes[named], np.flatnonzero(named))
+    order = np.argsort(first, kind="stable")[:np.count_nonzero(first < n_rows)]
+    rank = np.full(n_values, -1, dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return order.astype(np.int64, copy=False), rank
+
+
 def first_seen_dictionary(arr: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
     """``arr`` (strings, or dictionary-typed) as one dictionary array whose dictionary holds
     its distinct values in the order they first appear in the rows: what
     ``pc.dictionary_encode`` of its values gives, but a dictionary-typed column has only
     its dictionaries hashed (its rows are mapped and ordered with numpy)."""
     codes, dictionary = dictionary_codes(arr, np.int32)
-    n_rows, n_values = len(codes), len(dictionary)
     named = codes >= 0
     every = bool(named.all())
-    first = np.full(n_values, n_rows, dtype=np.int64)
-    if every:
-        np.minimum.at(first, codes, np.arange(n_rows, dtype=np.int64))
-    else:
-        np.minimum.at(first, codes[named], np.flatnonzero(named))
-    in_order = not n_values or (first[-1] < n_rows and bool((np.diff(first) > 0).all()))
-    if not in_order:  # (in order: every value used, in the order it first appears)
-        order = np.argsort(first, kind="stable")
-        rank = np.empty(n_values + 1, dtype=np.int32)
-        rank[order] = np.arange(n_values, dtype=np.int32)
-        rank[n_values] = -1  # (codes -1: null)
-        codes = rank[np.where(named, codes, n_values)]
-        dictionary = dictionary.take(pa.array(order[:np.count_nonzero(first < n_rows)]))
+    order, rank = first_seen_order(codes, len(dictionary))
+    if not np.array_equal(order, np.arange(len(dictionary))):
+        # (else every value is used, in the order it first appears)
+        codes = np.append(rank, -1).astype(np.int32)[codes]  # (code -1: null, stays -1)
+        dictionary = dictionary.take(pa.array(order))
     indices = pa.array(codes, pa.int32(), mask=None if every else ~named)
     return pa.DictionaryArray.from_arrays(indices, dictionary)
 

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._model._errors import InputError
-from ._arrow import dictionary_codes
+from ._arrow import dictionary_codes, first_seen_order
 from ._hops import Pivot, slot_resolution
 from ._schema import hop_name
 
@@ -133,21 +133,12 @@ def _first_seen_codes(code: I64, span: int) -> tuple[I64, I64]:
     if span > 4 * n + 1024 or int(code.min()) < 0:
         distinct, first_seen, inverse = np.unique(code, return_index=True,
                                                   return_inverse=True)
-        inverse = inverse.reshape(-1)
-    else:
-        distinct = np.flatnonzero(np.bincount(code, minlength=span))
-        first = np.full(span, n, dtype=np.int64)
-        np.minimum.at(first, code, np.arange(n, dtype=np.int64))
-        first_seen = first[distinct]
-        inverse = None
-    order = np.argsort(first_seen, kind="stable")  # first-seen order
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    if inverse is not None:
-        return rank[inverse], distinct[order]
-    by_code = np.zeros(span, dtype=np.int64)
-    by_code[distinct] = rank
-    return by_code[code], distinct[order]
+        order = np.argsort(first_seen, kind="stable")  # first-seen order
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        return rank[inverse.reshape(-1)], distinct[order]
+    order, by_code = first_seen_order(code, span)
+    return by_code[code], order
 
 
 def pivot_of_pairs(layout: pa.Table, duplicates: int = 0,

@@ -28,7 +28,7 @@ from ._alerts import (
     inconsistency_alerts,
     latency_alerts,
 )
-from ._arrow import dictionary_codes, group_order, shared_codes
+from ._arrow import dictionary_codes, first_seen_order, group_order, shared_codes
 from ._causal import CausalAssumptions, PairWindow, tighten
 from ._hops import (
     CorrectorLike,
@@ -349,11 +349,8 @@ def hop_counts(hops: pa.Table) -> tuple[HopCount, ...]:
     cols = {c: hops.column(c).to_numpy(zero_copy_only=False) for c in (
         "raw_latency_ns", "low_ns", "high_ns", "inconsistent", "table_low_ns",
         "table_high_ns")}
-    first = np.full(len(dictionary), len(code), dtype=np.int64)
-    named = code >= 0
-    np.minimum.at(first, code[named], np.flatnonzero(named))
     out = []
-    for k in code[np.sort(first[first < len(code)])].tolist():  # hops in first-seen order
+    for k in first_seen_order(code, len(dictionary))[0].tolist():  # hops in first-seen order
         m = code == k
         out.append(_count(str(dictionary[k]), cross[m], cols["raw_latency_ns"][m],
                           cols["low_ns"][m], cols["high_ns"][m],

@@ -36,9 +36,10 @@ from ..latency._arrow import dictionary_codes, index_in
 __all__ = ["ChainCompleter", "Completed", "PairCompleter"]
 
 #: bytes one pending entry of :class:`PairCompleter` costs beyond its batch's table: a span's
-#: key text with its dict slot and reference (or an orphan's parent key, slot and
-#: reference). tracemalloc measured 173 B an entry over 331k Restate spans (49-character
-#: keys: 32 hex digits of trace, 16 of span), whether spans or orphans
+#: key with its dict slot and reference (or an orphan's parent key, slot and reference).
+#: tracemalloc measured 173 B an entry over 331k Restate spans with 49-character text keys,
+#: and 178 B over 50k-200k spans or orphans with keys of OTLP's ids (48 bytes: 32 hex digits
+#: of trace, 16 of span); tests/collector/test_online_pairs.py measures it
 PAIR_ENTRY_BYTES = 176
 #: bytes one pending request of a chain costs beyond its events (its id, dict entry and
 #: slot number, its slot in five arrays) and one pending event beyond its row (its link and
@@ -104,8 +105,8 @@ class _Batch:
     seq: int
     arrival_s: float
     table: pa.Table
-    keys: list[str] = field(default_factory=list)  # span keys / request ids it added
-    waits: list[str] = field(default_factory=list)  # parent keys its children wait on
+    keys: list[str | bytes] = field(default_factory=list)  # span keys / request ids it added
+    waits: list[str | bytes] = field(default_factory=list)  # parent keys its children wait on
     nbytes: int = 0  # what it counts in pending_bytes
 
 
@@ -192,9 +193,76 @@ def _pair_filled(arr: pa.Array) -> np.ndarray:
     return filled
 
 
-def _pair_dkeys(keys: pa.Array, table: pa.Table) -> list[str]:
+def _pair_join(trace: pa.Array, span: pa.Array) -> pa.Array:
+    """``"<trace>/<span>"`` of each row (a null is empty)."""
+    return pc.binary_join_element_wise(trace, span, "/", null_handling="replace")
+
+
+def _pair_dkeys(trace: pa.Array, span: pa.Array, table: pa.Table) -> list[str]:
     """``"<trace>/<span>/<stage>"`` of each row."""
-    out: list[str] = pc.binary_join_element_wise(keys, _pair_stages(table), "/").to_pylist()
+    out: list[str] = pc.binary_join_element_wise(_pair_join(trace, span), _pair_stages(table),
+                                                 "/").to_pylist()
+    return out
+
+
+#: the widths (characters) of trace and span ids as OTLP gives them (hex digits)
+_TRACE_CHARS, _SPAN_CHARS = 32, 16
+_SLASH = ord("/")
+
+
+def _pair_fixed(arr: pa.Array, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of ``arr`` (a string array) of ``width`` bytes without a ``"/"``: ``(their
+    bytes, shape (n, width), zero elsewhere; which rows they are)``."""
+    n = len(arr)
+    if not n:
+        return np.zeros((0, width), dtype=np.uint8), np.zeros(0, dtype=bool)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + n + 1]
+    size = offsets[1:] - offsets[:-1]
+    ok = size == width
+    if ok.all():  # one run of ids
+        data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
+        out = data[offsets[0]:offsets[-1]].reshape(n, width)
+    else:
+        out = np.zeros((n, width), dtype=np.uint8)
+        if ok.any():
+            data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
+            if (ok | (size == 0)).all():  # ids and empty strings: the ids in one run
+                out[ok] = data[offsets[0]:offsets[-1]].reshape(-1, width)
+            else:
+                out[ok] = data[offsets[:-1][ok, None] + np.arange(width)]
+    if arr.null_count:
+        ok &= np.asarray(arr.is_valid())
+    if np.count_nonzero(out == _SLASH):  # "a/b" + "c" must stay the key of "a" + "b/c"
+        ok &= ~(out == _SLASH).any(axis=1)
+    return out, ok
+
+
+#: a trace id column: its text and :func:`_pair_fixed` of it
+_PairTrace = tuple[pa.Array, np.ndarray, np.ndarray]
+
+
+def _pair_keys(trace: _PairTrace, span: pa.Array,
+               rows: np.ndarray | None = None) -> list[str | bytes]:
+    """Each row's key of ``(trace, span)`` (``trace``: the text, :func:`_pair_fixed` of
+    it; ``rows``: those rows only). Ids of OTLP's widths (without a ``"/"``) are keyed by
+    their 48 bytes, others by ``"<trace>/<span>"``: ids that give one ``"<trace>/<span>"``
+    give one key, others another (text is never equal to bytes)."""
+    text, trace_bytes, trace_ok = trace
+    span_bytes, span_ok = _pair_fixed(span, _SPAN_CHARS)
+    fast = trace_ok & span_ok
+    if rows is not None:
+        trace_bytes, span_bytes, fast = trace_bytes[rows], span_bytes[rows], fast[rows]
+    both = np.concatenate([trace_bytes, span_bytes], axis=1)
+    if fast.all():
+        # (numpy drops trailing zero bytes: still one key for each 48 bytes)
+        out: list[str | bytes] = both.view(f"S{_TRACE_CHARS + _SPAN_CHARS}").ravel().tolist()
+        return out
+    joined = _pair_join(text, span)
+    out = (joined if rows is None else joined.take(pa.array(rows))).to_pylist()
+    at = np.flatnonzero(fast)
+    fixed = both[at].view(f"S{_TRACE_CHARS + _SPAN_CHARS}").ravel().tolist()
+    for k, key in zip(at.tolist(), fixed, strict=True):
+        out[k] = key
     return out
 
 
@@ -225,9 +293,10 @@ class PairCompleter(_Completer):
 
     def __init__(self, timeout_s: float) -> None:
         super().__init__(timeout_s)
-        self._spans: dict[str, int] = {}  # trace/span -> its first event
+        self._spans: dict[str | bytes, int] = {}  # trace/span -> its first event
         self._seen: dict[str, int] = {}  # trace/span/stage -> batch seq (not the first event)
-        self._waiting: dict[str, int | list[int]] = {}  # trace/parent -> kid(s), arrival order
+        # trace/parent -> kid(s), arrival order
+        self._waiting: dict[str | bytes, int | list[int]] = {}
         self._orphans = 0  # children in _waiting
         self._by_seq: dict[int, _PairBatch] = {}
         self._made: list[tuple[np.ndarray, np.ndarray]] = []  # (parents, children) refs
@@ -250,14 +319,14 @@ class PairCompleter(_Completer):
         base = seq << _PAIR_ROW_BITS
         batch = _PairBatch(seq, arrival_s, table)
         self._by_seq[seq] = batch
-        trace = _pair_text(table, "trace_id")
-        key_arr = pc.binary_join_element_wise(trace, _pair_text(table, "span_id"), "/",
-                                              null_handling="replace")
-        keys: list[str] = key_arr.to_pylist()
-        new, first_of_span, dkeys = self._pair_first(table, key_arr, keys, base)
+        text = _pair_text(table, "trace_id")
+        trace = (text, *_pair_fixed(text, _TRACE_CHARS))
+        span = _pair_text(table, "span_id")
+        keys = _pair_keys(trace, span)
+        new, first_of_span, dkeys = self._pair_first(table, text, span, keys, base)
         other = np.flatnonzero(new & ~first_of_span)  # another stage of a known span
         if len(other):
-            dkeys = dkeys or _pair_dkeys(key_arr, table)
+            dkeys = dkeys or _pair_dkeys(text, span, table)
             batch.seen = list(map(dkeys.__getitem__, other.tolist()))
             self._seen.update(zip(batch.seen, itertools.repeat(seq)))
         out.duplicates += n - int(np.count_nonzero(new))
@@ -279,7 +348,8 @@ class PairCompleter(_Completer):
         self._hold(batch, len(batch.keys) + len(batch.seen) + len(batch.waits),
                    PAIR_ENTRY_BYTES, table.get_total_buffer_size())
 
-    def _pair_first(self, table: pa.Table, key_arr: pa.Array, keys: list[str], base: int
+    def _pair_first(self, table: pa.Table, trace: pa.Array, span: pa.Array,
+                    keys: list[str | bytes], base: int
                     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Which rows are new (not repeats) and which give their span's first event (kept
         in ``_spans`` from here on); with each row's ``"<trace>/<span>/<stage>"`` when that
@@ -295,23 +365,24 @@ class PairCompleter(_Completer):
             if len(set(keys)) == n:
                 return self._pair_known(table, known, first_of_span), first_of_span, []
             # a span twice in the batch: its first row (always new here) is kept already
-            return self._pair_repeats(table, key_arr, keys, known, base, False)
+            return self._pair_repeats(table, trace, span, keys, known, base, False)
         known = np.fromiter(map(self._spans.get, keys, itertools.repeat(-1)), np.int64, n)
-        return self._pair_repeats(table, key_arr, keys, known, base, len(set(keys)) == n)
+        return self._pair_repeats(table, trace, span, keys, known, base, len(set(keys)) == n)
 
-    def _pair_repeats(self, table: pa.Table, key_arr: pa.Array, keys: list[str],
-                      known: np.ndarray, base: int, distinct: bool
+    def _pair_repeats(self, table: pa.Table, trace: pa.Array, span: pa.Array,
+                      keys: list[str | bytes], known: np.ndarray, base: int, distinct: bool
                       ) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """:meth:`_pair_first` when events may repeat earlier ones or each other
         (``known``: each row's span's first event before the batch, or -1; ``distinct``: no
         span twice in the batch)."""
         n = len(keys)
         new = self._pair_known(table, known, np.ones(n, dtype=bool))
-        dkeys = _pair_dkeys(key_arr, table)
+        dkeys = _pair_dkeys(trace, span, table)
         if self._seen:
             new &= ~np.fromiter(map(self._seen.__contains__, dkeys), np.bool_, n)
         if not distinct:  # of repeats within the batch, the first counts
-            codes = pc.dictionary_encode(key_arr).indices.to_numpy().astype(np.int64)
+            first_at: dict[str | bytes, int] = {}
+            codes = np.fromiter(map(first_at.setdefault, keys, range(n)), np.int64, n)
             stage = pc.dictionary_encode(_pair_stages(table)).indices.to_numpy()
             _, first = np.unique(codes * n + stage, return_index=True)
             new &= np.isin(np.arange(n), first)
@@ -349,7 +420,7 @@ class PairCompleter(_Completer):
                 out[k] = name
         return out
 
-    def _pair_woken(self, reg_keys: list[str], made_p: list[np.ndarray],
+    def _pair_woken(self, reg_keys: list[str | bytes], made_p: list[np.ndarray],
                     made_c: list[np.ndarray], place: list[np.ndarray | None]) -> None:
         """Pair the children of earlier batches that waited for the spans ``reg_keys``
         (just registered), each at its parent's row, in the order they came."""
@@ -376,16 +447,13 @@ class PairCompleter(_Completer):
         made_c.append(np.array(c, dtype=np.int64))
         place.append((parents & _PAIR_ROW_MASK) * 3)
 
-    def _pair_kids(self, trace: pa.Array, parent_id: pa.Array, kids: np.ndarray,
+    def _pair_kids(self, trace: _PairTrace, parent_id: pa.Array, kids: np.ndarray,
                    batch: _PairBatch, made_p: list[np.ndarray], made_c: list[np.ndarray],
                    place: list[np.ndarray | None]) -> None:
         """Pair the children ``kids`` (rows of ``batch``) with their parent spans' first
         events; those whose parent is not known yet wait for it."""
         n, base = len(parent_id), batch.seq << _PAIR_ROW_BITS
-        pkeys: list[str] = pc.binary_join_element_wise(
-            trace, parent_id, "/", null_handling="replace").to_pylist()
-        if len(kids) < n:
-            pkeys = list(map(pkeys.__getitem__, kids.tolist()))
+        pkeys = _pair_keys(trace, parent_id, kids if len(kids) < n else None)
         parent = np.fromiter(map(self._spans.get, pkeys, itertools.repeat(-1)), np.int64,
                              len(kids))
         paired = parent >= 0
@@ -402,7 +470,7 @@ class PairCompleter(_Completer):
             self._pair_wait(list(map(pkeys.__getitem__, lost.tolist())),
                             (kids[lost] + base).tolist(), batch)
 
-    def _pair_wait(self, pkeys: list[str], refs: list[int], batch: _PairBatch) -> None:
+    def _pair_wait(self, pkeys: list[str | bytes], refs: list[int], batch: _PairBatch) -> None:
         """Children ``refs`` wait for their parent spans ``pkeys``, after those that
         already wait."""
         waiting = self._waiting

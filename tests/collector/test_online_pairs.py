@@ -6,6 +6,8 @@ batches and their order."""
 from __future__ import annotations
 
 import collections
+import gc
+import tracemalloc
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,7 +15,7 @@ import pyarrow as pa
 import pytest
 
 from clocksync.collector import _online
-from clocksync.collector._online import Completed, PairCompleter
+from clocksync.collector._online import PAIR_ENTRY_BYTES, Completed, PairCompleter
 
 Row = tuple[str | None, str | None, str | None, str | None, int]  # trace, span, parent, stage, id
 
@@ -95,19 +97,33 @@ class Reference:
                     self.waiting.pop(pkey, None)
 
 
-def _events(rng: np.random.Generator, n: int, one_stage: bool) -> list[Row]:
+#: ids of OTLP's widths (32 and 16 characters, keyed by their bytes) and others (keyed by
+#: text), among them ids of those widths with a "/" that give the "<trace>/<span>" of others
+_TRACES = ["0af7651916cd43dd8448eb211c80319c", "4bf92f3577b34da6a3ce929d0e0e4736",
+           "4BF92F3577B34DA6A3CE929D0E0E4736", "t0", "a" * 15 + "/" + "b" * 16, "a" * 15]
+_SPANS = ["b7ad6b7169203331", "00f067aa0ba902b7", "00F067AA0BA902B7", "s1", "c" * 16,
+          "b" * 16 + "/" + "c" * 16, "c/" + "d" * 14, "0" * 16]
+
+
+def _events(rng: np.random.Generator, n: int, one_stage: bool, otlp: bool = False
+            ) -> list[Row]:
     """Random events over few traces and span ids: repeats, several stages a span (unless
-    ``one_stage``), missing parents, null and empty ids, a span its own parent."""
+    ``one_stage``), missing parents, null and empty ids, a span its own parent; ``otlp``:
+    ids mostly of OTLP's widths."""
     spans = [f"s{k}" for k in range(max(4, n // 3 if not one_stage else n))]
+    if otlp:
+        spans = [f"{k:016x}" for k in rng.integers(0, 2**62, len(spans))] + _SPANS
     stages = ["ingress", "start", "end"]
     rows: list[Row] = []
     for eid in range(n):
-        trace = None if rng.random() < 0.03 else f"t{rng.integers(3)}"
+        trace = (None if rng.random() < 0.03 else str(rng.choice(_TRACES)) if otlp
+                 else f"t{rng.integers(3)}")
         span = None if rng.random() < 0.02 else str(rng.choice(spans))
         r = rng.random()
         parent = (None if r < 0.15 else "" if r < 0.2 else span if r < 0.22
                   else str(rng.choice(spans)))
-        stage = (stages[int(span[1:]) % 3] if one_stage and span
+        number = sum(map(ord, span)) if otlp and span else int(span[1:]) if span else 0
+        stage = (stages[number % 3] if one_stage and span
                  else None if rng.random() < 0.02 else str(rng.choice(stages)))
         rows.append((trace, span, parent, stage, eid))
     return rows
@@ -150,13 +166,18 @@ def test_batches_pair_as_one_event_at_a_time(seed: int) -> None:
     _compare(seed)
 
 
+@pytest.mark.parametrize("seed", range(24))
+def test_otlp_ids_keyed_by_bytes_pair_as_one_event_at_a_time(seed: int) -> None:
+    _compare(seed, otlp=True)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_large_batches_go_in_slices_and_batch_numbers_wrap(
         seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_online, "_PAIR_ROW_BITS", 2)  # 4 rows a batch
     monkeypatch.setattr(_online, "_PAIR_ROW_MASK", 3)
     monkeypatch.setattr(_online, "_PAIR_SEQ_MASK", 63)  # fewer batches live at once
-    assert _compare(seed, timeout_s=0.5, n=600) > 64
+    assert _compare(seed, timeout_s=0.5, n=600, otlp=seed % 2 == 1) > 64
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -179,11 +200,12 @@ def _noted(out: Completed, noted: set[int], plain: set[int]) -> None:
 
 
 def _compare(seed: int, timeout_s: float | None = None, n: int | None = None,
-             mixed: bool = False) -> int:
+             mixed: bool = False, otlp: bool = False) -> int:
     """Feed random events to both in random batches (``mixed``: some batches with a
-    column the others lack); returns the batches (with slices)."""
+    column the others lack; ``otlp``: ids as :func:`_events` makes them); returns the
+    batches (with slices)."""
     rng = np.random.default_rng(seed)
-    rows = _events(rng, n or int(rng.integers(20, 400)), one_stage=seed % 2 == 0)
+    rows = _events(rng, n or int(rng.integers(20, 400)), one_stage=seed % 2 == 0, otlp=otlp)
     rows = [rows[i] for i in rng.permutation(len(rows))]
     rows += [rows[i] for i in rng.integers(0, len(rows), len(rows) // 10)]  # retried exports
     timeout_s = timeout_s or float(rng.choice([0.5, 2.0, 100.0]))
@@ -203,8 +225,10 @@ def _compare(seed: int, timeout_s: float | None = None, n: int | None = None,
             note = mixed and rng.random() < 0.5
             (noted if note else plain).update(row[4] for row in batch)
             mine.add(_table(batch, rng, coded, note), now, out)
-            made += -(-len(batch) // (_online._PAIR_ROW_MASK + 1))
-            ref.add(batch, now)
+            rows_max = _online._PAIR_ROW_MASK + 1  # a larger batch is taken in slices
+            made += -(-len(batch) // rows_max)
+            for start in range(0, len(batch), rows_max):
+                ref.add(batch[start:start + rows_max], now)
             now += float(rng.random())
         evict = rng.random() < 0.1  # over any budget: every batch held goes
         mine.expire(now, out, 0.0 if evict else np.inf)
@@ -248,3 +272,37 @@ def test_a_child_before_its_parent_waits_and_pairs_with_the_parents_first_event(
     pairs.flush(out)
     assert _pairs(out) == [(2, 1), (2, 5)]
     assert not out.incomplete and pairs.pending == 0
+
+
+def _spans_of_otlp_ids(rng: np.random.Generator, n: int) -> pa.Table:
+    """``n`` spans of OTLP's ids (one stage), each a child of a span not sent."""
+    def ids(digits: int) -> list[str]:
+        return [f"{k:0{digits}x}"[-digits:] for k in rng.integers(0, 2**63, n)]
+    return pa.table({"request_id": [f"r{k}" for k in range(n)], "stage": ["start"] * n,
+                     "node": ["n1"] * n, "ts_ns": pa.array(np.arange(n)),
+                     "trace_id": [a + b for a, b in zip(ids(16), ids(16), strict=True)],
+                     "span_id": ids(16), "parent_span_id": ids(16)})
+
+
+def test_a_pending_entry_costs_about_what_it_is_charged() -> None:
+    # spans that wait for children and children that wait for their parent, 100k entries:
+    # the Python memory they hold (Arrow's buffers are charged by their size), an entry
+    rng = np.random.default_rng(5)
+    tables = [_spans_of_otlp_ids(rng, 500) for _ in range(101)]
+    pairs, out = PairCompleter(1e9), Completed()
+    pairs.add(tables[0], 0.0, out)  # first use
+    pairs.expire(0.0, out)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for table in tables[1:]:
+            pairs.add(table, 0.0, out)
+        pairs.expire(0.0, out)
+        gc.collect()
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    entries = pairs.pending - 1000
+    assert entries == 100_000
+    assert 0.8 * PAIR_ENTRY_BYTES < used / entries < 1.2 * PAIR_ENTRY_BYTES

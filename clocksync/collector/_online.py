@@ -54,7 +54,8 @@ class Completed:
     """What one call made complete.
 
     Attributes:
-        parents, children: pairs mode: the parent and child event of each pair (aligned).
+        parents, children: pairs mode: the parent and child event of each pair (aligned),
+            without ``span_id`` and ``parent_span_id`` (read by pairing only).
         events: chain mode: the events of whole (or timed-out) requests; ``request_id``
             dictionary-encoded (one code per request id of the table, in the order the ids
             first appear).
@@ -264,6 +265,15 @@ def _pair_keys(trace: _PairTrace, span: pa.Array,
     for k, key in zip(at.tolist(), fixed, strict=True):
         out[k] = key
     return out
+
+
+#: columns that only pairing reads
+_PAIR_IDS = ("span_id", "parent_span_id")
+
+
+def _pair_paired(table: pa.Table) -> pa.Table:
+    """``table`` without the columns only pairing reads (no copy)."""
+    return table.drop_columns([name for name in _PAIR_IDS if name in table.column_names])
 
 
 def _pair_order(made_p: list[np.ndarray], made_c: list[np.ndarray],
@@ -502,7 +512,7 @@ class PairCompleter(_Completer):
             which = at[seqs - low]
         else:
             used, which = np.unique(seqs, return_inverse=True)
-        tables = [self._by_seq[s].table for s in used.tolist()]
+        tables = [_pair_paired(self._by_seq[s].table) for s in used.tolist()]
         if len(tables) == 1:
             whole = tables[0]
         elif len(refs) > 1 and any(t.schema != tables[0].schema for t in tables):

@@ -34,7 +34,7 @@ import numpy as np
 
 from .._model._errors import InputError
 from ._fields import as_int, as_list, as_str, hex_id, where_of
-from ._spanbatch import SpanBatch, gather
+from ._spanbatch import SpanBatch, gather, hex_texts
 from ._spans import SPAN_KINDS, Span, SpanError, kind_name
 
 __all__ = ["otlp_json_spans", "otlp_proto_request_type", "otlp_proto_spans", "otlp_read_type",
@@ -459,10 +459,9 @@ def otlp_request_batch(where: str, request: Any) -> tuple[SpanBatch, list[tuple[
                 column.extend(part)
     trace, kinds, span_ids, parents, names, starts, keep.attributes = columns
     n = len(trace)
-    hexed = bytes.hex
     batch = SpanBatch(
-        where=[where] * n, trace_id=list(map(hexed, trace)),
-        span_id=list(map(hexed, span_ids)), parent_span_id=list(map(hexed, parents)),
+        where=[where] * n, trace_id=hex_texts(trace), span_id=hex_texts(span_ids),
+        parent_span_id=hex_texts(parents),
         name=names, kind=gather(SPAN_KINDS, kinds), start_ns=starts, end_ns=keep.end_times,
         resolution_ns=[1] * n,
         resource_code=np.concatenate(codes) if codes else np.zeros(0, np.int64),

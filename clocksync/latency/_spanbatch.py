@@ -4,7 +4,9 @@ of a batch of spans (:func:`clocksync.latency.span_events`).
 A batch is made from :class:`Span` records (:meth:`SpanBatch.of_spans`) or straight from a
 parsed OTLP protobuf request without a record per span
 (:func:`clocksync.latency._otlp.otlp_request_batch`). Attributes, events and the records
-themselves are read only when asked for; a batch is also a sequence of its spans.
+themselves are read only when asked for; a batch is also a sequence of its spans. Ids may be
+given as an arrow string array (a batch of OTLP protobuf spans turns its ids into hex all at
+once): a trace map takes the rows it gives from it without a Python string per id.
 """
 
 from __future__ import annotations
@@ -14,10 +16,16 @@ from operator import attrgetter, itemgetter
 from typing import Any, overload
 
 import numpy as np
+import pyarrow as pa
 
 from ._spans import Span
 
-__all__ = ["SpanBatch", "gather"]
+__all__ = ["IDS", "SpanBatch", "gather", "hex_texts"]
+
+#: the span fields that are ids (lower-case hex text)
+IDS = ("trace_id", "span_id", "parent_span_id")
+#: the most hex text of one array made at once (string offsets are 32-bit)
+_HEX_BYTES = 1 << 30
 
 _WHERE, _TRACE, _SPAN, _PARENT, _NAME, _KIND, _START, _END, _RES, _RESOURCE, _ATTRS, \
     _EVENTS = map(attrgetter, ("where", "trace_id", "span_id", "parent_span_id", "name",
@@ -41,12 +49,27 @@ def gather(values: Sequence[Any], at: Sequence[int] | np.ndarray) -> list[Any]:
     return list(itemgetter(*at)(values))
 
 
+def hex_texts(ids: Sequence[bytes]) -> pa.Array | list[str]:
+    """``[i.hex() for i in ids]``, as an arrow string array made of the ids joined and
+    turned into hex at once (a list when the text is too long for one array)."""
+    joined = b"".join(ids)
+    if 2 * len(joined) >= _HEX_BYTES:
+        return list(map(bytes.hex, ids))
+    n = len(ids)
+    offsets = np.zeros(n + 1, np.int32)
+    np.cumsum(np.fromiter(map(len, ids), np.int32, n), out=offsets[1:])
+    offsets *= 2
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets),
+                                                  pa.py_buffer(joined.hex().encode())])
+
+
 class SpanBatch(Sequence[Span]):
     """A batch of spans as columns.
 
     Attributes (aligned lists, one value per span, as :class:`Span` has them):
         where, trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns,
-        resolution_ns.
+        resolution_ns. The ids may be given as arrow string arrays: :meth:`ids` takes
+        some spans' ids from them; the attribute gives them as a list when first read.
         resource_code: per span, its resource: an index into ``resources`` (spans of one
             resource share it, so what is read from a resource is read once).
         resources: the distinct resources' attributes.
@@ -57,20 +80,21 @@ class SpanBatch(Sequence[Span]):
     need not refer to it: a batch is freed as soon as it is dropped).
     """
 
-    __slots__ = ("_attribute", "_cache", "_end_ns", "_events", "_span", "kind", "name",
-                 "parent_span_id", "resolution_ns", "resource_code", "resources", "span_id",
-                 "start_ns", "trace_id", "where")
+    __slots__ = ("_attribute", "_cache", "_end_ns", "_events", "_ids", "_span", "kind", "name",
+                 "resolution_ns", "resource_code", "resources", "start_ns", "where")
 
-    def __init__(self, *, where: list[str], trace_id: list[str], span_id: list[str],
-                 parent_span_id: list[str], name: list[str], kind: list[str],
+    def __init__(self, *, where: list[str], trace_id: list[str] | pa.Array,
+                 span_id: list[str] | pa.Array, parent_span_id: list[str] | pa.Array,
+                 name: list[str], kind: list[str],
                  start_ns: list[int], end_ns: list[int] | Callable[[], list[int]],
                  resolution_ns: list[int],
                  resource_code: np.ndarray, resources: list[Mapping[str, Any]],
                  attribute: Callable[[str], list[Any]],
                  events: Callable[[], list[tuple[tuple[str, int], ...]]],
                  span: Callable[[SpanBatch, int], Span]) -> None:
-        self.where, self.trace_id, self.span_id = where, trace_id, span_id
-        self.parent_span_id, self.name, self.kind = parent_span_id, name, kind
+        self.where, self.name, self.kind = where, name, kind
+        self._ids: dict[str, list[str] | pa.Array] = {
+            "trace_id": trace_id, "span_id": span_id, "parent_span_id": parent_span_id}
         self.start_ns, self._end_ns, self.resolution_ns = start_ns, end_ns, resolution_ns
         self.resource_code, self.resources = resource_code, resources
         self._attribute, self._events, self._span = attribute, events, span
@@ -98,6 +122,33 @@ class SpanBatch(Sequence[Span]):
                    attribute=lambda key: [a.get(key) for a in map(_ATTRS, spans)],
                    events=lambda: list(map(_EVENTS, spans)),
                    span=lambda _, i: spans[i])
+
+    def _id_list(self, name: str) -> list[str]:
+        got = self._ids[name]
+        if isinstance(got, pa.Array):
+            self._cache[("ids", name)] = got
+            got = self._ids[name] = got.to_pylist()
+        return got
+
+    @property
+    def trace_id(self) -> list[str]:
+        return self._id_list("trace_id")
+
+    @property
+    def span_id(self) -> list[str]:
+        return self._id_list("span_id")
+
+    @property
+    def parent_span_id(self) -> list[str]:
+        return self._id_list("parent_span_id")
+
+    def ids(self, name: str, at: np.ndarray) -> list[str] | pa.Array:
+        """The ids ``name`` (one of :data:`IDS`) of the spans ``at``: an arrow string array
+        when the batch was given them as one, else a list."""
+        got = self._cache.get(("ids", name), self._ids[name])
+        if isinstance(got, pa.Array):
+            return got.take(at)
+        return gather(got, at)
 
     @property
     def end_ns(self) -> list[int]:

@@ -803,10 +803,10 @@ def batch_columns(batch: SpanBatch, mapping: TraceMapping, memo: RuleMemo
         node = node.take(keep) if isinstance(node, pa.Array) else gather(node, keep)
     cols: dict[str, Values] = {
         "request_id": rid_all, "stage": memo.stages.take(rule_at), "node": node,
-        "ts_ns": ts_list, "trace_id": gather(batch.trace_id, span_at)}
+        "ts_ns": ts_list, "trace_id": batch.ids("trace_id", span_at)}
     if mapping.pair_by == "parent":
-        cols["span_id"] = gather(batch.span_id, span_at)
-        cols["parent_span_id"] = gather(batch.parent_span_id, span_at)
+        cols["span_id"] = batch.ids("span_id", span_at)
+        cols["parent_span_id"] = batch.ids("parent_span_id", span_at)
     res = _resolutions(batch, memo, rule_at, span_at)
     if res is not None:
         cols["resolution_ns"] = res

@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -84,13 +85,28 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
     server_version = "clocksync-collector"
+    # an answer is written whole, then sent at once (:meth:`_send`): one packet, sent now
+    wbufsize = 1 << 16
+    disable_nagle_algorithm = True
+    #: ``(second, its Date header)``: the last one made (shared by the threads)
+    _date: tuple[int, str] = (-1, "")
 
     def setup(self) -> None:
         super().setup()
         self.connection.settimeout(self.server.idle_timeout_s)
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s", self.address_string(), format % args)
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        if timestamp is not None:
+            return super().date_time_string(timestamp)
+        second = int(time.time())
+        date = _Handler._date
+        if date[0] != second:
+            date = _Handler._date = (second, super().date_time_string(second))
+        return date[1]
 
     # --- writing -------------------------------------------------------------------------
 
@@ -106,6 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+        self.wfile.flush()
 
     def _json(self, code: int, obj: Any, headers: dict[str, str] | None = None) -> None:
         self._send(code, json.dumps(obj).encode(), JSON, headers)

@@ -293,6 +293,8 @@ def export_response(rejected: int, message: str, media: str) -> tuple[bytes, str
     """``(body, content type)`` of an ``ExportTraceServiceResponse``: empty, or with
     ``partial_success {rejected_spans, error_message}`` when some spans were refused."""
     if media == PROTOBUF:
+        if not rejected and not message:
+            return b"", PROTOBUF  # (the empty message)
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
             ExportTracePartialSuccess,
             ExportTraceServiceResponse,

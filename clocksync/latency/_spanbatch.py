@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from ._spans import Span
 
-__all__ = ["IDS", "SpanBatch", "gather", "hex_texts"]
+__all__ = ["IDS", "SpanBatch", "every", "gather", "hex_texts"]
 
 #: the span fields that are ids (lower-case hex text)
 IDS = ("trace_id", "span_id", "parent_span_id")
@@ -33,13 +33,17 @@ _WHERE, _TRACE, _SPAN, _PARENT, _NAME, _KIND, _START, _END, _RES, _RESOURCE, _AT
                                "attributes", "events"))
 
 
+def every(at: np.ndarray, n: int) -> bool:
+    """Whether the indices ``at`` are ``0, 1, ..., n - 1`` (``n > 0``)."""
+    return len(at) == n > 0 and at[0] == 0 and at[-1] == n - 1 and bool(
+        (at[1:] > at[:-1]).all())
+
+
 def gather(values: Sequence[Any], at: Sequence[int] | np.ndarray) -> list[Any]:
     """``[values[i] for i in at]``, without a Python step per item (a copy of ``values``
     when ``at`` is an array of every index in order)."""
     if isinstance(at, np.ndarray):
-        n = len(at)
-        if n == len(values) and n and at[0] == 0 and at[-1] == n - 1 and bool(
-                (at[1:] > at[:-1]).all()):
+        if every(at, len(values)):
             return list(values)
         at = at.tolist()
     if not at:
@@ -147,7 +151,7 @@ class SpanBatch(Sequence[Span]):
         when the batch was given them as one, else a list."""
         got = self._cache.get(("ids", name), self._ids[name])
         if isinstance(got, pa.Array):
-            return got.take(at)
+            return got if every(at, len(got)) else got.take(at)
         return gather(got, at)
 
     @property

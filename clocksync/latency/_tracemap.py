@@ -769,6 +769,8 @@ def _row_nodes(batch: SpanBatch, chain: Sequence[FieldRef], span_at: np.ndarray
         per: list[str | None] = [None] * len(batch.resources)
         for ref in chain:
             per = [v or got for v, got in zip(per, _resource_cut(batch, ref), strict=True)]
+        if len(per) == 1 and type(per[0]) is str:  # (one resource)
+            return pa.repeat(pa.scalar(per[0], pa.string()), len(span_at)), None
         if set(map(type, per)) <= {str, type(None)}:
             codes = batch.resource_code[span_at]
             missing = [k for k, v in enumerate(per) if v is None]
@@ -802,7 +804,8 @@ def batch_columns(batch: SpanBatch, mapping: TraceMapping, memo: RuleMemo
         rid_all, ts_list = gather(rid_all, keep), gather(ts_list, keep)
         node = node.take(keep) if isinstance(node, pa.Array) else gather(node, keep)
     cols: dict[str, Values] = {
-        "request_id": rid_all, "stage": memo.stages.take(rule_at), "node": node,
+        "request_id": pa.array(rid_all, pa.string()) if _all_text(rid_all) else rid_all,
+        "stage": memo.stages.take(rule_at), "node": node,
         "ts_ns": ts_list, "trace_id": batch.ids("trace_id", span_at)}
     if mapping.pair_by == "parent":
         cols["span_id"] = batch.ids("span_id", span_at)

@@ -508,12 +508,17 @@ class RuleMemo:
     span's name, kind and service admit (spans share a few names); the rules' stages and
     resolutions as arrays (a row's is its rule's)."""
 
-    __slots__ = ("_admitted", "_mapping", "coarse", "resolutions", "stages", "uses_service")
+    __slots__ = ("_admitted", "_mapping", "coarse", "resolutions", "rest", "stages",
+                 "uses_service")
 
     def __init__(self, mapping: TraceMapping) -> None:
         self._mapping = mapping
         self._admitted: dict[tuple[str, ...], tuple[int, ...]] = {}
         self.uses_service = any(r.service is not None for r in mapping.rules)
+        #: the rules with criteria beyond the name, kind and service (attributes, resource,
+        #: events)
+        self.rest = tuple(k for k, r in enumerate(mapping.rules) if r.attributes or r.resource
+                          or r.event is not None or r.at[:6] == "event:")
         #: per rule: its stage; its resolution (null: 1 ns); whether that is coarser
         self.stages = pa.array([r.stage for r in mapping.rules], pa.string())
         coarse = [r.resolution_ns if (r.resolution_ns or 1) > 1 else None
@@ -614,24 +619,32 @@ def _chain_values(batch: SpanBatch, chain: Sequence[FieldRef], at: np.ndarray
     return out
 
 
-def _with_rules(batch: SpanBatch, memo: RuleMemo, n_rules: int) -> list[np.ndarray]:
-    """Per rule, the spans (ascending indices) whose name, kind and service it admits."""
+def _admitted(batch: SpanBatch, memo: RuleMemo
+              ) -> tuple[np.ndarray, list[tuple[int, tuple[int, ...]]]]:
+    """Per span, the first span of its name, kind (and service); per such first span, the
+    rules those admit."""
     n = len(batch)
     first: dict[Any, int] = {}  # per (name, kind[, service]), or name, its first span
     if not memo.uses_service and n and batch.kind.count(batch.kind[0]) == n:  # one kind
         codes = np.fromiter(map(first.setdefault, batch.name, range(n)), np.int64, n)
-        first = {(name, batch.kind[0]): k for name, k in first.items()}
-    else:
-        keys: Iterator[tuple[str, ...]] = zip(batch.name, batch.kind, batch.service(),
-                                              strict=True) \
-            if memo.uses_service else zip(batch.name, batch.kind, strict=True)
-        codes = np.fromiter(map(first.setdefault, keys, range(n)), np.int64, n)
+        kind = batch.kind[0]
+        return codes, [(k, memo.admitted((name, kind))) for name, k in first.items()]
+    keys: Iterator[tuple[str, ...]] = zip(batch.name, batch.kind, batch.service(),
+                                          strict=True) \
+        if memo.uses_service else zip(batch.name, batch.kind, strict=True)
+    codes = np.fromiter(map(first.setdefault, keys, range(n)), np.int64, n)
+    return codes, [(k, memo.admitted(key)) for key, k in first.items()]
+
+
+def _with_rules(codes: np.ndarray, admitted: list[tuple[int, tuple[int, ...]]],
+                n_rules: int) -> list[np.ndarray]:
+    """Per rule, the spans (ascending indices) whose name, kind and service it admits
+    (:func:`_admitted`)."""
     parts: list[list[np.ndarray]] = [[] for _ in range(n_rules)]
-    for key, k in first.items():
-        admitted = memo.admitted(key)
-        if admitted:
-            at = np.flatnonzero(codes == k) if len(first) > 1 else np.arange(n)
-            for r in admitted:
+    for k, rules in admitted:
+        if rules:
+            at = np.flatnonzero(codes == k) if len(admitted) > 1 else np.arange(len(codes))
+            for r in rules:
                 parts[r].append(at)
     return [np.sort(np.concatenate(p)) if len(p) > 1 else p[0] if p
             else np.zeros(0, np.int64) for p in parts]
@@ -675,12 +688,14 @@ def _rows(batch: SpanBatch, rules: Sequence[StageRule], memo: RuleMemo
           ) -> tuple[np.ndarray, np.ndarray]:
     """The rows the rules give: each row's span and rule, by span and, within a span, by
     rule."""
+    codes, admitted = _admitted(batch, memo)
+    if all(len(rs) <= 1 for _, rs in admitted):
+        return _one_rule_rows(batch, rules, memo, codes, admitted)
     spans_of: list[np.ndarray] = []
     rule_of: list[int] = []
-    for r, (rule, at) in enumerate(zip(rules, _with_rules(batch, memo, len(rules)),
+    for r, (rule, at) in enumerate(zip(rules, _with_rules(codes, admitted, len(rules)),
                                        strict=True)):
-        if len(at) and (rule.attributes or rule.resource or rule.event is not None
-                        or rule.at[:6] == "event:"):
+        if len(at) and r in memo.rest:
             at = at[_rest_holds(rule, batch, at)]
         if len(at):
             spans_of.append(at)
@@ -695,12 +710,38 @@ def _rows(batch: SpanBatch, rules: Sequence[StageRule], memo: RuleMemo
     return span_at, rule_at
 
 
+def _one_rule_rows(batch: SpanBatch, rules: Sequence[StageRule], memo: RuleMemo,
+                   codes: np.ndarray, admitted: list[tuple[int, tuple[int, ...]]]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_rows` when each span's name, kind and service admit one rule at most: a row
+    per span, looked up by its first span's rule."""
+    rule_of = np.full(len(codes), -1, np.int64)  # per first span, its rule
+    for k, rs in admitted:
+        if rs:
+            rule_of[k] = rs[0]
+    rule_of = rule_of[codes]
+    span_at = np.flatnonzero(rule_of >= 0)
+    rule_at = rule_of[span_at]
+    keep: np.ndarray | None = None
+    for r in memo.rest:
+        rows = np.flatnonzero(rule_at == r)
+        if len(rows):
+            ok = _rest_holds(rules[r], batch, span_at[rows])
+            if not ok.all():
+                if keep is None:
+                    keep = np.ones(len(span_at), bool)
+                keep[rows[~ok]] = False
+    if keep is not None:
+        span_at, rule_at = span_at[keep], rule_at[keep]
+    return span_at, rule_at
+
+
 def _rule_groups(rules: Sequence[StageRule], rule_at: np.ndarray,
                  key: Callable[[StageRule], Hashable]) -> list[tuple[StageRule, np.ndarray | None]]:
     """The rows grouped by what their rules share (``key`` of a rule): per group, one of
     its rules and its rows (``None``: all rows)."""
     groups: dict[Hashable, list[int]] = {}
-    for r in np.unique(rule_at).tolist():
+    for r in np.flatnonzero(np.bincount(rule_at, minlength=len(rules))).tolist():
         groups.setdefault(key(rules[r]), []).append(r)
     if len(groups) == 1:
         return [(rules[int(rule_at[0])], None)]

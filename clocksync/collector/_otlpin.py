@@ -108,20 +108,23 @@ def inflate(body: bytes, encoding: str | None, limit_bytes: int) -> bytes:
     if coding not in ("gzip", "x-gzip"):
         raise PayloadError(415, "unsupported_encoding",
                            f"Content-Encoding {coding!r} is not supported (gzip or identity)")
-    out = bytearray()
+    parts: list[bytes] = []
+    size = 0
     rest = body
     try:
         while True:  # one gzip member after another (concatenated members are one stream)
             unzip = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            out += unzip.decompress(rest, limit_bytes + 1 - len(out))
-            if len(out) > limit_bytes:
+            part = unzip.decompress(rest, limit_bytes + 1 - size)
+            size += len(part)
+            if size > limit_bytes:
                 raise PayloadError(413, "too_large",
                                    f"body over {limit_bytes} bytes once decompressed")
             if not unzip.eof:
                 raise PayloadError(400, "bad_gzip", "gzip body is truncated")
+            parts.append(part)
             rest = unzip.unused_data
             if not rest.strip(b"\0"):
-                return bytes(out)
+                return parts[0] if len(parts) == 1 else b"".join(parts)
     except zlib.error as exc:
         raise PayloadError(400, "bad_gzip", f"not a gzip body ({exc})") from None
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -24,7 +25,8 @@ from clocksync.latency import (
     span_rows,
 )
 from clocksync.latency._otlp import _pb_value, otlp_request_batch, otlp_request_spans
-from clocksync.latency._spanbatch import SpanBatch
+from clocksync.latency import _spanbatch
+from clocksync.latency._spanbatch import SpanBatch, hex_texts
 from clocksync.latency._spans import SpanError
 from clocksync.latency._traces import span_events
 
@@ -66,7 +68,7 @@ def _request(rng: random.Random, n_resources: int, n_spans: int) -> Any:
                 sp = ss.spans.add()
                 if rng.random() > 0.03:
                     sp.trace_id = rng.randbytes(16)
-                sp.span_id = rng.randbytes(8)
+                sp.span_id = rng.randbytes(rng.choice([8, 8, 8, 3, 0]))  # (any length)
                 if rng.random() < 0.7:
                     sp.parent_span_id = rng.randbytes(8)
                 sp.name = rng.choice(NAMES)
@@ -107,6 +109,22 @@ def _mapping(pair_by: str) -> TraceMapping:
         pair_by=pair_by)  # type: ignore[arg-type]
 
 
+def _one_rule_mapping(pair_by: str) -> TraceMapping:
+    """A mapping whose rules each admit names no other rule admits, some with criteria
+    beyond the name (attributes, resource, events)."""
+    return TraceMapping(
+        rules=(StageRule("in", name_regex="^ingress( |$)", resolution_ns=1000),
+               StageRule("start", span="invocation-start *",
+                         attributes=(AttributeMatch("ok", "true"),)),
+               StageRule("end", span="invocation-end *", at="end",
+                         attributes=(AttributeMatch("code", "200"),)),
+               StageRule("app", span="pp.exit *", at="event:appended",
+                         resource=(AttributeMatch("zone", regex="^a$"),)),
+               StageRule("other", name="other", event="sent")),
+        node_keys=_mapping(pair_by).node_keys, request_id_keys=(FieldRef(attribute="inv.id"),),
+        context_keys=("code",), pair_by=pair_by)  # type: ignore[arg-type]
+
+
 def _one_by_one(spans: list[Any], mapping: TraceMapping) -> tuple[list[dict[str, Any]],
                                                                     list[tuple[str, str]]]:
     rows, bad = [], []
@@ -118,11 +136,13 @@ def _one_by_one(spans: list[Any], mapping: TraceMapping) -> tuple[list[dict[str,
     return rows, bad
 
 
+@pytest.mark.parametrize("one_rule", [False, True])
 @pytest.mark.parametrize("pair_by", ["request", "parent"])
 @pytest.mark.parametrize("seed", range(6))
-def test_a_batch_gives_the_rows_of_each_span_alone(seed: int, pair_by: str) -> None:
+def test_a_batch_gives_the_rows_of_each_span_alone(seed: int, pair_by: str, one_rule: bool
+                                                   ) -> None:
     rng = random.Random(seed)
-    mapping = _mapping(pair_by)
+    mapping = _one_rule_mapping(pair_by) if one_rule else _mapping(pair_by)
     req = _request(rng, rng.randint(1, 4), 60)
     batch, bad_spans = otlp_request_batch("body", req)
     items = list(otlp_request_spans("body", req))
@@ -301,3 +321,35 @@ def test_arrays_given_as_columns_make_the_table_their_values_make(case: str) -> 
         assert outcomes[0].schema.field("stage").type == pa.string()
     assert outcomes[1] == outcomes[0] if isinstance(outcomes[0], str) else \
         outcomes[1].equals(outcomes[0])
+
+
+@pytest.mark.parametrize("limit", [None, 8])
+def test_ids_turned_into_hex_at_once_are_each_id_in_hex(limit: int | None,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ids of any length (none too) give their hex, as an arrow string array, or a list when
+    the text is longer than one array takes."""
+    if limit is not None:
+        monkeypatch.setattr(_spanbatch, "_HEX_BYTES", limit)
+    rng = random.Random(3)
+    for ids in ([], [b""], [rng.randbytes(rng.choice([0, 1, 8, 16])) for _ in range(50)]):
+        got = hex_texts(ids)
+        long = limit is not None and 2 * sum(map(len, ids)) >= limit
+        assert isinstance(got, list) if long else got.type == pa.string()
+        assert _listed(got) == [i.hex() for i in ids]
+
+
+def test_a_batch_gives_ids_of_some_spans_as_their_ids_read_one_at_a_time() -> None:
+    req = _request(random.Random(5), 3, 40)
+    records = [s for _, s in otlp_request_spans("body", req) if not isinstance(s, str)]
+    for at in (np.arange(len(records)), np.array([2, 0, 0, 5]), np.zeros(0, np.int64)):
+        batch, _ = otlp_request_batch("body", req)
+        for name in ("trace_id", "span_id", "parent_span_id"):
+            want = [getattr(records[i], name) for i in at]
+            got = batch.ids(name, at)
+            assert (got.to_pylist() if isinstance(got, pa.Array) else got) == want
+            assert getattr(batch, name) == [getattr(r, name) for r in records]
+            assert _listed(batch.ids(name, at)) == want  # (after the list was made too)
+
+
+def _listed(values: Any) -> list[Any]:
+    return values.to_pylist() if isinstance(values, pa.Array) else list(values)

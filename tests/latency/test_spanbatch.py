@@ -20,12 +20,12 @@ from clocksync.latency import (
     FieldRef,
     StageRule,
     TraceMapping,
+    _spanbatch,
     _traces,
     preset,
     span_rows,
 )
 from clocksync.latency._otlp import _pb_value, otlp_request_batch, otlp_request_spans
-from clocksync.latency import _spanbatch
 from clocksync.latency._spanbatch import SpanBatch, hex_texts
 from clocksync.latency._spans import SpanError
 from clocksync.latency._traces import span_events

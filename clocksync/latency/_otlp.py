@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import itertools
 import json
 import math
 import re
@@ -407,7 +408,8 @@ def _scope_fields(spans: Any, number: int, bad: list[tuple[int, str]]
     (``number`` spans of the request came before)."""
     columns: list[Sequence[Any]] = list(zip(*map(_SPAN_FIELDS, spans), strict=True))
     tids, ks = columns[0], columns[1]
-    if all(tids) and min(ks) >= 0 and max(ks) < len(SPAN_KINDS):
+    if all(tids) and (0 <= ks[0] < len(SPAN_KINDS) if ks.count(ks[0]) == len(ks)
+                      else min(ks) >= 0 and max(ks) < len(SPAN_KINDS)):
         return columns, None
     kept = []
     for j, (tid, k) in enumerate(zip(tids, ks, strict=True)):
@@ -423,6 +425,13 @@ def _scope_fields(spans: Any, number: int, bad: list[tuple[int, str]]
     return [gather(column, kept) for column in columns], kept
 
 
+def _kind_names(kinds: Sequence[int]) -> list[str]:
+    """The names of valid span kind numbers."""
+    if kinds.count(kinds[0]) == len(kinds):  # (mostly one kind)
+        return [SPAN_KINDS[kinds[0]]] * len(kinds)
+    return gather(SPAN_KINDS, kinds)
+
+
 def otlp_request_batch(where: str, request: Any) -> tuple[SpanBatch, list[tuple[int, str]]]:
     """The spans of a parsed ``ExportTraceServiceRequest`` (read with
     :func:`otlp_read_type`; one of :func:`otlp_proto_request_type` is read again as that)
@@ -436,7 +445,7 @@ def otlp_request_batch(where: str, request: Any) -> tuple[SpanBatch, list[tuple[
         copy.ParseFromString(request.SerializeToString())
         request = copy
     keep = _PbColumns()
-    columns: list[list[Any]] = [[] for _ in _SPAN_FIELD_NAMES]
+    parts: list[list[Sequence[Any]]] = []  # per scope, its columns
     codes: list[np.ndarray] = []
     resources: list[Mapping[str, Any]] = []
     bad: list[tuple[int, str]] = []
@@ -455,14 +464,17 @@ def otlp_request_batch(where: str, request: Any) -> tuple[SpanBatch, list[tuple[
                 resources.append(resource)
             codes.append(np.full(len(got[0]), len(resources) - 1, np.int64))
             keep.add(spans, kept)
-            for column, part in zip(columns, got, strict=True):
-                column.extend(part)
+            got[1] = _kind_names(got[1])
+            parts.append(got)
+    columns: list[list[Any]] = [list(c) for c in parts[0]] if len(parts) == 1 else [
+        list(itertools.chain.from_iterable(c)) for c in zip(*parts, strict=True)] if parts \
+        else [[] for _ in _SPAN_FIELD_NAMES]
     trace, kinds, span_ids, parents, names, starts, keep.attributes = columns
     n = len(trace)
     batch = SpanBatch(
         where=[where] * n, trace_id=hex_texts(trace), span_id=hex_texts(span_ids),
         parent_span_id=hex_texts(parents),
-        name=names, kind=gather(SPAN_KINDS, kinds), start_ns=starts, end_ns=keep.end_times,
+        name=names, kind=kinds, start_ns=starts, end_ns=keep.end_times,
         resolution_ns=[1] * n,
         resource_code=np.concatenate(codes) if codes else np.zeros(0, np.int64),
         resources=resources, attribute=keep.attribute, events=keep.events,

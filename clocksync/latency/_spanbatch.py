@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from ._spans import Span
 
-__all__ = ["IDS", "SpanBatch", "every", "gather", "hex_texts"]
+__all__ = ["IDS", "SpanBatch", "all_of", "every", "gather", "hex_texts"]
 
 #: the span fields that are ids (lower-case hex text)
 IDS = ("trace_id", "span_id", "parent_span_id")
@@ -34,9 +34,30 @@ _WHERE, _TRACE, _SPAN, _PARENT, _NAME, _KIND, _START, _END, _RES, _RESOURCE, _AT
 
 
 def every(at: np.ndarray, n: int) -> bool:
-    """Whether the indices ``at`` are ``0, 1, ..., n - 1`` (``n > 0``)."""
+    """Whether the indices ``at`` are ``0, 1, ..., n - 1`` (``n > 0``); at once for
+    :func:`all_of`'s array."""
+    if at is _ALL.get(n):
+        return True
     return len(at) == n > 0 and at[0] == 0 and at[-1] == n - 1 and bool(
         (at[1:] > at[:-1]).all())
+
+
+_ALL: dict[int, np.ndarray] = {}  # (a few sizes)
+
+
+def all_of(at: np.ndarray, n: int) -> np.ndarray:
+    """``at``, or when it is ``0, 1, ..., n - 1`` a read-only array of those that
+    :func:`every` knows at once (one kept per ``n``, for the last few ``n``)."""
+    got = _ALL.get(n)
+    if got is None:
+        if not every(at, n):
+            return at
+        if len(_ALL) >= 8:
+            _ALL.clear()
+        got = _ALL[n] = np.arange(n)
+        got.flags.writeable = False
+        return got
+    return got if at is got or every(at, n) else at
 
 
 def gather(values: Sequence[Any], at: Sequence[int] | np.ndarray) -> list[Any]:

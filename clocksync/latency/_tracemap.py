@@ -36,7 +36,7 @@ import pyarrow as pa
 from .._io._tabular import Values, _all_text, _as_list
 from .._model._errors import InputError
 from ._schema import DEFAULT_STAGES
-from ._spanbatch import SpanBatch, gather
+from ._spanbatch import SpanBatch, all_of, gather
 from ._spans import SPAN_KINDS, Span, SpanError, kind_name
 
 __all__ = [
@@ -508,7 +508,7 @@ class RuleMemo:
     span's name, kind and service admit (spans share a few names); the rules' stages and
     resolutions as arrays (a row's is its rule's)."""
 
-    __slots__ = ("_admitted", "_mapping", "coarse", "resolutions", "rest", "stages",
+    __slots__ = ("_admitted", "_mapping", "coarse_ns", "resolutions", "rest", "stages",
                  "uses_service")
 
     def __init__(self, mapping: TraceMapping) -> None:
@@ -519,12 +519,12 @@ class RuleMemo:
         #: events)
         self.rest = tuple(k for k, r in enumerate(mapping.rules) if r.attributes or r.resource
                           or r.event is not None or r.at[:6] == "event:")
-        #: per rule: its stage; its resolution (null: 1 ns); whether that is coarser
+        #: per rule: its stage; its resolution (null: 1 ns), and as a number (0: 1 ns)
         self.stages = pa.array([r.stage for r in mapping.rules], pa.string())
         coarse = [r.resolution_ns if (r.resolution_ns or 1) > 1 else None
                   for r in mapping.rules]
         self.resolutions = pa.array(coarse, pa.int64())
-        self.coarse = np.array([v is not None for v in coarse], dtype=bool)
+        self.coarse_ns = np.array([v or 0 for v in coarse], np.int64)
 
     @classmethod
     def of(cls, mapping: TraceMapping) -> RuleMemo:
@@ -736,12 +736,13 @@ def _one_rule_rows(batch: SpanBatch, rules: Sequence[StageRule], memo: RuleMemo,
     return span_at, rule_at
 
 
-def _rule_groups(rules: Sequence[StageRule], rule_at: np.ndarray,
+def _rule_groups(rules: Sequence[StageRule], rule_at: np.ndarray, present: list[int],
                  key: Callable[[StageRule], Hashable]) -> list[tuple[StageRule, np.ndarray | None]]:
-    """The rows grouped by what their rules share (``key`` of a rule): per group, one of
-    its rules and its rows (``None``: all rows)."""
+    """The rows grouped by what their rules (``present``: the rules of some row, in order)
+    share (``key`` of a rule): per group, one of its rules and its rows (``None``: all
+    rows)."""
     groups: dict[Hashable, list[int]] = {}
-    for r in np.flatnonzero(np.bincount(rule_at, minlength=len(rules))).tolist():
+    for r in present:
         groups.setdefault(key(rules[r]), []).append(r)
     if len(groups) == 1:
         return [(rules[int(rule_at[0])], None)]
@@ -770,19 +771,20 @@ def _per_span(read: Callable[[np.ndarray], list[Any]], span_at: np.ndarray) -> l
 
 
 def _row_stamps(batch: SpanBatch, rules: Sequence[StageRule], span_at: np.ndarray,
-                rule_at: np.ndarray) -> list[int]:
+                rule_at: np.ndarray, present: list[int]) -> list[int]:
     """Each row's stamp, as its rule takes it."""
     return _joined(len(span_at), [
         (rows, _stamps(rule, batch, span_at if rows is None else span_at[rows]))
-        for rule, rows in _rule_groups(rules, rule_at, attrgetter("at"))])
+        for rule, rows in _rule_groups(rules, rule_at, present, attrgetter("at"))])
 
 
 def _row_request_ids(batch: SpanBatch, mapping: TraceMapping, span_at: np.ndarray,
-                     rule_at: np.ndarray) -> list[str]:
+                     rule_at: np.ndarray, present: list[int]) -> list[str]:
     """Each row's request id, from its rule's chain (else the mapping's), else the trace
     id."""
     parts: list[tuple[np.ndarray | None, list[Any]]] = []
-    for rule, rows in _rule_groups(mapping.rules, rule_at, attrgetter("request_id")):
+    for rule, rows in _rule_groups(mapping.rules, rule_at, present,
+                                   attrgetter("request_id")):
         chain = mapping.request_chain if rule.request_id is None else rule.request_id
         parts.append((rows, _per_span(functools.partial(_request_ids, batch, chain),
                                       span_at if rows is None else span_at[rows])))
@@ -793,7 +795,8 @@ def _resolutions(batch: SpanBatch, memo: RuleMemo, rule_at: np.ndarray,
                  span_at: np.ndarray) -> Values | None:
     """Each row's stamp resolution (``None`` where 1 ns); ``None`` when every row's is."""
     if batch.resolution_ns.count(1) == len(batch):  # the spans' own: 1 ns
-        return memo.resolutions.take(rule_at) if memo.coarse[rule_at].any() else None
+        res = memo.coarse_ns[rule_at]
+        return pa.array(res, mask=res == 0) if res.any() else None
     res = np.maximum(np.asarray(memo.resolutions.fill_null(1))[rule_at],
                      np.asarray(gather(batch.resolution_ns, span_at), np.int64))
     if not (res > 1).any():
@@ -834,8 +837,10 @@ def batch_columns(batch: SpanBatch, mapping: TraceMapping, memo: RuleMemo
     span_at, rule_at = _rows(batch, rules, memo)
     if not len(span_at):
         return {}, span_at, []
-    ts_list = _row_stamps(batch, rules, span_at, rule_at)
-    rid_all = _row_request_ids(batch, mapping, span_at, rule_at)
+    span_at = all_of(span_at, len(batch))
+    present = np.flatnonzero(np.bincount(rule_at, minlength=len(rules))).tolist()
+    ts_list = _row_stamps(batch, rules, span_at, rule_at, present)
+    rid_all = _row_request_ids(batch, mapping, span_at, rule_at, present)
     node, no_node = _row_nodes(batch, mapping.node_chain, span_at)
     bad = _bad_spans(mapping, span_at, rule_at, no_node, ts_list)
     if bad:

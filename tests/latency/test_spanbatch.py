@@ -26,7 +26,7 @@ from clocksync.latency import (
     span_rows,
 )
 from clocksync.latency._otlp import _pb_value, otlp_request_batch, otlp_request_spans
-from clocksync.latency._spanbatch import SpanBatch, hex_texts
+from clocksync.latency._spanbatch import SpanBatch, all_of, every, gather, hex_texts
 from clocksync.latency._spans import SpanError
 from clocksync.latency._traces import span_events
 
@@ -353,3 +353,14 @@ def test_a_batch_gives_ids_of_some_spans_as_their_ids_read_one_at_a_time() -> No
 
 def _listed(values: Any) -> list[Any]:
     return values.to_pylist() if isinstance(values, pa.Array) else list(values)
+
+
+def test_every_index_in_order_is_known_as_such_and_no_other() -> None:
+    values = list("abcde")
+    whole = all_of(np.arange(5), 5)
+    assert every(whole, 5) and all_of(np.arange(5), 5) is whole and not whole.flags.writeable
+    for at in (np.array([0, 1, 1, 3, 4]), np.array([0, 2, 4]), np.arange(4), whole[1:],
+               whole[::-1], np.array([0, 0, 2, 2, 4])):
+        assert all_of(at, 5) is at and not every(at, 5)
+        assert gather(values, at) == [values[i] for i in at]
+    assert gather(values, whole) == values and not every(whole, 4)

@@ -365,6 +365,7 @@ class _PbColumns:
         self.attributes: list[Any] = []  # per span, its attribute map
         self._parts: list[tuple[Any, list[int] | None]] = []  # spans, kept ones (None: all)
         self._spans: list[Any] | None = None
+        self.ids: tuple[list[str], list[str], list[str]] | None = None  # (for records)
 
     def add(self, spans: Any, kept: list[int] | None) -> None:
         """Keep the spans ``kept`` (``None``: all) of one repeated spans field."""
@@ -483,10 +484,12 @@ def otlp_request_batch(where: str, request: Any) -> tuple[SpanBatch, list[tuple[
 
 
 def _record(keep: _PbColumns, batch: SpanBatch, i: int) -> Span:
-    return Span(batch.where[i], batch.trace_id[i], batch.span_id[i], batch.parent_span_id[i],
-                batch.name[i], batch.kind[i], batch.start_ns[i], batch.end_ns[i],
-                _PbAttributes(keep.attributes[i]), batch.resources[int(batch.resource_code[i])],
-                batch.events()[i], 1)
+    ids = keep.ids
+    if ids is None:  # (the batch's ids as lists, made once)
+        ids = keep.ids = (batch.trace_id, batch.span_id, batch.parent_span_id)
+    return Span(batch.where[i], ids[0][i], ids[1][i], ids[2][i], batch.name[i], batch.kind[i],
+                batch.start_ns[i], batch.end_ns[i], _PbAttributes(keep.attributes[i]),
+                batch.resources[int(batch.resource_code[i])], batch.events()[i], 1)
 
 
 def otlp_request_spans(where: str, request: Any) -> Iterator[tuple[str, Span | str]]:

@@ -99,6 +99,12 @@ class _Handler(BaseHTTPRequestHandler):
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s", self.address_string(), format % args)
 
+    def handle_expect_100(self) -> bool:
+        """``100 Continue`` sent now (the client waits for it before the body)."""
+        super().handle_expect_100()
+        self.wfile.flush()
+        return True
+
     def date_time_string(self, timestamp: float | None = None) -> str:
         if timestamp is not None:
             return super().date_time_string(timestamp)

@@ -381,6 +381,23 @@ def test_garbage_on_the_socket_does_not_stop_the_server(server: CollectorHttpSer
     c.close()
 
 
+def test_a_client_that_expects_100_continue_is_told_to_send_its_body(
+        server: CollectorHttpServer, sink: RecordingSink) -> None:
+    import socket
+
+    body = restate_request().SerializeToString()
+    with socket.create_connection(server.address, timeout=10) as raw:
+        raw.sendall(f"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: {PB}\r\n"
+                    f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n".encode())
+        assert raw.recv(100).startswith(b"HTTP/1.1 100")  # before any body is sent
+        raw.sendall(body)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += raw.recv(1000)
+        assert answer.startswith(b"HTTP/1.1 200")
+    assert len(sink.spans) == 2
+
+
 # --- the decoders on their own ---------------------------------------------------------------
 
 

@@ -4,7 +4,8 @@ Receivers (HTTP, gRPC threads) map spans to stage events and put them in an inbo
 engine thread (:meth:`Engine.tick`, every ``tick_s``) does everything else in order:
 
 1. appends the inbox to the raw layer, then completes pairs or requests
-   (:mod:`._online`);
+   (:mod:`._online`), taking the bodies that came since the last round as one batch: its
+   entries wait the request timeout from the last of them;
 2. keeps the *watermark*: per node, the newest event's corrected time; the watermark is the
    slowest active node's minus ``lateness_s`` (a node silent for ``max(10 s, 2·lateness)``
    stops holding it back; with every node silent it advances with the monotonic clock);
@@ -259,14 +260,16 @@ class Engine:
         with self._lock:
             inbox, self._inbox, self._inbox_bytes = self._inbox, [], 0
         out = Completed()
-        # chain: stage and node hashed once here, not again at every grouping by them
-        coded = inbox if self.paired else [(arrival, self._coded(table))
-                                           for arrival, table in inbox]
-        self._watch(coded)
-        for (arrival, table), (_, events) in zip(inbox, coded, strict=True):
-            if self.raw is not None:
+        if self.raw is not None:
+            for _, table in inbox:
                 self.raw.append(table)
-            self.counts["records"] += table.num_rows
+        merged = _merged(inbox)
+        # chain: stage and node hashed once here, not again at every grouping by them
+        coded = merged if self.paired else [(arrival, self._coded(table))
+                                            for arrival, table in merged]
+        self._watch(coded)
+        for arrival, events in coded:
+            self.counts["records"] += events.num_rows
             self._add(events, arrival, out)
         budget = self.config.memory_budget_bytes / 2
         completer = self._pairs if self.paired else self._chain
@@ -696,6 +699,25 @@ class Engine:
             return b"", "text/plain; version=0.0.4"
         body, ctype = self.metrics.exposition()
         return body, ctype
+
+
+def _merged(inbox: Sequence[tuple[float, pa.Table]]) -> list[tuple[float, pa.Table]]:
+    """The inbox with each run of batches of one schema as one table (rows in arrival
+    order) under the run's last arrival time: what is done per batch (pairing, completion,
+    the watermark) is done once a round, not once a body."""
+    out: list[tuple[float, pa.Table]] = []
+    at = 0
+    while at < len(inbox):
+        run = at + 1
+        while run < len(inbox) and inbox[run][1].schema == inbox[at][1].schema:
+            run += 1
+        if run - at == 1:
+            out.append(inbox[at])
+        else:
+            table = pa.concat_tables([t for _, t in inbox[at:run]]).combine_chunks()
+            out.append((max(a for a, _ in inbox[at:run]), table))
+        at = run
+    return out
 
 
 def _rows(table: pa.Table, rows: np.ndarray) -> pa.Table:

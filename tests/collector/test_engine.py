@@ -125,6 +125,29 @@ def test_a_missing_parent_times_out_naming_it(world: RestateWorld) -> None:
     assert engine.pending == 0
 
 
+def test_a_round_takes_its_bodies_as_one_batch_that_waits_from_the_last(
+        world: RestateWorld) -> None:
+    """Bodies that arrived between two rounds are paired as one batch: none of its entries
+    times out before the timeout has passed since the last of them arrived."""
+    clock = Clock()
+    engine = _engine(world, clock, request_timeout_s=5.0)
+    doc = json.loads(json.dumps(world.docs[0]))
+    spans = [s for s in _spans(doc) if s.name.startswith("invocation-start")]
+    half = len(spans) // 2
+    engine.accept_spans(spans[:half])
+    clock.now = 4.0
+    engine.accept_spans(spans[half:])
+    engine.tick()
+    assert engine.pending == 2 * len(spans)
+    clock.now = 8.0  # 8 s after the first body, 4 s after the last: all still wait
+    engine.tick()
+    assert engine.pending == 2 * len(spans) and not engine.incomplete
+    clock.now = 9.0
+    engine.tick()
+    assert engine.incomplete == {"parent of invocation-start": len(spans)}
+    assert engine.pending == 0
+
+
 @pytest.mark.slow
 def test_events_chain_live_equals_batch(world: RestateWorld) -> None:
     rng = np.random.default_rng(9)

@@ -546,21 +546,21 @@ class Engine:
             else:
                 events = pa.concat_tables([_rows(d.events, m) for m, d in sel
                                            if d.events is not None], promote_options="default")
-                result = hop_table(_one_dictionary(events), self.corrector, self.chain,
-                                   self.causal, skip_bad=True)
+                # the table holds the step's hops only (tightening sees the margin's too)
+                events = _one_dictionary(events)
+                result = hop_table(events, self.corrector, self.chain, self.causal,
+                                   skip_bad=True, ref_range_ns=(start, end))
+                if not result.table.num_rows and not hop_table(
+                        events, self.corrector, self.chain, self.causal,
+                        skip_bad=True).table.num_rows:
+                    return None  # no hop at all (an empty step with hops near it is kept)
         except (ClockSyncError, ValueError) as exc:  # never let one step stop the engine
             log.error("step %d..%d ns: %s", start, end, exc)
             self.counts["failed_steps"] += 1
             return None
         hops = result.table
-        if self.paired:
-            if not result.hops:  # no pair of the selection could be corrected
-                return None
-        else:
-            if not hops.num_rows:
-                return None
-            ref = hops.column("src_ref_ns")
-            hops = hops.filter(pc.and_(pc.greater_equal(ref, start), pc.less(ref, end)))
+        if self.paired and not result.hops:  # no pair of the selection could be corrected
+            return None
         windows = tuple(w for w in result.pair_windows if start <= w.start_ns < end)
         return StepResult(start, end, hops, windows)
 

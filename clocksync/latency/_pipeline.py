@@ -32,6 +32,7 @@ from ._arrow import dictionary_codes, first_seen_order, group_order, shared_code
 from ._causal import CausalAssumptions, PairWindow, tighten
 from ._hops import (
     CorrectorLike,
+    EventCorrections,
     HopArrays,
     Pivot,
     StageStamps,
@@ -374,6 +375,7 @@ def hop_table(
     skip_bad: bool = False,
     strict: bool = False,
     ref_range_ns: tuple[int, int] | None = None,
+    corrections: EventCorrections | None = None,
 ) -> HopResult:
     """Per-request hops with bounds, and the counts a report needs.
 
@@ -399,13 +401,15 @@ def hop_table(
     ``ref_range_ns``: ``(lo, hi)``: the table holds only the hops whose corrected source
     time (``src_ref_ns``) lies in ``[lo, hi)``, in the order and under the dictionaries of
     the whole table, and the counts are those of its rows; causal tightening still sees
-    every hop (as :func:`pairs_hop_table`).
+    every hop (as :func:`pairs_hop_table`). ``corrections``: a stage chain's events'
+    corrections made before (one per row of ``events``), used while the corrector's tables
+    are those they were made with.
     """
     table = events.table if isinstance(events, Events) else events
     if is_paired(table):
         return pairs_hop_table(pair_pivot(table), corrector, causal, skip_bad, strict,
                                ref_range_ns)
-    pivot = pivot_events(table, stages)
+    pivot = pivot_events(table, stages, corrections)
     return _hop_result(pivot, None, corrector, causal, skip_bad, strict, ref_range_ns)
 
 

@@ -59,7 +59,7 @@ from ..latency._arrow import (
 from ..latency._hops import EventCorrections
 from ..latency._otlp import otlp_request
 from ..latency._pairs import is_paired, pair_layout, pivot_of_pairs
-from ..latency._pipeline import hop_counts, hop_table, pairs_hop_table
+from ..latency._pipeline import HopCount, hop_counts, hop_table, pairs_hop_table
 from ..latency._traces import span_events
 from ._config import CollectorConfig
 from ._metrics import AlertKey, QuantileRow
@@ -84,13 +84,16 @@ ROUND_YIELD_S = 1.0
 @dataclass(slots=True)
 class StepResult:
     """One closed step: its hops, the causal windows they were tightened in, and the
-    percentile rows of the window that ends with it."""
+    percentile rows of the window that ends with it; ``counts``: its hops' counts (as
+    :func:`~clocksync.latency._pipeline.hop_counts` of ``hops`` gives them, with a count
+    for every hop of the chain, those without a row too), when the pipeline made them."""
 
     start_ns: int
     end_ns: int
     hops: pa.Table
     causal: tuple[Any, ...]
     window: pa.Table | None = None
+    counts: tuple[HopCount, ...] | None = None
 
 
 @dataclass
@@ -597,7 +600,9 @@ class Engine:
         if self.paired and not result.hops:  # no pair of the selection could be corrected
             return None
         windows = tuple(w for w in result.pair_windows if start <= w.start_ns < end)
-        return StepResult(start, end, hops, windows)
+        # a chain's counts are those of the step's rows (hop_table's ref_range_ns)
+        return StepResult(start, end, hops, windows,
+                          counts=None if self.paired else result.hops)
 
     def _drop_done(self, closed_until: int) -> None:
         lo = closed_until - _MARGIN_NS
@@ -669,6 +674,13 @@ class Engine:
         if self.metrics is not None:
             self.metrics.set_alerts([AlertKey(*k) for k in active])
 
+    def _window_counts(self, window: pa.Table) -> tuple[HopCount, ...]:
+        """The window's counts per hop: a window of one step has them made already."""
+        only = self._steps[-1].counts if len(self._steps) == 1 else None
+        if only is not None:
+            return tuple(c for c in only if c.requests)
+        return hop_counts(window) if window.num_rows else ()
+
     def _make_report(self, window: pa.Table, summary: pa.Table, rows: pa.Table | None,
                      start: int, end: int) -> dict[str, Any]:
         causal = [w for s in self._steps for w in s.causal]
@@ -685,7 +697,7 @@ class Engine:
             "uncorrectable_requests": sum(self.uncorrectable.values()),
             "uncorrectable_events_by_node": dict(self.uncorrectable),
             "hops": [{k: getattr(h, k) for k in h.__slots__}
-                     for h in (hop_counts(window) if window.num_rows else ())],
+                     for h in self._window_counts(window)],
             "summary": summary.to_pylist(),
             "window_s": self.config.window_s,
             "windows": [] if rows is None else rows.to_pylist(),

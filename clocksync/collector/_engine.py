@@ -59,7 +59,7 @@ from ..latency._arrow import (
 from ..latency._hops import EventCorrections
 from ..latency._otlp import otlp_request
 from ..latency._pairs import is_paired, pair_layout, pivot_of_pairs
-from ..latency._pipeline import HopCount, hop_counts, hop_table, pairs_hop_table
+from ..latency._pipeline import HopCount, chain_hop_table, hop_counts, pairs_hop_table
 from ..latency._traces import span_events
 from ._config import CollectorConfig
 from ._metrics import AlertKey, QuantileRow
@@ -84,9 +84,9 @@ ROUND_YIELD_S = 1.0
 @dataclass(slots=True)
 class StepResult:
     """One closed step: its hops, the causal windows they were tightened in, and the
-    percentile rows of the window that ends with it; ``counts``: its hops' counts (as
-    :func:`~clocksync.latency._pipeline.hop_counts` of ``hops`` gives them, with a count
-    for every hop of the chain, those without a row too), when the pipeline made them."""
+    percentile rows of the window that ends with it; ``counts``: its hops' counts (those
+    of the rows of ``hops``, with a count for every hop of the chain, those without a row
+    too), when the pipeline made them."""
 
     start_ns: int
     end_ns: int
@@ -467,7 +467,8 @@ class Engine:
         """Every event's correction, made once for every step that reads it (``None``
         when the tables offer no :class:`~clocksync.CellStack`, or a stamp is refused:
         :meth:`_approx_ref` then judges)."""
-        stack = self.corrector.cell_stack(self.corrector.nodes)
+        make = getattr(self.corrector, "cell_stack", None)
+        stack = None if make is None else make(self.corrector.nodes)
         if stack is None:
             return None
         codes, names = self._node_codes(node)
@@ -585,12 +586,12 @@ class Engine:
                         for m, d in chosen if d.corrections is not None and d.events is not None])
                 # the table holds the step's hops only (tightening sees the margin's too)
                 events = _one_dictionary(events)
-                result = hop_table(events, self.corrector, self.chain, self.causal,
-                                   skip_bad=True, ref_range_ns=(start, end),
-                                   corrections=corrections)
-                if not result.table.num_rows and not hop_table(
-                        events, self.corrector, self.chain, self.causal,
-                        skip_bad=True).table.num_rows:
+                result = chain_hop_table(events, self.corrector, self.chain, self.causal,
+                                         skip_bad=True, ref_range_ns=(start, end),
+                                         corrections=corrections)
+                if not result.table.num_rows and not chain_hop_table(
+                        events, self.corrector, self.chain, self.causal, skip_bad=True,
+                        corrections=corrections).table.num_rows:
                     return None  # no hop at all (an empty step with hops near it is kept)
         except (ClockSyncError, ValueError) as exc:  # never let one step stop the engine
             log.error("step %d..%d ns: %s", start, end, exc)

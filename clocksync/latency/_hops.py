@@ -102,8 +102,6 @@ class Pivot:
             corrected).
         missing_extra: incomplete requests by what they lack, beyond missing chain stages
             (pairs by parent: ``"parent of <stage>"``).
-        corrections: every row's correction made before (:class:`EventCorrections`), or
-            ``None``.
     """
 
     events: pa.Table
@@ -123,7 +121,6 @@ class Pivot:
     resolution_ns: I64 | None = None
     all_rows_used: bool = True
     missing_extra: dict[str, int] = field(default_factory=dict)
-    corrections: EventCorrections | None = None
 
     def missing_stages(self) -> dict[str, int]:
         """Stage -> requests lacking it (stages no request lacks are left out)."""
@@ -134,11 +131,8 @@ class Pivot:
         return out | self.missing_extra
 
 
-def pivot_events(table: pa.Table, stages: Sequence[str],
-                 corrections: EventCorrections | None = None) -> Pivot:
-    """Lay the events of ``table`` out per request and stage (first occurrence wins);
-    ``corrections``: each row's correction made before, if any (see
-    :func:`correct_stamps`).
+def pivot_events(table: pa.Table, stages: Sequence[str]) -> Pivot:
+    """Lay the events of ``table`` out per request and stage (first occurrence wins).
 
     Request ids marked as one dictionary of distinct values (a file that says its row
     groups hold whole requests, see :func:`~._arrow.unique_dictionary`) are not hashed. A
@@ -157,7 +151,6 @@ def pivot_events(table: pa.Table, stages: Sequence[str],
         unknown_stages = dict(sorted(unknown_stages.items(), key=lambda kv: (-kv[1], kv[0])))
         table = table.filter(pa.array(known))
         sidx = sidx[known]
-        corrections = None if corrections is None else corrections.rows(known)
     claimed = unique_dictionary(table, "request_id")
     pivot = _pivot(table, chain, sidx, unknown, claimed)
     if claimed and pivot.incomplete:
@@ -166,10 +159,7 @@ def pivot_events(table: pa.Table, stages: Sequence[str],
             log.warning("request ids: the file's claim of whole requests per row group is "
                         "false (a request spans row groups); grouping ids by hashing")
             pivot = _pivot(table, chain, sidx, unknown, False)
-    if unknown or corrections is not None:
-        pivot = dataclasses.replace(pivot, unknown_stages=unknown_stages,
-                                    corrections=corrections)
-    return pivot
+    return dataclasses.replace(pivot, unknown_stages=unknown_stages) if unknown else pivot
 
 
 def _pivot(table: pa.Table, chain: tuple[str, ...], sidx: I64, unknown: int,
@@ -380,12 +370,16 @@ def _node_rows(ev_node: npt.NDArray[np.int64], n_groups: int) -> list[_Rows]:
     return [_Rows((), order[bounds[k]:bounds[k + 1]]) for k in range(n_groups)]
 
 
-def correct_stamps(pivot: Pivot, corrector: CorrectorLike, skip_bad: bool = False) -> StageStamps:
+def correct_stamps(pivot: Pivot, corrector: CorrectorLike, skip_bad: bool = False,
+                   corrections: EventCorrections | None = None) -> StageStamps:
     """Correct every present slot with its node's table (one call per node).
 
     A timestamp the node's table cannot correct (before its first sample, in a void stretch,
     past the holdover horizon) makes the whole request unusable: fatal (:class:`InputError`
     naming the node and the count) unless ``skip_bad``, when it is counted.
+
+    ``corrections``: each row of ``pivot.events`` corrected before, used (the same bits)
+    while the corrector's tables are those they were made with.
     """
     shape = pivot.ts_ns.shape
     n_nodes = len(pivot.node_names)
@@ -404,7 +398,7 @@ def correct_stamps(pivot: Pivot, corrector: CorrectorLike, skip_bad: bool = Fals
     else:  # every event fills its slot
         ev_node = pivot.event_node
     stack = _cell_stack(corrector, pivot.node_names)
-    kept = pivot.corrections
+    kept = corrections
     cached = None
     if kept is not None and kept.serves(stack) and (n_ev == 0 or int(ev_node.min()) >= 0):
         assert stack is not None

@@ -375,7 +375,6 @@ def hop_table(
     skip_bad: bool = False,
     strict: bool = False,
     ref_range_ns: tuple[int, int] | None = None,
-    corrections: EventCorrections | None = None,
 ) -> HopResult:
     """Per-request hops with bounds, and the counts a report needs.
 
@@ -401,16 +400,28 @@ def hop_table(
     ``ref_range_ns``: ``(lo, hi)``: the table holds only the hops whose corrected source
     time (``src_ref_ns``) lies in ``[lo, hi)``, in the order and under the dictionaries of
     the whole table, and the counts are those of its rows; causal tightening still sees
-    every hop (as :func:`pairs_hop_table`). ``corrections``: a stage chain's events'
-    corrections made before (one per row of ``events``), used while the corrector's tables
-    are those they were made with.
+    every hop (as :func:`pairs_hop_table`).
     """
     table = events.table if isinstance(events, Events) else events
     if is_paired(table):
         return pairs_hop_table(pair_pivot(table), corrector, causal, skip_bad, strict,
                                ref_range_ns)
-    pivot = pivot_events(table, stages, corrections)
-    return _hop_result(pivot, None, corrector, causal, skip_bad, strict, ref_range_ns)
+    return chain_hop_table(table, corrector, stages, causal, skip_bad, strict, ref_range_ns)
+
+
+def chain_hop_table(
+    table: pa.Table, corrector: CorrectorLike, stages: tuple[str, ...],
+    causal: CausalAssumptions | None, skip_bad: bool = False, strict: bool = False,
+    ref_range_ns: tuple[int, int] | None = None, corrections: EventCorrections | None = None,
+) -> HopResult:
+    """:func:`hop_table` of a stage chain's events; ``corrections``: each row of ``table``
+    corrected before (a live collector's, kept with its requests), used while the
+    corrector's tables are those they were made with and every stage is in the chain."""
+    pivot = pivot_events(table, stages)
+    if pivot.unknown_stage:  # (rows were left out: the corrections are not the pivot's)
+        corrections = None
+    return _hop_result(pivot, None, corrector, causal, skip_bad, strict, ref_range_ns,
+                       corrections)
 
 
 def pairs_hop_table(
@@ -433,11 +444,12 @@ def pairs_hop_table(
 
 def _hop_result(pivot: Pivot, pairs: PairPivot | None, corrector: CorrectorLike,
                 causal: CausalAssumptions | None, skip_bad: bool, strict: bool,
-                ref_range_ns: tuple[int, int] | None = None) -> HopResult:
+                ref_range_ns: tuple[int, int] | None = None,
+                corrections: EventCorrections | None = None) -> HopResult:
     n_cons = 1 if pairs is not None else len(pivot.stages) - 1
     # context: a pair's child first, else the chain's order
     order = (1, 0) if pairs is not None else tuple(range(len(pivot.stages)))
-    stamps = correct_stamps(pivot, corrector, skip_bad=skip_bad)
+    stamps = correct_stamps(pivot, corrector, skip_bad=skip_bad, corrections=corrections)
     hops = table_hops(pivot, stamps, corrector)
     intervals, windows = _intervals(hops, n_cons, len(pivot.request_ids), pivot.node_names,
                                     causal, _resolutions(pivot, hops, causal))

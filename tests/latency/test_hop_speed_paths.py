@@ -30,7 +30,7 @@ from clocksync import (
     fit_table,
     open_store,
 )
-from clocksync.latency import DEFAULT_STAGES, hop_table
+from clocksync.latency import DEFAULT_STAGES, CausalAssumptions, hop_table
 from clocksync.latency._hops import (  # tests the private module clocksync.latency._hops
     EventCorrections,
     HopArrays,
@@ -39,6 +39,7 @@ from clocksync.latency._hops import (  # tests the private module clocksync.late
     pivot_events,
     table_hops,
 )
+from clocksync.latency._pipeline import chain_hop_table  # (private too)
 from clocksync.testing import LinkModel, simulate_samples
 
 T0 = 1_767_225_600 * 10**9
@@ -394,31 +395,29 @@ def test_kept_corrections_give_the_same_bits(corrector: Corrector, layout: str,
     odd = rng.random(n)
     events = events.set_column(1, "stage", pa.array(np.where(
         odd < 0.01, "elsewhere", events.column("stage").to_numpy(zero_copy_only=False))))
-    kept = _kept(corrector, events)
     pivot = pivot_events(events, DEFAULT_STAGES)
-    with_kept = pivot_events(events, DEFAULT_STAGES, kept)
     assert pivot.unknown_stage and pivot.duplicates and pivot.incomplete
+    kept = _kept(corrector, pivot.events)  # (the rows of the chain's stages)
     plain = correct_stamps(pivot, corrector, skip_bad=True)
     with monkeypatch.context() as m:  # the kept ones serve: nothing is corrected again
         m.setattr(CellStack, "correct", None)
-        cached = correct_stamps(with_kept, corrector, skip_bad=True)
+        cached = correct_stamps(pivot, corrector, skip_bad=True, corrections=kept)
     _assert_same_stamps(plain, cached)
     assert plain.cell is not None and cached.cell is not None
     assert _same_bits(plain.cell[plain.usable], cached.cell[cached.usable])
     assert bool(plain.out_of_range) == (not dense)
-    _assert_same_hops(table_hops(pivot, plain, corrector),
-                      table_hops(with_kept, cached, corrector))
+    _assert_same_hops(table_hops(pivot, plain, corrector), table_hops(pivot, cached, corrector))
     # other tables (here: copies of them): the kept corrections are not theirs
     other = Corrector(corrector.table(n) for n in corrector.nodes)
-    assert not kept.serves(other.cell_stack(with_kept.node_names))
-    assert kept.serves(corrector.cell_stack(with_kept.node_names))
-    _assert_same_stamps(correct_stamps(with_kept, other, skip_bad=True),
+    assert not kept.serves(other.cell_stack(pivot.node_names))
+    assert kept.serves(corrector.cell_stack(pivot.node_names))
+    _assert_same_stamps(correct_stamps(pivot, other, skip_bad=True, corrections=kept),
                         correct_stamps(pivot, other, skip_bad=True))
     if not dense:
         with pytest.raises(InputError) as plain_err:
             correct_stamps(pivot, corrector)
         with pytest.raises(InputError) as cached_err:
-            correct_stamps(with_kept, corrector)
+            correct_stamps(pivot, corrector, corrections=kept)
         assert str(plain_err.value) == str(cached_err.value)
     # a node the stack has no table of: not correctable
     stack = corrector.cell_stack(corrector.nodes)
@@ -432,11 +431,17 @@ def test_kept_corrections_give_the_same_bits(corrector: Corrector, layout: str,
     assert _same_bits(some.bound_ns[code == 1], want_bound)
 
 
-def test_hop_table_of_a_reference_range(corrector: Corrector) -> None:
+@pytest.mark.parametrize("unknown_stage", [False, True])
+def test_hop_table_of_a_reference_range(corrector: Corrector, unknown_stage: bool) -> None:
     """``ref_range_ns`` (with kept corrections or without): the rows of the whole table
-    whose corrected source time lies in the range, in its order, under its dictionaries."""
+    whose corrected source time lies in the range, in its order, under its dictionaries.
+    (Events of a stage outside the chain: the kept corrections are not used.)"""
     rng = np.random.default_rng(5)
     events = _events(corrector, rng, 4_000, True, "shuffled")
+    if unknown_stage:
+        stage = events.column("stage").to_numpy(zero_copy_only=False)
+        events = events.set_column(1, "stage", pa.array(np.where(
+            rng.random(len(stage)) < 0.01, "elsewhere", stage)))
     whole = hop_table(events, corrector, skip_bad=True).table
     ref = whole.column("src_ref_ns").to_numpy()
     lo, hi = np.quantile(ref, [0.3, 0.6]).astype(np.int64).tolist()
@@ -444,8 +449,8 @@ def test_hop_table_of_a_reference_range(corrector: Corrector) -> None:
                                 pc.less(whole.column("src_ref_ns"), hi)))
     assert 0 < want.num_rows < whole.num_rows
     for corrections in (None, _kept(corrector, events)):
-        got = hop_table(events, corrector, skip_bad=True, ref_range_ns=(lo, hi),
-                        corrections=corrections)
+        got = chain_hop_table(events, corrector, DEFAULT_STAGES, CausalAssumptions(),
+                              skip_bad=True, ref_range_ns=(lo, hi), corrections=corrections)
         assert got.table.equals(want)
         assert sum(h.requests for h in got.hops) == want.num_rows
     empty = hop_table(events, corrector, skip_bad=True, ref_range_ns=(0, 1)).table

@@ -57,9 +57,10 @@ from ..latency._arrow import (
     first_seen_dictionary,
     group_order,
 )
+from ..latency._hops import EventCorrections
 from ..latency._otlp import otlp_request
 from ..latency._pairs import is_paired, pair_layout, pivot_of_pairs
-from ..latency._pipeline import hop_counts, hop_table, pairs_hop_table
+from ..latency._pipeline import HopCount, chain_hop_table, hop_counts, pairs_hop_table
 from ..latency._traces import span_events
 from ._config import CollectorConfig
 from ._metrics import AlertKey, QuantileRow
@@ -84,13 +85,16 @@ ROUND_YIELD_S = 1.0
 @dataclass(slots=True)
 class StepResult:
     """One closed step: its hops, the causal windows they were tightened in, and the
-    percentile rows of the window that ends with it."""
+    percentile rows of the window that ends with it; ``counts``: its hops' counts (those
+    of the rows of ``hops``, with a count for every hop of the chain, those without a row
+    too), when the pipeline made them."""
 
     start_ns: int
     end_ns: int
     hops: pa.Table
     causal: tuple[Any, ...]
     window: pa.Table | None = None
+    counts: tuple[HopCount, ...] | None = None
 
 
 @dataclass
@@ -103,11 +107,14 @@ class _Done:
     children: pa.Table | None
     events: pa.Table | None
     last_ns: int  # the largest time a unit here can reach (for retention)
-    nbytes: int = 0  # of its tables
+    corrections: EventCorrections | None = None  # chain: per row of events, if made
+    nbytes: int = 0  # of its tables (and corrections)
 
     def __post_init__(self) -> None:
         self.nbytes = sum(int(t.nbytes) for t in (self.parents, self.children, self.events)
                           if t is not None)
+        if self.corrections is not None:
+            self.nbytes += self.corrections.nbytes
 
 
 class Engine:
@@ -442,7 +449,12 @@ class Engine:
                 events = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
                 at = run
                 ts = events.column("ts_ns").to_numpy().astype(np.int64)
-                key, ok = self._approx_ref(events.column("node"), ts)
+                corrections = self._corrections(events.column("node"), ts)
+                if corrections is None:
+                    key, ok = self._approx_ref(events.column("node"), ts)
+                else:  # (the same bits _approx_ref gives)
+                    ok = np.isfinite(corrections.bound_ns)
+                    key = np.where(ok, corrections.ref_ns.astype(np.float64), np.nan)
                 n_ids = int(rid.max()) + 1
                 first = np.full(n_ids, np.inf)
                 np.minimum.at(first, rid, np.where(ok, key, np.inf))
@@ -451,14 +463,33 @@ class Engine:
                 whole_ok = np.isfinite(first)[rid]
                 self._keep(np.where(whole_ok, first[rid], np.nan),
                            np.where(whole_ok, last[rid], np.nan), whole_ok, None, None,
-                           events, events, rid)
+                           events, events, rid, corrections)
+
+    def _corrections(self, node: pa.ChunkedArray | pa.Array, ts: np.ndarray
+                     ) -> EventCorrections | None:
+        """Every event's correction, made once for every step that reads it (``None``
+        when the tables offer no :class:`~clocksync.CellStack`, or a stamp is refused:
+        :meth:`_approx_ref` then judges)."""
+        make = getattr(self.corrector, "cell_stack", None)
+        stack = None if make is None else make(self.corrector.nodes)
+        if stack is None:
+            return None
+        codes, names = self._node_codes(node)
+        index = {name: k for k, name in enumerate(stack.nodes)}
+        to_stack = np.array([index.get(name, -1) for name in names] + [-1], dtype=np.int64)
+        try:
+            return EventCorrections.of(stack, to_stack[codes], ts)
+        except ClockSyncError:  # (a negative stamp)
+            return None
 
     def _keep(self, key: np.ndarray, end: np.ndarray, ok: np.ndarray,
               parents: pa.Table | None, children: pa.Table | None, events: pa.Table | None,
-              nodes_of: pa.Table, rid: np.ndarray | None = None) -> None:
+              nodes_of: pa.Table, rid: np.ndarray | None = None,
+              corrections: EventCorrections | None = None) -> None:
         """Buffer completed units (rows: pairs, or the events of whole requests with their
-        request codes ``rid``) under their first (``key``) and last (``end``) corrected
-        times; uncorrectable ones are counted by node, late ones counted."""
+        request codes ``rid`` and, if made, corrections) under their first (``key``) and
+        last (``end``) corrected times; uncorrectable ones are counted by node, late ones
+        counted."""
         if not ok.all():
             bad_nodes = np.asarray(pc.cast(nodes_of.column("node"), pa.string()).to_pylist(),
                                    dtype=object)[~ok]
@@ -472,6 +503,7 @@ class Engine:
             parents = None if parents is None else parents.take(keep)
             children = None if children is None else children.take(keep)
             events = None if events is None else events.take(keep)
+            corrections = None if corrections is None else corrections.rows(ok)
         if not len(key):
             return
         key_ns, end_ns = key.astype(np.int64), end.astype(np.int64)
@@ -483,7 +515,7 @@ class Engine:
                 if self.metrics is not None:
                     self.metrics.count_late(n_late)
         self._done.append(_Done(key_ns, end_ns, parents, children, events,
-                                int(end_ns.max()) + _MARGIN_NS))
+                                int(end_ns.max()) + _MARGIN_NS, corrections))
 
     def _close_steps(self, now: float, flush: bool) -> list[StepResult]:
         step = self.config.step_ns
@@ -547,25 +579,34 @@ class Engine:
                                          self.corrector, self.causal, skip_bad=True,
                                          ref_range_ns=(start, end))
             else:
-                events = pa.concat_tables([_rows(d.events, m) for m, d in sel
-                                           if d.events is not None], promote_options="default")
-                result = hop_table(_one_dictionary(events), self.corrector, self.chain,
-                                   self.causal, skip_bad=True)
+                chosen = [(m, d) for m, d in sel if d.events is not None]
+                events = pa.concat_tables([_rows(d.events, m) for m, d in chosen],
+                                          promote_options="default")
+                corrections = None
+                if all(d.corrections is not None for _, d in chosen):
+                    corrections = EventCorrections.concat([
+                        d.corrections if len(m) == d.events.num_rows else d.corrections.rows(m)
+                        for m, d in chosen if d.corrections is not None and d.events is not None])
+                # the table holds the step's hops only (tightening sees the margin's too)
+                events = _one_dictionary(events)
+                result = chain_hop_table(events, self.corrector, self.chain, self.causal,
+                                         skip_bad=True, ref_range_ns=(start, end),
+                                         corrections=corrections)
+                if not result.table.num_rows and not chain_hop_table(
+                        events, self.corrector, self.chain, self.causal, skip_bad=True,
+                        corrections=corrections).table.num_rows:
+                    return None  # no hop at all (an empty step with hops near it is kept)
         except (ClockSyncError, ValueError) as exc:  # never let one step stop the engine
             log.error("step %d..%d ns: %s", start, end, exc)
             self.counts["failed_steps"] += 1
             return None
         hops = result.table
-        if self.paired:
-            if not result.hops:  # no pair of the selection could be corrected
-                return None
-        else:
-            if not hops.num_rows:
-                return None
-            ref = hops.column("src_ref_ns")
-            hops = hops.filter(pc.and_(pc.greater_equal(ref, start), pc.less(ref, end)))
+        if self.paired and not result.hops:  # no pair of the selection could be corrected
+            return None
         windows = tuple(w for w in result.pair_windows if start <= w.start_ns < end)
-        return StepResult(start, end, hops, windows)
+        # a chain's counts are those of the step's rows (hop_table's ref_range_ns)
+        return StepResult(start, end, hops, windows,
+                          counts=None if self.paired else result.hops)
 
     def _drop_done(self, closed_until: int) -> None:
         lo = closed_until - _MARGIN_NS
@@ -637,6 +678,13 @@ class Engine:
         if self.metrics is not None:
             self.metrics.set_alerts([AlertKey(*k) for k in active])
 
+    def _window_counts(self, window: pa.Table) -> tuple[HopCount, ...]:
+        """The window's counts per hop: a window of one step has them made already."""
+        only = self._steps[-1].counts if len(self._steps) == 1 else None
+        if only is not None:
+            return tuple(c for c in only if c.requests)
+        return hop_counts(window) if window.num_rows else ()
+
     def _make_report(self, window: pa.Table, summary: pa.Table, rows: pa.Table | None,
                      start: int, end: int) -> dict[str, Any]:
         causal = [w for s in self._steps for w in s.causal]
@@ -653,7 +701,7 @@ class Engine:
             "uncorrectable_requests": sum(self.uncorrectable.values()),
             "uncorrectable_events_by_node": dict(self.uncorrectable),
             "hops": [{k: getattr(h, k) for k in h.__slots__}
-                     for h in (hop_counts(window) if window.num_rows else ())],
+                     for h in self._window_counts(window)],
             "summary": summary.to_pylist(),
             "window_s": self.config.window_s,
             "windows": [] if rows is None else rows.to_pylist(),

@@ -224,6 +224,74 @@ def slot_resolution(table: pa.Table, row: npt.NDArray[np.int64]) -> I64 | None:
 
 
 @dataclass(frozen=True, slots=True)
+class EventCorrections:
+    """Each event's correction by :meth:`CellStack.correct`, made once and kept with the
+    events (a live collector's events enter several steps), aligned with a table's rows.
+
+    Attributes:
+        ref_ns, bound_ns, flags: as :meth:`CellStack.correct` gives them (``bound_ns``
+            infinite where there is no guaranteed correction).
+        cell: the padded cell of the node's table (not of a stack).
+        compiled: node -> the compiled table the rows of that node were corrected with
+            (``None``: rows of the node were corrected with several).
+    """
+
+    ref_ns: I64
+    bound_ns: F64
+    flags: npt.NDArray[np.uint8]
+    cell: I32
+    compiled: dict[str, Any]
+
+    @classmethod
+    def of(cls, stack: CellStack, code: npt.NDArray[np.integer[Any]], ts_ns: I64
+           ) -> EventCorrections:
+        """Every row corrected by ``stack``: ``code``, each row's node (an index into
+        ``stack.nodes``; -1: a node it has no table of, not correctable), ``ts_ns`` its
+        stamp."""
+        n, n_nodes = len(ts_ns), len(stack.nodes)
+        out = cls(np.zeros(n, np.int64), np.full(n, np.inf), np.zeros(n, np.uint8),
+                  np.zeros(n, np.int32), dict(zip(stack.nodes, stack.compiled, strict=True)))
+        code = np.asarray(code, dtype=np.int64)
+        order, bounds = group_order(np.where(code >= 0, code, n_nodes), n_nodes + 1)
+        for k in range(n_nodes):
+            rows = order[bounds[k]:bounds[k + 1]]
+            if not len(rows):
+                continue
+            r, b, flags, cell = stack.correct(k, ts_ns[rows])
+            out.ref_ns[rows], out.bound_ns[rows], out.flags[rows] = r, b, flags
+            out.cell[rows] = cell - int(stack.offsets[k])
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        return sum(int(a.nbytes) for a in (self.ref_ns, self.bound_ns, self.flags, self.cell))
+
+    def rows(self, at: npt.NDArray[Any]) -> EventCorrections:
+        """Rows ``at`` (an index or a mask)."""
+        return EventCorrections(self.ref_ns[at], self.bound_ns[at], self.flags[at],
+                                self.cell[at], self.compiled)
+
+    @staticmethod
+    def concat(parts: Sequence[EventCorrections]) -> EventCorrections:
+        compiled: dict[str, Any] = {}
+        for p in parts:
+            for node, c in p.compiled.items():
+                if compiled.setdefault(node, c) is not c:
+                    compiled[node] = None
+        return EventCorrections(np.concatenate([p.ref_ns for p in parts]),
+                                np.concatenate([p.bound_ns for p in parts]),
+                                np.concatenate([p.flags for p in parts]),
+                                np.concatenate([p.cell for p in parts]), compiled)
+
+    def serves(self, stack: CellStack | None) -> bool:
+        """Whether these are the corrections ``stack`` makes (its nodes' tables are those
+        the rows were corrected with)."""
+        return stack is not None and all(
+            c is not None and self.compiled.get(n) is c
+            for n, c in zip(stack.nodes, stack.compiled, strict=True))
+
+
+@dataclass(frozen=True, slots=True)
 class StageStamps:
     """Corrected timestamps per ``(request, stage)`` slot.
 
@@ -302,12 +370,16 @@ def _node_rows(ev_node: npt.NDArray[np.int64], n_groups: int) -> list[_Rows]:
     return [_Rows((), order[bounds[k]:bounds[k + 1]]) for k in range(n_groups)]
 
 
-def correct_stamps(pivot: Pivot, corrector: CorrectorLike, skip_bad: bool = False) -> StageStamps:
+def correct_stamps(pivot: Pivot, corrector: CorrectorLike, skip_bad: bool = False,
+                   corrections: EventCorrections | None = None) -> StageStamps:
     """Correct every present slot with its node's table (one call per node).
 
     A timestamp the node's table cannot correct (before its first sample, in a void stretch,
     past the holdover horizon) makes the whole request unusable: fatal (:class:`InputError`
     naming the node and the count) unless ``skip_bad``, when it is counted.
+
+    ``corrections``: each row of ``pivot.events`` corrected before, used (the same bits)
+    while the corrector's tables are those they were made with.
     """
     shape = pivot.ts_ns.shape
     n_nodes = len(pivot.node_names)
@@ -326,6 +398,74 @@ def correct_stamps(pivot: Pivot, corrector: CorrectorLike, skip_bad: bool = Fals
     else:  # every event fills its slot
         ev_node = pivot.event_node
     stack = _cell_stack(corrector, pivot.node_names)
+    kept = corrections
+    cached = None
+    if kept is not None and kept.serves(stack) and (n_ev == 0 or int(ev_node.min()) >= 0):
+        assert stack is not None
+        cached = _cached_rows(kept, stack, ev_node, skip_bad)
+    cell: I32 | None
+    if cached is not None:
+        ev_ref, ev_bound, ev_hold, ev_cell, ev_ok, oor_nodes = cached
+    else:
+        ev_ref, ev_bound, ev_hold, ev_cell, ev_ok, oor_nodes = _corrected_rows(
+            pivot, corrector, stack, ev_node, skip_bad)
+    any_hold = bool(ev_hold[rows].any()) if some_rows else bool(ev_hold.any())
+    if present is None:  # every slot present: plain gathers
+        ref, bound = ev_ref[pivot.row], ev_bound[pivot.row]
+        holdover = ev_hold[pivot.row] if any_hold else np.zeros(shape, dtype=bool)
+        usable = ev_ok[pivot.row] if oor_nodes else np.ones(shape, dtype=bool)
+        cell = ev_cell[pivot.row] if stack is not None else None
+    else:
+        ref = np.zeros(shape, dtype=np.int64)
+        bound = np.full(shape, np.nan)
+        holdover = np.zeros(shape, dtype=bool)
+        usable = np.zeros(shape, dtype=bool)
+        ref.reshape(-1)[present] = ev_ref[rows]
+        bound.reshape(-1)[present] = ev_bound[rows]
+        holdover.reshape(-1)[present] = ev_hold[rows]
+        usable.reshape(-1)[present] = ev_ok[rows]
+        cell = None
+        if stack is not None:
+            cell = np.zeros(shape, dtype=np.int32)
+            cell.reshape(-1)[present] = ev_cell[rows]
+    if not oor_nodes:  # every present slot corrected: no request to drop
+        return StageStamps(ref, bound, usable, holdover, 0, oor_nodes, cell, stack)
+    bad_req: BoolA = np.asarray(((pivot.row >= 0) & ~usable).any(axis=1))
+    usable &= ~bad_req[:, None]
+    return StageStamps(ref, bound, usable & (pivot.row >= 0), holdover,
+                       int(bad_req.sum()), oor_nodes, cell, stack)
+
+
+_EventRows = tuple[I64, F64, BoolA, I32, BoolA, dict[str, int]]
+
+
+def _cached_rows(kept: EventCorrections, stack: CellStack, ev_node: npt.NDArray[np.int64],
+                 skip_bad: bool) -> _EventRows | None:
+    """:func:`_corrected_rows` from corrections made before by the same tables (``None``
+    when a row cannot be corrected and ``skip_bad`` is off: the slow path names it)."""
+    n_nodes = len(stack.nodes)
+    corrected = ev_node < n_nodes  # (rows of dropped duplicates are not)
+    finite = np.isfinite(kept.bound_ns)
+    bad = ~finite & corrected
+    oor_nodes: dict[str, int] = {}
+    if bad.any():
+        if not skip_bad:
+            return None
+        counts = np.bincount(ev_node[bad], minlength=n_nodes)
+        oor_nodes = {n: int(counts[k]) for k, n in enumerate(stack.nodes) if counts[k]}
+    offsets = stack.offsets[np.minimum(ev_node, n_nodes - 1)] if n_nodes else 0
+    ev_cell = np.empty(len(ev_node), dtype=np.int32)
+    np.add(kept.cell, offsets, out=ev_cell, casting="unsafe")
+    return (kept.ref_ns, np.where(finite, kept.bound_ns, np.nan),
+            (kept.flags & HOLDOVER) != 0, ev_cell, ~bad, oor_nodes)
+
+
+def _corrected_rows(pivot: Pivot, corrector: CorrectorLike, stack: CellStack | None,
+                    ev_node: npt.NDArray[np.int64], skip_bad: bool) -> _EventRows:
+    """Per event row: corrected midpoint, bound (NaN where not correctable), holdover,
+    stack cell, correctable; and node -> uncorrectable events (rows of node
+    ``len(node_names)`` are not corrected: their values are never read)."""
+    n_ev, n_nodes = len(ev_node), len(pivot.node_names)
     # every row read below is written first (unused rows are never gathered)
     ev_ref = np.empty(n_ev, dtype=np.int64)
     ev_bound = np.empty(n_ev, dtype=np.float64)
@@ -333,7 +473,6 @@ def correct_stamps(pivot: Pivot, corrector: CorrectorLike, skip_bad: bool = Fals
     ev_cell = np.empty(n_ev if stack is not None else 0, dtype=np.int32)
     ev_ok = np.ones(n_ev, dtype=bool)
     oor_nodes: dict[str, int] = {}
-    cell: I32 | None
     for (code, name), mine in zip(enumerate(pivot.node_names), _node_rows(ev_node, n_nodes + 1),
                                   strict=False):
         ts = mine.take(pivot.event_ts)
@@ -360,31 +499,7 @@ def correct_stamps(pivot: Pivot, corrector: CorrectorLike, skip_bad: bool = Fals
         if stack is None:
             flags = corrector.flags(name, ts)
         mine.put(ev_hold, (np.asarray(flags) & HOLDOVER) != 0)
-    any_hold = bool(ev_hold[rows].any()) if some_rows else bool(ev_hold.any())
-    if present is None:  # every slot present: plain gathers
-        ref, bound = ev_ref[pivot.row], ev_bound[pivot.row]
-        holdover = ev_hold[pivot.row] if any_hold else np.zeros(shape, dtype=bool)
-        usable = ev_ok[pivot.row] if oor_nodes else np.ones(shape, dtype=bool)
-        cell = ev_cell[pivot.row] if stack is not None else None
-    else:
-        ref = np.zeros(shape, dtype=np.int64)
-        bound = np.full(shape, np.nan)
-        holdover = np.zeros(shape, dtype=bool)
-        usable = np.zeros(shape, dtype=bool)
-        ref.reshape(-1)[present] = ev_ref[rows]
-        bound.reshape(-1)[present] = ev_bound[rows]
-        holdover.reshape(-1)[present] = ev_hold[rows]
-        usable.reshape(-1)[present] = ev_ok[rows]
-        cell = None
-        if stack is not None:
-            cell = np.zeros(shape, dtype=np.int32)
-            cell.reshape(-1)[present] = ev_cell[rows]
-    if not oor_nodes:  # every present slot corrected: no request to drop
-        return StageStamps(ref, bound, usable, holdover, 0, oor_nodes, cell, stack)
-    bad_req: BoolA = np.asarray(((pivot.row >= 0) & ~usable).any(axis=1))
-    usable &= ~bad_req[:, None]
-    return StageStamps(ref, bound, usable & (pivot.row >= 0), holdover,
-                       int(bad_req.sum()), oor_nodes, cell, stack)
+    return ev_ref, ev_bound, ev_hold, ev_cell, ev_ok, oor_nodes
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from ._arrow import dictionary_codes, first_seen_order, group_order, shared_code
 from ._causal import CausalAssumptions, PairWindow, tighten
 from ._hops import (
     CorrectorLike,
+    EventCorrections,
     HopArrays,
     Pivot,
     StageStamps,
@@ -277,12 +278,19 @@ def _rows_of(h: HopArrays, interval: tuple[F64, F64, BoolA], at: I64 | slice, na
 
 
 def _chain_parts(pivot: Pivot, hops: list[HopArrays],
-                 intervals: list[tuple[F64, F64, BoolA]], order: tuple[int, ...]
-                 ) -> list[_Part]:
-    """One part per hop of the chain, each with its requests' context."""
+                 intervals: list[tuple[F64, F64, BoolA]], order: tuple[int, ...],
+                 ref_range_ns: tuple[int, int] | None = None) -> list[_Part]:
+    """One part per hop of the chain, each with its requests' context. ``ref_range_ns``:
+    a part holds only the requests whose corrected source time lies in ``[lo, hi)`` (and
+    may be empty)."""
     ctx = _context(pivot, order)
     parts = []
     for h, interval in zip(hops, intervals, strict=True):
+        if ref_range_ns is not None:
+            lo, hi = ref_range_ns
+            kept = np.flatnonzero((h.src_ref_ns >= lo) & (h.src_ref_ns < hi))
+            if len(kept) < len(h.req):
+                h, interval = _rows_of(h, interval, kept, h.name)
         if len(h.req) == len(pivot.request_ids):  # every request: no take
             parts.append(_Part(h, interval, ctx))
             continue
@@ -366,6 +374,7 @@ def hop_table(
     causal: CausalAssumptions | None = CausalAssumptions(),  # noqa: B008 - frozen
     skip_bad: bool = False,
     strict: bool = False,
+    ref_range_ns: tuple[int, int] | None = None,
 ) -> HopResult:
     """Per-request hops with bounds, and the counts a report needs.
 
@@ -387,12 +396,32 @@ def hop_table(
     from), ``table_low_ns, table_high_ns`` (tables only, before causal tightening and
     resolution), ``src_ref_ns`` (corrected source time), ``order_unknown``,
     ``inconsistent``, and every context column. ``causal=None`` turns tightening off.
+
+    ``ref_range_ns``: ``(lo, hi)``: the table holds only the hops whose corrected source
+    time (``src_ref_ns``) lies in ``[lo, hi)``, in the order and under the dictionaries of
+    the whole table, and the counts are those of its rows; causal tightening still sees
+    every hop (as :func:`pairs_hop_table`).
     """
     table = events.table if isinstance(events, Events) else events
     if is_paired(table):
-        return pairs_hop_table(pair_pivot(table), corrector, causal, skip_bad, strict)
+        return pairs_hop_table(pair_pivot(table), corrector, causal, skip_bad, strict,
+                               ref_range_ns)
+    return chain_hop_table(table, corrector, stages, causal, skip_bad, strict, ref_range_ns)
+
+
+def chain_hop_table(
+    table: pa.Table, corrector: CorrectorLike, stages: tuple[str, ...],
+    causal: CausalAssumptions | None, skip_bad: bool = False, strict: bool = False,
+    ref_range_ns: tuple[int, int] | None = None, corrections: EventCorrections | None = None,
+) -> HopResult:
+    """:func:`hop_table` of a stage chain's events; ``corrections``: each row of ``table``
+    corrected before (a live collector's, kept with its requests), used while the
+    corrector's tables are those they were made with and every stage is in the chain."""
     pivot = pivot_events(table, stages)
-    return _hop_result(pivot, None, corrector, causal, skip_bad, strict)
+    if pivot.unknown_stage:  # (rows were left out: the corrections are not the pivot's)
+        corrections = None
+    return _hop_result(pivot, None, corrector, causal, skip_bad, strict, ref_range_ns,
+                       corrections)
 
 
 def pairs_hop_table(
@@ -415,18 +444,19 @@ def pairs_hop_table(
 
 def _hop_result(pivot: Pivot, pairs: PairPivot | None, corrector: CorrectorLike,
                 causal: CausalAssumptions | None, skip_bad: bool, strict: bool,
-                ref_range_ns: tuple[int, int] | None = None) -> HopResult:
+                ref_range_ns: tuple[int, int] | None = None,
+                corrections: EventCorrections | None = None) -> HopResult:
     n_cons = 1 if pairs is not None else len(pivot.stages) - 1
     # context: a pair's child first, else the chain's order
     order = (1, 0) if pairs is not None else tuple(range(len(pivot.stages)))
-    stamps = correct_stamps(pivot, corrector, skip_bad=skip_bad)
+    stamps = correct_stamps(pivot, corrector, skip_bad=skip_bad, corrections=corrections)
     hops = table_hops(pivot, stamps, corrector)
     intervals, windows = _intervals(hops, n_cons, len(pivot.request_ids), pivot.node_names,
                                     causal, _resolutions(pivot, hops, causal))
     if pairs is not None:
         parts_in = _pair_parts(pivot, hops[0], intervals[0], pairs, order, ref_range_ns)
     else:
-        parts_in = _chain_parts(pivot, hops, intervals, order)
+        parts_in = _chain_parts(pivot, hops, intervals, order, ref_range_ns)
     names = pa.array(pivot.node_names, pa.string())
     hop_names = pa.array([p.hop.name for p in parts_in], pa.string())
     ids = pivot.request_ids.cast(pa.string())

@@ -4,6 +4,7 @@ what is late."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from clocksync import Corrector
 from clocksync.collector._config import load_collector_config
 from clocksync.collector._engine import Engine, StepResult
 from clocksync.latency import hop_table, percentile_table, preset, read_inputs
@@ -167,6 +169,45 @@ def test_events_chain_live_equals_batch(world: RestateWorld) -> None:
     live = _key(_steps_hops(steps))
     batch = _key(hop_table(events, world.corrector).table)
     assert live.equals(batch)
+
+
+def _shifted(corrector: Corrector, node: str, offset_ns: float) -> Corrector:
+    """The corrector's tables, ``node``'s offset moved by ``offset_ns`` (new tables)."""
+    tables = []
+    for name in corrector.nodes:
+        table = corrector.table(name)
+        if name == node:
+            cells = dataclasses.replace(table.cells, hi0=table.cells.hi0 + offset_ns,
+                                        lo0=table.cells.lo0 + offset_ns)
+            table = dataclasses.replace(table, cells=cells)
+        tables.append(table)
+    return Corrector(tables)
+
+
+def test_events_chain_live_follows_new_tables(world: RestateWorld) -> None:
+    """Tables replaced while requests wait in the buffer: the corrections made when they
+    completed are not those of the new tables, so a step corrects them again (the numbers
+    are batch analysis's with the new tables, not the old)."""
+    rng = np.random.default_rng(4)
+    clocks = {k: world.clocks[k] for k in ("n1", "n2")}
+    events, _ = simulate_requests(clocks, [("n1", "n2"), ("n2", "n1")], 2000,
+                                  T0 + 20 * 10**9, 40.0, rng)
+    events = events.sort_by("ts_ns")
+    clock = Clock()
+    config = load_collector_config(None, {"store": "unused", "window_s": 10.0,
+                                          "lateness_s": 3600.0})
+    engine = Engine(config, world.corrector, monotonic_s=clock)
+    new = _shifted(world.corrector, "n2", 40_000.0)
+    steps: list[StepResult] = []
+    for at in range(0, events.num_rows, 500):
+        engine.accept_events(events.slice(at, 500))
+        steps += engine.tick()
+        if at == 4000:
+            engine.corrector = new
+    steps += engine.tick(flush=True)
+    live = _key(_steps_hops(steps))
+    assert live.equals(_key(hop_table(events, new).table))
+    assert not live.equals(_key(hop_table(events, world.corrector).table))
 
 
 def test_late_data_is_counted_not_published(world: RestateWorld, tmp_path: Path) -> None:

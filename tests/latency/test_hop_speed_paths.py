@@ -22,6 +22,7 @@ from clocksync import (
     HOLDOVER,
     OUT_OF_RANGE,
     VOID,
+    CellStack,
     CorrectionTable,
     Corrector,
     InputError,
@@ -29,14 +30,16 @@ from clocksync import (
     fit_table,
     open_store,
 )
-from clocksync.latency import DEFAULT_STAGES
+from clocksync.latency import DEFAULT_STAGES, CausalAssumptions, hop_table
 from clocksync.latency._hops import (  # tests the private module clocksync.latency._hops
+    EventCorrections,
     HopArrays,
     StageStamps,
     correct_stamps,
     pivot_events,
     table_hops,
 )
+from clocksync.latency._pipeline import chain_hop_table  # (private too)
 from clocksync.testing import LinkModel, simulate_samples
 
 T0 = 1_767_225_600 * 10**9
@@ -361,3 +364,94 @@ def test_subclass_with_its_own_correct_and_no_stack(corrector: Corrector) -> Non
     plain = correct_stamps(pivot, corrector, skip_bad=True)
     assert stamps.cell is None and (stamps.ref_ns - plain.ref_ns)[stamps.usable].tolist() == \
         [1000] * int(stamps.usable.sum())
+
+
+def _kept(corrector: Corrector, events: pa.Table) -> EventCorrections:
+    """Every row of ``events`` corrected by the stack of all the corrector's nodes (a node
+    it has no table of: -1), in two parts joined again (as a step joins its batches)."""
+    stack = corrector.cell_stack(corrector.nodes)
+    assert stack is not None
+    index = {n: k for k, n in enumerate(stack.nodes)}
+    code = np.array([index.get(n, -1) for n in events.column("node").to_pylist()])
+    ts = events.column("ts_ns").to_numpy()
+    half = len(ts) // 2
+    parts = [EventCorrections.of(stack, code[:half], ts[:half]),
+             EventCorrections.of(stack, code[half:], ts[half:])]
+    return EventCorrections.concat([parts[0], parts[1].rows(np.arange(len(ts) - half))])
+
+
+@pytest.mark.parametrize("layout", ["row groups", "shuffled"])
+@pytest.mark.parametrize("dense", [True, False])
+def test_kept_corrections_give_the_same_bits(corrector: Corrector, layout: str,
+                                             dense: bool, monkeypatch: pytest.MonkeyPatch
+                                             ) -> None:
+    """Corrections made before (a live collector's, once per event) and the pipeline's own
+    give the same stamps and hops, with unknown stages, nodes without a table, duplicates,
+    missing stages and (``not dense``) uncorrectable stamps; they are not used with other
+    tables, and a refusal names the same events."""
+    rng = np.random.default_rng(hash((layout, dense, "kept")) % 2**32)
+    events = _events(corrector, rng, 6_000, dense, layout)
+    n = events.num_rows
+    odd = rng.random(n)
+    events = events.set_column(1, "stage", pa.array(np.where(
+        odd < 0.01, "elsewhere", events.column("stage").to_numpy(zero_copy_only=False))))
+    pivot = pivot_events(events, DEFAULT_STAGES)
+    assert pivot.unknown_stage and pivot.duplicates and pivot.incomplete
+    kept = _kept(corrector, pivot.events)  # (the rows of the chain's stages)
+    plain = correct_stamps(pivot, corrector, skip_bad=True)
+    with monkeypatch.context() as m:  # the kept ones serve: nothing is corrected again
+        m.setattr(CellStack, "correct", None)
+        cached = correct_stamps(pivot, corrector, skip_bad=True, corrections=kept)
+    _assert_same_stamps(plain, cached)
+    assert plain.cell is not None and cached.cell is not None
+    assert _same_bits(plain.cell[plain.usable], cached.cell[cached.usable])
+    assert bool(plain.out_of_range) == (not dense)
+    _assert_same_hops(table_hops(pivot, plain, corrector), table_hops(pivot, cached, corrector))
+    # other tables (here: copies of them): the kept corrections are not theirs
+    other = Corrector(corrector.table(n) for n in corrector.nodes)
+    assert not kept.serves(other.cell_stack(pivot.node_names))
+    assert kept.serves(corrector.cell_stack(pivot.node_names))
+    _assert_same_stamps(correct_stamps(pivot, other, skip_bad=True, corrections=kept),
+                        correct_stamps(pivot, other, skip_bad=True))
+    if not dense:
+        with pytest.raises(InputError) as plain_err:
+            correct_stamps(pivot, corrector)
+        with pytest.raises(InputError) as cached_err:
+            correct_stamps(pivot, corrector, corrections=kept)
+        assert str(plain_err.value) == str(cached_err.value)
+    # a node the stack has no table of: not correctable
+    stack = corrector.cell_stack(corrector.nodes)
+    assert stack is not None
+    ts = events.column("ts_ns").to_numpy()[:50]
+    code = np.where(np.arange(50) % 3 == 0, -1, np.arange(50) % len(stack.nodes))
+    some = EventCorrections.of(stack, code, ts)
+    assert np.isinf(some.bound_ns[code < 0]).all()
+    want_ref, want_bound = corrector.correct(stack.nodes[1], ts[code == 1], on_invalid="inf")
+    assert _same_bits(some.ref_ns[code == 1], want_ref)
+    assert _same_bits(some.bound_ns[code == 1], want_bound)
+
+
+@pytest.mark.parametrize("unknown_stage", [False, True])
+def test_hop_table_of_a_reference_range(corrector: Corrector, unknown_stage: bool) -> None:
+    """``ref_range_ns`` (with kept corrections or without): the rows of the whole table
+    whose corrected source time lies in the range, in its order, under its dictionaries.
+    (Events of a stage outside the chain: the kept corrections are not used.)"""
+    rng = np.random.default_rng(5)
+    events = _events(corrector, rng, 4_000, True, "shuffled")
+    if unknown_stage:
+        stage = events.column("stage").to_numpy(zero_copy_only=False)
+        events = events.set_column(1, "stage", pa.array(np.where(
+            rng.random(len(stage)) < 0.01, "elsewhere", stage)))
+    whole = hop_table(events, corrector, skip_bad=True).table
+    ref = whole.column("src_ref_ns").to_numpy()
+    lo, hi = np.quantile(ref, [0.3, 0.6]).astype(np.int64).tolist()
+    want = whole.filter(pc.and_(pc.greater_equal(whole.column("src_ref_ns"), lo),
+                                pc.less(whole.column("src_ref_ns"), hi)))
+    assert 0 < want.num_rows < whole.num_rows
+    for corrections in (None, _kept(corrector, events)):
+        got = chain_hop_table(events, corrector, DEFAULT_STAGES, CausalAssumptions(),
+                              skip_bad=True, ref_range_ns=(lo, hi), corrections=corrections)
+        assert got.table.equals(want)
+        assert sum(h.requests for h in got.hops) == want.num_rows
+    empty = hop_table(events, corrector, skip_bad=True, ref_range_ns=(0, 1)).table
+    assert empty.num_rows == 0 and empty.schema.equals(whole.schema)

@@ -78,6 +78,8 @@ _CODED = pa.dictionary(pa.int32(), pa.string())
 #: slack between a unit's correction at completion and at its step's close (ns)
 _MARGIN_NS = 1_000_000_000
 _IDLE_MIN_S = 10.0
+#: the most rows of bodies a round takes as one batch (bounds the round's scratch memory)
+_MERGED_MAX_ROWS = 65_536
 #: the longest a receiver waits for the engine's round before it decodes anyway (s)
 ROUND_YIELD_S = 1.0
 
@@ -750,14 +752,17 @@ class Engine:
 
 
 def _merged(inbox: Sequence[tuple[float, pa.Table]]) -> list[tuple[float, pa.Table]]:
-    """The inbox with each run of batches of one schema as one table (rows in arrival
-    order) under the run's last arrival time: what is done per batch (pairing, completion,
-    the watermark) is done once a round, not once a body."""
+    """The inbox with each run of batches of one schema (up to :data:`_MERGED_MAX_ROWS`
+    rows) as one table (rows in arrival order) under the run's last arrival time: what is
+    done per batch (pairing, completion, the watermark) is done once a round, not once a
+    body."""
     out: list[tuple[float, pa.Table]] = []
     at = 0
     while at < len(inbox):
-        run = at + 1
-        while run < len(inbox) and inbox[run][1].schema == inbox[at][1].schema:
+        run, rows = at + 1, inbox[at][1].num_rows
+        while (run < len(inbox) and inbox[run][1].schema == inbox[at][1].schema
+               and rows + inbox[run][1].num_rows <= _MERGED_MAX_ROWS):
+            rows += inbox[run][1].num_rows
             run += 1
         if run - at == 1:
             out.append(inbox[at])

@@ -277,6 +277,12 @@ def _rows_of(h: HopArrays, interval: tuple[F64, F64, BoolA], at: I64 | slice, na
     return part, (interval[0][at], interval[1][at], interval[2][at])
 
 
+def _in_range(h: HopArrays, ref_range_ns: tuple[int, int]) -> I64:
+    """The rows of ``h`` whose corrected source time lies in ``[lo, hi)``."""
+    lo, hi = ref_range_ns
+    return np.flatnonzero((h.src_ref_ns >= lo) & (h.src_ref_ns < hi))
+
+
 def _chain_parts(pivot: Pivot, hops: list[HopArrays],
                  intervals: list[tuple[F64, F64, BoolA]], order: tuple[int, ...],
                  ref_range_ns: tuple[int, int] | None = None) -> list[_Part]:
@@ -287,8 +293,7 @@ def _chain_parts(pivot: Pivot, hops: list[HopArrays],
     parts = []
     for h, interval in zip(hops, intervals, strict=True):
         if ref_range_ns is not None:
-            lo, hi = ref_range_ns
-            kept = np.flatnonzero((h.src_ref_ns >= lo) & (h.src_ref_ns < hi))
+            kept = _in_range(h, ref_range_ns)
             if len(kept) < len(h.req):
                 h, interval = _rows_of(h, interval, kept, h.name)
         if len(h.req) == len(pivot.request_ids):  # every request: no take
@@ -313,8 +318,7 @@ def _pair_parts(pivot: Pivot, h: HopArrays, interval: tuple[F64, F64, BoolA],
         return []
     kept: I64 | None = None
     if ref_range_ns is not None:
-        lo, hi = ref_range_ns
-        kept = np.flatnonzero((h.src_ref_ns >= lo) & (h.src_ref_ns < hi))
+        kept = _in_range(h, ref_range_ns)
         code = code[kept]
     at: I64 | slice
     if kept is None and len(present) == 1:  # one hop, every pair: the columns as they are

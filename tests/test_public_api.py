@@ -154,7 +154,7 @@ PRIVATE_MODULE_TESTS = {
     "tests/latency/test_causal.py": {"clocksync.latency._causal"},
     "tests/latency/test_cli.py": {"clocksync.cli._latency", "clocksync.latency._arrow",
                                   "clocksync.latency._storage"},
-    "tests/latency/test_cli_dask.py": {"clocksync.latency._dask"},
+    "tests/latency/test_cli_dask.py": {"clocksync.cli._scheduler", "clocksync.latency._dask"},
     "tests/latency/test_hop_speed_paths.py": {"clocksync.latency._hops",
                                               "clocksync.latency._pipeline"},
     "tests/latency/test_kernels.py": {"clocksync.latency._arrow", "clocksync._correct._cells",

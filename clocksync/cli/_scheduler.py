@@ -41,6 +41,8 @@ __all__ = [
 ]
 
 _LOCAL = re.compile(r"local:(\d+)")
+#: how long ``tcp://HOST:PORT`` is tried (distributed retries a refused connection until then)
+CONNECT_TIMEOUT_S = 10.0
 
 
 def parse_scheduler(text: str) -> str:
@@ -76,7 +78,7 @@ def scheduler_client(scheduler: str) -> Iterator[Any]:
             cluster.close()
         return
     try:
-        client = distributed.Client(scheduler, timeout="10s")
+        client = distributed.Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S:g}s")
     except OSError as exc:
         raise InputError(f"--scheduler {scheduler}: cannot reach the Dask scheduler "
                          f"({exc})") from None

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+import clocksync.cli._scheduler as scheduler_module  # tests its connect timeout's path
 from clocksync.cli import main
 
 from .conftest import World, store_world
@@ -123,8 +124,11 @@ def test_scheduler_errors(setup: tuple[Path, Path], tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_unreachable_scheduler(setup: tuple[Path, Path]) -> None:
-    """Nothing listens on the discard port: a clear error after the connect timeout."""
+def test_unreachable_scheduler(setup: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+                               ) -> None:
+    """Nothing listens on the discard port: a clear error after the connect timeout (1 s
+    here: distributed retries the refused connection until then)."""
+    monkeypatch.setattr(scheduler_module, "CONNECT_TIMEOUT_S", 1.0)
     tables, events = setup
     res = CliRunner().invoke(main, ["latency", str(events), "--tables", str(tables),
                                     "--scheduler", "tcp://127.0.0.1:9"])

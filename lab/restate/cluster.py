@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -218,10 +219,23 @@ class Processes:
                 return proc.returncode
         return None
 
-    def stop_all(self) -> None:
-        for _, proc in reversed(self.procs):
-            with contextlib.suppress(Exception):
-                stop_process(proc, 5.0)
+    def stop_all(self, timeout_s: float = 5.0) -> None:
+        """SIGTERM to every process still running (newest first), then wait for them all
+        together, SIGKILL for any left after ``timeout_s`` (stopped one at a time, the last
+        Restate node, its peers gone, waited out the whole timeout)."""
+        running = [proc for _, proc in reversed(self.procs) if proc.poll() is None]
+        for proc in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for proc in running:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout_s)
 
 
 def wait_until(ready: Callable[[], bool], timeout_s: float, what: str,

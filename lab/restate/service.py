@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 from typing import Any
 
 import restate
@@ -49,7 +50,22 @@ def main() -> None:
     config = Config()
     config.bind = [f"127.0.0.1:{args.port}"]
     config.h2_max_concurrent_streams = 1000
-    asyncio.run(serve(app, config))  # type: ignore[arg-type]
+    asyncio.run(_serve(config))
+
+
+async def _serve(config: Config) -> None:
+    """hypercorn until SIGTERM. The SDK takes SIGTERM over on its first request (to tell its
+    invocations, never to exit): the stop is one more hook of the SDK's signal dispatcher, so
+    the process ends at once instead of waiting for the lab's SIGKILL."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    try:
+        from restate.server import install_shutdown_hook
+    except ImportError:  # an SDK without the dispatcher
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    else:
+        install_shutdown_hook(loop, stop.set, signal.SIGTERM)
+    await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

@@ -73,7 +73,9 @@ def test_fit_correct_report(runner: CliRunner, tmp_path: Path, samples_file: Pat
 
 @pytest.mark.slow
 def test_demo_json_covers_truth(runner: CliRunner, tmp_path: Path) -> None:
-    result = runner.invoke(main, ["demo", "--json", "--store", str(tmp_path / "t")])
+    # 10 s, not the default 15: bifrost-1's step (at 8 s) still falls inside the run
+    result = runner.invoke(main, ["demo", "--json", "--duration", "10", "--store",
+                                  str(tmp_path / "t")])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     for row, truth in zip(data["report"], data["truth"], strict=True):

@@ -26,13 +26,14 @@ late (it is in the raw layer, not in the metrics).
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import math
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,6 +150,7 @@ class Engine:
         self._lock = threading.Lock()
         self._between_rounds = threading.Event()  # clear while a round runs
         self._between_rounds.set()
+        self._decoders = threading.BoundedSemaphore(config.decoder_count)
         self._closing = False
         self._inbox: list[tuple[float, pa.Table]] = []
         self._inbox_bytes = 0
@@ -180,9 +182,13 @@ class Engine:
         used = self._inbox_bytes + self._held_bytes  # plain ints: safe from any thread
         return 1.0 if used > self.config.memory_budget_bytes else None
 
-    def yield_to_engine(self) -> None:
-        """Wait (at most :data:`ROUND_YIELD_S`) while a round runs."""
-        self._between_rounds.wait(ROUND_YIELD_S)
+    @contextlib.contextmanager
+    def decoding(self) -> Iterator[None]:
+        """A receiver's turn to decode: one of ``config.decoder_count`` at once (the others
+        wait), started once no round runs (waiting at most :data:`ROUND_YIELD_S`)."""
+        with self._decoders:
+            self._between_rounds.wait(ROUND_YIELD_S)
+            yield
 
     def accept_spans(self, spans: Sequence[Span], bad: Sequence[BadRecord] = ()) -> Accepted:
         """Map spans to stage events (spans no rule matches are ignored) into the inbox."""
@@ -253,8 +259,8 @@ class Engine:
     def tick(self, flush: bool = False) -> list[StepResult]:
         """One round of the engine (see the module docstring); ``flush``: time out every
         pending unit and close every step that holds data (shutdown, end of a replay).
-        Returns the steps closed. Receivers that call :meth:`yield_to_engine` meanwhile
-        wait for it to end."""
+        Returns the steps closed. Receivers that ask for :meth:`decoding` meanwhile wait
+        for it to end."""
         self._between_rounds.clear()
         try:
             return self._round(flush)

@@ -306,12 +306,17 @@ def test_receivers_wait_while_a_round_runs(world: RestateWorld) -> None:
         return real_round(flush)
 
     engine._round = slow_round  # type: ignore[method-assign]
-    engine.yield_to_engine()  # no round: at once
+    with engine.decoding():  # no round: at once
+        pass
     ticker = threading.Thread(target=engine.tick)
     ticker.start()
     assert in_round.wait(30)
     waited = threading.Event()
-    receiver = threading.Thread(target=lambda: (engine.yield_to_engine(), waited.set()))
+    def receiver_turn() -> None:
+        with engine.decoding():
+            waited.set()
+
+    receiver = threading.Thread(target=receiver_turn)
     receiver.start()
     assert not waited.wait(ROUND_YIELD_S / 4)  # held while the round runs
     release.set()
@@ -325,7 +330,41 @@ def test_receivers_wait_while_a_round_runs(world: RestateWorld) -> None:
     ticker.start()
     assert in_round.wait(30)
     started = time.monotonic()
-    engine.yield_to_engine()
+    with engine.decoding():
+        pass
     assert ROUND_YIELD_S * 0.9 <= time.monotonic() - started < ROUND_YIELD_S * 10
     release.set()
     ticker.join()
+
+
+@pytest.mark.parametrize("decoders", [1, 2])
+def test_only_so_many_receivers_decode_at_once(world: RestateWorld, decoders: int) -> None:
+    import threading
+
+    engine = _engine(world, Clock(), decoders=decoders)
+    inside, leave = threading.Semaphore(0), threading.Event()
+
+    def receiver() -> None:
+        with engine.decoding():
+            inside.release()
+            leave.wait(30)
+
+    threads = [threading.Thread(target=receiver) for _ in range(decoders + 1)]
+    for th in threads:
+        th.start()
+    for _ in range(decoders):
+        assert inside.acquire(timeout=30)
+    assert not inside.acquire(timeout=0.3)  # the last one waits for a turn
+    leave.set()
+    assert inside.acquire(timeout=30)  # and gets one when a turn ends
+    for th in threads:
+        th.join(30)
+
+
+def test_decoders_default_to_the_cpus_the_collector_may_run_on() -> None:
+    import os
+
+    config = load_collector_config(None, {"store": "unused"})
+    assert config.decoders == 0
+    assert config.decoder_count == len(os.sched_getaffinity(0))
+    assert load_collector_config(None, {"store": "unused", "decoders": 3}).decoder_count == 3

@@ -610,6 +610,9 @@ def main() -> None:
     parser.add_argument("--batch-spans", type=int, default=200_000,
                         help="spans of the batch comparison (the first ones posted)")
     parser.add_argument("--skip", default="", help="phases to skip: spans,events,rss,batch")
+    parser.add_argument("--collector-flag", action="append", default=[], metavar="FLAG",
+                        help="extra flag for every collector (repeatable), e.g. "
+                        "--collector-flag=--decoders=4")
     args = parser.parse_args()
     if args.quick:
         args.duration, args.delay_duration = 3.0, 6.0
@@ -644,8 +647,8 @@ def main() -> None:
             print(f"spans: {n_spans:,} in {len(bodies)} bodies of <= {args.span_batch}"
                   f" ({sum(len(b.data) for b in bodies) / n_spans:.0f} B/span gzip),"
                   f" made in {time.perf_counter() - w:.0f} s")
-            tp = _live(rows, notes, Collector(store, col_cpu, ["--preset", "restate"],
-                                              _log("spans")),
+            flags = ["--preset", "restate", *args.collector_flag]
+            tp = _live(rows, notes, Collector(store, col_cpu, flags, _log("spans")),
                        "spans", "/v1/traces", "application/x-protobuf", bodies, paced,
                        args.conns, args.duration, span_marker, TARGET_SPANS)
             live_spans = tp.sustained_rate
@@ -675,7 +678,8 @@ def main() -> None:
             print(f"events: {n_ev:,} in {len(bodies)} bodies of <= {args.event_batch}"
                   f" ({sum(len(b.data) for b in bodies) / n_ev:.0f} B/event gzip),"
                   f" made in {time.perf_counter() - w:.0f} s")
-            _live(rows, notes, Collector(store, col_cpu, [], _log("events")), "events",
+            col = Collector(store, col_cpu, args.collector_flag, _log("events"))
+            _live(rows, notes, col, "events",
                   "/v1/events", "application/x-ndjson", bodies, paced, args.event_conns,
                   args.duration, event_marker, TARGET_EVENTS)
         if "rss" not in skip:

@@ -4,12 +4,11 @@ A receiver decodes a payload (OTLP spans, JSONL stage events) and offers it to a
 :class:`Sink`; the sink maps, pairs, corrects and counts. Before decoding, a receiver asks
 :meth:`Sink.retry_after_s`: a number means "over the memory budget, answer 429/503 with this
 ``Retry-After``"; then it decodes and hands over the payload inside :meth:`Sink.decoding`,
-its turn. Decoding and the engine's rounds share one interpreter lock and, in the
-benchmark, one core: payloads decoded side by side only take turns on that core, at a cost
-(measured: 2.5 against 2.0 µs of CPU an event with 12 connections), and a round that has to
-win the lock back from busy receivers after each of its many native calls takes several
-times its CPU time. So a turn waits while a round runs, and only so many receivers decode
-at once.
+its turn. Decoding and the engine's rounds share one interpreter lock (and, pinned, one
+core): payloads decoded side by side only share the core, at the price of switching between
+them, and a round that has to win the lock back from busy receivers after each of its many
+native calls takes several times its CPU time. So a turn waits while a round runs, and only
+so many receivers decode at once.
 
 A sink may also have ``forward_body(body: bytes, media: str)``: receivers call it with each
 accepted OTLP traces body (decompressed; ``media`` ``application/x-protobuf`` or

@@ -15,6 +15,7 @@ Example file (``clocksync collector run --config collector.toml``)::
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,8 @@ class CollectorConfig:
                                            "(s)", 0.0, 10.0, kind="duration",
                                            flag="min_wire_delay")
     causal: bool = option_field(True, "causal tightening of cross-node hops")
+    decoders: int = option_field(0, "payloads decoded at once (0: one per CPU the collector "
+                                 "may run on); others wait their turn", 0, 1024)
     refresh_s: float = option_field(2.0, "how often the table stores are checked (s)", 0.05,
                                     3600.0, kind="duration", flag="refresh")
     source: str = dataclasses.field(default="defaults", compare=False)
@@ -92,6 +95,11 @@ class CollectorConfig:
     @property
     def window_ns(self) -> int:
         return round(self.window_s * 1e9)
+
+    @property
+    def decoder_count(self) -> int:
+        """Payloads decoded at once: ``decoders``, or one per CPU this process may run on."""
+        return self.decoders or len(os.sched_getaffinity(0))
 
     def mapping(self) -> TraceMapping | None:
         """The trace map of ``preset`` or ``trace_map`` (``None``: the default map)."""

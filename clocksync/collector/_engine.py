@@ -26,13 +26,14 @@ late (it is in the raw layer, not in the metrics).
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import math
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,7 +76,9 @@ log = logging.getLogger(__name__)
 _DICTIONARY_MAX = 4096
 _NO_STRINGS = pa.nulls(0, pa.string())  # (pa.array would import pandas at start)
 _CODED = pa.dictionary(pa.int32(), pa.string())
-#: slack between a unit's correction at completion and at its step's close (ns)
+#: how far a step's selection reaches past its end (a chain request's later hops are
+#: tightened with the messages of the causal windows they fall in), and before and after it
+#: while some buffered keys were made with other tables than the step's (ns)
 _MARGIN_NS = 1_000_000_000
 _IDLE_MIN_S = 10.0
 #: the most rows of bodies a round takes as one batch (bounds the round's scratch memory)
@@ -110,6 +113,7 @@ class _Done:
     events: pa.Table | None
     last_ns: int  # the largest time a unit here can reach (for retention)
     corrections: EventCorrections | None = None  # chain: per row of events, if made
+    tables: _Tables | None = None  # the tables the keys were made with (None: not known)
     nbytes: int = 0  # of its tables (and corrections)
 
     def __post_init__(self) -> None:
@@ -117,6 +121,18 @@ class _Done:
                           if t is not None)
         if self.corrections is not None:
             self.nbytes += self.corrections.nbytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Tables:
+    """Correction tables by identity: the nodes and each one's compiled table."""
+
+    nodes: tuple[str, ...]
+    compiled: tuple[Any, ...]
+
+    def same(self, other: _Tables) -> bool:
+        return self.nodes == other.nodes and len(self.compiled) == len(other.compiled) and all(
+            a is b for a, b in zip(self.compiled, other.compiled, strict=True))
 
 
 class Engine:
@@ -149,6 +165,7 @@ class Engine:
         self._lock = threading.Lock()
         self._between_rounds = threading.Event()  # clear while a round runs
         self._between_rounds.set()
+        self._decoders = threading.BoundedSemaphore(config.decoder_count)
         self._closing = False
         self._inbox: list[tuple[float, pa.Table]] = []
         self._inbox_bytes = 0
@@ -180,9 +197,13 @@ class Engine:
         used = self._inbox_bytes + self._held_bytes  # plain ints: safe from any thread
         return 1.0 if used > self.config.memory_budget_bytes else None
 
-    def yield_to_engine(self) -> None:
-        """Wait (at most :data:`ROUND_YIELD_S`) while a round runs."""
-        self._between_rounds.wait(ROUND_YIELD_S)
+    @contextlib.contextmanager
+    def decoding(self) -> Iterator[None]:
+        """A receiver's turn to decode: one of ``config.decoder_count`` at once (the others
+        wait), started once no round runs (waiting at most :data:`ROUND_YIELD_S`)."""
+        with self._decoders:
+            self._between_rounds.wait(ROUND_YIELD_S)
+            yield
 
     def accept_spans(self, spans: Sequence[Span], bad: Sequence[BadRecord] = ()) -> Accepted:
         """Map spans to stage events (spans no rule matches are ignored) into the inbox."""
@@ -253,8 +274,8 @@ class Engine:
     def tick(self, flush: bool = False) -> list[StepResult]:
         """One round of the engine (see the module docstring); ``flush``: time out every
         pending unit and close every step that holds data (shutdown, end of a replay).
-        Returns the steps closed. Receivers that call :meth:`yield_to_engine` meanwhile
-        wait for it to end."""
+        Returns the steps closed. Receivers that ask for :meth:`decoding` meanwhile wait
+        for it to end."""
         self._between_rounds.clear()
         try:
             return self._round(flush)
@@ -427,13 +448,14 @@ class Engine:
                 self.metrics.count_incomplete(stage, n)
         if self.metrics is not None and out.evicted:
             self.metrics.count_evicted(out.evicted)
+        keyed_with = self._tables()
         if self.paired:
             for parents, children in zip(out.parents, out.children, strict=True):
                 # stage and node hashed once here, not at every step that reads the pair
                 parents, children = self._coded(parents), self._coded(children)
                 ts = parents.column("ts_ns").to_numpy().astype(np.int64)
                 key, ok = self._approx_ref(parents.column("node"), ts)
-                self._keep(key, key, ok, parents, children, None, parents)
+                self._keep(key, key, ok, parents, children, None, parents, tables=keyed_with)
         else:
             # one buffer entry per run of tables with one schema; a request's events (one
             # code per request and table) share its earliest corrected time
@@ -465,7 +487,7 @@ class Engine:
                 whole_ok = np.isfinite(first)[rid]
                 self._keep(np.where(whole_ok, first[rid], np.nan),
                            np.where(whole_ok, last[rid], np.nan), whole_ok, None, None,
-                           events, events, rid, corrections)
+                           events, events, rid, corrections, keyed_with)
 
     def _corrections(self, node: pa.ChunkedArray | pa.Array, ts: np.ndarray
                      ) -> EventCorrections | None:
@@ -487,7 +509,8 @@ class Engine:
     def _keep(self, key: np.ndarray, end: np.ndarray, ok: np.ndarray,
               parents: pa.Table | None, children: pa.Table | None, events: pa.Table | None,
               nodes_of: pa.Table, rid: np.ndarray | None = None,
-              corrections: EventCorrections | None = None) -> None:
+              corrections: EventCorrections | None = None,
+              tables: _Tables | None = None) -> None:
         """Buffer completed units (rows: pairs, or the events of whole requests with their
         request codes ``rid`` and, if made, corrections) under their first (``key``) and
         last (``end``) corrected times; uncorrectable ones are counted by node, late ones
@@ -510,14 +533,14 @@ class Engine:
             return
         key_ns, end_ns = key.astype(np.int64), end.astype(np.int64)
         if self._closed_until is not None:
-            late = key_ns < self._closed_until - _MARGIN_NS  # a hop in a closed step
+            late = key_ns < self._closed_until  # a hop in a closed step
             n_late = int(late.sum()) if rid is None else len(np.unique(rid[late]))
             if n_late:
                 self.counts["late"] += n_late
                 if self.metrics is not None:
                     self.metrics.count_late(n_late)
         self._done.append(_Done(key_ns, end_ns, parents, children, events,
-                                int(end_ns.max()) + _MARGIN_NS, corrections))
+                                int(end_ns.max()) + _MARGIN_NS, corrections, tables))
 
     def _close_steps(self, now: float, flush: bool) -> list[StepResult]:
         step = self.config.step_ns
@@ -562,8 +585,29 @@ class Engine:
                 out.append((np.flatnonzero(m), d))
         return out
 
+    def _tables(self) -> _Tables | None:
+        """The correction tables as they are now, by identity (``None``: the corrector
+        offers no :class:`~clocksync.CellStack`, so keys cannot be matched to tables)."""
+        make = getattr(self.corrector, "cell_stack", None)
+        stack = None if make is None else make(self.corrector.nodes)
+        return None if stack is None else _Tables(stack.nodes, stack.compiled)
+
+    def _reach(self) -> tuple[int, int]:
+        """How far (ns) before and after a step its selection reaches. Keys made with the
+        step's tables are the corrected times the step computes: a unit overlaps the step
+        or it has no hop there; a chain's selection reaches one margin past the step, so
+        that a request's later hops are tightened with every message of their causal
+        windows. Keys made with other tables may be off: the margin on both sides."""
+        now = self._tables()
+        if now is None or any(d.tables is None or not d.tables.same(now) for d in self._done):
+            return _MARGIN_NS, _MARGIN_NS
+        return 0, 0 if self.paired else _MARGIN_NS
+
     def _compute_step(self, start: int, end: int) -> StepResult | None:
-        sel = self._selection(start - _MARGIN_NS, end + _MARGIN_NS)
+        before, after = self._reach()
+        sel = self._selection(start - before, end + after)
+        if not sel:  # an empty step with units near it is kept
+            sel = self._selection(start - _MARGIN_NS, end + _MARGIN_NS)
         if not sel:
             return None
         try:
@@ -785,15 +829,25 @@ def _rows(table: pa.Table, rows: np.ndarray) -> pa.Table:
 
 def _one_dictionary(events: pa.Table) -> pa.Table:
     """A step's events (or its pairs' layout) with ``request_id`` and ``node``, where
-    dictionary-encoded, each under one dictionary in the order the values first appear, as
-    the batch pipeline would encode them: it hashes no row again. The ids are marked
-    distinct (:data:`~clocksync.latency._arrow.UNIQUE_DICTIONARY`)."""
+    dictionary-encoded, each under one dictionary of the values its rows hold: request ids
+    in the order they first appear, as the batch pipeline would encode them, marked
+    distinct (:data:`~clocksync.latency._arrow.UNIQUE_DICTIONARY`); nodes in the order of
+    the engine's dictionary (:meth:`Engine._coded`: the order they first came, which only
+    grows), so that a node pair's causal windows name it the same way round in every step.
+    No row is hashed again."""
     for name in ("request_id", "node"):
         at = events.schema.get_field_index(name)
         if at < 0 or not pa.types.is_dictionary(events.schema.field(at).type):
             continue
-        column = first_seen_dictionary(events.column(at))
-        meta = {UNIQUE_DICTIONARY: b"1"} if name == "request_id" else None
+        meta = None
+        if name == "request_id":
+            column = first_seen_dictionary(events.column(at))
+            meta = {UNIQUE_DICTIONARY: b"1"}
+        else:
+            codes, values = dictionary_codes(events.column(at), np.int32, used_only=True)
+            column = pa.DictionaryArray.from_arrays(
+                pa.array(codes, pa.int32(), mask=codes < 0 if (codes < 0).any() else None),
+                values)
         events = events.set_column(at, pa.field(name, column.type, metadata=meta),
                                    pa.chunked_array([column]))
     return events

@@ -71,12 +71,12 @@ class _Export:
                 message = f"over the collector's memory budget: retry after {wait_s:.3g} s"
                 failure = (codes.UNAVAILABLE, message, rpc_status(UNAVAILABLE, message, wait_s))
             else:
-                self._sink.yield_to_engine()
-                spans, bad = decode_traces(body, PROTOBUF, ENDPOINT)
-                accepted = self._sink.accept_spans(spans, bad)
-                forward = getattr(self._sink, "forward_body", None)
-                if forward is not None:  # the engine relays upstream (--forward)
-                    forward(body, PROTOBUF)
+                with self._sink.decoding():
+                    spans, bad = decode_traces(body, PROTOBUF, ENDPOINT)
+                    accepted = self._sink.accept_spans(spans, bad)
+                    forward = getattr(self._sink, "forward_body", None)
+                    if forward is not None:  # the engine relays upstream (--forward)
+                        forward(body, PROTOBUF)
                 return export_response(accepted.rejected, accepted.message, PROTOBUF)[0]
         except PayloadError as exc:
             self._refuse(exc.reason)

@@ -230,21 +230,23 @@ class _Handler(BaseHTTPRequestHandler):
                              f"retry after {wait_s:.3g} s", answer_media,
                              {"Retry-After": _retry_header(wait_s)})
                 return
-            sink.yield_to_engine()
-            data = inflate(body, self.headers.get("Content-Encoding"),
-                           self.server.max_decompressed_bytes)
+            with sink.decoding():
+                data = inflate(body, self.headers.get("Content-Encoding"),
+                               self.server.max_decompressed_bytes)
+                if endpoint == TRACES:
+                    spans, bad = decode_traces(data, media, endpoint)
+                    accepted = sink.accept_spans(spans, bad)
+                    forward = getattr(sink, "forward_body", None)
+                    if forward is not None:  # the engine relays upstream (--forward)
+                        forward(data, media)
+                else:
+                    table, bad_lines = decode_events(data, endpoint)
+                    accepted = sink.accept_events(table, bad_lines)
             if endpoint == TRACES:
-                spans, bad = decode_traces(data, media, endpoint)
-                accepted = sink.accept_spans(spans, bad)
-                forward = getattr(sink, "forward_body", None)
-                if forward is not None:  # the engine relays upstream (--forward)
-                    forward(data, media)
                 out, content_type = export_response(accepted.rejected, accepted.message,
                                                     answer_media)
                 self._send(200, out, content_type)
             else:
-                table, bad_lines = decode_events(data, endpoint)
-                accepted = sink.accept_events(table, bad_lines)
                 self._json(200, {"accepted": accepted.items, "rejected": accepted.rejected,
                                  "message": accepted.message})
         except PayloadError as exc:

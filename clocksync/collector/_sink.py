@@ -3,10 +3,12 @@
 A receiver decodes a payload (OTLP spans, JSONL stage events) and offers it to a
 :class:`Sink`; the sink maps, pairs, corrects and counts. Before decoding, a receiver asks
 :meth:`Sink.retry_after_s`: a number means "over the memory budget, answer 429/503 with this
-``Retry-After``"; then it calls :meth:`Sink.yield_to_engine`, which holds it while the
-engine works through a round (decoding and the engine's rounds share one interpreter lock,
-and a round that has to win the lock back from busy receivers after each of its many
-native calls takes several times its CPU time: the engine goes first).
+``Retry-After``"; then it decodes and hands over the payload inside :meth:`Sink.decoding`,
+its turn. Decoding and the engine's rounds share one interpreter lock (and, pinned, one
+core): payloads decoded side by side only share the core, at the price of switching between
+them, and a round that has to win the lock back from busy receivers after each of its many
+native calls takes several times its CPU time. So a turn waits while a round runs, and only
+so many receivers decode at once.
 
 A sink may also have ``forward_body(body: bytes, media: str)``: receivers call it with each
 accepted OTLP traces body (decompressed; ``media`` ``application/x-protobuf`` or
@@ -16,6 +18,7 @@ accepted OTLP traces body (decompressed; ``media`` ``application/x-protobuf`` or
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -48,9 +51,10 @@ class Sink(Protocol):
         """``None``: room for more; else seconds a client should wait (over budget)."""
         ...
 
-    def yield_to_engine(self) -> None:
-        """Return once the engine is not in a round (at once when it is not), or after a
-        bounded wait."""
+    def decoding(self) -> AbstractContextManager[None]:
+        """A receiver's turn to decode a payload and hand it over: entered once few enough
+        other receivers hold one and the engine is not in a round (or after a bounded
+        wait); the receiver answers its client after leaving it."""
         ...
 
     def accept_spans(self, spans: Sequence[Span], bad: Sequence[BadRecord] = ()) -> Accepted:

@@ -113,6 +113,7 @@ class _SpanTemplate:
     inv: np.ndarray  # offsets of the last 4 characters of the invocation ids
     sim_ns: int
     items: int
+    rate: float  # its node's clock: local ns per reference ns (1 + skew)
 
 
 def _restate_templates(n_invocations: int, rate: float, batch: int,
@@ -129,18 +130,28 @@ def _restate_templates(n_invocations: int, rate: float, batch: int,
         node = rs["resource"]["attributes"][0]["value"]["stringValue"]
         by_node.setdefault(node, (rs["resource"], []))[1].extend(rs["scopeSpans"][0]["spans"])
     out = []
-    for resource, spans in by_node.values():
+    for node, (resource, spans) in by_node.items():
         spans.sort(key=lambda s: int(s["startTimeUnixNano"]))
+        rate = _local_rate(clocks[node.rsplit("/", 1)[-1]])
         for at in range(0, len(spans), batch):
             part = spans[at:at + batch]
             body = otlp_protobuf({"resourceSpans": [{"resource": resource, "scopeSpans": [
                 {"scope": {"name": "services"}, "spans": part}]}]})
-            out.append(_locate(body, part))
+            out.append(_locate(body, part, rate))
     out.sort(key=lambda t: t.sim_ns)
     return out, round(duration_s * 1e9)
 
 
-def _locate(body: bytes, spans: list[dict[str, Any]]) -> _SpanTemplate:
+def _local_rate(clock: SimClock) -> float:
+    """Local ns per reference ns of ``clock`` (a constant skew: the bench's clocks do not
+    wander), so that a copy of the load shifted by ``s`` reference ns moves each node's
+    stamps by ``s · rate`` and stays what that node's clock would stamp."""
+    if clock.wander_ppb_per_s or clock.steps:
+        raise ValueError("the bench shifts stamps by a constant rate: no wander, no steps")
+    return 1.0 + clock.skew_ppm * 1e-6
+
+
+def _locate(body: bytes, spans: list[dict[str, Any]], rate: float) -> _SpanTemplate:
     """Where each span's ids, stamps and invocation id lie in its serialized body (fields
     are serialized in field-number order, so a forward search finds them)."""
     trace, ids, stamps, inv = [], [], [], []
@@ -165,18 +176,19 @@ def _locate(body: bytes, spans: list[dict[str, Any]]) -> _SpanTemplate:
         pos = at + len(value)
     newest = max(int(s["endTimeUnixNano"]) for s in spans)
     return _SpanTemplate(body, np.array(trace), np.array(ids), np.array(stamps),
-                         np.array(inv), newest, len(spans))
+                         np.array(inv), newest, len(spans), rate)
 
 
 def _patched(t: _SpanTemplate, copy: int, shift_ns: int) -> bytes:
     """Copy ``copy`` of a template body: ids XOR-ed with the copy number (parent links
-    stay), invocation ids ending in it (hex), stamps shifted by ``shift_ns``."""
+    stay), invocation ids ending in it (hex), stamps shifted by ``shift_ns`` of reference
+    time (its node's local ns: ``shift_ns · rate``)."""
     a = np.frombuffer(t.body, np.uint8).copy()
     key = np.frombuffer(struct.pack("<I", copy + 1), np.uint8)
     a[t.trace[:, None] + 12 + _AR4] ^= key
     a[t.ids[:, None] + 4 + _AR4] ^= key
     at = t.stamps[:, None] + _AR8
-    stamps = a[at].view("<u8") + np.uint64(shift_ns)
+    stamps = a[at].view("<u8") + np.uint64(round(shift_ns * t.rate))
     a[at] = stamps.view(np.uint8).reshape(-1, 8)
     a[t.inv[:, None] + _AR4] = np.frombuffer(f"{copy:04x}".encode(), np.uint8)
     return a.tobytes()
@@ -208,10 +220,13 @@ def event_bodies(n_items: int, rate: float, batch: int, rng: np.random.Generator
     period_ns = round(n_tpl * 4 / rate * 1e9)
     table, _ = simulate_requests(clocks, routes, n_tpl, START + offset_ns, period_ns / 1e9, rng)
     table = table.sort_by("ts_ns")
+    rates = {k: _local_rate(c) for k, c in clocks.items()}
+    rate = np.array([rates[n] for n in table.column("node").to_pylist()])
     out: list[Body] = []
     copy, total = 0, 0
-    while total < n_items:
-        ts = pc.add(table.column("ts_ns"), copy * period_ns)
+    while total < n_items:  # copy k: k periods of reference time later, on each node's clock
+        ts = pc.add(table.column("ts_ns"), pa.array(np.round(copy * period_ns * rate)
+                                                    .astype(np.int64)))
         rid = pc.binary_join_element_wise(f"{tag}c{copy}-", table.column("request_id"), "")
         lines = pc.binary_join_element_wise(
             '{"request_id":"', rid, '","stage":"', table.column("stage"), '","node":"',
@@ -595,6 +610,9 @@ def main() -> None:
     parser.add_argument("--batch-spans", type=int, default=200_000,
                         help="spans of the batch comparison (the first ones posted)")
     parser.add_argument("--skip", default="", help="phases to skip: spans,events,rss,batch")
+    parser.add_argument("--collector-flag", action="append", default=[], metavar="FLAG",
+                        help="extra flag for every collector (repeatable), e.g. "
+                        "--collector-flag=--decoders=4")
     args = parser.parse_args()
     if args.quick:
         args.duration, args.delay_duration = 3.0, 6.0
@@ -629,8 +647,8 @@ def main() -> None:
             print(f"spans: {n_spans:,} in {len(bodies)} bodies of <= {args.span_batch}"
                   f" ({sum(len(b.data) for b in bodies) / n_spans:.0f} B/span gzip),"
                   f" made in {time.perf_counter() - w:.0f} s")
-            tp = _live(rows, notes, Collector(store, col_cpu, ["--preset", "restate"],
-                                              _log("spans")),
+            flags = ["--preset", "restate", *args.collector_flag]
+            tp = _live(rows, notes, Collector(store, col_cpu, flags, _log("spans")),
                        "spans", "/v1/traces", "application/x-protobuf", bodies, paced,
                        args.conns, args.duration, span_marker, TARGET_SPANS)
             live_spans = tp.sustained_rate
@@ -660,7 +678,8 @@ def main() -> None:
             print(f"events: {n_ev:,} in {len(bodies)} bodies of <= {args.event_batch}"
                   f" ({sum(len(b.data) for b in bodies) / n_ev:.0f} B/event gzip),"
                   f" made in {time.perf_counter() - w:.0f} s")
-            _live(rows, notes, Collector(store, col_cpu, [], _log("events")), "events",
+            col = Collector(store, col_cpu, args.collector_flag, _log("events"))
+            _live(rows, notes, col, "events",
                   "/v1/events", "application/x-ndjson", bodies, paced, args.event_conns,
                   args.duration, event_marker, TARGET_EVENTS)
         if "rss" not in skip:

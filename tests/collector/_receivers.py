@@ -4,8 +4,9 @@ not installed: the message types are built from their field numbers)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -34,20 +35,33 @@ class RecordingSink:
         self.retry: float | None = None
         self.fail = False
         self.healthy = True
-        self.held = threading.Event()  # clear: receivers wait in yield_to_engine
+        self.held = threading.Event()  # clear: receivers wait to start their turn
         self.held.set()
+        self.turns = 0  # decoding turns taken
+        self.in_turn = 0  # receivers in their turn now
+        self.accepted_in_turn: list[bool] = []  # per accept call
 
     def retry_after_s(self) -> float | None:
         return self.retry
 
-    def yield_to_engine(self) -> None:
+    @contextlib.contextmanager
+    def decoding(self) -> Iterator[None]:
         self.held.wait(30)
+        with self.lock:
+            self.turns += 1
+            self.in_turn += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.in_turn -= 1
 
     def accept_spans(self, spans: Sequence[Span], bad: Sequence[BadRecord] = ()) -> Accepted:
         if self.fail:
             raise RuntimeError("engine exploded")
         refused = [s for s in spans if s.name == "reject-me"]
         with self.lock:
+            self.accepted_in_turn.append(self.in_turn > 0)
             self.spans.extend(spans)
             self.bad.extend(bad)
         reasons = [str(b) for b in bad] + [f"{s.span_id}: refused" for s in refused]
@@ -57,6 +71,7 @@ class RecordingSink:
         if self.fail:
             raise RuntimeError("engine exploded")
         with self.lock:
+            self.accepted_in_turn.append(self.in_turn > 0)
             self.events.append(events)
             self.bad.extend(bad)
         return Accepted(events.num_rows, len(bad), "; ".join(str(b) for b in bad))

@@ -306,12 +306,17 @@ def test_receivers_wait_while_a_round_runs(world: RestateWorld) -> None:
         return real_round(flush)
 
     engine._round = slow_round  # type: ignore[method-assign]
-    engine.yield_to_engine()  # no round: at once
+    with engine.decoding():  # no round: at once
+        pass
     ticker = threading.Thread(target=engine.tick)
     ticker.start()
     assert in_round.wait(30)
     waited = threading.Event()
-    receiver = threading.Thread(target=lambda: (engine.yield_to_engine(), waited.set()))
+    def receiver_turn() -> None:
+        with engine.decoding():
+            waited.set()
+
+    receiver = threading.Thread(target=receiver_turn)
     receiver.start()
     assert not waited.wait(ROUND_YIELD_S / 4)  # held while the round runs
     release.set()
@@ -325,7 +330,108 @@ def test_receivers_wait_while_a_round_runs(world: RestateWorld) -> None:
     ticker.start()
     assert in_round.wait(30)
     started = time.monotonic()
-    engine.yield_to_engine()
+    with engine.decoding():
+        pass
     assert ROUND_YIELD_S * 0.9 <= time.monotonic() - started < ROUND_YIELD_S * 10
     release.set()
     ticker.join()
+
+
+@pytest.mark.parametrize("decoders", [1, 2])
+def test_only_so_many_receivers_decode_at_once(world: RestateWorld, decoders: int) -> None:
+    import threading
+
+    engine = _engine(world, Clock(), decoders=decoders)
+    inside, leave = threading.Semaphore(0), threading.Event()
+
+    def receiver() -> None:
+        with engine.decoding():
+            inside.release()
+            leave.wait(30)
+
+    threads = [threading.Thread(target=receiver) for _ in range(decoders + 1)]
+    for th in threads:
+        th.start()
+    for _ in range(decoders):
+        assert inside.acquire(timeout=30)
+    assert not inside.acquire(timeout=0.3)  # the last one waits for a turn
+    leave.set()
+    assert inside.acquire(timeout=30)  # and gets one when a turn ends
+    for th in threads:
+        th.join(30)
+
+
+def test_decoders_default_to_the_cpus_the_collector_may_run_on() -> None:
+    import os
+
+    config = load_collector_config(None, {"store": "unused"})
+    assert config.decoders == 0
+    assert config.decoder_count == len(os.sched_getaffinity(0))
+    assert load_collector_config(None, {"store": "unused", "decoders": 3}).decoder_count == 3
+
+
+def _two_node_events(world: RestateWorld, route: tuple[str, str], n: int, start_s: float,
+                     duration_s: float, tag: str, seed: int) -> pa.Table:
+    clocks = {k: world.clocks[k] for k in route}
+    events, _ = simulate_requests(clocks, [route], n, T0 + round(start_s * 1e9), duration_s,
+                                  np.random.default_rng(seed))
+    ids = pc.binary_join_element_wise(tag, events.column("request_id"), "")
+    return events.set_column(0, "request_id", ids)
+
+
+def test_a_node_pair_is_named_the_same_way_round_in_every_step(world: RestateWorld) -> None:
+    """The engine codes nodes in the order they first came: the second load starts on n2,
+    yet its windows name the pair (n1, n2) as the first load's do, and as batch does."""
+    first = _two_node_events(world, ("n1", "n2"), 800, 20.0, 8.0, "a-", 1)
+    second = _two_node_events(world, ("n2", "n1"), 800, 31.0, 8.0, "b-", 2)
+    first = first.sort_by([("node", "ascending"), ("ts_ns", "ascending")])  # n1 rows first
+    second = second.sort_by([("node", "descending"), ("ts_ns", "ascending")])  # n2 first
+    config = load_collector_config(None, {"store": "unused", "window_s": 10.0,
+                                          "lateness_s": 3600.0})
+    engine = Engine(config, world.corrector, monotonic_s=Clock())
+    steps: list[StepResult] = []
+    for events in (first, second):
+        engine.accept_events(events)
+        steps += engine.tick()
+    steps += engine.tick(flush=True)
+    named = {(w.node_a, w.node_b) for s in steps for w in s.causal}
+    assert len({w.start_ns for s in steps for w in s.causal}) >= 10  # windows of both loads
+    batch = hop_table(pa.concat_tables([first, second]), world.corrector)
+    assert named == {(w.node_a, w.node_b) for w in batch.pair_windows} == {("n1", "n2")}
+    live = _key(_steps_hops(steps))
+    assert live.equals(_key(batch.table))
+
+
+def test_steps_follow_keys_that_new_tables_move(world: RestateWorld) -> None:
+    """Tables that move n2's corrected times by 0.6 s while requests wait: a step then
+    looks a margin around itself for requests its old keys put elsewhere (the numbers are
+    batch analysis's with the new tables)."""
+    events = _two_node_events(world, ("n1", "n2"), 2000, 20.0, 40.0, "", 5).sort_by("ts_ns")
+    config = load_collector_config(None, {"store": "unused", "window_s": 10.0,
+                                          "lateness_s": 3600.0})
+    engine = Engine(config, world.corrector, monotonic_s=Clock())
+    new = _shifted(world.corrector, "n2", 6e8)
+    steps: list[StepResult] = []
+    for at in range(0, events.num_rows, 500):
+        engine.accept_events(events.slice(at, 500))
+        steps += engine.tick()
+        if at == 4000:
+            engine.corrector = new
+    steps += engine.tick(flush=True)
+    live = _key(_steps_hops(steps))
+    assert live.num_rows == 4 * 2000
+    assert live.equals(_key(hop_table(events, new).table))
+
+
+def test_a_unit_keyed_in_a_closed_step_is_late(world: RestateWorld) -> None:
+    events = _two_node_events(world, ("n1", "n2"), 1000, 20.0, 20.0, "", 6).sort_by("ts_ns")
+    late = _two_node_events(world, ("n1", "n2"), 1, 29.5, 0.001, "late-", 7)
+    config = load_collector_config(None, {"store": "unused", "window_s": 10.0,
+                                          "lateness_s": 0.0})
+    engine = Engine(config, world.corrector, monotonic_s=Clock())
+    engine.accept_events(events)
+    closed = engine.tick()
+    assert max(s.end_ns for s in closed) == T0 + 30 * 10**9
+    engine.accept_events(late)  # its first event lies half a second before that end
+    engine.tick()
+    assert engine.counts["late"] == 1

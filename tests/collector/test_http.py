@@ -260,6 +260,16 @@ def test_a_body_waits_for_the_engine_before_it_is_decoded(
     assert got == [200] and len(sink.spans) == 2
 
 
+def test_bodies_are_decoded_and_handed_over_in_a_turn_answered_after_it(
+        conn: http.client.HTTPConnection, sink: RecordingSink) -> None:
+    assert post(conn, "/v1/traces", restate_request().SerializeToString(), PB)[0] == 200
+    assert post(conn, "/v1/events", b'{"request_id":"r","stage":"a","node":"n","ts_ns":1}\n',
+                "application/x-ndjson")[0] == 200
+    # both accepted inside a turn; each answer came once its turn was over
+    assert sink.accepted_in_turn == [True, True]
+    assert (sink.turns, sink.in_turn) == (2, 0)
+
+
 def test_closing_server_answers_503_on_open_connections(
         server: CollectorHttpServer, conn: http.client.HTTPConnection,
         sink: RecordingSink) -> None:

@@ -41,6 +41,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .._correct._cellstack import CellStack
 from .._corrector import Corrector
 from .._model._errors import ClockSyncError
 from .._report import reader_status
@@ -131,7 +132,7 @@ class _Tables:
     compiled: tuple[Any, ...]
 
     def same(self, other: _Tables) -> bool:
-        return self.nodes == other.nodes and len(self.compiled) == len(other.compiled) and all(
+        return self.nodes == other.nodes and all(  # (one table per node)
             a is b for a, b in zip(self.compiled, other.compiled, strict=True))
 
 
@@ -494,8 +495,7 @@ class Engine:
         """Every event's correction, made once for every step that reads it (``None``
         when the tables offer no :class:`~clocksync.CellStack`, or a stamp is refused:
         :meth:`_approx_ref` then judges)."""
-        make = getattr(self.corrector, "cell_stack", None)
-        stack = None if make is None else make(self.corrector.nodes)
+        stack = self._stack()
         if stack is None:
             return None
         codes, names = self._node_codes(node)
@@ -585,11 +585,15 @@ class Engine:
                 out.append((np.flatnonzero(m), d))
         return out
 
+    def _stack(self) -> CellStack | None:
+        """The tables' :class:`~clocksync.CellStack` (``None``: the corrector offers none)."""
+        make = getattr(self.corrector, "cell_stack", None)
+        return None if make is None else make(self.corrector.nodes)
+
     def _tables(self) -> _Tables | None:
         """The correction tables as they are now, by identity (``None``: the corrector
         offers no :class:`~clocksync.CellStack`, so keys cannot be matched to tables)."""
-        make = getattr(self.corrector, "cell_stack", None)
-        stack = None if make is None else make(self.corrector.nodes)
+        stack = self._stack()
         return None if stack is None else _Tables(stack.nodes, stack.compiled)
 
     def _reach(self) -> tuple[int, int]:

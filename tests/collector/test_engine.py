@@ -46,6 +46,27 @@ def _engine(world: RestateWorld, clock: Clock, **options: object) -> Engine:
     return Engine(config, world.corrector, monotonic_s=clock)
 
 
+def _events_engine(world: RestateWorld, clock: Clock, **options: object) -> Engine:
+    """An engine of stage events (the default chain), tumbling 10 s windows."""
+    config = load_collector_config(None, {"store": "unused", "window_s": 10.0, **options})
+    return Engine(config, world.corrector, monotonic_s=clock)
+
+
+def _live_with_tables_replaced(world: RestateWorld, events: pa.Table,
+                               new: Corrector) -> pa.Table:
+    """The hops of ``events`` (slices of 500, a round after each) when the engine's tables
+    become ``new`` after the first 4,500 events, keyed as :func:`_key` keys them."""
+    engine = _events_engine(world, Clock(), lateness_s=3600.0)
+    steps: list[StepResult] = []
+    for at in range(0, events.num_rows, 500):
+        engine.accept_events(events.slice(at, 500))
+        steps += engine.tick()
+        if at == 4000:
+            engine.corrector = new
+    steps += engine.tick(flush=True)
+    return _key(_steps_hops(steps))
+
+
 def _key(table: pa.Table) -> pa.Table:
     cols = ["request_id", "hop", "low_ns", "high_ns", "src_ts_ns", "dst_ts_ns"]
     out = pa.table({c: pc.cast(table.column(c), pa.string()) if c in ("request_id", "hop")
@@ -157,9 +178,7 @@ def test_events_chain_live_equals_batch(world: RestateWorld) -> None:
     events, _ = simulate_requests(clocks, [("n1", "n2"), ("n2", "n1")], 3000,
                                   T0 + 20 * 10**9, 60.0, rng)
     clock = Clock()
-    config = load_collector_config(None, {"store": "unused", "window_s": 10.0,
-                                          "lateness_s": 3600.0})
-    engine = Engine(config, world.corrector, monotonic_s=clock)
+    engine = _events_engine(world, clock, lateness_s=3600.0)
     shuffled = events.take(pa.array(rng.permutation(events.num_rows)))
     steps: list[StepResult] = []
     for at in range(0, shuffled.num_rows, 1000):
@@ -193,19 +212,8 @@ def test_events_chain_live_follows_new_tables(world: RestateWorld) -> None:
     events, _ = simulate_requests(clocks, [("n1", "n2"), ("n2", "n1")], 2000,
                                   T0 + 20 * 10**9, 40.0, rng)
     events = events.sort_by("ts_ns")
-    clock = Clock()
-    config = load_collector_config(None, {"store": "unused", "window_s": 10.0,
-                                          "lateness_s": 3600.0})
-    engine = Engine(config, world.corrector, monotonic_s=clock)
     new = _shifted(world.corrector, "n2", 40_000.0)
-    steps: list[StepResult] = []
-    for at in range(0, events.num_rows, 500):
-        engine.accept_events(events.slice(at, 500))
-        steps += engine.tick()
-        if at == 4000:
-            engine.corrector = new
-    steps += engine.tick(flush=True)
-    live = _key(_steps_hops(steps))
+    live = _live_with_tables_replaced(world, events, new)
     assert live.equals(_key(hop_table(events, new).table))
     assert not live.equals(_key(hop_table(events, world.corrector).table))
 
@@ -386,9 +394,7 @@ def test_a_node_pair_is_named_the_same_way_round_in_every_step(world: RestateWor
     second = _two_node_events(world, ("n2", "n1"), 800, 31.0, 8.0, "b-", 2)
     first = first.sort_by([("node", "ascending"), ("ts_ns", "ascending")])  # n1 rows first
     second = second.sort_by([("node", "descending"), ("ts_ns", "ascending")])  # n2 first
-    config = load_collector_config(None, {"store": "unused", "window_s": 10.0,
-                                          "lateness_s": 3600.0})
-    engine = Engine(config, world.corrector, monotonic_s=Clock())
+    engine = _events_engine(world, Clock(), lateness_s=3600.0)
     steps: list[StepResult] = []
     for events in (first, second):
         engine.accept_events(events)
@@ -407,18 +413,8 @@ def test_steps_follow_keys_that_new_tables_move(world: RestateWorld) -> None:
     looks a margin around itself for requests its old keys put elsewhere (the numbers are
     batch analysis's with the new tables)."""
     events = _two_node_events(world, ("n1", "n2"), 2000, 20.0, 40.0, "", 5).sort_by("ts_ns")
-    config = load_collector_config(None, {"store": "unused", "window_s": 10.0,
-                                          "lateness_s": 3600.0})
-    engine = Engine(config, world.corrector, monotonic_s=Clock())
     new = _shifted(world.corrector, "n2", 6e8)
-    steps: list[StepResult] = []
-    for at in range(0, events.num_rows, 500):
-        engine.accept_events(events.slice(at, 500))
-        steps += engine.tick()
-        if at == 4000:
-            engine.corrector = new
-    steps += engine.tick(flush=True)
-    live = _key(_steps_hops(steps))
+    live = _live_with_tables_replaced(world, events, new)
     assert live.num_rows == 4 * 2000
     assert live.equals(_key(hop_table(events, new).table))
 
@@ -426,9 +422,7 @@ def test_steps_follow_keys_that_new_tables_move(world: RestateWorld) -> None:
 def test_a_unit_keyed_in_a_closed_step_is_late(world: RestateWorld) -> None:
     events = _two_node_events(world, ("n1", "n2"), 1000, 20.0, 20.0, "", 6).sort_by("ts_ns")
     late = _two_node_events(world, ("n1", "n2"), 1, 29.5, 0.001, "late-", 7)
-    config = load_collector_config(None, {"store": "unused", "window_s": 10.0,
-                                          "lateness_s": 0.0})
-    engine = Engine(config, world.corrector, monotonic_s=Clock())
+    engine = _events_engine(world, Clock(), lateness_s=0.0)
     engine.accept_events(events)
     closed = engine.tick()
     assert max(s.end_ns for s in closed) == T0 + 30 * 10**9

@@ -12,6 +12,8 @@ made, so the package loads without it.
 
 from __future__ import annotations
 
+import functools
+import operator
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -163,6 +165,8 @@ class CollectorMetrics:
 
         self._lock = threading.Lock()
         self._state = _State()
+        # each histogram series' text as the last scrape wrote it (as big as that body)
+        self._written: _SeriesTexts = {}
         self.registry: CollectorRegistry = registry if registry is not None \
             else CollectorRegistry(auto_describe=True)
         self.registry.register(self)
@@ -291,13 +295,14 @@ class CollectorMetrics:
         """``(body, content type)`` of the Prometheus text exposition of :attr:`registry`:
         the same text prometheus-client writes for it, but for the two histogram families,
         written here a series at a time (each series is 388 lines: prometheus-client's
-        line-by-line rendering of them took over 100 ms a scrape)."""
+        line-by-line rendering of them took over 100 ms a scrape), and a series that has
+        counted no request since the last scrape as that scrape wrote it."""
         from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
         with self._lock:
             state = self._state.copy()
         others = generate_latest(_Families(self, state, histograms=False))
-        return others + _histograms_text(state).encode(), CONTENT_TYPE_LATEST
+        return others + _histograms_text(state, self._written).encode(), CONTENT_TYPE_LATEST
 
     def collect(self) -> Iterator[Metric]:
         """The metric families now (called by the registry at every scrape)."""
@@ -382,9 +387,30 @@ def _label(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
 
 
-def _histograms_text(s: _State) -> str:
+@functools.lru_cache(maxsize=4096)
+def _series_heads(name: str, key: _Key) -> tuple[str, ...]:
+    """What precedes each value of one histogram series, a line each: its buckets'
+    ``NAME_bucket{labels,le="..."} ``, then ``NAME_count{labels} ``, ``NAME_sum{labels} ``
+    (labels in name order, as prometheus-client writes them). A series keeps its labels, so
+    these are made once, not at every scrape."""
+    hop, src, dst = map(_label, key)
+    labels = f'dst_node="{dst}",hop="{hop}"'
+    src_label = f'src_node="{src}"'
+    buckets = [f'{name}_bucket{{{labels},le="{le}",{src_label}}} ' for le in _LE]
+    return (*buckets, f"{name}_count{{{labels},{src_label}}} ",
+            f"{name}_sum{{{labels},{src_label}}} ")
+
+
+#: a series' text as last written, by (side, labels): (its request count then, the text)
+_SeriesTexts = dict[tuple[str, _Key], tuple[int, str]]
+
+
+def _histograms_text(s: _State, written: _SeriesTexts) -> str:
     """The two histogram families in the text exposition format, as prometheus-client
-    writes them (labels in name order, values as Go prints floats)."""
+    writes them (labels in name order, values as Go prints floats). A series whose request
+    count has not changed since a scrape wrote it is taken from ``written`` (where each
+    series written is kept); a cumulative count that repeats (every bucket above a series'
+    largest bound holds its count) is printed once."""
     from prometheus_client import utils
 
     go = cast("Callable[[float], str]", utils.floatToGoString)  # (untyped in the package)
@@ -392,14 +418,20 @@ def _histograms_text(s: _State) -> str:
     for side in ("low", "high"):
         name, doc = _histogram_name(side)
         out += [f"# HELP {name} {doc}\n", f"# TYPE {name} histogram\n"]
-        for (hop, src, dst), cumulative, total_s in _histogram_rows(s, side):
-            labels = f'dst_node="{_label(dst)}",hop="{_label(hop)}"'
-            src_label = f'src_node="{_label(src)}"'
-            head, tail = f"{name}_bucket{{{labels},le=\"", f'",{src_label}}} '
-            values = [go(c) for c in cumulative]
-            out += [f"{head}{le}{tail}{v}\n" for le, v in zip(_LE, values, strict=True)]
-            out.append(f"{name}_count{{{labels},{src_label}}} {values[-1]}\n")
-            out.append(f"{name}_sum{{{labels},{src_label}}} {go(total_s)}\n")
+        for key, series in sorted(s.hops.items()):
+            kept = written.get((side, key))
+            if kept is not None and kept[0] == series.count:
+                out.append(kept[1])
+                continue
+            counts, which = np.unique(np.cumsum(series.low if side == "low" else series.high),
+                                      return_inverse=True)
+            printed = [f"{go(c)}\n" for c in counts.tolist()]
+            total_ns = series.low_sum_ns if side == "low" else series.high_sum_ns
+            values = [printed[i] for i in which.tolist()]
+            values += [values[-1], f"{go(total_ns / 1e9)}\n"]
+            text = "".join(map(operator.add, _series_heads(name, key), values))
+            written[(side, key)] = (series.count, text)
+            out.append(text)
     return "".join(out)
 
 

@@ -376,6 +376,17 @@ def test_concurrent_writers_and_scrapers_see_whole_batches() -> None:
         (("endpoint", "otlp_http"),): writers * batches * size}
 
 
+def _by_family(text: bytes) -> dict[str, str]:
+    """An exposition's lines by family name (the families' order aside)."""
+    out: dict[str, str] = {}
+    name = ""
+    for line in text.decode().splitlines(keepends=True):
+        if line.startswith("# HELP "):
+            name = line.split()[2]
+        out[name] = out.get(name, "") + line
+    return out
+
+
 def test_exposition_writes_what_prometheus_client_writes_for_the_registry() -> None:
     from prometheus_client.exposition import generate_latest
 
@@ -389,18 +400,31 @@ def test_exposition_writes_what_prometheus_client_writes_for_the_registry() -> N
     m.observe_hops("big", "n1", "n2", big, big)
     m.count_received("/v1/traces", 7)
 
-    def families(text: bytes) -> dict[str, str]:
-        out: dict[str, str] = {}
-        name = ""
-        for line in text.decode().splitlines(keepends=True):
-            if line.startswith("# HELP "):
-                name = line.split()[2]
-            out[name] = out.get(name, "") + line
-        return out
-
-    fast, slow = families(m.exposition()[0]), families(generate_latest(m.registry))
+    fast, slow = _by_family(m.exposition()[0]), _by_family(generate_latest(m.registry))
     assert fast == slow
     assert "clocksync_hop_latency_low_seconds" in fast and 'le="+Inf"' in fast[
         "clocksync_hop_latency_high_seconds"]
     assert 'dst_node="n2",hop="big",le="+Inf",src_node="n1"} 2e+07' in fast[
         "clocksync_hop_latency_low_seconds"]
+
+
+def test_a_scrape_after_new_hops_shows_them_and_the_unchanged_series_as_before() -> None:
+    """A scrape keeps each histogram series' text for the next one while its count stays
+    the same: the next scrape must still write exactly what prometheus-client writes."""
+    from prometheus_client.exposition import generate_latest
+
+    m = CollectorMetrics()
+    rng = np.random.default_rng(6)
+    for hop in ("a->b", "b->c", "c->d"):
+        low = rng.lognormal(13, 1, 500)
+        m.observe_hops(hop, "n1", "n2", low, low * 1.5)
+    first = m.exposition()[0]
+    assert _by_family(first) == _by_family(generate_latest(m.registry))
+    low = np.full(3, 4e6)
+    m.observe_hops("b->c", "n1", "n2", low, low)  # one series changes, two stay
+    m.observe_hops("d->e", "n2", "n1", low, low)  # and one is new
+    second = m.exposition()[0]
+    assert _by_family(second) == _by_family(generate_latest(m.registry)) != _by_family(first)
+    assert 'clocksync_hop_latency_low_seconds_count{dst_node="n2",hop="b->c",src_node="n1"} ' \
+        '503.0' in second.decode()
+    assert m.exposition()[0] == second

@@ -71,7 +71,7 @@ TARGET_RSS_MB = 500.0
 TARGET_PENDING = 1_000_000
 WINDOW_S, LATENESS_S = 2.0, 1.0
 #: how often the bench reads /metrics while it waits for data to show (s): the resolution of
-#: the delay and drain times (a scrape of the histograms is ~10 ms of the collector's core)
+#: the delay and drain times (a scrape is 3-6 ms of the collector's core)
 SCRAPE_S = 0.25
 #: how often a delay marker is posted (s): the marker node's newest stamp holds the
 #: watermark back by up to this much (a node that sends all the time does not)

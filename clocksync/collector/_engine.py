@@ -50,7 +50,6 @@ from ..latency import (
     BadRecord,
     Span,
     TraceMapping,
-    summary_and_windows,
 )
 from ..latency._alerts import Alert, inconsistency_alerts, latency_alerts, worst_requests
 from ..latency._arrow import (
@@ -62,6 +61,7 @@ from ..latency._arrow import (
 from ..latency._hops import EventCorrections
 from ..latency._otlp import otlp_request
 from ..latency._pairs import is_paired, pair_layout, pivot_of_pairs
+from ..latency._percentiles import summary_and_window
 from ..latency._pipeline import HopCount, chain_hop_table, hop_counts, pairs_hop_table
 from ..latency._traces import span_events
 from ._config import CollectorConfig
@@ -183,7 +183,10 @@ class Engine:
         self._node_ref: dict[str, tuple[int, float]] = {}  # node -> (newest ref, mono)
         self._idle_wm: tuple[int, float] | None = None
         self._last_refresh = -math.inf
-        self._report: dict[str, Any] = {}
+        # the published report, and (summary, window rows, window) its lists are made of on
+        # the first read (None once made): a step publishes without making them
+        self._report: tuple[dict[str, Any], tuple[pa.Table, pa.Table | None, pa.Table] | None]
+        self._report = ({}, None)
         self._active: dict[tuple[str, str, str, str], Alert] = {}
         self.counts: collections.Counter[str] = collections.Counter()
         self.incomplete: collections.Counter[str] = collections.Counter()
@@ -689,15 +692,14 @@ class Engine:
         rows: pa.Table | None = None
         summary = pa.table({})
         if window.num_rows:  # the window's summary and its window rows, from one reading
-            summary, table = summary_and_windows(window, self.config.window_s,
-                                                 self.config.step_s or None)
-            rows = table.filter(pc.equal(table.column("window_start_ns"), start))
+            summary, rows = summary_and_window(window, self.config.window_s,
+                                               self.config.step_s or None, start)
             result.window = rows
             self._history.append(rows)
             self._alerts(rows, window, start)
             if self.metrics is not None:
                 self._publish_quantiles(rows)
-        self._report = self._make_report(window, summary, rows, start, end)
+        self._report = (self._make_report(window, start, end), (summary, rows, window))
 
     def _publish_quantiles(self, rows: pa.Table) -> None:
         out = []
@@ -735,8 +737,9 @@ class Engine:
             return tuple(c for c in only if c.requests)
         return hop_counts(window) if window.num_rows else ()
 
-    def _make_report(self, window: pa.Table, summary: pa.Table, rows: pa.Table | None,
-                     start: int, end: int) -> dict[str, Any]:
+    def _make_report(self, window: pa.Table, start: int, end: int) -> dict[str, Any]:
+        """The report of a step, but for ``summary``, ``windows`` and ``slowest``, which
+        :meth:`report` makes from the step's tables when it is read."""
         causal = [w for s in self._steps for w in s.causal]
         return {
             "records": self.counts["records"],
@@ -752,12 +755,12 @@ class Engine:
             "uncorrectable_events_by_node": dict(self.uncorrectable),
             "hops": [{k: getattr(h, k) for k in h.__slots__}
                      for h in self._window_counts(window)],
-            "summary": summary.to_pylist(),
+            "summary": [],
             "window_s": self.config.window_s,
-            "windows": [] if rows is None else rows.to_pylist(),
+            "windows": [],
             "causal": [{k: getattr(w, k) for k in w.__slots__} for w in causal],
             "alerts": [a.to_dict() for a in self._active.values()],
-            "slowest": _slowest(window),
+            "slowest": {},
             "window_start_ns": start,
             "window_end_ns": end,
             "late": self.counts["late"],
@@ -781,9 +784,18 @@ class Engine:
 
     # -- outputs ----------------------------------------------------------------------------
     def report(self) -> dict[str, Any]:
-        return dict(self._report) or {"requests": 0, "windows": [], "summary": [],
-                                      "hops": [], "window_s": self.config.window_s,
-                                      "pending": self._pending_count}
+        published = self._report
+        report, tables = published
+        if tables is not None:  # the first read of this step's report
+            summary, rows, window = tables
+            report = {**report, "summary": summary.to_pylist(),
+                      "windows": [] if rows is None else rows.to_pylist(),
+                      "slowest": _slowest(window)}
+            if self._report is published:  # (else a newer step published meanwhile)
+                self._report = (report, None)
+        return dict(report) or {"requests": 0, "windows": [], "summary": [],
+                                "hops": [], "window_s": self.config.window_s,
+                                "pending": self._pending_count}
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         over = self.retry_after_s() is not None

@@ -42,7 +42,7 @@ from ._arrow import group_order
 from ._select import GroupedSelect
 
 __all__ = ["P99_ALPHA", "QUANTILES", "grouped_quantiles", "lower_confidence_rank",
-           "percentile_table", "summary_and_windows"]
+           "percentile_table", "summary_and_window", "summary_and_windows"]
 
 #: ``p99_low_lcb_ns`` is a lower bound of the population P99 with confidence ``1 - P99_ALPHA``.
 P99_ALPHA = 0.05
@@ -481,3 +481,29 @@ def summary_and_windows(
     summary, windows = _tables(hops, window_s, step_s, True, True)
     assert summary is not None and windows is not None
     return summary, windows
+
+
+def summary_and_window(hops: pa.Table, window_s: float, step_s: float | None, start_ns: int
+                       ) -> tuple[pa.Table, pa.Table]:
+    """``(percentile_table(hops), the rows of percentile_table(hops, window_s, step_s) of
+    the window that starts at start_ns)``, the window's rows sorted as that table has them.
+
+    When every row's ``src_ref_ns`` lies in that window (and it is one of the table's
+    windows), the window's rows are the summary's with the window's bounds: the rows are
+    grouped once, not once for the summary and once for each window that holds them."""
+    win_ns = round(window_s * 1e9)
+    step_ns = round((step_s or window_s) * 1e9)
+    times = hops.column("src_ref_ns") if "src_ref_ns" in hops.column_names else None
+    if (hops.num_rows and times is not None and not times.null_count
+            and step_ns > 0 and win_ns % step_ns == 0 and start_ns % step_ns == 0):
+        bounds = pc.min_max(times)
+        if start_ns <= bounds["min"].as_py() and bounds["max"].as_py() < start_ns + win_ns:
+            summary, _ = _tables(hops, None, None, True, True)
+            assert summary is not None
+            n = summary.num_rows
+            rows = summary.add_column(0, "window_start_ns", pa.array(
+                np.full(n, start_ns, np.int64))).add_column(1, "window_end_ns", pa.array(
+                    np.full(n, start_ns + win_ns, np.int64)))
+            return summary, rows
+    summary, windows = summary_and_windows(hops, window_s, step_s)
+    return summary, windows.filter(pc.equal(windows.column("window_start_ns"), start_ns))

@@ -134,6 +134,28 @@ def test_live_stamps_cover_the_truth_and_report(world: RestateWorld) -> None:
     assert slow["dst_ts_ns"] == row.column("dst_ts_ns")[0].as_py()
 
 
+def test_a_report_read_is_that_of_the_last_step_published(world: RestateWorld) -> None:
+    """A step publishes its report's summary, window rows and slowest requests unmade; the
+    first read makes them from that step's tables. Read after some steps, the report is
+    always the newest step's, and reading it again gives the same."""
+    engine = _engine(world, Clock(), lateness_s=0.0)
+    reads = 0
+    for at, doc in enumerate(world.docs):
+        engine.accept_spans(_spans(doc))
+        steps = [s for s in engine.tick(flush=at == len(world.docs) - 1)
+                 if s.window is not None]
+        if not steps or at % 2:  # (some steps are never read)
+            continue
+        report = engine.report()
+        assert report == engine.report()
+        assert report["window_end_ns"] == steps[-1].end_ns
+        assert report["windows"] == steps[-1].window.to_pylist()
+        assert report["summary"] == percentile_table(engine.window_hops()).to_pylist()
+        assert report["slowest"] and report["requests"] == engine.window_hops().num_rows
+        reads += 1
+    assert reads >= 2
+
+
 def test_a_missing_parent_times_out_naming_it(world: RestateWorld) -> None:
     clock = Clock()
     engine = _engine(world, clock, request_timeout_s=5.0)

@@ -140,11 +140,20 @@ def test_watch_real_sigint_exits_zero(store: tuple[Path, int]) -> None:
     exe = Path(sys.executable).parent / "clocksync"
     if not exe.exists():
         pytest.skip(f"no clocksync script beside {sys.executable} (pip install -e .)")
-    proc = subprocess.Popen(
-        [str(exe), "skew", "report", "--store", str(base / "tables"), "--at-ns",
-         str(last + 10**9), "--watch", "0.5"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # A background job inherits SIGINT ignored, and exec keeps it so; a handled signal
+    # becomes the default in the new program. No preexec_fn: Python code run between fork
+    # and exec also runs the fork handlers of libraries earlier tests loaded (gRPC's wrote
+    # "epoll_wait error: Bad file descriptor" to this stderr).
+    before = signal.getsignal(signal.SIGINT)
+    if before == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            [str(exe), "skew", "report", "--store", str(base / "tables"), "--at-ns",
+             str(last + 10**9), "--watch", "0.5"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, before)
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()  # blocks until the first refresh is printed

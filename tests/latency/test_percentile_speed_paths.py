@@ -22,7 +22,7 @@ from clocksync.latency import (
     percentile_table,
     summary_and_windows,
 )
-from clocksync.latency._percentiles import P99_ALPHA, lower_confidence_rank
+from clocksync.latency._percentiles import P99_ALPHA, lower_confidence_rank, summary_and_window
 from clocksync.latency._select import GroupedSelect
 
 I64 = npt.NDArray[np.int64]
@@ -289,6 +289,30 @@ def test_tables_with_many_node_pairs(n: int, n_nodes: int) -> None:
     _same(summary, _reference(hops, None, None))
     _same(windows, _reference(hops, 10.0, None))
     assert windows.num_rows > n // 2  # most (pair, window) groups hold one or two rows
+
+
+@pytest.mark.parametrize("layout", ["per_hop", "split_dictionaries"])
+@pytest.mark.parametrize(("start_s", "step_s"), [(0, 20.0), (20, 20.0), (0, None)])
+def test_one_window_is_the_window_tables_rows_of_it(layout: str, start_s: int,
+                                                    step_s: float | None) -> None:
+    """The rows all lie in [10^18 ns, + 95 s): the window of 100 s from 10^18 ns is the
+    summary with the window's bounds; the one from 20 s later holds only some of them.
+    Either way it is the window table's rows of that window, and the summary is the
+    summary."""
+    rng = np.random.default_rng(start_s + 7)
+    hops = _layout(_hop_tables(rng, 1_500, True), layout, rng)
+    start_ns = 10**18 + start_s * 10**9
+    summary, rows = summary_and_window(hops, 100.0, step_s, start_ns)
+    want_summary, windows = summary_and_windows(hops, 100.0, step_s)
+    want = windows.filter(pa.compute.equal(windows.column("window_start_ns"), start_ns))
+    for got, table in ((summary, want_summary), (rows, want)):
+        assert got.schema == table.schema
+        for name in table.column_names:  # (NaN equal to NaN)
+            np.testing.assert_array_equal(got.column(name).to_numpy(),
+                                          table.column(name).to_numpy(), err_msg=name)
+    assert rows.num_rows > 10
+    counted = rows.column("count").to_numpy().sum()
+    assert (counted == summary.column("count").to_numpy().sum()) == (start_s == 0)
 
 
 def test_empty_tables_keep_their_columns() -> None:

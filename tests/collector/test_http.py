@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -427,8 +428,25 @@ def test_events_decode_is_the_same_on_both_paths() -> None:
     assert (empty.num_rows, none) == (0, [])
 
 
-def test_inflate_bounds() -> None:
+@pytest.mark.parametrize("module", ["isal", "zlib"])
+def test_inflate_bounds(module: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same answers whether ISA-L (installed with the collector) or zlib inflates."""
+    from clocksync.collector import _otlpin
+
+    if module == "zlib":
+        monkeypatch.setattr(_otlpin, "_GZIP", zlib)
+    else:
+        isal_zlib = pytest.importorskip("isal.isal_zlib", reason="needs isal: pip install "
+                                        "'clocksync[collector]'")
+        assert _otlpin._GZIP is isal_zlib  # (what the collector uses where it is installed)
     data = b"x" * 1000
+    assert inflate(gzip.compress(data) + b"\0" * 8, "gzip", 1000) == data  # (zero padding)
+    with pytest.raises(PayloadError, match="truncated") as err:
+        inflate(gzip.compress(data)[:-4], "gzip", 1000)
+    assert (err.value.status, err.value.reason) == (400, "bad_gzip")
+    with pytest.raises(PayloadError, match="once decompressed") as err:
+        inflate(gzip.compress(b"\0" * (8 << 20)), "gzip", 1 << 20)
+    assert err.value.status == 413
     assert inflate(gzip.compress(data) + gzip.compress(data), "gzip", 2000) == data * 2
     with pytest.raises(PayloadError, match="once decompressed") as err:
         inflate(gzip.compress(data) + gzip.compress(data), "gzip", 1999)

@@ -2,7 +2,7 @@
 core, against the targets of issue 12 §7 and against the batch pipeline on the same spans.
 
     python -m lab.bench.collector_throughput [--duration S] [--quick] [--conns N]
-        [--event-conns N]
+        [--event-conns N] [--repeat N]
         [--skip spans,events,rss,batch]
 
 The collector runs as its own process (the CLI), pinned to one CPU; this process is the
@@ -28,6 +28,11 @@ Phases, each with a fresh collector (``--window 2s --lateness 1s``):
 3. *RSS*: 1 M stage events of 1 M requests that lack every other stage (so all stay pending;
    ``--request-timeout 1h``, a budget that evicts nothing): the collector's ``VmRSS`` once its
    ``pending`` gauge reads 1 M (target: 500 MB).
+With ``--repeat N`` phases 1 and 2 run N times (spans, events, spans, ...; bodies made
+once), and the report gives per measure the median, the range and the runs that meet its
+target, and the runs that meet every target of phases 1 and 2: the same code's figures
+move by a third from run to run on a shared machine.
+
 4. *batch*: ``clocksync latency SPANS --format otlp --preset restate`` on the first
    ``--batch-spans`` spans of phase 1 (one size-prefixed protobuf file), in a process on the
    collector's CPU: spans/s from its CPU time, and the live collector's sustained spans/s as
@@ -585,6 +590,53 @@ def _fmt_rate(x: float) -> str:
     return "-" if not np.isfinite(x) else f"{x:,.0f}"
 
 
+@dataclass(frozen=True)
+class Row:
+    """One measure of the report: its value, its target (``None``: none; a minimum unless
+    ``most``) and its decimals (-1: a rate, with thousands separators)."""
+
+    measure: str
+    value: float
+    target: float | None = None
+    most: bool = False
+    digits: int = 2
+
+    def text(self, x: float) -> str:
+        if np.isinf(x):
+            return "never"
+        return _fmt_rate(x) if self.digits < 0 else f"{x:.{self.digits}f}"
+
+    def met(self) -> bool:
+        """Whether the value meets the target (no target: met)."""
+        if self.target is None:
+            return True
+        return self.value <= self.target if self.most else self.value >= self.target
+
+
+def _print_rows(rows: list[Row]) -> None:
+    print(f"\n{'measure':<46} {'value':>14} {'target':>12} {'ratio':>7}")
+    for r in rows:
+        target = "" if r.target is None else r.text(r.target)
+        ratio = "" if r.target is None or np.isinf(r.value) else f"{r.value / r.target:.2f}"
+        print(f"{r.measure:<46} {r.text(r.value):>14} {target:>12} {ratio:>7}")
+
+
+def _print_runs(runs: list[list[Row]]) -> None:
+    """Per measure of the repeated phases: median, range and the runs meeting its target;
+    then the runs meeting every target."""
+    print(f"\n{'measure (' + str(len(runs)) + ' runs)':<46} {'median':>10} {'range':>21}"
+          f" {'target':>10} {'met':>5}")
+    for k, first in enumerate(runs[0]):
+        values = np.array([run[k].value for run in runs])
+        target = "" if first.target is None else first.text(first.target)
+        met = "" if first.target is None else f"{sum(run[k].met() for run in runs)}"
+        span = f"{first.text(values.min())}–{first.text(values.max())}"
+        print(f"{first.measure:<46} {first.text(float(np.median(values))):>10} {span:>21}"
+              f" {target:>10} {met:>5}")
+    every = sum(all(r.met() for r in run) for run in runs)
+    print(f"runs meeting every target above: {every} of {len(runs)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -609,11 +661,16 @@ def main() -> None:
     parser.add_argument("--pending", type=int, default=TARGET_PENDING)
     parser.add_argument("--batch-spans", type=int, default=200_000,
                         help="spans of the batch comparison (the first ones posted)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of the throughput and delay phases (each on a fresh "
+                        "collector; spans and events alternating)")
     parser.add_argument("--skip", default="", help="phases to skip: spans,events,rss,batch")
     parser.add_argument("--collector-flag", action="append", default=[], metavar="FLAG",
                         help="extra flag for every collector (repeatable), e.g. "
                         "--collector-flag=--decoders=4")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat: at least 1")
     if args.quick:
         args.duration, args.delay_duration = 3.0, 6.0
         args.pending = min(args.pending, 100_000)
@@ -623,7 +680,8 @@ def main() -> None:
     col_cpu, gen_cpu = (cpus[1], cpus[0]) if len(cpus) > 1 else (cpus[0], cpus[0])
     os.sched_setaffinity(0, {gen_cpu})
     rng = np.random.default_rng(12)
-    rows: list[tuple[str, str, str, str]] = []  # (measure, value, target, ratio)
+    rows: list[Row] = []  # the measures of phases 3 and 4
+    runs: list[list[Row]] = [[] for _ in range(args.repeat)]  # phases 1 and 2, per run
     notes: list[str] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -633,7 +691,7 @@ def main() -> None:
               f" {WINDOW_S:g} s, lateness {LATENESS_S:g} s; {args.conns} connections for spans,"
               f" {args.event_conns} for events;"
               f" {args.duration:g} s sustained")
-        live_spans = np.nan
+        span_load = event_load = None
         if "spans" not in skip:
             w = time.perf_counter()
             n_inv = 2_000 if args.quick else 18_000
@@ -643,30 +701,11 @@ def main() -> None:
             paced = span_bodies(templates, period, int(args.span_rate * args.delay_duration),
                                 offset_ns=bodies[-1].sim_ns - START + 10**9,
                                 first_copy=len(bodies) // len(templates) + 1)
+            span_load = (bodies, paced)
             n_spans = sum(b.items for b in bodies)
             print(f"spans: {n_spans:,} in {len(bodies)} bodies of <= {args.span_batch}"
                   f" ({sum(len(b.data) for b in bodies) / n_spans:.0f} B/span gzip),"
                   f" made in {time.perf_counter() - w:.0f} s")
-            flags = ["--preset", "restate", *args.collector_flag]
-            tp = _live(rows, notes, Collector(store, col_cpu, flags, _log("spans")),
-                       "spans", "/v1/traces", "application/x-protobuf", bodies, paced,
-                       args.conns, args.duration, span_marker, TARGET_SPANS)
-            live_spans = tp.sustained_rate
-            if "batch" not in skip:
-                spans_file = tmp / "spans.pb"
-                sample = bodies[:args.batch_spans // args.span_batch]
-                with spans_file.open("wb") as out:
-                    for b in sample:
-                        data = gzip.decompress(b.data)
-                        out.write(len(data).to_bytes(4, "big") + data)
-                n_batch = sum(b.items for b in sample)
-                cpu_s, wall_s = batch_rate(spans_file, store, tmp / "hops.parquet", col_cpu)
-                rate = n_batch / cpu_s
-                rows.append(("batch `clocksync latency` spans/s (cpu)", _fmt_rate(rate), "",
-                             ""))
-                rows.append(("live / batch spans/s", f"{live_spans / rate:.2f}", "", ""))
-                notes.append(f"batch: {n_batch:,} spans in {cpu_s:.2f} s cpu ({wall_s:.2f} s"
-                             " wall), read + map + hops + percentiles + alerts")
         if "events" not in skip:
             w = time.perf_counter()
             want = int(args.event_rate * 1.5 * args.duration)
@@ -674,25 +713,53 @@ def main() -> None:
             paced = event_bodies(int(args.event_rate * args.delay_duration), args.event_rate,
                                  args.event_batch, rng,
                                  offset_ns=bodies[-1].sim_ns - START + 10**9, tag="d")
+            event_load = (bodies, paced)
             n_ev = sum(b.items for b in bodies)
             print(f"events: {n_ev:,} in {len(bodies)} bodies of <= {args.event_batch}"
                   f" ({sum(len(b.data) for b in bodies) / n_ev:.0f} B/event gzip),"
                   f" made in {time.perf_counter() - w:.0f} s")
-            col = Collector(store, col_cpu, args.collector_flag, _log("events"))
-            _live(rows, notes, col, "events",
-                  "/v1/events", "application/x-ndjson", bodies, paced, args.event_conns,
-                  args.duration, event_marker, TARGET_EVENTS)
+        live_spans = np.nan
+        for run in runs:
+            if span_load is not None:
+                flags = ["--preset", "restate", *args.collector_flag]
+                tp = _live(run, notes, Collector(store, col_cpu, flags, _log("spans")),
+                           "spans", "/v1/traces", "application/x-protobuf", *span_load,
+                           args.conns, args.duration, span_marker, TARGET_SPANS)
+                if np.isnan(live_spans):
+                    live_spans = tp.sustained_rate
+            if event_load is not None:
+                col = Collector(store, col_cpu, args.collector_flag, _log("events"))
+                _live(run, notes, col, "events", "/v1/events", "application/x-ndjson",
+                      *event_load, args.event_conns, args.duration, event_marker,
+                      TARGET_EVENTS)
+        if span_load is not None and "batch" not in skip:
+            spans_file = tmp / "spans.pb"
+            sample = span_load[0][:args.batch_spans // args.span_batch]
+            with spans_file.open("wb") as out:
+                for b in sample:
+                    data = gzip.decompress(b.data)
+                    out.write(len(data).to_bytes(4, "big") + data)
+            n_batch = sum(b.items for b in sample)
+            cpu_s, wall_s = batch_rate(spans_file, store, tmp / "hops.parquet", col_cpu)
+            rate = n_batch / cpu_s
+            rows.append(Row("batch `clocksync latency` spans/s (cpu)", rate, digits=-1))
+            rows.append(Row("live / batch spans/s (first run)", live_spans / rate))
+            notes.append(f"batch: {n_batch:,} spans in {cpu_s:.2f} s cpu ({wall_s:.2f} s"
+                         " wall), read + map + hops + percentiles + alerts")
         if "rss" not in skip:
             _rss(rows, notes, store, col_cpu, args)
-    print(f"\n{'measure':<46} {'value':>14} {'target':>12} {'ratio':>7}")
-    for measure, value, target, ratio in rows:
-        print(f"{measure:<46} {value:>14} {target:>12} {ratio:>7}")
+    if len(runs) == 1:
+        _print_rows(runs[0] + rows)
+    else:
+        _print_runs(runs)
+        if rows:
+            _print_rows(rows)
     print()
     for note in notes:
         print(note)
 
 
-def _live(rows: list[tuple[str, str, str, str]], notes: list[str], col: Collector, what: str,
+def _live(rows: list[Row], notes: list[str], col: Collector, what: str,
           path: str, ctype: str, bodies: list[Body], paced: list[Body], conns: int,
           duration_s: float, marker: Callable[[int, int], bytes], target: float
           ) -> Throughput:
@@ -708,14 +775,13 @@ def _live(rows: list[tuple[str, str, str, str]], notes: list[str], col: Collecto
     return tp
 
 
-def _report(rows: list[tuple[str, str, str, str]], notes: list[str], tp: Throughput,
+def _report(rows: list[Row], notes: list[str], tp: Throughput,
             target: float, what: str) -> None:
-    rows.append((f"{what}/s accepted (POST time)", _fmt_rate(tp.accepted_rate),
-                 _fmt_rate(target), f"{tp.accepted_rate / target:.2f}"))
-    rows.append((f"{what}/s sustained (POST + drain)", _fmt_rate(tp.sustained_rate),
-                 _fmt_rate(target), f"{tp.sustained_rate / target:.2f}"))
-    rows.append((f"{what}: collector cpu µs per item", f"{tp.cpu_s / tp.accepted * 1e6:.1f}",
-                 f"{1e6 / target:.1f}", ""))
+    rows.append(Row(f"{what}/s accepted (POST time)", tp.accepted_rate, target, digits=-1))
+    rows.append(Row(f"{what}/s sustained (POST + drain)", tp.sustained_rate, target,
+                    digits=-1))
+    rows.append(Row(f"{what}: collector cpu µs per item", tp.cpu_s / tp.accepted * 1e6,
+                    1e6 / target, most=True, digits=1))
     notes.append(f"{what} throughput: {tp.accepted:,} accepted in {tp.post_s:.1f} s of posting,"
                  f" engine drained {tp.drain_s:.1f} s after; collector cpu {tp.cpu_s:.1f} s"
                  f" ({tp.cpu_s / (tp.post_s + tp.drain_s):.0%} of its core); answers"
@@ -723,23 +789,19 @@ def _report(rows: list[tuple[str, str, str, str]], notes: list[str], tp: Through
                  f" {tp.steps:,.0f}")
 
 
-def _delay_rows(rows: list[tuple[str, str, str, str]], notes: list[str], what: str,
+def _delay_rows(rows: list[Row], notes: list[str], what: str,
                 delays: list[float], sent: Sent, post_s: float) -> None:
     target = WINDOW_S + 2.0
     rate = sent.items / post_s if post_s else 0.0
-    if delays:
-        worst = max(delays)
-        rows.append((f"{what}: receipt -> metric delay, max s", f"{worst:.2f}",
-                     f"{target:.2f}", f"{worst / target:.2f}"))
-        rows.append((f"{what}: receipt -> metric delay, median s",
-                     f"{float(np.median(delays)):.2f}", "", ""))
-    else:
-        rows.append((f"{what}: receipt -> metric delay, max s", "never", f"{target:.2f}", ""))
+    worst = max(delays) if delays else np.inf  # (no marker counted: never)
+    rows.append(Row(f"{what}: receipt -> metric delay, max s", worst, target, most=True))
+    rows.append(Row(f"{what}: receipt -> metric delay, median s",
+                    float(np.median(delays)) if delays else np.inf))
     notes.append(f"{what} delay: {len(delays)} markers at {rate:,.0f} {what}/s paced"
                  f" (answers {sent.status}); scrape every {SCRAPE_S:g} s")
 
 
-def _rss(rows: list[tuple[str, str, str, str]], notes: list[str], store: Path, cpu: int,
+def _rss(rows: list[Row], notes: list[str], store: Path, cpu: int,
          args: argparse.Namespace) -> None:
     n = args.pending
     ids = pa.array(np.arange(n).astype(str)).cast(pa.string())
@@ -769,9 +831,8 @@ def _rss(rows: list[tuple[str, str, str, str]], notes: list[str], store: Path, c
         estimate = col.metrics().get("clocksync_collector_pending_bytes", 0.0) / 2**20
     finally:
         col.close()
-    rows.append((f"RSS MB, {pending:,.0f} requests pending", f"{rss:,.0f}",
-                 f"{TARGET_RSS_MB * n / TARGET_PENDING:,.0f}",
-                 f"{rss / (TARGET_RSS_MB * n / TARGET_PENDING):.2f}"))
+    rows.append(Row(f"RSS MB, {pending:,.0f} requests pending", rss,
+                    TARGET_RSS_MB * n / TARGET_PENDING, most=True, digits=0))
     notes.append(f"RSS: {n:,} single-event requests posted ({sent.status}); idle collector"
                  f" {base / 1024:.0f} MB, with them {rss:.0f} MB (peak {hwm:.0f} MB);"
                  f" the engine's own estimate of pending + window bytes {estimate:.0f} MiB")

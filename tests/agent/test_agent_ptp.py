@@ -168,12 +168,20 @@ def test_agent_ptp_and_ptp4l_sources(lab: _Lab, tmp_path: Path) -> None:
     # a ptp4l sample's bound is an assumption (docs/ptp.md: that Sync's own delay within
     # [0, 2 x meanPathDelay]; ptp4l exports no per-exchange stamps): a Sync held up by a
     # loaded machine breaks it now and then (seen: 1 sample, 180 ns past its bound, while
-    # the CPU was saturated). Such samples stay rare and the fit keeps them out of the table
+    # the CPU was saturated). Such samples stay rare
     missed = [s for s in logged if abs(s.offset_ns - _truth_ns(clock, s.t_local_ns)) > s.bound]
     assert len(missed) <= len(logged) // 5, missed
     sys_now = time.time_ns()
     ref, bound = Corrector([p4l.table]).correct("p4l", clock.read_ns(sys_now))
-    assert abs(ref - sys_now) <= bound
+    # the table's bound is guaranteed while its samples' bounds hold; a sample past its
+    # bound (the assumption broken, above) can move the fit by as much as it is past it
+    excess = max((abs(s.offset_ns - _truth_ns(clock, s.t_local_ns)) - s.bound
+                  for s in missed), default=0.0)
+    last = p4l.table.last_sample_local_ns
+    assert abs(ref - sys_now) <= bound + excess, {
+        "error_ns": ref - sys_now, "bound_ns": bound, "missed": missed,
+        "s_since_last_sample": None if last is None else (clock.read_ns(sys_now) - last) / 1e9,
+        "samples": [(s.t_local_ns, s.offset_ns, s.bound) for s in logged]}
 
 
 # -- without root ------------------------------------------------------------------------

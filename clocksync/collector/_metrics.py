@@ -94,6 +94,12 @@ class _HopSeries:
     order_unknown: int = 0
     inconsistent: int = 0
 
+    def side(self, side: str) -> tuple[NDArray[np.int64], float]:
+        """The per-bucket counts and the sum (ns) of the ``low`` or ``high`` bounds."""
+        if side == "low":
+            return self.low, self.low_sum_ns
+        return self.high, self.high_sum_ns
+
     def copy(self) -> _HopSeries:
         return _HopSeries(self.low.copy(), self.high.copy(), self.low_sum_ns, self.high_sum_ns,
                           self.count, self.order_unknown, self.inconsistent)
@@ -376,10 +382,8 @@ def _histogram_name(side: str) -> tuple[str, str]:
 def _histogram_rows(s: _State, side: str) -> Iterator[tuple[_Key, list[int], float]]:
     """Per series (in label order): its labels, cumulative bucket counts and sum (s)."""
     for key in sorted(s.hops):
-        series = s.hops[key]
-        counts = series.low if side == "low" else series.high
-        total = series.low_sum_ns if side == "low" else series.high_sum_ns
-        yield key, np.cumsum(counts).tolist(), total / 1e9
+        counts, total_ns = s.hops[key].side(side)
+        yield key, np.cumsum(counts).tolist(), total_ns / 1e9
 
 
 def _label(value: str) -> str:
@@ -423,10 +427,9 @@ def _histograms_text(s: _State, written: _SeriesTexts) -> str:
             if kept is not None and kept[0] == series.count:
                 out.append(kept[1])
                 continue
-            counts, which = np.unique(np.cumsum(series.low if side == "low" else series.high),
-                                      return_inverse=True)
-            printed = [f"{go(c)}\n" for c in counts.tolist()]
-            total_ns = series.low_sum_ns if side == "low" else series.high_sum_ns
+            counts, total_ns = series.side(side)
+            cumulative, which = np.unique(np.cumsum(counts), return_inverse=True)
+            printed = [f"{go(c)}\n" for c in cumulative.tolist()]
             values = [printed[i] for i in which.tolist()]
             values += [values[-1], f"{go(total_ns / 1e9)}\n"]
             text = "".join(map(operator.add, _series_heads(name, key), values))

@@ -491,11 +491,11 @@ def summary_and_window(hops: pa.Table, window_s: float, step_s: float | None, st
     When every row's ``src_ref_ns`` lies in that window (and it is one of the table's
     windows), the window's rows are the summary's with the window's bounds: the rows are
     grouped once, not once for the summary and once for each window that holds them."""
-    win_ns = round(window_s * 1e9)
-    step_ns = round((step_s or window_s) * 1e9)
+    spec = _WindowSpec.of([], window_s, step_s)  # (the windows' sizes, checked)
+    win_ns = spec.win_ns
     times = hops.column("src_ref_ns") if "src_ref_ns" in hops.column_names else None
     if (hops.num_rows and times is not None and not times.null_count
-            and step_ns > 0 and win_ns % step_ns == 0 and start_ns % step_ns == 0):
+            and start_ns % spec.step_ns == 0):
         bounds = pc.min_max(times)
         if start_ns <= bounds["min"].as_py() and bounds["max"].as_py() < start_ns + win_ns:
             summary, _ = _tables(hops, None, None, True, True)

@@ -28,15 +28,15 @@ Phases, each with a fresh collector (``--window 2s --lateness 1s``):
 3. *RSS*: 1 M stage events of 1 M requests that lack every other stage (so all stay pending;
    ``--request-timeout 1h``, a budget that evicts nothing): the collector's ``VmRSS`` once its
    ``pending`` gauge reads 1 M (target: 500 MB).
-With ``--repeat N`` phases 1 and 2 run N times (spans, events, spans, ...; bodies made
-once), and the report gives per measure the median, the range and the runs that meet its
-target, and the runs that meet every target of phases 1 and 2: the same code's figures
-move by a third from run to run on a shared machine.
-
 4. *batch*: ``clocksync latency SPANS --format otlp --preset restate`` on the first
    ``--batch-spans`` spans of phase 1 (one size-prefixed protobuf file), in a process on the
    collector's CPU: spans/s from its CPU time, and the live collector's sustained spans/s as
    a ratio to it.
+
+With ``--repeat N`` phases 1 and 2 run N times (spans, events, spans, ...; bodies made
+once), and the report gives per measure the median, the range and the runs that meet its
+target, and the runs that meet every target of phases 1 and 2: the same code's figures
+move by a third from run to run on a shared machine.
 """
 
 from __future__ import annotations
